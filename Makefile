@@ -1,0 +1,95 @@
+# Every command of the project lives here. `make demo` and `make test` work on a fresh machine:
+# they install what they need (Debian packages, a virtualenv, Python deps) before they run.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PYTHON  ?= python3
+STAMP   := $(VENV)/.deps-stamp
+APT_PKGS := qemu-utils
+BENCH_DIR ?= .benchmarks
+
+.PHONY: help
+help:
+	@echo "make demo    set up, then run the main job on its embedded defaults"
+	@echo "make test    set up, then run every check (lint, types, Rust and Python tests)"
+	@echo "make bench   run the benchmarks for real (pytest-benchmark JSON in $(BENCH_DIR))"
+	@echo "make fuzz    run the fuzz targets for a set time"
+
+# --- setup -----------------------------------------------------------------------------------
+.PHONY: system-deps
+system-deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "maturin>=1.7,<2"
+	touch $(STAMP)
+
+.PHONY: setup
+setup: system-deps $(STAMP)
+
+.PHONY: build-dev
+build-dev: setup
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/maturin develop --release -q --extras dev
+
+# --- checks ----------------------------------------------------------------------------------
+.PHONY: lint-rust
+lint-rust:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+.PHONY: test-rust
+test-rust:
+	cargo test
+
+.PHONY: lint-python
+lint-python: build-dev
+	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/ruff format --check python tests benches
+	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest vssim._engine
+
+.PHONY: test-python
+test-python: build-dev
+	$(PY) -m pytest -q --benchmark-disable
+
+.PHONY: test
+test: setup lint-rust test-rust lint-python test-python
+
+.PHONY: lint
+lint: lint-rust lint-python
+
+# --- running ---------------------------------------------------------------------------------
+.PHONY: demo
+demo: build-dev
+	$(VENV)/bin/vssim demo
+
+.PHONY: bench
+bench: build-dev
+	mkdir -p $(BENCH_DIR)
+	$(PY) -m pytest benches -q --benchmark-only --benchmark-json=$(BENCH_DIR)/latest.json \
+		--benchmark-autosave --benchmark-storage=file://$(BENCH_DIR)
+	cargo bench -p vssim-engine
+
+.PHONY: fuzz
+fuzz:
+	@echo "fuzz targets arrive with the VHDX parser"
+
+.PHONY: format
+format: setup
+	cargo fmt --all
+	$(VENV)/bin/ruff format python tests benches
+	$(VENV)/bin/ruff check --fix python tests benches
+
+.PHONY: clean
+clean:
+	rm -rf $(VENV) target $(BENCH_DIR)

@@ -1,0 +1,5 @@
+import sys
+
+from vssim.cli import main
+
+sys.exit(main())

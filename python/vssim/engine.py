@@ -1,0 +1,28 @@
+"""The public face of vssim's Rust engine.
+
+``from vssim import engine`` then ``engine.CowTracker(...)``, ``engine.ChangeTracker(...)``.
+Heavy calls take numpy arrays (offsets ``uint64``, lengths ``uint32``) and release the GIL.
+"""
+
+from __future__ import annotations
+
+from vssim._engine import ChangeTracker, CowTracker, SnapshotInfo, WriteResult
+from vssim._engine import __version__ as engine_version
+
+#: volsnap's copy unit.
+DEFAULT_CHUNK_SIZE = 16 * 1024
+#: Changed-block tracking default granularity.
+DEFAULT_CBT_BLOCK_SIZE = 64 * 1024
+#: At most 512 shadow copies per volume.
+MAX_SNAPSHOTS = 512
+
+__all__ = [
+    "DEFAULT_CBT_BLOCK_SIZE",
+    "DEFAULT_CHUNK_SIZE",
+    "MAX_SNAPSHOTS",
+    "ChangeTracker",
+    "CowTracker",
+    "SnapshotInfo",
+    "WriteResult",
+    "engine_version",
+]

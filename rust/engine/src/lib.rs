@@ -1,0 +1,14 @@
+//! vssim-engine: the hot path of vssim, in plain Rust (no Python).
+//!
+//! - [`cow`]: copy-on-write snapshot tracking of one volume, as the system provider (volsnap) does it.
+//! - [`cbt`]: changed-block tracking of one virtual disk, what an incremental backup reads.
+//! - [`chunkset`]: the sparse two-level bitmap both of them are built on.
+//!
+//! Every fallible call returns [`Error`]; nothing here panics on bad input.
+
+pub mod cbt;
+pub mod chunkset;
+pub mod cow;
+pub mod error;
+
+pub use error::{Error, Result};

@@ -1,0 +1,190 @@
+//! `CowTracker`: copy-on-write snapshot tracking of one volume (see `vssim_engine::cow`).
+
+use numpy::PyArray1;
+use pyo3::prelude::*;
+use vssim_engine::cow;
+
+use crate::arrays::{u32_vec, u64_vec};
+use crate::errors::{detached, guarded};
+
+/// Copy-on-write snapshot tracking of one volume, as the system provider (volsnap) does it.
+///
+/// The first write to a chunk after a snapshot copies the chunk once to the diff area; later writes
+/// copy nothing; one copy serves every older snapshot that had not preserved the chunk. With a
+/// diff-area limit, a copy that does not fit deletes the oldest snapshots first (reported).
+#[pyclass(module = "vssim._engine")]
+pub struct CowTracker {
+    inner: cow::CowTracker,
+}
+
+/// What one batch of writes cost.
+#[pyclass(module = "vssim._engine", frozen, get_all)]
+pub struct WriteResult {
+    /// Chunks copied to the diff area by the batch.
+    pub chunks_copied: u64,
+    /// Bytes copied to the diff area by the batch.
+    pub bytes_copied: u64,
+    /// Snapshots deleted because the diff area was full, oldest first.
+    pub deleted_snapshots: Vec<u64>,
+    /// Chunks each write copied (uint32 array), when asked for with `per_write=True`.
+    pub per_write: Option<Py<PyArray1<u32>>>,
+}
+
+#[pymethods]
+impl WriteResult {
+    fn __repr__(&self) -> String {
+        format!(
+            "WriteResult(chunks_copied={}, bytes_copied={}, deleted_snapshots={:?})",
+            self.chunks_copied, self.bytes_copied, self.deleted_snapshots
+        )
+    }
+}
+
+/// One live snapshot and its diff-area cost.
+#[pyclass(module = "vssim._engine", frozen, get_all)]
+pub struct SnapshotInfo {
+    /// Snapshot id, counting from 1 in creation order.
+    pub id: u64,
+    /// The volume's allocated extent when the snapshot was taken (rounded up to a chunk).
+    pub allocated_bytes: u64,
+    /// Chunks held in this snapshot's diff area now.
+    pub diff_area_chunks: u64,
+    /// Chunks copied while this snapshot was the newest one.
+    pub chunks_copied: u64,
+}
+
+#[pymethods]
+impl SnapshotInfo {
+    fn __repr__(&self) -> String {
+        format!(
+            "SnapshotInfo(id={}, allocated_bytes={}, diff_area_chunks={}, chunks_copied={})",
+            self.id, self.allocated_bytes, self.diff_area_chunks, self.chunks_copied
+        )
+    }
+}
+
+#[pymethods]
+impl CowTracker {
+    /// A tracker for a volume of `volume_size` bytes, copy unit `chunk_size` bytes (a power of two,
+    /// 4 KiB – 1 MiB; volsnap uses 16 KiB), and an optional diff-area limit in bytes.
+    #[new]
+    #[pyo3(signature = (volume_size, chunk_size = cow::DEFAULT_CHUNK_SIZE, diff_area_limit = None))]
+    fn new(volume_size: u64, chunk_size: u64, diff_area_limit: Option<u64>) -> PyResult<Self> {
+        let inner = guarded(|| cow::CowTracker::new(volume_size, chunk_size, diff_area_limit))?;
+        Ok(CowTracker { inner })
+    }
+
+    /// Takes a snapshot now and returns its id. Chunks at or past `allocated_bytes` (default: the
+    /// whole volume) were free space and are never copied for it.
+    #[pyo3(signature = (allocated_bytes = None))]
+    fn create_snapshot(&mut self, allocated_bytes: Option<u64>) -> PyResult<u64> {
+        let alloc = allocated_bytes.unwrap_or(self.inner.volume_size());
+        guarded(|| self.inner.create_snapshot(alloc))
+    }
+
+    /// Deletes a live snapshot; returns the diff-area bytes freed.
+    fn delete_snapshot(&mut self, snapshot_id: u64) -> PyResult<u64> {
+        guarded(|| self.inner.delete_snapshot(snapshot_id))
+    }
+
+    /// Applies a batch of writes in order: `offsets` (bytes, uint64) and `lengths` (bytes, uint32),
+    /// numpy arrays or anything `numpy.asarray` takes. The batch is checked whole first: a bad entry
+    /// changes nothing. The GIL is released while the batch runs.
+    #[pyo3(signature = (offsets, lengths, per_write = false))]
+    fn apply_writes(
+        &mut self,
+        py: Python<'_>,
+        offsets: &Bound<'_, PyAny>,
+        lengths: &Bound<'_, PyAny>,
+        per_write: bool,
+    ) -> PyResult<WriteResult> {
+        let offsets = u64_vec(offsets, "offsets")?;
+        let lengths = u32_vec(lengths, "lengths")?;
+        let inner = &mut self.inner;
+        let (outcome, counts) = detached(py, move || {
+            let mut counts = per_write.then(|| vec![0u32; offsets.len()]);
+            let outcome = inner.apply_writes(&offsets, &lengths, counts.as_deref_mut())?;
+            Ok((outcome, counts))
+        })?;
+        Ok(WriteResult {
+            chunks_copied: outcome.chunks_copied,
+            bytes_copied: outcome.bytes_copied,
+            deleted_snapshots: outcome.deleted_snapshots,
+            per_write: counts.map(|c| PyArray1::from_vec(py, c).unbind()),
+        })
+    }
+
+    /// Live snapshots, oldest first.
+    fn snapshots(&self) -> Vec<SnapshotInfo> {
+        self.inner
+            .snapshots()
+            .into_iter()
+            .map(|s| SnapshotInfo {
+                id: s.id,
+                allocated_bytes: s.allocated_bytes,
+                diff_area_chunks: s.diff_area_chunks,
+                chunks_copied: s.chunks_copied,
+            })
+            .collect()
+    }
+
+    /// Whether `snapshot_id` is still live (not deleted, not lost to a full diff area).
+    fn is_live(&self, snapshot_id: u64) -> bool {
+        self.inner.is_live(snapshot_id)
+    }
+
+    #[getter]
+    fn volume_size(&self) -> u64 {
+        self.inner.volume_size()
+    }
+
+    #[getter]
+    fn chunk_size(&self) -> u64 {
+        self.inner.chunk_size()
+    }
+
+    /// Diff-area limit in bytes, or None for unbounded. Setting it takes effect at the next copy.
+    #[getter]
+    fn get_diff_area_limit(&self) -> Option<u64> {
+        self.inner.diff_area_limit()
+    }
+
+    #[setter]
+    fn set_diff_area_limit(&mut self, limit: Option<u64>) {
+        self.inner.set_diff_area_limit(limit);
+    }
+
+    /// Bytes held in the diff area now.
+    #[getter]
+    fn diff_area_bytes(&self) -> u64 {
+        self.inner.diff_area_bytes()
+    }
+
+    /// The most bytes the diff area ever held.
+    #[getter]
+    fn peak_diff_area_bytes(&self) -> u64 {
+        self.inner.peak_diff_area_bytes()
+    }
+
+    /// Chunks copied since the tracker was made.
+    #[getter]
+    fn total_chunks_copied(&self) -> u64 {
+        self.inner.total_chunks_copied()
+    }
+
+    /// Memory the tracker holds, in bytes.
+    #[getter]
+    fn memory_bytes(&self) -> usize {
+        self.inner.memory_bytes()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "CowTracker(volume_size={}, chunk_size={}, snapshots={}, diff_area_bytes={})",
+            self.inner.volume_size(),
+            self.inner.chunk_size(),
+            self.inner.snapshots().len(),
+            self.inner.diff_area_bytes()
+        )
+    }
+}

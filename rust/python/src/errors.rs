@@ -1,0 +1,64 @@
+//! Engine errors → Python exceptions. The exception classes live in `vssim.errors` (so one
+//! hierarchy serves Rust and Python code alike); this file is the one place that maps to them.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError};
+use pyo3::prelude::*;
+use vssim_engine::Error;
+
+pyo3::import_exception!(vssim.errors, VssimError);
+pyo3::import_exception!(vssim.errors, InvalidArgumentError);
+pyo3::import_exception!(vssim.errors, EngineStateError);
+pyo3::import_exception!(vssim.errors, TrackerFileError);
+
+/// Turns an engine error into the matching Python exception.
+pub fn to_py(err: Error) -> PyErr {
+    let msg = err.to_string();
+    match err {
+        Error::InvalidArgument { .. } => InvalidArgumentError::new_err(msg),
+        Error::State(_) => EngineStateError::new_err(msg),
+        Error::TrackerFile { .. } => TrackerFileError::new_err(msg),
+        Error::Io { source, .. } => match source.kind() {
+            std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
+            std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(msg),
+            _ => PyOSError::new_err(msg),
+        },
+    }
+}
+
+/// Runs a slow engine call with the GIL released. A panic inside (a bug, never expected) comes
+/// back as a `VssimError` rather than tearing through the interpreter.
+pub fn detached<T, F>(py: Python<'_>, f: F) -> PyResult<T>
+where
+    T: Send,
+    F: FnOnce() -> Result<T, Error> + Send,
+{
+    let outcome = py.detach(move || catch_unwind(AssertUnwindSafe(f)));
+    match outcome {
+        Ok(result) => result.map_err(to_py),
+        Err(payload) => Err(internal_error(&payload)),
+    }
+}
+
+/// Runs a quick engine call under the GIL, with the same panic guard as [`detached`].
+pub fn guarded<T, F>(f: F) -> PyResult<T>
+where
+    F: FnOnce() -> Result<T, Error>,
+{
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result.map_err(to_py),
+        Err(payload) => Err(internal_error(&payload)),
+    }
+}
+
+fn internal_error(payload: &Box<dyn std::any::Any + Send>) -> PyErr {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned());
+    VssimError::new_err(format!(
+        "internal error in the vssim engine (please report): {what}"
+    ))
+}

@@ -1,0 +1,19 @@
+//! `vssim._engine`: the PyO3 face of vssim-engine. Conversion, GIL release and error mapping only;
+//! every rule lives in the engine crate.
+
+use pyo3::prelude::*;
+
+mod arrays;
+mod cbt;
+mod cow;
+mod errors;
+
+#[pymodule]
+fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<cow::CowTracker>()?;
+    m.add_class::<cow::WriteResult>()?;
+    m.add_class::<cow::SnapshotInfo>()?;
+    m.add_class::<cbt::ChangeTracker>()?;
+    Ok(())
+}

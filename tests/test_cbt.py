@@ -1,0 +1,106 @@
+"""Changed-block tracking through the Python face."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import vssim
+from vssim import engine
+
+B = 64 * 1024
+
+
+def test_extents_and_bytes() -> None:
+    t = engine.ChangeTracker("disk-1", 10 * B + 100)
+    assert t.block_size == B
+    t.mark(np.array([0, B + 5, 3 * B, 10 * B], np.uint64), np.array([1, 10, 1, 50], np.uint32))
+    offs, lens = t.changed_extents()
+    assert offs.dtype == np.uint64
+    assert lens.dtype == np.uint64
+    assert list(zip(offs.tolist(), lens.tolist(), strict=True)) == [
+        (0, 2 * B),
+        (3 * B, B),
+        (10 * B, 100),
+    ]
+    assert t.changed_bytes == 3 * B + 100
+    assert t.changed_blocks == 4
+    t.reset()
+    assert t.changed_bytes == 0
+
+
+def test_save_load_and_refusals(tmp_path: Path) -> None:
+    p = tmp_path / "vm.cbt"
+    t = engine.ChangeTracker("{4e1a}", 1 << 40)
+    t.mark([0, 1 << 39], [1, 1 << 20])
+    t.save(p)
+    u = engine.ChangeTracker.load(p, disk_id="{4e1a}")
+    assert u.changed_bytes == t.changed_bytes
+    with pytest.raises(vssim.TrackerFileError, match="belongs to disk"):
+        engine.ChangeTracker.load(p, disk_id="{other}")
+    data = bytearray(p.read_bytes())
+    data[60] ^= 0x40
+    p.write_bytes(bytes(data))
+    with pytest.raises(vssim.TrackerFileError, match="checksum mismatch"):
+        engine.ChangeTracker.load(p)
+    p.write_bytes(b"not a tracker")
+    with pytest.raises(vssim.TrackerFileError, match="magic"):
+        engine.ChangeTracker.load(p)
+    with pytest.raises(FileNotFoundError):
+        engine.ChangeTracker.load(tmp_path / "missing.cbt")
+
+
+def test_truncated_file_refused(tmp_path: Path) -> None:
+    p = tmp_path / "vm.cbt"
+    t = engine.ChangeTracker("d", 1 << 30)
+    t.mark([0], [1])
+    t.save(p)
+    data = p.read_bytes()
+    for cut in (8, 30, len(data) // 2, len(data) - 1):
+        p.write_bytes(data[:cut])
+        with pytest.raises(vssim.TrackerFileError):
+            engine.ChangeTracker.load(p)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(vssim.InvalidArgumentError, match="block_size"):
+        engine.ChangeTracker("d", 1 << 20, block_size=3000)
+    t = engine.ChangeTracker("d", 1 << 20)
+    with pytest.raises(vssim.InvalidArgumentError, match="entry 0 is -5"):
+        t.mark([-5], [1])
+    with pytest.raises(vssim.InvalidArgumentError, match="past the end"):
+        t.mark([1 << 20], [1])
+    assert t.changed_blocks == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    block_shift=st.integers(9, 18),
+    writes=st.lists(st.tuples(st.integers(0, 1_000_000), st.integers(0, 300_000)), max_size=50),
+)
+def test_matches_reference(block_shift: int, writes: list[tuple[int, int]]) -> None:
+    size = 1_300_000
+    block = 1 << block_shift
+    t = engine.ChangeTracker("d", size, block)
+    ref: set[int] = set()
+    for off, length in writes:
+        t.mark([off], [length])
+        if length:
+            ref.update(range(off // block, (off + length - 1) // block + 1))
+    assert t.changed_blocks == len(ref)
+    expect = sum(min(size, (b + 1) * block) - b * block for b in ref)
+    assert t.changed_bytes == expect
+    offs, lens = t.changed_extents()
+    covered = {
+        b
+        for o, n in zip(offs.tolist(), lens.tolist(), strict=True)
+        for b in range(o // block, -(-(o + n) // block))
+    }
+    assert covered == ref
+    # Runs are merged: no two touch.
+    ends = (offs + lens)[:-1]
+    assert np.all(ends < offs[1:])
