@@ -10,5 +10,6 @@ pub mod cbt;
 pub mod chunkset;
 pub mod cow;
 pub mod error;
+pub mod storage;
 
 pub use error::{Error, Result};
