@@ -113,16 +113,9 @@ impl ChangeTracker {
     /// Marks the blocks the writes touch. The batch is checked whole first.
     pub fn mark(&mut self, offsets: &[u64], lengths: &[u32]) -> Result<u64> {
         check_extents(offsets, lengths, self.disk_size)?;
-        let mut fresh = 0;
-        for (&off, &len) in offsets.iter().zip(lengths) {
-            if len == 0 {
-                continue;
-            }
-            let first = off >> self.block_shift;
-            let last = (off + u64::from(len) - 1) >> self.block_shift;
-            fresh += self.changed.insert_range(first, last + 1);
-        }
-        Ok(fresh)
+        Ok(self
+            .changed
+            .insert_extents(offsets, lengths, self.block_shift, u64::MAX))
     }
 
     /// Changed data as merged byte runs `(offset, length)`, ascending; the last run is cut at the

@@ -10,18 +10,87 @@ const LEAF_SHIFT: u32 = 15;
 const LEAF_BITS: u64 = 1 << LEAF_SHIFT;
 const LEAF_WORDS: usize = (LEAF_BITS / 64) as usize;
 const ABSENT: u32 = u32::MAX;
+/// Leaves are dealt to shards round-robin (leaf slot modulo `SHARDS`), so a batch can be applied
+/// by several threads at once, each owning whole leaves — and each keeping its share of a hot
+/// region in its own core's cache.
+const SHARDS: usize = 4;
+/// Batches smaller than this are applied on the calling thread.
+const PARALLEL_MIN: usize = 1 << 16;
 
 type Leaf = [u64; LEAF_WORDS];
+
+/// The leaves of one shard: `top[slot / SHARDS]` is the arena index of leaf `slot`, or `ABSENT`.
+#[derive(Clone, Debug, Default)]
+struct Shard {
+    top: Vec<u32>,
+    leaves: Vec<Leaf>,
+    /// Where each arena leaf sits (its global slot), so iteration can go in chunk order.
+    leaf_slot: Vec<u32>,
+    count: u64,
+}
+
+impl Shard {
+    fn leaf(&self, slot: u64) -> Option<&Leaf> {
+        match self.top[(slot / SHARDS as u64) as usize] {
+            ABSENT => None,
+            idx => Some(&self.leaves[idx as usize]),
+        }
+    }
+
+    #[inline(always)]
+    fn leaf_mut(&mut self, slot: u64) -> &mut Leaf {
+        let local = (slot / SHARDS as u64) as usize;
+        let mut idx = self.top[local];
+        if idx == ABSENT {
+            idx = self.leaves.len() as u32;
+            self.leaves.push([0; LEAF_WORDS]);
+            self.leaf_slot.push(slot as u32);
+            self.top[local] = idx;
+        }
+        &mut self.leaves[idx as usize]
+    }
+
+    /// Inserts `[start, end)`, which lies inside leaf `slot`; returns how many were new.
+    #[inline(always)]
+    fn insert_in_leaf(&mut self, slot: u64, start: u64, end: u64) -> u64 {
+        let leaf = self.leaf_mut(slot);
+        let mut bit = start & (LEAF_BITS - 1);
+        let stop = bit + (end - start);
+        let mut fresh = 0;
+        while bit < stop {
+            let w = (bit / 64) as usize;
+            let lo = bit % 64;
+            let hi = (stop - (bit - lo)).min(64);
+            let mask = word_mask(lo, hi);
+            fresh += u64::from((!leaf[w] & mask).count_ones());
+            leaf[w] |= mask;
+            bit += hi - lo;
+        }
+        self.count += fresh;
+        fresh
+    }
+
+    /// Inserts `[start, end)` inside leaf `slot`; returns the new chunks below `count_below`.
+    #[inline(always)]
+    fn insert_counting_below(&mut self, slot: u64, start: u64, end: u64, count_below: u64) -> u64 {
+        if end <= count_below {
+            self.insert_in_leaf(slot, start, end)
+        } else if start >= count_below {
+            self.insert_in_leaf(slot, start, end);
+            0
+        } else {
+            let below = self.insert_in_leaf(slot, start, count_below);
+            self.insert_in_leaf(slot, count_below, end);
+            below
+        }
+    }
+}
 
 /// A set of `u64` chunk numbers below a fixed bound, stored as a two-level bitmap.
 #[derive(Clone, Debug)]
 pub struct ChunkSet {
     len: u64,
-    top: Vec<u32>,
-    leaves: Vec<Box<Leaf>>,
-    /// Where each arena leaf sits in `top`, so iteration can go in chunk order.
-    leaf_slot: Vec<u32>,
-    count: u64,
+    shards: Vec<Shard>,
 }
 
 /// Bits `[lo, hi)` of a word set (requires `lo < hi <= 64`).
@@ -34,14 +103,14 @@ fn word_mask(lo: u64, hi: u64) -> u64 {
 impl ChunkSet {
     /// An empty set over the universe `[0, len)`.
     pub fn new(len: u64) -> Self {
-        let slots = len.div_ceil(LEAF_BITS) as usize;
-        ChunkSet {
-            len,
-            top: vec![ABSENT; slots],
-            leaves: Vec::new(),
-            leaf_slot: Vec::new(),
-            count: 0,
-        }
+        let slots = len.div_ceil(LEAF_BITS);
+        let shards = (0..SHARDS as u64)
+            .map(|s| Shard {
+                top: vec![ABSENT; (slots.saturating_sub(s)).div_ceil(SHARDS as u64) as usize],
+                ..Shard::default()
+            })
+            .collect();
+        ChunkSet { len, shards }
     }
 
     /// The size of the universe.
@@ -51,100 +120,169 @@ impl ChunkSet {
 
     /// Number of chunks in the set.
     pub fn count(&self) -> u64 {
-        self.count
+        self.shards.iter().map(|s| s.count).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.count() == 0
     }
 
     /// Bytes of memory this set holds (top level and leaves).
     pub fn memory_bytes(&self) -> usize {
-        self.top.capacity() * 4
-            + self.leaf_slot.capacity() * 4
-            + self.leaves.capacity() * std::mem::size_of::<usize>()
-            + self.leaves.len() * std::mem::size_of::<Leaf>()
+        self.shards
+            .iter()
+            .map(|s| {
+                s.top.capacity() * 4
+                    + s.leaf_slot.capacity() * 4
+                    + s.leaves.capacity() * std::mem::size_of::<Leaf>()
+            })
+            .sum::<usize>()
+            + std::mem::size_of::<Self>()
     }
 
     /// Removes every chunk, keeping the universe. Frees the leaves.
     pub fn clear(&mut self) {
-        self.top.iter_mut().for_each(|t| *t = ABSENT);
-        self.leaves = Vec::new();
-        self.leaf_slot = Vec::new();
-        self.count = 0;
+        for s in &mut self.shards {
+            s.top.iter_mut().for_each(|t| *t = ABSENT);
+            s.leaves = Vec::new();
+            s.leaf_slot = Vec::new();
+            s.count = 0;
+        }
+    }
+
+    fn shard_of(&self, slot: u64) -> &Shard {
+        &self.shards[(slot % SHARDS as u64) as usize]
+    }
+
+    fn shard_mut(&mut self, slot: u64) -> &mut Shard {
+        &mut self.shards[(slot % SHARDS as u64) as usize]
+    }
+
+    fn leaf(&self, slot: u64) -> Option<&Leaf> {
+        self.shard_of(slot).leaf(slot)
     }
 
     pub fn contains(&self, chunk: u64) -> bool {
         if chunk >= self.len {
             return false;
         }
-        match self.top[(chunk >> LEAF_SHIFT) as usize] {
-            ABSENT => false,
-            leaf => {
+        match self.leaf(chunk >> LEAF_SHIFT) {
+            None => false,
+            Some(leaf) => {
                 let bit = chunk & (LEAF_BITS - 1);
-                self.leaves[leaf as usize][(bit / 64) as usize] & (1 << (bit % 64)) != 0
+                leaf[(bit / 64) as usize] & (1 << (bit % 64)) != 0
             }
         }
-    }
-
-    fn leaf_mut(&mut self, slot: usize) -> &mut Leaf {
-        let mut idx = self.top[slot];
-        if idx == ABSENT {
-            idx = self.leaves.len() as u32;
-            self.leaves.push(Box::new([0; LEAF_WORDS]));
-            self.leaf_slot.push(slot as u32);
-            self.top[slot] = idx;
-        }
-        &mut self.leaves[idx as usize]
     }
 
     /// Inserts one chunk; true when it was not in the set. Chunks past the universe are ignored
     /// (callers check bounds first).
     #[inline]
     pub fn insert(&mut self, chunk: u64) -> bool {
-        if chunk >= self.len {
-            return false;
-        }
-        let bit = chunk & (LEAF_BITS - 1);
-        let leaf = self.leaf_mut((chunk >> LEAF_SHIFT) as usize);
-        let word = &mut leaf[(bit / 64) as usize];
-        let mask = 1u64 << (bit % 64);
-        let fresh = *word & mask == 0;
-        *word |= mask;
-        self.count += u64::from(fresh);
-        fresh
+        self.insert_range(chunk, chunk.saturating_add(1)) == 1
     }
 
     /// Inserts every chunk of `[start, end)` (clipped to the universe); returns how many were new.
+    #[inline]
     pub fn insert_range(&mut self, start: u64, end: u64) -> u64 {
+        self.insert_range_counting_below(start, end, u64::MAX)
+    }
+
+    /// Inserts every chunk of `[start, end)` (clipped to the universe); returns how many of the new
+    /// ones lie below `count_below`.
+    #[inline]
+    pub fn insert_range_counting_below(&mut self, start: u64, end: u64, count_below: u64) -> u64 {
         let end = end.min(self.len);
-        if start >= end {
-            return 0;
-        }
-        if end - start == 1 {
-            return u64::from(self.insert(start));
-        }
         let mut fresh = 0;
         let mut pos = start;
         while pos < end {
-            let slot = (pos >> LEAF_SHIFT) as usize;
-            let leaf_end = ((slot as u64 + 1) << LEAF_SHIFT).min(end);
-            let leaf = self.leaf_mut(slot);
-            let mut bit = pos & (LEAF_BITS - 1);
-            let stop = bit + (leaf_end - pos);
-            while bit < stop {
-                let w = (bit / 64) as usize;
-                let lo = bit % 64;
-                let hi = (stop - (bit - lo)).min(64);
-                let mask = word_mask(lo, hi);
-                fresh += u64::from((!leaf[w] & mask).count_ones());
-                leaf[w] |= mask;
-                bit += hi - lo;
-            }
+            let slot = pos >> LEAF_SHIFT;
+            let leaf_end = ((slot + 1) << LEAF_SHIFT).min(end);
+            fresh += self
+                .shard_mut(slot)
+                .insert_counting_below(slot, pos, leaf_end, count_below);
             pos = leaf_end;
         }
-        self.count += fresh;
         fresh
+    }
+
+    /// Inserts the chunks every extent touches — extent `i` is bytes
+    /// `[offsets[i], offsets[i] + lengths[i])`, chunk `c` is bytes `[c << shift, (c + 1) << shift)`
+    /// — and returns how many new chunks lie below `count_below`. Large batches run on several
+    /// threads, one shard each; the result is the same as inserting the extents one by one (the
+    /// caller checked every extent lies inside the universe).
+    pub fn insert_extents(
+        &mut self,
+        offsets: &[u64],
+        lengths: &[u32],
+        shift: u32,
+        count_below: u64,
+    ) -> u64 {
+        use rayon::prelude::*;
+        const MAX_BATCH: usize = 1 << 31;
+        if offsets.len() > MAX_BATCH {
+            // Indices are kept as u32 below: apply giant batches in pieces (same result).
+            return offsets
+                .chunks(MAX_BATCH)
+                .zip(lengths.chunks(MAX_BATCH))
+                .map(|(o, l)| self.insert_extents(o, l, shift, count_below))
+                .sum();
+        }
+        let len = self.len;
+        let span = |i: usize| -> Option<(u64, u64)> {
+            let n = lengths[i];
+            if n == 0 {
+                return None;
+            }
+            let off = offsets[i];
+            let first = off >> shift;
+            Some((first, (((off + u64::from(n) - 1) >> shift) + 1).min(len)))
+        };
+        if offsets.len() < PARALLEL_MIN {
+            return (0..offsets.len())
+                .filter_map(span)
+                .map(|(first, end)| self.insert_range_counting_below(first, end, count_below))
+                .sum();
+        }
+        // One pass deals the extents to the shards that own their leaves (an extent crossing a
+        // leaf boundary goes to each owner, which clips it); then each shard applies its own list
+        // in the original order, on its own thread.
+        let mut lists: Vec<Vec<u32>> = (0..SHARDS)
+            .map(|_| Vec::with_capacity(offsets.len() / SHARDS + 1024))
+            .collect();
+        for i in 0..offsets.len() {
+            if let Some((first, end)) = span(i) {
+                let (fs, ls) = (first >> LEAF_SHIFT, (end - 1) >> LEAF_SHIFT);
+                lists[(fs % SHARDS as u64) as usize].push(i as u32);
+                for slot in fs + 1..=ls.min(fs + SHARDS as u64 - 1) {
+                    lists[(slot % SHARDS as u64) as usize].push(i as u32);
+                }
+            }
+        }
+        self.shards
+            .par_iter_mut()
+            .zip(lists.par_iter())
+            .enumerate()
+            .map(|(s, (shard, list))| {
+                let mut fresh = 0;
+                for &i in list {
+                    let Some((first, end)) = span(i as usize) else {
+                        continue;
+                    };
+                    let (fs, ls) = (first >> LEAF_SHIFT, (end - 1) >> LEAF_SHIFT);
+                    if fs == ls {
+                        fresh += shard.insert_counting_below(fs, first, end, count_below);
+                        continue;
+                    }
+                    for slot in (fs..=ls).filter(|slot| slot % SHARDS as u64 == s as u64) {
+                        let a = first.max(slot << LEAF_SHIFT);
+                        let b = end.min((slot + 1) << LEAF_SHIFT);
+                        fresh += shard.insert_counting_below(slot, a, b, count_below);
+                    }
+                }
+                fresh
+            })
+            .sum()
     }
 
     /// Removes one chunk; true when it was in the set.
@@ -152,16 +290,18 @@ impl ChunkSet {
         if chunk >= self.len {
             return false;
         }
-        let idx = self.top[(chunk >> LEAF_SHIFT) as usize];
+        let slot = chunk >> LEAF_SHIFT;
+        let shard = self.shard_mut(slot);
+        let idx = shard.top[(slot / SHARDS as u64) as usize];
         if idx == ABSENT {
             return false;
         }
         let bit = chunk & (LEAF_BITS - 1);
-        let word = &mut self.leaves[idx as usize][(bit / 64) as usize];
+        let word = &mut shard.leaves[idx as usize][(bit / 64) as usize];
         let mask = 1u64 << (bit % 64);
         let was = *word & mask != 0;
         *word &= !mask;
-        self.count -= u64::from(was);
+        shard.count -= u64::from(was);
         was
     }
 
@@ -171,8 +311,8 @@ impl ChunkSet {
         let mut n = 0;
         let mut pos = start;
         while pos < end {
-            let slot = (pos >> LEAF_SHIFT) as usize;
-            let leaf_end = ((slot as u64 + 1) << LEAF_SHIFT).min(end);
+            let slot = pos >> LEAF_SHIFT;
+            let leaf_end = ((slot + 1) << LEAF_SHIFT).min(end);
             if let Some(leaf) = self.leaf(slot) {
                 let mut bit = pos & (LEAF_BITS - 1);
                 let stop = bit + (leaf_end - pos);
@@ -188,21 +328,17 @@ impl ChunkSet {
         n
     }
 
-    fn leaf(&self, slot: usize) -> Option<&Leaf> {
-        match self.top[slot] {
-            ABSENT => None,
-            idx => Some(&self.leaves[idx as usize]),
-        }
-    }
-
     /// The leaves that exist, in chunk order, as (first chunk of the leaf, bitmap).
     fn leaves_in_order(&self) -> impl Iterator<Item = (u64, &Leaf)> + '_ {
-        let mut order: Vec<u32> = self.leaf_slot.clone();
+        let mut order: Vec<u64> = self
+            .shards
+            .iter()
+            .flat_map(|s| s.leaf_slot.iter().map(|&slot| u64::from(slot)))
+            .collect();
         order.sort_unstable();
-        order.into_iter().filter_map(move |slot| {
-            self.leaf(slot as usize)
-                .map(|leaf| (u64::from(slot) << LEAF_SHIFT, leaf))
-        })
+        order
+            .into_iter()
+            .filter_map(move |slot| self.leaf(slot).map(|leaf| (slot << LEAF_SHIFT, leaf)))
     }
 
     /// Every chunk of the set, ascending.
@@ -250,17 +386,7 @@ impl ChunkSet {
     /// Adds every chunk of `other` (same universe or smaller).
     pub fn union_with(&mut self, other: &ChunkSet) {
         for (base, leaf) in other.leaves_in_order() {
-            let slot = (base >> LEAF_SHIFT) as usize;
-            if slot >= self.top.len() {
-                break;
-            }
-            let mine = self.leaf_mut(slot);
-            let mut fresh = 0u64;
-            for (a, &b) in mine.iter_mut().zip(leaf.iter()) {
-                fresh += u64::from((!*a & b).count_ones());
-                *a |= b;
-            }
-            self.count += fresh;
+            self.set_leaf((base >> LEAF_SHIFT) as u32, leaf);
         }
     }
 
@@ -278,13 +404,18 @@ impl ChunkSet {
     /// Words in one leaf bitmap.
     pub const LEAF_WORDS: usize = LEAF_WORDS;
 
-    /// Rebuilds one leaf from its bitmap; the caller checked `slot` is in range and new.
+    /// ORs a bitmap into leaf `slot` (the caller checked `slot` is in range). Bits past the
+    /// universe are masked off, so a crafted file cannot inflate `count` or make `runs` report
+    /// chunks that do not exist.
     pub fn set_leaf(&mut self, slot: u32, words: &[u64; LEAF_WORDS]) {
-        // Bits past the universe never count: mask them off so a crafted file cannot inflate
-        // `count` or make `runs` report chunks that do not exist.
-        let base = u64::from(slot) << LEAF_SHIFT;
+        let slot = u64::from(slot);
+        let base = slot << LEAF_SHIFT;
+        if base >= self.len {
+            return;
+        }
         let valid = (self.len - base).min(LEAF_BITS);
-        let leaf = self.leaf_mut(slot as usize);
+        let shard = self.shard_mut(slot);
+        let leaf = shard.leaf_mut(slot);
         let mut added = 0u64;
         for (w, (dst, &src)) in leaf.iter_mut().zip(words.iter()).enumerate() {
             let lo = w as u64 * 64;
@@ -298,7 +429,7 @@ impl ChunkSet {
             added += u64::from((!*dst & src).count_ones());
             *dst |= src;
         }
-        self.count += added;
+        shard.count += added;
     }
 }
 
@@ -367,6 +498,32 @@ mod tests {
             let expanded: Vec<u64> = s.runs().iter().flat_map(|&(a, n)| a..a + n).collect();
             prop_assert_eq!(expanded, want);
             prop_assert_eq!(s.count_range(1000, 150_000), r.range(1000..150_000).count() as u64);
+        }
+
+        #[test]
+        fn parallel_extents_match_one_by_one(
+            exts in proptest::collection::vec((0u64..(40 << 20), 0u32..300_000), 0..300),
+            count_below in 0u64..3000,
+        ) {
+            let len = (40u64 << 20) / 16384 + 20;
+            let offs: Vec<u64> = exts.iter().map(|e| e.0).collect();
+            let lens: Vec<u32> = exts.iter().map(|e| e.1).collect();
+            // Repeat the batch so it crosses the parallel threshold.
+            let reps = PARALLEL_MIN / exts.len().max(1) + 1;
+            let offs: Vec<u64> = offs.iter().copied().cycle().take(offs.len() * reps).collect();
+            let lens: Vec<u32> = lens.iter().copied().cycle().take(lens.len() * reps).collect();
+            let mut par = ChunkSet::new(len);
+            let got = par.insert_extents(&offs, &lens, 14, count_below);
+            let mut seq = ChunkSet::new(len);
+            let mut want = 0;
+            for (&o, &n) in offs.iter().zip(&lens) {
+                if n > 0 {
+                    want += seq.insert_range_counting_below(o >> 14, ((o + u64::from(n) - 1) >> 14) + 1, count_below);
+                }
+            }
+            prop_assert_eq!(got, want);
+            prop_assert_eq!(par.runs(), seq.runs());
+            prop_assert_eq!(par.count(), seq.count());
         }
     }
 }

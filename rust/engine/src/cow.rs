@@ -380,6 +380,33 @@ impl CowTracker {
         copied
     }
 
+    /// Whether the batch's chunks can be applied in any order (and so in parallel): no copy can
+    /// overflow the diff area (so no snapshot is deleted mid-batch), and no chunk past the newest
+    /// snapshot's allocated extent is needed by an older one. Then each chunk's fate depends only
+    /// on whether it was written before in this epoch, and the copies are the new chunks below the
+    /// newest snapshot's extent.
+    fn batch_is_independent(&self, lengths: &[u32]) -> bool {
+        let Some(newest) = self.epochs.last() else {
+            return false;
+        };
+        if self.older_alloc_max > newest.alloc_chunks {
+            return false;
+        }
+        match self.diff_area_limit {
+            None => true,
+            Some(limit) => {
+                // Each write copies at most the chunks it spans.
+                let most: u64 = lengths
+                    .iter()
+                    .map(|&n| (u64::from(n) >> self.chunk_shift) + 2)
+                    .sum();
+                (self.diff_chunks + most)
+                    .checked_shl(self.chunk_shift)
+                    .is_some_and(|bytes| bytes <= limit)
+            }
+        }
+    }
+
     /// Applies a batch of writes in order. The whole batch is checked first: a bad entry changes
     /// nothing. When `per_write` is given (same length as `offsets`), it receives the chunks each
     /// write copied.
@@ -399,6 +426,31 @@ impl CowTracker {
             }
         }
         let mut outcome = WriteOutcome::default();
+        if self.epochs.is_empty() {
+            if let Some(out) = per_write {
+                out.fill(0);
+            }
+            return Ok(outcome);
+        }
+        if per_write.is_none() && self.batch_is_independent(lengths) {
+            let shift = self.chunk_shift;
+            let newest = self
+                .epochs
+                .last_mut()
+                .ok_or_else(|| Error::State("no epoch".into()))?;
+            let copied =
+                newest
+                    .written
+                    .insert_extents(offsets, lengths, shift, newest.alloc_chunks);
+            newest.diff_chunks += copied;
+            newest.copied_while_newest += copied;
+            self.diff_chunks += copied;
+            self.total_copied += copied;
+            self.peak_diff_chunks = self.peak_diff_chunks.max(self.diff_chunks);
+            outcome.chunks_copied = copied;
+            outcome.bytes_copied = copied << shift;
+            return Ok(outcome);
+        }
         for (i, (&off, &len)) in offsets.iter().zip(lengths).enumerate() {
             let copied = self.write_one(off, len, &mut outcome);
             outcome.chunks_copied += copied;

@@ -77,3 +77,65 @@ pub fn u32_vec(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<u32>> {
     }
     Ok(out)
 }
+
+/// Entries handed to the engine per GIL release when streaming a borrowed array: big enough that
+/// the release costs nothing, small enough that the copy stays a few megabytes.
+const SLICE: usize = 1 << 22;
+
+/// A 1-D array of `T` that is either borrowed from numpy (already the right dtype and contiguous,
+/// so nothing is copied up front) or converted into an owned vector.
+pub enum Ints<'py, T: numpy::Element> {
+    Borrowed(numpy::PyReadonlyArray1<'py, T>),
+    Owned(Vec<T>),
+}
+
+impl<T: numpy::Element + Copy> Ints<'_, T> {
+    /// The values as one slice (borrowed arrays must be contiguous; see `u64_ints`/`u32_ints`).
+    pub fn as_slice(&self) -> &[T] {
+        match self {
+            Ints::Borrowed(a) => a.as_slice().unwrap_or(&[]),
+            Ints::Owned(v) => v,
+        }
+    }
+}
+
+/// Like [`u64_vec`], but a contiguous `uint64` array is borrowed instead of copied.
+pub fn u64_ints<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<Ints<'py, u64>> {
+    if let Ok(a) = obj.cast::<PyArray1<u64>>() {
+        let ro = a.readonly();
+        if ro.as_slice().is_ok() {
+            return Ok(Ints::Borrowed(ro));
+        }
+    }
+    u64_vec(obj, name).map(Ints::Owned)
+}
+
+/// Like [`u32_vec`], but a contiguous `uint32` array is borrowed instead of copied.
+pub fn u32_ints<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<Ints<'py, u32>> {
+    if let Ok(a) = obj.cast::<PyArray1<u32>>() {
+        let ro = a.readonly();
+        if ro.as_slice().is_ok() {
+            return Ok(Ints::Borrowed(ro));
+        }
+    }
+    u32_vec(obj, name).map(Ints::Owned)
+}
+
+/// Streams `(offsets, lengths)` to `each` in slices of [`SLICE`] entries copied into owned buffers,
+/// so `each` may release the GIL while it works on them. `each` gets the slice's start index.
+pub fn for_each_slice(
+    offsets: &[u64],
+    lengths: &[u32],
+    mut each: impl FnMut(usize, &[u64], &[u32]) -> PyResult<()>,
+) -> PyResult<()> {
+    let (mut offs_buf, mut lens_buf) = (Vec::with_capacity(SLICE), Vec::with_capacity(SLICE));
+    for start in (0..offsets.len()).step_by(SLICE) {
+        let end = (start + SLICE).min(offsets.len());
+        offs_buf.clear();
+        offs_buf.extend_from_slice(&offsets[start..end]);
+        lens_buf.clear();
+        lens_buf.extend_from_slice(&lengths[start..end]);
+        each(start, &offs_buf, &lens_buf)?;
+    }
+    Ok(())
+}

@@ -6,7 +6,9 @@ use numpy::PyArray1;
 use pyo3::prelude::*;
 use vssim_engine::cbt;
 
-use crate::arrays::{u32_vec, u64_vec};
+use vssim_engine::error::check_extents;
+
+use crate::arrays::{for_each_slice, u32_ints, u64_ints};
 use crate::errors::{detached, guarded};
 
 /// Changed-block tracking of one virtual disk: the blocks written since the last backup.
@@ -36,10 +38,17 @@ impl ChangeTracker {
         offsets: &Bound<'_, PyAny>,
         lengths: &Bound<'_, PyAny>,
     ) -> PyResult<u64> {
-        let offsets = u64_vec(offsets, "offsets")?;
-        let lengths = u32_vec(lengths, "lengths")?;
-        let inner = &mut self.inner;
-        detached(py, move || inner.mark(&offsets, &lengths))
+        let offsets = u64_ints(offsets, "offsets")?;
+        let lengths = u32_ints(lengths, "lengths")?;
+        let (offsets, lengths) = (offsets.as_slice(), lengths.as_slice());
+        guarded(|| check_extents(offsets, lengths, self.inner.disk_size()))?;
+        let mut fresh = 0;
+        for_each_slice(offsets, lengths, |_, ob, lb| {
+            let inner = &mut self.inner;
+            fresh += detached(py, move || inner.mark(ob, lb))?;
+            Ok(())
+        })?;
+        Ok(fresh)
     }
 
     /// Changed data as merged runs: `(offsets, lengths)`, two uint64 arrays in bytes, ascending.

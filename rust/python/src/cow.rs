@@ -4,7 +4,9 @@ use numpy::PyArray1;
 use pyo3::prelude::*;
 use vssim_engine::cow;
 
-use crate::arrays::{u32_vec, u64_vec};
+use vssim_engine::error::check_extents;
+
+use crate::arrays::{for_each_slice, u32_ints, u64_ints};
 use crate::errors::{detached, guarded};
 
 /// Copy-on-write snapshot tracking of one volume, as the system provider (volsnap) does it.
@@ -98,13 +100,22 @@ impl CowTracker {
         lengths: &Bound<'_, PyAny>,
         per_write: bool,
     ) -> PyResult<WriteResult> {
-        let offsets = u64_vec(offsets, "offsets")?;
-        let lengths = u32_vec(lengths, "lengths")?;
-        let inner = &mut self.inner;
-        let (outcome, counts) = detached(py, move || {
-            let mut counts = per_write.then(|| vec![0u32; offsets.len()]);
-            let outcome = inner.apply_writes(&offsets, &lengths, counts.as_deref_mut())?;
-            Ok((outcome, counts))
+        let offsets = u64_ints(offsets, "offsets")?;
+        let lengths = u32_ints(lengths, "lengths")?;
+        let (offsets, lengths) = (offsets.as_slice(), lengths.as_slice());
+        // Check the whole batch under the GIL first, so a bad entry anywhere changes nothing; then
+        // stream it to the engine in slices copied out of the (borrowed) arrays, GIL released.
+        guarded(|| check_extents(offsets, lengths, self.inner.volume_size()))?;
+        let mut counts = per_write.then(|| vec![0u32; offsets.len()]);
+        let mut outcome = vssim_engine::cow::WriteOutcome::default();
+        for_each_slice(offsets, lengths, |start, ob, lb| {
+            let inner = &mut self.inner;
+            let out = counts.as_mut().map(|c| &mut c[start..start + ob.len()]);
+            let part = detached(py, move || inner.apply_writes(ob, lb, out))?;
+            outcome.chunks_copied += part.chunks_copied;
+            outcome.bytes_copied += part.bytes_copied;
+            outcome.deleted_snapshots.extend(part.deleted_snapshots);
+            Ok(())
         })?;
         Ok(WriteResult {
             chunks_copied: outcome.chunks_copied,
