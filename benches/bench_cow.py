@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from cow_peers import IMPLEMENTATIONS, measure_peak_rss_delta
 
+from cow_peers import IMPLEMENTATIONS, measure_peak_rss_delta
 from vssim.workloads import GiB, TiB, WriteStream, hot_spot_writes
 
 
