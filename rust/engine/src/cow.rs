@@ -392,6 +392,12 @@ impl CowTracker {
         if self.older_alloc_max > newest.alloc_chunks {
             return false;
         }
+        self.cannot_overflow(lengths)
+    }
+
+    /// Whether the writes of `lengths` can be applied without the diff area overflowing (so no
+    /// snapshot can be deleted by them), whatever they hit.
+    pub fn cannot_overflow(&self, lengths: &[u32]) -> bool {
         match self.diff_area_limit {
             None => true,
             Some(limit) => {

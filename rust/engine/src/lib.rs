@@ -11,5 +11,6 @@ pub mod chunkset;
 pub mod cow;
 pub mod error;
 pub mod storage;
+pub mod workload;
 
 pub use error::{Error, Result};

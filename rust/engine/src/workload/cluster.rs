@@ -1,0 +1,404 @@
+//! The modelled cluster: CSVs with copy-on-write, VMs with their disks and workloads.
+//!
+//! `advance(t0, t1)` moves every running VM through a window of simulated time: each VM's guest
+//! writes are generated, marked in its change tracker, mapped through its VHDX layout and file
+//! extents onto its CSV, and applied to the CSV's copy-on-write tracker. CSVs are independent, so
+//! they advance in parallel (rayon); inside a CSV the work is sequential in VM order, which keeps
+//! volume allocation — and so every figure — the same whatever the thread count.
+//!
+//! Copy-on-write attribution: the VMs of a CSV occupy disjoint chunks (extents are 1 MiB aligned),
+//! so when no snapshot can be deleted during the window, each VM's writes are applied as one batch
+//! and its copies are its own. When the diff-area limit could be reached, the CSV's writes are
+//! merged in time order and applied one by one, so the snapshots die at the right write.
+
+use rayon::prelude::*;
+
+use super::layout::{DiskKind, FileExtents, Piece, VhdxModel};
+use super::spec::{Generator, WorkloadSpec, WriteBatch};
+use crate::cbt::ChangeTracker;
+use crate::cow::CowTracker;
+use crate::error::{Error, Result};
+
+const MIB: u64 = 1 << 20;
+
+/// One VM's disk and workload.
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    pub csv: usize,
+    pub disk_size: u64,
+    /// Bytes of the disk allocated when the simulation starts (dynamic disks).
+    pub allocated: u64,
+    pub block_size: u64,
+    pub kind: DiskKind,
+    pub spec: WorkloadSpec,
+    /// The VM's stream key (derive it from the scenario seed and the VM's identity).
+    pub seed: u64,
+    /// Changed-block tracking granularity.
+    pub cbt_block_size: u64,
+}
+
+/// Counters of one VM over a window (or since the start).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VmTotals {
+    pub writes: u64,
+    pub bytes_written: u64,
+    pub reads: u64,
+    pub bytes_read: u64,
+    /// CSV chunks copied to the diff area because of this VM's writes (data and metadata).
+    pub chunks_copied: u64,
+    pub blocks_allocated: u64,
+    /// Writes dropped because the CSV had no free space for the block they needed.
+    pub dropped_writes: u64,
+}
+
+impl VmTotals {
+    fn add(&mut self, o: &VmTotals) {
+        self.writes += o.writes;
+        self.bytes_written += o.bytes_written;
+        self.reads += o.reads;
+        self.bytes_read += o.bytes_read;
+        self.chunks_copied += o.chunks_copied;
+        self.blocks_allocated += o.blocks_allocated;
+        self.dropped_writes += o.dropped_writes;
+    }
+}
+
+/// What a window did.
+#[derive(Debug, Clone, Default)]
+pub struct WindowReport {
+    /// Per VM, indexed by VM id.
+    pub vms: Vec<VmTotals>,
+    /// Snapshots deleted because a diff area filled: (CSV, snapshot id, time).
+    pub deleted: Vec<(usize, u64, f64)>,
+}
+
+#[derive(Debug)]
+struct Vm {
+    id: usize,
+    gen: Generator,
+    disk: VhdxModel,
+    extents: FileExtents,
+    cbt: ChangeTracker,
+    running: bool,
+    totals: VmTotals,
+}
+
+#[derive(Debug)]
+struct Csv {
+    cow: CowTracker,
+    size: u64,
+    /// Volume allocation high-water mark: the next free byte (1 MiB aligned).
+    next_free: u64,
+    vms: Vec<Vm>,
+}
+
+/// Scratch space of one CSV's window.
+#[derive(Default)]
+struct Scratch {
+    guest: WriteBatch,
+    accepted_offs: Vec<u64>,
+    accepted_lens: Vec<u32>,
+    vol_offs: Vec<u64>,
+    vol_lens: Vec<u32>,
+    vol_times: Vec<f64>,
+    /// Per VM of the CSV: its range in `vol_*`, and its window counters.
+    ranges: Vec<(usize, usize)>,
+}
+
+/// Every CSV and VM of a modelled cluster.
+#[derive(Debug, Default)]
+pub struct ModelCluster {
+    csvs: Vec<Csv>,
+    /// VM id → (CSV, position in that CSV's list).
+    index: Vec<(usize, usize)>,
+}
+
+impl ModelCluster {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a CSV of `size` bytes; returns its id.
+    pub fn add_csv(
+        &mut self,
+        size: u64,
+        chunk_size: u64,
+        diff_area_limit: Option<u64>,
+    ) -> Result<usize> {
+        let cow = CowTracker::new(size, chunk_size, diff_area_limit)?;
+        self.csvs.push(Csv {
+            cow,
+            size,
+            next_free: MIB,
+            vms: Vec::new(),
+        });
+        Ok(self.csvs.len() - 1)
+    }
+
+    /// Adds a VM; its disk file is placed at the CSV's free space. Returns its id.
+    pub fn add_vm(&mut self, cfg: VmConfig) -> Result<usize> {
+        let id = self.index.len();
+        let csv_count = self.csvs.len();
+        let csv = self.csvs.get_mut(cfg.csv).ok_or_else(|| {
+            Error::invalid(
+                "csv",
+                format!("{} is not a CSV id (there are {csv_count})", cfg.csv),
+            )
+        })?;
+        let disk = VhdxModel::new(cfg.disk_size, cfg.block_size, cfg.kind, cfg.allocated)?;
+        let gen = Generator::new(cfg.spec, cfg.disk_size, cfg.seed)?;
+        let cbt = ChangeTracker::new(&format!("vm-{id}"), cfg.disk_size, cfg.cbt_block_size)?;
+        let initial = disk.file_size().div_ceil(MIB) * MIB;
+        if csv.next_free + initial > csv.size {
+            return Err(Error::invalid(
+                "allocated",
+                format!(
+                    "VM {id}'s disk file ({initial} bytes) does not fit on CSV {}: {} of {} bytes \
+                     are already used",
+                    cfg.csv, csv.next_free, csv.size
+                ),
+            ));
+        }
+        let extents = FileExtents::new(csv.next_free, disk.file_size(), cfg.block_size);
+        csv.next_free += initial;
+        self.index.push((cfg.csv, csv.vms.len()));
+        csv.vms.push(Vm {
+            id,
+            gen,
+            disk,
+            extents,
+            cbt,
+            running: true,
+            totals: VmTotals::default(),
+        });
+        Ok(id)
+    }
+
+    pub fn csv_count(&self) -> usize {
+        self.csvs.len()
+    }
+
+    pub fn vm_count(&self) -> usize {
+        self.index.len()
+    }
+
+    fn csv(&self, csv: usize) -> Result<&Csv> {
+        self.csvs
+            .get(csv)
+            .ok_or_else(|| Error::invalid("csv", format!("{csv} is not a CSV id")))
+    }
+
+    fn csv_mut(&mut self, csv: usize) -> Result<&mut Csv> {
+        self.csvs
+            .get_mut(csv)
+            .ok_or_else(|| Error::invalid("csv", format!("{csv} is not a CSV id")))
+    }
+
+    fn vm(&self, vm: usize) -> Result<&Vm> {
+        let &(c, p) = self
+            .index
+            .get(vm)
+            .ok_or_else(|| Error::invalid("vm", format!("{vm} is not a VM id")))?;
+        Ok(&self.csvs[c].vms[p])
+    }
+
+    fn vm_mut(&mut self, vm: usize) -> Result<&mut Vm> {
+        let &(c, p) = self
+            .index
+            .get(vm)
+            .ok_or_else(|| Error::invalid("vm", format!("{vm} is not a VM id")))?;
+        Ok(&mut self.csvs[c].vms[p])
+    }
+
+    /// Takes a system-provider snapshot of a CSV now: the allocated extent is the volume's
+    /// allocation high-water mark.
+    pub fn snapshot(&mut self, csv: usize) -> Result<u64> {
+        let c = self.csv_mut(csv)?;
+        let alloc = c.next_free.min(c.size);
+        c.cow.create_snapshot(alloc)
+    }
+
+    pub fn delete_snapshot(&mut self, csv: usize, snapshot: u64) -> Result<u64> {
+        self.csv_mut(csv)?.cow.delete_snapshot(snapshot)
+    }
+
+    pub fn cow(&self, csv: usize) -> Result<&CowTracker> {
+        Ok(&self.csv(csv)?.cow)
+    }
+
+    /// Bytes of the CSV in use (allocation high-water mark).
+    pub fn csv_used_bytes(&self, csv: usize) -> Result<u64> {
+        Ok(self.csv(csv)?.next_free)
+    }
+
+    pub fn set_running(&mut self, vm: usize, running: bool) -> Result<()> {
+        self.vm_mut(vm)?.running = running;
+        Ok(())
+    }
+
+    /// Ends every VM's writer session on its disk (the next write rewrites the VHDX headers).
+    pub fn close_sessions(&mut self) {
+        for c in &mut self.csvs {
+            for v in &mut c.vms {
+                v.disk.close_session();
+            }
+        }
+    }
+
+    pub fn totals(&self, vm: usize) -> Result<VmTotals> {
+        Ok(self.vm(vm)?.totals)
+    }
+
+    /// The VHDX file's size now (what a full, file-level backup of the disk reads).
+    pub fn file_size(&self, vm: usize) -> Result<u64> {
+        Ok(self.vm(vm)?.disk.file_size())
+    }
+
+    /// Payload bytes allocated in the VHDX now.
+    pub fn allocated_bytes(&self, vm: usize) -> Result<u64> {
+        Ok(self.vm(vm)?.disk.allocated_bytes())
+    }
+
+    pub fn change_tracker(&self, vm: usize) -> Result<&ChangeTracker> {
+        Ok(&self.vm(vm)?.cbt)
+    }
+
+    pub fn reset_changes(&mut self, vm: usize) -> Result<()> {
+        self.vm_mut(vm)?.cbt.reset();
+        Ok(())
+    }
+
+    /// Advances every running VM through `[t0, t1)` seconds of simulated time.
+    pub fn advance(&mut self, t0: f64, t1: f64) -> Result<WindowReport> {
+        if !(t0.is_finite() && t1.is_finite() && t0 >= 0.0 && t1 >= t0) {
+            return Err(Error::invalid(
+                "window",
+                format!("[{t0}, {t1}): expected 0 <= t0 <= t1, finite"),
+            ));
+        }
+        let results: Vec<Result<CsvOutcome>> = self
+            .csvs
+            .par_iter_mut()
+            .enumerate()
+            .map(|(ci, csv)| advance_csv(ci, csv, t0, t1))
+            .collect();
+        let mut report = WindowReport {
+            vms: vec![VmTotals::default(); self.index.len()],
+            deleted: Vec::new(),
+        };
+        for r in results {
+            let (vms, deleted) = r?;
+            for (id, t) in vms {
+                report.vms[id] = t;
+            }
+            report.deleted.extend(deleted);
+        }
+        report.deleted.sort_by(|a, b| a.2.total_cmp(&b.2));
+        Ok(report)
+    }
+}
+
+type CsvOutcome = (Vec<(usize, VmTotals)>, Vec<(usize, u64, f64)>);
+
+fn advance_csv(ci: usize, csv: &mut Csv, t0: f64, t1: f64) -> Result<CsvOutcome> {
+    let mut s = Scratch::default();
+    let mut window: Vec<VmTotals> = vec![VmTotals::default(); csv.vms.len()];
+    let block_room = |next_free: u64, blocks: u64, block: u64| next_free + blocks * block;
+    for (pos, vm) in csv.vms.iter_mut().enumerate() {
+        let start = s.vol_offs.len();
+        if !vm.running {
+            s.ranges.push((start, start));
+            continue;
+        }
+        s.guest.clear();
+        let reads = vm.gen.generate(t0, t1, &mut s.guest);
+        let w = &mut window[pos];
+        w.reads = reads.reads;
+        w.bytes_read = reads.bytes;
+        s.accepted_offs.clear();
+        s.accepted_lens.clear();
+        let Vm { disk, extents, .. } = vm;
+        for i in 0..s.guest.len() {
+            let (off, len, time) = (s.guest.offsets[i], s.guest.lengths[i], s.guest.times[i]);
+            // Room on the volume for the blocks this write would allocate? Otherwise the write
+            // fails (Hyper-V pauses a VM whose CSV is full); it is counted, not applied.
+            let needed = blocks_to_allocate(disk, off, len);
+            if needed > 0 && block_room(csv.next_free, needed, disk.block_size()) > csv.size {
+                w.dropped_writes += 1;
+                continue;
+            }
+            s.accepted_offs.push(off);
+            s.accepted_lens.push(len);
+            w.writes += 1;
+            w.bytes_written += u64::from(len);
+            let next_free = &mut csv.next_free;
+            let (vol_offs, vol_lens, vol_times) =
+                (&mut s.vol_offs, &mut s.vol_lens, &mut s.vol_times);
+            w.blocks_allocated += disk.map_write(off, len, &mut |piece: Piece| {
+                while extents.mapped() < piece.offset + u64::from(piece.length) {
+                    extents.grow(*next_free);
+                    *next_free += extents.unit();
+                }
+                extents.to_volume(piece, &mut |vp: Piece| {
+                    vol_offs.push(vp.offset);
+                    vol_lens.push(vp.length);
+                    vol_times.push(time);
+                });
+            });
+        }
+        vm.cbt.mark(&s.accepted_offs, &s.accepted_lens)?;
+        s.ranges.push((start, s.vol_offs.len()));
+    }
+    let mut deleted = Vec::new();
+    if !csv.cow.snapshots().is_empty() {
+        if csv.cow.cannot_overflow(&s.vol_lens) {
+            for (pos, &(a, b)) in s.ranges.iter().enumerate() {
+                if a < b {
+                    let out = csv
+                        .cow
+                        .apply_writes(&s.vol_offs[a..b], &s.vol_lens[a..b], None)?;
+                    window[pos].chunks_copied += out.chunks_copied;
+                }
+            }
+        } else {
+            // Time order across the CSV's VMs: stable, so one VM's pieces keep their order.
+            let mut owner = vec![0usize; s.vol_offs.len()];
+            for (pos, &(a, b)) in s.ranges.iter().enumerate() {
+                owner[a..b].iter_mut().for_each(|o| *o = pos);
+            }
+            let mut order: Vec<usize> = (0..s.vol_offs.len()).collect();
+            order.sort_by(|&x, &y| s.vol_times[x].total_cmp(&s.vol_times[y]));
+            let offs: Vec<u64> = order.iter().map(|&i| s.vol_offs[i]).collect();
+            let lens: Vec<u32> = order.iter().map(|&i| s.vol_lens[i]).collect();
+            let mut counts = vec![0u32; offs.len()];
+            // Apply write by write so a deletion carries the time of the write that caused it.
+            for (k, &i) in order.iter().enumerate() {
+                let out = csv.cow.apply_writes(
+                    &offs[k..k + 1],
+                    &lens[k..k + 1],
+                    Some(&mut counts[k..k + 1]),
+                )?;
+                window[owner[i]].chunks_copied += u64::from(counts[k]);
+                for id in out.deleted_snapshots {
+                    deleted.push((ci, id, s.vol_times[i]));
+                }
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(csv.vms.len());
+    for (vm, w) in csv.vms.iter_mut().zip(window) {
+        vm.totals.add(&w);
+        out.push((vm.id, w));
+    }
+    Ok((out, deleted))
+}
+
+/// Payload blocks a guest write would allocate.
+fn blocks_to_allocate(disk: &VhdxModel, off: u64, len: u32) -> u64 {
+    if len == 0 || disk.kind() == DiskKind::Fixed {
+        return 0;
+    }
+    let first = off / disk.block_size();
+    let last = (off + u64::from(len) - 1) / disk.block_size();
+    (first..=last).filter(|&b| !disk.is_allocated(b)).count() as u64
+}

@@ -1,0 +1,17 @@
+//! Per-VM write workloads, generated in the engine and fed straight into the trackers.
+//!
+//! - [`rng`]: keyed, seeded random streams (same seed → same stream, any thread order);
+//! - [`spec`]: what a VM's I/O looks like, and the generator of its stream;
+//! - [`layout`]: guest offsets → VHDX file offsets (block allocation, BAT and log writes) →
+//!   volume offsets (file extents);
+//! - [`cluster`]: every VM of every CSV advanced through a time window in parallel, with the
+//!   CSVs' copy-on-write and the disks' change tracking.
+
+pub mod cluster;
+pub mod layout;
+pub mod rng;
+pub mod spec;
+
+pub use cluster::{ModelCluster, VmConfig, VmTotals, WindowReport};
+pub use layout::{DiskKind, FileExtents, Piece, VhdxModel};
+pub use spec::{Diurnal, Generator, Locality, SizeDist, WorkloadSpec, WriteBatch};

@@ -1,0 +1,489 @@
+//! What one VM's I/O looks like: rate, sizes, read/write mix, where it lands, and how the rate
+//! follows the day.
+
+use super::rng::{derive, Rng};
+use crate::error::{Error, Result};
+
+const MIB: u64 = 1 << 20;
+/// Golden-ratio prime used to scatter Zipf ranks over the disk (a bijection modulo any size that
+/// is not a multiple of it).
+const SCATTER: u64 = 2_654_435_761;
+
+/// Where a VM's writes land on its virtual disk.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Locality {
+    /// Anywhere, uniformly.
+    Uniform,
+    /// `hot_share` of the I/O lands in a hot region of `hot_fraction` of the disk (a fixed place
+    /// per VM), the rest uniformly.
+    HotSpot { hot_fraction: f64, hot_share: f64 },
+    /// 1 MiB extents ranked by a Zipf law of exponent `theta`, ranks scattered over the disk.
+    Zipf { theta: f64 },
+    /// A circular log over a region of `region_fraction` of the disk, written sequentially.
+    SequentialLog { region_fraction: f64 },
+}
+
+/// Request sizes and their weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SizeDist {
+    sizes: Vec<u32>,
+    cumulative: Vec<f64>,
+}
+
+impl SizeDist {
+    pub fn new(sizes: &[u32], weights: &[f64]) -> Result<Self> {
+        if sizes.is_empty() || sizes.len() != weights.len() {
+            return Err(Error::invalid(
+                "sizes",
+                format!(
+                    "{} sizes and {} weights; expected the same non-zero number",
+                    sizes.len(),
+                    weights.len()
+                ),
+            ));
+        }
+        if let Some(&bad) = sizes.iter().find(|&&s| s == 0 || s % 512 != 0) {
+            return Err(Error::invalid(
+                "sizes",
+                format!("{bad} is not a positive multiple of 512 bytes"),
+            ));
+        }
+        if weights.iter().any(|w| !w.is_finite() || *w < 0.0) {
+            return Err(Error::invalid(
+                "weights",
+                format!("{weights:?}: expected finite values >= 0"),
+            ));
+        }
+        let total: f64 = weights.iter().sum();
+        if total <= 0.0 {
+            return Err(Error::invalid(
+                "weights",
+                "sum to 0; expected a positive sum",
+            ));
+        }
+        let mut acc = 0.0;
+        let cumulative = weights
+            .iter()
+            .map(|w| {
+                acc += w / total;
+                acc
+            })
+            .collect();
+        Ok(SizeDist {
+            sizes: sizes.to_vec(),
+            cumulative,
+        })
+    }
+
+    /// A typical mixed server workload: mostly 4–64 KiB, a tail of large requests.
+    pub fn typical() -> Self {
+        SizeDist {
+            sizes: vec![4096, 8192, 16384, 32768, 65536, 262_144, 1_048_576],
+            cumulative: vec![0.40, 0.60, 0.70, 0.80, 0.95, 0.99, 1.0],
+        }
+    }
+
+    #[inline]
+    fn pick(&self, u: f64) -> u32 {
+        let i = self.cumulative.partition_point(|&c| c <= u);
+        self.sizes[i.min(self.sizes.len() - 1)]
+    }
+
+    pub fn mean(&self) -> f64 {
+        let mut prev = 0.0;
+        self.sizes
+            .iter()
+            .zip(&self.cumulative)
+            .map(|(&s, &c)| {
+                let p = c - prev;
+                prev = c;
+                f64::from(s) * p
+            })
+            .sum()
+    }
+
+    pub fn max(&self) -> u32 {
+        self.sizes.iter().copied().max().unwrap_or(4096)
+    }
+}
+
+/// A rate that follows the day: `1 + amplitude × cos(2π (t − peak) / period)`, never below 0.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Diurnal {
+    pub amplitude: f64,
+    pub period_s: f64,
+    pub peak_s: f64,
+}
+
+/// One VM's I/O.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkloadSpec {
+    /// I/O operations per second (reads and writes).
+    pub iops: f64,
+    /// Share of the operations that are reads.
+    pub read_fraction: f64,
+    pub sizes: SizeDist,
+    pub locality: Locality,
+    pub diurnal: Option<Diurnal>,
+}
+
+impl WorkloadSpec {
+    pub fn validate(&self) -> Result<()> {
+        if !self.iops.is_finite() || self.iops < 0.0 || self.iops > 1e7 {
+            return Err(Error::invalid(
+                "iops",
+                format!("{}: expected 0 to 10,000,000", self.iops),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.read_fraction) {
+            return Err(Error::invalid(
+                "read_fraction",
+                format!("{}: expected 0 to 1", self.read_fraction),
+            ));
+        }
+        let frac = |name: &'static str, v: f64, zero_ok: bool| {
+            if v.is_finite() && v <= 1.0 && (v > 0.0 || (zero_ok && v == 0.0)) {
+                Ok(())
+            } else {
+                Err(Error::invalid(
+                    name,
+                    format!("{v}: expected a fraction in (0, 1]"),
+                ))
+            }
+        };
+        match self.locality {
+            Locality::Uniform => {}
+            Locality::HotSpot {
+                hot_fraction,
+                hot_share,
+            } => {
+                frac("hot_fraction", hot_fraction, false)?;
+                frac("hot_share", hot_share, true)?;
+            }
+            Locality::Zipf { theta } => {
+                if !theta.is_finite() || !(0.0..=5.0).contains(&theta) {
+                    return Err(Error::invalid("theta", format!("{theta}: expected 0 to 5")));
+                }
+            }
+            Locality::SequentialLog { region_fraction } => {
+                frac("region_fraction", region_fraction, false)?;
+            }
+        }
+        if let Some(d) = self.diurnal {
+            if !d.amplitude.is_finite() || !(0.0..=1.0).contains(&d.amplitude) {
+                return Err(Error::invalid(
+                    "amplitude",
+                    format!("{}: expected 0 to 1", d.amplitude),
+                ));
+            }
+            if !d.period_s.is_finite() || d.period_s <= 0.0 || !d.peak_s.is_finite() {
+                return Err(Error::invalid(
+                    "period_s",
+                    format!(
+                        "{} (peak {}): expected a positive period",
+                        d.period_s, d.peak_s
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Operations per second around time `t`.
+    pub fn rate_at(&self, t: f64) -> f64 {
+        match self.diurnal {
+            None => self.iops,
+            Some(d) => {
+                let phase = std::f64::consts::TAU * (t - d.peak_s) / d.period_s;
+                (self.iops * (1.0 + d.amplitude * phase.cos())).max(0.0)
+            }
+        }
+    }
+}
+
+/// Reads seen in a window (reads cost bandwidth, never copy-on-write).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadCount {
+    pub reads: u64,
+    pub bytes: u64,
+}
+
+/// Guest writes of one window, in time order.
+#[derive(Debug, Clone, Default)]
+pub struct WriteBatch {
+    pub times: Vec<f64>,
+    pub offsets: Vec<u64>,
+    pub lengths: Vec<u32>,
+}
+
+impl WriteBatch {
+    pub fn clear(&mut self) {
+        self.times.clear();
+        self.offsets.clear();
+        self.lengths.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+}
+
+/// The I/O stream of one VM's disk: a pure function of `(seed, second)`.
+#[derive(Debug, Clone)]
+pub struct Generator {
+    spec: WorkloadSpec,
+    disk_size: u64,
+    seed: u64,
+    align: u64,
+    /// Hot-spot start slot (hot spot), or the rank salt (Zipf).
+    hot_base: u64,
+    log_base: u64,
+}
+
+impl Generator {
+    /// A generator for a disk of `disk_size` bytes; `seed` identifies the VM's stream.
+    pub fn new(spec: WorkloadSpec, disk_size: u64, seed: u64) -> Result<Self> {
+        spec.validate()?;
+        let align = 4096u64;
+        if disk_size < u64::from(spec.sizes.max()).max(align) {
+            return Err(Error::invalid(
+                "disk_size",
+                format!(
+                    "{disk_size} bytes is smaller than the largest request ({} bytes)",
+                    spec.sizes.max()
+                ),
+            ));
+        }
+        let slots = (disk_size - u64::from(spec.sizes.max())) / align + 1;
+        let hot_base = match spec.locality {
+            Locality::HotSpot { hot_fraction, .. } => {
+                let hot = ((slots as f64 * hot_fraction) as u64).clamp(1, slots);
+                derive(seed, 0x486f_7453) % (slots - hot + 1)
+            }
+            // For Zipf, the same field salts where the ranks land, per VM.
+            Locality::Zipf { .. } => derive(seed, 0x5a69_7066),
+            _ => 0,
+        };
+        let log_base = match spec.locality {
+            Locality::SequentialLog { region_fraction } => {
+                let region = ((slots as f64 * region_fraction) as u64).clamp(1, slots);
+                derive(seed, 0x4c6f_6721) % (slots - region + 1)
+            }
+            _ => 0,
+        };
+        Ok(Generator {
+            spec,
+            disk_size,
+            seed,
+            align,
+            hot_base,
+            log_base,
+        })
+    }
+
+    pub fn spec(&self) -> &WorkloadSpec {
+        &self.spec
+    }
+
+    #[inline]
+    fn offset(&self, rng: &mut Rng, size: u64, second: u64, index: u64) -> u64 {
+        let slots = (self.disk_size - size) / self.align + 1;
+        let slot = match self.spec.locality {
+            Locality::Uniform => rng.below(slots),
+            Locality::HotSpot {
+                hot_fraction,
+                hot_share,
+            } => {
+                let hot = ((slots as f64 * hot_fraction) as u64).clamp(1, slots);
+                let base = self.hot_base.min(slots - hot);
+                if rng.f64() < hot_share {
+                    base + rng.below(hot)
+                } else {
+                    rng.below(slots)
+                }
+            }
+            Locality::Zipf { theta } => {
+                let n = (self.disk_size / MIB).max(1);
+                let u = rng.f64();
+                let x = if (theta - 1.0).abs() < 1e-9 {
+                    (n as f64).powf(u)
+                } else {
+                    let e = 1.0 - theta;
+                    (((n as f64).powf(e) - 1.0) * u + 1.0).powf(1.0 / e)
+                };
+                let rank = (x as u64).saturating_sub(1).min(n - 1);
+                let extent = (rank.wrapping_mul(SCATTER).wrapping_add(self.hot_base)) % n;
+                let within = rng.below(MIB / self.align);
+                (extent * (MIB / self.align) + within).min(slots - 1)
+            }
+            Locality::SequentialLog { region_fraction } => {
+                let region = ((slots as f64 * region_fraction) as u64).clamp(1, slots);
+                let base = self.log_base.min(slots - region);
+                let stride = (self.spec.sizes.mean() as u64).div_ceil(self.align).max(1);
+                let per_second = self.spec.iops.ceil() as u64;
+                base + (second.wrapping_mul(per_second).wrapping_add(index)).wrapping_mul(stride)
+                    % region
+            }
+        };
+        slot * self.align
+    }
+
+    /// Appends to `out` the writes whose time lies in `[t0, t1)` and returns the reads there.
+    /// Second `k`'s operations are drawn from their own keyed generator, at stratified times
+    /// `k + (i + u) / n`, so the stream does not depend on how time is cut into windows.
+    pub fn generate(&self, t0: f64, t1: f64, out: &mut WriteBatch) -> ReadCount {
+        let mut reads = ReadCount::default();
+        if t1.partial_cmp(&t0) != Some(std::cmp::Ordering::Greater) || t0 < 0.0 {
+            return reads;
+        }
+        let first = t0.floor() as u64;
+        let last = t1.ceil() as u64;
+        for second in first..last {
+            let mut rng = Rng::keyed(self.seed, second, 0);
+            let rate = self.spec.rate_at(second as f64 + 0.5);
+            let whole = rate.floor();
+            let n = whole as u64 + u64::from(rng.f64() < rate - whole);
+            if n == 0 {
+                continue;
+            }
+            let inv = 1.0 / n as f64;
+            for i in 0..n {
+                let time = second as f64 + (i as f64 + rng.f64()) * inv;
+                let is_read = rng.f64() < self.spec.read_fraction;
+                let size = self.spec.sizes.pick(rng.f64());
+                let size = u64::from(size).min(self.disk_size);
+                let offset = self.offset(&mut rng, size, second, i);
+                if time < t0 || time >= t1 {
+                    continue;
+                }
+                if is_read {
+                    reads.reads += 1;
+                    reads.bytes += size;
+                } else {
+                    out.times.push(time);
+                    out.offsets.push(offset);
+                    out.lengths.push(size as u32);
+                }
+            }
+        }
+        reads
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(locality: Locality) -> WorkloadSpec {
+        WorkloadSpec {
+            iops: 250.5,
+            read_fraction: 0.3,
+            sizes: SizeDist::typical(),
+            locality,
+            diurnal: None,
+        }
+    }
+
+    fn all(g: &Generator, t0: f64, t1: f64) -> WriteBatch {
+        let mut b = WriteBatch::default();
+        g.generate(t0, t1, &mut b);
+        b
+    }
+
+    #[test]
+    fn windows_do_not_change_the_stream() {
+        for loc in [
+            Locality::Uniform,
+            Locality::HotSpot {
+                hot_fraction: 0.1,
+                hot_share: 0.9,
+            },
+            Locality::Zipf { theta: 0.99 },
+            Locality::SequentialLog {
+                region_fraction: 0.05,
+            },
+        ] {
+            let g = Generator::new(spec(loc), 10 << 30, 99).unwrap();
+            let whole = all(&g, 0.0, 20.0);
+            let mut parts = all(&g, 0.0, 7.25);
+            let rest = all(&g, 7.25, 20.0);
+            parts.offsets.extend(rest.offsets);
+            parts.lengths.extend(rest.lengths);
+            assert_eq!(whole.offsets, parts.offsets);
+            assert_eq!(whole.lengths, parts.lengths);
+            assert!(whole.times.windows(2).all(|w| w[0] <= w[1]));
+            for (&o, &l) in whole.offsets.iter().zip(&whole.lengths) {
+                assert!(o + u64::from(l) <= 10 << 30);
+                assert_eq!(o % 4096, 0);
+            }
+        }
+    }
+
+    #[test]
+    fn rate_and_mix_are_respected() {
+        let g = Generator::new(spec(Locality::Uniform), 1 << 30, 1).unwrap();
+        let mut b = WriteBatch::default();
+        let reads = g.generate(0.0, 1000.0, &mut b);
+        let total = (b.len() as u64 + reads.reads) as f64;
+        assert!((total / 1000.0 - 250.5).abs() < 1.0, "{total}");
+        let read_share = reads.reads as f64 / total;
+        assert!((read_share - 0.3).abs() < 0.01, "{read_share}");
+    }
+
+    #[test]
+    fn hot_spot_concentrates() {
+        let g = Generator::new(
+            spec(Locality::HotSpot {
+                hot_fraction: 0.1,
+                hot_share: 0.9,
+            }),
+            100 << 30,
+            5,
+        )
+        .unwrap();
+        let b = all(&g, 0.0, 100.0);
+        let base = g.hot_base * 4096;
+        let hot_len = (100u64 << 30) / 10;
+        let inside = b
+            .offsets
+            .iter()
+            .filter(|&&o| o >= base && o < base + hot_len)
+            .count();
+        let share = inside as f64 / b.len() as f64;
+        assert!(share > 0.88 && share < 0.95, "{share}");
+    }
+
+    #[test]
+    fn diurnal_curve_changes_the_rate() {
+        let mut s = spec(Locality::Uniform);
+        s.diurnal = Some(Diurnal {
+            amplitude: 0.5,
+            period_s: 86_400.0,
+            peak_s: 0.0,
+        });
+        assert!((s.rate_at(0.0) - 375.75).abs() < 1e-6);
+        assert!((s.rate_at(43_200.0) - 125.25).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bad_specs_are_refused() {
+        let mut s = spec(Locality::HotSpot {
+            hot_fraction: 0.0,
+            hot_share: 0.5,
+        });
+        assert!(s.validate().is_err());
+        s.locality = Locality::Uniform;
+        s.iops = -1.0;
+        assert!(s.validate().is_err());
+        s.iops = 1.0;
+        s.read_fraction = 1.5;
+        assert!(s.validate().is_err());
+        assert!(SizeDist::new(&[1000], &[1.0]).is_err());
+        assert!(SizeDist::new(&[4096], &[0.0]).is_err());
+        assert!(Generator::new(spec(Locality::Uniform), 4096, 1).is_err());
+    }
+}
