@@ -6,7 +6,7 @@ Heavy calls take numpy arrays (offsets ``uint64``, lengths ``uint32``) and relea
 
 from __future__ import annotations
 
-from vssim._engine import ChangeTracker, CowTracker, SnapshotInfo, WriteResult
+from vssim._engine import ChangeTracker, CowTracker, ModelCluster, SnapshotInfo, WriteResult
 from vssim._engine import __version__ as engine_version
 
 #: volsnap's copy unit.
@@ -22,6 +22,7 @@ __all__ = [
     "MAX_SNAPSHOTS",
     "ChangeTracker",
     "CowTracker",
+    "ModelCluster",
     "SnapshotInfo",
     "WriteResult",
     "engine_version",

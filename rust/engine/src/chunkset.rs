@@ -1,15 +1,22 @@
-//! A sparse set of chunk numbers: a two-level bitmap.
+//! A sparse set of chunk numbers: a two-level structure in the manner of roaring bitmaps.
 //!
-//! The universe `[0, len)` is cut into leaves of 32,768 chunks (a 4 KiB bitmap each). The top level
-//! holds one `u32` per leaf: the leaf's index in an arena, or `ABSENT`. A leaf exists only once one
-//! of its chunks was inserted, so memory follows what was touched, not the universe: a 64 TiB
-//! volume in 16 KiB chunks has 131,072 leaves' worth of top level (512 KiB) and nothing else until
-//! it is written. Dense regions cost one bit per chunk, like a flat bitmap.
+//! The universe `[0, len)` is cut into leaves of 32,768 chunks. The top level holds one `u32` per
+//! leaf: its index in an arena, or `ABSENT`. A leaf exists only once one of its chunks was
+//! inserted, and holds its chunks as a sorted `u16` array while they are few (2 bytes a chunk) and
+//! as a 4 KiB bitmap once they are many. So memory
+//! follows what was touched, not the universe: a 64 TiB volume in 16 KiB chunks costs 512 KiB of
+//! top level and nothing else until it is written, and a few scattered writes per gigabyte cost a
+//! few bytes each.
 
 const LEAF_SHIFT: u32 = 15;
 const LEAF_BITS: u64 = 1 << LEAF_SHIFT;
 const LEAF_WORDS: usize = (LEAF_BITS / 64) as usize;
 const ABSENT: u32 = u32::MAX;
+/// A sparse leaf turns into a bitmap beyond this many chunks: past that, inserting into the sorted
+/// array costs more time than the bitmap's extra memory is worth (measured with
+/// `cargo bench -p vssim-engine`: 256 keeps the dense benchmark within a few percent of pure
+/// bitmaps; 1,024 made it 60 % slower).
+const SPARSE_MAX: usize = 256;
 /// Leaves are dealt to shards round-robin (leaf slot modulo `SHARDS`), so a batch can be applied
 /// by several threads at once, each owning whole leaves — and each keeping its share of a hot
 /// region in its own core's cache.
@@ -17,7 +24,174 @@ const SHARDS: usize = 4;
 /// Batches smaller than this are applied on the calling thread.
 const PARALLEL_MIN: usize = 1 << 16;
 
-type Leaf = [u64; LEAF_WORDS];
+type Bitmap = [u64; LEAF_WORDS];
+
+/// The chunks of one leaf, as local bit numbers `0..LEAF_BITS`.
+#[derive(Clone, Debug)]
+enum Leaf {
+    Sparse(Vec<u16>),
+    Dense(Box<Bitmap>),
+}
+
+/// Bits `[lo, hi)` of a word set (requires `lo < hi <= 64`).
+#[inline]
+fn word_mask(lo: u64, hi: u64) -> u64 {
+    let upper = if hi == 64 { u64::MAX } else { (1u64 << hi) - 1 };
+    upper & !((1u64 << lo) - 1)
+}
+
+/// Sets bits `[lo, hi)` of a bitmap; returns how many were clear.
+#[inline(always)]
+fn bitmap_insert(map: &mut Bitmap, lo: u64, hi: u64) -> u64 {
+    let mut bit = lo;
+    let mut fresh = 0;
+    while bit < hi {
+        let w = (bit / 64) as usize;
+        let l = bit % 64;
+        let h = (hi - (bit - l)).min(64);
+        let mask = word_mask(l, h);
+        fresh += u64::from((!map[w] & mask).count_ones());
+        map[w] |= mask;
+        bit += h - l;
+    }
+    fresh
+}
+
+impl Leaf {
+    fn to_bitmap(&self) -> Box<Bitmap> {
+        match self {
+            Leaf::Dense(map) => map.clone(),
+            Leaf::Sparse(v) => {
+                let mut map = Box::new([0u64; LEAF_WORDS]);
+                for &b in v {
+                    map[usize::from(b) / 64] |= 1 << (b % 64);
+                }
+                map
+            }
+        }
+    }
+
+    /// Inserts local bits `[lo, hi)`; returns how many were new.
+    #[inline(always)]
+    fn insert(&mut self, lo: u64, hi: u64) -> u64 {
+        match self {
+            Leaf::Dense(map) => bitmap_insert(map, lo, hi),
+            Leaf::Sparse(v) => {
+                if v.len() + (hi - lo) as usize > SPARSE_MAX {
+                    let mut map = self.to_bitmap();
+                    let fresh = bitmap_insert(&mut map, lo, hi);
+                    *self = Leaf::Dense(map);
+                    return fresh;
+                }
+                let mut pos = v.partition_point(|&x| u64::from(x) < lo);
+                let mut fresh = 0;
+                for b in lo..hi {
+                    if v.get(pos).is_some_and(|&x| u64::from(x) == b) {
+                        pos += 1;
+                        continue;
+                    }
+                    v.insert(pos, b as u16);
+                    pos += 1;
+                    fresh += 1;
+                }
+                fresh
+            }
+        }
+    }
+
+    fn contains(&self, bit: u64) -> bool {
+        match self {
+            Leaf::Dense(map) => map[(bit / 64) as usize] & (1 << (bit % 64)) != 0,
+            Leaf::Sparse(v) => v.binary_search(&(bit as u16)).is_ok(),
+        }
+    }
+
+    fn remove(&mut self, bit: u64) -> bool {
+        match self {
+            Leaf::Dense(map) => {
+                let word = &mut map[(bit / 64) as usize];
+                let mask = 1u64 << (bit % 64);
+                let was = *word & mask != 0;
+                *word &= !mask;
+                was
+            }
+            Leaf::Sparse(v) => match v.binary_search(&(bit as u16)) {
+                Ok(i) => {
+                    v.remove(i);
+                    true
+                }
+                Err(_) => false,
+            },
+        }
+    }
+
+    /// Chunks among local bits `[lo, hi)`.
+    fn count_range(&self, lo: u64, hi: u64) -> u64 {
+        match self {
+            Leaf::Dense(map) => {
+                let mut n = 0;
+                let mut bit = lo;
+                while bit < hi {
+                    let l = bit % 64;
+                    let h = (hi - (bit - l)).min(64);
+                    n += u64::from((map[(bit / 64) as usize] & word_mask(l, h)).count_ones());
+                    bit += h - l;
+                }
+                n
+            }
+            Leaf::Sparse(v) => {
+                let a = v.partition_point(|&x| u64::from(x) < lo);
+                let b = v.partition_point(|&x| u64::from(x) < hi);
+                (b - a) as u64
+            }
+        }
+    }
+
+    /// The non-zero 64-bit words of the leaf, ascending, as (word index, word).
+    fn words(&self) -> Vec<(usize, u64)> {
+        match self {
+            Leaf::Dense(map) => map
+                .iter()
+                .enumerate()
+                .filter(|(_, &w)| w != 0)
+                .map(|(i, &w)| (i, w))
+                .collect(),
+            Leaf::Sparse(v) => {
+                let mut out: Vec<(usize, u64)> = Vec::new();
+                for &b in v {
+                    let (w, bit) = (usize::from(b) / 64, b % 64);
+                    match out.last_mut() {
+                        Some((lw, word)) if *lw == w => *word |= 1 << bit,
+                        _ => out.push((w, 1 << bit)),
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// ORs `words` in; returns how many bits were new.
+    fn or_bitmap(&mut self, words: &Bitmap) -> u64 {
+        let mut map = match std::mem::replace(self, Leaf::Sparse(Vec::new())) {
+            Leaf::Dense(map) => map,
+            sparse => sparse.to_bitmap(),
+        };
+        let mut added = 0;
+        for (dst, &src) in map.iter_mut().zip(words.iter()) {
+            added += u64::from((!*dst & src).count_ones());
+            *dst |= src;
+        }
+        *self = Leaf::Dense(map);
+        added
+    }
+
+    fn memory_bytes(&self) -> usize {
+        match self {
+            Leaf::Dense(_) => std::mem::size_of::<Bitmap>(),
+            Leaf::Sparse(v) => v.capacity() * 2,
+        }
+    }
+}
 
 /// The leaves of one shard: `top[slot / SHARDS]` is the arena index of leaf `slot`, or `ABSENT`.
 #[derive(Clone, Debug, Default)]
@@ -43,7 +217,7 @@ impl Shard {
         let mut idx = self.top[local];
         if idx == ABSENT {
             idx = self.leaves.len() as u32;
-            self.leaves.push([0; LEAF_WORDS]);
+            self.leaves.push(Leaf::Sparse(Vec::new()));
             self.leaf_slot.push(slot as u32);
             self.top[local] = idx;
         }
@@ -53,19 +227,8 @@ impl Shard {
     /// Inserts `[start, end)`, which lies inside leaf `slot`; returns how many were new.
     #[inline(always)]
     fn insert_in_leaf(&mut self, slot: u64, start: u64, end: u64) -> u64 {
-        let leaf = self.leaf_mut(slot);
-        let mut bit = start & (LEAF_BITS - 1);
-        let stop = bit + (end - start);
-        let mut fresh = 0;
-        while bit < stop {
-            let w = (bit / 64) as usize;
-            let lo = bit % 64;
-            let hi = (stop - (bit - lo)).min(64);
-            let mask = word_mask(lo, hi);
-            fresh += u64::from((!leaf[w] & mask).count_ones());
-            leaf[w] |= mask;
-            bit += hi - lo;
-        }
+        let lo = start & (LEAF_BITS - 1);
+        let fresh = self.leaf_mut(slot).insert(lo, lo + (end - start));
         self.count += fresh;
         fresh
     }
@@ -86,18 +249,11 @@ impl Shard {
     }
 }
 
-/// A set of `u64` chunk numbers below a fixed bound, stored as a two-level bitmap.
+/// A set of `u64` chunk numbers below a fixed bound (see the module doc).
 #[derive(Clone, Debug)]
 pub struct ChunkSet {
     len: u64,
     shards: Vec<Shard>,
-}
-
-/// Bits `[lo, hi)` of a word set (requires `lo < hi <= 64`).
-#[inline]
-fn word_mask(lo: u64, hi: u64) -> u64 {
-    let upper = if hi == 64 { u64::MAX } else { (1u64 << hi) - 1 };
-    upper & !((1u64 << lo) - 1)
 }
 
 impl ChunkSet {
@@ -135,6 +291,7 @@ impl ChunkSet {
                 s.top.capacity() * 4
                     + s.leaf_slot.capacity() * 4
                     + s.leaves.capacity() * std::mem::size_of::<Leaf>()
+                    + s.leaves.iter().map(Leaf::memory_bytes).sum::<usize>()
             })
             .sum::<usize>()
             + std::mem::size_of::<Self>()
@@ -163,16 +320,10 @@ impl ChunkSet {
     }
 
     pub fn contains(&self, chunk: u64) -> bool {
-        if chunk >= self.len {
-            return false;
-        }
-        match self.leaf(chunk >> LEAF_SHIFT) {
-            None => false,
-            Some(leaf) => {
-                let bit = chunk & (LEAF_BITS - 1);
-                leaf[(bit / 64) as usize] & (1 << (bit % 64)) != 0
-            }
-        }
+        chunk < self.len
+            && self
+                .leaf(chunk >> LEAF_SHIFT)
+                .is_some_and(|leaf| leaf.contains(chunk & (LEAF_BITS - 1)))
     }
 
     /// Inserts one chunk; true when it was not in the set. Chunks past the universe are ignored
@@ -296,11 +447,7 @@ impl ChunkSet {
         if idx == ABSENT {
             return false;
         }
-        let bit = chunk & (LEAF_BITS - 1);
-        let word = &mut shard.leaves[idx as usize][(bit / 64) as usize];
-        let mask = 1u64 << (bit % 64);
-        let was = *word & mask != 0;
-        *word &= !mask;
+        let was = shard.leaves[idx as usize].remove(chunk & (LEAF_BITS - 1));
         shard.count -= u64::from(was);
         was
     }
@@ -314,21 +461,15 @@ impl ChunkSet {
             let slot = pos >> LEAF_SHIFT;
             let leaf_end = ((slot + 1) << LEAF_SHIFT).min(end);
             if let Some(leaf) = self.leaf(slot) {
-                let mut bit = pos & (LEAF_BITS - 1);
-                let stop = bit + (leaf_end - pos);
-                while bit < stop {
-                    let lo = bit % 64;
-                    let hi = (stop - (bit - lo)).min(64);
-                    n += u64::from((leaf[(bit / 64) as usize] & word_mask(lo, hi)).count_ones());
-                    bit += hi - lo;
-                }
+                let lo = pos & (LEAF_BITS - 1);
+                n += leaf.count_range(lo, lo + (leaf_end - pos));
             }
             pos = leaf_end;
         }
         n
     }
 
-    /// The leaves that exist, in chunk order, as (first chunk of the leaf, bitmap).
+    /// The leaves that exist, in chunk order, as (first chunk of the leaf, leaf).
     fn leaves_in_order(&self) -> impl Iterator<Item = (u64, &Leaf)> + '_ {
         let mut order: Vec<u64> = self
             .shards
@@ -341,19 +482,26 @@ impl ChunkSet {
             .filter_map(move |slot| self.leaf(slot).map(|leaf| (slot << LEAF_SHIFT, leaf)))
     }
 
+    /// The set's non-zero 64-bit words in chunk order, as (first chunk of the word, word).
+    fn words_in_order(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.leaves_in_order().flat_map(|(base, leaf)| {
+            leaf.words()
+                .into_iter()
+                .map(move |(w, word)| (base + w as u64 * 64, word))
+        })
+    }
+
     /// Every chunk of the set, ascending.
     pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
-        self.leaves_in_order().flat_map(|(base, leaf)| {
-            leaf.iter().enumerate().flat_map(move |(w, &word)| {
-                let mut bits = word;
-                std::iter::from_fn(move || {
-                    if bits == 0 {
-                        return None;
-                    }
-                    let tz = u64::from(bits.trailing_zeros());
-                    bits &= bits - 1;
-                    Some(base + w as u64 * 64 + tz)
-                })
+        self.words_in_order().flat_map(|(base, word)| {
+            let mut bits = word;
+            std::iter::from_fn(move || {
+                if bits == 0 {
+                    return None;
+                }
+                let tz = u64::from(bits.trailing_zeros());
+                bits &= bits - 1;
+                Some(base + tz)
             })
         })
     }
@@ -361,23 +509,21 @@ impl ChunkSet {
     /// Maximal runs of consecutive chunks, ascending, as `(first, count)`.
     pub fn runs(&self) -> Vec<(u64, u64)> {
         let mut runs: Vec<(u64, u64)> = Vec::new();
-        for (base, leaf) in self.leaves_in_order() {
-            for (w, &word) in leaf.iter().enumerate() {
-                let mut bits = word;
-                let mut offset = 0u64;
-                while bits != 0 {
-                    let tz = u64::from(bits.trailing_zeros());
-                    bits >>= tz;
-                    offset += tz;
-                    let ones = u64::from((!bits).trailing_zeros());
-                    let first = base + w as u64 * 64 + offset;
-                    match runs.last_mut() {
-                        Some((start, len)) if *start + *len == first => *len += ones,
-                        _ => runs.push((first, ones)),
-                    }
-                    offset += ones;
-                    bits = if ones == 64 { 0 } else { bits >> ones };
+        for (base, word) in self.words_in_order() {
+            let mut bits = word;
+            let mut offset = 0u64;
+            while bits != 0 {
+                let tz = u64::from(bits.trailing_zeros());
+                bits >>= tz;
+                offset += tz;
+                let ones = u64::from((!bits).trailing_zeros());
+                let first = base + offset;
+                match runs.last_mut() {
+                    Some((start, len)) if *start + *len == first => *len += ones,
+                    _ => runs.push((first, ones)),
                 }
+                offset += ones;
+                bits = if ones == 64 { 0 } else { bits >> ones };
             }
         }
         runs
@@ -385,15 +531,15 @@ impl ChunkSet {
 
     /// Adds every chunk of `other` (same universe or smaller).
     pub fn union_with(&mut self, other: &ChunkSet) {
-        for (base, leaf) in other.leaves_in_order() {
-            self.set_leaf((base >> LEAF_SHIFT) as u32, leaf);
+        for (slot, map) in other.leaf_entries() {
+            self.set_leaf(slot, &map);
         }
     }
 
-    /// Serialises the set as (leaf slot, bitmap) pairs: the top level is implied by `len`.
-    pub fn leaf_entries(&self) -> impl Iterator<Item = (u32, &[u64; LEAF_WORDS])> + '_ {
+    /// The set as (leaf slot, bitmap) pairs, in chunk order: the top level is implied by `len`.
+    pub fn leaf_entries(&self) -> impl Iterator<Item = (u32, Box<Bitmap>)> + '_ {
         self.leaves_in_order()
-            .map(|(base, leaf)| ((base >> LEAF_SHIFT) as u32, leaf))
+            .map(|(base, leaf)| ((base >> LEAF_SHIFT) as u32, leaf.to_bitmap()))
     }
 
     /// Number of leaves a universe of `len` chunks has.
@@ -407,28 +553,24 @@ impl ChunkSet {
     /// ORs a bitmap into leaf `slot` (the caller checked `slot` is in range). Bits past the
     /// universe are masked off, so a crafted file cannot inflate `count` or make `runs` report
     /// chunks that do not exist.
-    pub fn set_leaf(&mut self, slot: u32, words: &[u64; LEAF_WORDS]) {
+    pub fn set_leaf(&mut self, slot: u32, words: &Bitmap) {
         let slot = u64::from(slot);
         let base = slot << LEAF_SHIFT;
         if base >= self.len {
             return;
         }
         let valid = (self.len - base).min(LEAF_BITS);
-        let shard = self.shard_mut(slot);
-        let leaf = shard.leaf_mut(slot);
-        let mut added = 0u64;
-        for (w, (dst, &src)) in leaf.iter_mut().zip(words.iter()).enumerate() {
+        let mut masked = *words;
+        for (w, word) in masked.iter_mut().enumerate() {
             let lo = w as u64 * 64;
-            let src = if lo >= valid {
-                0
+            if lo >= valid {
+                *word = 0;
             } else if lo + 64 > valid {
-                src & word_mask(0, valid - lo)
-            } else {
-                src
-            };
-            added += u64::from((!*dst & src).count_ones());
-            *dst |= src;
+                *word &= word_mask(0, valid - lo);
+            }
         }
+        let shard = self.shard_mut(slot);
+        let added = shard.leaf_mut(slot).or_bitmap(&masked);
         shard.count += added;
     }
 }

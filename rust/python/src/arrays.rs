@@ -6,6 +6,9 @@ use pyo3::prelude::*;
 
 use crate::errors::InvalidArgumentError;
 
+/// Byte runs out: `(offsets, lengths)` as two uint64 arrays.
+pub type Extents<'py> = (Bound<'py, PyArray1<u64>>, Bound<'py, PyArray1<u64>>);
+
 fn bad(name: &str, msg: String) -> PyErr {
     InvalidArgumentError::new_err(format!("invalid argument `{name}`: {msg}"))
 }

@@ -8,7 +8,7 @@ use vssim_engine::cbt;
 
 use vssim_engine::error::check_extents;
 
-use crate::arrays::{for_each_slice, u32_ints, u64_ints};
+use crate::arrays::{for_each_slice, u32_ints, u64_ints, Extents};
 use crate::errors::{detached, guarded};
 
 /// Changed-block tracking of one virtual disk: the blocks written since the last backup.
@@ -16,8 +16,6 @@ use crate::errors::{detached, guarded};
 pub struct ChangeTracker {
     inner: cbt::ChangeTracker,
 }
-
-type Extents<'py> = (Bound<'py, PyArray1<u64>>, Bound<'py, PyArray1<u64>>);
 
 #[pymethods]
 impl ChangeTracker {

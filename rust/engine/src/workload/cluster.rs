@@ -402,3 +402,172 @@ fn blocks_to_allocate(disk: &VhdxModel, off: u64, len: u32) -> u64 {
     let last = (off + u64::from(len) - 1) / disk.block_size();
     (first..=last).filter(|&b| !disk.is_allocated(b)).count() as u64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::spec::{Locality, SizeDist};
+
+    fn spec(iops: f64) -> WorkloadSpec {
+        WorkloadSpec {
+            iops,
+            read_fraction: 0.25,
+            sizes: SizeDist::typical(),
+            locality: Locality::HotSpot {
+                hot_fraction: 0.2,
+                hot_share: 0.8,
+            },
+            diurnal: None,
+        }
+    }
+
+    fn cluster(limit: Option<u64>, csv_size: u64) -> ModelCluster {
+        let mut c = ModelCluster::new();
+        for _ in 0..3 {
+            c.add_csv(csv_size, 16384, limit).unwrap();
+        }
+        for v in 0..12u64 {
+            c.add_vm(VmConfig {
+                csv: (v % 3) as usize,
+                disk_size: 4 << 30,
+                allocated: (v % 4) << 30,
+                block_size: 32 * MIB,
+                kind: if v % 5 == 0 {
+                    DiskKind::Fixed
+                } else {
+                    DiskKind::Dynamic
+                },
+                spec: spec(200.0 + v as f64),
+                seed: 1000 + v,
+                cbt_block_size: 65536,
+            })
+            .unwrap();
+        }
+        c
+    }
+
+    fn snapshot_all(c: &mut ModelCluster) {
+        for csv in 0..c.csv_count() {
+            c.snapshot(csv).unwrap();
+        }
+    }
+
+    #[test]
+    fn windows_do_not_change_the_outcome() {
+        let mut a = cluster(None, 100 << 30);
+        let mut b = cluster(None, 100 << 30);
+        snapshot_all(&mut a);
+        snapshot_all(&mut b);
+        a.advance(0.0, 30.0).unwrap();
+        b.advance(0.0, 7.5).unwrap();
+        b.advance(7.5, 30.0).unwrap();
+        for vm in 0..a.vm_count() {
+            assert_eq!(a.totals(vm).unwrap(), b.totals(vm).unwrap());
+            assert_eq!(
+                a.change_tracker(vm).unwrap().changed_extents(),
+                b.change_tracker(vm).unwrap().changed_extents()
+            );
+        }
+        for csv in 0..3 {
+            assert_eq!(
+                a.cow(csv).unwrap().diff_area_bytes(),
+                b.cow(csv).unwrap().diff_area_bytes()
+            );
+        }
+    }
+
+    #[test]
+    fn per_vm_copies_add_up_to_the_csv() {
+        let mut c = cluster(None, 100 << 30);
+        snapshot_all(&mut c);
+        let r = c.advance(0.0, 20.0).unwrap();
+        for csv in 0..3 {
+            let sum: u64 = (0..c.vm_count())
+                .filter(|v| v % 3 == csv)
+                .map(|v| r.vms[v].chunks_copied)
+                .sum();
+            assert_eq!(sum, c.cow(csv).unwrap().total_chunks_copied());
+            assert!(sum > 0);
+        }
+        assert!(r.vms.iter().any(|t| t.blocks_allocated > 0));
+    }
+
+    #[test]
+    fn time_ordered_path_agrees_with_batch_path() {
+        // A limit too close for the batch path, but never actually reached.
+        let mut a = cluster(None, 100 << 30);
+        let mut b = cluster(Some(4 << 30), 100 << 30);
+        snapshot_all(&mut a);
+        snapshot_all(&mut b);
+        let ra = a.advance(0.0, 60.0).unwrap();
+        let rb = b.advance(0.0, 60.0).unwrap();
+        assert!(!b.cow(0).unwrap().cannot_overflow(&[u32::MAX; 100_000]));
+        assert!(rb.deleted.is_empty());
+        assert_eq!(ra.vms, rb.vms);
+    }
+
+    #[test]
+    fn full_diff_area_deletes_snapshots_with_their_time() {
+        let mut c = cluster(Some(64 * MIB), 100 << 30);
+        snapshot_all(&mut c);
+        let r = c.advance(0.0, 60.0).unwrap();
+        assert!(!r.deleted.is_empty());
+        for &(csv, id, t) in &r.deleted {
+            assert!(!c.cow(csv).unwrap().is_live(id));
+            assert!((0.0..60.0).contains(&t));
+        }
+    }
+
+    #[test]
+    fn full_volume_drops_writes_that_need_new_blocks() {
+        let mut c = ModelCluster::new();
+        c.add_csv(64 * MIB, 16384, None).unwrap();
+        c.add_vm(VmConfig {
+            csv: 0,
+            disk_size: 4 << 30,
+            allocated: 0,
+            block_size: 32 * MIB,
+            kind: DiskKind::Dynamic,
+            spec: spec(500.0),
+            seed: 1,
+            cbt_block_size: 65536,
+        })
+        .unwrap();
+        let r = c.advance(0.0, 10.0).unwrap();
+        assert!(r.vms[0].dropped_writes > 0);
+        assert!(c.csv_used_bytes(0).unwrap() <= 64 * MIB);
+    }
+
+    #[test]
+    fn stopped_vms_do_not_write() {
+        let mut c = cluster(None, 100 << 30);
+        c.set_running(4, false).unwrap();
+        let r = c.advance(0.0, 5.0).unwrap();
+        assert_eq!(r.vms[4], VmTotals::default());
+        assert!(r.vms[5].writes > 0);
+    }
+
+    #[test]
+    fn bad_input() {
+        let mut c = cluster(None, 100 << 30);
+        assert!(c.advance(5.0, 1.0).is_err());
+        assert!(c.snapshot(9).is_err());
+        assert!(c.totals(99).is_err());
+        let mut cfg = VmConfig {
+            csv: 7,
+            disk_size: 1 << 30,
+            allocated: 0,
+            block_size: 32 * MIB,
+            kind: DiskKind::Dynamic,
+            spec: spec(1.0),
+            seed: 0,
+            cbt_block_size: 65536,
+        };
+        assert!(c.add_vm(cfg.clone()).is_err());
+        cfg.csv = 0;
+        cfg.disk_size = 200 << 30;
+        cfg.allocated = 200 << 30;
+        cfg.kind = DiskKind::Fixed;
+        assert!(c.add_vm(cfg).is_err(), "does not fit on the CSV");
+    }
+}

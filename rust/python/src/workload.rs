@@ -1,0 +1,266 @@
+//! `ModelCluster`: modelled CSVs and VMs whose workloads run in the engine (see
+//! `vssim_engine::workload`).
+
+use numpy::PyArray1;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use vssim_engine::workload::{self, DiskKind, Diurnal, Locality, SizeDist, VmConfig, WorkloadSpec};
+
+use crate::arrays::Extents;
+use crate::errors::{detached, guarded, InvalidArgumentError};
+
+/// The CSVs and VMs of a modelled cluster. Each VM's writes are generated in the engine for a
+/// window of simulated time, mapped through its VHDX layout onto its CSV, and fed to the CSV's
+/// copy-on-write tracker and the disk's change tracker — every CSV in parallel, GIL released.
+#[pyclass(module = "vssim._engine")]
+pub struct ModelCluster {
+    inner: workload::ModelCluster,
+}
+
+fn locality(
+    kind: &str,
+    hot_fraction: f64,
+    hot_share: f64,
+    theta: f64,
+    region_fraction: f64,
+) -> PyResult<Locality> {
+    Ok(match kind {
+        "uniform" => Locality::Uniform,
+        "hotspot" => Locality::HotSpot {
+            hot_fraction,
+            hot_share,
+        },
+        "zipf" => Locality::Zipf { theta },
+        "log" => Locality::SequentialLog { region_fraction },
+        other => {
+            return Err(InvalidArgumentError::new_err(format!(
+                "invalid argument `locality`: {other:?}; expected \"uniform\", \"hotspot\", \
+                 \"zipf\" or \"log\""
+            )))
+        }
+    })
+}
+
+#[pymethods]
+impl ModelCluster {
+    #[new]
+    fn new() -> Self {
+        ModelCluster {
+            inner: workload::ModelCluster::new(),
+        }
+    }
+
+    /// Adds a CSV of `size` bytes with its copy-on-write tracker; returns its id (0, 1, …).
+    #[pyo3(signature = (size, chunk_size = 16384, diff_area_limit = None))]
+    fn add_csv(
+        &mut self,
+        size: u64,
+        chunk_size: u64,
+        diff_area_limit: Option<u64>,
+    ) -> PyResult<usize> {
+        guarded(|| self.inner.add_csv(size, chunk_size, diff_area_limit))
+    }
+
+    /// Adds a VM with one VHDX disk on CSV `csv`; returns its id (0, 1, …). `locality` is
+    /// "uniform", "hotspot" (`hot_fraction`, `hot_share`), "zipf" (`theta`) or "log"
+    /// (`region_fraction`); `sizes`/`weights` give the request-size mix (default: a typical
+    /// 4 KiB–1 MiB mix); `diurnal_amplitude` > 0 makes the rate follow the day.
+    #[pyo3(signature = (
+        csv, disk_size, *, allocated = 0, block_size = 32 * 1024 * 1024, fixed = false,
+        iops = 100.0, read_fraction = 0.3, sizes = None, weights = None,
+        locality = "uniform", hot_fraction = 0.1, hot_share = 0.9, theta = 0.99,
+        region_fraction = 0.05, diurnal_amplitude = 0.0, diurnal_period_s = 86400.0,
+        diurnal_peak_s = 50400.0, seed = 0, cbt_block_size = 65536
+    ))]
+    #[expect(clippy::too_many_arguments)]
+    fn add_vm(
+        &mut self,
+        csv: usize,
+        disk_size: u64,
+        allocated: u64,
+        block_size: u64,
+        fixed: bool,
+        iops: f64,
+        read_fraction: f64,
+        sizes: Option<Vec<u32>>,
+        weights: Option<Vec<f64>>,
+        locality: &str,
+        hot_fraction: f64,
+        hot_share: f64,
+        theta: f64,
+        region_fraction: f64,
+        diurnal_amplitude: f64,
+        diurnal_period_s: f64,
+        diurnal_peak_s: f64,
+        seed: u64,
+        cbt_block_size: u64,
+    ) -> PyResult<usize> {
+        let sizes = match (sizes, weights) {
+            (None, None) => SizeDist::typical(),
+            (Some(s), Some(w)) => guarded(|| SizeDist::new(&s, &w))?,
+            (Some(s), None) => {
+                let w = vec![1.0; s.len()];
+                guarded(|| SizeDist::new(&s, &w))?
+            }
+            (None, Some(_)) => {
+                return Err(InvalidArgumentError::new_err(
+                    "invalid argument `weights`: given without `sizes`",
+                ))
+            }
+        };
+        let spec = WorkloadSpec {
+            iops,
+            read_fraction,
+            sizes,
+            locality: self::locality(locality, hot_fraction, hot_share, theta, region_fraction)?,
+            diurnal: (diurnal_amplitude > 0.0).then_some(Diurnal {
+                amplitude: diurnal_amplitude,
+                period_s: diurnal_period_s,
+                peak_s: diurnal_peak_s,
+            }),
+        };
+        let cfg = VmConfig {
+            csv,
+            disk_size,
+            allocated,
+            block_size,
+            kind: if fixed {
+                DiskKind::Fixed
+            } else {
+                DiskKind::Dynamic
+            },
+            spec,
+            seed,
+            cbt_block_size,
+        };
+        guarded(|| self.inner.add_vm(cfg))
+    }
+
+    /// Advances every running VM through `[t0, t1)` seconds. Returns a dict of per-VM uint64
+    /// arrays (index = VM id): `writes`, `bytes_written`, `reads`, `bytes_read`, `chunks_copied`,
+    /// `blocks_allocated`, `dropped_writes`; and the snapshots a full diff area deleted:
+    /// `deleted_csv`, `deleted_snapshot` (uint64) and `deleted_time` (float64 seconds).
+    fn advance<'py>(&mut self, py: Python<'py>, t0: f64, t1: f64) -> PyResult<Bound<'py, PyDict>> {
+        let inner = &mut self.inner;
+        let report = detached(py, move || inner.advance(t0, t1))?;
+        let d = PyDict::new(py);
+        let col =
+            |f: fn(&workload::VmTotals) -> u64| -> Vec<u64> { report.vms.iter().map(f).collect() };
+        d.set_item("writes", PyArray1::from_vec(py, col(|t| t.writes)))?;
+        d.set_item(
+            "bytes_written",
+            PyArray1::from_vec(py, col(|t| t.bytes_written)),
+        )?;
+        d.set_item("reads", PyArray1::from_vec(py, col(|t| t.reads)))?;
+        d.set_item("bytes_read", PyArray1::from_vec(py, col(|t| t.bytes_read)))?;
+        d.set_item(
+            "chunks_copied",
+            PyArray1::from_vec(py, col(|t| t.chunks_copied)),
+        )?;
+        d.set_item(
+            "blocks_allocated",
+            PyArray1::from_vec(py, col(|t| t.blocks_allocated)),
+        )?;
+        d.set_item(
+            "dropped_writes",
+            PyArray1::from_vec(py, col(|t| t.dropped_writes)),
+        )?;
+        let csvs: Vec<u64> = report.deleted.iter().map(|d| d.0 as u64).collect();
+        let ids: Vec<u64> = report.deleted.iter().map(|d| d.1).collect();
+        let times: Vec<f64> = report.deleted.iter().map(|d| d.2).collect();
+        d.set_item("deleted_csv", PyArray1::from_vec(py, csvs))?;
+        d.set_item("deleted_snapshot", PyArray1::from_vec(py, ids))?;
+        d.set_item("deleted_time", PyArray1::from_vec(py, times))?;
+        Ok(d)
+    }
+
+    /// Takes a system-provider snapshot of CSV `csv` now; returns its id.
+    fn snapshot(&mut self, csv: usize) -> PyResult<u64> {
+        guarded(|| self.inner.snapshot(csv))
+    }
+
+    /// Deletes a snapshot of CSV `csv`; returns the diff-area bytes freed.
+    fn delete_snapshot(&mut self, csv: usize, snapshot_id: u64) -> PyResult<u64> {
+        guarded(|| self.inner.delete_snapshot(csv, snapshot_id))
+    }
+
+    /// Whether snapshot `snapshot_id` of CSV `csv` is still live.
+    fn is_live(&self, csv: usize, snapshot_id: u64) -> PyResult<bool> {
+        guarded(|| Ok(self.inner.cow(csv)?.is_live(snapshot_id)))
+    }
+
+    /// Bytes in CSV `csv`'s diff area now.
+    fn diff_area_bytes(&self, csv: usize) -> PyResult<u64> {
+        guarded(|| Ok(self.inner.cow(csv)?.diff_area_bytes()))
+    }
+
+    /// The most bytes CSV `csv`'s diff area ever held.
+    fn peak_diff_area_bytes(&self, csv: usize) -> PyResult<u64> {
+        guarded(|| Ok(self.inner.cow(csv)?.peak_diff_area_bytes()))
+    }
+
+    /// Chunks copied on CSV `csv` since the start.
+    fn total_chunks_copied(&self, csv: usize) -> PyResult<u64> {
+        guarded(|| Ok(self.inner.cow(csv)?.total_chunks_copied()))
+    }
+
+    /// Bytes of CSV `csv` in use (its allocation high-water mark).
+    fn used_bytes(&self, csv: usize) -> PyResult<u64> {
+        guarded(|| self.inner.csv_used_bytes(csv))
+    }
+
+    /// Pauses (False) or resumes (True) a VM's I/O (saved state, node down).
+    fn set_running(&mut self, vm: usize, running: bool) -> PyResult<()> {
+        guarded(|| self.inner.set_running(vm, running))
+    }
+
+    /// Ends every disk's writer session (the next write rewrites the VHDX headers).
+    fn close_sessions(&mut self) {
+        self.inner.close_sessions();
+    }
+
+    /// The VHDX file's size now: what a file-level full backup of the disk reads.
+    fn file_size(&self, vm: usize) -> PyResult<u64> {
+        guarded(|| self.inner.file_size(vm))
+    }
+
+    /// Payload bytes allocated in the VM's VHDX now.
+    fn allocated_bytes(&self, vm: usize) -> PyResult<u64> {
+        guarded(|| self.inner.allocated_bytes(vm))
+    }
+
+    /// Bytes changed on the VM's disk since its change tracking was last reset.
+    fn changed_bytes(&self, vm: usize) -> PyResult<u64> {
+        guarded(|| Ok(self.inner.change_tracker(vm)?.changed_bytes()))
+    }
+
+    /// Changed runs of the VM's disk: `(offsets, lengths)` uint64 arrays.
+    fn changed_extents<'py>(&self, py: Python<'py>, vm: usize) -> PyResult<Extents<'py>> {
+        let runs = guarded(|| Ok(self.inner.change_tracker(vm)?.changed_extents()))?;
+        let (o, l): (Vec<u64>, Vec<u64>) = runs.into_iter().unzip();
+        Ok((PyArray1::from_vec(py, o), PyArray1::from_vec(py, l)))
+    }
+
+    /// Forgets the VM's changes (after a backup took them).
+    fn reset_changes(&mut self, vm: usize) -> PyResult<()> {
+        guarded(|| self.inner.reset_changes(vm))
+    }
+
+    #[getter]
+    fn csv_count(&self) -> usize {
+        self.inner.csv_count()
+    }
+
+    #[getter]
+    fn vm_count(&self) -> usize {
+        self.inner.vm_count()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "ModelCluster(csvs={}, vms={})",
+            self.inner.csv_count(),
+            self.inner.vm_count()
+        )
+    }
+}
