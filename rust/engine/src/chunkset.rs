@@ -201,6 +201,9 @@ struct Shard {
     /// Where each arena leaf sits (its global slot), so iteration can go in chunk order.
     leaf_slot: Vec<u32>,
     count: u64,
+    /// Indices of the extents of the batch being applied that touch this shard (kept between
+    /// batches so large batches do not fault in fresh pages every time).
+    pending: Vec<u32>,
 }
 
 impl Shard {
@@ -290,6 +293,7 @@ impl ChunkSet {
             .map(|s| {
                 s.top.capacity() * 4
                     + s.leaf_slot.capacity() * 4
+                    + s.pending.capacity() * 4
                     + s.leaves.capacity() * std::mem::size_of::<Leaf>()
                     + s.leaves.iter().map(Leaf::memory_bytes).sum::<usize>()
             })
@@ -303,6 +307,7 @@ impl ChunkSet {
             s.top.iter_mut().for_each(|t| *t = ABSENT);
             s.leaves = Vec::new();
             s.leaf_slot = Vec::new();
+            s.pending = Vec::new();
             s.count = 0;
         }
     }
@@ -398,25 +403,29 @@ impl ChunkSet {
         // One pass deals the extents to the shards that own their leaves (an extent crossing a
         // leaf boundary goes to each owner, which clips it); then each shard applies its own list
         // in the original order, on its own thread.
-        let mut lists: Vec<Vec<u32>> = (0..SHARDS)
-            .map(|_| Vec::with_capacity(offsets.len() / SHARDS + 1024))
-            .collect();
+        for shard in &mut self.shards {
+            shard.pending.clear();
+        }
         for i in 0..offsets.len() {
             if let Some((first, end)) = span(i) {
                 let (fs, ls) = (first >> LEAF_SHIFT, (end - 1) >> LEAF_SHIFT);
-                lists[(fs % SHARDS as u64) as usize].push(i as u32);
+                self.shards[(fs % SHARDS as u64) as usize]
+                    .pending
+                    .push(i as u32);
                 for slot in fs + 1..=ls.min(fs + SHARDS as u64 - 1) {
-                    lists[(slot % SHARDS as u64) as usize].push(i as u32);
+                    self.shards[(slot % SHARDS as u64) as usize]
+                        .pending
+                        .push(i as u32);
                 }
             }
         }
         self.shards
             .par_iter_mut()
-            .zip(lists.par_iter())
             .enumerate()
-            .map(|(s, (shard, list))| {
+            .map(|(s, shard)| {
+                let pending = std::mem::take(&mut shard.pending);
                 let mut fresh = 0;
-                for &i in list {
+                for &i in &pending {
                     let Some((first, end)) = span(i as usize) else {
                         continue;
                     };
@@ -431,6 +440,7 @@ impl ChunkSet {
                         fresh += shard.insert_counting_below(slot, a, b, count_below);
                     }
                 }
+                shard.pending = pending;
                 fresh
             })
             .sum()

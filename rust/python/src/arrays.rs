@@ -131,14 +131,27 @@ pub fn for_each_slice(
     lengths: &[u32],
     mut each: impl FnMut(usize, &[u64], &[u32]) -> PyResult<()>,
 ) -> PyResult<()> {
-    let (mut offs_buf, mut lens_buf) = (Vec::with_capacity(SLICE), Vec::with_capacity(SLICE));
-    for start in (0..offsets.len()).step_by(SLICE) {
-        let end = (start + SLICE).min(offsets.len());
-        offs_buf.clear();
-        offs_buf.extend_from_slice(&offsets[start..end]);
-        lens_buf.clear();
-        lens_buf.extend_from_slice(&lengths[start..end]);
-        each(start, &offs_buf, &lens_buf)?;
+    thread_local! {
+        // Reused between calls: a fresh 48 MB buffer per call would fault its pages in each time.
+        static BUFFERS: std::cell::RefCell<(Vec<u64>, Vec<u32>)> =
+            const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
     }
-    Ok(())
+    BUFFERS.with(|cell| {
+        // A nested call (never expected) gets buffers of its own rather than a borrow panic.
+        let mut own = (Vec::new(), Vec::new());
+        let mut guard = cell.try_borrow_mut();
+        let (offs_buf, lens_buf) = match guard.as_deref_mut() {
+            Ok(bufs) => (&mut bufs.0, &mut bufs.1),
+            Err(_) => (&mut own.0, &mut own.1),
+        };
+        for start in (0..offsets.len()).step_by(SLICE) {
+            let end = (start + SLICE).min(offsets.len());
+            offs_buf.clear();
+            offs_buf.extend_from_slice(&offsets[start..end]);
+            lens_buf.clear();
+            lens_buf.extend_from_slice(&lengths[start..end]);
+            each(start, offs_buf, lens_buf)?;
+        }
+        Ok(())
+    })
 }
