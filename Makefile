@@ -78,6 +78,7 @@ bench: build-dev
 	mkdir -p $(BENCH_DIR)
 	$(PY) -m pytest benches -q --benchmark-only --benchmark-json=$(BENCH_DIR)/latest.json \
 		--benchmark-autosave --benchmark-storage=file://$(BENCH_DIR)
+	$(VENV)/bin/vssim bench-report $(BENCH_DIR)/latest.json --out $(BENCH_DIR)/report
 	cargo bench -p vssim-engine
 
 .PHONY: fuzz

@@ -1,0 +1,268 @@
+"""Aggregates pytest-benchmark JSON files with polars: ``vssim bench-report``.
+
+Conventions the report relies on (the project's benchmarks follow them):
+
+- A benchmark's *peer* is the same test with another ``impl`` parameter in the same group: the row
+  whose ``impl`` is ``"engine"`` is the reference, and every other row of its group gets the ratio
+  ``its median / the engine's median`` (how many times slower the peer is).
+- Simulated outcomes live in ``extra_info``; rows carrying ``profile`` and ``strategy`` form the
+  simulated full-vs-selective table.
+- Given several files, the last is compared with the first: a benchmark whose new min is above the
+  old max is a regression beyond the noise (their min–max ranges do not overlap); new max below old
+  min is an improvement; anything else is noise.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from vssim.errors import VssimError
+
+ENGINE = "engine"
+#: The simulated outcomes shown in the full-vs-selective table, in order, when present.
+SIMULATED_COLUMNS = [
+    "backup_window_s",
+    "diff_area_peak_bytes",
+    "bytes_read",
+    "redirected_bytes",
+    "vms_frozen",
+    "failures",
+]
+
+
+class BenchReportError(VssimError, ValueError):
+    """A benchmark results file cannot be used."""
+
+
+@dataclass(frozen=True)
+class Report:
+    """Every table of a report, as polars frames."""
+
+    groups: pl.DataFrame
+    simulated: pl.DataFrame
+    changes: pl.DataFrame | None
+
+
+def load(path: Path, run: int = 0) -> pl.DataFrame:
+    """One pytest-benchmark JSON file as a frame, one row per benchmark."""
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as exc:
+        raise BenchReportError(f"{path}: cannot read: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise BenchReportError(
+            f"{path}: not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
+        raise BenchReportError(
+            f"{path}: not a pytest-benchmark results file (expected an object with a "
+            f"'benchmarks' list, found {type(doc).__name__})"
+        )
+    rows: list[dict[str, Any]] = []
+    for i, b in enumerate(doc["benchmarks"]):
+        stats = b.get("stats") if isinstance(b, dict) else None
+        if not isinstance(stats, dict):
+            raise BenchReportError(f"{path}: benchmarks[{i}] has no 'stats' object")
+        missing = [k for k in ("min", "max", "median", "ops") if k not in stats]
+        if missing:
+            raise BenchReportError(f"{path}: benchmarks[{i}].stats lacks {', '.join(missing)}")
+        params = b.get("params") or {}
+        extra = b.get("extra_info") or {}
+        rows.append(
+            {
+                "run": run,
+                "file": str(path),
+                "datetime": str(doc.get("datetime", "")),
+                "group": str(b.get("group") or "(none)"),
+                "name": str(b.get("name", "")),
+                "fullname": str(b.get("fullname", b.get("name", ""))),
+                "impl": str(params.get("impl", "")),
+                "case": _case(str(b.get("fullname", "")), params),
+                "min_s": float(stats["min"]),
+                "max_s": float(stats["max"]),
+                "median_s": float(stats["median"]),
+                "ops": float(stats["ops"]),
+                "rounds": int(stats.get("rounds", 0)),
+                "extra": json.dumps(extra, sort_keys=True),
+            }
+        )
+    schema = {
+        "run": pl.Int64,
+        "file": pl.String,
+        "datetime": pl.String,
+        "group": pl.String,
+        "name": pl.String,
+        "fullname": pl.String,
+        "impl": pl.String,
+        "case": pl.String,
+        "min_s": pl.Float64,
+        "max_s": pl.Float64,
+        "median_s": pl.Float64,
+        "ops": pl.Float64,
+        "rounds": pl.Int64,
+        "extra": pl.String,
+    }
+    return pl.DataFrame(rows, schema=schema)
+
+
+def _case(fullname: str, params: dict[str, Any]) -> str:
+    """The benchmark's identity without its ``impl``: the test plus its other parameters."""
+    base = fullname.split("[", 1)[0]
+    rest = ",".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "impl")
+    return f"{base}[{rest}]" if rest else base
+
+
+def group_table(runs: pl.DataFrame) -> pl.DataFrame:
+    """Per benchmark of the newest run: median and ops with min–max, and the ratio to the engine
+    row of the same case (peer median / engine median)."""
+    newest = runs.filter(pl.col("run") == runs["run"].max())
+    engine = newest.filter(pl.col("impl") == ENGINE).select(
+        "group", "case", pl.col("median_s").alias("engine_median_s")
+    )
+    return (
+        newest.join(engine, on=["group", "case"], how="left")
+        .with_columns(
+            (pl.col("median_s") / pl.col("engine_median_s")).alias("x_engine"),
+            (1.0 / pl.col("max_s")).alias("ops_min"),
+            (1.0 / pl.col("min_s")).alias("ops_max"),
+        )
+        .select(
+            "group", "name", "median_s", "min_s", "max_s", "ops", "ops_min", "ops_max", "x_engine"
+        )
+        .sort("group", "median_s")
+    )
+
+
+def simulated_table(runs: pl.DataFrame) -> pl.DataFrame:
+    """The simulated outcomes of the newest run's scenario benchmarks, by profile and strategy."""
+    newest = runs.filter(pl.col("run") == runs["run"].max())
+    rows = []
+    for name, extra in zip(newest["name"], newest["extra"], strict=True):
+        info = json.loads(extra)
+        if "profile" in info and "strategy" in info:
+            row: dict[str, object] = {
+                "profile": str(info["profile"]),
+                "strategy": str(info["strategy"]),
+            }
+            for col in SIMULATED_COLUMNS:
+                value = info.get(col)
+                row[col] = float(value) if isinstance(value, int | float) else None
+            row["benchmark"] = name
+            rows.append(row)
+    schema: dict[str, Any] = {"profile": pl.String, "strategy": pl.String}
+    schema.update({c: pl.Float64 for c in SIMULATED_COLUMNS})
+    schema["benchmark"] = pl.String
+    return pl.DataFrame(rows, schema=schema).sort("strategy", "profile")
+
+
+def change_table(runs: pl.DataFrame) -> pl.DataFrame | None:
+    """First run against last: relative change of the median and a verdict beyond the noise."""
+    first, last = runs["run"].min(), runs["run"].max()
+    if first == last:
+        return None
+    old = runs.filter(pl.col("run") == first).select(
+        "fullname",
+        pl.col("median_s").alias("old_median_s"),
+        pl.col("min_s").alias("old_min_s"),
+        pl.col("max_s").alias("old_max_s"),
+    )
+    new = runs.filter(pl.col("run") == last).select(
+        "group", "fullname", "median_s", "min_s", "max_s"
+    )
+    return (
+        new.join(old, on="fullname", how="inner")
+        .with_columns(
+            (pl.col("median_s") / pl.col("old_median_s") - 1.0).alias("change"),
+            pl.when(pl.col("min_s") > pl.col("old_max_s"))
+            .then(pl.lit("REGRESSION"))
+            .when(pl.col("max_s") < pl.col("old_min_s"))
+            .then(pl.lit("improved"))
+            .otherwise(pl.lit("noise"))
+            .alias("verdict"),
+        )
+        .select("group", "fullname", "old_median_s", "median_s", "change", "verdict")
+        .sort("group", "fullname")
+    )
+
+
+def build(paths: list[Path]) -> Report:
+    if not paths:
+        raise BenchReportError("no results file given")
+    runs = pl.concat([load(p, i) for i, p in enumerate(paths)])
+    return Report(
+        groups=group_table(runs), simulated=simulated_table(runs), changes=change_table(runs)
+    )
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "–"
+        if abs(value) >= 1e6 or (value.is_integer() and abs(value) >= 100):
+            return f"{value:,.0f}"
+        if abs(value) >= 100:
+            return f"{value:,.1f}"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _change_cell(col: str, value: object) -> str:
+    if col == "change" and isinstance(value, float):
+        return f"{value:+.1%}"
+    if col == "x_engine" and isinstance(value, float) and value == value:
+        return f"{value:.2f}×"
+    return _fmt(value)
+
+
+def markdown(frame: pl.DataFrame) -> str:
+    cols = frame.columns
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in frame.iter_rows():
+        lines.append(
+            "| " + " | ".join(_change_cell(c, v) for c, v in zip(cols, row, strict=True)) + " |"
+        )
+    return "\n".join(lines)
+
+
+def text_table(frame: pl.DataFrame) -> str:
+    cols = frame.columns
+    cells = [
+        [_change_cell(c, v) for c, v in zip(cols, row, strict=True)] for row in frame.iter_rows()
+    ]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(cols)]
+    out = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
+    out.append("  ".join("-" * w for w in widths))
+    out += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(out)
+
+
+def render(report: Report, fmt: str) -> str:
+    """The report as ``table`` (terminal), ``markdown`` or ``csv`` text."""
+    sections = [("Benchmarks (newest run)", report.groups)]
+    if report.simulated.height:
+        sections.append(("Simulated backups: full vs selective, 2008 R2 vs 2012", report.simulated))
+    if report.changes is not None:
+        sections.append(("Change, first run → last run", report.changes))
+    parts = []
+    for title, frame in sections:
+        if fmt == "csv":
+            parts.append(f"# {title}\n{frame.write_csv()}")
+        elif fmt == "markdown":
+            parts.append(f"## {title}\n\n{markdown(frame)}\n")
+        else:
+            parts.append(f"{title}\n{text_table(frame)}\n")
+    return "\n".join(parts)
+
+
+def regressions(report: Report) -> int:
+    """Number of benchmarks that regressed beyond the noise."""
+    if report.changes is None:
+        return 0
+    return int((report.changes["verdict"] == "REGRESSION").sum())
