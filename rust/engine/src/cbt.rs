@@ -49,27 +49,13 @@ impl ChangeTracker {
     /// A tracker for the disk `disk_id` of `disk_size` bytes in blocks of `block_size` bytes.
     pub fn new(disk_id: &str, disk_size: u64, block_size: u64) -> Result<Self> {
         check_power_of_two("block_size", block_size, MIN_BLOCK_SIZE, MAX_BLOCK_SIZE)?;
-        if disk_size == 0 {
-            return Err(Error::invalid(
-                "disk_size",
-                "0 bytes: a disk needs at least one block",
-            ));
-        }
         if disk_id.is_empty() || disk_id.len() > 4096 {
             return Err(Error::invalid(
                 "disk_id",
                 format!("{} bytes long; expected 1 to 4096 bytes", disk_id.len()),
             ));
         }
-        let blocks = disk_size.div_ceil(block_size);
-        if blocks > (u64::from(u32::MAX) << 15) {
-            return Err(Error::invalid(
-                "disk_size",
-                format!(
-                    "{disk_size} bytes is more blocks of {block_size} bytes than can be tracked"
-                ),
-            ));
-        }
+        let blocks = ChunkSet::universe_for("disk_size", disk_size, block_size, "block")?;
         Ok(ChangeTracker {
             disk_id: disk_id.to_owned(),
             disk_size,

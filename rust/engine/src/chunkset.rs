@@ -8,6 +8,8 @@
 //! top level and nothing else until it is written, and a few scattered writes per gigabyte cost a
 //! few bytes each.
 
+use crate::error::{Error, Result};
+
 const LEAF_SHIFT: u32 = 15;
 const LEAF_BITS: u64 = 1 << LEAF_SHIFT;
 const LEAF_WORDS: usize = (LEAF_BITS / 64) as usize;
@@ -260,6 +262,28 @@ pub struct ChunkSet {
 }
 
 impl ChunkSet {
+    /// The largest universe a set can have (leaf slots are `u32`).
+    pub const MAX_LEN: u64 = (u32::MAX as u64) << LEAF_SHIFT;
+
+    /// How many `unit`-byte pieces cover `size` bytes, checked against what a set can track: the
+    /// universe of a tracker over a device. Errors name `name` (the size argument) and `what`.
+    pub fn universe_for(name: &'static str, size: u64, unit: u64, what: &str) -> Result<u64> {
+        if size == 0 {
+            return Err(Error::invalid(
+                name,
+                format!("0 bytes: expected at least one {what}"),
+            ));
+        }
+        let n = size.div_ceil(unit);
+        if n > Self::MAX_LEN {
+            return Err(Error::invalid(
+                name,
+                format!("{size} bytes is more {what}s of {unit} bytes than can be tracked"),
+            ));
+        }
+        Ok(n)
+    }
+
     /// An empty set over the universe `[0, len)`.
     pub fn new(len: u64) -> Self {
         let slots = len.div_ceil(LEAF_BITS);

@@ -88,21 +88,7 @@ impl CowTracker {
     /// (a power of two, 4 KiB – 1 MiB), with an optional diff-area limit in bytes.
     pub fn new(volume_size: u64, chunk_size: u64, diff_area_limit: Option<u64>) -> Result<Self> {
         check_power_of_two("chunk_size", chunk_size, MIN_CHUNK_SIZE, MAX_CHUNK_SIZE)?;
-        if volume_size == 0 {
-            return Err(Error::invalid(
-                "volume_size",
-                "0 bytes: a volume needs at least one chunk",
-            ));
-        }
-        let chunk_count = volume_size.div_ceil(chunk_size);
-        if chunk_count > (u64::from(u32::MAX) << 15) {
-            return Err(Error::invalid(
-                "volume_size",
-                format!(
-                    "{volume_size} bytes is more chunks of {chunk_size} bytes than can be tracked"
-                ),
-            ));
-        }
+        let chunk_count = ChunkSet::universe_for("volume_size", volume_size, chunk_size, "chunk")?;
         Ok(CowTracker {
             volume_size,
             chunk_shift: chunk_size.trailing_zeros(),
