@@ -50,11 +50,11 @@ def hyperv_component(scenario: Scenario, vm: Vm) -> Component:
     folder = scenario.vm_folder(vm)
     g = vm.component_name
     files = [
-        FileDescriptor(f"{folder}\\Virtual Machines", f"{g}.xml"),
-        FileDescriptor(f"{folder}\\Virtual Machines\\{g}", f"{g}.bin"),
-        FileDescriptor(f"{folder}\\Virtual Machines\\{g}", f"{g}.vsv"),
+        FileDescriptor(f"{folder}\\Virtual Machines\\", f"{g}.xml"),
+        FileDescriptor(f"{folder}\\Virtual Machines\\{g}\\", f"{g}.bin"),
+        FileDescriptor(f"{folder}\\Virtual Machines\\{g}\\", f"{g}.vsv"),
     ]
-    files += [FileDescriptor(f"{folder}\\Virtual Hard Disks", d.file) for d in vm.disks]
+    files += [FileDescriptor(f"{folder}\\Virtual Hard Disks\\", d.file) for d in vm.disks]
     return Component(name=g, caption=_caption(vm), files=tuple(files), vm_guid=vm.guid)
 
 
@@ -65,8 +65,8 @@ def csv_component_name(scenario: Scenario, vm: Vm) -> str:
 
 def csv_component(scenario: Scenario, vm: Vm) -> Component:
     folder = scenario.vm_folder(vm)
-    files = [FileDescriptor(f"{folder}\\Virtual Machines", f"{vm.component_name}.xml")]
-    files += [FileDescriptor(f"{folder}\\Virtual Hard Disks", d.file) for d in vm.disks]
+    files = [FileDescriptor(f"{folder}\\Virtual Machines\\", f"{vm.component_name}.xml")]
+    files += [FileDescriptor(f"{folder}\\Virtual Hard Disks\\", d.file) for d in vm.disks]
     return Component(name=csv_component_name(scenario, vm), files=tuple(files), vm_guid=vm.guid)
 
 
