@@ -57,8 +57,11 @@ def default_state_path(scenario: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     ours, rest = _split(list(args.argv))
     if "scenario" not in ours or "node" not in ours:
-        print("usage: vssim vshadow --scenario FILE --node NODE [--state FILE] "
-              "[vshadow options] [volumes]", file=sys.stderr)
+        print(
+            "usage: vssim vshadow --scenario FILE --node NODE [--state FILE] "
+            "[vshadow options] [volumes]",
+            file=sys.stderr,
+        )
         return 1
     path = Path(ours["scenario"])
     scenario = load_scenario(path)
@@ -66,8 +69,9 @@ def run(args: argparse.Namespace) -> int:
         scenario.node(ours["node"])
     except KeyError:
         names = ", ".join(n.name for n in scenario.nodes[:8])
-        print(f"vssim vshadow: no node {ours['node']!r} in {path} (nodes: {names})",
-              file=sys.stderr)
+        print(
+            f"vssim vshadow: no node {ours['node']!r} in {path} (nodes: {names})", file=sys.stderr
+        )
         return 1
     state = Path(ours["state"]) if "state" in ours else default_state_path(path)
     tool = VShadow(scenario, ours["node"], state, sys.stdout, sys.stdin)

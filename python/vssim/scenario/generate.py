@@ -136,9 +136,7 @@ def generate(
                 "csv": rng.choice(csv_names),
                 "integration_services": rng.random() < is_share,
                 "running": rng.random() < run_share,
-                "disks": [
-                    {"size": disk_size, "allocated": allocated} for _ in range(disks_per_vm)
-                ],
+                "disks": [{"size": disk_size, "allocated": allocated} for _ in range(disks_per_vm)],
                 "workload": {"write_iops": iops},
             }
         )

@@ -199,8 +199,10 @@ def parse_scenario(raw: dict[str, Any], path: Path) -> Scenario:
 
     links_t = r.table(raw, "links", "links")
     r.known(links_t, "links", tuple(DEFAULT_LINKS))
-    lk = {k: r.get(links_t, k, "links", _positive_rate, "a bandwidth > 0 ('400 MB/s')", parse_rate(d))
-          for k, d in DEFAULT_LINKS.items()}
+    lk = {
+        k: r.get(links_t, k, "links", _positive_rate, "a bandwidth > 0 ('400 MB/s')", parse_rate(d))
+        for k, d in DEFAULT_LINKS.items()
+    }
     links = Links(**lk)
 
     raw_nodes = r.array(raw, "nodes", "nodes")
@@ -258,8 +260,16 @@ def _csvs(
     out: list[Csv] = []
     names: set[str] = set()
     mounts: set[str] = set()
-    keys = ("name", "mount_point", "volume_guid", "coordinator", "size", "diff_area_limit",
-            "provider", "bandwidth")
+    keys = (
+        "name",
+        "mount_point",
+        "volume_guid",
+        "coordinator",
+        "size",
+        "diff_area_limit",
+        "provider",
+        "bandwidth",
+    )
     for i, t in enumerate(raw):
         path = f"csvs[{i}]"
         r.known(t, path, keys)
@@ -288,7 +298,9 @@ def _csvs(
             raise r.fail(f"{path}.provider", prov, "'system' or 'hardware'")
         guid = r.get(t, "volume_guid", path, _guid, "a GUID", derive_guid(seed, "csv", name))
         bw = r.get(t, "bandwidth", path, _positive_rate, "a bandwidth > 0", links.csv_bandwidth)
-        out.append(Csv(name, mount, guid, nodes[coord.lower()], size, limit, ProviderKind(prov), bw))
+        out.append(
+            Csv(name, mount, guid, nodes[coord.lower()], size, limit, ProviderKind(prov), bw)
+        )
     return out
 
 
@@ -298,8 +310,17 @@ def _workload(r: _Reader, t: object, path: str) -> Workload:
     if not isinstance(t, dict):
         raise r.fail(path, t, "a table")
     d = Workload()
-    r.known(t, path, ("write_iops", "guest_vss_seconds", "auto_recovery_bytes", "memory",
-                      "guest_snapshot_bytes"))
+    r.known(
+        t,
+        path,
+        (
+            "write_iops",
+            "guest_vss_seconds",
+            "auto_recovery_bytes",
+            "memory",
+            "guest_snapshot_bytes",
+        ),
+    )
     return Workload(
         write_iops=r.get(t, "write_iops", path, _nonneg_float, "a number >= 0", d.write_iops),
         guest_vss_seconds=r.get(
@@ -361,8 +382,10 @@ def _vms(
         per_csv[csv] += sum(d.allocated_size for d in disks)
         if per_csv[csv] > csvs[csv].size:
             raise r.fail(
-                f"{path}.disks", raw_disks, f"allocated bytes that fit CSV {csv!r} "
-                f"({csvs[csv].size} bytes; VMs so far need {per_csv[csv]})"
+                f"{path}.disks",
+                raw_disks,
+                f"allocated bytes that fit CSV {csv!r} "
+                f"({csvs[csv].size} bytes; VMs so far need {per_csv[csv]})",
             )
         out.append(
             Vm(
@@ -421,12 +444,17 @@ def _check_ids(r: _Reader, csvs: list[Csv], vms: list[Vm]) -> None:
     seen: dict[uuid.UUID, str] = {}
     for i, c in enumerate(csvs):
         if c.volume_guid in seen:
-            raise r.fail(f"csvs[{i}].volume_guid", str(c.volume_guid),
-                         f"a GUID not already used by {seen[c.volume_guid]}")
+            raise r.fail(
+                f"csvs[{i}].volume_guid",
+                str(c.volume_guid),
+                f"a GUID not already used by {seen[c.volume_guid]}",
+            )
         seen[c.volume_guid] = f"csvs[{i}]"
     for i, v in enumerate(vms):
         if v.guid in seen:
-            raise r.fail(f"vms[{i}].guid", str(v.guid), f"a GUID not already used by {seen[v.guid]}")
+            raise r.fail(
+                f"vms[{i}].guid", str(v.guid), f"a GUID not already used by {seen[v.guid]}"
+            )
         seen[v.guid] = f"vms[{i}]"
 
 

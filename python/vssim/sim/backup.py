@@ -8,8 +8,9 @@ machine per volume. Writer events are delivered to all writers at once (SimPy pr
 writer's handler returns actions (guest snapshot, saved state, relay, auto-recovery) that take
 simulated time on the cluster's shared resources. Timeouts are events the driver generates: the
 freeze window (60 s per writer) and flush-and-hold (10 s) bound the provider steps between Freeze
-and Thaw. Any failure raises :class:`Abort` inside the process, and the abort path runs: Abort to
-every writer, AbortSnapshots (or delete) at the providers, CSVs released — nothing stays committed.
+and Thaw. Any failure raises :class:`AbortBackupError` inside the process, and the abort path
+runs: Abort to every writer, AbortSnapshots (or delete) at the providers, CSVs released —
+nothing stays committed.
 
 Seed steps (``Record.step``): 2012 ① DoSnapshotSet requested, ②-1 local Hyper-V writer and ②-2 CSV
 writer get PrepareForSnapshot, ③ a Hyper-V writer asks a VM's integration services, ④ guest VSS
@@ -21,6 +22,7 @@ volume's own provider at ⑥–⑦.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
@@ -39,9 +41,9 @@ from vssim.vss.backup_state import BackupComponentsMachine, BcCall, BcState
 from vssim.vss.cluster import ClusterState, ShadowCopy
 from vssim.vss.enums import HResult, ProviderType, SnapshotAttr, hresult_name
 from vssim.vss.ids import HYPERV_WRITER_ID, HYPERV_WRITER_NAME
+from vssim.vss.machine import protocol_error
 from vssim.vss.metadata import WriterMetadata
 from vssim.vss.profiles import Profile, profile_for
-from vssim.vss.machine import protocol_error
 from vssim.vss.provider_state import TABLE as _PTABLE
 from vssim.vss.provider_state import ProviderCall, ProviderMachine
 from vssim.vss.providers import (
@@ -97,7 +99,7 @@ VSS = "VSS"
 CLUSTER = "cluster"
 
 
-class Abort(Exception):
+class AbortBackupError(Exception):
     """Raised inside a backup process: the set must be aborted with ``hresult``."""
 
     def __init__(self, hresult: int, message: str) -> None:
@@ -164,8 +166,15 @@ class BackupRun:
             yield self.env.timeout(duration)
         self.tl.add(node, role, event, start, self.env.now, step=step, detail=detail, seq=seq)
 
-    def _mark(self, node: str, role: str, event: str, result: str = "S_OK", step: str = "",
-              detail: str = "") -> None:
+    def _mark(
+        self,
+        node: str,
+        role: str,
+        event: str,
+        result: str = "S_OK",
+        step: str = "",
+        detail: str = "",
+    ) -> None:
         now = self.env.now
         self.tl.add(node, role, event, now, now, result=result, step=step, detail=detail)
 
@@ -177,9 +186,7 @@ class BackupRun:
     # --- faults -----------------------------------------------------------------------------
 
     def _faults(self, kind: FaultKind, phase: str) -> list[tuple[int, Fault]]:
-        return [
-            (i, f) for i, f in enumerate(self.sc.faults) if f.kind is kind and f.phase == phase
-        ]
+        return [(i, f) for i, f in enumerate(self.sc.faults) if f.kind is kind and f.phase == phase]
 
     def _delay(self, phase: str, node: str | None = None) -> float:
         return sum(
@@ -197,7 +204,9 @@ class BackupRun:
             self.state.nodes_down.add(node)
             self._mark(node, CLUSTER, f"node {node} down", "DOWN", detail=f"at {phase}")
             if node == self.req:
-                raise Abort(HResult.VSS_E_CLUSTER_ERROR, f"the requester's node {node} went down")
+                raise AbortBackupError(
+                    HResult.VSS_E_CLUSTER_ERROR, f"the requester's node {node} went down"
+                )
             for csv in self.job.volumes:
                 if self.state.coordinators[csv.name] == node and self.commit_time is None:
                     yield from self._failover(csv)
@@ -211,7 +220,7 @@ class BackupRun:
     def _provider_fault(self, phase: str) -> None:
         for _, f in self._faults(FaultKind.PROVIDER_ERROR, phase):
             hr = f.hresult or HResult.VSS_E_UNEXPECTED_PROVIDER_ERROR
-            raise Abort(hr, f"the provider failed {phase}")
+            raise AbortBackupError(hr, f"the provider failed {phase}")
 
     # --- the backup -------------------------------------------------------------------------
 
@@ -219,14 +228,12 @@ class BackupRun:
         self.result.start = self.env.now
         try:
             yield from self._backup()
-        except Abort as a:
+        except AbortBackupError as a:
             yield from self._abort(a.hresult, str(a))
         except VssProtocolError as e:
             yield from self._abort(e.hresult, str(e))
         self.result.end = self.env.now
         self.result.shadow_copies = [c for c in self.copies.values() if c in self.state.snapshots]
-        for csv in self.job.volumes:
-            self.result.diff_area_bytes[csv.name] = self.state.backend.diff_area_bytes(csv)
         self.result.network_bytes = sum(self.result.redirected_bytes.values()) + (
             self.result.network_bytes
         )
@@ -234,11 +241,13 @@ class BackupRun:
     def _backup(self) -> Proc:
         job, prof = self.job, self.profile
         if not self.state.is_up(self.req):
-            raise Abort(HResult.VSS_E_CLUSTER_ERROR, f"node {self.req} is down")
+            raise AbortBackupError(HResult.VSS_E_CLUSTER_ERROR, f"node {self.req} is down")
         for s in job.selected:
             if s.writer.node and s.writer.node.lower() != self.req.lower():
-                raise Abort(HResult.VSS_E_OBJECT_NOT_FOUND, f"{s.writer.name} of {s.writer.node}"
-                            f" is not a writer of {self.req}")
+                raise AbortBackupError(
+                    HResult.VSS_E_OBJECT_NOT_FOUND,
+                    f"{s.writer.name} of {s.writer.node} is not a writer of {self.req}",
+                )
         yield from self._call(BcCall.INITIALIZE_FOR_BACKUP)
         self.bc.send(BcCall.SET_CONTEXT, job.context)
         self._mark(self.req, REQUESTER, "SetContext", detail=str(job.context))
@@ -251,7 +260,8 @@ class BackupRun:
             yield from self._gather_metadata()
             for s in job.selected:
                 yield from self._call(
-                    BcCall.ADD_COMPONENT, costs.ADD_COMPONENT_S,
+                    BcCall.ADD_COMPONENT,
+                    costs.ADD_COMPONENT_S,
                     detail=f"{s.writer.name}:{s.component.full_path}",
                 )
         self.result.set_id = self.state.new_id("snapshot-set")
@@ -323,8 +333,9 @@ class BackupRun:
         self, kind: str, node: str, wmd: WriterMetadata | None, vms: tuple[Vm, ...]
     ) -> WriterInstance:
         name = wmd.name if wmd else HYPERV_WRITER_NAME
-        return WriterInstance(kind, node, wmd, WriterMachine(f"{name} on {node}"), vms,
-                              involved=bool(vms))
+        return WriterInstance(
+            kind, node, wmd, WriterMachine(f"{name} on {node}"), vms, involved=bool(vms)
+        )
 
     def _remote_writer(self, node: str) -> WriterInstance:
         w = self.remote.get(node)
@@ -380,24 +391,37 @@ class BackupRun:
         w.machine.send(event, ok, hr)
         result = "S_OK" if ok else hresult_name(hr)
         detail = str(w.machine.state)
-        self.tl.add(w.node, w.name, EVENT_TEXT[event], start, self.env.now, result,
-                    self._step_label(w, event), detail, seq=seq)
+        self.tl.add(
+            w.node,
+            w.name,
+            EVENT_TEXT[event],
+            start,
+            self.env.now,
+            result,
+            self._step_label(w, event),
+            detail,
+            seq=seq,
+        )
 
     def _act(self, w: WriterInstance, event: WriterEvent) -> Generator[Any, Any, tuple[bool, int]]:
         if w.kind == CSV:
             if event is WE.IDENTIFY:
                 nodes = [n.name for n in self.sc.nodes if n.name != w.node]
-                procs = [self.env.process(self._relay(Relay(n, event, ()))) for n in nodes
-                         if self.state.is_up(n)]
+                procs = [
+                    self.env.process(self._relay(Relay(n, event, ())))
+                    for n in nodes
+                    if self.state.is_up(n)
+                ]
                 if procs:
                     yield simpy.AllOf(self.env, procs)
                 return True, int(HResult.S_OK)
             relays = csv_actions(event, self.selected_by_node)
-            procs = [self.env.process(self._relay(r)) for r in relays]
+            procs = [self.env.process(self._relay(r)) for r in relays if isinstance(r, Relay)]
             if procs:
                 done = yield simpy.AllOf(self.env, procs)
-                if not all(done.values()):
-                    return False, int(HResult.VSS_E_CLUSTER_ERROR)
+                for relay_hr in done.values():
+                    if relay_hr != HResult.S_OK:
+                        return False, int(relay_hr)
             return True, int(HResult.S_OK)
         if (
             event is WE.POST_SNAPSHOT
@@ -413,17 +437,24 @@ class BackupRun:
                 return False, int(HResult.VSS_E_WRITERERROR_NONRETRYABLE)
         return True, int(HResult.S_OK)
 
-    def _relay(self, r: Relay) -> Generator[Any, Any, bool]:
+    def _relay(self, r: Relay) -> Generator[Any, Any, int]:
+        """CSV writer → another node's Hyper-V writer; the HRESULT the relay ends with (the
+        remote writer's failure, or VSS_E_CLUSTER_ERROR when the node cannot be reached)."""
         yield self.env.timeout(costs.RPC_S)
         if not self.state.is_up(r.node):
-            self._mark(r.node, HYPERV_WRITER_NAME, EVENT_TEXT[r.event], "VSS_E_CLUSTER_ERROR",
-                       detail="node down: relay from the CSV writer failed")
-            return False
+            self._mark(
+                r.node,
+                HYPERV_WRITER_NAME,
+                EVENT_TEXT[r.event],
+                "VSS_E_CLUSTER_ERROR",
+                detail="node down: relay from the CSV writer failed",
+            )
+            return int(HResult.VSS_E_CLUSTER_ERROR)
         w = self._remote_writer(r.node)
         if (w.machine.phase, r.event) not in WRITER_TABLE:
-            return r.event in (WE.ABORT, WE.BACKUP_SHUTDOWN)
+            return int(HResult.S_OK)
         yield from self._deliver(w, r.event)
-        return not w.machine.phase.failed
+        return w.machine.failure if w.machine.phase.failed else int(HResult.S_OK)
 
     def _vm_action(self, w: WriterInstance, a: object) -> Generator[Any, Any, bool]:
         if isinstance(a, GuestSnapshot):
@@ -446,12 +477,20 @@ class BackupRun:
 
     def _guest_snapshot(self, w: WriterInstance, vm: Vm) -> Proc:
         self.result.frozen_vms.append(vm.name)
-        yield from self._span(w.node, HYPERV_WRITER_NAME,
-                              f"integration services: backup request to {vm.name}",
-                              costs.IS_REQUEST_S, step="③")
-        yield from self._span(w.node, f"guest VSS ({vm.name})",
-                              "guest writers: prepare and freeze", vm.workload.guest_vss_seconds,
-                              step="④")
+        yield from self._span(
+            w.node,
+            HYPERV_WRITER_NAME,
+            f"integration services: backup request to {vm.name}",
+            costs.IS_REQUEST_S,
+            step="③",
+        )
+        yield from self._span(
+            w.node,
+            f"guest VSS ({vm.name})",
+            "guest writers: prepare and freeze",
+            vm.workload.guest_vss_seconds,
+            step="④",
+        )
         start, seq = self.env.now, self.tl.next_seq()
         csv = self.sc.csv_of(vm)
         nodes = self._csv_path_nodes(vm, w.node)
@@ -460,10 +499,16 @@ class BackupRun:
             self.result.redirected_bytes[csv.name] = (
                 self.result.redirected_bytes.get(csv.name, 0) + vm.workload.guest_snapshot_bytes
             )
-        self.tl.add(w.node, f"guest VSS ({vm.name})",
-                    "guest shadow copy; VHD(X) updated through the CSV driver", start,
-                    self.env.now, step="⑤", detail=f"{vm.workload.guest_snapshot_bytes} bytes",
-                    seq=seq)
+        self.tl.add(
+            w.node,
+            f"guest VSS ({vm.name})",
+            "guest shadow copy; VHD(X) updated through the CSV driver",
+            start,
+            self.env.now,
+            step="⑤",
+            detail=f"{vm.workload.guest_snapshot_bytes} bytes",
+            seq=seq,
+        )
 
     def _save_state(self, w: WriterInstance, vm: Vm) -> Proc:
         if not vm.running:
@@ -472,8 +517,15 @@ class BackupRun:
         self.downtime_since[vm.name] = self.env.now
         start, seq = self.env.now, self.tl.next_seq()
         yield from self.res.transfer(vm.workload.memory_bytes, self.sc.csv_of(vm))
-        self.tl.add(w.node, HYPERV_WRITER_NAME, f"save state of {vm.name} (VM down)", start,
-                    self.env.now, detail="no integration services", seq=seq)
+        self.tl.add(
+            w.node,
+            HYPERV_WRITER_NAME,
+            f"save state of {vm.name} (VM down)",
+            start,
+            self.env.now,
+            detail="no integration services",
+            seq=seq,
+        )
 
     def _resume(self, w: WriterInstance, vm: Vm) -> Proc:
         since = self.downtime_since.pop(vm.name, None)
@@ -482,16 +534,28 @@ class BackupRun:
         start, seq = self.env.now, self.tl.next_seq()
         yield from self.res.transfer(vm.workload.memory_bytes, self.sc.csv_of(vm))
         self.result.downtime[vm.name] = self.env.now - since
-        self.tl.add(w.node, HYPERV_WRITER_NAME, f"resume {vm.name}", start, self.env.now,
-                    detail=f"down {self.env.now - since:.1f} s", seq=seq)
+        self.tl.add(
+            w.node,
+            HYPERV_WRITER_NAME,
+            f"resume {vm.name}",
+            start,
+            self.env.now,
+            detail=f"down {self.env.now - since:.1f} s",
+            seq=seq,
+        )
 
     def _auto_recover(self, w: WriterInstance, vm: Vm) -> Proc:
         start, seq = self.env.now, self.tl.next_seq()
         yield from self.res.transfer(vm.workload.auto_recovery_bytes, self.sc.csv_of(vm))
         self.result.autorecovery_bytes += vm.workload.auto_recovery_bytes
-        self.tl.add(w.node, HYPERV_WRITER_NAME,
-                    f"auto-recovery of {vm.name} inside the shadow copy", start, self.env.now,
-                    seq=seq)
+        self.tl.add(
+            w.node,
+            HYPERV_WRITER_NAME,
+            f"auto-recovery of {vm.name} inside the shadow copy",
+            start,
+            self.env.now,
+            seq=seq,
+        )
 
     def _gather_status(self) -> Proc:
         yield from self._call(BcCall.GATHER_WRITER_STATUS)
@@ -500,7 +564,7 @@ class BackupRun:
     def _check_writers(self) -> None:
         for w in self._participants():
             if w.machine.phase.failed and w.involved:
-                raise Abort(
+                raise AbortBackupError(
                     w.machine.failure,
                     f"writer {w.name} on {w.node} is in state {w.machine.state}",
                 )
@@ -509,12 +573,27 @@ class BackupRun:
         out = []
         for w in self.writers:
             assert w.wmd is not None
-            out.append(WriterStatus(w.name, w.wmd.writer_id, w.wmd.instance_id, w.node,
-                                    w.machine.state, w.machine.failure))
+            out.append(
+                WriterStatus(
+                    w.name,
+                    w.wmd.writer_id,
+                    w.wmd.instance_id,
+                    w.node,
+                    w.machine.state,
+                    w.machine.failure,
+                )
+            )
         for w in self.remote.values():
-            out.append(WriterStatus(w.name, HYPERV_WRITER_ID,
-                                    writer_instance_id(self.sc, HYPERV, w.node), w.node,
-                                    w.machine.state, w.machine.failure))
+            out.append(
+                WriterStatus(
+                    w.name,
+                    HYPERV_WRITER_ID,
+                    writer_instance_id(self.sc, HYPERV, w.node),
+                    w.node,
+                    w.machine.state,
+                    w.machine.failure,
+                )
+            )
         return out
 
     # --- CSVs -------------------------------------------------------------------------------
@@ -525,23 +604,37 @@ class BackupRun:
         for csv in self.job.volumes:
             holder = self.state.backup_in_progress.get(csv.name)
             if holder is not None:
-                self._mark(self.req, CLUSTER, f"ClusterPrepareSharedVolumeForBackup {csv.name}",
-                           "CSV_BACKUP_IN_PROGRESS", detail=f"backup in progress by {holder}")
-                raise Abort(HResult.CSV_BACKUP_IN_PROGRESS,
-                            f"{csv.mount_point} is already in backup ({holder})")
+                self._mark(
+                    self.req,
+                    CLUSTER,
+                    f"ClusterPrepareSharedVolumeForBackup {csv.name}",
+                    "CSV_BACKUP_IN_PROGRESS",
+                    detail=f"backup in progress by {holder}",
+                )
+                raise AbortBackupError(
+                    HResult.CSV_BACKUP_IN_PROGRESS,
+                    f"{csv.mount_point} is already in backup ({holder})",
+                )
             self.state.backup_in_progress[csv.name] = self.job.label
             self.claimed.append(csv)
             if self.state.coordinators[csv.name] != self.req:
-                yield from self._span(self.req, CLUSTER,
-                                      f"move {csv.name} ownership to {self.req}",
-                                      costs.OWNERSHIP_MOVE_S,
-                                      detail=f"from {self.state.coordinators[csv.name]}")
+                yield from self._span(
+                    self.req,
+                    CLUSTER,
+                    f"move {csv.name} ownership to {self.req}",
+                    costs.OWNERSHIP_MOVE_S,
+                    detail=f"from {self.state.coordinators[csv.name]}",
+                )
                 self.state.coordinators[csv.name] = self.req
             yield from self._redirect_on(csv, "for the whole backup")
 
     def _redirect_on(self, csv: Csv, why: str) -> Proc:
-        yield from self._span(self.state.coordinators[csv.name], CLUSTER,
-                              f"{csv.name} in redirected access ({why})", costs.REDIRECT_SWITCH_S)
+        yield from self._span(
+            self.state.coordinators[csv.name],
+            CLUSTER,
+            f"{csv.name} in redirected access ({why})",
+            costs.REDIRECT_SWITCH_S,
+        )
         self.redirect_since[csv.name] = self.env.now
 
     def _redirect_off(self, csv: Csv) -> Proc:
@@ -558,9 +651,13 @@ class BackupRun:
         self.result.redirected_bytes[csv.name] = (
             self.result.redirected_bytes.get(csv.name, 0) + redirected
         )
-        yield from self._span(coord, CLUSTER, f"{csv.name} back to direct I/O",
-                              costs.REDIRECT_SWITCH_S,
-                              detail=f"{redirected} bytes redirected over {window:.1f} s")
+        yield from self._span(
+            coord,
+            CLUSTER,
+            f"{csv.name} back to direct I/O",
+            costs.REDIRECT_SWITCH_S,
+            detail=f"{redirected} bytes redirected over {window:.1f} s",
+        )
 
     def _release_csvs(self) -> Proc:
         for csv in list(self.job.volumes):
@@ -581,23 +678,33 @@ class BackupRun:
         vol = volume_provider(csv)
         if self.profile.csv_providers:
             coord = self.state.coordinators[csv.name]
-            yield from self._span(self.req, CSV_PROVIDER.name, name, costs.RPC_S, step=step,
-                                  detail=csv.volume_name)
+            yield from self._span(
+                self.req, CSV_PROVIDER.name, name, costs.RPC_S, step=step, detail=csv.volume_name
+            )
             yield from self._span(coord, CSV_HELPER_PROVIDER.name, name, costs.RPC_S, step=step)
             yield from self._span(coord, vol.name, name, duration, step=step)
         else:
-            yield from self._span(self.req, vol.name, name, duration, step=step,
-                                  detail=csv.volume_name)
+            yield from self._span(
+                self.req, vol.name, name, duration, step=step, detail=csv.volume_name
+            )
 
-    def _providers_all(self, call: ProviderCall, duration: float, phase: str, step: str = ""
-                       ) -> Proc:
+    def _providers_all(
+        self, call: ProviderCall, duration: float, phase: str, step: str = ""
+    ) -> Proc:
         yield from self._nodes_down(phase)
         self._provider_fault(phase)
         for csv in self.job.volumes:
             yield from self._provider_call(csv, call, duration, step)
 
-    def _bounded(self, call: ProviderCall, duration: float, phase: str, deadline: float,
-                 timeout_hr: int, step: str = "⑦") -> Proc:
+    def _bounded(
+        self,
+        call: ProviderCall,
+        duration: float,
+        phase: str,
+        deadline: float,
+        timeout_hr: int,
+        step: str = "⑦",
+    ) -> Proc:
         """A provider step inside the freeze window / flush-and-hold: if it would end after
         ``deadline`` the clock stops at the deadline and the step times out."""
         duration += self._delay(phase)
@@ -605,15 +712,27 @@ class BackupRun:
             start = self.env.now
             yield self.env.timeout(max(0.0, deadline - self.env.now))
             name = "".join(w.capitalize() for w in call.name.split("_"))
-            self.tl.add(self.req, VSS, f"{name} timed out", start, self.env.now,
-                        hresult_name(timeout_hr), step=step)
+            self.tl.add(
+                self.req,
+                VSS,
+                f"{name} timed out",
+                start,
+                self.env.now,
+                hresult_name(timeout_hr),
+                step=step,
+            )
             if timeout_hr == HResult.VSS_E_WRITERERROR_TIMEOUT:
                 for w in self._participants():
                     if (w.machine.phase, WE.FREEZE_TIMEOUT) in WRITER_TABLE:
                         w.machine.send(WE.FREEZE_TIMEOUT)
-                        self._mark(w.node, w.name, EVENT_TEXT[WE.FREEZE_TIMEOUT],
-                                   hresult_name(timeout_hr), detail=str(w.machine.state))
-            raise Abort(timeout_hr, f"{name}: {hresult_name(timeout_hr)}")
+                        self._mark(
+                            w.node,
+                            w.name,
+                            EVENT_TEXT[WE.FREEZE_TIMEOUT],
+                            hresult_name(timeout_hr),
+                            detail=str(w.machine.state),
+                        )
+            raise AbortBackupError(timeout_hr, f"{name}: {hresult_name(timeout_hr)}")
         yield from self._providers_all(call, duration, phase, step)
 
     def _do_snapshot_set(self) -> Proc:
@@ -625,10 +744,12 @@ class BackupRun:
             yield from self._dispatch(WE.PREPARE_SNAPSHOT)
             self._check_writers()
         ready = "⑥"
-        yield from self._providers_all(ProviderCall.BEGIN_PREPARE_SNAPSHOT,
-                                       costs.BEGIN_PREPARE_S, "begin_prepare", ready)
-        yield from self._providers_all(ProviderCall.END_PREPARE_SNAPSHOTS, costs.END_PREPARE_S,
-                                       "end_prepare", ready)
+        yield from self._providers_all(
+            ProviderCall.BEGIN_PREPARE_SNAPSHOT, costs.BEGIN_PREPARE_S, "begin_prepare", ready
+        )
+        yield from self._providers_all(
+            ProviderCall.END_PREPARE_SNAPSHOTS, costs.END_PREPARE_S, "end_prepare", ready
+        )
         if not self.profile.redirect_whole_backup:
             for csv in job.volumes:
                 yield from self._redirect_on(csv, "while the snapshot is taken")
@@ -638,31 +759,38 @@ class BackupRun:
         freeze_deadline = self.env.now + costs.FREEZE_WINDOW_S
         wto = int(HResult.VSS_E_WRITERERROR_TIMEOUT)
         fdl = freeze_deadline if job.with_writers else float("inf")
-        yield from self._bounded(ProviderCall.PRE_COMMIT_SNAPSHOTS, costs.PRE_COMMIT_S,
-                                 "pre_commit", fdl, wto)
+        yield from self._bounded(
+            ProviderCall.PRE_COMMIT_SNAPSHOTS, costs.PRE_COMMIT_S, "pre_commit", fdl, wto
+        )
         hold_deadline = self.env.now + costs.FLUSH_AND_HOLD_S
-        flush_hr = (HResult.VSS_E_FLUSH_WRITES_TIMEOUT if hold_deadline <= fdl else wto)
+        flush_hr = HResult.VSS_E_FLUSH_WRITES_TIMEOUT if hold_deadline <= fdl else wto
         yield from self._flush(min(hold_deadline, fdl), int(flush_hr))
-        hold_hr = (HResult.VSS_E_HOLD_WRITES_TIMEOUT if hold_deadline <= fdl else wto)
+        hold_hr = HResult.VSS_E_HOLD_WRITES_TIMEOUT if hold_deadline <= fdl else wto
         commit_s = sum(
-            costs.COMMIT_HARDWARE_S if volume_provider(c).type is ProviderType.HARDWARE
-            else costs.COMMIT_SYSTEM_S for c in job.volumes
+            costs.COMMIT_HARDWARE_S
+            if volume_provider(c).type is ProviderType.HARDWARE
+            else costs.COMMIT_SYSTEM_S
+            for c in job.volumes
         ) / max(1, len(job.volumes))
-        yield from self._bounded(ProviderCall.COMMIT_SNAPSHOTS, commit_s, "commit",
-                                 min(hold_deadline, fdl), int(hold_hr))
+        yield from self._bounded(
+            ProviderCall.COMMIT_SNAPSHOTS, commit_s, "commit", min(hold_deadline, fdl), int(hold_hr)
+        )
         self._commit()
         self._mark(self.req, VSS, "held writes released")
-        yield from self._bounded(ProviderCall.POST_COMMIT_SNAPSHOTS, costs.POST_COMMIT_S,
-                                 "post_commit", fdl, wto)
+        yield from self._bounded(
+            ProviderCall.POST_COMMIT_SNAPSHOTS, costs.POST_COMMIT_S, "post_commit", fdl, wto
+        )
         if job.with_writers:
             yield from self._dispatch(WE.THAW)
             self._check_writers()
             yield from self._dispatch(WE.POST_SNAPSHOT)
             self._check_writers()
-        yield from self._providers_all(ProviderCall.PRE_FINAL_COMMIT_SNAPSHOTS,
-                                       costs.FINAL_COMMIT_S, "pre_final_commit", "⑦")
-        yield from self._providers_all(ProviderCall.POST_FINAL_COMMIT_SNAPSHOTS,
-                                       costs.FINAL_COMMIT_S, "post_final_commit", "⑦")
+        yield from self._providers_all(
+            ProviderCall.PRE_FINAL_COMMIT_SNAPSHOTS, costs.FINAL_COMMIT_S, "pre_final_commit", "⑦"
+        )
+        yield from self._providers_all(
+            ProviderCall.POST_FINAL_COMMIT_SNAPSHOTS, costs.FINAL_COMMIT_S, "post_final_commit", "⑦"
+        )
         if not self.profile.redirect_whole_backup:
             for csv in job.volumes:
                 yield from self._redirect_off(csv)
@@ -679,10 +807,17 @@ class BackupRun:
         timed_out = self.env.now + duration > deadline
         yield self.env.timeout(max(0.0, min(duration, deadline - self.env.now)))
         result = hresult_name(hr) if timed_out else "S_OK"
-        self.tl.add(self.req, VSS, "flush-and-hold: file systems flushed, writes held", start,
-                    self.env.now, result, step="⑦")
+        self.tl.add(
+            self.req,
+            VSS,
+            "flush-and-hold: file systems flushed, writes held",
+            start,
+            self.env.now,
+            result,
+            step="⑦",
+        )
         if timed_out:
-            raise Abort(hr, f"flush-and-hold: {hresult_name(hr)}")
+            raise AbortBackupError(hr, f"flush-and-hold: {hresult_name(hr)}")
 
     def _commit(self) -> None:
         """The point in time: each volume's shadow copy exists now."""
@@ -714,10 +849,11 @@ class BackupRun:
                 yield from self._copy_vm(s.vm)
         self._apply_workload()
         if job.with_writers:
-            for s in job.selected:
+            for _ in job.selected:
                 self.bc.send(BcCall.SET_BACKUP_SUCCEEDED)
-            self._mark(self.req, REQUESTER, "SetBackupSucceeded",
-                       detail=f"{len(job.selected)} components")
+            self._mark(
+                self.req, REQUESTER, "SetBackupSucceeded", detail=f"{len(job.selected)} components"
+            )
             yield from self._call(BcCall.BACKUP_COMPLETE, costs.BACKUP_COMPLETE_S)
             yield from self._dispatch(WE.BACKUP_COMPLETE)
             yield from self._call(BcCall.GATHER_WRITER_STATUS)
@@ -726,8 +862,9 @@ class BackupRun:
         self.result.writer_status = self._status()
         if failed:
             self.result.hresult = failed[0].machine.failure
-            self.result.message = f"writer {failed[0].name} on {failed[0].node} failed at " \
-                                  f"BackupComplete"
+            self.result.message = (
+                f"writer {failed[0].name} on {failed[0].node} failed at BackupComplete"
+            )
         else:
             self.result.ok = True
         yield from self._release()
@@ -743,8 +880,15 @@ class BackupRun:
         self.result.copied_bytes += vm.allocated_bytes
         if nodes:
             self.result.network_bytes += vm.allocated_bytes
-        self.tl.add(self.req, REQUESTER, f"copy {vm.name} from the shadow copy", start,
-                    self.env.now, detail=f"{vm.allocated_bytes} bytes via {host}", seq=seq)
+        self.tl.add(
+            self.req,
+            REQUESTER,
+            f"copy {vm.name} from the shadow copy",
+            start,
+            self.env.now,
+            detail=f"{vm.allocated_bytes} bytes via {host}",
+            seq=seq,
+        )
 
     def _apply_workload(self) -> None:
         """The guests kept writing while the shadow copies existed: feed their writes to
@@ -762,16 +906,21 @@ class BackupRun:
                 size = vm.allocated_bytes
                 n = min(costs.WRITES_PER_VM_CAP, int(vm.workload.write_iops * window))
                 if vm.running and self.state.is_up(vm.node) and n > 0 and size >= 64 * 1024:
-                    seed = (self.sc.seed * 1_000_003 + self.state.counter * 7919
-                            + hash(vm.name) % 1_000_003)
+                    seed = (
+                        self.sc.seed * 1_000_003
+                        + self.state.counter * 7919
+                        + zlib.crc32(vm.name.encode())
+                    )
                     w = hot_spot_writes(n, size, seed=seed)
                     offs.append(w.offsets + np.uint64(base))
                     lens.append(w.lengths)
                 base += size
             if offs:
-                cost = self.state.backend.apply_writes(csv, np.concatenate(offs),
-                                                       np.concatenate(lens))
+                cost = self.state.backend.apply_writes(
+                    csv, np.concatenate(offs), np.concatenate(lens)
+                )
                 self.result.cow_chunks_copied += cost.chunks_copied
+            self.result.diff_area_bytes[csv.name] = self.state.backend.diff_area_bytes(csv)
 
     def _release(self) -> Proc:
         """Release the backup-components object: BackupShutdown to the writers; shadow copies
@@ -795,8 +944,13 @@ class BackupRun:
             m = self.providers.get(csv.name)
             if m is not None and (m.state, ProviderCall.DELETE_SNAPSHOTS) in _PTABLE:
                 m.send(ProviderCall.DELETE_SNAPSHOTS)
-            yield from self._span(copy.service_machine or self.req, volume_provider(csv).name,
-                                  "DeleteSnapshots", costs.DELETE_S, detail=copy.id)
+            yield from self._span(
+                copy.service_machine or self.req,
+                volume_provider(csv).name,
+                "DeleteSnapshots",
+                costs.DELETE_S,
+                detail=copy.id,
+            )
 
     # --- abort ------------------------------------------------------------------------------
 
@@ -829,4 +983,4 @@ class BackupRun:
             yield from self._release()
 
 
-__all__ = ["Abort", "BackupRun", "WriterPhase"]
+__all__ = ["AbortBackupError", "BackupRun", "WriterPhase"]

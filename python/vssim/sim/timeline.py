@@ -50,8 +50,17 @@ class Timeline:
         detail: str = "",
         seq: int | None = None,
     ) -> Record:
-        r = Record(self.next_seq() if seq is None else seq, node, role, event, start, end,
-                   result, step, detail)
+        r = Record(
+            self.next_seq() if seq is None else seq,
+            node,
+            role,
+            event,
+            start,
+            end,
+            result,
+            step,
+            detail,
+        )
         self.records.append(r)
         return r
 
@@ -90,6 +99,4 @@ SCHEMA = {
 def to_polars(timeline: Timeline) -> pl.DataFrame:
     """The timeline as a DataFrame (columns :data:`SCHEMA`), in simulated-time order."""
     rows = timeline.ordered()
-    return pl.DataFrame(
-        {name: [getattr(r, name) for r in rows] for name in SCHEMA}, schema=SCHEMA
-    )
+    return pl.DataFrame({name: [getattr(r, name) for r in rows] for name in SCHEMA}, schema=SCHEMA)

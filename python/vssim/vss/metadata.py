@@ -73,8 +73,9 @@ class Component:
 
 
 def _full_path(logical_path: str, name: str) -> str:
-    full = (logical_path + "\\" if logical_path and not logical_path.endswith("\\") else
-            logical_path) + name
+    full = (
+        logical_path + "\\" if logical_path and not logical_path.endswith("\\") else logical_path
+    ) + name
     return full if full.startswith("\\") else "\\" + full
 
 
@@ -169,9 +170,7 @@ def _component_lines(
         shown = mount if mount else "Not valid for local machine"
         out.append(f"         - {name} [{shown}]")
     out.append("       - Component Dependencies:")
-    out += [
-        f'       - Dependency to "{braced(d.writer_id)}:{d.full_path}"' for d in c.dependencies
-    ]
+    out += [f'       - Dependency to "{braced(d.writer_id)}:{d.full_path}"' for d in c.dependencies]
     return out
 
 

@@ -30,8 +30,14 @@ class ProviderCall(Enum):
 SS = SnapshotState
 PC = ProviderCall
 
-_BEFORE_CREATED = (SS.PREPARING, SS.PREPARED, SS.PRECOMMITTED, SS.COMMITTED, SS.POSTCOMMITTED,
-                   SS.PREFINALCOMMITTED)
+_BEFORE_CREATED = (
+    SS.PREPARING,
+    SS.PREPARED,
+    SS.PRECOMMITTED,
+    SS.COMMITTED,
+    SS.POSTCOMMITTED,
+    SS.PREFINALCOMMITTED,
+)
 
 #: Every transition of the provider role.
 TABLE: dict[tuple[SnapshotState, ProviderCall], SnapshotState] = {

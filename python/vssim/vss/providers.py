@@ -109,11 +109,13 @@ class ProviderInfo:
 
 
 SYSTEM_PROVIDER = ProviderInfo(SYSTEM_PROVIDER_NAME, SYSTEM_PROVIDER_ID, ProviderType.SYSTEM)
-HARDWARE_PROVIDER = ProviderInfo(HARDWARE_PROVIDER_NAME, HARDWARE_PROVIDER_ID,
-                                 ProviderType.HARDWARE)
+HARDWARE_PROVIDER = ProviderInfo(
+    HARDWARE_PROVIDER_NAME, HARDWARE_PROVIDER_ID, ProviderType.HARDWARE
+)
 CSV_PROVIDER = ProviderInfo(CSV_PROVIDER_NAME, CSV_PROVIDER_ID, ProviderType.SOFTWARE)
-CSV_HELPER_PROVIDER = ProviderInfo(CSV_HELPER_PROVIDER_NAME, CSV_HELPER_PROVIDER_ID,
-                                   ProviderType.SOFTWARE)
+CSV_HELPER_PROVIDER = ProviderInfo(
+    CSV_HELPER_PROVIDER_NAME, CSV_HELPER_PROVIDER_ID, ProviderType.SOFTWARE
+)
 
 
 def volume_provider(csv: Csv) -> ProviderInfo:

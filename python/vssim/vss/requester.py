@@ -31,7 +31,7 @@ from vssim.sim.jobs import BackupJob, BackupResult, Selected
 from vssim.sim.resources import ClusterResources
 from vssim.vss.cluster import ClusterState
 from vssim.vss.enums import BackupType, HResult, SnapshotContext
-from vssim.vss.metadata import WriterMetadata
+from vssim.vss.metadata import Component, WriterMetadata
 from vssim.vss.profiles import profile_for
 from vssim.vss.writers import csv_metadata, hyperv_metadata
 
@@ -78,8 +78,8 @@ def select_components(
 
 def _find(
     scenario: Scenario, docs: list[WriterMetadata], text: str
-) -> tuple[WriterMetadata, object] | None:
-    if ":" in text and not text[1:3] == ":\\":
+) -> tuple[WriterMetadata, Component] | None:
+    if ":" in text:
         writer, _, path = text.partition(":")
         for d in docs:
             if d.matches(writer):
@@ -124,8 +124,10 @@ def make_job(
         for v in volumes:
             c = scenario.csv_for_path(v)
             if c is None:
-                raise VssError(HResult.VSS_E_OBJECT_NOT_FOUND,
-                               f"VSS_E_OBJECT_NOT_FOUND: {v} is not a CSV of {scenario.name}")
+                raise VssError(
+                    HResult.VSS_E_OBJECT_NOT_FOUND,
+                    f"VSS_E_OBJECT_NOT_FOUND: {v} is not a CSV of {scenario.name}",
+                )
             found.append(c)
         vols = tuple(found)
     return BackupJob(
@@ -175,13 +177,17 @@ def run_backup(
 ) -> BackupResult:
     """Back up ``components`` from ``node`` and return the result (timeline included)."""
     st = state if state is not None else ClusterState(scenario)
-    job = make_job(scenario, node, components, backup_type, volumes, context, auto_recovery,
-                   copy_data)
+    job = make_job(
+        scenario, node, components, backup_type, volumes, context, auto_recovery, copy_data
+    )
     return run_jobs(st, [job])[0]
 
 
 def run_backups(
-    scenario: Scenario, jobs: Sequence[BackupJob], *, state: ClusterState | None = None,
+    scenario: Scenario,
+    jobs: Sequence[BackupJob],
+    *,
+    state: ClusterState | None = None,
     stagger: float = 0.0,
 ) -> list[BackupResult]:
     """Several backups at once on one cluster."""

@@ -89,8 +89,10 @@ def select_for_backup(
     out = ["Discover directly excluded components ..."]
     for w in ws:
         d = w.doc
-        if _in(d.name, excluded) or _in(braced(d.writer_id), excluded) or _in(
-            braced(d.instance_id), excluded
+        if (
+            _in(d.name, excluded)
+            or _in(braced(d.writer_id), excluded)
+            or _in(braced(d.instance_id), excluded)
         ):
             w.excluded = True
             continue
@@ -102,8 +104,9 @@ def select_for_backup(
                 )
                 w.comp_excluded[p] = True
         if not any(not x for x in w.comp_excluded.values()):
-            out.append(f"- Excluding writer '{d.name}' since it has no selected components for "
-                       "restore.")
+            out.append(
+                f"- Excluding writer '{d.name}' since it has no selected components for restore."
+            )
             w.excluded = True
     out.append("Discover components that reside outside the shadow set ...")
     for w in ws:
@@ -126,11 +129,11 @@ def select_for_backup(
         if w.excluded:
             continue
         for p, c in w.comps.items():
-            for q, d in w.comps.items():
-                if c.is_ancestor_of(d) and w.comp_excluded[q] and not w.comp_excluded[p]:
+            for q, desc in w.comps.items():
+                if c.is_ancestor_of(desc) and w.comp_excluded[q] and not w.comp_excluded[p]:
                     out.append(
                         f"- Component '{p}' from writer '{w.doc.name}' is excluded from backup "
-                        f"(it has an excluded descendent: '{d.name}')"
+                        f"(it has an excluded descendent: '{desc.name}')"
                     )
                     w.comp_excluded[p] = True
                     break
@@ -145,8 +148,10 @@ def select_for_backup(
             continue
         if not any(includable(w, p) for p in w.comps):
             out.append(f"- The writer '{w.doc.name}' is now entirely excluded from the backup:")
-            out.append("  (it does not contain any components that can be potentially included "
-                       "in the backup)")
+            out.append(
+                "  (it does not contain any components that can be potentially included "
+                "in the backup)"
+            )
             w.excluded = True
     out.append("Discover explicitly included components ...")
     for w in ws:
@@ -164,8 +169,9 @@ def select_for_backup(
             hit = _verify_component(ws, item, out)
             wanted.add(hit)
         else:
-            out.append(f'- Verifing that all components of writer "{item}" are included in '
-                       "backup ...")
+            out.append(
+                f'- Verifing that all components of writer "{item}" are included in backup ...'
+            )
             wanted |= _verify_writer(ws, item, out)
     out.append("Select explicitly included components ...")
     selected: list[Selected] = []

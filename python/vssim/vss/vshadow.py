@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from vssim.scenario import Csv, FaultKind, Scenario, braced
-from vssim.sim.jobs import BackupJob, BackupResult, WriterStatus
+from vssim.sim.jobs import BackupJob, BackupResult, Selected, WriterStatus
 from vssim.vss.cluster import ClusterState, ShadowCopy
 from vssim.vss.enums import (
     HResult,
@@ -159,8 +159,10 @@ class VShadow:
         if self.client_accessible:
             return SnapshotContext.CLIENT_ACCESSIBLE
         if self.persistent:
-            return SnapshotContext.APP_ROLLBACK if self.with_writers else (
-                SnapshotContext.NAS_ROLLBACK
+            return (
+                SnapshotContext.APP_ROLLBACK
+                if self.with_writers
+                else (SnapshotContext.NAS_ROLLBACK)
             )
         return SnapshotContext.BACKUP if self.with_writers else SnapshotContext.FILE_SHARE_BACKUP
 
@@ -200,8 +202,10 @@ class VShadow:
             "p": ("(Option: Persistent shadow copy)", "persistent"),
             "nw": ("(Option: No-writers option detected)", "with_writers"),
             "nar": ("(Option: No-auto-recovery option detected)", "auto_recovery"),
-            "scsf": ("(Option: Creating Shadow Copies for Shared Folders - Client Accessible)",
-                     "client_accessible"),
+            "scsf": (
+                "(Option: Creating Shadow Copies for Shared Folders - Client Accessible)",
+                "client_accessible",
+            ),
         }
         for name in _FLAG_NAMES:
             if _match(arg, name):
@@ -232,8 +236,10 @@ class VShadow:
                 self.w(f"(Option: Execute binary/script after shadow creation '{value}')")
                 p = Path(value)
                 if not p.is_file():
-                    self.w(f"ERROR: the parameter '{value}' must be an existing file!",
-                           "- Note: the -exec command cannot have parameters!")
+                    self.w(
+                        f"ERROR: the parameter '{value}' must be an existing file!",
+                        "- Note: the -exec command cannot have parameters!",
+                    )
                     return NOT_FOUND
                 self.exec_cmd = value
             return OK
@@ -296,19 +302,28 @@ class VShadow:
             m = WriterMachine(f"{d.name} on {self.node}")
             kind = "csv" if i else "hyperv"
             fault = next(
-                (f for f in self.sc.faults if f.kind is FaultKind.WRITER_FAIL
-                 and f.phase == "identify" and f.node == self.node
-                 and (f.writer or "hyperv") == kind),
+                (
+                    f
+                    for f in self.sc.faults
+                    if f.kind is FaultKind.WRITER_FAIL
+                    and f.phase == "identify"
+                    and f.node == self.node
+                    and (f.writer or "hyperv") == kind
+                ),
                 None,
             )
             if fault is None:
                 m.send(WriterEvent.IDENTIFY)
                 good.append(i)
             else:
-                m.send(WriterEvent.IDENTIFY, ok=False,
-                       hr=fault.hresult or HResult.VSS_E_WRITERERROR_NONRETRYABLE)
-            status.append(WriterStatus(d.name, d.writer_id, d.instance_id, self.node, m.state,
-                                       m.failure))
+                m.send(
+                    WriterEvent.IDENTIFY,
+                    ok=False,
+                    hr=fault.hresult or HResult.VSS_E_WRITERERROR_NONRETRYABLE,
+                )
+            status.append(
+                WriterStatus(d.name, d.writer_id, d.instance_id, self.node, m.state, m.failure)
+            )
         return status, good
 
     def list_metadata(self, op: str) -> int:
@@ -332,8 +347,12 @@ class VShadow:
         return OK
 
     def list_status(self) -> int:
-        self.w("(Option: List writer status)", "(Gathering writer metadata...)",
-               "Initialize writer metadata ...", "Listing writer status ...")
+        self.w(
+            "(Option: List writer status)",
+            "(Gathering writer metadata...)",
+            "Initialize writer metadata ...",
+            "Listing writer status ...",
+        )
         status, _ = self._gathered()
         self.w(f"- Number of writers that responded: {len(status)}")
         for s in status:
@@ -422,9 +441,11 @@ class VShadow:
 
     def _delete(self, snaps: list[ShadowCopy]) -> int:
         if not snaps:
-            self.w("Error while deleting shadow copies...",
-                   "- Last shadow copy that could not be deleted: "
-                   "{00000000-0000-0000-0000-000000000000}")
+            self.w(
+                "Error while deleting shadow copies...",
+                "- Last shadow copy that could not be deleted: "
+                "{00000000-0000-0000-0000-000000000000}",
+            )
             return self._not_found("DeleteSnapshots")
         for s in snaps:
             self._remove(s)
@@ -443,12 +464,15 @@ class VShadow:
         for v in volume_args:
             csv = self.sc.csv_for_path(v) if v[:1] not in "-/" else None
             if csv is None:
-                self.w("", f"ERROR: invalid parameters: '{v}'",
-                       f"- Parameter {v} is expected to be a Cluster Shared Volume of "
-                       f"{self.sc.name} (C:\\ClusterStorage\\VolumeN)")
+                self.w(
+                    "",
+                    f"ERROR: invalid parameters: '{v}'",
+                    f"- Parameter {v} is expected to be a Cluster Shared Volume of "
+                    f"{self.sc.name} (C:\\ClusterStorage\\VolumeN)",
+                )
                 return NOT_FOUND
             vols.append(csv)
-        selected = []
+        selected: list[Selected] = []
         if self.with_writers:
             self.w("(Gathering writer metadata...)", "Initialize writer metadata ...")
             docs = visible_writers(self.sc, self.node)
@@ -481,13 +505,21 @@ class VShadow:
         for n, csv in enumerate(job.volumes):
             if n >= 64:
                 hr = HResult.VSS_E_MAXIMUM_NUMBER_OF_VOLUMES_REACHED
-                self.w("", f"ERROR: AddToSnapshotSet({csv.volume_name}) failed: "
-                       f"{hresult_hex(hr)} ({hr.name})", "")
+                self.w(
+                    "",
+                    f"ERROR: AddToSnapshotSet({csv.volume_name}) failed: "
+                    f"{hresult_hex(hr)} ({hr.name})",
+                    "",
+                )
                 return RUNTIME_ERROR
             self.w(f"- Adding volume {csv.volume_name} [{csv.display_name}] to the shadow set...")
         if r.hresult == HResult.CSV_BACKUP_IN_PROGRESS:
-            self.w("", f"ERROR: ClusterPrepareSharedVolumeForBackup failed: "
-                   f"{hresult_hex(r.hresult)} ({r.message})", "")
+            self.w(
+                "",
+                f"ERROR: ClusterPrepareSharedVolumeForBackup failed: "
+                f"{hresult_hex(r.hresult)} ({r.message})",
+                "",
+            )
             return RUNTIME_ERROR
         failed = r.failed_writers()
         if job.with_writers:
@@ -498,8 +530,13 @@ class VShadow:
         if not r.ok and not (failed and failed[0].state is WriterState.FAILED_AT_BACKUP_COMPLETE):
             if failed:
                 return self._writer_failed(failed[0])
-            self.w("", f"ERROR: DoSnapshotSet failed: {hresult_hex(r.hresult)} "
-                   f"({hresult_name(r.hresult)})", f"- {r.message}", "")
+            self.w(
+                "",
+                f"ERROR: DoSnapshotSet failed: {hresult_hex(r.hresult)} "
+                f"({hresult_name(r.hresult)})",
+                f"- {r.message}",
+                "",
+            )
             return RUNTIME_ERROR
         self.w("Shadow copy set succesfully created.")
         if self.bc_file:
@@ -534,8 +571,9 @@ class VShadow:
         return OK
 
     def _writer_failed(self, s: WriterStatus) -> int:
-        self.w("", f"ERROR: Selected writer '{s.name}' is in failed state!",
-               *self._status_lines(s), "")
+        self.w(
+            "", f"ERROR: Selected writer '{s.name}' is in failed state!", *self._status_lines(s), ""
+        )
         return RUNTIME_ERROR
 
     def _write_script(self, r: BackupResult) -> None:
@@ -561,7 +599,7 @@ class VShadow:
 
         out = [
             f'<BACKUP_COMPONENTS xmlns="x-schema:#VssComponentMetadata" version="1.2" '
-            f"bootableSystemStateBackup=\"yes\" selectComponents=\"yes\" "
+            f'bootableSystemStateBackup="yes" selectComponents="yes" '
             f"backupType={a(job.backup_type.name.lower())} "
             f"snapshotSetId={a(str(r.set_id))}>"
         ]

@@ -40,8 +40,10 @@ def writer_instance_id(scenario: Scenario, kind: str, node: str) -> uuid.UUID:
 
 
 def _caption(vm: Vm) -> str:
-    method = "Backup Using Child Partition Snapshot" if vm.online_backup else (
-        "Backup Using Saved State"
+    method = (
+        "Backup Using Child Partition Snapshot"
+        if vm.online_backup
+        else ("Backup Using Saved State")
     )
     return f"{method}\\{vm.name}"
 
