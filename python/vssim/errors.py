@@ -43,7 +43,11 @@ class VssError(VssimError):
 
     def __init__(self, hresult: int, message: str) -> None:
         self.hresult = hresult
-        super().__init__(message)
+        self.message = message
+        super().__init__(hresult, message)
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class VssProtocolError(VssError):
@@ -51,10 +55,12 @@ class VssProtocolError(VssError):
     Names the role, its state and the event; the role's state was left unchanged."""
 
     def __init__(self, hresult: int, message: str, role: str, state: str, event: str) -> None:
+        super().__init__(hresult, message)
         self.role = role
         self.state = state
         self.event = event
-        super().__init__(hresult, message)
+        # all five, so the error can be rebuilt from its args (pickling, SimPy re-raising)
+        self.args = (hresult, message, role, state, event)
 
 
 __all__ = [

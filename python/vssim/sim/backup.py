@@ -352,7 +352,12 @@ class BackupRun:
         phase = PHASE_OF.get(event, "")
         if phase:
             yield from self._nodes_down(phase)
-        procs = [self.env.process(self._deliver(w, event)) for w in self.writers]
+        # A failed writer gets nothing more but Abort and BackupShutdown.
+        procs = [
+            self.env.process(self._deliver(w, event))
+            for w in self.writers
+            if not w.machine.phase.failed or event in (WE.ABORT, WE.BACKUP_SHUTDOWN)
+        ]
         if procs:
             yield simpy.AllOf(self.env, procs)
 
@@ -451,6 +456,8 @@ class BackupRun:
             )
             return int(HResult.VSS_E_CLUSTER_ERROR)
         w = self._remote_writer(r.node)
+        if w.machine.phase.failed:
+            return w.machine.failure
         if (w.machine.phase, r.event) not in WRITER_TABLE:
             return int(HResult.S_OK)
         yield from self._deliver(w, r.event)

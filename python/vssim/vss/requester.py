@@ -20,12 +20,13 @@ calls (shadow copies, CSV owners, the clock).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 import simpy
 
 from vssim.errors import VssError
-from vssim.scenario import Csv, Scenario
+from vssim.scenario import Csv, Scenario, Vm
 from vssim.sim.backup import BackupRun
 from vssim.sim.jobs import BackupJob, BackupResult, Selected
 from vssim.sim.resources import ClusterResources
@@ -62,9 +63,11 @@ def select_components(
             for c in d.components
             if c.vm_guid is not None
         ]
+    by_name = {vm.name.lower(): vm for vm in scenario.vms}
+    by_vm = {c.vm_guid: (d, c) for d in docs for c in d.components if c.vm_guid is not None}
     out: list[Selected] = []
     for text in components:
-        found = _find(scenario, docs, text)
+        found = _find(docs, by_name, by_vm, text)
         if found is None:
             raise VssError(
                 HResult.VSS_E_OBJECT_NOT_FOUND,
@@ -77,8 +80,12 @@ def select_components(
 
 
 def _find(
-    scenario: Scenario, docs: list[WriterMetadata], text: str
+    docs: list[WriterMetadata],
+    by_name: dict[str, Vm],
+    by_vm: dict[uuid.UUID, tuple[WriterMetadata, Component]],
+    text: str,
 ) -> tuple[WriterMetadata, Component] | None:
+    """A component by ``writer:full path``, or the component standing for a VM (name or GUID)."""
     if ":" in text:
         writer, _, path = text.partition(":")
         for d in docs:
@@ -87,14 +94,13 @@ def _find(
                 if c is not None:
                     return d, c
         return None
-    key = text.strip("{}").lower()
-    for vm in scenario.vms:
-        if key in (vm.name.lower(), str(vm.guid)):
-            for d in docs:
-                for c in d.components:
-                    if c.vm_guid == vm.guid:
-                        return d, c
-    return None
+    vm = by_name.get(text.lower())
+    if vm is None:
+        try:
+            return by_vm.get(uuid.UUID(text.strip("{}")))
+        except ValueError:
+            return None
+    return by_vm.get(vm.guid)
 
 
 def volumes_for(scenario: Scenario, selected: Sequence[Selected]) -> tuple[Csv, ...]:
