@@ -222,3 +222,28 @@ def test_requester_node_down_aborts() -> None:
     r = run_backup(sc, node=A, components=[VM_B])
     assert r.hresult == HResult.VSS_E_CLUSTER_ERROR
     assert r.shadow_copies == []
+
+
+@pytest.mark.parametrize("os", ["ws2012", "ws2008r2"])
+def test_no_partial_backups_one_vm_failing_fails_the_set(os: str) -> None:
+    sc = seed_variant(
+        os,
+        [
+            {
+                "kind": "writer_fail",
+                "vm": "W808-Build8370-05",
+                "phase": "prepare_snapshot",
+                "hresult": "VSS_E_WRITERERROR_INCONSISTENTSNAPSHOT",
+            }
+        ],
+    )
+    requester = A if os == "ws2012" else B
+    r = run_backup(sc, node=requester, components=[VM_B, "W808-Build8370-05"])
+    assert not r.ok and r.hresult == HResult.VSS_E_WRITERERROR_INCONSISTENTSNAPSHOT
+    states = {(w.node, w.name): w.state for w in r.writer_status}
+    assert states[(B, HYPERV_WRITER_NAME)] is WriterState.FAILED_AT_PREPARE_SNAPSHOT
+    assert VM_B in r.frozen_vms  # its guest snapshot ran, and is thrown away with the set
+    assert r.created_copies == [] and r.shadow_copies == []
+    assert not r.timeline.find(role="requester", event="SetBackupSucceeded")
+    ok = run_backup(seed_variant(os), node=requester, components=[VM_B, "W808-Build8370-05"])
+    assert ok.ok and sorted(ok.frozen_vms) == [VM_B, "W808-Build8370-05"]

@@ -217,7 +217,7 @@ def parse_scenario(raw: dict[str, Any], path: Path) -> Scenario:
     node_names = {n.name.lower(): n.name for n in nodes}
     csvs = _csvs(r, raw_csvs, node_names, seed, links)
     vms = _vms(r, raw_vms, node_names, {c.name: c for c in csvs}, seed)
-    faults = _faults(r, r.array(raw, "faults", "faults"), node_names)
+    faults = _faults(r, r.array(raw, "faults", "faults"), node_names, vms)
     _check_ids(r, csvs, vms)
     return Scenario(
         path=path,
@@ -404,11 +404,21 @@ def _vms(
     return out
 
 
-def _faults(r: _Reader, raw: list[dict[str, Any]], nodes: dict[str, str]) -> list[Fault]:
+def _faults(
+    r: _Reader, raw: list[dict[str, Any]], nodes: dict[str, str], vms: list[Vm]
+) -> list[Fault]:
     out: list[Fault] = []
+    vm_names = {v.name.lower(): v for v in vms}
     for i, t in enumerate(raw):
         path = f"faults[{i}]"
-        r.known(t, path, ("kind", "node", "writer", "phase", "hresult", "seconds"))
+        r.known(t, path, ("kind", "node", "writer", "phase", "hresult", "seconds", "vm"))
+        vm: str | None = None
+        if "vm" in t:
+            vm_name = r.get(t, "vm", path, _str, "a VM name")
+            if vm_name.lower() not in vm_names or t.get("kind") != "writer_fail":
+                raise r.fail(f"{path}.vm", vm_name, "the name of a VM (kind = 'writer_fail')")
+            vm = vm_names[vm_name.lower()].name
+            t = {**t, "node": t.get("node", vm_names[vm_name.lower()].node)}
         kind = t.get("kind")
         if kind not in {k.value for k in FaultKind}:
             raise r.fail(f"{path}.kind", kind, f"one of {', '.join(k.value for k in FaultKind)}")
@@ -436,7 +446,7 @@ def _faults(r: _Reader, raw: list[dict[str, Any]], nodes: dict[str, str]) -> lis
             raise r.fail(f"{path}.node", None, f"a node (required for kind = {kind!r})")
         if phase is None:
             raise r.fail(f"{path}.phase", None, f"one of {', '.join(FAULT_PHASES)}")
-        out.append(Fault(fk, node, writer, phase, hr, seconds))
+        out.append(Fault(fk, node, writer, phase, hr, seconds, vm))
     return out
 
 

@@ -126,7 +126,8 @@ class Links:
 
 
 class FaultKind(StrEnum):
-    #: A writer fails an event (``node``, ``writer`` = hyperv | csv, ``phase``, ``hresult``).
+    #: A writer fails an event (``node``, ``writer`` = hyperv | csv, ``phase``, ``hresult``), or
+    #: only one VM's part of it (``vm``).
     WRITER_FAIL = "writer_fail"
     #: A protocol step takes ``seconds`` longer (``phase`` = pre_commit | flush | commit | …).
     DELAY = "delay"
@@ -144,6 +145,8 @@ class Fault:
     phase: str | None = None
     hresult: int | None = None
     seconds: float = 0.0
+    #: writer_fail only: the one VM whose part fails (its Hyper-V writer then fails the set).
+    vm: str | None = None
 
 
 @dataclass(frozen=True)

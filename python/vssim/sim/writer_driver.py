@@ -112,9 +112,16 @@ class WriterDriver(RunBase):
 
     def _writer_fault(self, w: WriterInstance, phase: str) -> Fault | None:
         for _, f in self._faults(FaultKind.WRITER_FAIL, phase):
-            if f.node == w.node and (f.writer or HYPERV) == w.kind:
+            if f.vm is None and f.node == w.node and (f.writer or HYPERV) == w.kind:
                 return f
         return None
+
+    def _vm_fault(self, vm: Vm, event: WriterEvent) -> int:
+        """The HRESULT a fault makes this VM's part of ``event`` fail with, or S_OK."""
+        for _, f in self._faults(FaultKind.WRITER_FAIL, PHASE_OF.get(event, "")):
+            if f.vm is not None and f.vm.lower() == vm.name.lower():
+                return f.hresult or int(HResult.VSS_E_WRITERERROR_NONRETRYABLE)
+        return int(HResult.S_OK)
 
     def _deliver(self, w: WriterInstance, event: WriterEvent) -> Proc:
         """One writer handles one event: its actions run, then its machine moves (failed if its
@@ -177,11 +184,13 @@ class WriterDriver(RunBase):
         ):
             return False, int(HResult.VSS_E_WRITERERROR_RETRYABLE)
         actions = hyperv_actions(event, w.vms)
-        procs = [self.env.process(self._vm_action(w, a)) for a in actions]
+        procs = [self.env.process(self._vm_action(w, event, a)) for a in actions]
         if procs:
             done = yield simpy.AllOf(self.env, procs)
-            if not all(done.values()):
-                return False, int(HResult.VSS_E_WRITERERROR_NONRETRYABLE)
+            # No partial backups: one VM failing fails the writer, hence the whole set.
+            for vm_hr in done.values():
+                if vm_hr != HResult.S_OK:
+                    return False, int(vm_hr)
         return True, int(HResult.S_OK)
 
     def _relay(self, r: Relay) -> Generator[Any, Any, int]:
@@ -205,7 +214,18 @@ class WriterDriver(RunBase):
         yield from self._deliver(w, r.event)
         return w.machine.failure if w.machine.phase.failed else int(HResult.S_OK)
 
-    def _vm_action(self, w: WriterInstance, a: object) -> Generator[Any, Any, bool]:
+    def _vm_action(
+        self, w: WriterInstance, event: WriterEvent, a: object
+    ) -> Generator[Any, Any, int]:
+        """One VM's part of a Hyper-V writer event; the HRESULT it ends with."""
+        vm = getattr(a, "vm", None)
+        if isinstance(vm, Vm):
+            hr = self._vm_fault(vm, event)
+            if hr != HResult.S_OK:
+                self._mark(
+                    w.node, w.name, f"{EVENT_TEXT[event]}: {vm.name} failed", hresult_name(hr)
+                )
+                return hr
         if isinstance(a, GuestSnapshot):
             yield from self._guest_snapshot(w, a.vm)
         elif isinstance(a, SaveState):
@@ -214,7 +234,7 @@ class WriterDriver(RunBase):
             yield from self._auto_recover(w, a.vm)
         elif isinstance(a, Resume):
             yield from self._resume(w, a.vm)
-        return self.state.is_up(w.node)
+        return int(HResult.S_OK) if self.state.is_up(w.node) else int(HResult.VSS_E_CLUSTER_ERROR)
 
     def _csv_path_nodes(self, vm: Vm, node: str) -> tuple[str, ...]:
         """NICs a write from ``node`` to the VM's CSV crosses: none with direct I/O; the node's
