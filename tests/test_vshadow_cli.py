@@ -277,7 +277,8 @@ def test_exec_runs_after_the_shadow_copies_exist(
     code, out = vshadow(
         capsys, tmp_path / "s.json", f"-exec={good}", f"-wi={remote_component()}", VOLUME
     )
-    assert code == 0 and marker.exists()
+    assert code == 0
+    assert marker.exists()
     assert out.index("List of created shadow copies") < out.index("- Executing command")
     bad = tmp_path / "fail.sh"
     bad.write_text("#!/bin/sh\nexit 3\n")
@@ -286,7 +287,8 @@ def test_exec_runs_after_the_shadow_copies_exist(
     assert code == 2
     assert "- Backup failed. Mark all writers as not succesfully backed up... " in out
     code, out = vshadow(capsys, tmp_path / "s.json", f"-exec={tmp_path / 'missing.sh'}", VOLUME)
-    assert code == 1 and "must be an existing file!" in out
+    assert code == 1
+    assert "must be an existing file!" in out
 
 
 def test_nar_makes_online_vm_backups_fail(

@@ -10,7 +10,7 @@ import pytest
 from conftest import seed_raw, seed_variant
 from vssim.scenario import Scenario, parse_scenario
 from vssim.vss import ClusterState, make_job, run_backup, run_backups
-from vssim.vss.enums import HResult, WriterState
+from vssim.vss.enums import HResult, SnapshotContext, WriterState
 from vssim.vss.ids import HYPERV_WRITER_NAME
 
 A, B = "E8920-ND1", "E8920-ND2"
@@ -239,11 +239,59 @@ def test_no_partial_backups_one_vm_failing_fails_the_set(os: str) -> None:
     )
     requester = A if os == "ws2012" else B
     r = run_backup(sc, node=requester, components=[VM_B, "W808-Build8370-05"])
-    assert not r.ok and r.hresult == HResult.VSS_E_WRITERERROR_INCONSISTENTSNAPSHOT
+    assert not r.ok
+    assert r.hresult == HResult.VSS_E_WRITERERROR_INCONSISTENTSNAPSHOT
     states = {(w.node, w.name): w.state for w in r.writer_status}
     assert states[(B, HYPERV_WRITER_NAME)] is WriterState.FAILED_AT_PREPARE_SNAPSHOT
     assert VM_B in r.frozen_vms  # its guest snapshot ran, and is thrown away with the set
-    assert r.created_copies == [] and r.shadow_copies == []
+    assert r.created_copies == []
+    assert r.shadow_copies == []
     assert not r.timeline.find(role="requester", event="SetBackupSucceeded")
     ok = run_backup(seed_variant(os), node=requester, components=[VM_B, "W808-Build8370-05"])
-    assert ok.ok and sorted(ok.frozen_vms) == [VM_B, "W808-Build8370-05"]
+    assert ok.ok
+    assert sorted(ok.frozen_vms) == [VM_B, "W808-Build8370-05"]
+
+
+def test_full_diff_area_deletes_the_oldest_shadow_copies_first() -> None:
+    raw_limit = 320 * 1024 * 1024
+    sc = parse_scenario(
+        {**seed_raw(), "csvs": [{**seed_raw()["csvs"][0], "diff_area_limit": "320 MiB"}]},
+        Path("small-diff-area.toml"),
+    )
+    assert sc.csvs[0].diff_area_limit == raw_limit
+    st = ClusterState(sc)
+    kept = run_backup(
+        sc, A, [VM_B], context=SnapshotContext.APP_ROLLBACK, copy_data=False, state=st
+    )
+    assert kept.ok
+    assert len(st.snapshots) == 1
+    r = run_backup(sc, A, state=st)  # every VM, long copy: the guests write a lot meanwhile
+    deletions = [x for x in r.timeline.ordered() if x.event.startswith("VolSnap 24")]
+    assert deletions
+    assert deletions[0].detail == kept.created_copies[0].id
+    assert kept.created_copies[0] not in st.snapshots
+    assert r.diff_area_bytes["Cluster Disk 1"] <= raw_limit
+    # the guests wrote more than 320 MiB of first writes: this backup's own copy went too
+    assert [x.detail for x in deletions] == [
+        kept.created_copies[0].id,
+        r.created_copies[0].id,
+    ]
+    assert not r.ok
+    assert r.hresult == HResult.VSS_E_INSUFFICIENT_STORAGE
+    assert "succeeded=False" in r.timeline.find(event="SetBackupSucceeded")[0].detail
+    roomy = run_backup(seed_variant(), A)  # the seed's 200 GiB diff area holds it all
+    assert roomy.ok
+    assert roomy.diff_area_bytes["Cluster Disk 1"] > raw_limit
+
+
+def test_at_most_512_shadow_copies_per_volume(seed2012: Scenario) -> None:
+    st = ClusterState(seed2012)
+    template = run_backup(
+        seed2012, A, [VM_B], context=SnapshotContext.APP_ROLLBACK, copy_data=False, state=st
+    ).created_copies[0]
+    from dataclasses import replace
+
+    st.snapshots = [replace(template, id=str(i), backend_handle=None) for i in range(512)]
+    r = run_backup(seed2012, A, [VM_B], state=st)
+    assert r.hresult == HResult.VSS_E_MAXIMUM_NUMBER_OF_SNAPSHOTS_REACHED
+    assert len(st.snapshots) == 512

@@ -26,6 +26,7 @@ import zlib
 
 import numpy as np
 
+from vssim.engine import MAX_SNAPSHOTS
 from vssim.errors import VssProtocolError
 from vssim.scenario import Csv, Vm
 from vssim.sim import costs
@@ -107,6 +108,12 @@ class BackupRun(WriterDriver, CsvAccess):
         self.result.set_id = self.state.new_id("snapshot-set")
         yield from self._call(BcCall.START_SNAPSHOT_SET, detail=str(self.result.set_id))
         for csv in job.volumes:
+            existing = sum(1 for c in self.state.snapshots if c.csv == csv.name)
+            if existing >= MAX_SNAPSHOTS and volume_provider(csv).type is ProviderType.SYSTEM:
+                raise AbortBackupError(
+                    HResult.VSS_E_MAXIMUM_NUMBER_OF_SNAPSHOTS_REACHED,
+                    f"{csv.mount_point} already has {existing} shadow copies",
+                )
             self.bc.add_volume(csv.volume_name)
             self.copies[csv.name] = self._new_copy(csv)
             self._mark(self.req, REQUESTER, "AddToSnapshotSet", detail=csv.volume_name)
@@ -328,7 +335,10 @@ class BackupRun(WriterDriver, CsvAccess):
             for _ in job.selected:
                 self.bc.send(BcCall.SET_BACKUP_SUCCEEDED)
             self._mark(
-                self.req, REQUESTER, "SetBackupSucceeded", detail=f"{len(job.selected)} components"
+                self.req,
+                REQUESTER,
+                "SetBackupSucceeded",
+                detail=f"{len(job.selected)} components, succeeded={not self.lost_copy}",
             )
             yield from self._call(BcCall.BACKUP_COMPLETE, costs.BACKUP_COMPLETE_S)
             yield from self._dispatch(WE.BACKUP_COMPLETE)
@@ -336,7 +346,10 @@ class BackupRun(WriterDriver, CsvAccess):
         failed = [w for w in self._participants() if w.machine.phase.failed and w.involved]
         yield from self._release_csvs()
         self.result.writer_status = self._status()
-        if failed:
+        if self.lost_copy:
+            self.result.hresult = HResult.VSS_E_INSUFFICIENT_STORAGE
+            self.result.message = "the shadow copy was deleted while it was read (diff area full)"
+        elif failed:
             self.result.hresult = failed[0].machine.failure
             self.result.message = (
                 f"writer {failed[0].name} on {failed[0].node} failed at BackupComplete"
@@ -396,7 +409,25 @@ class BackupRun(WriterDriver, CsvAccess):
                     csv, np.concatenate(offs), np.concatenate(lens)
                 )
                 self.result.cow_chunks_copied += cost.chunks_copied
+                self._diff_area_deletions(csv, cost.deleted)
             self.result.diff_area_bytes[csv.name] = self.state.backend.diff_area_bytes(csv)
+
+    def _diff_area_deletions(self, csv: Csv, deleted: tuple[int, ...]) -> None:
+        """volsnap deletes the oldest shadow copies when the diff area cannot grow (event
+        VolSnap 24). If this backup's own copy goes, its reads fail and so does the backup."""
+        for copy in [c for c in self.state.snapshots if c.csv == csv.name]:
+            if copy.backend_handle is None or copy.backend_handle not in deleted:
+                continue
+            self.state.snapshots.remove(copy)
+            self._mark(
+                copy.service_machine,
+                volume_provider(csv).name,
+                "VolSnap 24: shadow copy deleted, the diff area could not grow",
+                hresult_name(HResult.VSS_E_INSUFFICIENT_STORAGE),
+                detail=copy.id,
+            )
+            if copy is self.copies.get(csv.name):
+                self.lost_copy = True
 
     def _release(self) -> Proc:
         """Release the backup-components object: BackupShutdown to the writers; shadow copies

@@ -108,6 +108,8 @@ class RunBase:
         self.downtime_since: dict[str, float] = {}
         self.fired: set[int] = set()
         self.commit_time: float | None = None
+        #: This run's own shadow copy was deleted by volsnap before the run ended.
+        self.lost_copy = False
         self.selected_by_node: dict[str, tuple[Vm, ...]] = {}
 
     def _span(
