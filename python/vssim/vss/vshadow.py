@@ -12,7 +12,6 @@ Component selection is vshadow's, with the seed's reading of ``-wi``
 
 from __future__ import annotations
 
-import datetime as dt
 import subprocess
 import uuid
 from pathlib import Path
@@ -23,7 +22,6 @@ from vssim.sim.jobs import BackupJob, BackupResult, Selected, WriterStatus
 from vssim.vss.cluster import ClusterState, ShadowCopy
 from vssim.vss.enums import (
     HResult,
-    SnapshotAttr,
     SnapshotContext,
     WriterState,
     hresult_hex,
@@ -33,39 +31,16 @@ from vssim.vss.ids import SYSTEM_PROVIDER_ID
 from vssim.vss.metadata import list_writer, to_xml
 from vssim.vss.requester import run_jobs, visible_writers
 from vssim.vss.selection import SelectionError, select_for_backup, volume_resolver
+from vssim.vss.vshadow_text import (
+    USAGE,
+    backup_components_document,
+    setvar_script,
+    snapshot_lines,
+    status_lines,
+)
 from vssim.vss.writer_state import WriterEvent, WriterMachine
 
 OK, NOT_FOUND, RUNTIME_ERROR = 0, 1, 2
-
-USAGE = """Usage:
-   VSHADOW [optional flags] [commands]
-
-Optional flags (vssim simulates these):
-  -?                 - this screen
-  -p                 - persistent shadow copies
-  -nw                - no-writer shadow copies
-  -nar               - shadow copies with no auto-recovery
-  -scsf              - client-accessible shadow copies
-  -t={file.xml}      - transportable shadow set; saves the backup components document
-  -bc={file.xml}     - saves the backup components document
-  -wi={Writer Name}  - include a writer or writer:component (only these are backed up)
-  -wx={Writer Name}  - exclude a writer or writer:component
-  -script={file.cmd} - writes a SETVAR script
-  -exec={command}    - runs a command after the shadow copies are made
-  -wait, -tracing    - accepted, no effect
-
-Commands:
-  {volume list}      - creates a shadow set of these CSVs (C:\\ClusterStorage\\VolumeN)
-  -ws                - writer status
-  -wm / -wm2 / -wm3  - writer metadata: summary / detailed / XML
-  -q                 - lists all shadow copies
-  -qx={SnapSetID}    - lists the shadow copies of a set
-  -s={SnapID}        - lists one shadow copy
-  -da                - deletes all shadow copies
-  -do={volume}       - deletes the oldest shadow copy of a volume
-  -dx={SnapSetID}    - deletes a shadow copy set
-  -ds={SnapID}       - deletes a shadow copy
-"""
 
 _FLAG_NAMES = ("p", "nw", "nar", "tr", "ad", "ap", "scsf", "wait", "tracing")
 _VALUED = ("t", "bc", "wx", "wi", "script", "exec")
@@ -86,35 +61,6 @@ def _match_value(arg: str, name: str) -> str | None:
     if len(value) >= 2 and value[0] == value[-1] == '"':
         value = value[1:-1]
     return value
-
-
-def vss_time(start: dt.datetime, seconds: float) -> str:
-    """``6/1/2012 9:00:55 AM``: how vshadow prints a VSS timestamp (en-US)."""
-    t = start + dt.timedelta(seconds=seconds)
-    hour = t.hour % 12 or 12
-    return f"{t.month}/{t.day}/{t.year} {hour}:{t.minute:02d}:{t.second:02d} " + (
-        "AM" if t.hour < 12 else "PM"
-    )
-
-
-def attribute_words(attrs: int) -> str:
-    a = SnapshotAttr(attrs)
-    words = []
-    if a & SnapshotAttr.TRANSPORTABLE:
-        words.append("Transportable")
-    words.append("No_Auto_Release" if a & SnapshotAttr.NO_AUTO_RELEASE else "Auto_Release")
-    for flag, word in (
-        (SnapshotAttr.PERSISTENT, "Persistent"),
-        (SnapshotAttr.CLIENT_ACCESSIBLE, "Client_accessible"),
-        (SnapshotAttr.HARDWARE_ASSISTED, "Hardware"),
-        (SnapshotAttr.NO_WRITERS, "No_Writers"),
-        (SnapshotAttr.IMPORTED, "Imported"),
-        (SnapshotAttr.PLEX, "Plex"),
-        (SnapshotAttr.DIFFERENTIAL, "Differential"),
-    ):
-        if a & flag:
-            words.append(word)
-    return "".join(" " + w for w in words)
 
 
 def _guid(text: str) -> uuid.UUID | None:
@@ -276,7 +222,7 @@ class VShadow:
             snaps = [s for s in self.state.snapshots if s.id == str(guid)]
             if not snaps:
                 return self._not_found(f"GetSnapshotProperties({braced(guid)})")
-            self.print_snapshot(snaps[0])
+            self.w(*snapshot_lines(snaps[0], self.sc.start))
             return OK
         if op == "dx":
             self.w("(Option: Delete a shadow copy set)")
@@ -356,17 +302,8 @@ class VShadow:
         status, _ = self._gathered()
         self.w(f"- Number of writers that responded: {len(status)}")
         for s in status:
-            self.w("", f'* WRITER "{s.name}"', *self._status_lines(s), "")
+            self.w("", f'* WRITER "{s.name}"', *status_lines(s), "")
         return OK
-
-    @staticmethod
-    def _status_lines(s: WriterStatus) -> list[str]:
-        return [
-            f"   - Status: {int(s.state)} ({s.state})",
-            f"   - Writer Failure code: {hresult_hex(s.failure)} ({hresult_name(s.failure)})",
-            f"   - Writer ID: {braced(s.writer_id)}",
-            f"   - Instance ID: {braced(s.instance_id)}",
-        ]
 
     # --- queries and deletion ---------------------------------------------------------------
 
@@ -382,24 +319,7 @@ class VShadow:
             return
         for s in pool:
             if set_id is None or s.set_id == set_id:
-                self.print_snapshot(s)
-
-    def print_snapshot(self, s: ShadowCopy) -> None:
-        self.w(
-            f"* SNAPSHOT ID = {{{s.id}}} ...",
-            f"   - Shadow copy Set: {{{s.set_id}}}",
-            f"   - Original count of shadow copies = {s.count}",
-            f"   - Original Volume name: {s.volume_name} [{s.mount_point}]",
-            f"   - Creation Time: {vss_time(self.sc.start, s.created)}",
-            f"   - Shadow copy device name: \\\\?\\GLOBALROOT\\Device\\"
-            f"HarddiskVolumeShadowCopy{s.device}",
-            f"   - Originating machine: {s.originating_machine}",
-            f"   - Service machine: {s.service_machine}",
-            "   - Not Exposed",
-            f"   - Provider id: {{{s.provider_id}}}",
-            f"   - Attributes: {attribute_words(s.attributes)}",
-            "",
-        )
+                self.w(*snapshot_lines(s, self.sc.start))
 
     def delete_all(self) -> int:
         self.w("(Option: Delete all shadow copies)")
@@ -541,12 +461,12 @@ class VShadow:
         self.w("Shadow copy set succesfully created.")
         if self.bc_file:
             self.w("Saving the backup components document ... ")
-            Path(self.bc_file).write_text(self._bc_document(job, r), encoding="utf-8")
+            Path(self.bc_file).write_text(backup_components_document(job, r), encoding="utf-8")
         self.w("", "List of created shadow copies: ", "")
         self.query(str(r.set_id), r.created_copies)
         if self.script:
             self.w(f"Generating the SETVAR script ({self.script}) ... ")
-            self._write_script(r)
+            Path(self.script).write_text(setvar_script(r), encoding="utf-8")
         exec_failed = False
         if self.exec_cmd:
             self.w(f"- Executing command '{self.exec_cmd}' ...")
@@ -571,54 +491,5 @@ class VShadow:
         return OK
 
     def _writer_failed(self, s: WriterStatus) -> int:
-        self.w(
-            "", f"ERROR: Selected writer '{s.name}' is in failed state!", *self._status_lines(s), ""
-        )
+        self.w("", f"ERROR: Selected writer '{s.name}' is in failed state!", *status_lines(s), "")
         return RUNTIME_ERROR
-
-    def _write_script(self, r: BackupResult) -> None:
-        lines = [
-            "@echo.",
-            f"@echo [This script is generated by VSHADOW.EXE for the shadow set "
-            f"{braced(r.set_id) if r.set_id else ''}]",
-            "@echo.",
-            "",
-            f"SET SHADOW_SET_ID={braced(r.set_id) if r.set_id else ''}",
-        ]
-        for n, c in enumerate(r.created_copies, start=1):
-            lines.append(f"SET SHADOW_ID_{n}={{{c.id}}}")
-            if not c.attributes & SnapshotAttr.TRANSPORTABLE:
-                lines.append(
-                    f"SET SHADOW_DEVICE_{n}=\\\\?\\GLOBALROOT\\Device\\HarddiskVolumeShadowCopy"
-                    f"{c.device}"
-                )
-        Path(self.script).write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-    def _bc_document(self, job: BackupJob, r: BackupResult) -> str:
-        from xml.sax.saxutils import quoteattr as a
-
-        out = [
-            f'<BACKUP_COMPONENTS xmlns="x-schema:#VssComponentMetadata" version="1.2" '
-            f'bootableSystemStateBackup="yes" selectComponents="yes" '
-            f"backupType={a(job.backup_type.name.lower())} "
-            f"snapshotSetId={a(str(r.set_id))}>"
-        ]
-        for s in job.selected:
-            out.append(
-                f"<WRITER_COMPONENTS instanceId={a(str(s.writer.instance_id))} "
-                f"writerId={a(str(s.writer.writer_id))}>"
-                f"<COMPONENT logicalPath={a(s.component.logical_path)} "
-                f"componentName={a(s.component.name)} "
-                f"componentType={a(s.component.type.name.lower())} "
-                f"backupSucceeded={a('yes' if r.ok else 'no')}/></WRITER_COMPONENTS>"
-            )
-        for c in r.created_copies:
-            out.append(
-                f"<SNAPSHOT_SET_DESCRIPTION snapshotSetId={a(c.set_id)}>"
-                f"<SNAPSHOT_DESCRIPTION snapshotId={a(c.id)} providerId={a(c.provider_id)} "
-                f"originalVolumeName={a(c.volume_name)} originatingMachine="
-                f"{a(c.originating_machine)} serviceMachine={a(c.service_machine)}/>"
-                f"</SNAPSHOT_SET_DESCRIPTION>"
-            )
-        out.append("</BACKUP_COMPONENTS>")
-        return "\n".join(out) + "\n"
