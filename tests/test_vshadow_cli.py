@@ -298,3 +298,35 @@ def test_nar_makes_online_vm_backups_fail(
     assert code == 2
     assert "   - Status: 11 (VSS_WS_FAILED_AT_POST_SNAPSHOT)" in out
     assert "(VSS_E_WRITERERROR_RETRYABLE)" in out
+
+
+def test_help_and_usage(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["vshadow", "--help"]) == 0
+    assert "--scenario FILE --node NODE" in capsys.readouterr().out
+    code, out = vshadow(capsys, tmp_path / "s.json", "/?")
+    assert code == 0
+    assert "-wi={Writer Name}" in out
+    code, out = vshadow(capsys, tmp_path / "s.json")
+    assert code == 0
+    assert "Usage:" in out
+
+
+def test_identify_failure_hides_the_writer(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    sc = tmp_path / "faulty.toml"
+    sc.write_text(
+        SEED.read_text()
+        + '\n[[faults]]\nkind = "writer_fail"\nnode = "E8920-ND1"\nwriter = "csv"\n'
+        'phase = "identify"\n'
+    )
+    code, out = vshadow(capsys, tmp_path / "s.json", "-ws", scenario=sc)
+    assert code == 0
+    assert "   - Status: 6 (VSS_WS_FAILED_AT_IDENTIFY)" in out
+    code, out = vshadow(capsys, tmp_path / "s.json", "-wm", scenario=sc)
+    assert 'WRITER "Cluster Shared Volume VSS Writer"' not in out
+    code, out = vshadow(
+        capsys, tmp_path / "s.json", f"-wi={remote_component()}", VOLUME, scenario=sc
+    )
+    assert code == 1
+    assert "was not found in the writer components list" in out

@@ -295,3 +295,15 @@ def test_at_most_512_shadow_copies_per_volume(seed2012: Scenario) -> None:
     r = run_backup(seed2012, A, [VM_B], state=st)
     assert r.hresult == HResult.VSS_E_MAXIMUM_NUMBER_OF_SNAPSHOTS_REACHED
     assert len(st.snapshots) == 512
+
+
+def test_csv_writer_failing_identify_aborts_before_the_set_starts() -> None:
+    sc = seed_variant(
+        faults=[{"kind": "writer_fail", "node": A, "writer": "csv", "phase": "identify"}]
+    )
+    r = run_backup(sc, node=A, components=[VM_B])
+    assert r.hresult == HResult.VSS_E_WRITERERROR_NONRETRYABLE
+    states = {(w.node, w.name): w.state for w in r.writer_status}
+    assert states[(A, "Cluster Shared Volume VSS Writer")] is WriterState.FAILED_AT_IDENTIFY
+    assert r.set_id is None
+    assert not r.timeline.find(event="PrepareForBackup")

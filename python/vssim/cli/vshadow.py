@@ -15,6 +15,7 @@ from typing import Any
 
 from vssim.scenario import load_scenario
 from vssim.vss.vshadow import VShadow
+from vssim.vss.vshadow_text import USAGE
 
 
 def register(sub: Any) -> None:
@@ -54,14 +55,20 @@ def default_state_path(scenario: Path) -> Path:
     return scenario.with_name(scenario.stem + ".vssim-state.json")
 
 
+WRAPPER_USAGE = (
+    "usage: vssim vshadow --scenario FILE --node NODE [--state FILE] [vshadow options] [volumes]"
+)
+
+
 def run(args: argparse.Namespace) -> int:
+    if any(a in ("--help", "-h") for a in args.argv):
+        print(WRAPPER_USAGE)
+        print(__doc__)
+        print(USAGE)
+        return 0
     ours, rest = _split(list(args.argv))
     if "scenario" not in ours or "node" not in ours:
-        print(
-            "usage: vssim vshadow --scenario FILE --node NODE [--state FILE] "
-            "[vshadow options] [volumes]",
-            file=sys.stderr,
-        )
+        print(WRAPPER_USAGE, file=sys.stderr)
         return 1
     path = Path(ours["scenario"])
     scenario = load_scenario(path)

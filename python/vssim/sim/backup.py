@@ -238,10 +238,11 @@ class BackupRun(WriterDriver, CsvAccess):
         if not self.profile.redirect_whole_backup:
             for csv in job.volumes:
                 yield from self._redirect_on(csv, "while the snapshot is taken")
+        # The freeze window opens when the writers get Freeze: a slow OnFreeze eats into it.
+        freeze_deadline = self.env.now + costs.FREEZE_WINDOW_S
         if job.with_writers:
             yield from self._dispatch(WE.FREEZE)
             self._check_writers()
-        freeze_deadline = self.env.now + costs.FREEZE_WINDOW_S
         wto = int(HResult.VSS_E_WRITERERROR_TIMEOUT)
         fdl = freeze_deadline if job.with_writers else float("inf")
         yield from self._bounded(

@@ -70,6 +70,7 @@ class WriterDriver(RunBase):
             self.selected_by_node = {n: tuple(v) for n, v in by_node.items()}
         yield from self._dispatch(WE.IDENTIFY)
         self.tl.add(self.req, REQUESTER, "GatherWriterMetadata", start, self.env.now, seq=seq)
+        self._check_writers()
 
     def _instance(
         self, kind: str, node: str, wmd: WriterMetadata | None, vms: tuple[Vm, ...]
