@@ -307,3 +307,17 @@ def test_csv_writer_failing_identify_aborts_before_the_set_starts() -> None:
     assert states[(A, "Cluster Shared Volume VSS Writer")] is WriterState.FAILED_AT_IDENTIFY
     assert r.set_id is None
     assert not r.timeline.find(event="PrepareForBackup")
+
+
+def test_2008r2_dead_requester_leaves_the_csv_in_backup_for_30_minutes() -> None:
+    sc = seed_variant("ws2008r2", [{"kind": "node_down", "node": B, "phase": "thaw"}])
+    st = ClusterState(sc)
+    dead = run_backup(sc, B, [VM_B], state=st)
+    assert dead.hresult == HResult.VSS_E_CLUSTER_ERROR
+    assert dead.shadow_copies == []
+    c = "Cluster Disk 1"
+    assert st.stale_backup_until[c] == pytest.approx(dead.end + 30 * 60, abs=1.0)
+    soon = run_backup(sc, "E8920-ND3", ["W808-Build8370-03"], state=st)
+    assert soon.hresult == HResult.CSV_BACKUP_IN_PROGRESS
+    st.clock = st.stale_backup_until[c] + 1.0
+    assert run_backup(sc, "E8920-ND3", ["W808-Build8370-03"], state=st).ok

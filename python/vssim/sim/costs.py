@@ -33,6 +33,8 @@ REDIRECT_SWITCH_S = 0.5
 FAILOVER_S = 5.0
 BACKUP_COMPLETE_S = 0.05
 SHUTDOWN_S = 0.01
+#: 2008 R2: a CSV whose backup process died leaves "backup in progress" after 30 min (spec §2).
+STALE_CSV_BACKUP_S = 30 * 60.0
 #: Flush-and-hold limit (spec §2).
 FLUSH_AND_HOLD_S = 10.0
 FREEZE_WINDOW_S = FREEZE_TIMEOUT_SECONDS

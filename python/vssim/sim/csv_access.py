@@ -25,6 +25,9 @@ class CsvAccess(RunBase):
         redirected access until the backup ends."""
         for csv in self.job.volumes:
             holder = self.state.backup_in_progress.get(csv.name)
+            stale = self.state.stale_backup_until.get(csv.name, 0.0)
+            if holder is None and stale > self.env.now:
+                holder = f"a backup whose requester died; clears at {stale:.0f} s"
             if holder is not None:
                 self._mark(
                     self.req,
@@ -82,8 +85,19 @@ class CsvAccess(RunBase):
         )
 
     def _release_csvs(self) -> Proc:
+        """End of the backup: direct I/O again, and the CSVs leave "backup in progress" — at
+        once, or (2008 R2) only after 30 min when the requester's process died with its node."""
+        requester_died = not self.state.is_up(self.req)
         for csv in list(self.job.volumes):
             yield from self._redirect_off(csv)
         for csv in self.claimed:
             self.state.backup_in_progress.pop(csv.name, None)
+            if requester_died:
+                until = self.env.now + costs.STALE_CSV_BACKUP_S
+                self.state.stale_backup_until[csv.name] = until
+                self._mark(
+                    self.state.coordinators[csv.name],
+                    CLUSTER,
+                    f"{csv.name} stays in backup (requester died) until {until:.0f} s",
+                )
         self.claimed = []

@@ -49,6 +49,8 @@ class ClusterState:
     snapshots: list[ShadowCopy] = field(default_factory=list)
     coordinators: dict[str, str] = field(default_factory=dict)
     backup_in_progress: dict[str, str] = field(default_factory=dict)
+    #: 2008 R2: CSVs left "backup in progress" by a dead requester, until this clock time.
+    stale_backup_until: dict[str, float] = field(default_factory=dict)
     nodes_down: set[str] = field(default_factory=set)
     backend: SnapshotBackend = field(default_factory=CowBackend)
 
@@ -79,6 +81,7 @@ class ClusterState:
             "counter": self.counter,
             "device_counter": self.device_counter,
             "coordinators": self.coordinators,
+            "stale_backup_until": self.stale_backup_until,
             "snapshots": [{**asdict(s), "backend_handle": None} for s in self.snapshots],
         }
 
@@ -101,6 +104,7 @@ class ClusterState:
                 device_counter=int(raw["device_counter"]),
                 snapshots=[ShadowCopy(**s) for s in raw["snapshots"]],
                 coordinators=dict(raw["coordinators"]),
+                stale_backup_until=dict(raw.get("stale_backup_until", {})),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise VssimError(f"{path}: not a vssim cluster state file: {exc}") from None
