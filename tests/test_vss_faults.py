@@ -321,3 +321,37 @@ def test_2008r2_dead_requester_leaves_the_csv_in_backup_for_30_minutes() -> None
     assert soon.hresult == HResult.CSV_BACKUP_IN_PROGRESS
     st.clock = st.stale_backup_until[c] + 1.0
     assert run_backup(sc, "E8920-ND3", ["W808-Build8370-03"], state=st).ok
+
+
+INVARIANT_FAULTS = [
+    [],
+    [{"kind": "writer_fail", "node": B, "phase": "freeze"}],
+    [{"kind": "writer_fail", "node": B, "phase": "thaw"}],
+    [{"kind": "writer_fail", "node": A, "writer": "csv", "phase": "post_snapshot"}],
+    [{"kind": "delay", "phase": "pre_commit", "seconds": 70}],
+    [{"kind": "delay", "phase": "commit", "seconds": 11}],
+    [{"kind": "provider_error", "phase": "post_commit"}],
+    [{"kind": "node_down", "node": "E8920-ND3", "phase": "freeze"}],
+]
+
+
+@pytest.mark.parametrize("os", ["ws2012", "ws2008r2"])
+@pytest.mark.parametrize("faults", INVARIANT_FAULTS)
+def test_after_freeze_every_writer_gets_thaw_or_abort(
+    os: str, faults: list[dict[str, object]]
+) -> None:
+    sc = seed_variant(os, faults)
+    r = run_backup(sc, node=B, components=[VM_B, "W808-Build8370-05"])
+    tl = r.timeline
+    for freeze in tl.find(event="Freeze"):
+        after = [
+            x
+            for x in tl.ordered()
+            if (x.node, x.role) == (freeze.node, freeze.role)
+            and x.start >= freeze.end
+            and x.event in ("Thaw", "Abort")
+        ]
+        assert after, f"{freeze.role} on {freeze.node} got Freeze but neither Thaw nor Abort"
+    if not r.ok:
+        assert r.shadow_copies == []
+    assert (r.created_copies != []) == bool(tl.find(event="CommitSnapshots"))
