@@ -284,6 +284,7 @@ class BackupRun(WriterDriver, CsvAccess):
             yield from self._gather_status()
         self.tl.add(self.req, REQUESTER, "DoSnapshotSet", start, self.env.now, seq=seq)
         self._mark(self.req, VSS, "shadow copy set created: requester notified", step="⑧")
+        self.set_done = True
 
     def _flush(self, deadline: float, hr: int) -> Proc:
         duration = costs.FLUSH_S + self._delay("flush")
@@ -482,7 +483,9 @@ class BackupRun(WriterDriver, CsvAccess):
             if m is not None and (m.state, ProviderCall.ABORT_SNAPSHOTS) in _PTABLE:
                 m.send(ProviderCall.ABORT_SNAPSHOTS)
                 self._mark(self.req, self._provider_for(csv).name, "AbortSnapshots")
-        yield from self._delete_copies()
+        # A finished persistent set outlives a requester that died; an aborted one does not.
+        if not (self.job.persistent and self.set_done and not self.state.is_up(self.req)):
+            yield from self._delete_copies()
         yield from self._release_csvs()
         self.result.writer_status = self._status()
         if self.bc.state is not BcState.RELEASED:

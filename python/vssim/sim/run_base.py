@@ -110,6 +110,8 @@ class RunBase:
         self.commit_time: float | None = None
         #: This run's own shadow copy was deleted by volsnap before the run ended.
         self.lost_copy = False
+        #: DoSnapshotSet finished (seed step ⑧).
+        self.set_done = False
         self.selected_by_node: dict[str, tuple[Vm, ...]] = {}
 
     def _span(
