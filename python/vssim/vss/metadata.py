@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from xml.sax.saxutils import quoteattr
 
 from vssim.scenario.ids import braced
@@ -72,6 +73,14 @@ class Component:
         return sorted({f.expanded_path for f in self.files})
 
 
+def prefixes(full_path: str) -> list[str]:
+    """The full paths of every possible ancestor of ``full_path`` (``\\a\\b\\c`` →
+    ``\\a``, ``\\a\\b``), lower-cased: an ancestor is a component whose full path is a prefix
+    followed by ``\\``."""
+    parts = full_path.lower().split("\\")
+    return ["\\".join(parts[:i]) for i in range(2, len(parts))]
+
+
 def _full_path(logical_path: str, name: str) -> str:
     full = (
         logical_path + "\\" if logical_path and not logical_path.endswith("\\") else logical_path
@@ -100,15 +109,19 @@ class WriterMetadata:
     def supports_restore_events(self) -> bool:
         return self.restore_conditions is not WriterRestore.NEVER
 
+    @cached_property
+    def paths(self) -> dict[str, Component]:
+        """Components by lower-cased full path."""
+        return {c.full_path.lower(): c for c in self.components}
+
+    def ancestors(self, c: Component) -> list[Component]:
+        return [self.paths[p] for p in prefixes(c.full_path) if p in self.paths]
+
     def top_level(self, c: Component) -> bool:
-        return not any(o.is_ancestor_of(c) for o in self.components)
+        return not self.ancestors(c)
 
     def component(self, full_path: str) -> Component | None:
-        key = full_path.lower()
-        for c in self.components:
-            if c.full_path.lower() == key:
-                return c
-        return None
+        return self.paths.get(full_path.lower())
 
     def matches(self, text: str) -> bool:
         """vshadow's writer match: name, ``{writer id}`` or instance id (any case)."""

@@ -128,15 +128,17 @@ def select_for_backup(
     for w in ws:
         if w.excluded:
             continue
-        for p, c in w.comps.items():
-            for q, desc in w.comps.items():
-                if c.is_ancestor_of(desc) and w.comp_excluded[q] and not w.comp_excluded[p]:
+        for q, desc in w.comps.items():
+            if not w.comp_excluded[q]:
+                continue
+            for anc in w.doc.ancestors(desc):
+                p = anc.full_path
+                if not w.comp_excluded[p]:
                     out.append(
                         f"- Component '{p}' from writer '{w.doc.name}' is excluded from backup "
                         f"(it has an excluded descendent: '{desc.name}')"
                     )
                     w.comp_excluded[p] = True
-                    break
     out.append("Discover excluded writers ...")
 
     def includable(w: _W, p: str) -> bool:
@@ -159,7 +161,7 @@ def select_for_backup(
             continue
         for p, c in w.comps.items():
             w.explicit[p] = includable(w, p) and not any(
-                o.is_ancestor_of(c) and includable(w, q) for q, o in w.comps.items()
+                includable(w, a.full_path) for a in w.doc.ancestors(c)
             )
     out.append("Verifying explicitly specified writers/components ...")
     wanted: set[tuple[int, str]] = set()
@@ -200,7 +202,7 @@ def _verify_component(ws: list[_W], item: str, out: list[str]) -> tuple[int, str
                 continue
             if any(_eq(k, item) for k in _keys(w.doc, c)):
                 ok = w.explicit.get(p, False) or any(
-                    o.is_ancestor_of(c) and w.explicit.get(q, False) for q, o in w.comps.items()
+                    w.explicit.get(a.full_path, False) for a in w.doc.ancestors(c)
                 )
                 if ok:
                     out.append(f'  - The component "{item}" is selected')
