@@ -148,7 +148,7 @@ def test_2008r2_local_hyperv_component_works(
     )
     assert code == 0, out
     assert f'  - The component "{comp}" is selected' in out
-    assert "Attributes:  Transportable Auto_Release Hardware" in out
+    assert "Attributes:  Auto_Release Hardware" in out
     # the same component from another node is not there
     code, out = vshadow(
         capsys, tmp_path / "s.json", f"-wi={comp}", VOLUME, node=A, scenario=SEED_2008
@@ -330,3 +330,17 @@ def test_identify_failure_hides_the_writer(
     )
     assert code == 1
     assert "was not found in the writer components list" in out
+
+
+def test_transportable_needs_a_hardware_provider(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bc = tmp_path / "t.xml"
+    code, out = vshadow(capsys, tmp_path / "s.json", f"-t={bc}", VOLUME, node=B, scenario=SEED_2008)
+    assert code == 0, out
+    assert "(Option: Transportable shadow set. Saving xml to file" in out
+    assert "List of created shadow copies" not in out
+    assert bc.exists()
+    code, out = vshadow(capsys, tmp_path / "s2.json", f"-t={bc}", VOLUME)  # 2012 seed: system
+    assert code == 2
+    assert "(VSS_E_VOLUME_NOT_SUPPORTED)" in out

@@ -114,6 +114,11 @@ class BackupRun(WriterDriver, CsvAccess):
                     HResult.VSS_E_MAXIMUM_NUMBER_OF_SNAPSHOTS_REACHED,
                     f"{csv.mount_point} already has {existing} shadow copies",
                 )
+            if job.transportable and not volume_provider(csv).transportable:
+                raise AbortBackupError(
+                    HResult.VSS_E_VOLUME_NOT_SUPPORTED,
+                    f"{csv.mount_point}: the system provider cannot make transportable copies",
+                )
             self.bc.add_volume(csv.volume_name)
             self.copies[csv.name] = self._new_copy(csv)
             self._mark(self.req, REQUESTER, "AddToSnapshotSet", detail=csv.volume_name)
@@ -134,6 +139,8 @@ class BackupRun(WriterDriver, CsvAccess):
             attrs |= SnapshotAttr.NO_AUTORECOVERY
         if volume_provider(csv).type is ProviderType.HARDWARE:
             attrs |= SnapshotAttr.HARDWARE_ASSISTED
+        if self.job.transportable:
+            attrs |= SnapshotAttr.TRANSPORTABLE
         assert self.result.set_id is not None
         return ShadowCopy(
             id=str(self.state.new_id("shadow-copy")),

@@ -34,6 +34,8 @@ class BackupJob:
     auto_recovery: bool = True
     #: Copy the selected VMs' data from the shadow copies to the backup target.
     copy_data: bool = True
+    #: vshadow ``-t``: a transportable set (hardware provider only).
+    transportable: bool = False
     label: str = "backup"
 
     @property

@@ -104,8 +104,13 @@ class ProviderInfo:
 
     def attributes(self) -> SnapshotAttr:
         if self.type is ProviderType.HARDWARE:
-            return SnapshotAttr.HARDWARE_ASSISTED | SnapshotAttr.TRANSPORTABLE
+            return SnapshotAttr.HARDWARE_ASSISTED
         return SnapshotAttr.NONE
+
+    @property
+    def transportable(self) -> bool:
+        """Only an array snapshot can be moved to another host (vshadow ``-t``)."""
+        return self.type is ProviderType.HARDWARE
 
 
 SYSTEM_PROVIDER = ProviderInfo(SYSTEM_PROVIDER_NAME, SYSTEM_PROVIDER_ID, ProviderType.SYSTEM)

@@ -92,6 +92,7 @@ class VShadow:
         self.auto_recovery = True
         self.client_accessible = False
         self.bc_file = ""
+        self.transportable = False
         self.script = ""
         self.exec_cmd = ""
         self.included: list[str] = []
@@ -172,7 +173,11 @@ class VShadow:
             elif name == "wx":
                 self.w(f"(Option: Excluding writer/component '{value}')")
                 self.excluded.append(value)
-            elif name in ("bc", "t"):
+            elif name == "t":
+                self.w(f"(Option: Transportable shadow set. Saving xml to file '{value}')")
+                self.bc_file = value
+                self.transportable = True
+            elif name == "bc":
                 self.w(f"(Option: Saving xml to file '{value}')")
                 self.bc_file = value
             elif name == "script":
@@ -412,6 +417,7 @@ class VShadow:
             context=self.context(),
             auto_recovery=self.auto_recovery,
             copy_data=False,
+            transportable=self.transportable,
             label=f"vshadow on {self.node}",
         )
         result = run_jobs(self.state, [job])[0]
@@ -423,8 +429,9 @@ class VShadow:
         set_id = braced(r.set_id) if r.set_id else "{00000000-0000-0000-0000-000000000000}"
         self.w(f"Creating shadow set {set_id} ...")
         for n, csv in enumerate(job.volumes):
-            if n >= 64:
-                hr = HResult.VSS_E_MAXIMUM_NUMBER_OF_VOLUMES_REACHED
+            refused = n >= 64 or r.hresult == HResult.VSS_E_VOLUME_NOT_SUPPORTED
+            if refused:
+                hr = HResult(r.hresult)
                 self.w(
                     "",
                     f"ERROR: AddToSnapshotSet({csv.volume_name}) failed: "
@@ -462,8 +469,9 @@ class VShadow:
         if self.bc_file:
             self.w("Saving the backup components document ... ")
             Path(self.bc_file).write_text(backup_components_document(job, r), encoding="utf-8")
-        self.w("", "List of created shadow copies: ", "")
-        self.query(str(r.set_id), r.created_copies)
+        if not job.transportable:
+            self.w("", "List of created shadow copies: ", "")
+            self.query(str(r.set_id), r.created_copies)
         if self.script:
             self.w(f"Generating the SETVAR script ({self.script}) ... ")
             Path(self.script).write_text(setvar_script(r), encoding="utf-8")
