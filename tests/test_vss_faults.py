@@ -355,3 +355,12 @@ def test_after_freeze_every_writer_gets_thaw_or_abort(
     if not r.ok:
         assert r.shadow_copies == []
     assert (r.created_copies != []) == bool(tl.find(event="CommitSnapshots"))
+
+
+def test_2008r2_requester_dying_after_the_set_was_made_frees_the_csv() -> None:
+    sc = seed_variant("ws2008r2", [{"kind": "node_down", "node": B, "phase": "copy"}])
+    st = ClusterState(sc)
+    r = run_backup(sc, B, [VM_B], state=st)
+    assert r.hresult == HResult.VSS_E_CLUSTER_ERROR
+    assert st.stale_backup_until == {}
+    assert run_backup(sc, "E8920-ND3", ["W808-Build8370-03"], state=st).ok

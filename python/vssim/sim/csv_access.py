@@ -86,8 +86,9 @@ class CsvAccess(RunBase):
 
     def _release_csvs(self) -> Proc:
         """End of the backup: direct I/O again, and the CSVs leave "backup in progress" — at
-        once, or (2008 R2) only after 30 min when the requester's process died with its node."""
-        requester_died = not self.state.is_up(self.req)
+        once, or (2008 R2) only after 30 min when the requester's process died with its node
+        before the snapshot set was created (``ClusterClearBackupStateForSharedVolume`` docs)."""
+        requester_died = not self.state.is_up(self.req) and not self.set_done
         for csv in list(self.job.volumes):
             yield from self._redirect_off(csv)
         for csv in self.claimed:

@@ -229,7 +229,8 @@ class HResult(IntEnum):
     VSS_E_AUTORECOVERY_FAILED = 0x800423FB
     VSS_E_CLUSTER_ERROR = 0x80042400
     VSS_E_WRITER_STATUS_NOT_AVAILABLE = 0x80042409
-    #: ``HRESULT_FROM_WIN32`` of the cluster error a second 2008 R2 backup of a CSV gets.
+    #: ``HRESULT_FROM_WIN32`` of the cluster error a second 2008 R2 backup of a CSV gets (spec §3
+    #: gives the value only; the name is vssim's).
     CSV_BACKUP_IN_PROGRESS = 0x8007173D
 
     def __str__(self) -> str:
