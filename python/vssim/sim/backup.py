@@ -126,7 +126,6 @@ class BackupRun(WriterDriver, CsvAccess):
             yield from self._prepare_csvs_2008r2()
         if job.with_writers:
             yield from self._call(BcCall.PREPARE_FOR_BACKUP)
-            yield from self._nodes_down("prepare_backup")
             yield from self._dispatch(WE.PREPARE_BACKUP)
             yield from self._gather_status()
         yield from self._do_snapshot_set()

@@ -14,7 +14,9 @@ each event (sans-I/O: handlers return actions the SimPy layer carries out in sim
   selectable, files ``Virtual Machines\\<GUID>.xml`` and ``Virtual Hard Disks\\<disk>``) and relays
   every snapshot event to the Hyper-V writers of the nodes whose VMs were selected (step ②-2).
 
-Model choices: the Hyper-V writer reports ``VSS_WRE_ALWAYS``/``VSS_RME_RESTORE_IF_CAN_REPLACE``;
+Model choices: the seed's figure 3 is garbled, so the CSV component name's three fields are read
+as the Hyper-V writer id, the owning node's Hyper-V writer instance id and the owning node's name.
+The Hyper-V writer reports ``VSS_WRE_ALWAYS``/``VSS_RME_RESTORE_IF_CAN_REPLACE``;
 the CSV writer ``VSS_WRE_NEVER``/``VSS_RME_UNDEFINED`` (it only relays; restores go through the
 owning node's Hyper-V writer), matching the seed's "Supports restore events = FALSE".
 """
