@@ -113,3 +113,25 @@ def test_timeline_as_polars(seed2012: Scenario) -> None:
     assert df.height == len(r.timeline)
     assert (df["end"] >= df["start"]).all()
     assert df["start"].is_sorted()
+
+
+def test_incremental_copies_only_what_changed(seed2012: Scenario) -> None:
+    from vssim.vss import ClusterState
+    from vssim.vss.enums import BackupType
+
+    st = ClusterState(seed2012)
+    vm = next(v for v in seed2012.vms if v.name == REMOTE_VM)
+    first = run_backup(seed2012, A, [REMOTE_VM], BackupType.INCREMENTAL, state=st)
+    assert first.copied_bytes == vm.allocated_bytes  # no base yet: a full copy
+    st.clock += 3600.0  # an hour of guest writes later
+    inc = run_backup(seed2012, A, [REMOTE_VM], BackupType.INCREMENTAL, state=st)
+    assert inc.ok
+    assert 0 < inc.copied_bytes < vm.allocated_bytes // 4
+    assert "VSS_BT_INCREMENTAL" in inc.timeline.find(event="SetBackupState")[0].detail
+    assert inc.timeline.find(event=f"copy {REMOTE_VM} from the shadow copy (VSS_BT_INCREMENTAL)")
+    st.clock += 3600.0
+    inc2 = run_backup(seed2012, A, [REMOTE_VM], BackupType.INCREMENTAL, state=st)
+    diff = run_backup(seed2012, A, [REMOTE_VM], BackupType.DIFFERENTIAL, state=st)
+    assert diff.copied_bytes >= inc2.copied_bytes  # since the last full, not the last backup
+    full = run_backup(seed2012, A, [REMOTE_VM], BackupType.FULL, state=st)
+    assert full.copied_bytes == vm.allocated_bytes

@@ -30,6 +30,7 @@ from vssim.engine import MAX_SNAPSHOTS
 from vssim.errors import VssProtocolError
 from vssim.scenario import Csv, Vm
 from vssim.sim import costs
+from vssim.sim.changes import changed_bytes
 from vssim.sim.csv_access import CsvAccess
 from vssim.sim.run_base import (
     EVENT_TEXT,
@@ -44,7 +45,7 @@ from vssim.sim.writer_driver import WriterDriver
 from vssim.vss.backup_state import TABLE as _BCTABLE
 from vssim.vss.backup_state import BcCall, BcState
 from vssim.vss.cluster import ShadowCopy
-from vssim.vss.enums import HResult, ProviderType, SnapshotAttr, hresult_name
+from vssim.vss.enums import BackupType, HResult, ProviderType, SnapshotAttr, hresult_name
 from vssim.vss.provider_state import TABLE as _PTABLE
 from vssim.vss.provider_state import ProviderCall, ProviderMachine
 from vssim.vss.providers import (
@@ -364,7 +365,19 @@ class BackupRun(WriterDriver, CsvAccess):
             )
         else:
             self.result.ok = True
+            self._remember_backups()
         yield from self._release()
+
+    def _remember_backups(self) -> None:
+        """For later incrementals: when each VM was last backed up, and last fully."""
+        if self.job.backup_type is BackupType.COPY or not self.job.copy_data:
+            return
+        full = self.job.backup_type not in (BackupType.INCREMENTAL, BackupType.DIFFERENTIAL)
+        assert self.commit_time is not None
+        for s in self.job.selected:
+            prev = self.state.last_backup.get(s.vm.name)
+            last_full = self.commit_time if full or prev is None else prev[1]
+            self.state.last_backup[s.vm.name] = (self.commit_time, last_full)
 
     def _copy_vm(self, vm: Vm) -> Proc:
         csv = self.sc.csv_of(vm)
@@ -373,19 +386,31 @@ class BackupRun(WriterDriver, CsvAccess):
         if volume_provider(csv).type is ProviderType.SYSTEM and host != self.req:
             nodes = (host, self.req)
         start, seq = self.env.now, self.tl.next_seq()
-        yield from self.res.transfer(vm.allocated_bytes, csv, nodes, target=True)
-        self.result.copied_bytes += vm.allocated_bytes
+        nbytes, kind = self._bytes_to_copy(vm)
+        yield from self.res.transfer(nbytes, csv, nodes, target=True)
+        self.result.copied_bytes += nbytes
         if nodes:
-            self.result.network_bytes += vm.allocated_bytes
+            self.result.network_bytes += nbytes
         self.tl.add(
             self.req,
             REQUESTER,
-            f"copy {vm.name} from the shadow copy",
+            f"copy {vm.name} from the shadow copy ({kind})",
             start,
             self.env.now,
-            detail=f"{vm.allocated_bytes} bytes via {host}",
+            detail=f"{nbytes} bytes via {host}",
             seq=seq,
         )
+
+    def _bytes_to_copy(self, vm: Vm) -> tuple[int, str]:
+        """What a backup of ``vm`` reads: everything (full, copy, or no earlier full backup), or
+        the blocks changed since the last backup (incremental) / the last full (differential),
+        counted by changed-block tracking over the guest's writes in that interval."""
+        kind = self.job.backup_type
+        last = self.state.last_backup.get(vm.name)
+        if kind not in (BackupType.INCREMENTAL, BackupType.DIFFERENTIAL) or last is None:
+            return vm.allocated_bytes, "full"
+        since = last[0] if kind is BackupType.INCREMENTAL else last[1]
+        return changed_bytes(self.sc, vm, self.env.now - since, self.state.counter), str(kind)
 
     def _apply_workload(self) -> None:
         """The guests kept writing while the shadow copies existed: feed their writes to

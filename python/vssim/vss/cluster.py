@@ -52,6 +52,8 @@ class ClusterState:
     #: 2008 R2: CSVs left "backup in progress" by a dead requester, until this clock time.
     stale_backup_until: dict[str, float] = field(default_factory=dict)
     nodes_down: set[str] = field(default_factory=set)
+    #: VM name → (clock of its last backup's snapshot, clock of its last full one).
+    last_backup: dict[str, tuple[float, float]] = field(default_factory=dict)
     backend: SnapshotBackend = field(default_factory=CowBackend)
 
     def __post_init__(self) -> None:
@@ -82,6 +84,7 @@ class ClusterState:
             "device_counter": self.device_counter,
             "coordinators": self.coordinators,
             "stale_backup_until": self.stale_backup_until,
+            "last_backup": {k: list(v) for k, v in self.last_backup.items()},
             "snapshots": [{**asdict(s), "backend_handle": None} for s in self.snapshots],
         }
 
@@ -105,6 +108,9 @@ class ClusterState:
                 snapshots=[ShadowCopy(**s) for s in raw["snapshots"]],
                 coordinators=dict(raw["coordinators"]),
                 stale_backup_until=dict(raw.get("stale_backup_until", {})),
+                last_backup={
+                    k: (float(v[0]), float(v[1])) for k, v in raw.get("last_backup", {}).items()
+                },
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise VssimError(f"{path}: not a vssim cluster state file: {exc}") from None
