@@ -1,0 +1,439 @@
+//! The volume's shared core: the copy-on-write state, the journal and the diff-area file, and the
+//! I/O every handle goes through. One mutex guards it; a live write holds it from its copies to
+//! the live write itself, so a snapshot can never fall between the two.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::journal::{CopyEntry, DeleteReason, Journal, Record};
+use super::state::{CowState, Gone, Plan, SnapFile, Source};
+use super::VolumeError;
+use crate::error::{Error, Result};
+
+pub(crate) type Shared = Arc<Mutex<Core>>;
+
+pub(crate) fn lock(shared: &Shared) -> Result<MutexGuard<'_, Core>> {
+    shared
+        .lock()
+        .map_err(|_| Error::State("the volume's state was poisoned by a panic".to_owned()))
+}
+
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub root: PathBuf,
+    pub diff_dir: PathBuf,
+    pub state: CowState,
+    pub journal: Journal,
+    pub diff: File,
+    pub diff_path: PathBuf,
+    pub lock_path: PathBuf,
+    pub limit: Option<u64>,
+    pub durable: bool,
+    /// Snapshots deleted because the diff area was full, in order (VolSnap event 24).
+    pub auto_deleted: Vec<u64>,
+    /// What opening the volume found and did (recovery notes).
+    pub notes: Vec<String>,
+    pub closed: bool,
+}
+
+impl Core {
+    fn chunk_shift(&self) -> u32 {
+        self.state.chunk_shift
+    }
+
+    fn chunk_size(&self) -> u64 {
+        self.state.chunk_size()
+    }
+
+    /// Appends and applies records (the on-disk index first, then memory).
+    pub(crate) fn commit(&mut self, records: &[Record], sync: bool) -> Result<()> {
+        self.journal
+            .append(records)
+            .map_err(|e| diff_error(self.journal.path(), e))?;
+        if sync {
+            self.journal
+                .sync()
+                .map_err(|e| diff_error(self.journal.path(), e))?;
+        }
+        for r in records {
+            self.state
+                .apply(r)
+                .map_err(|m| Error::State(format!("volume index rejected its own record: {m}")))?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything written so far durable: diff data, then the index.
+    pub(crate) fn barrier(&mut self) -> Result<()> {
+        self.diff
+            .sync_data()
+            .map_err(|e| diff_error(&self.diff_path, e))?;
+        self.journal
+            .sync()
+            .map_err(|e| diff_error(self.journal.path(), e))
+    }
+
+    /// Shrinks the diff file to the slots still in use at its end.
+    pub(crate) fn trim_diff(&mut self) -> Result<()> {
+        let slots = u64::from(self.state.trim());
+        self.diff
+            .set_len(slots << self.chunk_shift())
+            .map_err(|e| diff_error(&self.diff_path, e))
+    }
+
+    /// Deletes a snapshot (durably); returns the diff-area bytes freed.
+    pub(crate) fn delete(&mut self, id: u64, reason: DeleteReason) -> Result<u64> {
+        let before = self.state.used_slots();
+        self.commit(&[Record::Delete { id, reason }], true)?;
+        self.trim_diff()?;
+        Ok((before - self.state.used_slots()) << self.chunk_shift())
+    }
+
+    /// With a diff-area limit, deletes the oldest snapshots until `plan()` fits; returns the final
+    /// plan. `plan` is recomputed after each deletion.
+    fn make_room(&mut self, extra: u64, mut plan: impl FnMut(&CowState) -> u64) -> Result<()> {
+        let Some(limit) = self.limit else {
+            return Ok(());
+        };
+        loop {
+            let need = plan(&self.state) + extra;
+            if need == 0 || (self.state.used_slots() + need) << self.chunk_shift() <= limit {
+                return Ok(());
+            }
+            let Some(oldest) = self.state.snaps.first().map(|s| s.id) else {
+                return Ok(());
+            };
+            self.delete(oldest, DeleteReason::DiffAreaFull)?;
+            self.auto_deleted.push(oldest);
+        }
+    }
+
+    /// Copies the planned old chunks of the live `file` to the diff area and indexes them.
+    fn copy_out(&mut self, key: &str, file: &File, plan: &Plan) -> Result<()> {
+        let cs = self.chunk_size();
+        let slots = self.state.next_slots(plan.len());
+        let live_len = file.metadata().map_err(|e| Error::io(key, e))?.len();
+        let mut data = vec![0u8; plan.len() * cs as usize];
+        // Read runs of consecutive chunks in one call each.
+        let mut i = 0;
+        while i < plan.len() {
+            let mut j = i + 1;
+            while j < plan.len() && plan[j].0 == plan[j - 1].0 + 1 {
+                j += 1;
+            }
+            let start = plan[i].0 * cs;
+            let end = (plan[j - 1].0 + 1) * cs;
+            let have = live_len.clamp(start, end) - start;
+            let buf = &mut data[i * cs as usize..][..have as usize];
+            file.read_exact_at(buf, start)
+                .map_err(|e| Error::io(key, e))?;
+            i = j;
+        }
+        let diff_len_before = self.diff.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut entries = Vec::with_capacity(plan.len());
+        let mut i = 0;
+        while i < plan.len() {
+            let mut j = i + 1;
+            while j < plan.len() && slots[j] == slots[j - 1] + 1 {
+                j += 1;
+            }
+            let bytes = &data[i * cs as usize..j * cs as usize];
+            if let Err(e) = self.diff.write_all_at(bytes, u64::from(slots[i]) * cs) {
+                let _ = self.diff.set_len(diff_len_before);
+                return Err(diff_error(&self.diff_path, e));
+            }
+            i = j;
+        }
+        for (k, (chunk, serves)) in plan.iter().enumerate() {
+            entries.push(CopyEntry {
+                chunk: *chunk,
+                slot: slots[k],
+                data_crc: crc32c::crc32c(&data[k * cs as usize..(k + 1) * cs as usize]),
+                serves: serves.clone(),
+            });
+        }
+        if self.durable {
+            if let Err(e) = self.diff.sync_data() {
+                let _ = self.diff.set_len(diff_len_before);
+                return Err(diff_error(&self.diff_path, e));
+            }
+        }
+        let rec = Record::Copies {
+            path: key.to_owned(),
+            entries,
+        };
+        if let Err(e) = self.commit(&[rec], self.durable) {
+            let _ = self.diff.set_len(diff_len_before);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Prepares a live write of `[offset, end)` to `key`: copies what the snapshots still need.
+    pub(crate) fn before_live_change(
+        &mut self,
+        key: &str,
+        file: &File,
+        offset: u64,
+        end: u64,
+    ) -> Result<()> {
+        if end <= offset || self.state.snaps.is_empty() {
+            return Ok(());
+        }
+        let shift = self.chunk_shift();
+        let first = offset >> shift;
+        let last = ((end - 1) >> shift) + 1;
+        self.make_room(0, |s| s.plan_copies(key, first, last).len() as u64)?;
+        let plan = self.state.plan_copies(key, first, last);
+        if !plan.is_empty() {
+            self.copy_out(key, file, &plan)?;
+        }
+        Ok(())
+    }
+
+    /// The error for a snapshot that is not live.
+    pub(crate) fn not_live(&self, id: u64) -> VolumeError {
+        match self.state.gone.get(&id) {
+            Some(Gone::Deleted(DeleteReason::User)) => VolumeError::SnapshotDeleted {
+                id,
+                reason: "deleted by request".to_owned(),
+            },
+            Some(Gone::Deleted(DeleteReason::DiffAreaFull)) => VolumeError::SnapshotDeleted {
+                id,
+                reason: format!(
+                    "the diff area could not grow past its limit of {} bytes, so the oldest \
+                     snapshots were deleted (VolSnap event 24)",
+                    self.limit.unwrap_or(0)
+                ),
+            },
+            Some(Gone::Invalid(reason)) => VolumeError::SnapshotInvalid {
+                id,
+                reason: reason.clone(),
+            },
+            None => VolumeError::UnknownSnapshot { id },
+        }
+    }
+
+    pub(crate) fn snap_file(&self, id: u64, key: &str) -> Result<&SnapFile> {
+        let snap = self.state.snap(id).ok_or_else(|| self.not_live(id))?;
+        snap.files.get(key).ok_or_else(|| {
+            VolumeError::NotInSnapshot {
+                id,
+                path: key.to_owned(),
+            }
+            .into()
+        })
+    }
+
+    /// Reads `buf.len()` bytes at `offset` of `key` as snapshot `id` shows it.
+    pub(crate) fn view_read(
+        &self,
+        id: u64,
+        key: &str,
+        live: Option<&File>,
+        buf: &mut [u8],
+        offset: u64,
+    ) -> Result<()> {
+        let f = self.snap_file(id, key)?;
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .filter(|&e| e <= f.view_len())
+            .ok_or_else(|| {
+                Error::io(
+                    format!("snapshot {id}: {key}"),
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "read of {} bytes at {offset} ends past the end ({} bytes)",
+                            buf.len(),
+                            f.view_len()
+                        ),
+                    ),
+                )
+            })?;
+        let cs = self.chunk_size();
+        let shift = self.chunk_shift();
+        // Walk pieces, coalescing runs of the same source that are contiguous on disk.
+        let mut pos = offset;
+        while pos < end {
+            let c = pos >> shift;
+            let src = self.state.source(f, c);
+            let mut run_end = ((c + 1) << shift).min(end);
+            let mut next = c + 1;
+            while run_end < end {
+                let s = self.state.source(f, next);
+                let contiguous = match (src, s) {
+                    (Source::Live, Source::Live) | (Source::Zero, Source::Zero) => true,
+                    (Source::Slot(a), Source::Slot(b)) => u64::from(b) == u64::from(a) + (next - c),
+                    _ => false,
+                };
+                if !contiguous {
+                    break;
+                }
+                run_end = ((next + 1) << shift).min(end);
+                next += 1;
+            }
+            let out = &mut buf[(pos - offset) as usize..(run_end - offset) as usize];
+            match src {
+                Source::Zero => out.fill(0),
+                Source::Slot(slot) => {
+                    let at = u64::from(slot) * cs + (pos & (cs - 1));
+                    self.diff
+                        .read_exact_at(out, at)
+                        .map_err(|e| Error::io(&self.diff_path, e))?;
+                }
+                Source::Live => {
+                    // Bytes past the snapshot-time length were not there: zeros.
+                    let have = f.size.clamp(pos, run_end) - pos;
+                    let (data, zeros) = out.split_at_mut(have as usize);
+                    zeros.fill(0);
+                    if !data.is_empty() {
+                        let file = live.ok_or_else(|| missing_live(id, key))?;
+                        file.read_exact_at(data, pos).map_err(|e| {
+                            if e.kind() == io::ErrorKind::UnexpectedEof {
+                                missing_live(id, key)
+                            } else {
+                                Error::io(key, e)
+                            }
+                        })?;
+                    }
+                }
+            }
+            pos = run_end;
+        }
+        Ok(())
+    }
+
+    /// Writes into a writable view: every touched chunk gets a fresh diff-area slot.
+    pub(crate) fn view_write(
+        &mut self,
+        id: u64,
+        key: &str,
+        live: Option<&File>,
+        buf: &[u8],
+        offset: u64,
+    ) -> Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .ok_or_else(|| Error::invalid("offset", format!("{offset} + length overflows")))?;
+        let cs = self.chunk_size();
+        let shift = self.chunk_shift();
+        let first = offset >> shift;
+        let last = ((end - 1) >> shift) + 1;
+        self.make_room(last - first, |_| 0)?;
+        let old_len = self.snap_file(id, key)?.view_len();
+        let mut records = Vec::new();
+        if end > old_len {
+            records.push(Record::ViewResize {
+                id,
+                path: key.to_owned(),
+                size: end,
+            });
+        }
+        let slots = self.state.next_slots((last - first) as usize);
+        let mut data = vec![0u8; ((last - first) * cs) as usize];
+        // The chunks' current content (within the old length), then the new bytes over it.
+        let cur_start = first << shift;
+        let cur_end = (last << shift).min(old_len);
+        if cur_end > cur_start {
+            self.view_read(
+                id,
+                key,
+                live,
+                &mut data[..(cur_end - cur_start) as usize],
+                cur_start,
+            )?;
+        }
+        data[(offset - cur_start) as usize..][..buf.len()].copy_from_slice(buf);
+        let diff_len_before = self.diff.metadata().map(|m| m.len()).unwrap_or(0);
+        for (k, slot) in slots.iter().enumerate() {
+            let bytes = &data[k * cs as usize..(k + 1) * cs as usize];
+            if let Err(e) = self.diff.write_all_at(bytes, u64::from(*slot) * cs) {
+                let _ = self.diff.set_len(diff_len_before);
+                return Err(diff_error(&self.diff_path, e));
+            }
+            records.push(Record::ViewWrite {
+                id,
+                path: key.to_owned(),
+                chunk: first + k as u64,
+                slot: *slot,
+                data_crc: crc32c::crc32c(bytes),
+            });
+        }
+        if self.durable {
+            self.diff
+                .sync_data()
+                .map_err(|e| diff_error(&self.diff_path, e))?;
+        }
+        if let Err(e) = self.commit(&records, self.durable) {
+            let _ = self.diff.set_len(diff_len_before);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Sets a writable view's length.
+    pub(crate) fn view_set_len(
+        &mut self,
+        id: u64,
+        key: &str,
+        live: Option<&File>,
+        len: u64,
+    ) -> Result<()> {
+        let cs = self.chunk_size();
+        let old_len = self.snap_file(id, key)?.view_len();
+        if len < old_len && len % cs != 0 {
+            // Zero the tail of the chunk the new end falls in (it may be read again after a grow).
+            let tail_end = ((len / cs + 1) * cs).min(old_len);
+            let zeros = vec![0u8; (tail_end - len) as usize];
+            self.view_write(id, key, live, &zeros, len)?;
+        }
+        self.commit(
+            &[Record::ViewResize {
+                id,
+                path: key.to_owned(),
+                size: len,
+            }],
+            self.durable,
+        )
+    }
+}
+
+fn missing_live(id: u64, key: &str) -> Error {
+    VolumeError::SnapshotInvalid {
+        id,
+        reason: format!(
+            "{key}: the live file is shorter than the snapshot needs; it was changed outside \
+             the volume"
+        ),
+    }
+    .into()
+}
+
+pub(crate) fn diff_error(path: &Path, source: io::Error) -> Error {
+    VolumeError::DiffArea {
+        path: path.to_owned(),
+        source,
+    }
+    .into()
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        if !self.closed {
+            // A clean close: data, then the Close record that says so.
+            let _ = self.barrier();
+            if self.journal.append(&[Record::Close]).is_ok() {
+                let _ = self.journal.sync();
+            }
+            let _ = std::fs::remove_file(&self.lock_path);
+            self.closed = true;
+        }
+    }
+}
