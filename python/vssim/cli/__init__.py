@@ -8,11 +8,11 @@ import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from vssim.cli import demo
+from vssim.cli import demo, volume
 from vssim.errors import VssimError
 
 #: Subcommand modules, in the order ``vssim --help`` lists them.
-COMMANDS: list[ModuleType] = [demo]
+COMMANDS: list[ModuleType] = [demo, volume]
 
 Handler = Callable[[argparse.Namespace], int]
 
