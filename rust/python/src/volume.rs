@@ -167,10 +167,14 @@ impl Volume {
         detached(py, move || v.flush())
     }
 
-    /// Lets go of the volume. It closes cleanly once every file and view opened from it is gone.
-    fn close(&self) -> PyResult<()> {
-        self.inner.lock().map_err(|_| closed_error())?.take();
-        Ok(())
+    /// Closes the volume cleanly (the journal says so, the lock is released); files and views
+    /// opened from it fail from then on. Closing twice is harmless.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let taken = self.inner.lock().map_err(|_| closed_error())?.take();
+        match taken {
+            Some(v) => detached(py, move || v.close()),
+            None => Ok(()),
+        }
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -178,8 +182,8 @@ impl Volume {
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
-        self.close()?;
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
         Ok(false)
     }
 

@@ -16,9 +16,16 @@ use crate::error::{Error, Result};
 pub(crate) type Shared = Arc<Mutex<Core>>;
 
 pub(crate) fn lock(shared: &Shared) -> Result<MutexGuard<'_, Core>> {
-    shared
+    let core = shared
         .lock()
-        .map_err(|_| Error::State("the volume's state was poisoned by a panic".to_owned()))
+        .map_err(|_| Error::State("the volume's state was poisoned by a panic".to_owned()))?;
+    if core.closed {
+        return Err(Error::State(format!(
+            "the volume {} was closed",
+            core.root.display()
+        )));
+    }
+    Ok(core)
 }
 
 #[derive(Debug)]
@@ -424,16 +431,27 @@ pub(crate) fn diff_error(path: &Path, source: io::Error) -> Error {
     .into()
 }
 
+impl Core {
+    /// A clean close: data, then the Close record that says so; the lock is released and every
+    /// handle fails from now on.
+    pub(crate) fn close(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        let synced = self.barrier();
+        let closed = self
+            .journal
+            .append(&[Record::Close])
+            .and_then(|()| self.journal.sync())
+            .map_err(|e| diff_error(self.journal.path(), e));
+        let _ = std::fs::remove_file(&self.lock_path);
+        synced.and(closed)
+    }
+}
+
 impl Drop for Core {
     fn drop(&mut self) {
-        if !self.closed {
-            // A clean close: data, then the Close record that says so.
-            let _ = self.barrier();
-            if self.journal.append(&[Record::Close]).is_ok() {
-                let _ = self.journal.sync();
-            }
-            let _ = std::fs::remove_file(&self.lock_path);
-            self.closed = true;
-        }
+        let _ = self.close();
     }
 }

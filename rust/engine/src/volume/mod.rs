@@ -709,6 +709,16 @@ impl Volume {
         Ok(())
     }
 
+    /// Closes the volume now (cleanly, as when the last handle goes): every file and view
+    /// opened from it fails from then on. Closing twice is harmless.
+    pub fn close(&self) -> Result<()> {
+        let mut core = self
+            .shared
+            .lock()
+            .map_err(|_| Error::State("the volume's state was poisoned by a panic".to_owned()))?;
+        core.close()
+    }
+
     pub fn is_durable(&self) -> Result<bool> {
         Ok(lock(&self.shared)?.durable)
     }

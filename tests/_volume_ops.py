@@ -1,0 +1,102 @@
+"""A deterministic stream of volume operations, shared by the kill -9 test and the child process
+it kills: the child runs the stream through ``engine.Volume`` and logs each finished step; the
+test replays the same stream in memory to know what every snapshot must show.
+
+Run as a script: ``python _volume_ops.py ROOT DIFF SEED STEPS PROGRESS [--durable]``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from dataclasses import dataclass, field
+
+FILES = (
+    "vm1/Virtual Hard Disks/disk.vhdx",
+    "vm2/Virtual Hard Disks/disk.vhdx",
+    "vm1/Virtual Machines/vm1.xml",
+)
+INITIAL_SIZE = 256 * 1024
+
+
+def initial_bytes(i: int) -> bytes:
+    return random.Random(f"init-{i}").randbytes(INITIAL_SIZE)
+
+
+def ops(seed: int, steps: int) -> list[tuple[str, int, int, int]]:
+    """``("write", file, offset, data_seed)``, ``("snap", 0, 0, 0)``, ``("delete", pick, 0, 0)``;
+    write lengths come from the data seed."""
+    rng = random.Random(seed)
+    out: list[tuple[str, int, int, int]] = []
+    for _ in range(steps):
+        r = rng.random()
+        if r < 0.08:
+            out.append(("snap", 0, 0, 0))
+        elif r < 0.11:
+            out.append(("delete", rng.randrange(1 << 30), 0, 0))
+        else:
+            out.append(
+                ("write", rng.randrange(len(FILES)), rng.randrange(400 * 1024), rng.getrandbits(32))
+            )
+    return out
+
+
+def write_data(data_seed: int) -> bytes:
+    rng = random.Random(data_seed)
+    return rng.randbytes(rng.randrange(1, 64 * 1024))
+
+
+@dataclass
+class Model:
+    """Bytes of every file, live and at every live snapshot's instant."""
+
+    live: list[bytearray] = field(
+        default_factory=lambda: [bytearray(initial_bytes(i)) for i in range(len(FILES))]
+    )
+    snaps: dict[int, list[bytes]] = field(default_factory=dict)
+    next_id: int = 1
+
+    def apply(self, op: tuple[str, int, int, int]) -> None:
+        kind, a, b, c = op
+        if kind == "write":
+            data = write_data(c)
+            buf = self.live[a]
+            if len(buf) < b + len(data):
+                buf.extend(bytes(b + len(data) - len(buf)))
+            buf[b : b + len(data)] = data
+        elif kind == "snap":
+            self.snaps[self.next_id] = [bytes(x) for x in self.live]
+            self.next_id += 1
+        elif kind == "delete" and self.snaps:
+            del self.snaps[self.pick(a)]
+
+    def pick(self, a: int) -> int:
+        ids = sorted(self.snaps)
+        return ids[a % len(ids)]
+
+
+def main(argv: list[str]) -> int:
+    from vssim import engine
+
+    root, diff, seed, steps, progress = argv[:5]
+    durable = "--durable" in argv
+    vol = engine.Volume(root, diff, durable=durable)
+    files = [vol.open(p) for p in FILES]
+    model = Model()
+    log = os.open(progress, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    for i, op in enumerate(ops(int(seed), int(steps))):
+        kind, a, b, c = op
+        if kind == "write":
+            files[a].write(b, write_data(c))
+        elif kind == "snap":
+            vol.create_snapshot()
+        elif kind == "delete" and model.snaps:
+            vol.delete_snapshot(model.pick(a))
+        model.apply(op)
+        os.write(log, f"{i}\n".encode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
