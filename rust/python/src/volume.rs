@@ -22,6 +22,10 @@ fn closed_error() -> PyErr {
 /// journal (created if missing); reopening finds earlier snapshots. `durable=True` fsyncs every
 /// copy before its live write (power-loss safe, slow); the default orders writes so a killed
 /// process never leaves a wrong snapshot, and marks snapshots invalid after an OS crash.
+/// `diff_area_reserve_bytes`: once the diff file has grown that far it is not cut back below it
+/// when snapshots are deleted (volsnap keeps its diff area allocated), so later copies overwrite
+/// allocated space. `checksum_copies=True` copies old chunks through user space with a CRC-32C
+/// each (checked at open); the default copies them inside the kernel (`copy_file_range`).
 #[pyclass(module = "vssim._engine", frozen)]
 pub struct Volume {
     inner: std::sync::Mutex<Option<vol::Volume>>,
@@ -91,17 +95,28 @@ fn info(s: vol::SnapshotStatus) -> VolumeSnapshotInfo {
 #[pymethods]
 impl Volume {
     #[new]
-    #[pyo3(signature = (root, diff_area_dir, diff_area_max_bytes = None, durable = false))]
+    #[pyo3(signature = (
+        root,
+        diff_area_dir,
+        diff_area_max_bytes = None,
+        durable = false,
+        diff_area_reserve_bytes = 0,
+        checksum_copies = false
+    ))]
     fn new(
         py: Python<'_>,
         root: PathBuf,
         diff_area_dir: PathBuf,
         diff_area_max_bytes: Option<u64>,
         durable: bool,
+        diff_area_reserve_bytes: u64,
+        checksum_copies: bool,
     ) -> PyResult<Self> {
         let options = vol::VolumeOptions {
             diff_area_max_bytes,
             durable,
+            diff_area_reserve_bytes,
+            checksum_copies,
             boot_id: None,
         };
         let v = detached(py, move || {

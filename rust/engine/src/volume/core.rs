@@ -41,6 +41,15 @@ pub(crate) struct Core {
     pub durable: bool,
     /// Snapshots deleted because the diff area was full, in order (VolSnap event 24).
     pub auto_deleted: Vec<u64>,
+    /// Length of the diff file (tracked, so a failed write can be cut back to it).
+    pub diff_len: u64,
+    /// The diff file is not cut back below this (volsnap keeps its diff area allocated too).
+    pub reserve: u64,
+    /// Reused buffer of old chunks on their way to the diff area.
+    pub scratch: Vec<u8>,
+    /// Copy through user space and record a CRC-32C of every copied chunk (checked at open);
+    /// otherwise copy inside the kernel, unchecked.
+    pub checksum_copies: bool,
     /// What opening the volume found and did (recovery notes).
     pub notes: Vec<String>,
     pub closed: bool,
@@ -83,12 +92,29 @@ impl Core {
             .map_err(|e| diff_error(self.journal.path(), e))
     }
 
-    /// Shrinks the diff file to the slots still in use at its end.
+    /// Shrinks the diff file to the slots still in use at its end (but not below the reserve,
+    /// of what was already allocated).
     pub(crate) fn trim_diff(&mut self) -> Result<()> {
-        let slots = u64::from(self.state.trim());
-        self.diff
-            .set_len(slots << self.chunk_shift())
-            .map_err(|e| diff_error(&self.diff_path, e))
+        let used_end = u64::from(self.state.trim()) << self.chunk_shift();
+        let keep = self.diff_len.min(self.reserve) & !(self.chunk_size() - 1);
+        let len = used_end.max(keep);
+        if len != self.diff_len {
+            self.diff
+                .set_len(len)
+                .map_err(|e| diff_error(&self.diff_path, e))?;
+            self.diff_len = len;
+        }
+        Ok(())
+    }
+
+    /// Writes `bytes` at `at` in the diff file; on failure cuts the file back to its length
+    /// before, so a refused write leaves nothing behind.
+    fn write_diff(&mut self, bytes: &[u8], at: u64) -> Result<()> {
+        if let Err(e) = self.diff.write_all_at(bytes, at) {
+            let _ = self.diff.set_len(self.diff_len);
+            return Err(diff_error(&self.diff_path, e));
+        }
+        Ok(())
     }
 
     /// Deletes a snapshot (durably); returns the diff-area bytes freed.
@@ -123,8 +149,27 @@ impl Core {
         let cs = self.chunk_size();
         let slots = self.state.next_slots(plan.len());
         let live_len = file.metadata().map_err(|e| Error::io(key, e))?.len();
-        let mut data = vec![0u8; plan.len() * cs as usize];
-        // Read runs of consecutive chunks in one call each.
+        if !self.checksum_copies {
+            return self.copy_out_in_kernel(key, file, plan, &slots, live_len);
+        }
+        let mut data = std::mem::take(&mut self.scratch);
+        data.resize(plan.len() * cs as usize, 0);
+        let result = self.copy_out_with(key, file, plan, &slots, live_len, &mut data);
+        self.scratch = data;
+        result
+    }
+
+    fn copy_out_with(
+        &mut self,
+        key: &str,
+        file: &File,
+        plan: &Plan,
+        slots: &[u32],
+        live_len: u64,
+        data: &mut [u8],
+    ) -> Result<()> {
+        let cs = self.chunk_size();
+        // Read runs of consecutive chunks in one call each; past the live end is zeros.
         let mut i = 0;
         while i < plan.len() {
             let mut j = i + 1;
@@ -133,49 +178,140 @@ impl Core {
             }
             let start = plan[i].0 * cs;
             let end = (plan[j - 1].0 + 1) * cs;
-            let have = live_len.clamp(start, end) - start;
-            let buf = &mut data[i * cs as usize..][..have as usize];
+            let have = (live_len.clamp(start, end) - start) as usize;
+            let run = &mut data[i * cs as usize..j * cs as usize];
+            let (buf, zeros) = run.split_at_mut(have);
+            zeros.fill(0);
             file.read_exact_at(buf, start)
                 .map_err(|e| Error::io(key, e))?;
             i = j;
         }
-        let diff_len_before = self.diff.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut entries = Vec::with_capacity(plan.len());
         let mut i = 0;
         while i < plan.len() {
             let mut j = i + 1;
             while j < plan.len() && slots[j] == slots[j - 1] + 1 {
                 j += 1;
             }
-            let bytes = &data[i * cs as usize..j * cs as usize];
-            if let Err(e) = self.diff.write_all_at(bytes, u64::from(slots[i]) * cs) {
-                let _ = self.diff.set_len(diff_len_before);
-                return Err(diff_error(&self.diff_path, e));
+            self.write_diff(
+                &data[i * cs as usize..j * cs as usize],
+                u64::from(slots[i]) * cs,
+            )?;
+            i = j;
+        }
+        let entries = plan
+            .iter()
+            .enumerate()
+            .map(|(k, (chunk, serves))| CopyEntry {
+                chunk: *chunk,
+                slot: slots[k],
+                data_crc: Some(crc32c::crc32c(
+                    &data[k * cs as usize..(k + 1) * cs as usize],
+                )),
+                serves: serves.clone(),
+            })
+            .collect();
+        self.finish_diff_write(
+            slots,
+            &[Record::Copies {
+                path: key.to_owned(),
+                entries,
+            }],
+        )
+    }
+
+    /// Copies the planned chunks file-to-file inside the kernel (`copy_file_range` through
+    /// `std::io::copy`): no pass through user space, so no checksum of the data either.
+    fn copy_out_in_kernel(
+        &mut self,
+        key: &str,
+        file: &File,
+        plan: &Plan,
+        slots: &[u32],
+        live_len: u64,
+    ) -> Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
+        let cs = self.chunk_size();
+        let mut i = 0;
+        while i < plan.len() {
+            let mut j = i + 1;
+            while j < plan.len() && plan[j].0 == plan[j - 1].0 + 1 && slots[j] == slots[j - 1] + 1 {
+                j += 1;
+            }
+            let start = plan[i].0 * cs;
+            let end = (plan[j - 1].0 + 1) * cs;
+            let have = live_len.clamp(start, end) - start;
+            let at = u64::from(slots[i]) * cs;
+            if have > 0 {
+                // Both cursors are only ever moved here, under the volume's lock; every other
+                // access is positional.
+                let mut src = file;
+                let mut dst = &self.diff;
+                let copied = src
+                    .seek(SeekFrom::Start(start))
+                    .and_then(|_| dst.seek(SeekFrom::Start(at)))
+                    .and_then(|_| std::io::copy(&mut src.take(have), &mut dst));
+                match copied {
+                    Ok(n) if n == have => {}
+                    Ok(n) => {
+                        let _ = self.diff.set_len(self.diff_len);
+                        return Err(Error::io(
+                            key,
+                            io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                format!("copied {n} of {have} bytes at {start}: the file shrank"),
+                            ),
+                        ));
+                    }
+                    Err(e) => {
+                        let _ = self.diff.set_len(self.diff_len);
+                        return Err(diff_error(&self.diff_path, e));
+                    }
+                }
+            }
+            if have < end - start {
+                // The slot may be reused: its part past the file's end must read as zeros.
+                let zeros = vec![0u8; (end - start - have) as usize];
+                self.write_diff(&zeros, at + have)?;
             }
             i = j;
         }
-        for (k, (chunk, serves)) in plan.iter().enumerate() {
-            entries.push(CopyEntry {
+        let entries = plan
+            .iter()
+            .enumerate()
+            .map(|(k, (chunk, serves))| CopyEntry {
                 chunk: *chunk,
                 slot: slots[k],
-                data_crc: crc32c::crc32c(&data[k * cs as usize..(k + 1) * cs as usize]),
+                data_crc: None,
                 serves: serves.clone(),
-            });
-        }
+            })
+            .collect();
+        self.finish_diff_write(
+            slots,
+            &[Record::Copies {
+                path: key.to_owned(),
+                entries,
+            }],
+        )
+    }
+
+    /// After slot data is written: (durable: fsync it,) append the records, note the new length.
+    fn finish_diff_write(&mut self, slots: &[u32], records: &[Record]) -> Result<()> {
         if self.durable {
             if let Err(e) = self.diff.sync_data() {
-                let _ = self.diff.set_len(diff_len_before);
+                let _ = self.diff.set_len(self.diff_len);
                 return Err(diff_error(&self.diff_path, e));
             }
         }
-        let rec = Record::Copies {
-            path: key.to_owned(),
-            entries,
-        };
-        if let Err(e) = self.commit(&[rec], self.durable) {
-            let _ = self.diff.set_len(diff_len_before);
+        if let Err(e) = self.commit(records, self.durable) {
+            let _ = self.diff.set_len(self.diff_len);
             return Err(e);
         }
+        let end = slots
+            .iter()
+            .map(|&s| (u64::from(s) + 1) << self.chunk_shift())
+            .max()
+            .unwrap_or(0);
+        self.diff_len = self.diff_len.max(end);
         Ok(())
     }
 
@@ -358,13 +494,9 @@ impl Core {
             )?;
         }
         data[(offset - cur_start) as usize..][..buf.len()].copy_from_slice(buf);
-        let diff_len_before = self.diff.metadata().map(|m| m.len()).unwrap_or(0);
         for (k, slot) in slots.iter().enumerate() {
             let bytes = &data[k * cs as usize..(k + 1) * cs as usize];
-            if let Err(e) = self.diff.write_all_at(bytes, u64::from(*slot) * cs) {
-                let _ = self.diff.set_len(diff_len_before);
-                return Err(diff_error(&self.diff_path, e));
-            }
+            self.write_diff(bytes, u64::from(*slot) * cs)?;
             records.push(Record::ViewWrite {
                 id,
                 path: key.to_owned(),
@@ -373,16 +505,7 @@ impl Core {
                 data_crc: crc32c::crc32c(bytes),
             });
         }
-        if self.durable {
-            self.diff
-                .sync_data()
-                .map_err(|e| diff_error(&self.diff_path, e))?;
-        }
-        if let Err(e) = self.commit(&records, self.durable) {
-            let _ = self.diff.set_len(diff_len_before);
-            return Err(e);
-        }
-        Ok(())
+        self.finish_diff_write(&slots, &records)
     }
 
     /// Sets a writable view's length.

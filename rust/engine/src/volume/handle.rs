@@ -76,8 +76,9 @@ impl VolumeFile {
             .map_err(|e| Error::io(&self.path, e))
     }
 
-    /// Applies a batch of writes of deterministic pseudo-random bytes (a guest workload):
-    /// `offsets[i]`, `lengths[i]`, content from `seed` and the write's index.
+    /// Applies a batch of writes of deterministic bytes (a guest workload): `offsets[i]`,
+    /// `lengths[i]`; the content is one pseudo-random buffer from `seed` whose first 8 bytes are
+    /// the write's index (so generating it costs nothing per write).
     pub fn write_pattern(&self, offsets: &[u64], lengths: &[u32], seed: u64) -> Result<u64> {
         if offsets.len() != lengths.len() {
             return Err(Error::invalid(
@@ -91,10 +92,13 @@ impl VolumeFile {
         }
         let max = lengths.iter().copied().max().unwrap_or(0) as usize;
         let mut buf = vec![0u8; max];
+        fill_pattern(&mut buf, seed);
         let mut total = 0u64;
         for (i, (&off, &len)) in offsets.iter().zip(lengths).enumerate() {
             let b = &mut buf[..len as usize];
-            fill_pattern(b, seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i as u64);
+            let tag = (i as u64).to_le_bytes();
+            let n = b.len().min(8);
+            b[..n].copy_from_slice(&tag[..n]);
             self.write(b, off)?;
             total += u64::from(len);
         }

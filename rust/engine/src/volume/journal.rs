@@ -55,7 +55,8 @@ impl DeleteReason {
 pub(crate) struct CopyEntry {
     pub chunk: u64,
     pub slot: u32,
-    pub data_crc: u32,
+    /// CRC-32C of the copied chunk, when the volume checksums its copies.
+    pub data_crc: Option<u32>,
     /// Snapshot ids this one copy serves (copy-once: every snapshot that still needed the chunk).
     pub serves: Vec<u64>,
 }
@@ -174,7 +175,8 @@ impl Record {
                 for e in entries {
                     w.u64(e.chunk);
                     w.u32(e.slot);
-                    w.u32(e.data_crc);
+                    w.u8(u8::from(e.data_crc.is_some()));
+                    w.u32(e.data_crc.unwrap_or(0));
                     w.u32(e.serves.len() as u32);
                     for &s in &e.serves {
                         w.u64(s);
@@ -250,7 +252,9 @@ impl Record {
                 for _ in 0..n {
                     let chunk = r.u64()?;
                     let slot = r.u32()?;
-                    let data_crc = r.u32()?;
+                    let checked = r.u8()? != 0;
+                    let crc = r.u32()?;
+                    let data_crc = checked.then_some(crc);
                     let k = r.u32()? as usize;
                     let mut serves = Vec::with_capacity(k.min(512));
                     for _ in 0..k {
@@ -524,7 +528,7 @@ mod tests {
                 entries: vec![CopyEntry {
                     chunk: 3,
                     slot: 0,
-                    data_crc: 9,
+                    data_crc: Some(9),
                     serves: vec![1],
                 }],
             },

@@ -134,6 +134,15 @@ pub struct VolumeOptions {
     pub diff_area_max_bytes: Option<u64>,
     /// fsync every copy before its live write (power-loss safe, slow); see the module doc.
     pub durable: bool,
+    /// The diff file is not cut back below this many bytes once it has grown to them (volsnap
+    /// keeps its diff area allocated, so copies overwrite allocated space); 0 = cut back to the
+    /// last used slot.
+    pub diff_area_reserve_bytes: u64,
+    /// Copy old chunks through user space and keep a CRC-32C of each (checked when the volume
+    /// is opened: a damaged diff area then marks its snapshots invalid). Off, chunks are copied
+    /// file to file inside the kernel (`copy_file_range`), faster, and only the index is
+    /// checksummed.
+    pub checksum_copies: bool,
     /// The kernel boot id to record (tests simulate a reboot with it); `None` reads
     /// `/proc/sys/kernel/random/boot_id`.
     pub boot_id: Option<String>,
@@ -411,8 +420,11 @@ impl Volume {
         let mut bad_snaps: BTreeMap<u64, u32> = BTreeMap::new();
         let mut buf = vec![0u8; cs as usize];
         for (slot, users) in state.slot_users() {
-            let ok = diff.read_exact_at(&mut buf, u64::from(slot) * cs).is_ok()
-                && state.slot_crc(slot) == Some(crc32c::crc32c(&buf));
+            let read = diff.read_exact_at(&mut buf, u64::from(slot) * cs).is_ok();
+            let ok = read
+                && state
+                    .slot_crc(slot)
+                    .is_none_or(|crc| crc == crc32c::crc32c(&buf));
             if !ok {
                 for id in users {
                     bad_snaps.entry(id).or_insert(slot);
@@ -435,6 +447,7 @@ impl Volume {
         }
         state.rebuild_refs();
         pending.extend(more);
+        let diff_len = diff.metadata().map_err(|e| Error::io(&dpath, e))?.len();
         let mut core = Core {
             root: root.to_owned(),
             diff_dir: diff_dir.to_owned(),
@@ -446,6 +459,10 @@ impl Volume {
             limit: options.diff_area_max_bytes,
             durable: options.durable,
             auto_deleted: Vec::new(),
+            diff_len,
+            reserve: options.diff_area_reserve_bytes,
+            scratch: Vec::new(),
+            checksum_copies: options.checksum_copies,
             notes,
             closed: false,
         };

@@ -80,8 +80,8 @@ pub(crate) struct CowState {
     pub next_id: u64,
     /// Reference count of every diff-area slot (0 = free).
     refs: Vec<u32>,
-    /// CRC-32C of every used slot's data.
-    crcs: Vec<u32>,
+    /// CRC-32C of every used slot's data (None: copied unchecked).
+    crcs: Vec<Option<u32>>,
     free: BTreeSet<u32>,
     used: u64,
     /// Per file: the largest `alloc` over live snapshots (writes past it copy nothing).
@@ -114,9 +114,14 @@ impl CowState {
         self.used
     }
 
+    /// The CRC-32C recorded for a used slot (None: free, or copied unchecked).
     pub fn slot_crc(&self, slot: u32) -> Option<u32> {
         let i = slot as usize;
-        (self.refs.get(i).copied().unwrap_or(0) > 0).then(|| self.crcs[i])
+        if self.refs.get(i).copied().unwrap_or(0) > 0 {
+            self.crcs[i]
+        } else {
+            None
+        }
     }
 
     /// Used slots and the ids of the live snapshots that refer to each.
@@ -204,7 +209,7 @@ impl CowState {
         }
     }
 
-    fn take_slot(&mut self, slot: u32, count: u32, crc: u32) -> Result<(), String> {
+    fn take_slot(&mut self, slot: u32, count: u32, crc: Option<u32>) -> Result<(), String> {
         let i = slot as usize;
         if slot == ZERO_SLOT {
             return Err("slot number is the zero marker".to_owned());
@@ -214,7 +219,7 @@ impl CowState {
                 self.free.insert(s as u32);
             }
             self.refs.resize(i + 1, 0);
-            self.crcs.resize(i + 1, 0);
+            self.crcs.resize(i + 1, None);
         } else if self.refs[i] != 0 {
             return Err(format!("slot {slot} is already in use"));
         } else {
@@ -405,7 +410,7 @@ impl CowState {
                 data_crc,
             } => {
                 self.snap_file_mut(*id, path)?;
-                self.take_slot(*slot, 1, *data_crc)?;
+                self.take_slot(*slot, 1, Some(*data_crc))?;
                 let f = self.snap_file_mut(*id, path)?;
                 let old = f.overlay.insert(*chunk, *slot);
                 if let Some(old) = old {

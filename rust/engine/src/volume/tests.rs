@@ -344,9 +344,13 @@ fn unclean_session_on_an_earlier_boot_is_not_trusted_unless_durable() {
 #[test]
 fn corrupt_diff_slot_invalidates_its_snapshots() {
     let t = TempDir::new("crc");
+    let checked = VolumeOptions {
+        checksum_copies: true,
+        ..Default::default()
+    };
     let s;
     {
-        let v = t.open();
+        let v = t.open_with(checked.clone()).unwrap();
         write(&v, "f", 0, &pattern(2 * K as usize, 1));
         s = v.create_snapshot().unwrap();
         write(&v, "f", 0, &pattern(10, 2));
@@ -355,7 +359,7 @@ fn corrupt_diff_slot_invalidates_its_snapshots() {
     let mut bytes = std::fs::read(&d).unwrap();
     bytes[5] ^= 0xff;
     std::fs::write(&d, bytes).unwrap();
-    let v = t.open();
+    let v = t.open_with(checked).unwrap();
     let err = view_bytes(&v, s, "f").unwrap_err();
     assert!(err.to_string().contains("CRC-32C"), "{err}");
 }
@@ -544,10 +548,17 @@ fn check_all(v: &Volume, m: &Model, root: &Path) -> std::result::Result<(), Test
     Ok(())
 }
 
-fn run_ops(ops: Vec<Op>, limit: Option<u64>) -> std::result::Result<(), TestCaseError> {
+fn run_ops(
+    ops: Vec<Op>,
+    limit: Option<u64>,
+    checksum_copies: bool,
+    reserve: u64,
+) -> std::result::Result<(), TestCaseError> {
     let t = TempDir::new("prop");
     let opts = VolumeOptions {
         diff_area_max_bytes: limit,
+        checksum_copies,
+        diff_area_reserve_bytes: reserve,
         ..Default::default()
     };
     let mut v = t.open_with(opts.clone()).unwrap();
@@ -717,8 +728,12 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
-    fn random_interleavings_match_the_reference(ops in proptest::collection::vec(op(), 1..60)) {
-        run_ops(ops, None)?;
+    fn random_interleavings_match_the_reference(
+        ops in proptest::collection::vec(op(), 1..60),
+        checksum in any::<bool>(),
+        reserve in prop_oneof![Just(0u64), Just(4 * K), Just(1 << 20)],
+    ) {
+        run_ops(ops, None, checksum, reserve)?;
     }
 
     #[test]
@@ -727,6 +742,6 @@ proptest! {
         limit_chunks in 1u64..8,
     ) {
         let ops = ops.into_iter().filter(|o| !matches!(o, Op::ViewWrite { .. })).collect();
-        run_ops(ops, Some(limit_chunks * K))?;
+        run_ops(ops, Some(limit_chunks * K), limit_chunks % 2 == 0, 0)?;
     }
 }
