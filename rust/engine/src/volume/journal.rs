@@ -111,6 +111,10 @@ pub(crate) enum Record {
         path: String,
         size: u64,
     },
+    /// Snapshot ids continue from here (what a compacted journal keeps of its past).
+    IdFloor {
+        next_id: u64,
+    },
 }
 
 impl Record {
@@ -125,6 +129,7 @@ impl Record {
             Record::Copies { .. } => 7,
             Record::ViewWrite { .. } => 8,
             Record::ViewResize { .. } => 9,
+            Record::IdFloor { .. } => 10,
         }
     }
 
@@ -201,6 +206,7 @@ impl Record {
                 w.str(path);
                 w.u64(*size);
             }
+            Record::IdFloor { next_id } => w.u64(*next_id),
         }
     }
 
@@ -281,6 +287,7 @@ impl Record {
                 path: r.str()?,
                 size: r.u64()?,
             },
+            10 => Record::IdFloor { next_id: r.u64()? },
             other => return Err(format!("unknown record kind {other}")),
         };
         if r.pos != payload.len() {
@@ -501,6 +508,30 @@ impl Journal {
     pub(crate) fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
+
+    /// Replaces the journal with one holding only `records` (written beside it, fsynced, renamed
+    /// over it, the folder fsynced: a crash leaves the old journal or the new one, whole).
+    pub(crate) fn rewrite(&mut self, records: &[Record]) -> io::Result<()> {
+        let tmp = self.path.with_extension("journal.tmp");
+        let bytes: Vec<u8> = records
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| r.frame(i as u64 + 1))
+            .collect();
+        std::fs::write(&tmp, &bytes)?;
+        File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        self.file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)?;
+        self.len = bytes.len() as u64;
+        self.next_seq = records.len() as u64 + 1;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -552,6 +583,7 @@ mod tests {
                 id: 1,
                 reason: DeleteReason::DiffAreaFull,
             },
+            Record::IdFloor { next_id: 2 },
             Record::Close,
         ]
     }

@@ -26,9 +26,12 @@
 //! In the diff-area folder: `vssim-volume.diff`, fixed 16 KiB slots (freed slots are reused, and
 //! the file is cut back when its last slots are freed); `vssim-volume.journal`, an append-only
 //! journal of checksummed, sequenced records (`journal.rs`): snapshot creations with their file
-//! tables, deletions, invalidations, and for every copy the chunk, its slot, the CRC-32C of the
-//! copied data and the snapshots it serves. Opening a volume replays the journal into memory; the
-//! per-file chunk maps then live in memory and writes only ever append.
+//! tables, deletions, invalidations, and for every copy the chunk, its slot and the snapshots it
+//! serves (with `checksum_copies`, also a CRC-32C of the copied data, checked at open; without
+//! it, chunks go file to file inside the kernel with `copy_file_range` and only the index is
+//! checksummed). Opening a volume replays the journal into memory; the per-file chunk maps then
+//! live in memory and writes only ever append. A journal with no live snapshot left is rewritten
+//! at open to a header and the next id (write beside, fsync, rename, fsync the folder).
 //!
 //! # Crash consistency
 //!
@@ -82,6 +85,8 @@ use state::{CowState, Gone};
 const JOURNAL_NAME: &str = "vssim-volume.journal";
 const DIFF_NAME: &str = "vssim-volume.diff";
 const LOCK_NAME: &str = "vssim-volume.lock";
+/// A journal longer than this, with no live snapshot, is rewritten from scratch at open.
+const COMPACT_AT: u64 = if cfg!(test) { 4096 } else { 1 << 20 };
 
 /// Errors of the volume and its snapshots.
 #[derive(Debug, thiserror::Error)]
@@ -466,6 +471,30 @@ impl Volume {
             notes,
             closed: false,
         };
+        if core.state.snaps.is_empty() && core.journal.len() > COMPACT_AT {
+            // Nothing is live: all the journal still has to say is which ids were used.
+            let floor = Record::IdFloor {
+                next_id: core.state.next_id,
+            };
+            core.notes.push(format!(
+                "no snapshot was live: the {}-byte journal was compacted",
+                core.journal.len()
+            ));
+            core.state = CowState::new(DEFAULT_CHUNK_SIZE);
+            core.state
+                .apply(&floor)
+                .map_err(|m| journal_error(format!("compaction failed: {m}")))?;
+            core.journal
+                .rewrite(&[
+                    Record::Header {
+                        version: FORMAT_VERSION,
+                        chunk_size: DEFAULT_CHUNK_SIZE,
+                    },
+                    floor,
+                ])
+                .map_err(|e| Error::io(&jpath, e))?;
+            pending.clear();
+        }
         pending.push(Record::Session {
             boot_id: options.boot_id.clone().unwrap_or_else(read_boot_id),
             durable: options.durable,

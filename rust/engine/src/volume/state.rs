@@ -332,6 +332,7 @@ impl CowState {
         let shift = self.chunk_shift;
         match rec {
             Record::Header { .. } | Record::Session { .. } | Record::Close => {}
+            Record::IdFloor { next_id } => self.next_id = self.next_id.max(*next_id),
             Record::Create {
                 id,
                 created_unix,

@@ -696,7 +696,8 @@ fn run_ops(
             Op::Reopen => {
                 drop(v);
                 v = t.open_with(opts.clone()).unwrap();
-                prop_assert!(v.recovery_notes().unwrap().is_empty());
+                let notes = v.recovery_notes().unwrap();
+                prop_assert!(notes.iter().all(|n| n.contains("compacted")), "{:?}", notes);
             }
         }
         check_all(&v, &m, &t.root())?;
@@ -744,4 +745,85 @@ proptest! {
         let ops = ops.into_iter().filter(|o| !matches!(o, Op::ViewWrite { .. })).collect();
         run_ops(ops, Some(limit_chunks * K), limit_chunks % 2 == 0, 0)?;
     }
+}
+
+#[test]
+fn storage_handles_go_through_copy_on_write() {
+    let t = TempDir::new("storage");
+    let v = t.open();
+    let mut live: Box<dyn Storage> = Box::new(v.open_file(Path::new("d.vhdx"), true).unwrap());
+    live.write_at(&pattern(3 * K as usize, 1), 0).unwrap();
+    let s = v.create_snapshot().unwrap();
+    live.write_at(b"new header", 0).unwrap();
+    live.set_len(K).unwrap();
+    live.flush().unwrap();
+    assert_eq!(live.len().unwrap(), K);
+    assert!(!live.is_read_only());
+    let mut view: Box<dyn Storage> = Box::new(v.open_view(s, Path::new("d.vhdx"), false).unwrap());
+    assert!(view.is_read_only());
+    assert_eq!(view.len().unwrap(), 3 * K);
+    let mut buf = vec![0u8; 3 * K as usize];
+    view.read_at(&mut buf, 0).unwrap();
+    assert_eq!(buf, pattern(3 * K as usize, 1));
+    let err = view.write_at(b"x", 0).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+    assert!(view.read_at(&mut buf, 1).is_err()); // past the end
+    assert!(view.name().contains("snapshot 1"));
+    let mut w: Box<dyn Storage> = Box::new(v.open_view(s, Path::new("d.vhdx"), true).unwrap());
+    w.write_at(b"recovered", 5).unwrap();
+    w.flush().unwrap();
+    let mut got = [0u8; 9];
+    w.read_at(&mut got, 5).unwrap();
+    assert_eq!(&got, b"recovered");
+    let mut head = [0u8; 10];
+    live.read_at(&mut head, 0).unwrap();
+    assert_eq!(&head, b"new header");
+}
+
+#[test]
+fn at_most_512_live_snapshots() {
+    let t = TempDir::new("max");
+    let v = t.open();
+    write(&v, "f", 0, b"x");
+    for _ in 0..crate::cow::MAX_SNAPSHOTS {
+        v.create_snapshot().unwrap();
+    }
+    let err = v.create_snapshot().unwrap_err();
+    assert!(
+        err.to_string().contains("MAXIMUM_NUMBER_OF_SNAPSHOTS"),
+        "{err}"
+    );
+    // One write, one copy serving all 512 (the copy-once rule).
+    write(&v, "f", 0, b"y");
+    assert_eq!(v.stats().unwrap().total_chunks_copied, 1);
+    assert_eq!(view_bytes(&v, 1, "f").unwrap(), b"x");
+    assert_eq!(view_bytes(&v, 512, "f").unwrap(), b"x");
+}
+
+#[test]
+fn a_journal_with_nothing_live_is_compacted_and_ids_go_on() {
+    let t = TempDir::new("compact");
+    let last;
+    {
+        let v = t.open();
+        write(&v, "f", 0, &pattern(64 * K as usize, 1));
+        let mut id = 0;
+        for round in 0..8 {
+            id = v.create_snapshot().unwrap();
+            for c in 0..64 {
+                write(&v, "f", c * K, &pattern(10, round * 100 + c));
+            }
+            v.delete_snapshot(id).unwrap();
+        }
+        last = id;
+        assert!(v.stats().unwrap().journal_bytes > COMPACT_AT);
+    }
+    let v = t.open();
+    let notes = v.recovery_notes().unwrap();
+    assert!(notes.iter().any(|n| n.contains("compacted")), "{notes:?}");
+    assert!(v.stats().unwrap().journal_bytes < 200);
+    assert_eq!(v.create_snapshot().unwrap(), last + 1);
+    drop(v);
+    let v = t.open();
+    assert_eq!(v.live_snapshots().unwrap(), vec![last + 1]);
 }
