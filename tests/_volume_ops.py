@@ -19,32 +19,45 @@ FILES = (
 )
 INITIAL_SIZE = 256 * 1024
 
+Op = tuple[str, int, int, int]
+
 
 def initial_bytes(i: int) -> bytes:
     return random.Random(f"init-{i}").randbytes(INITIAL_SIZE)
 
 
-def ops(seed: int, steps: int) -> list[tuple[str, int, int, int]]:
-    """``("write", file, offset, data_seed)``, ``("snap", 0, 0, 0)``, ``("delete", pick, 0, 0)``;
-    write lengths come from the data seed."""
+def ops(seed: int, steps: int) -> list[Op]:
+    """``("write", file, offset, data_seed)``, ``("snap", 0, 0, 0)``, ``("delete", pick, 0, 0)``,
+    ``("truncate", file, length, 0)``, ``("vwrite", pick * 8 + file, offset, data_seed)`` (an
+    auto-recovery write into a writable view); write lengths come from the data seed."""
     rng = random.Random(seed)
-    out: list[tuple[str, int, int, int]] = []
+    out: list[Op] = []
     for _ in range(steps):
         r = rng.random()
         if r < 0.08:
             out.append(("snap", 0, 0, 0))
         elif r < 0.11:
             out.append(("delete", rng.randrange(1 << 30), 0, 0))
+        elif r < 0.13:
+            out.append(("truncate", rng.randrange(len(FILES)), rng.randrange(300 * 1024), 0))
+        elif r < 0.18:
+            pick = rng.randrange(1 << 20) * 8 + rng.randrange(len(FILES))
+            out.append(("vwrite", pick, rng.randrange(300 * 1024), rng.getrandbits(32)))
         else:
-            out.append(
-                ("write", rng.randrange(len(FILES)), rng.randrange(400 * 1024), rng.getrandbits(32))
-            )
+            f = rng.randrange(len(FILES))
+            out.append(("write", f, rng.randrange(400 * 1024), rng.getrandbits(32)))
     return out
 
 
 def write_data(data_seed: int) -> bytes:
     rng = random.Random(data_seed)
     return rng.randbytes(rng.randrange(1, 64 * 1024))
+
+
+def put(buf: bytearray, off: int, data: bytes) -> None:
+    if len(buf) < off + len(data):
+        buf.extend(bytes(off + len(data) - len(buf)))
+    buf[off : off + len(data)] = data
 
 
 @dataclass
@@ -57,19 +70,22 @@ class Model:
     snaps: dict[int, list[bytes]] = field(default_factory=dict)
     next_id: int = 1
 
-    def apply(self, op: tuple[str, int, int, int]) -> None:
+    def apply(self, op: Op) -> None:
         kind, a, b, c = op
         if kind == "write":
-            data = write_data(c)
-            buf = self.live[a]
-            if len(buf) < b + len(data):
-                buf.extend(bytes(b + len(data) - len(buf)))
-            buf[b : b + len(data)] = data
+            put(self.live[a], b, write_data(c))
+        elif kind == "truncate":
+            del self.live[a][b:]
         elif kind == "snap":
             self.snaps[self.next_id] = [bytes(x) for x in self.live]
             self.next_id += 1
         elif kind == "delete" and self.snaps:
             del self.snaps[self.pick(a)]
+        elif kind == "vwrite" and self.snaps:
+            sid, i = self.pick(a // 8), a % 8
+            buf = bytearray(self.snaps[sid][i])
+            put(buf, b, write_data(c))
+            self.snaps[sid][i] = bytes(buf)
 
     def pick(self, a: int) -> int:
         ids = sorted(self.snaps)
@@ -89,10 +105,16 @@ def main(argv: list[str]) -> int:
         kind, a, b, c = op
         if kind == "write":
             files[a].write(b, write_data(c))
+        elif kind == "truncate":
+            if files[a].len() > b:
+                files[a].set_len(b)
         elif kind == "snap":
             vol.create_snapshot()
         elif kind == "delete" and model.snaps:
             vol.delete_snapshot(model.pick(a))
+        elif kind == "vwrite" and model.snaps:
+            view = vol.snapshot(model.pick(a // 8)).open(FILES[a % 8], writable=True)
+            view.write(b, write_data(c))
         model.apply(op)
         os.write(log, f"{i}\n".encode())
     return 0
