@@ -463,21 +463,23 @@ pub(crate) struct Journal {
     path: PathBuf,
     len: u64,
     next_seq: u64,
+    /// Bytes past `len` from before (see [`Journal::resume`]).
+    stale_tail: bool,
 }
 
 impl Journal {
-    /// Continues a journal whose good prefix is `len` bytes and `records` records long; anything
-    /// after it is cut off.
+    /// Continues a journal whose good prefix is `len` bytes and `records` records long. Bytes
+    /// after it (a torn or rejected tail) stay until the first append has overwritten them and
+    /// is on disk: cutting them first would let a crash in between forget that they were there
+    /// (and so forget the invalidations the volume appends because of them).
     pub(crate) fn resume(file: File, path: &Path, len: u64, records: u64) -> io::Result<Self> {
-        if file.metadata()?.len() != len {
-            file.set_len(len)?;
-            file.sync_data()?;
-        }
+        let stale_tail = file.metadata()?.len() > len;
         Ok(Journal {
             file,
             path: path.to_owned(),
             len,
             next_seq: records + 1,
+            stale_tail,
         })
     }
 
@@ -497,11 +499,19 @@ impl Journal {
             bytes.extend_from_slice(&r.frame(self.next_seq + i as u64));
         }
         if let Err(e) = self.file.write_all_at(&bytes, self.len) {
-            let _ = self.file.set_len(self.len);
+            if !self.stale_tail {
+                let _ = self.file.set_len(self.len);
+            }
             return Err(e);
         }
         self.len += bytes.len() as u64;
         self.next_seq += records.len() as u64;
+        if self.stale_tail {
+            self.file.sync_data()?;
+            self.file.set_len(self.len)?;
+            self.file.sync_data()?;
+            self.stale_tail = false;
+        }
         Ok(())
     }
 
@@ -530,6 +540,7 @@ impl Journal {
             .open(&self.path)?;
         self.len = bytes.len() as u64;
         self.next_seq = records.len() as u64 + 1;
+        self.stale_tail = false;
         Ok(())
     }
 }
@@ -627,6 +638,38 @@ mod tests {
             assert_eq!(s.good_len as usize, ends[whole]);
             assert_eq!(s.tail == Tail::Clean, ends.contains(&cut), "cut {cut}");
         }
+    }
+
+    #[test]
+    fn a_stale_tail_stays_until_the_next_append_is_on_disk() {
+        let dir = std::env::temp_dir().join(format!("vssim-journal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("j");
+        let recs = sample();
+        let mut bytes = encode(&recs[..3]);
+        let good = bytes.len() as u64;
+        bytes.extend_from_slice(&recs[3].frame(4)[..9]); // a torn fourth record
+        std::fs::write(&path, &bytes).unwrap();
+        let open = || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .unwrap()
+        };
+        // Opened and dropped without appending (a crash): the torn bytes are still there.
+        drop(Journal::resume(open(), &path, good, 3).unwrap());
+        assert!(matches!(
+            scan(&std::fs::read(&path).unwrap()).tail,
+            Tail::Bad { .. }
+        ));
+        let mut j = Journal::resume(open(), &path, good, 3).unwrap();
+        j.append(&[Record::Close]).unwrap();
+        let s = scan(&std::fs::read(&path).unwrap());
+        assert_eq!(s.tail, Tail::Clean);
+        assert_eq!(s.records.len(), 4);
+        assert_eq!(s.records[3].2, Record::Close);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
