@@ -52,10 +52,11 @@
 //!   earlier boot marks every snapshot of that session invalid instead of trusting it.
 //!
 //! On open, a journal tail that is not a whole good record (a torn append, or corruption: bad CRC,
-//! bad sequence) is overwritten by the records that mark every live snapshot invalid (and cut
-//! only once those are on disk, so a crash during recovery finds the bad tail again) (the record lost may have
-//! described a copy whose live write followed); a record that does not fit the state, and a diff
-//! slot whose data no longer matches its CRC, likewise invalidate the snapshots concerned. An
+//! bad sequence) marks every live snapshot invalid: the record lost may have described a copy
+//! whose live write followed. The invalidation records overwrite the bad tail, which is cut only
+//! once they are on disk, so a crash during recovery finds the bad tail again. A record that does
+//! not fit the state, and a diff slot whose data no longer matches its CRC, likewise invalidate
+//! the snapshots concerned. An
 //! invalid snapshot stays listed with its reason and can only be deleted. A lock file with the
 //! owner's pid keeps a second process off a volume in use.
 
