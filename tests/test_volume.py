@@ -437,6 +437,44 @@ def test_full_diff_area_disk_refuses_the_write_and_changes_nothing(
         assert (diff / "vssim-volume.journal").stat().st_size > journal_before
 
 
+def try_mount_tmpfs(where: Path, size: str) -> bool:
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    where.mkdir()
+    out = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+        capture_output=True,
+        check=False,
+    )
+    return out.returncode == 0
+
+
+def test_diff_area_on_a_full_tmpfs_refuses_the_write(tmp_path: Path) -> None:
+    root, diff = tmp_path / "root", tmp_path / "small"
+    root.mkdir()
+    if not try_mount_tmpfs(diff, "64k"):
+        pytest.skip("cannot mount a tmpfs here (needs root in a permissive container)")
+    try:
+        old = random.Random(6).randbytes(8 * K)
+        with engine.Volume(root, diff) as vol:
+            f = vol.open("f", create=True)
+            f.write(0, old)
+            sid = vol.create_snapshot()
+            with pytest.raises(errors.DiffAreaFullError, match="No space left"):
+                f.write(0, b"\x02" * (8 * K))
+            assert (root / "f").read_bytes() == old
+            assert vol.diff_area_bytes == 0
+            assert (diff / "vssim-volume.diff").stat().st_size == 0
+            assert view_bytes(vol, sid, "f") == old
+            f.write(0, b"\x03" * K)  # one chunk still fits
+            assert view_bytes(vol, sid, "f") == old
+        with engine.Volume(root, diff) as vol:
+            assert vol.recovery_notes == []
+            assert view_bytes(vol, sid, "f") == old
+    finally:
+        subprocess.run(["umount", str(diff)], check=False)
+
+
 # ---- qemu-img: a VHDX backed up through a snapshot view --------------------------------------
 
 

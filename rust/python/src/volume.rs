@@ -346,7 +346,7 @@ pub struct VolumeFile {
 
 impl VolumeFile {
     /// A `Storage` over the same file (for the VHDX layer).
-    pub fn storage(&self) -> PyResult<Box<dyn Storage>> {
+    pub fn as_storage(&self) -> PyResult<Box<dyn Storage>> {
         Ok(Box::new(guarded(|| self.inner.try_clone())?))
     }
 }
@@ -435,7 +435,7 @@ pub struct SnapshotView {
 
 impl SnapshotView {
     /// A `Storage` over the same view (for the VHDX layer: `Vhdx.open(view)`).
-    pub fn storage(&self) -> PyResult<Box<dyn Storage>> {
+    pub fn as_storage(&self) -> PyResult<Box<dyn Storage>> {
         Ok(Box::new(guarded(|| self.inner.try_clone())?))
     }
 }
