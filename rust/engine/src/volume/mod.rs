@@ -426,12 +426,14 @@ impl Volume {
         let cs = state.chunk_size();
         let mut bad_snaps: BTreeMap<u64, u32> = BTreeMap::new();
         let mut buf = vec![0u8; cs as usize];
+        let diff_file_len = diff.metadata().map_err(|e| Error::io(&dpath, e))?.len();
         for (slot, users) in state.slot_users() {
-            let read = diff.read_exact_at(&mut buf, u64::from(slot) * cs).is_ok();
-            let ok = read
-                && state
-                    .slot_crc(slot)
-                    .is_none_or(|crc| crc == crc32c::crc32c(&buf));
+            let present = (u64::from(slot) + 1) * cs <= diff_file_len;
+            let ok = present
+                && state.slot_crc(slot).is_none_or(|crc| {
+                    diff.read_exact_at(&mut buf, u64::from(slot) * cs).is_ok()
+                        && crc == crc32c::crc32c(&buf)
+                });
             if !ok {
                 for id in users {
                     bad_snaps.entry(id).or_insert(slot);

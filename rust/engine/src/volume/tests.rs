@@ -827,3 +827,26 @@ fn a_journal_with_nothing_live_is_compacted_and_ids_go_on() {
     let v = t.open();
     assert_eq!(v.live_snapshots().unwrap(), vec![last + 1]);
 }
+
+#[test]
+fn a_diff_file_cut_short_invalidates_the_snapshots_that_need_it() {
+    let t = TempDir::new("short");
+    let (a, b);
+    {
+        let v = t.open();
+        write(&v, "f", 0, &pattern(4 * K as usize, 1));
+        a = v.create_snapshot().unwrap();
+        write(&v, "f", 0, &pattern(10, 2)); // slot 0, for a
+        b = v.create_snapshot().unwrap();
+        write(&v, "f", 3 * K, &pattern(10, 3)); // slot 1, for a and b
+    }
+    let d = t.diff().join(DIFF_NAME);
+    let f = std::fs::OpenOptions::new().write(true).open(&d).unwrap();
+    f.set_len(K + 100).unwrap();
+    drop(f);
+    let v = t.open();
+    for id in [a, b] {
+        let err = view_bytes(&v, id, "f").unwrap_err();
+        assert!(err.to_string().contains("slot 1"), "{err}");
+    }
+}
