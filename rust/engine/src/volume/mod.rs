@@ -212,29 +212,55 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
+fn pid_alive(pid: u32) -> bool {
+    let alive = Path::new(&format!("/proc/{pid}")).exists();
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false);
+    alive && !zombie
+}
+
+/// Takes the diff area's lock file: our pid is written to a private file which is then
+/// hard-linked into place (atomic, and never seen empty). A lock left by a process that is gone
+/// (killed) is taken over.
 fn take_lock(dir: &Path) -> Result<PathBuf> {
     let path = dir.join(LOCK_NAME);
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        if let Ok(pid) = text.trim().parse::<u32>() {
-            let alive = Path::new(&format!("/proc/{pid}")).exists();
-            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| {
-                    s.rsplit(')')
-                        .next()
-                        .is_some_and(|r| r.trim_start().starts_with('Z'))
-                })
-                .unwrap_or(false);
-            if alive && !zombie {
-                return Err(VolumeError::Busy {
-                    dir: dir.to_owned(),
-                    pid,
+    let mine = dir.join(format!("{LOCK_NAME}.{}", std::process::id()));
+    std::fs::write(&mine, format!("{}\n", std::process::id())).map_err(|e| Error::io(&mine, e))?;
+    let taken = take_lock_with(dir, &path, &mine);
+    let _ = std::fs::remove_file(&mine);
+    taken.map(|()| path)
+}
+
+fn take_lock_with(dir: &Path, path: &Path, mine: &Path) -> Result<()> {
+    for _ in 0..3 {
+        match std::fs::hard_link(mine, path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let owner = std::fs::read_to_string(path)
+                    .ok()
+                    .and_then(|t| t.trim().parse::<u32>().ok());
+                if let Some(pid) = owner.filter(|&p| pid_alive(p)) {
+                    return Err(VolumeError::Busy {
+                        dir: dir.to_owned(),
+                        pid,
+                    }
+                    .into());
                 }
-                .into());
+                let _ = std::fs::remove_file(path); // stale: its owner is gone
             }
+            Err(e) => return Err(Error::io(path, e)),
         }
     }
-    std::fs::write(&path, format!("{}\n", std::process::id())).map_err(|e| Error::io(&path, e))?;
-    Ok(path)
+    Err(VolumeError::Busy {
+        dir: dir.to_owned(),
+        pid: 0,
+    }
+    .into())
 }
 
 /// `path` with its deepest existing ancestor canonicalized (symlinks resolved) and the rest kept.
