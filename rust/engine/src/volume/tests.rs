@@ -850,3 +850,20 @@ fn a_diff_file_cut_short_invalidates_the_snapshots_that_need_it() {
         assert!(err.to_string().contains("slot 1"), "{err}");
     }
 }
+
+#[test]
+fn a_lock_left_by_a_dead_process_is_taken_over() {
+    let t = TempDir::new("stale");
+    drop(t.open());
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    std::fs::write(t.diff().join(LOCK_NAME), format!("{dead}\n")).unwrap();
+    let v = t.open();
+    assert_eq!(
+        std::fs::read_to_string(t.diff().join(LOCK_NAME)).unwrap(),
+        format!("{}\n", std::process::id())
+    );
+    drop(v);
+    assert!(!t.diff().join(LOCK_NAME).exists());
+}
