@@ -125,15 +125,15 @@ impl Core {
         Ok((before - self.state.used_slots()) << self.chunk_shift())
     }
 
-    /// With a diff-area limit, deletes the oldest snapshots until `plan()` fits; returns the final
-    /// plan. `plan` is recomputed after each deletion.
-    fn make_room(&mut self, extra: u64, mut plan: impl FnMut(&CowState) -> u64) -> Result<()> {
+    /// With a diff-area limit, deletes the oldest snapshots (durably, reported in `auto_deleted`)
+    /// until `need(state) + extra` new slots fit; `need` is asked again after each deletion.
+    fn make_room(&mut self, extra: u64, mut need: impl FnMut(&CowState) -> u64) -> Result<()> {
         let Some(limit) = self.limit else {
             return Ok(());
         };
         loop {
-            let need = plan(&self.state) + extra;
-            if need == 0 || (self.state.used_slots() + need) << self.chunk_shift() <= limit {
+            let n = need(&self.state) + extra;
+            if n == 0 || (self.state.used_slots() + n) << self.chunk_shift() <= limit {
                 return Ok(());
             }
             let Some(oldest) = self.state.snaps.first().map(|s| s.id) else {
