@@ -548,3 +548,11 @@ def test_cli_snapshot_list_export_delete(
     assert "65,536 bytes of diff area freed" in capsys.readouterr().out
     assert cli_main(["volume", "export", *common, "1", str(tmp_path / "again")]) == 2
     assert "was deleted" in capsys.readouterr().err
+
+
+def test_cli_reports_a_missing_root_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope"
+    assert cli_main(["volume", "list", str(missing), "--diff-area", str(tmp_path / "d")]) == 2
+    assert "nope" in capsys.readouterr().err

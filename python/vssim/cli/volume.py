@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
+import sys
+from collections.abc import Callable
 from typing import Any
 
 from vssim import engine
@@ -32,19 +35,37 @@ def register(sub: Any) -> None:
 
     q = vsub.add_parser("snapshot", help="take a snapshot now; prints its id")
     common(q)
-    q.set_defaults(handler=snapshot)
+    q.set_defaults(handler=_os_errors(snapshot))
     q = vsub.add_parser("list", help="list the volume's snapshots")
     common(q)
-    q.set_defaults(handler=list_snapshots)
+    q.set_defaults(handler=_os_errors(list_snapshots))
     q = vsub.add_parser("delete", help="delete a snapshot and free its diff area")
     common(q)
     q.add_argument("id", type=int)
-    q.set_defaults(handler=delete)
+    q.set_defaults(handler=_os_errors(delete))
     q = vsub.add_parser("export", help="write a snapshot's files to a new folder")
     common(q)
     q.add_argument("id", type=int)
     q.add_argument("dest", help="destination folder (off the volume)")
-    q.set_defaults(handler=export)
+    q.set_defaults(handler=_os_errors(export))
+
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _os_errors(handler: Handler) -> Handler:
+    """An operating-system error (a missing folder, a permission) ends the command with its
+    message and status 2, like a :class:`~vssim.errors.VssimError`."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except OSError as exc:
+            print(f"vssim: error: {exc}", file=sys.stderr)
+            return 2
+
+    return run
 
 
 def _open(args: argparse.Namespace) -> engine.Volume:
