@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -38,11 +39,20 @@ def view_bytes(vol: engine.Volume, sid: int, path: str) -> bytes:
     return view.read(0, view.len())
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"checksum_copies": True},
+        {"durable": True, "diff_area_reserve_bytes": 1 << 20},
+    ],
+    ids=["default", "checksummed", "durable-reserved"],
+)
 def test_view_keeps_the_snapshot_instant_while_the_live_file_moves_on(
-    dirs: tuple[Path, Path],
+    dirs: tuple[Path, Path], options: dict[str, Any]
 ) -> None:
     root, diff = dirs
-    with engine.Volume(root, diff) as vol:
+    with engine.Volume(root, diff, **options) as vol:
         f = vol.open("vm/Virtual Hard Disks/d.vhdx", create=True)
         old = random.Random(1).randbytes(5 * K + 123)
         f.write(0, old)
@@ -59,6 +69,9 @@ def test_view_keeps_the_snapshot_instant_while_the_live_file_moves_on(
         vol.open("later.txt", create=True).write(0, b"x")
         with pytest.raises(errors.FileNotInSnapshotError, match="did not exist"):
             vol.snapshot(sid).open("later.txt")
+    with engine.Volume(root, diff, **options) as vol:
+        assert vol.recovery_notes == []
+        assert view_bytes(vol, sid, "vm/Virtual Hard Disks/d.vhdx") == old
 
 
 def test_copy_counts_equal_the_cow_tracker(dirs: tuple[Path, Path]) -> None:
