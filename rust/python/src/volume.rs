@@ -399,7 +399,7 @@ impl VolumeFile {
         detached(py, move || f.set_len(length))
     }
 
-    /// fsync.
+    /// Makes the completed writes durable (the copies made for them first).
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
         let f = &self.inner;
         detached(py, move || f.sync())

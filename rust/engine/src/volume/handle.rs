@@ -131,7 +131,10 @@ impl VolumeFile {
         self.file.set_len(len).map_err(|e| Error::io(&self.path, e))
     }
 
+    /// Makes the file's completed writes durable, and first the copies made for them (diff area,
+    /// then index), so they reach the disk before the data that displaced them.
     pub fn sync(&self) -> Result<()> {
+        lock(&self.shared)?.barrier()?;
         self.file.sync_data().map_err(|e| Error::io(&self.path, e))
     }
 }
@@ -162,7 +165,7 @@ impl Storage for VolumeFile {
         VolumeFile::set_len(self, len).map_err(to_io)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.file.sync_data()
+        self.sync().map_err(to_io)
     }
     fn is_read_only(&self) -> bool {
         false
