@@ -351,13 +351,15 @@ impl Volume {
         let mut state = CowState::new(DEFAULT_CHUNK_SIZE);
         let mut notes = Vec::new();
         let mut pending: Vec<Record> = Vec::new();
-        let journal = if bytes.is_empty() {
+        let header = Record::Header {
+            version: FORMAT_VERSION,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+        };
+        // Empty, or the first header cut short by a crash (no snapshot can exist yet): start anew.
+        let fresh = header.frame(1).starts_with(&bytes);
+        let journal = if fresh {
             let mut j = Journal::resume(jfile, &jpath, 0, 0).map_err(|e| Error::io(&jpath, e))?;
-            j.append(&[Record::Header {
-                version: FORMAT_VERSION,
-                chunk_size: DEFAULT_CHUNK_SIZE,
-            }])
-            .map_err(|e| Error::io(&jpath, e))?;
+            j.append(&[header]).map_err(|e| Error::io(&jpath, e))?;
             j
         } else {
             let scan = journal::scan(&bytes);

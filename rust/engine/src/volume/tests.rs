@@ -867,3 +867,19 @@ fn a_lock_left_by_a_dead_process_is_taken_over() {
     drop(v);
     assert!(!t.diff().join(LOCK_NAME).exists());
 }
+
+#[test]
+fn a_journal_whose_first_header_was_cut_short_starts_anew() {
+    let t = TempDir::new("halfheader");
+    drop(t.open());
+    let j = journal_path(&t);
+    let bytes = std::fs::read(&j).unwrap();
+    let scan = journal::scan(&bytes);
+    let (_, second, _) = scan.records[1];
+    for cut in [0usize, 1, 5, second as usize - 1] {
+        std::fs::write(&j, &bytes[..cut]).unwrap();
+        let v = t.open();
+        assert!(v.live_snapshots().unwrap().is_empty());
+        drop(v);
+    }
+}
