@@ -640,6 +640,26 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn scanning_damaged_journals_never_panics(
+            flips in proptest::collection::vec((0usize..2000, 0u8..=255), 0..8),
+            cut in 0usize..2000,
+            junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            let mut bytes = encode(&sample());
+            for (at, x) in flips {
+                let n = bytes.len();
+                bytes[at % n] ^= x;
+            }
+            bytes.truncate(cut.min(bytes.len()));
+            bytes.extend(junk);
+            let s = scan(&bytes);
+            proptest::prop_assert!(s.good_len as usize <= bytes.len());
+            proptest::prop_assert_eq!(s.tail == Tail::Clean, s.good_len as usize == bytes.len());
+        }
+    }
+
     #[test]
     fn a_stale_tail_stays_until_the_next_append_is_on_disk() {
         let dir = std::env::temp_dir().join(format!("vssim-journal-{}", std::process::id()));

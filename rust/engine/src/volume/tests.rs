@@ -883,3 +883,43 @@ fn a_journal_whose_first_header_was_cut_short_starts_anew() {
         drop(v);
     }
 }
+
+#[test]
+fn a_record_that_does_not_fit_the_index_invalidates_and_is_dropped() {
+    let t = TempDir::new("unfit");
+    let s;
+    {
+        let v = t.open();
+        write(&v, "f", 0, &pattern(2 * K as usize, 1));
+        s = v.create_snapshot().unwrap();
+        write(&v, "f", 0, &pattern(10, 2));
+    }
+    // A well-framed record that claims slot 0 again, for the same chunk: it cannot be right.
+    let j = journal_path(&t);
+    let mut bytes = std::fs::read(&j).unwrap();
+    let n = journal::scan(&bytes).records.len() as u64;
+    let bogus = journal::Record::Copies {
+        path: "f".into(),
+        entries: vec![journal::CopyEntry {
+            chunk: 0,
+            slot: 0,
+            data_crc: None,
+            serves: vec![s],
+        }],
+    };
+    bytes.extend(bogus.frame(n + 1));
+    bytes.extend(journal::Record::Close.frame(n + 2));
+    std::fs::write(&j, &bytes).unwrap();
+    let v = t.open();
+    let notes = v.recovery_notes().unwrap().join("\n");
+    assert!(notes.contains("does not fit the index"), "{notes}");
+    assert!(matches!(
+        view_bytes(&v, s, "f"),
+        Err(Error::Volume(VolumeError::SnapshotInvalid { .. }))
+    ));
+    drop(v);
+    // Recovery rewrote the tail: the next open is clean and agrees.
+    let v = t.open();
+    assert!(v.recovery_notes().unwrap().is_empty());
+    assert!(view_bytes(&v, s, "f").is_err());
+}
