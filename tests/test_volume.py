@@ -300,15 +300,15 @@ def test_random_interleavings_match_references(
 HELPER = Path(__file__).parent / "_volume_ops.py"
 
 
-def run_and_kill(tmp: Path, seed: int, durable: bool) -> tuple[Path, Path, int]:
-    """Starts a child writing through the volume, kills it at a random moment; returns the
-    folders and the index of the last step the child finished."""
-    root, diff = tmp / "root", tmp / "diff"
+def run_and_kill(root: Path, diff: Path, seed: int, durable: bool) -> int:
+    """Starts a child writing through the volume (stream `seed`), kills it at a random moment;
+    returns the index of the last step the child finished."""
     for i, name in enumerate(vops.FILES):
         p = root / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(vops.initial_bytes(i))
-    progress = tmp / "progress"
+        if not p.exists():
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(vops.initial_bytes(i))
+    progress = root.parent / f"progress-{seed}"
     args = [sys.executable, str(HELPER), str(root), str(diff), str(seed), "4000", str(progress)]
     if durable:
         args.append("--durable")
@@ -323,12 +323,20 @@ def run_and_kill(tmp: Path, seed: int, durable: bool) -> tuple[Path, Path, int]:
     _, err = child.communicate()
     assert child.returncode in (-signal.SIGKILL, 0), err.decode()
     lines = progress.read_text().split() if progress.exists() else []
-    return root, diff, int(lines[-1]) if lines else -1
+    return int(lines[-1]) if lines else -1
 
 
-def check_after_kill(root: Path, diff: Path, seed: int, done: int) -> str:
+def check_after_kill(
+    root: Path, diff: Path, seed: int, done: int, start: vops.Model
+) -> tuple[str, vops.Model]:
+    """Checks the volume after the child running stream `seed` from state `start` was killed
+    after step `done`; returns the outcome and the state to continue from."""
     stream = vops.ops(seed, 4000)
-    model = vops.Model()
+    model = vops.Model(
+        live=[bytearray(x) for x in start.live],
+        snaps={k: list(v) for k, v in start.snaps.items()},
+        next_id=start.next_id,
+    )
     for op in stream[: done + 1]:
         model.apply(op)
     inflight = stream[done + 1] if done + 1 < len(stream) else None
@@ -379,6 +387,7 @@ def check_after_kill(root: Path, diff: Path, seed: int, done: int) -> str:
                 outcome = "invalid"
                 with pytest.raises(errors.SnapshotInvalidError):
                     vol.snapshot(sid)
+                vol.delete_snapshot(sid)
                 continue
             want_files = model.snaps.get(sid)
             if want_files is None:
@@ -387,22 +396,35 @@ def check_after_kill(root: Path, diff: Path, seed: int, done: int) -> str:
             for i, name in enumerate(vops.FILES):
                 got = view_bytes(vol, sid, name)
                 assert got in (want_files[i], alternative.get((sid, i))), (sid, name)
-        # The volume keeps working after recovery.
+        # The volume keeps working after recovery; the next session starts from what is there.
         vol.open(vops.FILES[0]).write(0, b"after")
         vol.create_snapshot()
-    return outcome
+        settled = vops.Model(
+            live=[bytearray((root / name).read_bytes()) for name in vops.FILES],
+            snaps={
+                sid: [view_bytes(vol, sid, name) for name in vops.FILES]
+                for sid in vol.live_snapshots()
+            },
+            next_id=max(s.id for s in vol.snapshots()) + 1,
+        )
+    return outcome, settled
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("durable", [False, True])
 def test_kill_minus_nine_never_leaves_a_wrong_view(tmp_path: Path, durable: bool) -> None:
-    rounds = int(os.environ.get("VSSIM_KILL_ROUNDS", "3"))
+    """Sessions on one volume, each killed at a random moment, each checked and continued."""
+    rounds = int(os.environ.get("VSSIM_KILL_ROUNDS", "2"))
+    sessions = int(os.environ.get("VSSIM_KILL_SESSIONS", "3"))
     outcomes = []
     for r in range(rounds):
-        seed = 1000 * r + (7 if durable else 3)
-        tmp = tmp_path / f"round{r}"
-        root, diff, done = run_and_kill(tmp, seed, durable)
-        outcomes.append(check_after_kill(root, diff, seed, done))
+        root, diff = tmp_path / f"round{r}" / "root", tmp_path / f"round{r}" / "diff"
+        state = vops.Model()
+        for k in range(sessions):
+            seed = 1000 * r + 10 * k + (7 if durable else 3)
+            done = run_and_kill(root, diff, seed, durable)
+            outcome, state = check_after_kill(root, diff, seed, done, state)
+            outcomes.append(outcome)
     assert set(outcomes) <= {"intact", "invalid"}
 
 
