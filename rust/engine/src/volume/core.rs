@@ -50,6 +50,8 @@ pub(crate) struct Core {
     /// Copy through user space and record a CRC-32C of every copied chunk (checked at open);
     /// otherwise copy inside the kernel, unchecked.
     pub checksum_copies: bool,
+    /// Where the diff file's cursor is, when known (only in-kernel copies move it).
+    pub diff_pos: Option<u64>,
     /// What opening the volume found and did (recovery notes).
     pub notes: Vec<String>,
     pub closed: bool,
@@ -148,13 +150,12 @@ impl Core {
     fn copy_out(&mut self, key: &str, file: &File, plan: &Plan) -> Result<()> {
         let cs = self.chunk_size();
         let slots = self.state.next_slots(plan.len());
-        let live_len = file.metadata().map_err(|e| Error::io(key, e))?.len();
         if !self.checksum_copies {
-            return self.copy_out_in_kernel(key, file, plan, &slots, live_len);
+            return self.copy_out_in_kernel(key, file, plan, &slots);
         }
         let mut data = std::mem::take(&mut self.scratch);
         data.resize(plan.len() * cs as usize, 0);
-        let result = self.copy_out_with(key, file, plan, &slots, live_len, &mut data);
+        let result = self.copy_out_with(key, file, plan, &slots, &mut data);
         self.scratch = data;
         result
     }
@@ -165,20 +166,15 @@ impl Core {
         file: &File,
         plan: &Plan,
         slots: &[u32],
-        live_len: u64,
         data: &mut [u8],
     ) -> Result<()> {
         let cs = self.chunk_size();
-        // Read runs of consecutive chunks in one call each; past the live end is zeros.
+        // Read runs of consecutive chunks in one call each; what no snapshot needs is zeros.
         let mut i = 0;
         while i < plan.len() {
-            let mut j = i + 1;
-            while j < plan.len() && plan[j].0 == plan[j - 1].0 + 1 {
-                j += 1;
-            }
-            let start = plan[i].0 * cs;
-            let end = (plan[j - 1].0 + 1) * cs;
-            let have = (live_len.clamp(start, end) - start) as usize;
+            let j = run_end(plan, i, cs, |_| true);
+            let start = plan[i].chunk * cs;
+            let have = ((plan[j - 1].chunk * cs + plan[j - 1].bytes) - start) as usize;
             let run = &mut data[i * cs as usize..j * cs as usize];
             let (buf, zeros) = run.split_at_mut(have);
             zeros.fill(0);
@@ -201,13 +197,13 @@ impl Core {
         let entries = plan
             .iter()
             .enumerate()
-            .map(|(k, (chunk, serves))| CopyEntry {
-                chunk: *chunk,
+            .map(|(k, p)| CopyEntry {
+                chunk: p.chunk,
                 slot: slots[k],
                 data_crc: Some(crc32c::crc32c(
                     &data[k * cs as usize..(k + 1) * cs as usize],
                 )),
-                serves: serves.clone(),
+                serves: p.serves.clone(),
             })
             .collect();
         self.finish_diff_write(
@@ -227,45 +223,44 @@ impl Core {
         file: &File,
         plan: &Plan,
         slots: &[u32],
-        live_len: u64,
     ) -> Result<()> {
         use std::io::{Read, Seek, SeekFrom};
         let cs = self.chunk_size();
         let mut i = 0;
         while i < plan.len() {
-            let mut j = i + 1;
-            while j < plan.len() && plan[j].0 == plan[j - 1].0 + 1 && slots[j] == slots[j - 1] + 1 {
-                j += 1;
-            }
-            let start = plan[i].0 * cs;
-            let end = (plan[j - 1].0 + 1) * cs;
-            let have = live_len.clamp(start, end) - start;
+            let j = run_end(plan, i, cs, |k| slots[k] == slots[k - 1] + 1);
+            let start = plan[i].chunk * cs;
+            let end = (plan[j - 1].chunk + 1) * cs;
+            let have = (plan[j - 1].chunk * cs + plan[j - 1].bytes) - start;
             let at = u64::from(slots[i]) * cs;
-            if have > 0 {
-                // Both cursors are only ever moved here, under the volume's lock; every other
-                // access is positional.
-                let mut src = file;
-                let mut dst = &self.diff;
-                let copied = src
-                    .seek(SeekFrom::Start(start))
-                    .and_then(|_| dst.seek(SeekFrom::Start(at)))
-                    .and_then(|_| std::io::copy(&mut src.take(have), &mut dst));
-                match copied {
-                    Ok(n) if n == have => {}
-                    Ok(n) => {
-                        let _ = self.diff.set_len(self.diff_len);
-                        return Err(Error::io(
-                            key,
-                            io::Error::new(
-                                io::ErrorKind::UnexpectedEof,
-                                format!("copied {n} of {have} bytes at {start}: the file shrank"),
+            // Both cursors are only ever moved here, under the volume's lock (every other access
+            // is positional), so the diff file's is known and its seek often saved.
+            let mut src = file;
+            let mut dst = &self.diff;
+            let mut copied = src.seek(SeekFrom::Start(start));
+            if copied.is_ok() && self.diff_pos != Some(at) {
+                copied = dst.seek(SeekFrom::Start(at));
+            }
+            self.diff_pos = None;
+            let copied = copied.and_then(|_| std::io::copy(&mut src.take(have), &mut dst));
+            match copied {
+                Ok(n) if n == have => self.diff_pos = Some(at + have),
+                Ok(n) => {
+                    let _ = self.diff.set_len(self.diff_len);
+                    return Err(Error::io(
+                        key,
+                        io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!(
+                                "copied {n} of {have} bytes at {start}: the file is shorter than \
+                                 the snapshots need (changed outside the volume?)"
                             ),
-                        ));
-                    }
-                    Err(e) => {
-                        let _ = self.diff.set_len(self.diff_len);
-                        return Err(diff_error(&self.diff_path, e));
-                    }
+                        ),
+                    ));
+                }
+                Err(e) => {
+                    let _ = self.diff.set_len(self.diff_len);
+                    return Err(diff_error(&self.diff_path, e));
                 }
             }
             if have < end - start {
@@ -278,11 +273,11 @@ impl Core {
         let entries = plan
             .iter()
             .enumerate()
-            .map(|(k, (chunk, serves))| CopyEntry {
-                chunk: *chunk,
+            .map(|(k, p)| CopyEntry {
+                chunk: p.chunk,
                 slot: slots[k],
                 data_crc: None,
-                serves: serves.clone(),
+                serves: p.serves.clone(),
             })
             .collect();
         self.finish_diff_write(
@@ -533,6 +528,20 @@ impl Core {
             self.durable,
         )
     }
+}
+
+/// The end of the run of planned copies from `i`: consecutive chunks, all but the last needed
+/// whole, and `more(k)` for each further entry `k`.
+fn run_end(plan: &Plan, i: usize, cs: u64, more: impl Fn(usize) -> bool) -> usize {
+    let mut j = i + 1;
+    while j < plan.len()
+        && plan[j].chunk == plan[j - 1].chunk + 1
+        && plan[j - 1].bytes == cs
+        && more(j)
+    {
+        j += 1;
+    }
+    j
 }
 
 fn missing_live(id: u64, key: &str) -> Error {

@@ -500,6 +500,7 @@ impl Volume {
             reserve: options.diff_area_reserve_bytes,
             scratch: Vec::new(),
             checksum_copies: options.checksum_copies,
+            diff_pos: None,
             notes,
             closed: false,
         };

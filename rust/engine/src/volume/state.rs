@@ -68,8 +68,16 @@ pub(crate) enum Source {
     Zero,
 }
 
-/// One planned copy: the chunk and the ids of the snapshots it will serve.
-pub(crate) type Plan = Vec<(u64, Vec<u64>)>;
+/// One planned copy: the chunk, the ids of the snapshots it will serve, and how many of its
+/// bytes they need (the rest lay past the file's end for all of them: zeros).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PlannedCopy {
+    pub chunk: u64,
+    pub serves: Vec<u64>,
+    pub bytes: u64,
+}
+
+pub(crate) type Plan = Vec<PlannedCopy>;
 
 #[derive(Debug, Clone)]
 pub(crate) struct CowState {
@@ -159,9 +167,11 @@ impl CowState {
             .rev()
             .filter_map(|s| s.files.get(path).map(|f| (s.id, f)))
             .collect();
+        let cs = self.chunk_size();
         let mut plan = Vec::new();
         for c in first..end {
             let mut serves = Vec::new();
+            let mut size = 0;
             for &(id, f) in &holders {
                 if c >= f.alloc {
                     continue;
@@ -170,9 +180,15 @@ impl CowState {
                     break;
                 }
                 serves.push(id);
+                size = size.max(f.size);
             }
             if !serves.is_empty() {
-                plan.push((c, serves));
+                plan.push(PlannedCopy {
+                    chunk: c,
+                    serves,
+                    // c < alloc for each, so each size is past the chunk's start.
+                    bytes: (size - c * cs).min(cs),
+                });
             }
         }
         plan
