@@ -492,6 +492,7 @@ def test_diff_area_on_a_full_tmpfs_refuses_the_write(tmp_path: Path) -> None:
     try:
         old = random.Random(6).randbytes(8 * K)
         with engine.Volume(root, diff) as vol:
+            # `f` outlives the `with`: closing must still let go of the tmpfs (else no umount).
             f = vol.open("f", create=True)
             f.write(0, old)
             sid = vol.create_snapshot()
@@ -506,8 +507,13 @@ def test_diff_area_on_a_full_tmpfs_refuses_the_write(tmp_path: Path) -> None:
         with engine.Volume(root, diff) as vol:
             assert vol.recovery_notes == []
             assert view_bytes(vol, sid, "f") == old
+        with pytest.raises(errors.EngineStateError, match="was closed"):
+            f.write(0, b"x")
     finally:
-        subprocess.run(["umount", str(diff)], check=False)
+        unmounted = subprocess.run(["umount", str(diff)], capture_output=True, check=False)
+        if unmounted.returncode != 0:
+            subprocess.run(["umount", "-l", str(diff)], check=False)
+    assert unmounted.returncode == 0, unmounted.stderr
 
 
 # ---- qemu-img: a VHDX backed up through a snapshot view --------------------------------------

@@ -578,6 +578,14 @@ impl Core {
             .and_then(|()| self.journal.sync())
             .map_err(|e| diff_error(self.journal.path(), e));
         let _ = std::fs::remove_file(&self.lock_path);
+        // Let go of the diff area's files now, even while handles keep this core alive (so the
+        // folder can be removed or unmounted): nothing reads them once `closed` is set.
+        if let Ok(null) = File::open("/dev/null") {
+            if let Ok(null2) = null.try_clone() {
+                self.journal.release(null2);
+            }
+            self.diff = null;
+        }
         synced.and(closed)
     }
 }

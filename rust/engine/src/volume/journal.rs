@@ -519,6 +519,12 @@ impl Journal {
         self.file.sync_data()
     }
 
+    /// Closes the journal's file, putting `placeholder` in its place (the journal is not used
+    /// again).
+    pub(crate) fn release(&mut self, placeholder: File) {
+        self.file = placeholder;
+    }
+
     /// Replaces the journal with one holding only `records` (written beside it, fsynced, renamed
     /// over it, the folder fsynced: a crash leaves the old journal or the new one, whole).
     pub(crate) fn rewrite(&mut self, records: &[Record]) -> io::Result<()> {
