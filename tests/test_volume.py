@@ -626,7 +626,7 @@ def test_threads_writing_while_snapshots_are_taken(dirs: tuple[Path, Path]) -> N
             t.start()
         seen: list[tuple[int, list[int], list[int]]] = []
         try:
-            for _ in range(20):
+            for _ in range(8):
                 before = list(done)
                 sid = vol.create_snapshot()
                 after = list(done)
