@@ -80,6 +80,9 @@ bench: build-dev
 		--benchmark-autosave --benchmark-storage=file://$(BENCH_DIR)
 	$(VENV)/bin/vssim bench-report $(BENCH_DIR)/latest.json --out $(BENCH_DIR)/report
 	cargo bench -p vssim-engine
+	# soaks: volume crash tests (kill -9 sessions) and random interleavings, far longer than in make test
+	VSSIM_KILL_ROUNDS=10 VSSIM_KILL_SESSIONS=4 $(PY) -m pytest -q tests/test_volume.py -k kill
+	PROPTEST_CASES=2000 cargo test -q -p vssim-engine --release volume::tests
 
 .PHONY: fuzz
 fuzz:

@@ -1,12 +1,24 @@
 """The public face of vssim's Rust engine.
 
-``from vssim import engine`` then ``engine.CowTracker(...)``, ``engine.ChangeTracker(...)``.
+``from vssim import engine`` then ``engine.CowTracker(...)``, ``engine.ChangeTracker(...)``,
+``engine.Volume(root, diff_area_dir)`` (real copy-on-write snapshots of a folder).
 Heavy calls take numpy arrays (offsets ``uint64``, lengths ``uint32``) and release the GIL.
 """
 
 from __future__ import annotations
 
-from vssim._engine import ChangeTracker, CowTracker, ModelCluster, SnapshotInfo, WriteResult
+from vssim._engine import (
+    ChangeTracker,
+    CowTracker,
+    ModelCluster,
+    Snapshot,
+    SnapshotInfo,
+    SnapshotView,
+    Volume,
+    VolumeFile,
+    VolumeSnapshotInfo,
+    WriteResult,
+)
 from vssim._engine import __version__ as engine_version
 
 #: volsnap's copy unit.
@@ -23,7 +35,12 @@ __all__ = [
     "ChangeTracker",
     "CowTracker",
     "ModelCluster",
+    "Snapshot",
     "SnapshotInfo",
+    "SnapshotView",
+    "Volume",
+    "VolumeFile",
+    "VolumeSnapshotInfo",
     "WriteResult",
     "engine_version",
 ]

@@ -63,11 +63,70 @@ class VssProtocolError(VssError):
         self.args = (hresult, message, role, state, event)
 
 
+class VolumeError(VssimError):
+    """A volume or snapshot operation failed (``engine.Volume``); nothing on disk was changed."""
+
+
+class PathOutsideVolumeError(VolumeError, ValueError):
+    """The path is not a file on the volume: ``..``, a symlink leading out, or the diff area."""
+
+
+class SnapshotNotFoundError(VolumeError, LookupError):
+    """No snapshot with this id was ever taken on the volume."""
+
+
+class SnapshotDeletedError(VolumeError):
+    """The snapshot was deleted (by request, or because the diff area was full: VolSnap event
+    24); a view on it fails on its next read."""
+
+
+class SnapshotInvalidError(VolumeError):
+    """The snapshot cannot be trusted (a torn journal write, an unclean session on an earlier
+    boot, a diff-area chunk that no longer matches its checksum); it can only be deleted."""
+
+
+class FileNotInSnapshotError(VolumeError, LookupError):
+    """The file did not exist on the volume when the snapshot was taken."""
+
+
+class ReadOnlyViewError(VolumeError):
+    """A write to a read-only snapshot view (open it ``writable=True`` for auto-recovery)."""
+
+
+class DiffAreaError(VolumeError):
+    """The diff area could not be written; the live write was not made."""
+
+
+class DiffAreaFullError(DiffAreaError):
+    """The diff area's disk is full (or a file-size limit was hit); the live write was not
+    made."""
+
+
+class VolumeJournalError(VolumeError):
+    """The diff-area folder holds a journal that is not a vssim volume journal (or another
+    format version); the volume was not opened and nothing was changed."""
+
+
+class VolumeBusyError(VolumeError):
+    """Another live process has the volume open."""
+
+
 __all__ = [
+    "DiffAreaError",
+    "DiffAreaFullError",
     "EngineStateError",
+    "FileNotInSnapshotError",
     "InvalidArgumentError",
+    "PathOutsideVolumeError",
+    "ReadOnlyViewError",
     "ScenarioError",
+    "SnapshotDeletedError",
+    "SnapshotInvalidError",
+    "SnapshotNotFoundError",
     "TrackerFileError",
+    "VolumeBusyError",
+    "VolumeError",
+    "VolumeJournalError",
     "VssError",
     "VssProtocolError",
     "VssimError",

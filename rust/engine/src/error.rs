@@ -18,6 +18,10 @@ pub enum Error {
     #[error("{path}: {message}")]
     TrackerFile { path: PathBuf, message: String },
 
+    /// A volume or snapshot operation failed (see [`crate::volume::VolumeError`]).
+    #[error(transparent)]
+    Volume(#[from] crate::volume::VolumeError),
+
     /// Operating-system I/O error on `path`.
     #[error("{path}: {source}")]
     Io {

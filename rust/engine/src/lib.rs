@@ -3,6 +3,8 @@
 //! - [`cow`]: copy-on-write snapshot tracking of one volume, as the system provider (volsnap) does it.
 //! - [`cbt`]: changed-block tracking of one virtual disk, what an incremental backup reads.
 //! - [`chunkset`]: the sparse two-level bitmap both of them are built on.
+//! - [`storage`]: positional byte storage (files, memory, volume files and snapshot views).
+//! - [`volume`]: real copy-on-write snapshots of a folder, with a persistent diff area.
 //!
 //! Every fallible call returns [`Error`]; nothing here panics on bad input.
 
@@ -11,6 +13,7 @@ pub mod chunkset;
 pub mod cow;
 pub mod error;
 pub mod storage;
+pub mod volume;
 pub mod workload;
 
 pub use error::{Error, Result};

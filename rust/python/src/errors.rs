@@ -5,12 +5,24 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError};
 use pyo3::prelude::*;
+use vssim_engine::volume::VolumeError as V;
 use vssim_engine::Error;
 
 pyo3::import_exception!(vssim.errors, VssimError);
 pyo3::import_exception!(vssim.errors, InvalidArgumentError);
 pyo3::import_exception!(vssim.errors, EngineStateError);
 pyo3::import_exception!(vssim.errors, TrackerFileError);
+pyo3::import_exception!(vssim.errors, VolumeError);
+pyo3::import_exception!(vssim.errors, PathOutsideVolumeError);
+pyo3::import_exception!(vssim.errors, SnapshotDeletedError);
+pyo3::import_exception!(vssim.errors, SnapshotInvalidError);
+pyo3::import_exception!(vssim.errors, SnapshotNotFoundError);
+pyo3::import_exception!(vssim.errors, FileNotInSnapshotError);
+pyo3::import_exception!(vssim.errors, ReadOnlyViewError);
+pyo3::import_exception!(vssim.errors, DiffAreaError);
+pyo3::import_exception!(vssim.errors, DiffAreaFullError);
+pyo3::import_exception!(vssim.errors, VolumeJournalError);
+pyo3::import_exception!(vssim.errors, VolumeBusyError);
 
 /// Turns an engine error into the matching Python exception.
 pub fn to_py(err: Error) -> PyErr {
@@ -19,6 +31,18 @@ pub fn to_py(err: Error) -> PyErr {
         Error::InvalidArgument { .. } => InvalidArgumentError::new_err(msg),
         Error::State(_) => EngineStateError::new_err(msg),
         Error::TrackerFile { .. } => TrackerFileError::new_err(msg),
+        Error::Volume(v) => match v {
+            V::OutsideRoot { .. } => PathOutsideVolumeError::new_err(msg),
+            V::SnapshotDeleted { .. } => SnapshotDeletedError::new_err(msg),
+            V::SnapshotInvalid { .. } => SnapshotInvalidError::new_err(msg),
+            V::UnknownSnapshot { .. } => SnapshotNotFoundError::new_err(msg),
+            V::NotInSnapshot { .. } => FileNotInSnapshotError::new_err(msg),
+            V::ReadOnly { .. } => ReadOnlyViewError::new_err(msg),
+            V::DiffArea { .. } if v.is_out_of_space() => DiffAreaFullError::new_err(msg),
+            V::DiffArea { .. } => DiffAreaError::new_err(msg),
+            V::Journal { .. } => VolumeJournalError::new_err(msg),
+            V::Busy { .. } => VolumeBusyError::new_err(msg),
+        },
         Error::Io { source, .. } => match source.kind() {
             std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
             std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(msg),

@@ -7,6 +7,7 @@ mod arrays;
 mod cbt;
 mod cow;
 mod errors;
+mod volume;
 mod workload;
 
 #[pymodule]
@@ -17,5 +18,10 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cow::SnapshotInfo>()?;
     m.add_class::<cbt::ChangeTracker>()?;
     m.add_class::<workload::ModelCluster>()?;
+    m.add_class::<volume::Volume>()?;
+    m.add_class::<volume::VolumeSnapshotInfo>()?;
+    m.add_class::<volume::Snapshot>()?;
+    m.add_class::<volume::VolumeFile>()?;
+    m.add_class::<volume::SnapshotView>()?;
     Ok(())
 }
