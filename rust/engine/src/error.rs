@@ -18,6 +18,10 @@ pub enum Error {
     #[error("{path}: {message}")]
     TrackerFile { path: PathBuf, message: String },
 
+    /// A VHDX file or call failed (see [`crate::vhdx::VhdxError`]).
+    #[error(transparent)]
+    Vhdx(#[from] crate::vhdx::VhdxError),
+
     /// Operating-system I/O error on `path`.
     #[error("{path}: {source}")]
     Io {

@@ -3,6 +3,8 @@
 //! - [`cow`]: copy-on-write snapshot tracking of one volume, as the system provider (volsnap) does it.
 //! - [`cbt`]: changed-block tracking of one virtual disk, what an incremental backup reads.
 //! - [`chunkset`]: the sparse two-level bitmap both of them are built on.
+//! - [`storage`]: where bytes live (a file, memory, a snapshot view).
+//! - [`vhdx`]: MS-VHDX files: create, read, write, differencing chains, the log, check.
 //!
 //! Every fallible call returns [`Error`]; nothing here panics on bad input.
 
@@ -11,5 +13,6 @@ pub mod chunkset;
 pub mod cow;
 pub mod error;
 pub mod storage;
+pub mod vhdx;
 
 pub use error::{Error, Result};

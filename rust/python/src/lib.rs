@@ -7,6 +7,7 @@ mod arrays;
 mod cbt;
 mod cow;
 mod errors;
+mod vhdx;
 
 #[pymodule]
 fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -15,5 +16,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cow::WriteResult>()?;
     m.add_class::<cow::SnapshotInfo>()?;
     m.add_class::<cbt::ChangeTracker>()?;
+    m.add_class::<vhdx::Vhdx>()?;
+    m.add_class::<vhdx::VhdxFinding>()?;
     Ok(())
 }
