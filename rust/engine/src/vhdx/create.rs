@@ -82,7 +82,11 @@ pub fn create(path: &Path, opts: &CreateOptions, parent_path: Option<&Path>) -> 
             let child_dir = abs_child.parent().unwrap_or(Path::new("/"));
             Some(ParentLocator {
                 entries: vec![
-                    ("parent_linkage".into(), guid_braced(&p.data_write_guid())),
+                    (
+                        "parent_linkage".into(),
+                        // Lower case: libvhdi parses nothing else (readers compare ignoring case).
+                        format!("{{{}}}", p.data_write_guid().hyphenated()),
+                    ),
                     (
                         "relative_path".into(),
                         parent::relative_text(child_dir, &abs_parent),

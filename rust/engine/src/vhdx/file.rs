@@ -752,20 +752,22 @@ impl Vhdx {
             return Ok(());
         }
         self.begin_change()?;
+        // Writes land in whole logical sectors; in a differencing disk in whole bitmap bytes
+        // (8 sectors), so that every run of a sector bitmap starts on a byte boundary. The
+        // bytes added around the caller's data are the disk's current contents.
         let ss = self.geo.sector_size;
+        let unit = if self.meta.has_parent { 8 * ss } else { ss };
         let end = offset + data.len() as u64;
-        if offset % ss == 0 && end % ss == 0 {
+        let lo = offset - offset % unit;
+        let hi = round_up(end, unit).min(self.meta.virtual_size);
+        if lo == offset && hi == end {
             return self.write_aligned(offset, data);
         }
-        // Widen to whole logical sectors with the current contents.
-        let lo = offset - offset % ss;
-        let hi = round_up(end, ss);
         let mut buf = vec![0u8; (hi - lo) as usize];
-        self.read(lo, &mut buf[..ss as usize])?;
-        let tail = (hi - ss - lo) as usize;
-        let mut last = vec![0u8; ss as usize];
-        self.read(hi - ss, &mut last)?;
-        buf[tail..].copy_from_slice(&last);
+        let head = unit.min(hi - lo) as usize;
+        self.read(lo, &mut buf[..head])?;
+        let tail_start = ((end - 1) - (end - 1) % unit).max(lo);
+        self.read(tail_start, &mut buf[(tail_start - lo) as usize..])?;
         buf[(offset - lo) as usize..(end - lo) as usize].copy_from_slice(data);
         self.write_aligned(lo, &buf)
     }
@@ -904,7 +906,13 @@ impl Vhdx {
             let whole = pos == bstart && seg_end >= bend;
             let idx = self.geo.pb_index(block);
             let st = bat::state(self.bat[idx as usize]);
-            if whole && !self.meta.leave_block_allocated {
+            if whole && self.meta.has_parent {
+                // PAYLOAD_BLOCK_ZERO is what the spec offers, but libvhdi reads a child's ZERO
+                // block from the parent: a fresh (sparse) zero-filled block reads as zeros
+                // everywhere.
+                let off = self.alloc(bs)?;
+                self.set_bat(idx, bat::entry(bat::PB_FULLY_PRESENT, off))?;
+            } else if whole && !self.meta.leave_block_allocated {
                 if st != bat::PB_ZERO {
                     self.set_bat(idx, bat::entry(bat::PB_ZERO, 0))?;
                 }
