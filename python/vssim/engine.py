@@ -1,12 +1,20 @@
 """The public face of vssim's Rust engine.
 
-``from vssim import engine`` then ``engine.CowTracker(...)``, ``engine.ChangeTracker(...)``.
+``from vssim import engine`` then ``engine.CowTracker(...)``, ``engine.ChangeTracker(...)``,
+``engine.Vhdx.create(...)`` / ``engine.Vhdx.open(...)`` (MS-VHDX files).
 Heavy calls take numpy arrays (offsets ``uint64``, lengths ``uint32``) and release the GIL.
 """
 
 from __future__ import annotations
 
-from vssim._engine import ChangeTracker, CowTracker, SnapshotInfo, WriteResult
+from vssim._engine import (
+    ChangeTracker,
+    CowTracker,
+    SnapshotInfo,
+    Vhdx,
+    VhdxFinding,
+    WriteResult,
+)
 from vssim._engine import __version__ as engine_version
 
 #: volsnap's copy unit.
@@ -23,6 +31,8 @@ __all__ = [
     "ChangeTracker",
     "CowTracker",
     "SnapshotInfo",
+    "Vhdx",
+    "VhdxFinding",
     "WriteResult",
     "engine_version",
 ]

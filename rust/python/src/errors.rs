@@ -3,7 +3,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError};
+use pyo3::exceptions::{PyFileExistsError, PyFileNotFoundError, PyOSError, PyPermissionError};
 use pyo3::prelude::*;
 use vssim_engine::vhdx::VhdxError as VhdxErr;
 use vssim_engine::Error;
@@ -33,6 +33,7 @@ fn io_to_py(source: &std::io::Error, msg: String) -> PyErr {
     match source.kind() {
         std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
         std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(msg),
+        std::io::ErrorKind::AlreadyExists => PyFileExistsError::new_err(msg),
         _ => PyOSError::new_err(msg),
     }
 }
