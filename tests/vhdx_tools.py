@@ -53,6 +53,12 @@ def dissect_read(path: pathlib.Path, size: int) -> bytes:
     """Reads with dissect.hypervisor (it finds parents through the locator), 1 MiB at a time."""
     v = VHDX(path)
     out = bytearray()
-    while len(out) < size:
-        out += v.read(min(MiB, size - len(out)))
+    try:
+        while len(out) < size:
+            out += v.read(min(MiB, size - len(out)))
+    finally:
+        node: VHDX | None = v
+        while node is not None:
+            node.fh.close()
+            node = node.parent
     return bytes(out)
