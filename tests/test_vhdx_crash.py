@@ -75,9 +75,7 @@ def test_kill_9_then_replay(tmp_path: pathlib.Path, seed: int) -> None:
 def test_writer_finishing_leaves_a_clean_file(tmp_path: pathlib.Path) -> None:
     disk = tmp_path / "disk.vhdx"
     engine.Vhdx.create(disk, 4 * MiB, block_size=MiB).close()
-    subprocess.run(
-        [sys.executable, str(WRITER), str(disk), str(tmp_path / "j"), "9"], check=True
-    )
+    subprocess.run([sys.executable, str(WRITER), str(disk), str(tmp_path / "j"), "9"], check=True)
     with engine.Vhdx.open(disk) as d:
         assert not d.replayed_log
         data = d.read(0, d.virtual_size)

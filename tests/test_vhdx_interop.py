@@ -38,7 +38,13 @@ def random_writes(d: engine.Vhdx, ref: bytearray, rng: random.Random, count: int
 @needs_qemu
 @pytest.mark.parametrize(
     ("subformat", "block_size"),
-    [("dynamic", "1M"), ("dynamic", "8M"), ("dynamic", "32M"), ("dynamic", "256M"), ("fixed", "8M")],
+    [
+        ("dynamic", "1M"),
+        ("dynamic", "8M"),
+        ("dynamic", "32M"),
+        ("dynamic", "256M"),
+        ("fixed", "8M"),
+    ],
 )
 def test_qemu_created_files_read_like_qemu(
     tmp_path: pathlib.Path, subformat: str, block_size: str

@@ -8,11 +8,11 @@ import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from vssim.cli import demo
+from vssim.cli import demo, vhdx
 from vssim.errors import VssimError
 
 #: Subcommand modules, in the order ``vssim --help`` lists them.
-COMMANDS: list[ModuleType] = [demo]
+COMMANDS: list[ModuleType] = [demo, vhdx]
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except VssimError as exc:
+    except (VssimError, OSError) as exc:
         print(f"vssim: error: {exc}", file=sys.stderr)
         return 2
 
