@@ -24,7 +24,8 @@ def test_create_dynamic_defaults_and_properties(tmp_path: pathlib.Path) -> None:
         assert d.physical_sector_size == 4096
         assert d.virtual_size == 100 * MiB
         assert d.writable
-        assert d.parent_path is None and d.parent_linkage is None
+        assert d.parent_path is None
+        assert d.parent_linkage is None
     assert d.closed
     # Laid out as QEMU does: 1 MiB header area, 1 MiB log, BAT, 1 MiB metadata.
     assert p.stat().st_size == 4 * MiB
@@ -51,7 +52,8 @@ def test_write_read_trim_round_trip(tmp_path: pathlib.Path) -> None:
         ref[2 * MiB + 100 : 5 * MiB + 100] = bytes(3 * MiB)
         assert d.read(0, size) == ref
         states = d.block_states()
-        assert states[3] == 2 and states[4] == 2  # whole blocks released: PAYLOAD_BLOCK_ZERO
+        assert states[3] == 2
+        assert states[4] == 2
     with engine.Vhdx.open(p) as r:
         assert r.read(0, size) == ref
 
@@ -141,7 +143,8 @@ def test_differencing_chain_reads_through_parents(tmp_path: pathlib.Path) -> Non
     mid = tmp_path / "mid.avhdx"
     with engine.Vhdx.create(mid, disk_type="differencing", parent=base) as c:
         assert c.disk_type == "differencing"
-        assert c.virtual_size == 8 * MiB and c.block_size == MiB
+        assert c.virtual_size == 8 * MiB
+        assert c.block_size == MiB
         assert c.parent_path == base
         locator = c.parent_locator
         assert locator["relative_path"] == ".\\base.vhdx"
@@ -159,7 +162,8 @@ def test_differencing_chain_reads_through_parents(tmp_path: pathlib.Path) -> Non
     expect[0:10] = b"C" * 10
     assert got == expect
     offs, lens = engine.Vhdx.open(top).allocated_extents()
-    assert offs.tolist() == [0] and lens.tolist() == [2 * MiB]
+    assert offs.tolist() == [0]
+    assert lens.tolist() == [2 * MiB]
 
 
 def test_wrong_parent_is_refused_with_the_linkage(tmp_path: pathlib.Path) -> None:
@@ -199,7 +203,8 @@ def test_allocated_extents_copy_export_import(tmp_path: pathlib.Path) -> None:
         d.write(MiB + 10, rng.randbytes(5000))
         d.write(7 * MiB, rng.randbytes(2 * MiB))
         offs, lens = d.allocated_extents()
-        assert offs.dtype == np.uint64 and lens.dtype == np.uint64
+        assert offs.dtype == np.uint64
+        assert lens.dtype == np.uint64
         assert list(zip(offs.tolist(), lens.tolist(), strict=True)) == [
             (MiB, MiB),
             (7 * MiB, 2 * MiB),

@@ -7,8 +7,8 @@ import json
 import pathlib
 
 import pytest
-from make_vhdx_corpus import HERE
 
+from make_vhdx_corpus import HERE
 from vssim import engine
 from vssim.cli import main
 from vssim.cli.vhdx import parse_size
@@ -52,7 +52,8 @@ def test_create_info_map_export_import_merge(
     back = tmp_path / "back.vhdx"
     assert main(["vhdx", "import", str(raw), str(back), "--block-size", "2M"]) == 0
     with engine.Vhdx.open(back) as b:
-        assert b.read(0, b.virtual_size) == data and b.block_size == 2 * MiB
+        assert b.read(0, b.virtual_size) == data
+        assert b.block_size == 2 * MiB
     flat = tmp_path / "flat.vhdx"
     assert main(["vhdx", "copy", str(child), str(flat)]) == 0
     assert engine.Vhdx.open(flat).read(0, 16 * MiB) == data

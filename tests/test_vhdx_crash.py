@@ -14,9 +14,9 @@ import sys
 import time
 
 import pytest
+
 from vhdx_crash_writer import SLOT, record
 from vhdx_tools import HAVE_QEMU, MiB, qemu_check, qemu_raw
-
 from vssim import engine
 
 WRITER = pathlib.Path(__file__).with_name("vhdx_crash_writer.py")
@@ -63,7 +63,8 @@ def test_kill_9_then_replay(tmp_path: pathlib.Path, seed: int) -> None:
         off, data = record(seed, i)
         got = replayed[i * SLOT : (i + 1) * SLOT]
         head, tail = got[: off - i * SLOT], got[off - i * SLOT + len(data) :]
-        assert head.count(0) == len(head) and tail.count(0) == len(tail)
+        assert head.count(0) == len(head)
+        assert tail.count(0) == len(tail)
     if HAVE_QEMU:
         check = qemu_check(disk)
         assert check.returncode == 0, check.stdout + check.stderr

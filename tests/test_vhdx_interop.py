@@ -7,6 +7,7 @@ import pathlib
 import random
 
 import pytest
+
 from vhdx_tools import (
     HAVE_QEMU,
     MiB,
@@ -17,7 +18,6 @@ from vhdx_tools import (
     qemu_raw,
     run,
 )
-
 from vssim import engine
 
 needs_qemu = pytest.mark.skipif(not HAVE_QEMU, reason="qemu-utils not installed")

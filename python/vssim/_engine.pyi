@@ -2,12 +2,12 @@
 
 import os
 import pathlib
-from typing_extensions import Buffer
 from types import TracebackType
 from typing import Literal, final
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import Buffer
 
 __version__: str
 __all__ = [

@@ -15,6 +15,8 @@ pub mod create;
 pub mod error;
 pub mod file;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod header;
 pub mod log;
 pub mod metadata;
