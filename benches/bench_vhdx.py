@@ -202,7 +202,19 @@ def test_copy_quarter_allocated_disk(benchmark: Any, tmp_path: pathlib.Path) -> 
             d.copy_to(ours)
 
     def qemu_copy() -> None:
-        sh("qemu-img", "convert", "-f", "vhdx", "-O", "vhdx", str(src), str(theirs))
+        # -t writeback: flush at the end, as our copy does (convert defaults to cache=unsafe).
+        sh(
+            "qemu-img",
+            "convert",
+            "-t",
+            "writeback",
+            "-f",
+            "vhdx",
+            "-O",
+            "vhdx",
+            str(src),
+            str(theirs),
+        )
 
     def plain_copy() -> None:
         with open(plain_src, "rb", buffering=0) as r, open(plain_dst, "wb") as w:

@@ -173,12 +173,10 @@ impl Vhdx {
         let len = usize::try_from(length).map_err(|_| {
             crate::errors::to_py(verr(vhdx::VhdxError::invalid("length", "too large")))
         })?;
-        let buf = detached(py, move || {
-            let mut b = vec![0u8; len];
-            d.read(offset, &mut b).map_err(verr)?;
-            Ok(b)
-        })?;
-        Ok(PyBytes::new(py, &buf))
+        // Read straight into the new bytes object (not shared with anyone yet), GIL released.
+        PyBytes::new_with(py, len, |buf| {
+            detached(py, move || d.read(offset, buf).map_err(verr))
+        })
     }
 
     /// Writes `data` (bytes or any buffer) at virtual byte `offset`.

@@ -180,8 +180,10 @@ impl Vhdx {
                         .map_err(|e| VhdxError::io(&name, e))?;
                 }
                 st.flush().map_err(|e| VhdxError::io(&name, e))?;
+                // Replaying is this session's first change: a new FileWriteGuid.
                 let mut h = hdr.clone();
                 h.log_guid = Uuid::nil();
+                h.file_write_guid = Uuid::new_v4();
                 for _ in 0..2 {
                     hslot = 1 - hslot;
                     h.sequence = hdr.sequence + 1;
@@ -358,13 +360,13 @@ impl Vhdx {
             }
             if present {
                 let o = bat::offset(e);
-                if o < 3 * ALIGN || o.saturating_add(len) > file_len {
+                if o < ALIGN || o.saturating_add(len) > file_len {
                     return Err(VhdxError::corrupt(
                         &self.name,
                         "BAT entry",
                         "FileOffsetMB",
                         at,
-                        format!("a block inside the {file_len}-byte file, after the first 3 MiB"),
+                        format!("a block inside the {file_len}-byte file, after its first MiB"),
                         format!("block at {o} (+{len})"),
                     ));
                 }
