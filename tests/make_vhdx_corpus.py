@@ -41,6 +41,7 @@ CASES: dict[str, tuple[str, str, str]] = {
     "bat_partial_in_dynamic": ("VhdxCorruptError", "BAT entry", "State"),
     "log_guid_without_log": ("VhdxCorruptError", "log", "LogGuid"),
     "log_flushed_past_eof": ("VhdxCorruptError", "log entry", "FlushedFileOffset"),
+    "log_zero_descriptor_unbounded": ("VhdxCorruptError", "log", "LogGuid"),
     "header_log_version": ("VhdxUnsupportedError", "header", "LogVersion"),
     "parent_escapes_directory": ("VhdxParentError", "parent locator", "relative_path"),
     "parent_missing": ("VhdxParentError", "parent locator", "relative_path"),
@@ -241,6 +242,23 @@ def build(tmp: pathlib.Path) -> dict[str, bytes]:
     seal(entry, 0, len(entry))
     b[MiB : MiB + len(entry)] = entry
     out["log_flushed_past_eof"] = bytes(b)
+
+    # A zero descriptor reaching far past LastFileOffset: not a valid entry, so no valid sequence.
+    b = bytearray(base)
+    h = current_header(b)
+    guid = uuid.uuid4()
+    b[h + 48 : h + 64] = guid.bytes_le
+    seal(b, h, 4 * KiB)
+    entry = bytearray(4 * KiB)
+    entry[0:4] = b"loge"
+    struct.pack_into("<IIQII", entry, 8, 4 * KiB, 0, 1, 1, 0)
+    entry[32:48] = guid.bytes_le
+    struct.pack_into("<QQ", entry, 48, len(b), len(b))
+    entry[64:68] = b"zero"
+    struct.pack_into("<QQQ", entry, 64 + 8, 1 << 50, 4 * MiB, 1)
+    seal(entry, 0, len(entry))
+    b[MiB : MiB + len(entry)] = entry
+    out["log_zero_descriptor_unbounded"] = bytes(b)
 
     b = bytearray(base)
     h = current_header(b)

@@ -169,7 +169,15 @@ impl Vhdx {
                         match w {
                             log::LogWrite::Data { offset, bytes } => st.write_at(bytes, *offset),
                             log::LogWrite::Zero { offset, length } => {
-                                st.write_at(&vec![0u8; *length as usize], *offset)
+                                let zeros = vec![0u8; (*length).min(MIB) as usize];
+                                let mut o = *offset;
+                                let mut r = Ok(());
+                                while o < offset + length && r.is_ok() {
+                                    let n = (offset + length - o).min(MIB);
+                                    r = st.write_at(&zeros[..n as usize], o);
+                                    o += n;
+                                }
+                                r
                             }
                         }
                         .map_err(|e| VhdxError::io(&name, e))?;
@@ -193,26 +201,19 @@ impl Vhdx {
                     hdr = h.clone();
                 }
             } else {
-                let mut sectors = std::collections::BTreeMap::new();
-                for e in &entries {
-                    for w in &e.writes {
-                        match w {
-                            log::LogWrite::Data { offset, bytes } => {
-                                sectors.insert(*offset, bytes.clone());
-                            }
-                            log::LogWrite::Zero { offset, length } => {
-                                let mut o = *offset;
-                                while o < offset + length {
-                                    sectors.insert(o, vec![0u8; 4096]);
-                                    o += 4096;
-                                }
-                            }
+                let writes = entries
+                    .iter()
+                    .flat_map(|e| e.writes.iter())
+                    .map(|w| match w {
+                        log::LogWrite::Data { offset, bytes } => {
+                            (*offset, bytes.len() as u64, Some(bytes.clone()))
                         }
-                    }
-                }
+                        log::LogWrite::Zero { offset, length } => (*offset, *length, None),
+                    })
+                    .collect();
                 st = Box::new(ReplayedStorage {
                     inner: st,
-                    sectors,
+                    writes,
                     len: file_len.max(last),
                 });
             }

@@ -116,6 +116,10 @@ fn parse_at(log: &[u8], pos: usize, guid: &Uuid) -> Option<Entry> {
     if u32_at(&e, 4) != crc_with_zeroed(&e, 4) {
         return None;
     }
+    // Every write of an entry lies inside the file as it was (LastFileOffset): a descriptor
+    // reaching past it is not a valid entry (and would make replay grow or zero without bound).
+    let last_file_offset = u64_at(h, 56);
+    let inside = |off: u64, len: u64| off.checked_add(len).is_some_and(|e| e <= last_file_offset);
     let mut writes = Vec::with_capacity(count);
     let mut data_idx = 0usize;
     for i in 0..count {
@@ -127,7 +131,7 @@ fn parse_at(log: &[u8], pos: usize, guid: &Uuid) -> Option<Entry> {
         match &e[d..d + 4] {
             b"zero" => {
                 let length = u64_at(&e, d + 8);
-                if length % LOG_SECTOR != 0 {
+                if length % LOG_SECTOR != 0 || !inside(file_offset, length) {
                     return None;
                 }
                 writes.push(LogWrite::Zero {
@@ -142,7 +146,7 @@ fn parse_at(log: &[u8], pos: usize, guid: &Uuid) -> Option<Entry> {
                     return None;
                 }
                 let sseq = (u64::from(u32_at(&e, s + 4)) << 32) | u64::from(u32_at(&e, s + 4092));
-                if sseq != seq {
+                if sseq != seq || !inside(file_offset, LOG_SECTOR) {
                     return None;
                 }
                 let mut bytes = vec![0u8; SECTOR];

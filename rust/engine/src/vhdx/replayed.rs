@@ -1,15 +1,14 @@
 //! A read-only view of a file with its pending log applied in memory: what a read-only open of a
 //! dirty file reads, without writing a byte to it.
 
-use std::collections::BTreeMap;
 use std::io;
 
 use crate::storage::Storage;
 
 pub struct ReplayedStorage {
     pub inner: Box<dyn Storage>,
-    /// 4 KiB-aligned file offset → the sector the log puts there.
-    pub sectors: BTreeMap<u64, Vec<u8>>,
+    /// The log's writes in replay order: file offset, length, and the bytes (`None`: zeros).
+    pub writes: Vec<(u64, u64, Option<Vec<u8>>)>,
     pub len: u64,
 }
 
@@ -27,13 +26,15 @@ impl Storage for ReplayedStorage {
         } else {
             buf.fill(0);
         }
-        let first = offset - offset % 4096;
-        for (&s, data) in self.sectors.range(first..end) {
-            let lo = s.max(offset);
-            let hi = (s + data.len() as u64).min(end);
+        for (at, len, data) in &self.writes {
+            let lo = (*at).max(offset);
+            let hi = at.saturating_add(*len).min(end);
             if lo < hi {
-                buf[(lo - offset) as usize..(hi - offset) as usize]
-                    .copy_from_slice(&data[(lo - s) as usize..(hi - s) as usize]);
+                let dst = &mut buf[(lo - offset) as usize..(hi - offset) as usize];
+                match data {
+                    Some(d) => dst.copy_from_slice(&d[(lo - at) as usize..(hi - at) as usize]),
+                    None => dst.fill(0),
+                }
             }
         }
         Ok(())
