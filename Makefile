@@ -87,7 +87,8 @@ FUZZ_SECONDS ?= 120
 fuzz:
 	@if cargo +nightly --version >/dev/null 2>&1 && \
 	    { command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked; }; then \
-		cd fuzz && cargo +nightly fuzz run vhdx_open -- -max_total_time=$(FUZZ_SECONDS) -max_len=600; \
+		cd fuzz && cargo +nightly fuzz run --sanitizer none vhdx_open -- \
+			-max_total_time=$(FUZZ_SECONDS) -max_len=600 -len_control=0; \
 	else \
 		echo "cargo-fuzz unavailable: running the proptest fuzz loop instead"; \
 		VSSIM_FUZZ_CASES=$$(( $(FUZZ_SECONDS) * 200 )) cargo test --release -p vssim-engine \
