@@ -4,7 +4,8 @@
 //!
 //! - [`format`]: little-endian fields, CRC-32C, GUIDs and constants;
 //! - [`header`], [`region`], [`metadata`], [`bat`], [`log`]: the on-disk structures;
-//! - [`file`]: [`Vhdx`], an open disk (read, write, trim, flush, close, log replay at open);
+//! - [`file`]: [`Vhdx`], an open disk and its reads; `open.rs` opens (and replays a pending
+//!   log), `write.rs` writes, trims and commits BAT changes through the log;
 //! - [`create`]: new disks; [`parent`]: parent locators; [`check`]: validation that reports every
 //!   finding; [`backup`]: allocated extents, copy, merge, raw conversion.
 
@@ -20,9 +21,11 @@ pub mod fuzz;
 pub mod header;
 pub mod log;
 pub mod metadata;
+mod open;
 pub mod parent;
 pub mod region;
 mod replayed;
+mod write;
 
 pub use check::{check_file, check_storage, Finding, Severity};
 pub use create::{create, create_on, CreateOptions};
