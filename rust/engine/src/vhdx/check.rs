@@ -99,6 +99,16 @@ fn read(st: &dyn Storage, off: u64, len: usize, file_len: u64) -> Vec<u8> {
 
 /// Checks a VHDX held by `st`; `base_dir` is where its parent locator's relative path starts.
 pub fn check_storage(st: &dyn Storage, base_dir: Option<&Path>) -> Vec<Finding> {
+    check_with_parent(st, base_dir, None)
+}
+
+/// Like [`check_storage`]; with `parent`, the linkage is checked against that disk instead of
+/// the one the locator's paths lead to.
+pub fn check_with_parent(
+    st: &dyn Storage,
+    base_dir: Option<&Path>,
+    parent: Option<&Vhdx>,
+) -> Vec<Finding> {
     let name = st.name();
     let mut r = Report {
         findings: Vec::new(),
@@ -234,7 +244,7 @@ pub fn check_storage(st: &dyn Storage, base_dir: Option<&Path>) -> Vec<Finding> 
         );
     }
     if meta.has_parent {
-        check_parent(&mut r, &meta, base_dir, &name);
+        check_parent(&mut r, &meta, base_dir, &name, parent);
     }
     r.findings
 }
@@ -442,56 +452,73 @@ fn check_bat(
     }
 }
 
-fn check_parent(r: &mut Report, meta: &Metadata, base_dir: Option<&Path>, name: &str) {
+fn check_parent(
+    r: &mut Report,
+    meta: &Metadata,
+    base_dir: Option<&Path>,
+    name: &str,
+    attached: Option<&Vhdx>,
+) {
     let Some(loc) = &meta.parent_locator else {
         return;
     };
-    let base = base_dir.unwrap_or(Path::new("."));
-    let path = match parent::resolve(name, base, loc, meta.locator_offset, false) {
-        Ok(p) => p,
-        Err(e) => {
-            r.err(Severity::Error, &e);
-            return;
+    let opened;
+    let p = match attached {
+        Some(p) => p,
+        None => {
+            let base = base_dir.unwrap_or(Path::new("."));
+            let path = match parent::resolve(name, base, loc, meta.locator_offset, false) {
+                Ok(p) => p,
+                Err(e) => {
+                    r.err(Severity::Error, &e);
+                    return;
+                }
+            };
+            match Vhdx::open_with(&path, OpenOptions::default()) {
+                Ok(p) => {
+                    opened = p;
+                    &opened
+                }
+                Err(e) => {
+                    r.err(Severity::Error, &e);
+                    return;
+                }
+            }
         }
     };
-    match Vhdx::open_with(&path, OpenOptions::default()) {
-        Ok(p) => {
-            let dwg = p.data_write_guid();
-            let ok = ["parent_linkage", "parent_linkage2"].iter().any(|k| {
-                loc.get(k)
-                    .and_then(|s| Uuid::parse_str(s.trim().trim_matches(['{', '}'])).ok())
-                    == Some(dwg)
-            });
-            if !ok {
-                r.add(
-                    Severity::Error,
-                    "parent locator",
-                    "parent_linkage",
-                    meta.locator_offset,
-                    format!(
-                        "expected the DataWriteGuid of {} ({}), found {}",
-                        path.display(),
-                        guid_braced(&dwg),
-                        loc.get("parent_linkage").unwrap_or("")
-                    ),
-                );
-            }
-            if p.virtual_size() != meta.virtual_size {
-                r.add(
-                    Severity::Error,
-                    "parent locator",
-                    "virtual size",
-                    meta.locator_offset,
-                    format!(
-                        "parent {} is {} bytes, this disk {}",
-                        path.display(),
-                        p.virtual_size(),
-                        meta.virtual_size
-                    ),
-                );
-            }
-        }
-        Err(e) => r.err(Severity::Error, &e),
+    let dwg = p.data_write_guid();
+    let ok = ["parent_linkage", "parent_linkage2"].iter().any(|k| {
+        loc.get(k)
+            .and_then(|s| Uuid::parse_str(s.trim().trim_matches(['{', '}'])).ok())
+            == Some(dwg)
+    });
+    if !ok {
+        r.add(
+            Severity::Error,
+            "parent locator",
+            "parent_linkage",
+            meta.locator_offset,
+            format!(
+                "expected the DataWriteGuid of {} ({}), found {}",
+                p.name(),
+                guid_braced(&dwg),
+                loc.get("parent_linkage").unwrap_or("")
+            ),
+        );
+    }
+    if p.virtual_size() != meta.virtual_size {
+        r.add(
+            Severity::Error,
+            "parent locator",
+            "virtual size",
+            meta.locator_offset,
+            format!(
+                "parent {} is {} bytes, this disk {}",
+                p.name(),
+                p.virtual_size(),
+                meta.virtual_size
+            ),
+        );
     }
 }
 
@@ -499,6 +526,6 @@ impl Vhdx {
     /// Checks this disk's file as it is on its storage.
     pub fn check(&self) -> Vec<Finding> {
         let base = self.path().and_then(Path::parent).map(Path::to_path_buf);
-        check_storage(self.st.as_ref(), base.as_deref())
+        check_with_parent(self.st.as_ref(), base.as_deref(), self.parent())
     }
 }
