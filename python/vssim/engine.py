@@ -1,7 +1,8 @@
 """The public face of vssim's Rust engine.
 
 ``from vssim import engine`` then ``engine.CowTracker(...)``, ``engine.ChangeTracker(...)``,
-``engine.Volume(root, diff_area_dir)`` (real copy-on-write snapshots of a folder).
+``engine.Volume(root, diff_area_dir)`` (real copy-on-write snapshots of a folder),
+``engine.Vhdx.create(...)`` / ``engine.Vhdx.open(...)`` (MS-VHDX files).
 Heavy calls take numpy arrays (offsets ``uint64``, lengths ``uint32``) and release the GIL.
 """
 
@@ -14,6 +15,8 @@ from vssim._engine import (
     Snapshot,
     SnapshotInfo,
     SnapshotView,
+    Vhdx,
+    VhdxFinding,
     Volume,
     VolumeFile,
     VolumeSnapshotInfo,
@@ -38,6 +41,8 @@ __all__ = [
     "Snapshot",
     "SnapshotInfo",
     "SnapshotView",
+    "Vhdx",
+    "VhdxFinding",
     "Volume",
     "VolumeFile",
     "VolumeSnapshotInfo",

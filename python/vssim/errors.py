@@ -111,6 +111,49 @@ class VolumeBusyError(VolumeError):
     """Another live process has the volume open."""
 
 
+class VhdxError(VssimError):
+    """A VHDX file or call failed (e.g. a write to a disk opened read-only)."""
+
+
+class VhdxCorruptError(VhdxError, ValueError):
+    """The file breaks the MS-VHDX format; it was not used and nothing was written to it.
+
+    Attributes ``file``, ``structure``, ``field``, ``offset`` (in the file), ``expected`` and
+    ``found`` say where and what."""
+
+    file: str
+    structure: str
+    field: str
+    offset: int
+    expected: str
+    found: str
+
+
+class VhdxUnsupportedError(VhdxError, ValueError):
+    """The file asks for something vssim does not implement (an unknown required region or
+    metadata item, another log version). Same attributes as :class:`VhdxCorruptError`."""
+
+    file: str
+    structure: str
+    field: str
+    offset: int
+    expected: str
+    found: str
+
+
+class VhdxParentError(VhdxError, ValueError):
+    """A differencing disk's parent is missing, is the wrong file (its DataWriteGuid does not
+    match ``parent_linkage``) or its locator path leaves the child's directory. Same attributes
+    as :class:`VhdxCorruptError`."""
+
+    file: str
+    structure: str
+    field: str
+    offset: int
+    expected: str
+    found: str
+
+
 __all__ = [
     "DiffAreaError",
     "DiffAreaFullError",
@@ -124,6 +167,10 @@ __all__ = [
     "SnapshotInvalidError",
     "SnapshotNotFoundError",
     "TrackerFileError",
+    "VhdxCorruptError",
+    "VhdxError",
+    "VhdxParentError",
+    "VhdxUnsupportedError",
     "VolumeBusyError",
     "VolumeError",
     "VolumeJournalError",

@@ -8,11 +8,11 @@ import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from vssim.cli import bench_report, demo, volume, vshadow
+from vssim.cli import bench_report, demo, vhdx, volume, vshadow
 from vssim.errors import VssimError
 
 #: Subcommand modules, in the order ``vssim --help`` lists them.
-COMMANDS: list[ModuleType] = [demo, vshadow, volume, bench_report]
+COMMANDS: list[ModuleType] = [demo, vshadow, vhdx, volume, bench_report]
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except VssimError as exc:
+    except (VssimError, OSError) as exc:
         print(f"vssim: error: {exc}", file=sys.stderr)
         return 2
 

@@ -21,6 +21,9 @@ pub enum Error {
     /// A volume or snapshot operation failed (see [`crate::volume::VolumeError`]).
     #[error(transparent)]
     Volume(#[from] crate::volume::VolumeError),
+    /// A VHDX file or call failed (see [`crate::vhdx::VhdxError`]).
+    #[error(transparent)]
+    Vhdx(#[from] crate::vhdx::VhdxError),
 
     /// Operating-system I/O error on `path`.
     #[error("{path}: {source}")]

@@ -5,6 +5,8 @@
 //! - [`chunkset`]: the sparse two-level bitmap both of them are built on.
 //! - [`storage`]: positional byte storage (files, memory, volume files and snapshot views).
 //! - [`volume`]: real copy-on-write snapshots of a folder, with a persistent diff area.
+//! - [`storage`]: where bytes live (a file, memory, a snapshot view).
+//! - [`vhdx`]: MS-VHDX files: create, read, write, differencing chains, the log, check.
 //!
 //! Every fallible call returns [`Error`]; nothing here panics on bad input.
 
@@ -13,6 +15,7 @@ pub mod chunkset;
 pub mod cow;
 pub mod error;
 pub mod storage;
+pub mod vhdx;
 pub mod volume;
 pub mod workload;
 

@@ -3,8 +3,9 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError};
+use pyo3::exceptions::{PyFileExistsError, PyFileNotFoundError, PyOSError, PyPermissionError};
 use pyo3::prelude::*;
+use vssim_engine::vhdx::VhdxError as VhdxErr;
 use vssim_engine::volume::VolumeError as V;
 use vssim_engine::Error;
 
@@ -23,6 +24,10 @@ pyo3::import_exception!(vssim.errors, DiffAreaError);
 pyo3::import_exception!(vssim.errors, DiffAreaFullError);
 pyo3::import_exception!(vssim.errors, VolumeJournalError);
 pyo3::import_exception!(vssim.errors, VolumeBusyError);
+pyo3::import_exception!(vssim.errors, VhdxError);
+pyo3::import_exception!(vssim.errors, VhdxCorruptError);
+pyo3::import_exception!(vssim.errors, VhdxUnsupportedError);
+pyo3::import_exception!(vssim.errors, VhdxParentError);
 
 /// Turns an engine error into the matching Python exception.
 pub fn to_py(err: Error) -> PyErr {
@@ -43,12 +48,44 @@ pub fn to_py(err: Error) -> PyErr {
             V::Journal { .. } => VolumeJournalError::new_err(msg),
             V::Busy { .. } => VolumeBusyError::new_err(msg),
         },
-        Error::Io { source, .. } => match source.kind() {
-            std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
-            std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(msg),
-            _ => PyOSError::new_err(msg),
-        },
+        Error::Io { source, .. } => io_to_py(&source, msg),
+        Error::Vhdx(e) => vhdx_to_py(e),
     }
+}
+
+fn io_to_py(source: &std::io::Error, msg: String) -> PyErr {
+    match source.kind() {
+        std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
+        std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(msg),
+        std::io::ErrorKind::AlreadyExists => PyFileExistsError::new_err(msg),
+        _ => PyOSError::new_err(msg),
+    }
+}
+
+/// VHDX errors: format errors carry `structure`, `field`, `offset`, `expected`, `found` and `file`
+/// attributes on the exception.
+fn vhdx_to_py(e: VhdxErr) -> PyErr {
+    let msg = e.to_string();
+    let err = match &e {
+        VhdxErr::Corrupt(_) => VhdxCorruptError::new_err(msg),
+        VhdxErr::Unsupported(_) => VhdxUnsupportedError::new_err(msg),
+        VhdxErr::Parent(_) => VhdxParentError::new_err(msg),
+        VhdxErr::InvalidArgument { .. } => InvalidArgumentError::new_err(msg),
+        VhdxErr::State { .. } => VhdxError::new_err(msg),
+        VhdxErr::Io { source, .. } => return io_to_py(source, msg),
+    };
+    if let Some(loc) = e.location() {
+        Python::attach(|py| {
+            let v = err.value(py);
+            let _ = v.setattr("file", &loc.file);
+            let _ = v.setattr("structure", loc.structure);
+            let _ = v.setattr("field", loc.field);
+            let _ = v.setattr("offset", loc.offset);
+            let _ = v.setattr("expected", &loc.expected);
+            let _ = v.setattr("found", &loc.found);
+        });
+    }
+    err
 }
 
 /// Runs a slow engine call with the GIL released. A panic inside (a bug, never expected) comes

@@ -7,6 +7,7 @@ mod arrays;
 mod cbt;
 mod cow;
 mod errors;
+mod vhdx;
 mod volume;
 mod workload;
 
@@ -23,5 +24,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<volume::Snapshot>()?;
     m.add_class::<volume::VolumeFile>()?;
     m.add_class::<volume::SnapshotView>()?;
+    m.add_class::<vhdx::Vhdx>()?;
+    m.add_class::<vhdx::VhdxFinding>()?;
     Ok(())
 }
