@@ -297,7 +297,7 @@ class Vhdx:
 
     @staticmethod
     def create(
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | VolumeFile,
         virtual_size: int = ...,
         *,
         disk_type: Literal["dynamic", "fixed", "differencing"] | str = ...,
@@ -308,7 +308,10 @@ class Vhdx:
     ) -> Vhdx: ...
     @staticmethod
     def open(
-        path: str | os.PathLike[str], writable: bool = ..., *, allow_parent_escape: bool = ...
+        path: str | os.PathLike[str] | SnapshotView | VolumeFile,
+        writable: bool = ...,
+        *,
+        allow_parent_escape: bool = ...,
     ) -> Vhdx: ...
     def read(self, offset: int, length: int) -> bytes: ...
     def write(self, offset: int, data: Buffer) -> None: ...

@@ -10,7 +10,10 @@ use pyo3::types::{PyBytes, PyDict};
 use vssim_engine::vhdx::{self, CreateOptions, DiskType, OpenOptions};
 use vssim_engine::Error;
 
+use vssim_engine::storage::Storage;
+
 use crate::errors::{detached, guarded};
+use crate::volume::{SnapshotView, VolumeFile};
 
 /// One problem `check` found.
 #[pyclass(module = "vssim._engine", frozen, get_all)]
@@ -42,6 +45,18 @@ impl VhdxFinding {
             self.severity, self.structure, self.field, self.offset, self.message
         )
     }
+}
+
+/// The storage behind a volume handle (`SnapshotView` or `VolumeFile`), or None for anything
+/// else (a path).
+fn volume_storage(obj: &Bound<'_, PyAny>) -> PyResult<Option<Box<dyn Storage>>> {
+    if let Ok(view) = obj.cast::<SnapshotView>() {
+        return view.get().as_storage().map(Some);
+    }
+    if let Ok(file) = obj.cast::<VolumeFile>() {
+        return file.get().as_storage().map(Some);
+    }
+    Ok(None)
 }
 
 fn findings(v: Vec<vhdx::Finding>) -> Vec<VhdxFinding> {
@@ -107,7 +122,7 @@ impl Vhdx {
     #[allow(clippy::too_many_arguments)]
     fn create(
         py: Python<'_>,
-        path: PathBuf,
+        path: &Bound<'_, PyAny>,
         virtual_size: u64,
         disk_type: &str,
         block_size: Option<u64>,
@@ -123,6 +138,24 @@ impl Vhdx {
             logical_sector_size,
             physical_sector_size,
         };
+        if let Some(st) = volume_storage(path)? {
+            // A file on a volume: the new disk is written through copy-on-write.
+            if parent.is_some() {
+                return Err(crate::errors::to_py(verr(vhdx::VhdxError::invalid(
+                    "parent",
+                    "a differencing disk on a volume file is not supported: create it at a path",
+                ))));
+            }
+            let name = PathBuf::from(st.name());
+            let inner = detached(py, move || {
+                vhdx::create_on(st, &opts, None, None).map_err(verr)
+            })?;
+            return Ok(Vhdx {
+                inner: Some(inner),
+                path: name,
+            });
+        }
+        let path: PathBuf = path.extract()?;
         let p = path.clone();
         let inner = detached(py, move || {
             vhdx::create(&p, &opts, parent.as_deref()).map_err(verr)
@@ -140,10 +173,31 @@ impl Vhdx {
     #[pyo3(signature = (path, writable = false, *, allow_parent_escape = false))]
     fn open(
         py: Python<'_>,
-        path: PathBuf,
+        path: &Bound<'_, PyAny>,
         writable: bool,
         allow_parent_escape: bool,
     ) -> PyResult<Self> {
+        if let Some(st) = volume_storage(path)? {
+            // A snapshot view (the disk as it was) or a live volume file (writes go through
+            // copy-on-write).
+            let name = PathBuf::from(st.name());
+            let inner = detached(py, move || {
+                vhdx::Vhdx::open_storage(
+                    st,
+                    OpenOptions {
+                        writable,
+                        allow_parent_escape,
+                        ..OpenOptions::default()
+                    },
+                )
+                .map_err(verr)
+            })?;
+            return Ok(Vhdx {
+                inner: Some(inner),
+                path: name,
+            });
+        }
+        let path: PathBuf = path.extract()?;
         let p = path.clone();
         let inner = detached(py, move || {
             vhdx::Vhdx::open_with(
