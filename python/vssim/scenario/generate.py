@@ -1,0 +1,143 @@
+"""``[generate]``: big clusters in a few lines.
+
+    [generate]
+    nodes = 64            # NODE01 … NODE64 (node_prefix)
+    csvs = 16             # C:\\ClusterStorage\\Volume1 … (coordinators spread round-robin)
+    vms = 4000            # VM0001 … (vm_prefix), placed on a seeded random node and CSV
+    csv_size = "64 TiB"
+    disk_size = "127 GiB"
+    allocated = "40 GiB"
+    disks_per_vm = 1
+    integration_services = 0.95   # share of VMs with the Backup integration service
+    running = 1.0                 # share of VMs running
+    provider = "system"
+    write_iops = 20
+
+Generated entries are appended to any written ``[[nodes]]``/``[[csvs]]``/``[[vms]]`` and then
+validated like them. Placement uses ``random.Random(seed)``: the same file always yields the same
+cluster. No node gets more than 1,024 VMs (placement retries another node).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from vssim.errors import ScenarioError
+from vssim.scenario.model import MAX_NODES, MAX_VMS_PER_CLUSTER, MAX_VMS_PER_NODE
+from vssim.scenario.units import parse_size
+
+GENERATE_KEYS = (
+    "nodes",
+    "csvs",
+    "vms",
+    "node_prefix",
+    "vm_prefix",
+    "csv_size",
+    "disk_size",
+    "allocated",
+    "disks_per_vm",
+    "integration_services",
+    "running",
+    "provider",
+    "write_iops",
+)
+
+Fail = Callable[[str, object, str], ScenarioError]
+Raw = list[dict[str, Any]]
+
+
+def _count(gen: dict[str, Any], key: str, limit: int, fail: Fail) -> int:
+    v = gen.get(key, 0)
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= limit:
+        raise fail(f"generate.{key}", v, f"an integer in 0..{limit}")
+    return v
+
+
+def _share(gen: dict[str, Any], key: str, fail: Fail) -> float:
+    v = gen.get(key, 1.0)
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 1:
+        raise fail(f"generate.{key}", v, "a share between 0 and 1")
+    return float(v)
+
+
+def _size(gen: dict[str, Any], key: str, default: str, fail: Fail) -> int:
+    v = parse_size(gen.get(key, default))
+    if v is None or v <= 0:
+        raise fail(f"generate.{key}", gen.get(key), "a size > 0 ('127 GiB')")
+    return v
+
+
+def generate(
+    gen: dict[str, Any], seed: int, nodes: Raw, csvs: Raw, vms: Raw, fail: Fail
+) -> tuple[Raw, Raw, Raw]:
+    """Append the generated nodes, CSVs and VMs to the written ones."""
+    n_nodes = _count(gen, "nodes", MAX_NODES, fail)
+    n_csvs = _count(gen, "csvs", 64, fail)
+    n_vms = _count(gen, "vms", MAX_VMS_PER_CLUSTER, fail)
+    node_prefix = str(gen.get("node_prefix", "NODE"))
+    vm_prefix = str(gen.get("vm_prefix", "VM"))
+    disk_size = _size(gen, "disk_size", "127 GiB", fail)
+    allocated = _size(gen, "allocated", "40 GiB", fail)
+    if allocated > disk_size:
+        raise fail("generate.allocated", gen.get("allocated"), f"at most disk_size ({disk_size})")
+    disks_per_vm = _count(gen, "disks_per_vm", 16, fail) or 1
+    is_share = _share(gen, "integration_services", fail)
+    run_share = _share(gen, "running", fail)
+    provider = gen.get("provider", "system")
+    iops = gen.get("write_iops", 20)
+
+    out_nodes = list(nodes)
+    width = max(2, len(str(n_nodes)))
+    out_nodes += [{"name": f"{node_prefix}{i:0{width}d}"} for i in range(1, n_nodes + 1)]
+    if not out_nodes:
+        raise fail("generate.nodes", n_nodes, "at least one node (here or in [[nodes]])")
+    node_names = [str(n.get("name")) for n in out_nodes]
+
+    out_csvs = list(csvs)
+    first = len(csvs) + 1
+    per_csv_vms = -(-n_vms // max(1, n_csvs)) if n_csvs else 0
+    default_csv = per_csv_vms * disks_per_vm * allocated * 5 // 4 or 1024**4
+    csv_size = parse_size(gen["csv_size"]) if "csv_size" in gen else default_csv
+    if csv_size is None or csv_size <= 0:
+        raise fail("generate.csv_size", gen.get("csv_size"), "a size > 0 ('64 TiB')")
+    for k in range(n_csvs):
+        out_csvs.append(
+            {
+                "name": f"Cluster Disk {first + k}",
+                "mount_point": f"C:\\ClusterStorage\\Volume{first + k}",
+                "coordinator": node_names[k % len(node_names)],
+                "size": csv_size,
+                "provider": provider,
+            }
+        )
+    if n_vms and not out_csvs:
+        raise fail("generate.csvs", n_csvs, "at least one CSV to place the VMs on")
+    csv_names = [str(c.get("name")) for c in out_csvs]
+
+    rng = random.Random(seed)
+    load = dict.fromkeys(node_names, 0)
+    for v in vms:
+        if v.get("node") in load:
+            load[v["node"]] += 1
+    out_vms = list(vms)
+    vwidth = max(4, len(str(n_vms)))
+    for i in range(1, n_vms + 1):
+        node = rng.choice(node_names)
+        while load[node] >= MAX_VMS_PER_NODE:
+            node = rng.choice(node_names)
+        load[node] += 1
+        name = f"{vm_prefix}{i:0{vwidth}d}"
+        out_vms.append(
+            {
+                "name": name,
+                "node": node,
+                "csv": rng.choice(csv_names),
+                "integration_services": rng.random() < is_share,
+                "running": rng.random() < run_share,
+                "disks": [{"size": disk_size, "allocated": allocated} for _ in range(disks_per_vm)],
+                "workload": {"write_iops": iops},
+            }
+        )
+    return out_nodes, out_csvs, out_vms

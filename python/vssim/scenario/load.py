@@ -1,0 +1,474 @@
+"""Load and validate a scenario file (TOML, read with :mod:`tomllib`).
+
+Layout::
+
+    [cluster]   name, os = "ws2008r2" | "ws2012", seed, start (TOML datetime)
+    [links]     nic_bandwidth, csv_bandwidth, backup_target_bandwidth   ("10 Gbit/s", "400 MB/s")
+    [[nodes]]   name, nic_bandwidth?
+    [[csvs]]    name, mount_point = 'C:\\ClusterStorage\\VolumeN', coordinator, size,
+                diff_area_limit?, provider = "system" | "hardware", volume_guid?, bandwidth?
+    [[vms]]     name, node, csv, guid?, integration_services = true, running = true,
+                disks = [{ file?, size, allocated }], workload = { write_iops, … }
+    [generate]  nodes, vms, csvs, … (see :mod:`vssim.scenario.generate`)
+    [[faults]]  kind, node?, writer?, phase?, hresult?, seconds?
+
+Every problem raises :class:`~vssim.errors.ScenarioError` naming the file, the key path
+(``vms[2].node``), the bad value and what was expected. Unknown keys are errors too (typos would
+otherwise be silently ignored). Ids not given are derived from the seed (:mod:`.ids`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tomllib
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from vssim.errors import ScenarioError
+from vssim.scenario.generate import GENERATE_KEYS, generate
+from vssim.scenario.ids import derive_guid
+from vssim.scenario.model import (
+    MAX_NODES,
+    MAX_VMS_PER_CLUSTER,
+    MAX_VMS_PER_NODE,
+    MIN_DIFF_AREA,
+    Csv,
+    Disk,
+    Fault,
+    FaultKind,
+    Links,
+    Node,
+    OsProfile,
+    ProviderKind,
+    Scenario,
+    Vm,
+    Workload,
+)
+from vssim.scenario.units import parse_rate, parse_size
+from vssim.vss.enums import HResult
+
+T = TypeVar("T")
+
+MOUNT_POINT = re.compile(r"^C:\\ClusterStorage\\Volume[0-9]*$", re.IGNORECASE)
+#: Phases a fault may name (writer events, provider calls, requester steps).
+FAULT_PHASES = (
+    "identify",
+    "prepare_backup",
+    "prepare_snapshot",
+    "freeze",
+    "thaw",
+    "post_snapshot",
+    "backup_complete",
+    "begin_prepare",
+    "end_prepare",
+    "pre_commit",
+    "flush",
+    "commit",
+    "post_commit",
+    "pre_final_commit",
+    "post_final_commit",
+    "copy",
+)
+DEFAULT_LINKS = {
+    "nic_bandwidth": "10 Gbit/s",
+    "csv_bandwidth": "800 MB/s",
+    "backup_target_bandwidth": "400 MB/s",
+}
+
+
+class _Reader:
+    """Typed access to the parsed TOML, raising ScenarioError with the key path."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def fail(self, key: str, value: object, expected: str) -> ScenarioError:
+        return ScenarioError(self.file, key, value, expected)
+
+    def table(self, parent: dict[str, Any], key: str, path: str) -> dict[str, Any]:
+        value = parent.get(key, {})
+        if not isinstance(value, dict):
+            raise self.fail(path, value, "a table")
+        return value
+
+    def array(self, parent: dict[str, Any], key: str, path: str) -> list[dict[str, Any]]:
+        value = parent.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise self.fail(path, value, "an array of tables")
+        return value
+
+    def known(self, table: dict[str, Any], path: str, keys: tuple[str, ...]) -> None:
+        for k in table:
+            if k not in keys:
+                where = f"{path}.{k}" if path else k
+                raise self.fail(where, table[k], f"no such key; known keys: {', '.join(keys)}")
+
+    def get(
+        self,
+        table: dict[str, Any],
+        key: str,
+        path: str,
+        conv: Callable[[object], T | None],
+        expected: str,
+        default: T | None = None,
+    ) -> T:
+        where = f"{path}.{key}" if path else key
+        if key not in table:
+            if default is None:
+                raise self.fail(where, None, f"{expected} (the key is required)")
+            return default
+        value = conv(table[key])
+        if value is None:
+            raise self.fail(where, table[key], expected)
+        return value
+
+
+def _str(v: object) -> str | None:
+    return v if isinstance(v, str) and v else None
+
+
+def _bool(v: object) -> bool | None:
+    return v if isinstance(v, bool) else None
+
+
+def _int(v: object) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _nonneg_float(v: object) -> float | None:
+    if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0:
+        return float(v)
+    return None
+
+
+def _guid(v: object) -> uuid.UUID | None:
+    if not isinstance(v, str):
+        return None
+    try:
+        return uuid.UUID(v.strip("{}"))
+    except ValueError:
+        return None
+
+
+def _positive(conv: Callable[[object], int | None]) -> Callable[[object], int | None]:
+    def inner(v: object) -> int | None:
+        n = conv(v)
+        return n if n is not None and n > 0 else None
+
+    return inner
+
+
+def _positive_rate(v: object) -> float | None:
+    r = parse_rate(v)
+    return r if r is not None and r > 0 else None
+
+
+def _datetime(v: object) -> dt.datetime | None:
+    return v if isinstance(v, dt.datetime) else None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read, expand (``[generate]``) and validate the scenario file at ``path``."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(str(p), "(file)", str(exc), "valid TOML") from None
+    return parse_scenario(raw, p)
+
+
+def parse_scenario(raw: dict[str, Any], path: Path) -> Scenario:
+    """Build a :class:`Scenario` from parsed TOML (``path`` names it in errors)."""
+    r = _Reader(str(path))
+    r.known(raw, "", ("cluster", "links", "nodes", "csvs", "vms", "generate", "faults"))
+    cluster = r.table(raw, "cluster", "cluster")
+    r.known(cluster, "cluster", ("name", "os", "seed", "start"))
+    name = r.get(cluster, "name", "cluster", _str, "a non-empty string", "cluster")
+    os_value = cluster.get("os", "ws2012")
+    if os_value not in {o.value for o in OsProfile}:
+        raise r.fail("cluster.os", os_value, "one of 'ws2008r2', 'ws2012'")
+    os = OsProfile(os_value)
+    seed = r.get(cluster, "seed", "cluster", _int, "an integer", 0)
+    start = r.get(
+        cluster, "start", "cluster", _datetime, "a TOML datetime", dt.datetime(2012, 6, 1, 9, 0)
+    )
+
+    links_t = r.table(raw, "links", "links")
+    r.known(links_t, "links", tuple(DEFAULT_LINKS))
+    lk = {
+        k: r.get(links_t, k, "links", _positive_rate, "a bandwidth > 0 ('400 MB/s')", parse_rate(d))
+        for k, d in DEFAULT_LINKS.items()
+    }
+    links = Links(**lk)
+
+    raw_nodes = r.array(raw, "nodes", "nodes")
+    raw_csvs = r.array(raw, "csvs", "csvs")
+    raw_vms = r.array(raw, "vms", "vms")
+    gen = r.table(raw, "generate", "generate")
+    if gen:
+        r.known(gen, "generate", GENERATE_KEYS)
+        raw_nodes, raw_csvs, raw_vms = generate(gen, seed, raw_nodes, raw_csvs, raw_vms, r.fail)
+
+    nodes = _nodes(r, raw_nodes, links)
+    node_names = {n.name.lower(): n.name for n in nodes}
+    csvs = _csvs(r, raw_csvs, node_names, seed, links)
+    vms = _vms(r, raw_vms, node_names, {c.name: c for c in csvs}, seed)
+    faults = _faults(r, r.array(raw, "faults", "faults"), node_names, vms)
+    _check_ids(r, csvs, vms)
+    return Scenario(
+        path=path,
+        name=name,
+        seed=seed,
+        os=os,
+        start=start,
+        nodes=tuple(nodes),
+        csvs=tuple(csvs),
+        vms=tuple(vms),
+        links=links,
+        faults=tuple(faults),
+    )
+
+
+def _nodes(r: _Reader, raw: list[dict[str, Any]], links: Links) -> list[Node]:
+    if not raw:
+        raise r.fail("nodes", raw, "at least one node")
+    if len(raw) > MAX_NODES:
+        raise r.fail("nodes", f"{len(raw)} nodes", f"at most {MAX_NODES} nodes per cluster")
+    out: list[Node] = []
+    seen: set[str] = set()
+    for i, t in enumerate(raw):
+        path = f"nodes[{i}]"
+        r.known(t, path, ("name", "nic_bandwidth"))
+        name = r.get(t, "name", path, _str, "a non-empty string")
+        if name.lower() in seen:
+            raise r.fail(f"{path}.name", name, "a node name not used before")
+        seen.add(name.lower())
+        bw = r.get(t, "nic_bandwidth", path, _positive_rate, "a bandwidth > 0", links.nic_bandwidth)
+        out.append(Node(name=name, nic_bandwidth=bw))
+    return out
+
+
+def _csvs(
+    r: _Reader, raw: list[dict[str, Any]], nodes: dict[str, str], seed: int, links: Links
+) -> list[Csv]:
+    if not raw:
+        raise r.fail("csvs", raw, "at least one CSV")
+    out: list[Csv] = []
+    names: set[str] = set()
+    mounts: set[str] = set()
+    keys = (
+        "name",
+        "mount_point",
+        "volume_guid",
+        "coordinator",
+        "size",
+        "diff_area_limit",
+        "provider",
+        "bandwidth",
+    )
+    for i, t in enumerate(raw):
+        path = f"csvs[{i}]"
+        r.known(t, path, keys)
+        name = r.get(t, "name", path, _str, "a non-empty string")
+        if name in names:
+            raise r.fail(f"{path}.name", name, "a CSV name not used before")
+        names.add(name)
+        mount = r.get(t, "mount_point", path, _str, "a path like C:\\ClusterStorage\\Volume1")
+        mount = mount.rstrip("\\")
+        if not MOUNT_POINT.match(mount):
+            raise r.fail(f"{path}.mount_point", mount, "C:\\ClusterStorage\\Volume<N>")
+        if mount.lower() in mounts:
+            raise r.fail(f"{path}.mount_point", mount, "a mount point not used by another CSV")
+        mounts.add(mount.lower())
+        coord = r.get(t, "coordinator", path, _str, "a node name")
+        if coord.lower() not in nodes:
+            raise r.fail(f"{path}.coordinator", coord, f"one of the nodes ({_few(nodes.values())})")
+        size = r.get(t, "size", path, _positive(parse_size), "a size > 0 ('2 TiB')")
+        limit: int | None = None
+        if "diff_area_limit" in t:
+            limit = r.get(t, "diff_area_limit", path, parse_size, "a size ('100 GiB')")
+            if limit < MIN_DIFF_AREA:
+                raise r.fail(f"{path}.diff_area_limit", t["diff_area_limit"], "at least 320 MiB")
+        prov = t.get("provider", "system")
+        if prov not in {p.value for p in ProviderKind}:
+            raise r.fail(f"{path}.provider", prov, "'system' or 'hardware'")
+        guid = r.get(t, "volume_guid", path, _guid, "a GUID", derive_guid(seed, "csv", name))
+        bw = r.get(t, "bandwidth", path, _positive_rate, "a bandwidth > 0", links.csv_bandwidth)
+        out.append(
+            Csv(name, mount, guid, nodes[coord.lower()], size, limit, ProviderKind(prov), bw)
+        )
+    return out
+
+
+def _workload(r: _Reader, t: object, path: str) -> Workload:
+    if t is None:
+        return Workload()
+    if not isinstance(t, dict):
+        raise r.fail(path, t, "a table")
+    d = Workload()
+    r.known(
+        t,
+        path,
+        (
+            "write_iops",
+            "guest_vss_seconds",
+            "auto_recovery_bytes",
+            "memory",
+            "guest_snapshot_bytes",
+        ),
+    )
+    return Workload(
+        write_iops=r.get(t, "write_iops", path, _nonneg_float, "a number >= 0", d.write_iops),
+        guest_vss_seconds=r.get(
+            t, "guest_vss_seconds", path, _nonneg_float, "a number >= 0", d.guest_vss_seconds
+        ),
+        auto_recovery_bytes=r.get(
+            t, "auto_recovery_bytes", path, parse_size, "a size", d.auto_recovery_bytes
+        ),
+        memory_bytes=r.get(t, "memory", path, parse_size, "a size", d.memory_bytes),
+        guest_snapshot_bytes=r.get(
+            t, "guest_snapshot_bytes", path, parse_size, "a size", d.guest_snapshot_bytes
+        ),
+    )
+
+
+def _vms(
+    r: _Reader, raw: list[dict[str, Any]], nodes: dict[str, str], csvs: dict[str, Csv], seed: int
+) -> list[Vm]:
+    out: list[Vm] = []
+    names: set[str] = set()
+    per_node: Counter[str] = Counter()
+    per_csv: Counter[str] = Counter()
+    if len(raw) > MAX_VMS_PER_CLUSTER:
+        raise r.fail("vms", f"{len(raw)} VMs", f"at most {MAX_VMS_PER_CLUSTER} VMs per cluster")
+    keys = ("name", "guid", "node", "csv", "integration_services", "running", "disks", "workload")
+    for i, t in enumerate(raw):
+        path = f"vms[{i}]"
+        r.known(t, path, keys)
+        name = r.get(t, "name", path, _str, "a non-empty string")
+        if name.lower() in names:
+            raise r.fail(f"{path}.name", name, "a VM name not used before")
+        names.add(name.lower())
+        node = r.get(t, "node", path, _str, "a node name")
+        if node.lower() not in nodes:
+            raise r.fail(f"{path}.node", node, f"one of the nodes ({_few(nodes.values())})")
+        node = nodes[node.lower()]
+        per_node[node] += 1
+        if per_node[node] > MAX_VMS_PER_NODE:
+            raise r.fail(f"{path}.node", node, f"a node with fewer than {MAX_VMS_PER_NODE} VMs")
+        csv = r.get(t, "csv", path, _str, "a CSV name")
+        if csv not in csvs:
+            raise r.fail(f"{path}.csv", csv, f"one of the CSVs ({_few(csvs)})")
+        raw_disks = t.get("disks", [{"size": "40 GiB", "allocated": "10 GiB"}])
+        if not isinstance(raw_disks, list) or not raw_disks:
+            raise r.fail(f"{path}.disks", raw_disks, "a non-empty array of disks")
+        disks: list[Disk] = []
+        for j, dt_ in enumerate(raw_disks):
+            dpath = f"{path}.disks[{j}]"
+            if not isinstance(dt_, dict):
+                raise r.fail(dpath, dt_, "a table { size, allocated }")
+            r.known(dt_, dpath, ("file", "size", "allocated"))
+            default_file = f"{name}.vhdx" if j == 0 else f"{name}_{j}.vhdx"
+            file = r.get(dt_, "file", dpath, _str, "a file name", default_file)
+            size = r.get(dt_, "size", dpath, _positive(parse_size), "a size > 0")
+            alloc = r.get(dt_, "allocated", dpath, parse_size, "a size", size)
+            if alloc > size or alloc < 0:
+                raise r.fail(f"{dpath}.allocated", dt_.get("allocated"), f"0 .. size ({size})")
+            disks.append(Disk(file, size, alloc))
+        per_csv[csv] += sum(d.allocated_size for d in disks)
+        if per_csv[csv] > csvs[csv].size:
+            raise r.fail(
+                f"{path}.disks",
+                raw_disks,
+                f"allocated bytes that fit CSV {csv!r} "
+                f"({csvs[csv].size} bytes; VMs so far need {per_csv[csv]})",
+            )
+        out.append(
+            Vm(
+                name=name,
+                guid=r.get(t, "guid", path, _guid, "a GUID", derive_guid(seed, "vm", name)),
+                node=node,
+                csv=csv,
+                disks=tuple(disks),
+                integration_services=r.get(
+                    t, "integration_services", path, _bool, "true or false", True
+                ),
+                running=r.get(t, "running", path, _bool, "true or false", True),
+                workload=_workload(r, t.get("workload"), f"{path}.workload"),
+            )
+        )
+    return out
+
+
+def _faults(
+    r: _Reader, raw: list[dict[str, Any]], nodes: dict[str, str], vms: list[Vm]
+) -> list[Fault]:
+    out: list[Fault] = []
+    vm_names = {v.name.lower(): v for v in vms}
+    for i, t in enumerate(raw):
+        path = f"faults[{i}]"
+        r.known(t, path, ("kind", "node", "writer", "phase", "hresult", "seconds", "vm"))
+        vm: str | None = None
+        if "vm" in t:
+            vm_name = r.get(t, "vm", path, _str, "a VM name")
+            if vm_name.lower() not in vm_names or t.get("kind") != "writer_fail":
+                raise r.fail(f"{path}.vm", vm_name, "the name of a VM (kind = 'writer_fail')")
+            vm = vm_names[vm_name.lower()].name
+            t = {**t, "node": t.get("node", vm_names[vm_name.lower()].node)}
+        kind = t.get("kind")
+        if kind not in {k.value for k in FaultKind}:
+            raise r.fail(f"{path}.kind", kind, f"one of {', '.join(k.value for k in FaultKind)}")
+        node: str | None = None
+        if "node" in t:
+            raw_node = r.get(t, "node", path, _str, "a node name")
+            if raw_node.lower() not in nodes:
+                raise r.fail(f"{path}.node", raw_node, f"one of the nodes ({_few(nodes.values())})")
+            node = nodes[raw_node.lower()]
+        writer = t.get("writer")
+        if writer is not None and writer not in ("hyperv", "csv"):
+            raise r.fail(f"{path}.writer", writer, "'hyperv' or 'csv'")
+        phase = t.get("phase")
+        if phase is not None and phase not in FAULT_PHASES:
+            raise r.fail(f"{path}.phase", phase, f"one of {', '.join(FAULT_PHASES)}")
+        hr: int | None = None
+        if "hresult" in t:
+            name = t["hresult"]
+            if not isinstance(name, str) or name not in HResult.__members__:
+                raise r.fail(f"{path}.hresult", name, "a VSS HRESULT name (VSS_E_…)")
+            hr = int(HResult[name])
+        seconds = r.get(t, "seconds", path, _nonneg_float, "a number of seconds >= 0", 0.0)
+        fk = FaultKind(kind)
+        if fk in (FaultKind.WRITER_FAIL, FaultKind.NODE_DOWN) and node is None:
+            raise r.fail(f"{path}.node", None, f"a node (required for kind = {kind!r})")
+        if phase is None:
+            raise r.fail(f"{path}.phase", None, f"one of {', '.join(FAULT_PHASES)}")
+        out.append(Fault(fk, node, writer, phase, hr, seconds, vm))
+    return out
+
+
+def _check_ids(r: _Reader, csvs: list[Csv], vms: list[Vm]) -> None:
+    seen: dict[uuid.UUID, str] = {}
+    for i, c in enumerate(csvs):
+        if c.volume_guid in seen:
+            raise r.fail(
+                f"csvs[{i}].volume_guid",
+                str(c.volume_guid),
+                f"a GUID not already used by {seen[c.volume_guid]}",
+            )
+        seen[c.volume_guid] = f"csvs[{i}]"
+    for i, v in enumerate(vms):
+        if v.guid in seen:
+            raise r.fail(
+                f"vms[{i}].guid", str(v.guid), f"a GUID not already used by {seen[v.guid]}"
+            )
+        seen[v.guid] = f"vms[{i}]"
+
+
+def _few(names: object) -> str:
+    items = list(names)  # type: ignore[call-overload]
+    shown = ", ".join(str(n) for n in items[:5])
+    return shown + (f", … ({len(items)} in all)" if len(items) > 5 else "")

@@ -1,0 +1,210 @@
+"""The cluster a scenario describes: frozen dataclasses, built and validated by
+:mod:`vssim.scenario.load`. Sizes are bytes, bandwidths bytes per second, times seconds."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+
+#: Cluster limits vssim enforces (spec §8): nodes per cluster, VMs per node, VMs per cluster.
+MAX_NODES = 64
+MAX_VMS_PER_NODE = 1024
+MAX_VMS_PER_CLUSTER = 8000
+#: volsnap's smallest shadow storage (spec §9).
+MIN_DIFF_AREA = 320 * 1024 * 1024
+
+
+class OsProfile(StrEnum):
+    """Which Windows Server the cluster runs; decides the VSS/CSV behaviour (vssim.vss.profiles)."""
+
+    WS2008R2 = "ws2008r2"
+    WS2012 = "ws2012"
+
+
+class ProviderKind(StrEnum):
+    """The provider that makes a CSV's snapshots: volsnap (system) or an array (hardware)."""
+
+    SYSTEM = "system"
+    HARDWARE = "hardware"
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    #: The node's cluster-network NIC bandwidth.
+    nic_bandwidth: float
+
+
+@dataclass(frozen=True)
+class Csv:
+    name: str
+    #: ``C:\\ClusterStorage\\Volume1`` (no trailing backslash).
+    mount_point: str
+    volume_guid: uuid.UUID
+    #: The coordinator (owner) node at the start of the scenario.
+    coordinator: str
+    size: int
+    diff_area_limit: int | None
+    provider: ProviderKind
+    #: Storage bandwidth of the LUN behind the CSV.
+    bandwidth: float
+
+    @property
+    def volume_name(self) -> str:
+        """``\\\\?\\Volume{guid}\\``: the unique volume name VSS uses."""
+        return f"\\\\?\\Volume{{{self.volume_guid}}}\\"
+
+    @property
+    def display_name(self) -> str:
+        """``C:\\ClusterStorage\\Volume1\\``: the mount point as vshadow prints it."""
+        return self.mount_point + "\\"
+
+
+@dataclass(frozen=True)
+class Disk:
+    #: File name inside the VM's ``Virtual Hard Disks`` folder (``W808-Build8370-02.vhdx``).
+    file: str
+    virtual_size: int
+    allocated_size: int
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What a VM does while it is backed up."""
+
+    #: Guest writes per second (4-64 KiB each, hot-spot distributed).
+    write_iops: float = 20.0
+    #: Time the guest's own VSS sequence takes (integration services → guest writers → snapshot).
+    guest_vss_seconds: float = 4.0
+    #: Bytes the Hyper-V writer rolls back inside the shadow copy at PostSnapshot (auto-recovery).
+    auto_recovery_bytes: int = 64 * 1024 * 1024
+    #: Guest memory: what a saved-state backup writes (and reads back on resume).
+    memory_bytes: int = 2 * 1024**3
+    #: Bytes the guest writes to its VHDX while it takes its own snapshot (seed step ⑤).
+    guest_snapshot_bytes: int = 32 * 1024 * 1024
+
+    @property
+    def mean_write_bytes(self) -> int:
+        return 34 * 1024
+
+
+@dataclass(frozen=True)
+class Vm:
+    name: str
+    guid: uuid.UUID
+    node: str
+    csv: str
+    disks: tuple[Disk, ...]
+    integration_services: bool
+    running: bool
+    workload: Workload
+
+    @property
+    def component_name(self) -> str:
+        """The Hyper-V writer's component name: the VM GUID in upper case (spec §7)."""
+        return str(self.guid).upper()
+
+    @property
+    def allocated_bytes(self) -> int:
+        return sum(d.allocated_size for d in self.disks)
+
+    @property
+    def online_backup(self) -> bool:
+        """A child-partition-snapshot backup needs the VM running with integration services."""
+        return self.running and self.integration_services
+
+
+@dataclass(frozen=True)
+class Links:
+    nic_bandwidth: float
+    csv_bandwidth: float
+    backup_target_bandwidth: float
+
+
+class FaultKind(StrEnum):
+    #: A writer fails an event (``node``, ``writer`` = hyperv | csv, ``phase``, ``hresult``), or
+    #: only one VM's part of it (``vm``).
+    WRITER_FAIL = "writer_fail"
+    #: A protocol step takes ``seconds`` longer (``phase`` = pre_commit | flush | commit | …).
+    DELAY = "delay"
+    #: ``node`` goes down when the backup reaches ``phase``.
+    NODE_DOWN = "node_down"
+    #: The provider fails ``phase`` (begin_prepare … post_final_commit).
+    PROVIDER_ERROR = "provider_error"
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: FaultKind
+    node: str | None = None
+    writer: str | None = None
+    phase: str | None = None
+    hresult: int | None = None
+    seconds: float = 0.0
+    #: writer_fail only: the one VM whose part fails (its Hyper-V writer then fails the set).
+    vm: str | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A whole cluster. Look-ups by name are dictionaries built once."""
+
+    path: Path
+    name: str
+    seed: int
+    os: OsProfile
+    start: dt.datetime
+    nodes: tuple[Node, ...]
+    csvs: tuple[Csv, ...]
+    vms: tuple[Vm, ...]
+    links: Links
+    faults: tuple[Fault, ...] = field(default=())
+
+    @cached_property
+    def node_by_name(self) -> dict[str, Node]:
+        return {n.name.lower(): n for n in self.nodes}
+
+    @cached_property
+    def csv_by_name(self) -> dict[str, Csv]:
+        return {c.name: c for c in self.csvs}
+
+    @cached_property
+    def vms_by_node(self) -> dict[str, list[Vm]]:
+        out: dict[str, list[Vm]] = {n.name: [] for n in self.nodes}
+        for vm in self.vms:
+            out[vm.node].append(vm)
+        return out
+
+    @cached_property
+    def vms_by_csv(self) -> dict[str, list[Vm]]:
+        out: dict[str, list[Vm]] = {c.name: [] for c in self.csvs}
+        for vm in self.vms:
+            out[vm.csv].append(vm)
+        return out
+
+    def node(self, name: str) -> Node:
+        """The node called ``name`` (case-insensitive, as Windows computer names are)."""
+        try:
+            return self.node_by_name[name.lower()]
+        except KeyError:
+            raise KeyError(f"no node {name!r} in {self.path}") from None
+
+    def csv_for_path(self, path: str) -> Csv | None:
+        """The CSV a vshadow volume argument names: its mount point (with or without the final
+        backslash, any case) or its unique volume name."""
+        key = path.rstrip("\\").lower()
+        for c in self.csvs:
+            if key in (c.mount_point.lower(), c.volume_name.rstrip("\\").lower()):
+                return c
+        return None
+
+    def csv_of(self, vm: Vm) -> Csv:
+        return self.csv_by_name[vm.csv]
+
+    def vm_folder(self, vm: Vm) -> str:
+        """``C:\\ClusterStorage\\Volume\\W808-Build8370-02``: where the VM's files live."""
+        return f"{self.csv_of(vm).mount_point}\\{vm.name}"

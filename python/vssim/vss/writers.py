@@ -1,0 +1,172 @@
+"""The writers of a Hyper-V failover cluster: what they report (Identify) and what they do with
+each event (sans-I/O: handlers return actions the SimPy layer carries out in simulated time).
+
+* **Microsoft Hyper-V VSS Writer** — one per node; one component per VM *that node runs*
+  (component name = VM GUID in upper case, caption ``Backup Using Child Partition Snapshot\\<VM>``
+  or ``Backup Using Saved State\\<VM>``; files: the VM's configuration XML, its saved-state files
+  and its virtual disks). PrepareForSnapshot: an online VM runs its guest VSS sequence through the
+  integration services (seed steps ③–⑤); a VM without them is put in a saved state (downtime
+  starts). Nothing at Freeze/Thaw. PostSnapshot: auto-recovery writes into the shadow copy (online)
+  or resume (saved state, downtime ends). No partial backups: one failed VM fails the writer.
+* **Cluster Shared Volume VSS Writer** (2012 only) — one per node, in the cluster service. Reports
+  one component per VM running on *another* node (the seed's figure 3: name
+  ``<VM GUID>(CSV:<Hyper-V writer id>;<that node's Hyper-V writer instance>;<node>)``, FILEGROUP,
+  selectable, files ``Virtual Machines\\<GUID>.xml`` and ``Virtual Hard Disks\\<disk>``) and relays
+  every snapshot event to the Hyper-V writers of the nodes whose VMs were selected (step ②-2).
+
+Model choices: the Hyper-V writer reports ``VSS_WRE_ALWAYS``/``VSS_RME_RESTORE_IF_CAN_REPLACE``;
+the CSV writer ``VSS_WRE_NEVER``/``VSS_RME_UNDEFINED`` (it only relays; restores go through the
+owning node's Hyper-V writer), matching the seed's "Supports restore events = FALSE".
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from vssim.scenario import Scenario, Vm, derive_guid
+from vssim.vss.enums import RestoreMethod, WriterRestore
+from vssim.vss.ids import CSV_WRITER_ID, CSV_WRITER_NAME, HYPERV_WRITER_ID, HYPERV_WRITER_NAME
+from vssim.vss.metadata import Component, FileDescriptor, WriterMetadata
+from vssim.vss.writer_state import WriterEvent
+
+HYPERV = "hyperv"
+CSV = "csv"
+
+
+def writer_instance_id(scenario: Scenario, kind: str, node: str) -> uuid.UUID:
+    """A writer instance id: stable for a node across runs of one scenario."""
+    return derive_guid(scenario.seed, "writer-instance", kind, node.lower())
+
+
+def _caption(vm: Vm) -> str:
+    method = (
+        "Backup Using Child Partition Snapshot"
+        if vm.online_backup
+        else ("Backup Using Saved State")
+    )
+    return f"{method}\\{vm.name}"
+
+
+def hyperv_component(scenario: Scenario, vm: Vm) -> Component:
+    folder = scenario.vm_folder(vm)
+    g = vm.component_name
+    files = [
+        FileDescriptor(f"{folder}\\Virtual Machines\\", f"{g}.xml"),
+        FileDescriptor(f"{folder}\\Virtual Machines\\{g}\\", f"{g}.bin"),
+        FileDescriptor(f"{folder}\\Virtual Machines\\{g}\\", f"{g}.vsv"),
+    ]
+    files += [FileDescriptor(f"{folder}\\Virtual Hard Disks\\", d.file) for d in vm.disks]
+    return Component(name=g, caption=_caption(vm), files=tuple(files), vm_guid=vm.guid)
+
+
+def csv_component_name(scenario: Scenario, vm: Vm) -> str:
+    inst = writer_instance_id(scenario, HYPERV, vm.node)
+    return f"{vm.component_name}(CSV:{HYPERV_WRITER_ID};{inst};{vm.node})"
+
+
+def csv_component(scenario: Scenario, vm: Vm) -> Component:
+    folder = scenario.vm_folder(vm)
+    files = [FileDescriptor(f"{folder}\\Virtual Machines\\", f"{vm.component_name}.xml")]
+    files += [FileDescriptor(f"{folder}\\Virtual Hard Disks\\", d.file) for d in vm.disks]
+    return Component(name=csv_component_name(scenario, vm), files=tuple(files), vm_guid=vm.guid)
+
+
+def hyperv_metadata(scenario: Scenario, node: str) -> WriterMetadata:
+    """The Hyper-V writer of ``node``: the VMs that node runs."""
+    name = scenario.node(node).name
+    return WriterMetadata(
+        name=HYPERV_WRITER_NAME,
+        writer_id=HYPERV_WRITER_ID,
+        instance_id=writer_instance_id(scenario, HYPERV, name),
+        restore_method=RestoreMethod.RESTORE_IF_CAN_REPLACE,
+        restore_conditions=WriterRestore.ALWAYS,
+        components=tuple(hyperv_component(scenario, vm) for vm in scenario.vms_by_node[name]),
+        node=name,
+    )
+
+
+def csv_metadata(scenario: Scenario, node: str) -> WriterMetadata:
+    """The CSV writer of ``node``: every VM on a CSV that runs on another node."""
+    name = scenario.node(node).name
+    return WriterMetadata(
+        name=CSV_WRITER_NAME,
+        writer_id=CSV_WRITER_ID,
+        instance_id=writer_instance_id(scenario, CSV, name),
+        restore_method=RestoreMethod.UNDEFINED,
+        restore_conditions=WriterRestore.NEVER,
+        usage="VSS_UT_SYSTEMSERVICE",
+        components=tuple(csv_component(scenario, vm) for vm in scenario.vms if vm.node != name),
+        node=name,
+    )
+
+
+# --- actions: what a writer asks the simulation to do ------------------------------------------
+
+
+@dataclass(frozen=True)
+class GuestSnapshot:
+    """Online backup of ``vm``: integration services → guest VSS → guest writers (③④⑤)."""
+
+    vm: Vm
+
+
+@dataclass(frozen=True)
+class SaveState:
+    """Offline backup of ``vm``: save its state (it is down until :class:`Resume`)."""
+
+    vm: Vm
+
+
+@dataclass(frozen=True)
+class AutoRecover:
+    """PostSnapshot: roll the VM's disks inside the shadow copy back to the guest snapshot."""
+
+    vm: Vm
+
+
+@dataclass(frozen=True)
+class Resume:
+    vm: Vm
+
+
+@dataclass(frozen=True)
+class Relay:
+    """CSV writer → the Hyper-V writer of ``node``: deliver ``event`` for ``vms`` there."""
+
+    node: str
+    event: WriterEvent
+    vms: tuple[Vm, ...]
+
+
+Action = GuestSnapshot | SaveState | AutoRecover | Resume | Relay
+
+
+def hyperv_actions(event: WriterEvent, vms: tuple[Vm, ...]) -> list[Action]:
+    """What the Hyper-V writer does for ``event`` with its selected ``vms``."""
+    if event is WriterEvent.PREPARE_SNAPSHOT:
+        return [GuestSnapshot(vm) if vm.online_backup else SaveState(vm) for vm in vms]
+    if event is WriterEvent.POST_SNAPSHOT:
+        return [AutoRecover(vm) if vm.online_backup else Resume(vm) for vm in vms]
+    if event is WriterEvent.ABORT:
+        return [Resume(vm) for vm in vms if not vm.online_backup]
+    return []
+
+
+RELAYED = (
+    WriterEvent.PREPARE_BACKUP,
+    WriterEvent.PREPARE_SNAPSHOT,
+    WriterEvent.FREEZE,
+    WriterEvent.THAW,
+    WriterEvent.POST_SNAPSHOT,
+    WriterEvent.BACKUP_COMPLETE,
+    WriterEvent.ABORT,
+    WriterEvent.BACKUP_SHUTDOWN,
+)
+
+
+def csv_actions(event: WriterEvent, by_node: dict[str, tuple[Vm, ...]]) -> list[Action]:
+    """What the CSV writer does: relay ``event`` to each node that owns selected VMs."""
+    if event not in RELAYED:
+        return []
+    return [Relay(node, event, vms) for node, vms in sorted(by_node.items())]
