@@ -184,3 +184,20 @@ def test_bad_requests_are_refused() -> None:
         run(sc, "differential")
     with pytest.raises(ValueError, match="fraction"):
         run(sc, "selective", fraction=1.5)
+
+
+def test_progress_reports_every_set() -> None:
+    seen: list[tuple[int, int]] = []
+    r = run(small("ws2008r2", vms=20), "full", progress=lambda d, t: seen.append((d, t)))
+    total = r.jobs.height
+    assert seen[-1] == (total, total)
+    assert [d for d, _ in seen] == list(range(1, total + 1))
+
+
+def test_hardware_snapshots_cost_the_host_no_diff_area() -> None:
+    r = run(small("ws2012", provider="hardware"), "full")
+    csvs = r.csvs
+    assert csvs["snapshot"].null_count() == csvs.height
+    assert (csvs["diff_area_peak_bytes"] == 0).all()
+    assert (r.vms["chunks_copied"] == 0).all()
+    assert r.vms["ok"].all()
