@@ -60,7 +60,7 @@ lint-python: build-dev
 
 .PHONY: test-python
 test-python: build-dev
-	$(PY) -m pytest -q --benchmark-disable
+	$(PY) -m pytest -q --benchmark-disable --basetemp=$(abspath .pytest-tmp)
 
 .PHONY: test
 test: setup lint-rust test-rust lint-python test-python

@@ -33,12 +33,12 @@ def test_demo_runs_small() -> None:
             "40",
             "--csvs",
             "2",
-            "--writes-per-vm",
-            "50",
+            "--window",
+            "5",
         ],
         capture_output=True,
         text=True,
         check=True,
     )
     assert "40 VMs on 2 CSVs" in out.stdout
-    assert "writes tracked" in out.stdout
+    assert "M writes/s" in out.stdout
