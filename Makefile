@@ -8,7 +8,7 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PYTHON  ?= python3
 STAMP   := $(VENV)/.deps-stamp
-APT_PKGS := qemu-utils
+APT_PKGS := qemu-utils chromium
 BENCH_DIR ?= .benchmarks
 
 .PHONY: help
