@@ -8,11 +8,11 @@ import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from vssim.cli import bench_report, demo, plan, vshadow
+from vssim.cli import bench_report, demo, plan, run, vshadow
 from vssim.errors import VssimError
 
 #: Subcommand modules, in the order ``vssim --help`` lists them.
-COMMANDS: list[ModuleType] = [demo, vshadow, bench_report, plan]
+COMMANDS: list[ModuleType] = [demo, run, vshadow, bench_report, plan]
 
 Handler = Callable[[argparse.Namespace], int]
 

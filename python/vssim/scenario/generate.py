@@ -12,6 +12,7 @@
     running = 1.0                 # share of VMs running
     provider = "system"
     write_iops = 20
+    workload = { locality = "zipf", read_fraction = 0.3 }   # any [[vms]] workload key
 
 Generated entries are appended to any written ``[[nodes]]``/``[[csvs]]``/``[[vms]]`` and then
 validated like them. Placement uses ``random.Random(seed)``: the same file always yields the same
@@ -42,6 +43,7 @@ GENERATE_KEYS = (
     "running",
     "provider",
     "write_iops",
+    "workload",
 )
 
 Fail = Callable[[str, object, str], ScenarioError]
@@ -87,6 +89,9 @@ def generate(
     run_share = _share(gen, "running", fail)
     provider = gen.get("provider", "system")
     iops = gen.get("write_iops", 20)
+    workload = gen.get("workload", {})
+    if not isinstance(workload, dict):
+        raise fail("generate.workload", workload, "a table of workload keys")
 
     out_nodes = list(nodes)
     width = max(2, len(str(n_nodes)))
@@ -137,7 +142,7 @@ def generate(
                 "integration_services": rng.random() < is_share,
                 "running": rng.random() < run_share,
                 "disks": [{"size": disk_size, "allocated": allocated} for _ in range(disks_per_vm)],
-                "workload": {"write_iops": iops},
+                "workload": {"write_iops": iops, **workload},
             }
         )
     return out_nodes, out_csvs, out_vms

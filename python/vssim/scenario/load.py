@@ -320,6 +320,7 @@ def _workload(r: _Reader, t: object, path: str) -> Workload:
             "auto_recovery_bytes",
             "memory",
             "guest_snapshot_bytes",
+            *STREAM_KEYS,
         ),
     )
     return Workload(
@@ -334,7 +335,99 @@ def _workload(r: _Reader, t: object, path: str) -> Workload:
         guest_snapshot_bytes=r.get(
             t, "guest_snapshot_bytes", path, parse_size, "a size", d.guest_snapshot_bytes
         ),
+        **_stream(r, t, path, d),
     )
+
+
+#: Workload keys that shape the engine's I/O stream (modelled runs).
+STREAM_KEYS = (
+    "read_fraction",
+    "locality",
+    "hot_fraction",
+    "hot_share",
+    "theta",
+    "region_fraction",
+    "sizes",
+    "weights",
+    "diurnal_amplitude",
+    "diurnal_period_s",
+    "diurnal_peak_s",
+)
+LOCALITIES = ("uniform", "hotspot", "zipf", "log")
+
+
+def _fraction(zero_ok: bool, one_ok: bool = True) -> Callable[[object], float | None]:
+    def inner(v: object) -> float | None:
+        f = _nonneg_float(v)
+        if f is None or f > 1 or (f == 0 and not zero_ok) or (f == 1 and not one_ok):
+            return None
+        return f
+
+    return inner
+
+
+def _stream(r: _Reader, t: dict[str, Any], path: str, d: Workload) -> dict[str, Any]:
+    """The I/O-stream keys of a workload table, validated as the engine will check them."""
+    locality = t.get("locality", d.locality)
+    if locality not in LOCALITIES:
+        raise r.fail(f"{path}.locality", locality, f"one of {', '.join(LOCALITIES)}")
+    sizes = t.get("sizes", [])
+    if not isinstance(sizes, list) or not all(
+        isinstance(s, int) and not isinstance(s, bool) and s > 0 and s % 512 == 0 for s in sizes
+    ):
+        raise r.fail(f"{path}.sizes", sizes, "a list of request sizes, positive multiples of 512")
+    weights = t.get("weights", [1.0] * len(sizes))
+    if (
+        not isinstance(weights, list)
+        or len(weights) != len(sizes)
+        or not all(_nonneg_float(w) is not None for w in weights)
+        or (weights and sum(weights) <= 0)
+    ):
+        raise r.fail(
+            f"{path}.weights", weights, f"{len(sizes)} weights >= 0 (one per size), sum > 0"
+        )
+    frac = "a fraction in (0, 1]"
+    return {
+        "read_fraction": r.get(
+            t,
+            "read_fraction",
+            path,
+            _fraction(True, False),
+            "a fraction in [0, 1)",
+            d.read_fraction,
+        ),
+        "locality": locality,
+        "hot_fraction": r.get(t, "hot_fraction", path, _fraction(False), frac, d.hot_fraction),
+        "hot_share": r.get(
+            t, "hot_share", path, _fraction(True), "a fraction in [0, 1]", d.hot_share
+        ),
+        "theta": r.get(t, "theta", path, lambda v: _le(_nonneg_float(v), 5.0), "0 to 5", d.theta),
+        "region_fraction": r.get(
+            t, "region_fraction", path, _fraction(False), frac, d.region_fraction
+        ),
+        "sizes": tuple(sizes),
+        "weights": tuple(float(w) for w in weights),
+        "diurnal_amplitude": r.get(
+            t, "diurnal_amplitude", path, _fraction(True), "0 to 1", d.diurnal_amplitude
+        ),
+        "diurnal_period_s": r.get(
+            t,
+            "diurnal_period_s",
+            path,
+            lambda v: _le(_nonneg_float(v), float("inf"), True),
+            "a period > 0 seconds",
+            d.diurnal_period_s,
+        ),
+        "diurnal_peak_s": r.get(
+            t, "diurnal_peak_s", path, _nonneg_float, "seconds >= 0", d.diurnal_peak_s
+        ),
+    }
+
+
+def _le(v: float | None, limit: float, positive: bool = False) -> float | None:
+    if v is None or v > limit or (positive and v == 0):
+        return None
+    return v
 
 
 def _vms(

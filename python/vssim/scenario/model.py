@@ -86,6 +86,27 @@ class Workload:
     memory_bytes: int = 2 * 1024**3
     #: Bytes the guest writes to its VHDX while it takes its own snapshot (seed step ⑤).
     guest_snapshot_bytes: int = 32 * 1024 * 1024
+    # The I/O stream the engine generates for the VM in modelled runs (vssim.scale): reads are
+    # ``read_fraction`` of all operations, so the VM issues ``write_iops / (1 - read_fraction)``.
+    read_fraction: float = 0.3
+    #: Where writes land: "uniform", "hotspot", "zipf" or "log" (sequential circular log).
+    locality: str = "hotspot"
+    hot_fraction: float = 0.1
+    hot_share: float = 0.9
+    theta: float = 0.99
+    region_fraction: float = 0.05
+    #: Request sizes (bytes, multiples of 512) and their weights; empty: the engine's typical mix.
+    sizes: tuple[int, ...] = ()
+    weights: tuple[float, ...] = ()
+    #: Rate follows the day when > 0: ``1 + amplitude × cos(2π (t − peak) / period)``.
+    diurnal_amplitude: float = 0.0
+    diurnal_period_s: float = 86400.0
+    diurnal_peak_s: float = 50400.0
+
+    @property
+    def iops(self) -> float:
+        """Operations per second, reads and writes."""
+        return self.write_iops / (1.0 - self.read_fraction)
 
     @property
     def mean_write_bytes(self) -> int:

@@ -1,0 +1,25 @@
+"""Modelled backups of a whole cluster: backup jobs, scheduling, data movement and the engine's
+workload on one virtual clock (issue "full, selective and incremental backups at scale").
+
+``vssim.run(scenario, backup="full")`` (= :func:`vssim.scale.runner.run`) returns the result
+tables; :mod:`.backend` (the engine's cluster behind the protocol), :mod:`.network` (shared
+links), :mod:`.plan` (what to back up, snapshot sets, limits), :mod:`.backup_run` (one snapshot
+set), :mod:`.runner` (the run).
+"""
+
+from __future__ import annotations
+
+from vssim.scale.backend import ModelClusterBackend
+from vssim.scale.plan import BackupKind, BackupSpec, Schedule, plan_jobs, select_vms
+from vssim.scale.runner import RunResult, run
+
+__all__ = [
+    "BackupKind",
+    "BackupSpec",
+    "ModelClusterBackend",
+    "RunResult",
+    "Schedule",
+    "plan_jobs",
+    "run",
+    "select_vms",
+]

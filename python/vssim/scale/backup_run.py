@@ -1,0 +1,251 @@
+"""One snapshot set of a modelled run: the protocol's :class:`~vssim.sim.backup.BackupRun` with
+the data path of :mod:`vssim.scale`.
+
+The protocol decides the order of every call, the writers and the providers; this subclass only
+changes what the run does with data:
+
+* at the point in time (provider commit) it brings the engine's cluster to that instant and
+  records, per VM, what the backup will read: the VHDX files' size (full, copy, selective) or the
+  bytes changed since the VM's previous backup (incremental; change tracking restarts at the
+  snapshot instant, except for copy backups);
+* it copies the selected VMs in parallel, up to the node's copy streams, over the shared links
+  (snapshot → CSV storage → the coordinator's and the requester's NICs when a system-provider
+  snapshot lives on another node → backup target);
+* a VM whose CSV snapshot volsnap deleted (diff area full) fails with
+  ``VSS_E_INSUFFICIENT_STORAGE`` and so does its set (the protocol's rule);
+* redirected I/O is what the other nodes' VMs really wrote while the CSV was redirected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import simpy
+
+from vssim.scale.plan import BackupKind
+from vssim.scenario import Csv, Vm
+from vssim.sim import costs
+from vssim.sim.backup import BackupRun
+from vssim.sim.jobs import BackupJob
+from vssim.sim.run_base import CLUSTER, REQUESTER, Proc
+from vssim.vss.cluster import ClusterState
+from vssim.vss.enums import HResult, ProviderType, hresult_name
+from vssim.vss.providers import volume_provider
+
+if TYPE_CHECKING:
+    from vssim.scale.backend import ModelClusterBackend
+    from vssim.scale.network import SharedResources
+
+
+@dataclass
+class VmCopy:
+    """What one VM's backup did."""
+
+    vm: Vm
+    snapshot_at: float | None = None
+    #: Bytes the backup reads (set at the point in time).
+    planned: int = 0
+    bytes_read: int = 0
+    incremental: bool = False
+    copy_start: float | None = None
+    copy_end: float | None = None
+    hresult: int = int(HResult.S_OK)
+    #: Cumulative counters of the VM's disks at the snapshot instant and at release.
+    chunks_at: tuple[int, int] = (0, 0)
+    written_at: tuple[int, int] = (0, 0)
+
+
+@dataclass
+class RunContext:
+    """What every snapshot set of a modelled run shares."""
+
+    env: simpy.Environment
+    state: ClusterState
+    backend: ModelClusterBackend
+    resources: SharedResources
+    kind: BackupKind
+    streams: dict[str, simpy.Resource]
+    #: VMs with a backup this run can build an incremental on.
+    has_base: set[str] = field(default_factory=set)
+    #: Per CSV: engine disk ids and their VMs' nodes (for redirected bytes).
+    csv_disks: dict[str, tuple[np.ndarray, list[str]]] = field(default_factory=dict)
+
+    def disks_of(self, csv: str) -> tuple[np.ndarray, list[str]]:
+        got = self.csv_disks.get(csv)
+        if got is None:
+            ids: list[int] = []
+            nodes: list[str] = []
+            for vm in self.state.scenario.vms_by_csv[csv]:
+                for d in self.backend.disks[vm.name]:
+                    ids.append(d)
+                    nodes.append(vm.node)
+            got = self.csv_disks[csv] = (np.asarray(ids, dtype=np.int64), nodes)
+        return got
+
+
+class ScaleBackupRun(BackupRun):
+    """A protocol backup run whose data path is the modelled cluster's."""
+
+    def __init__(self, ctx: RunContext, job: BackupJob) -> None:
+        super().__init__(ctx.env, ctx.state, ctx.resources, job)
+        self.ctx = ctx
+        self.vm_copies: dict[str, VmCopy] = {}
+        for s in job.selected:
+            self.vm_copies.setdefault(s.vm.name, VmCopy(s.vm))
+        self._copying = False
+        self._redirect_base: dict[str, np.ndarray] = {}
+        self.redirect_windows: dict[str, float] = {}
+
+    # --- the point in time --------------------------------------------------------------------
+
+    def _commit(self) -> None:
+        b = self.ctx.backend
+        b.sync()
+        super()._commit()
+        incremental = self.ctx.kind is BackupKind.INCREMENTAL
+        for name, c in self.vm_copies.items():
+            c.snapshot_at = self.env.now
+            c.incremental = incremental and name in self.ctx.has_base
+            c.planned = b.changed_bytes(name) if c.incremental else b.file_size(name)
+            if self.ctx.kind is not BackupKind.COPY:
+                b.reset_changes(name)
+            c.chunks_at = (b.vm_total("chunks_copied", name), 0)
+            c.written_at = (b.vm_total("bytes_written", name), 0)
+
+    # --- copying ------------------------------------------------------------------------------
+
+    def _copy_vm(self, vm: Vm) -> Proc:
+        """The protocol copies VM by VM; here the first call copies them all, in parallel up to
+        the node's copy streams, and the later calls have nothing left to do."""
+        if self._copying:
+            return
+        self._copying = True
+        procs = [self.env.process(self._copy_one(c)) for c in self.vm_copies.values()]
+        if procs:
+            yield simpy.AllOf(self.env, procs)
+
+    def _lost(self, csv: Csv) -> bool:
+        copy = self.copies.get(csv.name)
+        h = None if copy is None else copy.backend_handle
+        return h is not None and self.ctx.backend.is_deleted(csv.name, h)
+
+    def _copy_one(self, c: VmCopy) -> Proc:
+        vm = c.vm
+        csv = self.sc.csv_of(vm)
+        slot = self.ctx.streams[self.req].request()
+        yield slot
+        try:
+            self.ctx.backend.sync()
+            if self._lost(csv):
+                c.hresult = int(HResult.VSS_E_INSUFFICIENT_STORAGE)
+                return
+            host = self.copies[csv.name].service_machine
+            nodes: tuple[str, ...] = ()
+            if volume_provider(csv).type is ProviderType.SYSTEM and host != self.req:
+                nodes = (host, self.req)
+            c.copy_start = self.env.now
+            start, seq = self.env.now, self.tl.next_seq()
+            yield from self.res.transfer(c.planned, csv, nodes, target=True)
+            c.copy_end = self.env.now
+            self.ctx.backend.sync()
+            if self._lost(csv):
+                c.hresult = int(HResult.VSS_E_INSUFFICIENT_STORAGE)
+                return
+            c.bytes_read = c.planned
+            self.result.copied_bytes += c.planned
+            if nodes:
+                self.result.network_bytes += c.planned
+            what = "changed blocks" if c.incremental else "VHDX files"
+            self.tl.add(
+                self.req,
+                REQUESTER,
+                f"copy {vm.name} from the shadow copy",
+                start,
+                self.env.now,
+                detail=f"{c.planned} bytes ({what}) via {host}",
+                seq=seq,
+            )
+        finally:
+            self.ctx.streams[self.req].release(slot)
+
+    def _apply_workload(self) -> None:
+        """The engine has run the guests' writes all along; only volsnap's deletions of this
+        set's copies are left to report (the protocol fails the set on them)."""
+        b = self.ctx.backend
+        b.sync()
+        for csv in self.job.volumes:
+            copy = self.copies.get(csv.name)
+            h = None if copy is None else copy.backend_handle
+            if h is not None and b.is_deleted(csv.name, h):
+                self._diff_area_deletions(csv, (h,))
+            self.result.diff_area_bytes[csv.name] = b.diff_area_bytes(csv)
+        if self.lost_copy:
+            for c in self.vm_copies.values():
+                if self._lost(self.sc.csv_of(c.vm)) and c.hresult == HResult.S_OK:
+                    c.hresult = int(HResult.VSS_E_INSUFFICIENT_STORAGE)
+                    c.bytes_read = 0
+
+    def _delete_copies(self) -> Proc:
+        b = self.ctx.backend
+        b.sync()
+        for name, c in self.vm_copies.items():
+            if c.snapshot_at is not None:
+                c.chunks_at = (c.chunks_at[0], b.vm_total("chunks_copied", name))
+                c.written_at = (c.written_at[0], b.vm_total("bytes_written", name))
+        yield from super()._delete_copies()
+
+    # --- redirected access --------------------------------------------------------------------
+
+    def _written(self, csv: Csv) -> np.ndarray:
+        ids, _ = self.ctx.disks_of(csv.name)
+        self.ctx.backend.sync()
+        out: np.ndarray = self.ctx.backend.totals["bytes_written"][ids].copy()
+        return out
+
+    def _redirect_on(self, csv: Csv, why: str) -> Proc:
+        yield from super()._redirect_on(csv, why)
+        self._redirect_base[csv.name] = self._written(csv)
+
+    def _redirect_off(self, csv: Csv) -> Proc:
+        """Direct I/O again; the other nodes' VMs' writes meanwhile crossed the network."""
+        since = self.redirect_since.pop(csv.name, None)
+        if since is None:
+            return
+        base = self._redirect_base.pop(csv.name)
+        delta = self._written(csv) - base
+        coord = self.state.coordinators[csv.name]
+        _, nodes = self.ctx.disks_of(csv.name)
+        remote = np.asarray([n != coord for n in nodes], dtype=bool)
+        redirected = int(delta[remote].sum()) if len(delta) else 0
+        window = self.env.now - since
+        self.redirect_windows[csv.name] = self.redirect_windows.get(csv.name, 0.0) + window
+        self.result.redirected_bytes[csv.name] = (
+            self.result.redirected_bytes.get(csv.name, 0) + redirected
+        )
+        # Redirected writes cross the writing node's NIC and the coordinator's (counted).
+        by_node: dict[str, int] = {}
+        for n, v in zip(nodes, delta.tolist(), strict=True):
+            if n != coord and v:
+                by_node[n] = by_node.get(n, 0) + int(v)
+        for n, v in by_node.items():
+            self.res.nic_bytes[n] += v
+        self.res.nic_bytes[coord] += redirected
+        yield from self._span(
+            coord,
+            CLUSTER,
+            f"{csv.name} back to direct I/O",
+            costs.REDIRECT_SWITCH_S,
+            detail=f"{redirected} bytes redirected over {window:.1f} s",
+        )
+
+    @property
+    def failed_vms(self) -> int:
+        return sum(1 for c in self.vm_copies.values() if c.hresult != HResult.S_OK)
+
+    def vm_result(self, c: VmCopy) -> str:
+        """A VM's result: its own failure, else its set's (no partial backups)."""
+        if c.hresult != HResult.S_OK:
+            return hresult_name(c.hresult)
+        return "S_OK" if self.result.ok else hresult_name(self.result.hresult)

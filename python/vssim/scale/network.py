@@ -1,0 +1,150 @@
+"""Shared bandwidth on the virtual clock: the backup target, each CSV's storage path and each
+node's NIC split their bandwidth among the transfers crossing them.
+
+How it works (a fluid model): a transfer crosses a path of links; every link gives each transfer
+on it an equal share of its bandwidth, and a transfer moves at the smallest share along its path.
+Shares change only when a transfer starts or ends, so between those instants every rate is
+constant. Transfers with the same path form a class that progresses as one (a class's cumulative
+``work`` per transfer; each transfer finishes when ``work`` reaches its own finish mark), so an
+event costs O(active classes), not O(active transfers). One pending timer wakes the model at the
+next completion; a newer timer supersedes older ones (generation counter).
+
+:class:`SharedResources` keeps the protocol's :class:`~vssim.sim.resources.ClusterResources`
+interface (``transfer(nbytes, csv, nodes, target)``), so the writers' guest snapshots, saved
+states and auto-recovery share the links with the copies. It also counts, per link, the bytes
+carried and the time it was busy.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import simpy
+
+from vssim.scenario import Csv, Scenario
+from vssim.sim.resources import ClusterResources
+
+TARGET = "target"
+#: Bytes of a transfer left when it counts as done (floating-point slack).
+_SLACK = 1e-3
+
+
+def csv_link(name: str) -> str:
+    return f"csv:{name}"
+
+
+def nic_link(name: str) -> str:
+    return f"nic:{name}"
+
+
+@dataclass
+class _Class:
+    path: tuple[str, ...]
+    work: float = 0.0
+    rate: float = 0.0
+    #: (finish mark, sequence, bytes, done event)
+    heap: list[tuple[float, int, int, simpy.Event]] = field(default_factory=list)
+
+
+class SharedResources(ClusterResources):
+    """Fair-share links for every transfer of a run (see the module doc)."""
+
+    def __init__(self, env: simpy.Environment, scenario: Scenario) -> None:
+        super().__init__(env, scenario)
+        self.bandwidth: dict[str, float] = {TARGET: scenario.links.backup_target_bandwidth}
+        for c in scenario.csvs:
+            self.bandwidth[csv_link(c.name)] = c.bandwidth
+        for n in scenario.nodes:
+            self.bandwidth[nic_link(n.name)] = n.nic_bandwidth
+        self.users = dict.fromkeys(self.bandwidth, 0)
+        self.link_bytes = dict.fromkeys(self.bandwidth, 0)
+        self.link_busy = dict.fromkeys(self.bandwidth, 0.0)
+        self.classes: dict[tuple[str, ...], _Class] = {}
+        self.last = float(env.now)
+        self.generation = 0
+        self.seq = 0
+        self.transfers = 0
+
+    def transfer(
+        self,
+        nbytes: int,
+        csv: Csv | None = None,
+        nodes: tuple[str, ...] = (),
+        target: bool = False,
+    ) -> Generator[Any, Any, float]:
+        """Move ``nbytes`` over the backup target, the CSV's storage and the NICs of ``nodes``;
+        returns the simulated seconds it took."""
+        path = ([TARGET] if target else []) + ([csv_link(csv.name)] if csv is not None else [])
+        path += [nic_link(n) for n in sorted(set(nodes))]
+        if not path or nbytes <= 0:
+            return 0.0
+        start = self.env.now
+        self._settle()
+        key = tuple(path)
+        cls = self.classes.get(key)
+        if cls is None:
+            cls = self.classes[key] = _Class(key)
+        done = self.env.event()
+        self.seq += 1
+        heapq.heappush(cls.heap, (cls.work + nbytes, self.seq, nbytes, done))
+        for link in key:
+            self.users[link] += 1
+        self.transfers += 1
+        self._reschedule()
+        yield done
+        for n in set(nodes):
+            self.nic_bytes[n] += nbytes
+        return float(self.env.now - start)
+
+    def _settle(self) -> None:
+        """Progress every active class up to now."""
+        now = float(self.env.now)
+        dt = now - self.last
+        if dt > 0:
+            for cls in self.classes.values():
+                if cls.heap:
+                    cls.work += cls.rate * dt
+            for link, n in self.users.items():
+                if n:
+                    self.link_busy[link] += dt
+        self.last = now
+
+    def _reschedule(self) -> None:
+        """Finish what is done, recompute the shares, and set the timer for the next finish."""
+        while True:
+            finished = False
+            for key, cls in list(self.classes.items()):
+                while cls.heap and cls.heap[0][0] - cls.work <= _SLACK:
+                    _, _, nbytes, done = heapq.heappop(cls.heap)
+                    for link in cls.path:
+                        self.users[link] -= 1
+                        self.link_bytes[link] += nbytes
+                    done.succeed()
+                    finished = True
+                if not cls.heap:
+                    del self.classes[key]
+            next_in = float("inf")
+            for cls in self.classes.values():
+                cls.rate = min(self.bandwidth[link] / self.users[link] for link in cls.path)
+                next_in = min(next_in, (cls.heap[0][0] - cls.work) / cls.rate)
+            if next_in > 0 or not finished:
+                break
+        if next_in == float("inf"):
+            return
+        self.generation += 1
+        gen = self.generation
+        timer = self.env.timeout(max(next_in, 0.0))
+        timer.callbacks.append(lambda _ev: self._wake(gen))
+
+    def _wake(self, gen: int) -> None:
+        if gen != self.generation:
+            return
+        self._settle()
+        # Whatever is due now is done (the timer was set for the earliest finish).
+        for cls in self.classes.values():
+            if cls.heap and cls.heap[0][0] - cls.work <= max(_SLACK, 1e-9 * cls.heap[0][2]):
+                cls.work = max(cls.work, cls.heap[0][0])
+        self._reschedule()

@@ -1,0 +1,227 @@
+"""A modelled run: one or more backups of a whole scenario on one virtual clock.
+
+How it works: :func:`run` builds the engine's cluster (:class:`ModelClusterBackend`), the shared
+links (:class:`SharedResources`) and one SimPy environment. Three kinds of process share it:
+
+* the **workload clock** advances the engine's cluster every ``window_s`` simulated seconds (the
+  backup runs also advance it at each snapshot's creation and deletion, so those instants are
+  exact);
+* the **scheduler** starts each backup's snapshot sets (:func:`~vssim.scale.plan.plan_jobs`) as
+  soon as their requester node and their CSVs have room (per-node and per-CSV limits);
+* each **snapshot set** is a protocol backup run (:class:`ScaleBackupRun`).
+
+Backups listed together run one after the other, ``interval_s`` apart (the guests keep writing in
+between, which is what an incremental then reads). The result is a :class:`RunResult` with the
+five metric tables (:mod:`vssim.metrics`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import simpy
+
+from vssim.scale.backend import ModelClusterBackend
+from vssim.scale.backup_run import RunContext, ScaleBackupRun
+from vssim.scale.network import SharedResources
+from vssim.scale.plan import BackupKind, BackupSpec, Schedule, parse_kinds, plan_jobs
+from vssim.scenario import Scenario, load_scenario
+from vssim.vss.cluster import ClusterState
+from vssim.vss.enums import HResult
+
+#: Called after each snapshot set ends: (sets done, sets in all).
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class BackupRecord:
+    """One backup of the run (all its snapshot sets)."""
+
+    index: int
+    spec: BackupSpec
+    runs: list[ScaleBackupRun] = field(default_factory=list)
+    start: float = 0.0
+    end: float = 0.0
+
+
+@dataclass
+class RunResult:
+    """The tables of a run (schemas in :mod:`vssim.metrics` and README "Result tables")."""
+
+    scenario: Scenario
+    vms: pl.DataFrame
+    csvs: pl.DataFrame
+    nodes: pl.DataFrame
+    jobs: pl.DataFrame
+    phases: pl.DataFrame
+    summary: pl.DataFrame
+    #: Guest writes the engine simulated, and the run's wall-clock seconds.
+    writes_simulated: int = 0
+    wall_s: float = 0.0
+
+    TABLES = ("vms", "csvs", "nodes", "jobs", "phases", "summary")
+
+    def tables(self) -> dict[str, pl.DataFrame]:
+        return {name: getattr(self, name) for name in self.TABLES}
+
+    def write_parquet(self, out: str | Path) -> list[Path]:
+        d = Path(out)
+        d.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for name, df in self.tables().items():
+            p = d / f"{name}.parquet"
+            df.write_parquet(p)
+            paths.append(p)
+        return paths
+
+
+def _specs(
+    backup: str | BackupKind | BackupSpec | Sequence[str | BackupKind | BackupSpec],
+    vms: Sequence[str],
+    fraction: float | None,
+    include: Sequence[str],
+    exclude: Sequence[str],
+) -> list[BackupSpec]:
+    items = [backup] if isinstance(backup, str | BackupSpec) else list(backup)
+    out = []
+    for item in items:
+        if isinstance(item, BackupSpec):
+            out.append(item)
+            continue
+        (kind,) = parse_kinds([str(item)])
+        selective = kind is BackupKind.SELECTIVE
+        out.append(
+            BackupSpec(
+                kind,
+                vms=tuple(vms),
+                fraction=fraction if selective or fraction is not None else None,
+                include=tuple(include),
+                exclude=tuple(exclude),
+            )
+        )
+    return out
+
+
+def run(
+    scenario: Scenario | str | Path,
+    backup: str | BackupKind | BackupSpec | Sequence[str | BackupKind | BackupSpec] = "full",
+    *,
+    vms: Sequence[str] = (),
+    fraction: float | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    schedule: Schedule | None = None,
+    start_s: float = 0.0,
+    interval_s: float = 600.0,
+    window_s: float = 5.0,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Run the backups ``backup`` (a type, a :class:`BackupSpec`, or several, one after the
+    other) on ``scenario`` in modelled mode and return the result tables.
+
+    ``selective`` needs ``vms``, ``fraction`` or ``include``; the other types take them as a
+    narrowing too. The guests write from time 0; the first backup starts at ``start_s``, the
+    next ``interval_s`` after the previous one ends. The engine's cluster advances at least
+    every ``window_s`` simulated seconds.
+    """
+    from vssim.metrics import build_tables
+
+    wall = time.perf_counter()
+    sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+    specs = _specs(backup, vms, fraction, include, exclude)
+    for s in specs:
+        if s.kind is BackupKind.SELECTIVE and not (s.vms or s.fraction or s.include):
+            raise ValueError("a selective backup needs vms, fraction or include")
+    if window_s <= 0 or interval_s < 0 or start_s < 0:
+        raise ValueError(f"window_s={window_s}, interval_s={interval_s}, start_s={start_s}")
+    sched = schedule or Schedule()
+    env = simpy.Environment()
+    backend = ModelClusterBackend(sc, clock=lambda: float(env.now))
+    state = ClusterState(sc, backend=backend)
+    res = SharedResources(env, sc)
+    per_node, per_csv = sched.limits(sc)
+    streams = {n.name: simpy.Resource(env, capacity=sched.streams_per_node) for n in sc.nodes}
+    plans = [plan_jobs(sc, s, sched, label=f"{i}:{s.kind}") for i, s in enumerate(specs)]
+    total = sum(len(p) for p in plans)
+    records = [BackupRecord(i, s) for i, s in enumerate(specs)]
+    finished = env.event()
+    done_count = [0]
+    has_base: set[str] = set()
+
+    def one_backup(rec: BackupRecord, jobs: list[object]) -> simpy.events.ProcessGenerator:
+        ctx = RunContext(env, state, backend, res, rec.spec.kind, streams, has_base)
+        rec.start = float(env.now)
+        pending = [ScaleBackupRun(ctx, j) for j in jobs]  # type: ignore[arg-type]
+        node_busy = dict.fromkeys(streams, 0)
+        csv_busy = {c.name: 0 for c in sc.csvs}
+        all_done = env.event()
+        running = [0]
+
+        def job(r: ScaleBackupRun) -> simpy.events.ProcessGenerator:
+            yield from r.process()
+            node_busy[r.req] -= 1
+            for c in r.job.volumes:
+                csv_busy[c.name] -= 1
+            running[0] -= 1
+            done_count[0] += 1
+            if progress is not None:
+                progress(done_count[0], total)
+            # A backup in the history (not copy) is the next incremental's base; a failed one
+            # whose change tracking restarted at its snapshot leaves none (the next is full).
+            if rec.spec.kind is not BackupKind.COPY:
+                for name, vc in r.vm_copies.items():
+                    if r.result.ok and vc.hresult == HResult.S_OK:
+                        has_base.add(name)
+                    elif vc.snapshot_at is not None:
+                        has_base.discard(name)
+            start_ready()
+
+        def start_ready() -> None:
+            for r in list(pending):
+                if node_busy[r.req] >= per_node:
+                    continue
+                if any(csv_busy[c.name] >= per_csv for c in r.job.volumes):
+                    continue
+                pending.remove(r)
+                node_busy[r.req] += 1
+                for c in r.job.volumes:
+                    csv_busy[c.name] += 1
+                running[0] += 1
+                rec.runs.append(r)
+                env.process(job(r))
+            if not pending and not running[0] and not all_done.triggered:
+                all_done.succeed()
+
+        start_ready()
+        yield all_done
+        rec.end = float(env.now)
+
+    def driver() -> simpy.events.ProcessGenerator:
+        if start_s:
+            yield env.timeout(start_s)
+        for i, (rec, jobs) in enumerate(zip(records, plans, strict=True)):
+            if i and interval_s:
+                yield env.timeout(interval_s)
+            yield env.process(one_backup(rec, list(jobs)))
+        finished.succeed()
+
+    def workload_clock() -> simpy.events.ProcessGenerator:
+        while not finished.triggered:
+            yield env.any_of([env.timeout(window_s), finished])
+            backend.advance_to(float(env.now))
+
+    env.process(driver())
+    env.process(workload_clock())
+    env.run(until=finished)
+    backend.advance_to(float(env.now))
+    tables = build_tables(sc, records, backend, res)
+    return RunResult(
+        sc,
+        **tables,
+        writes_simulated=backend.writes_simulated,
+        wall_s=time.perf_counter() - wall,
+    )

@@ -1,0 +1,58 @@
+"""Small generated clusters for the modelled-run tests (a few nodes, tens of VMs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vssim.scenario import Scenario, parse_scenario
+
+
+def small_raw(
+    os: str = "ws2012",
+    *,
+    nodes: int = 4,
+    csvs: int = 2,
+    vms: int = 60,
+    provider: str = "system",
+    diff_area_limit: str | None = None,
+    write_iops: float = 40,
+    target: str = "2 GB/s",
+    csv_bandwidth: str = "1 GB/s",
+    seed: int = 77,
+    workload: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    csv_tables: list[dict[str, Any]] = []
+    for i in range(1, csvs + 1):
+        t: dict[str, Any] = {
+            "name": f"Cluster Disk {i}",
+            "mount_point": f"C:\\ClusterStorage\\Volume{i}",
+            "coordinator": f"NODE{(i - 1) % nodes + 1:02d}",
+            "size": "1 TiB",
+            "provider": provider,
+        }
+        if diff_area_limit is not None:
+            t["diff_area_limit"] = diff_area_limit
+        csv_tables.append(t)
+    return {
+        "cluster": {"name": "SMALL", "os": os, "seed": seed},
+        "links": {
+            "nic_bandwidth": "10 Gbit/s",
+            "csv_bandwidth": csv_bandwidth,
+            "backup_target_bandwidth": target,
+        },
+        "csvs": csv_tables,
+        "generate": {
+            "nodes": nodes,
+            "vms": vms,
+            "disk_size": "4 GiB",
+            "allocated": "512 MiB",
+            "integration_services": 0.9,
+            "write_iops": write_iops,
+            "workload": workload or {"locality": "hotspot", "read_fraction": 0.3},
+        },
+    }
+
+
+def small(os: str = "ws2012", **kw: Any) -> Scenario:
+    return parse_scenario(small_raw(os, **kw), Path(f"small-{os}.toml"))
