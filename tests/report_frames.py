@@ -40,7 +40,16 @@ def frames(
     v.update({k: [] for k in ("copy_end_s", "bytes_read", "ok", "result")})
     jobs: dict[str, list[Any]] = {
         k: []
-        for k in ("job", "requester", "start_s", "end_s", "freeze_window_s", "ok", "failures")
+        for k in (
+            "job",
+            "requester",
+            "start_s",
+            "end_s",
+            "window_s",
+            "freeze_window_s",
+            "ok",
+            "failures",
+        )
     }
     cs: dict[str, list[Any]] = {
         k: []
@@ -82,6 +91,7 @@ def frames(
         jobs["requester"].append(f"N{j}")
         jobs["start_s"].append(s)
         jobs["end_s"].append(e)
+        jobs["window_s"].append(e - s)
         jobs["freeze_window_s"].append(1.0)
         jobs["ok"].append(True)
         jobs["failures"].append(0)

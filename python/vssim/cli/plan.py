@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vssim.benchreport import text_table
+from vssim.errors import PlanError
 from vssim.report import plan as planning
 from vssim.report.strategies import (
     Strategy,
@@ -41,6 +42,11 @@ def register(sub: Any) -> None:
     p.add_argument("--incremental-after", help="time between full and incremental ('1 h')")
     p.add_argument("--diff-area-limit", help="shadow storage MaxSize set today ('20 GiB')")
     p.add_argument(
+        "--vms",
+        type=int,
+        help="what-if: replace the file's [generate] vms (same nodes and CSVs, N VMs)",
+    )
+    p.add_argument(
         "--quick", action="store_true", help="one fraction (10 %%) and one concurrency (4)"
     )
     p.set_defaults(handler=run)
@@ -60,12 +66,12 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
         opts["incremental_after_s"] = _duration("--incremental-after", args.incremental_after)
     if args.margin is not None:
         if not 0 <= args.margin <= 10:
-            raise planning.PlanError(f"--margin {args.margin}: expected a share in 0..10")
+            raise PlanError(f"--margin {args.margin}: expected a share in 0..10")
         opts["margin"] = args.margin
     if args.diff_area_limit:
         limit = parse_size(args.diff_area_limit)
         if limit is None or limit <= 0:
-            raise planning.PlanError(f"--diff-area-limit {args.diff_area_limit!r}: not a size")
+            raise PlanError(f"--diff-area-limit {args.diff_area_limit!r}: not a size")
         opts["diff_area_limit"] = limit
     return opts
 
@@ -73,13 +79,14 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
 def _duration(flag: str, text: str) -> float:
     value = parse_duration(float(text) if text.replace(".", "", 1).isdigit() else text)
     if value is None:
-        raise planning.PlanError(f"{flag} {text!r}: expected a duration ('8 h', '90 min', 3600)")
+        raise PlanError(f"{flag} {text!r}: expected a duration ('8 h', '90 min', 3600)")
     return value
 
 
 def _progress(done: int, planned: int, profile: str, s: Strategy, wall: float) -> None:
     print(
-        f"  [{done}/{planned}] {profile} {s.label} (concurrency {s.concurrency}): {wall:.1f} s",
+        f"  [{done}/{planned}] {profile} {' + '.join(s.labels)} (concurrency {s.concurrency}): "
+        f"{wall:.1f} s",
         file=sys.stderr,
         flush=True,
     )
@@ -87,7 +94,7 @@ def _progress(done: int, planned: int, profile: str, s: Strategy, wall: float) -
 
 def run(args: argparse.Namespace) -> int:
     out = args.out or Path("reports") / args.scenario.stem
-    report = planning.build(args.scenario, out, options(args), progress=_progress)
+    report = planning.build(args.scenario, out, options(args), progress=_progress, vms=args.vms)
     print(f"report: {report.html}")
     print(f"        {report.markdown}  (charts in {out / 'charts'})")
     print()

@@ -30,9 +30,7 @@ def recommend(a: Analysis, limits: dict[str, int | None]) -> dict[str, list[str]
         full = a.summary.filter(
             (pl.col("profile") == profile) & (pl.col("strategy") == "full")
         ).sort("concurrency")
-        fitting = full.filter(
-            (pl.col("backup_window_s") <= a.window_s) & (pl.col("failures") == 0)
-        )
+        fitting = full.filter((pl.col("backup_window_s") <= a.window_s) & (pl.col("failures") == 0))
         chosen = _row(full, concurrency=c)
         window = _f(chosen["backup_window_s"]) if chosen else 0.0
         if fitting.height:
@@ -46,9 +44,7 @@ def recommend(a: Analysis, limits: dict[str, int | None]) -> dict[str, list[str]
                 f"{name}: no full backup fits the {duration(a.window_s)} window; the shortest "
                 f"is {duration(window)} at concurrency {c}."
             )
-        others = a.headline.filter(
-            (pl.col("profile") == profile) & (pl.col("strategy") != "full")
-        )
+        others = a.headline.filter((pl.col("profile") == profile) & (pl.col("strategy") != "full"))
         fit = others.filter(pl.col("fits"))["strategy"].to_list()
         miss = others.filter(~pl.col("fits"))["strategy"].to_list()
         if fit:
@@ -56,9 +52,10 @@ def recommend(a: Analysis, limits: dict[str, int | None]) -> dict[str, list[str]
         if miss:
             said.append(f"These do not: {', '.join(miss)}.")
         if fit and not fitting.height:
+            pick = "incremental" if "incremental" in fit else fit[-1]
             said.append(
-                f"Plan the week around {fit[-1] if 'incremental' in fit else fit[0]}: a full "
-                f"backup needs a longer window (a weekend) or more bandwidth to the backup target."
+                f"Plan the nights around {pick}; a full backup needs a longer window (a weekend) "
+                f"or more bandwidth to the backup target."
             )
         nodes = a.nodes.filter((pl.col("profile") == profile) & (pl.col("concurrency") == c))
         nodes = nodes.filter(pl.col("strategy") == "full")
@@ -78,20 +75,24 @@ def recommend(a: Analysis, limits: dict[str, int | None]) -> dict[str, list[str]
                 f"Run it where the data is: {where}; the busiest requester is {top['requester']} "
                 f"({size(_f(top['bytes_read']))} from {top['vms']} VMs)."
             )
-        diff = a.diff_area.filter((pl.col("profile") == profile) & (pl.col("concurrency") == c))
+        diff = a.diff_area.filter(
+            (pl.col("profile") == profile)
+            & (pl.col("concurrency") == c)
+            & (pl.col("strategy") == "full")
+        )
         if diff.height:
             worst = diff.sort("recommended_bytes", descending=True).row(0, named=True)
             said.append(
                 f"Shadow storage: set at least {size(_f(worst['recommended_bytes']))} on "
                 f"{worst['csv']} (peak {size(_f(worst['peak_bytes']))} + "
-                f"{a.margin:.0%} margin, {worst['strategy']}); per-CSV sizes are in the table below."
+                f"{a.margin:.0%} margin, full backup); per-CSV sizes are in the table below."
             )
             deletions = int(diff["deletions"].sum())
             if deletions:
                 failing = int(diff["vms_failing"].sum())
                 said.append(
-                    f"The current limit would delete {deletions} snapshot(s) mid-backup "
-                    f"(VolSnap event 24) and fail {failing} VM backup(s): raise it first."
+                    f"The limit set today would delete {deletions} snapshot(s) during a full "
+                    f"backup (VolSnap event 24) and fail {failing} VM backup(s): raise it first."
                 )
             elif all(limits.get(x) is None for x in diff["csv"].unique().to_list()):
                 said.append(
@@ -107,8 +108,8 @@ def recommend(a: Analysis, limits: dict[str, int | None]) -> dict[str, list[str]
             row = fr.row(0, named=True)
             missed = int(_f(row["missed_freeze_window"]))
             said.append(
-                f"Freeze: p95 {duration(row['freeze_p95_s'])} (max "  # type: ignore[arg-type]
-                f"{duration(row['freeze_max_s'])}); "  # type: ignore[arg-type]
+                f"Freeze: p95 {duration(row['freeze_p95_s'])} (max "
+                f"{duration(row['freeze_max_s'])}); "
                 + (
                     f"{missed} VM(s) miss the {FREEZE_WINDOW_S:g} s freeze window."
                     if missed
@@ -116,7 +117,7 @@ def recommend(a: Analysis, limits: dict[str, int | None]) -> dict[str, list[str]
                 )
                 + (
                     f" {row['vms_down']} VM(s) without integration services go down (saved "
-                    f"state) for up to {duration(row['downtime_max_s'])}."  # type: ignore[arg-type]
+                    f"state) for up to {duration(row['downtime_max_s'])}."
                     if _f(row["vms_down"])
                     else ""
                 )

@@ -98,7 +98,8 @@ def window_breakdown(jobs: pl.DataFrame, vms: pl.DataFrame, summary: pl.DataFram
         pl.col("copy_end_s").max().alias("last_copy"),
     )
     starts = summary.group_by(CASE).agg(
-        pl.col("start_s").min().alias("b_start"), pl.col("backup_window_s").sum().alias("window_s")
+        pl.col("start_s").min().alias("b_start"),
+        pl.col("backup_window_s").sum().alias("b_window"),
     )
     j = jobs.join(copies, on=[*CASE, "job"], how="left").join(starts, on=CASE, how="left")
     copy_from = pl.coalesce("first_copy", "end_s")
@@ -113,25 +114,20 @@ def window_breakdown(jobs: pl.DataFrame, vms: pl.DataFrame, summary: pl.DataFram
         (pl.col("end_s") - copy_to).clip(lower_bound=0).alias(SEGMENTS[4]),
     )
     agg = j.group_by(CASE).agg(
-        pl.col("window_s").first(),
+        pl.col("b_window").first().alias("window_s"),
         pl.len().alias("sets"),
         *[pl.col(s).sum() for s in SEGMENTS],
     )
     total = pl.sum_horizontal(*[pl.col(s) for s in SEGMENTS])
     return agg.with_columns(
         [
-            pl.when(total > 0)
-            .then(pl.col(s) / total * pl.col("window_s"))
-            .otherwise(0.0)
-            .alias(s)
+            pl.when(total > 0).then(pl.col(s) / total * pl.col("window_s")).otherwise(0.0).alias(s)
             for s in SEGMENTS
         ]
     ).sort(CASE)
 
 
-def diff_area(
-    csvs: pl.DataFrame, limits: dict[str, int | None], margin: float
-) -> pl.DataFrame:
+def diff_area(csvs: pl.DataFrame, limits: dict[str, int | None], margin: float) -> pl.DataFrame:
     """Per case and CSV: diff-area peak, the limit, the recommended shadow storage, and the
     snapshot deletions (and failed VM backups) the limit would cause."""
     limit_frame = pl.DataFrame(
@@ -139,8 +135,10 @@ def diff_area(
         schema={"csv": pl.Utf8, "limit_bytes": pl.Int64},
     )
     per = csvs.join(limit_frame, on="csv", how="left").with_columns(
-        (pl.col("limit_bytes").is_not_null() & (pl.col("diff_area_peak_bytes") > pl.col("limit_bytes")))
-        .alias("over")
+        (
+            pl.col("limit_bytes").is_not_null()
+            & (pl.col("diff_area_peak_bytes") > pl.col("limit_bytes"))
+        ).alias("over")
     )
     out = per.group_by([*CASE, "csv"]).agg(
         pl.col("diff_area_peak_bytes").max().alias("peak_bytes"),
@@ -191,8 +189,8 @@ def load_over_time(
     for case in cases.iter_rows(named=True):
         match = [pl.col(k) == v for k, v in case.items()]
         j = jobs.filter(*match)
-        t0 = float(j["start_s"].min() or 0.0)
-        t1 = float(j["end_s"].max() or 0.0)
+        t0 = float(np.min(j["start_s"].to_numpy()))
+        t1 = float(np.max(j["end_s"].to_numpy()))
         edges = _bins(t1 - t0, bins)
         width = edges[1] - edges[0]
         c = copied.filter(*match)

@@ -13,13 +13,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import polars as pl
+from matplotlib.figure import Figure
 
-from vssim.report.analysis import CASE, SEGMENTS, Analysis  # noqa: E402
-from vssim.sim.costs import FREEZE_WINDOW_S  # noqa: E402
+from vssim.report.analysis import CASE, SEGMENTS, Analysis
+from vssim.sim.costs import FREEZE_WINDOW_S
 
 GiB = 1024**3
 SEGMENT_COLOURS = ("#c7c7c7", "#9ecae1", "#e6550d", "#3182bd", "#a1d99b")
@@ -234,8 +234,13 @@ def freeze_cdf(vms: pl.DataFrame, a: Analysis, out: Path) -> Chart:
         ):
             xs = np.sort(np.asarray(rows.filter(flt)[col].to_list(), dtype=float))
             if xs.size:
-                ax.step(xs, np.arange(1, xs.size + 1) / xs.size, where="post", color=colour,
-                        label=f"{profile} ({xs.size} VMs)")
+                ax.step(
+                    xs,
+                    np.arange(1, xs.size + 1) / xs.size,
+                    where="post",
+                    color=colour,
+                    label=f"{profile} ({xs.size} VMs)",
+                )
     ax1.axvline(FREEZE_WINDOW_S, color="red", linestyle="--", label="freeze window (60 s)")
     ax1.set_xlabel("freeze, seconds")
     ax2.set_xlabel("saved-state downtime, seconds")
@@ -264,7 +269,7 @@ def sets_timeline(jobs: pl.DataFrame, a: Analysis, out: Path) -> Chart:
         rows = j.filter(pl.col("profile") == profile).sort("start_s")
         if rows.height == 0:
             continue
-        t0 = float(rows["start_s"].min() or 0.0)
+        t0 = float(np.min(rows["start_s"].to_numpy()))
         starts = np.asarray(rows["start_s"].to_list(), float) - t0
         ends = np.asarray(rows["end_s"].to_list(), float) - t0
         ok = rows["ok"].to_list()
@@ -297,9 +302,10 @@ def draw_all(a: Analysis, tables: dict[str, pl.DataFrame], out: Path) -> list[Ch
         concurrency_sweep(a, out),
         sets_timeline(tables["jobs"], a, out),
         diff_area_bars(a, out),
-        load_heatmap(a, out, "node", "node-load", "Read load per requester node over time (full backup)"),
+        load_heatmap(
+            a, out, "node", "node-load", "Read load per requester node over time (full backup)"
+        ),
         load_heatmap(a, out, "csv", "csv-load", "Read load per CSV over time (full backup)"),
         redirected_lines(a, out),
         freeze_cdf(tables["vms"], a, out),
     ]
-

@@ -37,9 +37,7 @@ class Section:
 
 
 def sections(a: Analysis) -> list[Section]:
-    w = a.windows.select(
-        "profile", "strategy", "concurrency", "window_s", "sets", *SEGMENTS
-    )
+    w = a.windows.select("profile", "strategy", "concurrency", "window_s", "sets", *SEGMENTS)
     diff = a.diff_area.select(
         "profile",
         "strategy",

@@ -11,7 +11,6 @@ The runs are modelled runs of :func:`vssim.run` on the scenario with its diff ar
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,25 +41,20 @@ TABLES = ("vms", "csvs", "nodes", "jobs", "phases", "summary")
 
 
 def scale_runner(sc: Scenario, strategy: Strategy, settings: PlanSettings) -> dict[str, Any]:
-    """One strategy through :func:`vssim.scale.run` (modelled mode): the last backup's tables
-    (an incremental's full backup before it is left out)."""
-    try:
-        scale: Any = importlib.import_module("vssim.scale")
-    except ImportError as exc:
-        raise PlanError(
-            f"vssim plan needs the modelled backup runs (vssim.scale), missing here: {exc}"
-        ) from None
-    schedule = scale.Schedule(per_node=strategy.concurrency, streams_per_node=strategy.concurrency)
-    result = scale.run(
+    """One strategy through :func:`vssim.scale.run` (modelled mode): the result tables of its
+    backups (column ``backup``: 0, 1 … in :attr:`Strategy.backups` order)."""
+    from vssim.scale import Schedule, run
+
+    schedule = Schedule(per_node=strategy.concurrency, streams_per_node=strategy.concurrency)
+    result = run(
         sc,
         strategy.backups,
         fraction=strategy.fraction,
         schedule=schedule,
         interval_s=settings.incremental_after_s,
     )
-    tables: dict[str, pl.DataFrame] = result.tables()
-    last = len(strategy.backups) - 1
-    return {name: t.filter(pl.col("backup") == last) for name, t in tables.items()}
+    tables: dict[str, Any] = result.tables()
+    return tables
 
 
 def profile_scenario(sc: Scenario, profile: OsProfile) -> Scenario:
@@ -69,16 +63,23 @@ def profile_scenario(sc: Scenario, profile: OsProfile) -> Scenario:
     return dataclasses.replace(sc, os=profile, csvs=csvs)
 
 
-def _tag(tables: dict[str, pl.DataFrame], profile: str, strategy: Strategy) -> dict[str, Any]:
-    out = {}
-    for name in TABLES:
-        t = tables[name].drop([c for c in CASE if c in tables[name].columns])
-        out[name] = t.select(
-            pl.lit(profile).alias("profile"),
-            pl.lit(strategy.label).alias("strategy"),
-            pl.lit(strategy.concurrency, dtype=pl.Int64).alias("concurrency"),
-            pl.all(),
-        )
+def _tag(
+    tables: dict[str, pl.DataFrame], profile: str, strategy: Strategy
+) -> list[dict[str, pl.DataFrame]]:
+    """One set of tables per backup of the run, with the case columns in front."""
+    out = []
+    for index, label in enumerate(strategy.labels):
+        one = {}
+        for name in TABLES:
+            t = tables[name].filter(pl.col("backup") == index)
+            t = t.drop([c for c in CASE if c in t.columns])
+            one[name] = t.select(
+                pl.lit(profile).alias("profile"),
+                pl.lit(label).alias("strategy"),
+                pl.lit(strategy.concurrency, dtype=pl.Int64).alias("concurrency"),
+                pl.all(),
+            )
+        out.append(one)
     return out
 
 
@@ -91,19 +92,20 @@ def collect(
     """Run the plan's strategies; the result tables of all runs, with the case columns."""
     parts: dict[str, list[pl.DataFrame]] = {name: [] for name in TABLES}
     profiles = plan_profiles(settings, sc.os)
-    planned = len(profiles) * (len(settings.concurrency) + len(settings.fractions) + 1)
+    planned = len(profiles) * (len(settings.concurrency) + len(settings.fractions))
     done = 0
 
     def one(variant: Scenario, profile: OsProfile, strategy: Strategy) -> pl.DataFrame:
         nonlocal done
         started = time.perf_counter()
         tagged = _tag(runner(variant, strategy, settings), profile.value, strategy)
-        for name in TABLES:
-            parts[name].append(tagged[name])
+        for one_backup in tagged:
+            for name in TABLES:
+                parts[name].append(one_backup[name])
         done += 1
         if progress is not None:
             progress(done, planned, profile.value, strategy, time.perf_counter() - started)
-        summary: pl.DataFrame = tagged["summary"]
+        summary: pl.DataFrame = tagged[0]["summary"]
         return summary
 
     for profile in profiles:
@@ -143,6 +145,7 @@ def write_report(
     tables: dict[str, pl.DataFrame],
     out: Path,
     wall_s: float | None = None,
+    note: str = "",
 ) -> PlanReport:
     """Analyse ``tables`` (from :func:`collect`) and write the report files into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -154,10 +157,12 @@ def write_report(
     a = analyse(tables, limits, settings.window_s, settings.margin)
     words = advice.recommend(a, limits)
     drawn = charts.draw_all(a, tables, out / "charts")
-    title = f"Capacity plan: {sc.name} ({len(sc.nodes)} nodes, {len(sc.csvs)} CSVs, {len(sc.vms)} VMs)"
+    title = (
+        f"Capacity plan: {sc.name} ({len(sc.nodes)} nodes, {len(sc.csvs)} CSVs, {len(sc.vms)} VMs)"
+    )
     runs = tables["summary"].select(CASE).unique().height
     meta = (
-        f"Scenario {sc.path}; {runs} modelled runs"
+        f"Scenario {sc.path}{note}; {runs} backups in modelled runs"
         + (f" in {duration(wall_s)} of wall time" if wall_s is not None else "")
         + f"; target window {duration(settings.window_s)}; vssim plan."
     )
@@ -168,10 +173,19 @@ def write_report(
     return PlanReport(out, page, md, drawn, a, words)
 
 
-def load_for_plan(path: Path) -> tuple[Scenario, PlanSettings]:
-    """The scenario at ``path`` and its ``[plan]`` settings."""
+def load_for_plan(path: Path, vms: int | None = None) -> tuple[Scenario, PlanSettings]:
+    """The scenario at ``path`` and its ``[plan]`` settings; ``vms`` replaces the file's
+    ``[generate] vms`` (a what-if: the same nodes and CSVs with more or fewer VMs)."""
     pf = read_plan(path)
-    return parse_scenario(pf.raw, path), pf.settings
+    raw = pf.raw
+    if vms is not None:
+        gen = raw.get("generate")
+        if not isinstance(gen, dict) or "vms" not in gen:
+            raise PlanError(f"{path}: --vms needs a [generate] table with vms (none here)")
+        if vms < 1:
+            raise PlanError(f"--vms {vms}: expected at least 1 VM")
+        raw = {**raw, "generate": {**gen, "vms": vms}}
+    return parse_scenario(raw, path), pf.settings
 
 
 def build(
@@ -180,11 +194,13 @@ def build(
     options: dict[str, Any] | None = None,
     runner: Runner = scale_runner,
     progress: Progress | None = None,
+    vms: int | None = None,
 ) -> PlanReport:
     """``vssim plan``: read the scenario and its ``[plan]`` table, apply ``options`` (those not
     None override the file), run, analyse, write."""
-    sc, from_file = load_for_plan(path)
+    sc, from_file = load_for_plan(path, vms)
     chosen = from_file.with_options(**(options or {}))
     started = time.perf_counter()
     tables = collect(sc, chosen, runner, progress)
-    return write_report(sc, chosen, tables, out, time.perf_counter() - started)
+    note = f" (--vms {vms}: the file's cluster with {vms} VMs)" if vms is not None else ""
+    return write_report(sc, chosen, tables, out, time.perf_counter() - started, note)

@@ -15,9 +15,10 @@ A scenario file may carry a ``[plan]`` table (the scenario loader accepts and ig
 written and with ``cluster.os`` switched (same nodes, CSVs, VMs, providers). ``profiles`` pins the
 list (one or both); ``vssim plan --profiles`` overrides the file.
 
-**Strategies.** Full backups at every concurrency of the sweep; then, per profile, selective
-backups (one per fraction) and an incremental (after a full backup, ``incremental_after`` later)
-at the concurrency where the full backup was fastest.
+**Strategies.** At every concurrency of the sweep, a full backup and, ``incremental_after``
+later, an incremental on top of it (one run); then, per profile, selective backups (one per
+fraction) at the concurrency chosen for the full backup (the lowest that fits the window, else the
+fastest).
 """
 
 from __future__ import annotations
@@ -98,8 +99,14 @@ class Strategy:
 
     @property
     def backups(self) -> list[str]:
-        """The backups ``vssim.run`` runs for it; an incremental needs a full one before it."""
-        return ["full", "incremental"] if self.kind == "incremental" else [self.kind]
+        """The backups ``vssim.run`` runs for it, one after the other: a full backup is followed
+        by an incremental (``incremental_after`` later), which needs it as its base."""
+        return ["full", "incremental"] if self.kind == "full" else [self.kind]
+
+    @property
+    def labels(self) -> list[str]:
+        """The report's name for each of :attr:`backups`."""
+        return ["full", "incremental"] if self.kind == "full" else [self.label]
 
 
 @dataclass(frozen=True)
@@ -209,12 +216,10 @@ def plan_profiles(settings: PlanSettings, scenario_os: OsProfile) -> tuple[OsPro
 
 
 def sweep(settings: PlanSettings) -> list[Strategy]:
-    """The first phase: full backups at every concurrency."""
+    """The first phase: full backups (each followed by an incremental) at every concurrency."""
     return [Strategy("full", c) for c in settings.concurrency]
 
 
 def followups(settings: PlanSettings, concurrency: int) -> list[Strategy]:
-    """The second phase, at the full backup's best concurrency: selective and incremental."""
-    out = [Strategy("selective", concurrency, f) for f in settings.fractions]
-    out.append(Strategy("incremental", concurrency))
-    return out
+    """The second phase, at the full backup's chosen concurrency: selective backups."""
+    return [Strategy("selective", concurrency, f) for f in settings.fractions]
