@@ -36,8 +36,12 @@ def recommend(a: Analysis, limits: dict[str, int | None]) -> dict[str, list[str]
         if fitting.height:
             said.append(
                 f"{name}: a full backup fits the {duration(a.window_s)} window at "
-                f"concurrency {c} ({duration(window)}); that is the lowest concurrency that "
-                f"fits, so it loads the cluster least."
+                f"concurrency {c} ({duration(window)})"
+                + (
+                    "; that is the lowest concurrency that fits, so it loads the cluster least."
+                    if full.height > 1
+                    else " (the only concurrency tried: --concurrency sweeps more)."
+                )
             )
         else:
             said.append(

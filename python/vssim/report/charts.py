@@ -53,6 +53,12 @@ def _chosen(frame: pl.DataFrame, a: Analysis) -> pl.DataFrame:
     return frame.filter(keep)
 
 
+def _natural(frame: pl.DataFrame, col: str) -> pl.DataFrame:
+    """Sorted by ``col`` with its trailing number as a number (Cluster Disk 2 before 10)."""
+    key = pl.col(col).str.extract(r"([0-9]+)$", 1).cast(pl.Int64, strict=False)
+    return frame.with_columns(key.alias("_n")).sort("_n", col).drop("_n")
+
+
 def _hours(s: float) -> float:
     return s / 3600.0
 
@@ -112,7 +118,7 @@ def diff_area_bars(a: Analysis, out: Path) -> Chart:
     profiles = d["profile"].unique().sort().to_list() or ["(none)"]
     fig, axes = plt.subplots(len(profiles), 1, figsize=(11, 3.4 * len(profiles)), squeeze=False)
     for ax, profile in zip(axes[:, 0], profiles, strict=True):
-        rows = d.filter(pl.col("profile") == profile).sort("csv")
+        rows = _natural(d.filter(pl.col("profile") == profile), "csv")
         x = np.arange(rows.height)
         ax.bar(
             x, np.asarray(rows["peak_bytes"].to_list(), float) / GiB, color="#3182bd", label="peak"
@@ -152,17 +158,18 @@ def load_heatmap(a: Analysis, out: Path, kind: str, slug: str, title: str) -> Ch
     fig, axes = plt.subplots(len(profiles), 1, figsize=(11, 3.8 * len(profiles)), squeeze=False)
     for ax, profile in zip(axes[:, 0], profiles, strict=True):
         rows = ld.filter(pl.col("profile") == profile)
-        names = sorted(rows["name"].unique().to_list())
+        names = rows["name"].unique().to_list()
         times = sorted(rows["t_s"].unique().to_list())
         if not names or not times:
             ax.text(0.5, 0.5, "no load", ha="center", va="center", transform=ax.transAxes)
             ax.set_title(profile, fontsize=10)
             continue
-        grid = (
-            rows.pivot(on="t_s", index="name", values="bytes_per_s", aggregate_function="sum")
-            .sort("name")
-            .fill_null(0.0)
-        )
+        grid = _natural(
+            rows.sort("t_s").pivot(
+                on="t_s", index="name", values="bytes_per_s", aggregate_function="sum"
+            ),
+            "name",
+        ).fill_null(0.0)
         matrix = grid.drop("name").to_numpy() / 1e6
         step = times[1] - times[0] if len(times) > 1 else 1.0
         img = ax.imshow(
