@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 from matplotlib import image as mpimg
 
-from conftest import EXAMPLES, ROOT
+from scenarios import EXAMPLES, ROOT
 from vssim.cli import main
 
 SMALL = EXAMPLES / "plan-small.toml"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from conftest import EXAMPLES, SEED, seed_raw
+from scenarios import EXAMPLES, SEED, seed_raw
 from vssim.errors import ScenarioError, VssimError
 from vssim.scenario import OsProfile, ProviderKind, load_scenario, parse_scenario
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, SEED
+from scenarios import EXAMPLES, SEED
 from vssim.cli import main
 from vssim.scenario import load_scenario
 from vssim.vss.writers import csv_component_name, hyperv_component

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import seed_raw, seed_variant
+from scenarios import seed_raw, seed_variant
 from vssim.scenario import Scenario, parse_scenario
 from vssim.vss import ClusterState, make_job, run_backup, run_backups
 from vssim.vss.enums import HResult, SnapshotContext, WriterState
