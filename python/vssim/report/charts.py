@@ -59,8 +59,9 @@ def _natural(frame: pl.DataFrame, col: str) -> pl.DataFrame:
     return frame.with_columns(key.alias("_n")).sort("_n", col).drop("_n")
 
 
-def _hours(s: float) -> float:
-    return s / 3600.0
+def _unit(longest_s: float) -> tuple[float, str]:
+    """Seconds per axis unit and its name: hours for long spans, minutes for short ones."""
+    return (3600.0, "hours") if longest_s >= 2 * 3600 else (60.0, "minutes")
 
 
 def window_bars(a: Analysis, out: Path) -> Chart:
@@ -68,12 +69,13 @@ def window_bars(a: Analysis, out: Path) -> Chart:
     labels = [f"{p} · {s}" for p, s in zip(w["profile"], w["strategy"], strict=True)]
     fig, ax = plt.subplots(figsize=(10, 0.45 * len(labels) + 1.8))
     left = np.zeros(len(labels))
+    per, unit = _unit(max([a.window_s, *w["window_s"].to_list()]))
     for seg, colour in zip(SEGMENTS, SEGMENT_COLOURS, strict=True):
-        vals = np.asarray([_hours(v) for v in w[seg].to_list()])
+        vals = np.asarray(w[seg].to_list(), dtype=float) / per
         ax.barh(labels, vals, left=left, color=colour, label=seg)
         left += vals
-    ax.axvline(_hours(a.window_s), color="black", linestyle="--", label="target window")
-    ax.set_xlabel("hours")
+    ax.axvline(a.window_s / per, color="black", linestyle="--", label="target window")
+    ax.set_xlabel(unit)
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     return _save(
@@ -89,19 +91,20 @@ def window_bars(a: Analysis, out: Path) -> Chart:
 def concurrency_sweep(a: Analysis, out: Path) -> Chart:
     full = a.summary.filter(pl.col("strategy") == "full")
     fig, ax = plt.subplots(figsize=(8, 4.5))
+    per, unit = _unit(max([a.window_s, *full["backup_window_s"].to_list()]))
     for profile in full["profile"].unique().sort().to_list():
         rows = full.filter(pl.col("profile") == profile).sort("concurrency")
         ax.plot(
             rows["concurrency"].to_list(),
-            [_hours(v) for v in rows["backup_window_s"].to_list()],
+            np.asarray(rows["backup_window_s"].to_list(), dtype=float) / per,
             marker="o",
             color=PROFILE_COLOURS.get(profile),
             label=profile,
         )
-    ax.axhline(_hours(a.window_s), color="black", linestyle="--", label="target window")
+    ax.axhline(a.window_s / per, color="black", linestyle="--", label="target window")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("concurrency (VM copies and snapshot sets per requester node)")
-    ax.set_ylabel("full backup window, hours")
+    ax.set_ylabel(f"full backup window, {unit}")
     ax.legend()
     ax.grid(alpha=0.3)
     return _save(
@@ -172,18 +175,19 @@ def load_heatmap(a: Analysis, out: Path, kind: str, slug: str, title: str) -> Ch
         ).fill_null(0.0)
         matrix = grid.drop("name").to_numpy() / 1e6
         step = times[1] - times[0] if len(times) > 1 else 1.0
+        per, unit = _unit(times[-1] + step)
         img = ax.imshow(
             matrix,
             aspect="auto",
             interpolation="nearest",
             cmap="viridis",
-            extent=(0, _hours(times[-1] + step), len(names), 0),
+            extent=(0, (times[-1] + step) / per, len(names), 0),
         )
         fig.colorbar(img, ax=ax, label="MB/s")
         tick = max(1, len(names) // 16)
         ax.set_yticks(np.arange(0, len(names), tick) + 0.5, grid["name"].to_list()[::tick])
         ax.tick_params(axis="y", labelsize=7)
-        ax.set_xlabel("hours since the backup started")
+        ax.set_xlabel(f"{unit} since the backup started")
         ax.set_title(profile, fontsize=10)
     return _save(
         fig,
@@ -207,14 +211,15 @@ def redirected_lines(a: Analysis, out: Path) -> Chart:
             va="center",
             transform=ax.transAxes,
         )
+    per, unit = _unit(float(np.max(ld["t_s"].to_numpy())) if ld.height else 0.0)
     for (profile, strategy), rows in ld.group_by(["profile", "strategy"], maintain_order=True):
         total = rows.group_by("t_s").agg(pl.col("bytes_per_s").sum()).sort("t_s")
         ax.plot(
-            [_hours(t) for t in total["t_s"].to_list()],
+            np.asarray(total["t_s"].to_list(), dtype=float) / per,
             (total["bytes_per_s"] / 1e6).to_list(),
             label=f"{profile} · {strategy}",
         )
-    ax.set_xlabel("hours since the backup started")
+    ax.set_xlabel(f"{unit} since the backup started")
     ax.set_ylabel("MB/s over the cluster network")
     if ld.height:
         ax.legend(fontsize=8)
@@ -281,16 +286,17 @@ def sets_timeline(jobs: pl.DataFrame, a: Analysis, out: Path) -> Chart:
         ends = np.asarray(rows["end_s"].to_list(), float) - t0
         ok = rows["ok"].to_list()
         y = np.arange(rows.height)
+        per, unit = _unit(float(ends.max()))
         ax.hlines(
             y,
-            starts / 3600,
-            ends / 3600,
+            starts / per,
+            ends / per,
             colors=["#3182bd" if k else "#de2d26" for k in ok],
             linewidth=max(0.6, min(6.0, 300 / max(1, rows.height))),
         )
         ax.set_ylim(rows.height, -1)
         ax.set_ylabel("snapshot set (by start)")
-        ax.set_xlabel("hours since the backup started")
+        ax.set_xlabel(f"{unit} since the backup started")
         ax.set_title(f"{profile}: {rows.height} sets (red: failed)", fontsize=10)
         ax.grid(axis="x", alpha=0.3)
     return _save(
