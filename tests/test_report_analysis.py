@@ -21,6 +21,7 @@ from vssim.report.analysis import (
     diff_area,
     freeze_stats,
     load_over_time,
+    missed_freeze,
     recommend_shadow_storage,
     window_breakdown,
 )
@@ -88,6 +89,7 @@ def test_freeze_percentiles_and_missed_freeze_window() -> None:
     assert f["freeze_max_s"] == 70.0
     assert f["missed_freeze_window"] == 1  # 70 s > the writer's 60 s
     assert (f["vms_down"], f["downtime_p50_s"], f["downtime_max_s"]) == (1, 40.0, 40.0)
+    assert missed_freeze(t["vms"])["vm"].to_list() == ["VM06"]
 
 
 def test_a_writer_timeout_counts_as_a_missed_freeze_window() -> None:

@@ -271,6 +271,18 @@ def freeze_stats(vms: pl.DataFrame, freeze_window_s: float = FREEZE_WINDOW_S) ->
     )
 
 
+def missed_freeze(vms: pl.DataFrame, freeze_window_s: float = FREEZE_WINDOW_S) -> pl.DataFrame:
+    """The VMs that missed the freeze window, longest freeze first."""
+    missed = (pl.col("frozen") & (pl.col("freeze_s") > freeze_window_s)) | (
+        pl.col("result") == TIMEOUT
+    )
+    return (
+        vms.filter(missed)
+        .select(*CASE, "vm", "node", "csv", "freeze_s", "result")
+        .sort("freeze_s", descending=True)
+    )
+
+
 def node_totals(vms: pl.DataFrame) -> pl.DataFrame:
     """Per case and requester node: VMs backed up and bytes read."""
     return (
@@ -289,6 +301,7 @@ class Analysis:
     diff_area: pl.DataFrame
     load: pl.DataFrame
     freeze: pl.DataFrame
+    missed: pl.DataFrame
     nodes: pl.DataFrame
     headline: pl.DataFrame
     chosen: dict[str, int]
@@ -411,6 +424,7 @@ def analyse(
         diff_area=diff,
         load=load_over_time(vms, csvs, jobs, bins),
         freeze=freeze,
+        missed=missed_freeze(vms),
         nodes=node_totals(vms),
         headline=headline(summary, diff, freeze, chosen, window_s),
         chosen=chosen,

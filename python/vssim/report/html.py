@@ -14,6 +14,7 @@ from vssim.benchreport import markdown as md_table
 from vssim.report.analysis import SEGMENTS, Analysis
 from vssim.report.charts import Chart
 from vssim.report.units import duration, humanize
+from vssim.sim.costs import FREEZE_WINDOW_S
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -69,6 +70,12 @@ def sections(a: Analysis) -> list[Section]:
             "Freeze and saved-state downtime",
             "p50 / p95 / max over the VMs frozen (online) or put in saved state (offline).",
             humanize(fr),
+        ),
+        Section(
+            "VMs that miss the freeze window",
+            f"Frozen longer than the writer's {FREEZE_WINDOW_S:g} s, or failed with "
+            f"VSS_E_WRITERERROR_TIMEOUT (at most 50 listed; {a.missed.height} in all).",
+            humanize(a.missed.head(50)),
         ),
     ]
 
