@@ -127,9 +127,15 @@ class ScaleBackupRun(BackupRun):
             yield simpy.AllOf(self.env, procs)
 
     def _lost(self, csv: Csv) -> bool:
+        return self._lost_at(csv) is not None
+
+    def _lost_at(self, csv: Csv) -> float | None:
+        """When volsnap deleted this set's snapshot of ``csv`` (diff area full), if it did."""
         copy = self.copies.get(csv.name)
         h = None if copy is None else copy.backend_handle
-        return h is not None and self.ctx.backend.is_deleted(csv.name, h)
+        if h is None or not self.ctx.backend.is_deleted(csv.name, h):
+            return None
+        return self.ctx.backend.lives[(csv.name, h)].deleted
 
     def _copy_one(self, c: VmCopy) -> Proc:
         vm = c.vm
@@ -137,7 +143,9 @@ class ScaleBackupRun(BackupRun):
         slot = self.ctx.streams[self.req].request()
         yield slot
         try:
-            self.ctx.backend.sync()
+            # A deletion already known fails the read at once; one that happens during the
+            # read is found when the set completes (_apply_workload), without advancing the
+            # whole cluster here for every VM.
             if self._lost(csv):
                 c.hresult = int(HResult.VSS_E_INSUFFICIENT_STORAGE)
                 return
@@ -149,10 +157,6 @@ class ScaleBackupRun(BackupRun):
             start, seq = self.env.now, self.tl.next_seq()
             yield from self.res.transfer(c.planned, csv, nodes, target=True)
             c.copy_end = self.env.now
-            self.ctx.backend.sync()
-            if self._lost(csv):
-                c.hresult = int(HResult.VSS_E_INSUFFICIENT_STORAGE)
-                return
             c.bytes_read = c.planned
             self.result.copied_bytes += c.planned
             if nodes:
@@ -181,11 +185,19 @@ class ScaleBackupRun(BackupRun):
             if h is not None and b.is_deleted(csv.name, h):
                 self._diff_area_deletions(csv, (h,))
             self.result.diff_area_bytes[csv.name] = b.diff_area_bytes(csv)
-        if self.lost_copy:
-            for c in self.vm_copies.values():
-                if self._lost(self.sc.csv_of(c.vm)) and c.hresult == HResult.S_OK:
-                    c.hresult = int(HResult.VSS_E_INSUFFICIENT_STORAGE)
-                    c.bytes_read = 0
+        for c in self.vm_copies.values():
+            csv = self.sc.csv_of(c.vm)
+            lost_at = self._lost_at(csv)
+            # Reads after the deletion fail; a copy finished before it stands (but the set
+            # fails as a whole: no partial backups).
+            if (
+                lost_at is not None
+                and c.hresult == HResult.S_OK
+                and (c.copy_end is None or c.copy_end > lost_at)
+            ):
+                c.hresult = int(HResult.VSS_E_INSUFFICIENT_STORAGE)
+                self.result.copied_bytes -= c.bytes_read
+                c.bytes_read = 0
 
     def _delete_copies(self) -> Proc:
         b = self.ctx.backend

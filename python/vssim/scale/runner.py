@@ -117,7 +117,7 @@ def run(
     schedule: Schedule | None = None,
     start_s: float = 0.0,
     interval_s: float = 600.0,
-    window_s: float = 5.0,
+    window_s: float = 10.0,
     progress: Progress | None = None,
 ) -> RunResult:
     """Run the backups ``backup`` (a type, a :class:`BackupSpec`, or several, one after the

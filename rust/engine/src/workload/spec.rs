@@ -333,8 +333,10 @@ impl Generator {
     }
 
     /// Appends to `out` the writes whose time lies in `[t0, t1)` and returns the reads there.
-    /// Second `k`'s operations are drawn from their own keyed generator, at stratified times
-    /// `k + (i + u) / n`, so the stream does not depend on how time is cut into windows.
+    /// Second `k` draws its operation count from its own keyed generator, and operation `i` of
+    /// it everything else from another (`(k, i + 1)`), at stratified times `k + (i + u) / n`; so
+    /// the stream does not depend on how time is cut into windows, and a window that covers
+    /// part of a second only draws the operations that can fall inside it.
     pub fn generate(&self, t0: f64, t1: f64, out: &mut WriteBatch) -> ReadCount {
         let mut reads = ReadCount::default();
         if t1.partial_cmp(&t0) != Some(std::cmp::Ordering::Greater) || t0 < 0.0 {
@@ -343,7 +345,8 @@ impl Generator {
         let first = t0.floor() as u64;
         let last = t1.ceil() as u64;
         for second in first..last {
-            let mut rng = Rng::keyed(self.seed, second, 0);
+            let key = derive(self.seed, second);
+            let mut rng = Rng::new(derive(key, 0));
             let rate = self.spec.rate_at(second as f64 + 0.5);
             let whole = rate.floor();
             let n = whole as u64 + u64::from(rng.f64() < rate - whole);
@@ -351,8 +354,13 @@ impl Generator {
                 continue;
             }
             let inv = 1.0 / n as f64;
-            for i in 0..n {
-                let time = second as f64 + (i as f64 + rng.f64()) * inv;
+            // Operation i lies in [k + i/n, k + (i+1)/n): only these can be inside the window.
+            let base = second as f64;
+            let lo = (((t0 - base) * n as f64).floor() - 1.0).max(0.0) as u64;
+            let hi = ((((t1 - base) * n as f64).ceil() + 1.0).max(0.0) as u64).min(n);
+            for i in lo..hi {
+                let mut rng = Rng::new(derive(key, i + 1));
+                let time = base + (i as f64 + rng.f64()) * inv;
                 let is_read = rng.f64() < self.spec.read_fraction;
                 let size = self.spec.sizes.pick(rng.f64());
                 let size = u64::from(size).min(self.disk_size);
