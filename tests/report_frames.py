@@ -29,6 +29,7 @@ def frames(
     downtime: tuple[float, ...] = (),
     redirected: int = 0,
     start: float = 1000.0,
+    provider: str = "system",
 ) -> dict[str, pl.DataFrame]:
     """One backup: ``csvs`` snapshot sets (one per CSV, each from node N<i>) starting at
     ``start`` + 10 s × set, 5 s to the first copy (1 s of freeze), then its VMs copied one after
@@ -56,6 +57,7 @@ def frames(
         for k in (
             "job",
             "csv",
+            "provider",
             "diff_area_peak_bytes",
             "deleted_by",
             "redirected_s",
@@ -97,6 +99,7 @@ def frames(
         jobs["failures"].append(0)
         cs["job"].append(j)
         cs["csv"].append(f"CSV{j}")
+        cs["provider"].append(provider)
         cs["diff_area_peak_bytes"].append(peaks[j % len(peaks)])
         cs["deleted_by"].append("released")
         cs["redirected_s"].append(e - s if redirected else 0.0)

@@ -164,6 +164,14 @@ def test_headline_and_advice_name_the_strategy_concurrency_and_storage() -> None
     assert "would delete 1 snapshot(s)" in words
 
 
+def test_hardware_provider_needs_no_host_shadow_storage() -> None:
+    t = frames("ws2008r2", "full", 1, peaks=(0,), provider="hardware")
+    a = analyse(t, {"CSV0": None, "CSV1": None}, 8 * HOUR, 0.25)
+    assert a.diff_area["peak_bytes"].to_list() == [0, 0]
+    words = " ".join(advice.recommend(a, {})["ws2008r2"])
+    assert "none needed on the host" in words
+
+
 def test_plan_table_pins_profiles_and_parses_durations() -> None:
     s = parse_plan_table(
         {"profiles": ["ws2012"], "window": "6 h", "concurrency": [8, 2], "fractions": [0.5]},

@@ -84,7 +84,12 @@ def recommend(a: Analysis, limits: dict[str, int | None]) -> dict[str, list[str]
             & (pl.col("concurrency") == c)
             & (pl.col("strategy") == "full")
         )
-        if diff.height:
+        if diff.height and (diff["provider"] == "hardware").all():
+            said.append(
+                "Shadow storage: none needed on the host — the hardware provider's array "
+                "snapshots make no host copy-on-write; size the array's snapshot reserve instead."
+            )
+        elif diff.height:
             worst = diff.sort("recommended_bytes", descending=True).row(0, named=True)
             said.append(
                 f"Shadow storage: set at least {size(_f(worst['recommended_bytes']))} on "

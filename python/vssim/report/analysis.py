@@ -59,6 +59,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "csvs": (
         "job",
         "csv",
+        "provider",
         "diff_area_peak_bytes",
         "deleted_by",
         "redirected_s",
@@ -141,6 +142,7 @@ def diff_area(csvs: pl.DataFrame, limits: dict[str, int | None], margin: float) 
         ).alias("over")
     )
     out = per.group_by([*CASE, "csv"]).agg(
+        pl.col("provider").first(),
         pl.col("diff_area_peak_bytes").max().alias("peak_bytes"),
         pl.col("limit_bytes").first(),
         pl.len().alias("snapshots"),

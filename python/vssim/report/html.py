@@ -44,6 +44,7 @@ def sections(a: Analysis) -> list[Section]:
         "strategy",
         "concurrency",
         "csv",
+        "provider",
         "snapshots",
         "peak_bytes",
         "limit_bytes",
