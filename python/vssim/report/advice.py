@@ -70,11 +70,13 @@ def recommend(a: Analysis, limits: dict[str, int | None]) -> dict[str, list[str]
                     "every node backs up its own VMs (2008 R2 sees only the local Hyper-V "
                     "writer), one CSV at a time"
                 )
-            else:
+            elif (a.diff_area.filter(pl.col("profile") == profile)["provider"] == "system").all():
                 where = (
                     f"request from {nodes.height} node(s) — each CSV's coordinator, where the "
                     f"system provider's snapshot lives, so no data crosses the cluster network"
                 )
+            else:
+                where = f"request from {nodes.height} node(s), each CSV's coordinator"
             said.append(
                 f"Run it where the data is: {where}; the busiest requester is {top['requester']} "
                 f"({size(_f(top['bytes_read']))} from {top['vms']} VMs)."
