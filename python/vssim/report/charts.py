@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from vssim.report.analysis import CASE, SEGMENTS, Analysis
 from vssim.sim.costs import FREEZE_WINDOW_S
@@ -295,6 +296,7 @@ def sets_timeline(jobs: pl.DataFrame, a: Analysis, out: Path) -> Chart:
             linewidth=max(0.6, min(6.0, 300 / max(1, rows.height))),
         )
         ax.set_ylim(rows.height, -1)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("snapshot set (by start)")
         ax.set_xlabel(f"{unit} since the backup started")
         ax.set_title(f"{profile}: {rows.height} sets (red: failed)", fontsize=10)
