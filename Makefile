@@ -8,12 +8,12 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PYTHON  ?= python3
 STAMP   := $(VENV)/.deps-stamp
-APT_PKGS := qemu-utils
+APT_PKGS := qemu-utils chromium
 BENCH_DIR ?= .benchmarks
 
 .PHONY: help
 help:
-	@echo "make demo    set up, then run the main job on its embedded defaults"
+	@echo "make demo    set up, then run the engine demo and the capacity plans (reports/)"
 	@echo "make test    set up, then run every check (lint, types, Rust and Python tests)"
 	@echo "make bench   run the benchmarks for real (pytest-benchmark JSON in $(BENCH_DIR))"
 	@echo "make fuzz    run the fuzz targets for a set time"
@@ -69,9 +69,21 @@ test: setup lint-rust test-rust lint-python test-python
 lint: lint-rust lint-python
 
 # --- running ---------------------------------------------------------------------------------
+# The capacity plans of the 64-node examples. A full-size (4,000-VM) plan simulates days of
+# guest writes and takes hours on two cores; the demo plans the same 64 nodes and 16 CSVs with
+# DEMO_VMS VMs (`vssim plan --vms`) so it ends within minutes. `make demo DEMO_PLAN_OPTS=` runs
+# the full-size plans.
+DEMO_VMS      ?= 160
+DEMO_PLAN_OPTS ?= --quick --vms $(DEMO_VMS)
+DEMO_PLANS    := examples/ws2012-64n-4000vm.toml examples/ws2008r2-64n-4000vm.toml
+
 .PHONY: demo
 demo: build-dev
 	$(VENV)/bin/vssim demo
+	@for s in $(DEMO_PLANS); do \
+		echo; echo "== vssim plan $$s $(DEMO_PLAN_OPTS)"; \
+		$(VENV)/bin/vssim plan $$s --out reports/$$(basename $$s .toml) $(DEMO_PLAN_OPTS) || exit 1; \
+	done
 
 .PHONY: bench
 bench: build-dev

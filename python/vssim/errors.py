@@ -37,6 +37,11 @@ class ScenarioError(VssimError, ValueError):
         super().__init__(f"{file}: {key} = {value!r}: expected {expected}")
 
 
+class PlanError(VssimError, ValueError):
+    """A capacity-planning request (``vssim plan``) cannot be carried out: a bad ``[plan]`` key or
+    option, or a run the plan needs is not available. The message names what and why."""
+
+
 class VssError(VssimError):
     """A VSS call failed with an HRESULT (``hresult``, e.g. ``0x80042301``); the message starts with
     the HRESULT's Windows name (``VSS_E_BAD_STATE``)."""

@@ -11,6 +11,7 @@ Layout::
                 disks = [{ file?, size, allocated }], workload = { write_iops, … }
     [generate]  nodes, vms, csvs, … (see :mod:`vssim.scenario.generate`)
     [[faults]]  kind, node?, writer?, phase?, hresult?, seconds?
+    [plan]      read by ``vssim plan`` only (:mod:`vssim.report.strategies`); ignored here
 
 Every problem raises :class:`~vssim.errors.ScenarioError` naming the file, the key path
 (``vms[2].node``), the bad value and what was expected. Unknown keys are errors too (typos would
@@ -184,7 +185,7 @@ def load_scenario(path: str | Path) -> Scenario:
 def parse_scenario(raw: dict[str, Any], path: Path) -> Scenario:
     """Build a :class:`Scenario` from parsed TOML (``path`` names it in errors)."""
     r = _Reader(str(path))
-    r.known(raw, "", ("cluster", "links", "nodes", "csvs", "vms", "generate", "faults"))
+    r.known(raw, "", ("cluster", "links", "nodes", "csvs", "vms", "generate", "faults", "plan"))
     cluster = r.table(raw, "cluster", "cluster")
     r.known(cluster, "cluster", ("name", "os", "seed", "start"))
     name = r.get(cluster, "name", "cluster", _str, "a non-empty string", "cluster")

@@ -1,0 +1,106 @@
+"""``vssim plan SCENARIO --out DIR``: the capacity-planning report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from vssim.benchreport import text_table
+from vssim.errors import PlanError
+from vssim.report import plan as planning
+from vssim.report.strategies import (
+    Strategy,
+    parse_concurrency,
+    parse_duration,
+    parse_fractions,
+    parse_profiles,
+)
+from vssim.report.units import humanize
+from vssim.scenario.units import parse_size
+
+#: ``--quick``: one selective fraction and one concurrency (the profile default of vssim.run).
+QUICK = {"fractions": (0.1,), "concurrency": (4,)}
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "plan",
+        help="capacity planning: run full/selective/incremental backups, write an HTML report",
+        description="Run the backup strategies a planner compares on SCENARIO (both profiles "
+        "unless its [plan] table pins one) and write DIR/report.html, DIR/report.md and "
+        "DIR/charts/*.png|svg. Options override the scenario's [plan] table.",
+    )
+    p.add_argument("scenario", type=Path, help="scenario file (TOML)")
+    p.add_argument("--out", type=Path, help="report folder (default: reports/<scenario name>)")
+    p.add_argument("--profiles", help="ws2008r2,ws2012 (default: both, or the file's [plan])")
+    p.add_argument("--fractions", help="selective shares, e.g. 0.01,0.1,0.25")
+    p.add_argument("--concurrency", help="concurrency sweep, e.g. 1,2,4,8")
+    p.add_argument("--window", help="backup window to fit, e.g. '8 h' (default 8 h)")
+    p.add_argument("--margin", type=float, help="shadow-storage margin over the peak (0.25)")
+    p.add_argument("--incremental-after", help="time between full and incremental ('1 h')")
+    p.add_argument("--diff-area-limit", help="shadow storage MaxSize set today ('20 GiB')")
+    p.add_argument(
+        "--vms",
+        type=int,
+        help="what-if: replace the file's [generate] vms (same nodes and CSVs, N VMs)",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="one fraction (10 %%) and one concurrency (4)"
+    )
+    p.set_defaults(handler=run)
+
+
+def options(args: argparse.Namespace) -> dict[str, Any]:
+    opts: dict[str, Any] = dict(QUICK) if args.quick else {}
+    if args.profiles:
+        opts["profiles"] = parse_profiles(args.profiles)
+    if args.fractions:
+        opts["fractions"] = parse_fractions(args.fractions)
+    if args.concurrency:
+        opts["concurrency"] = parse_concurrency(args.concurrency)
+    if args.window:
+        opts["window_s"] = _duration("--window", args.window)
+    if args.incremental_after:
+        opts["incremental_after_s"] = _duration("--incremental-after", args.incremental_after)
+    if args.margin is not None:
+        if not 0 <= args.margin <= 10:
+            raise PlanError(f"--margin {args.margin}: expected a share in 0..10")
+        opts["margin"] = args.margin
+    if args.diff_area_limit:
+        limit = parse_size(args.diff_area_limit)
+        if limit is None or limit <= 0:
+            raise PlanError(f"--diff-area-limit {args.diff_area_limit!r}: not a size")
+        opts["diff_area_limit"] = limit
+    return opts
+
+
+def _duration(flag: str, text: str) -> float:
+    value = parse_duration(float(text) if text.replace(".", "", 1).isdigit() else text)
+    if value is None:
+        raise PlanError(f"{flag} {text!r}: expected a duration ('8 h', '90 min', 3600)")
+    return value
+
+
+def _progress(done: int, planned: int, profile: str, s: Strategy, wall: float) -> None:
+    print(
+        f"  [{done}/{planned}] {profile} {' + '.join(s.labels)} (concurrency {s.concurrency}): "
+        f"{wall:.1f} s",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    out = args.out or Path("reports") / args.scenario.stem
+    report = planning.build(args.scenario, out, options(args), progress=_progress, vms=args.vms)
+    print(f"report: {report.html}")
+    print(f"        {report.markdown}  (charts in {out / 'charts'})")
+    print()
+    print(text_table(humanize(report.analysis.headline)))
+    print()
+    for sentences in report.advice.values():
+        print(" ".join(sentences))
+        print()
+    return 0

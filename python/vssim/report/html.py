@@ -1,0 +1,152 @@
+"""The report as one self-contained HTML file (charts embedded as base64 PNG, styles inline, no
+external assets) and as Markdown (charts linked from ``charts/``)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from vssim.benchreport import markdown as md_table
+from vssim.report.analysis import SEGMENTS, Analysis
+from vssim.report.charts import Chart
+from vssim.report.units import duration, humanize
+from vssim.sim.costs import FREEZE_WINDOW_S
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+h1 { margin-bottom: 0.2em; } .meta { color: #666; margin-top: 0; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f0f0f0; } td:first-child, td:nth-child(2) { text-align: left; }
+td.no { color: #b00; font-weight: bold; }
+figure { margin: 2em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
+figcaption { color: #555; font-size: 0.9em; } .advice p { margin: 0.4em 0; }
+"""
+
+
+@dataclass(frozen=True)
+class Section:
+    """A table of the report: heading, a sentence on what it shows, the frame (human units)."""
+
+    title: str
+    text: str
+    frame: pl.DataFrame
+
+
+def sections(a: Analysis) -> list[Section]:
+    w = a.windows.select("profile", "strategy", "concurrency", "window_s", "sets", *SEGMENTS)
+    diff = a.diff_area.select(
+        "profile",
+        "strategy",
+        "concurrency",
+        "csv",
+        "provider",
+        "snapshots",
+        "peak_bytes",
+        "limit_bytes",
+        "recommended_bytes",
+        "deletions",
+        "vms_failing",
+        "longest_life_s",
+    ).filter(pl.col("strategy") == "full")
+    fr = a.freeze
+    return [
+        Section(
+            "Backup window: where it is spent",
+            "Every run; segments are shares of the snapshot sets' time, scaled to the window.",
+            humanize(w, {"window_s": "backup window", "sets": "snapshot sets"}),
+        ),
+        Section(
+            "Shadow storage per CSV (full backups)",
+            f"Peak diff area per CSV, the limit set today (– : none), the recommended shadow "
+            f"storage (peak + {a.margin:.0%}, rounded up to 64 MiB, at least 320 MiB) and the "
+            f"snapshot deletions the limit would cause.",
+            humanize(diff, {"limit_bytes": "limit today", "recommended_bytes": "recommended"}),
+        ),
+        Section(
+            "Freeze and saved-state downtime",
+            "p50 / p95 / max over the VMs frozen (online) or put in saved state (offline).",
+            humanize(fr),
+        ),
+        Section(
+            "VMs that miss the freeze window",
+            f"Frozen longer than the writer's {FREEZE_WINDOW_S:g} s, or failed with "
+            f"VSS_E_WRITERERROR_TIMEOUT (at most 50 listed; {a.missed.height} in all).",
+            humanize(a.missed.head(50)),
+        ),
+    ]
+
+
+def _html_table(frame: pl.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
+    body = []
+    for row in frame.iter_rows():
+        cells = "".join(
+            f'<td class="no">{html.escape(v)}</td>' if v == "NO" else f"<td>{html.escape(v)}</td>"
+            for v in row
+        )
+        body.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def render_html(
+    title: str, meta: str, a: Analysis, advice: dict[str, list[str]], charts: list[Chart]
+) -> str:
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1><p class='meta'>{html.escape(meta)}</p>",
+        "<h2>Recommendation</h2><div class='advice'>",
+    ]
+    for sentences in advice.values():
+        parts.append(f"<p>{html.escape(' '.join(sentences))}</p>")
+    parts.append("</div>")
+    parts.append(
+        f"<h2>Headline</h2><p>At each profile's chosen concurrency; target window "
+        f"{html.escape(duration(a.window_s))}.</p>"
+    )
+    parts.append(_html_table(humanize(a.headline)))
+    for chart in charts:
+        data = base64.b64encode(chart.png.read_bytes()).decode("ascii")
+        parts.append(
+            f'<figure id="{chart.slug}"><h3>{html.escape(chart.title)}</h3>'
+            f'<img alt="{html.escape(chart.title)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(chart.caption)}</figcaption></figure>"
+        )
+    for s in sections(a):
+        parts.append(f"<h2>{html.escape(s.title)}</h2><p>{html.escape(s.text)}</p>")
+        parts.append(_html_table(s.frame))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def render_markdown(
+    title: str,
+    meta: str,
+    a: Analysis,
+    advice: dict[str, list[str]],
+    charts: list[Chart],
+    root: Path,
+) -> str:
+    parts = [f"# {title}", "", f"_{meta}_", "", "## Recommendation", ""]
+    for sentences in advice.values():
+        parts += [" ".join(sentences), ""]
+    parts += [
+        "## Headline",
+        "",
+        f"At each profile's chosen concurrency; target window {duration(a.window_s)}.",
+        "",
+        md_table(humanize(a.headline)),
+        "",
+    ]
+    for chart in charts:
+        rel = chart.png.relative_to(root).as_posix()
+        parts += [f"### {chart.title}", "", f"![{chart.title}]({rel})", "", chart.caption, ""]
+    for s in sections(a):
+        parts += [f"## {s.title}", "", s.text, "", md_table(s.frame), ""]
+    return "\n".join(parts)
