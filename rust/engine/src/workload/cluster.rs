@@ -322,7 +322,7 @@ fn advance_csv(ci: usize, csv: &mut Csv, t0: f64, t1: f64) -> Result<CsvOutcome>
             let (off, len, time) = (s.guest.offsets[i], s.guest.lengths[i], s.guest.times[i]);
             // Room on the volume for the blocks this write would allocate? Otherwise the write
             // fails (Hyper-V pauses a VM whose CSV is full); it is counted, not applied.
-            let needed = blocks_to_allocate(disk, off, len);
+            let needed = disk.blocks_to_allocate(off, len);
             if needed > 0 && block_room(csv.next_free, needed, disk.block_size()) > csv.size {
                 w.dropped_writes += 1;
                 continue;
@@ -368,17 +368,12 @@ fn advance_csv(ci: usize, csv: &mut Csv, t0: f64, t1: f64) -> Result<CsvOutcome>
             }
             let mut order: Vec<usize> = (0..s.vol_offs.len()).collect();
             order.sort_by(|&x, &y| s.vol_times[x].total_cmp(&s.vol_times[y]));
-            let offs: Vec<u64> = order.iter().map(|&i| s.vol_offs[i]).collect();
-            let lens: Vec<u32> = order.iter().map(|&i| s.vol_lens[i]).collect();
-            let mut counts = vec![0u32; offs.len()];
             // Apply write by write so a deletion carries the time of the write that caused it.
-            for (k, &i) in order.iter().enumerate() {
-                let out = csv.cow.apply_writes(
-                    &offs[k..k + 1],
-                    &lens[k..k + 1],
-                    Some(&mut counts[k..k + 1]),
-                )?;
-                window[owner[i]].chunks_copied += u64::from(counts[k]);
+            for &i in &order {
+                let out = csv
+                    .cow
+                    .apply_writes(&s.vol_offs[i..=i], &s.vol_lens[i..=i], None)?;
+                window[owner[i]].chunks_copied += out.chunks_copied;
                 for id in out.deleted_snapshots {
                     deleted.push((ci, id, s.vol_times[i]));
                 }
@@ -391,16 +386,6 @@ fn advance_csv(ci: usize, csv: &mut Csv, t0: f64, t1: f64) -> Result<CsvOutcome>
         out.push((vm.id, w));
     }
     Ok((out, deleted))
-}
-
-/// Payload blocks a guest write would allocate.
-fn blocks_to_allocate(disk: &VhdxModel, off: u64, len: u32) -> u64 {
-    if len == 0 || disk.kind() == DiskKind::Fixed {
-        return 0;
-    }
-    let first = off / disk.block_size();
-    let last = (off + u64::from(len) - 1) / disk.block_size();
-    (first..=last).filter(|&b| !disk.is_allocated(b)).count() as u64
 }
 
 #[cfg(test)]

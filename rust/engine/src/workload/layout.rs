@@ -142,6 +142,16 @@ impl VhdxModel {
             .is_some_and(|&m| m != UNALLOCATED)
     }
 
+    /// Payload blocks the guest write `[offset, offset + length)` would allocate now.
+    pub fn blocks_to_allocate(&self, offset: u64, length: u32) -> u64 {
+        if length == 0 || self.kind == DiskKind::Fixed {
+            return 0;
+        }
+        let first = offset / self.block_size;
+        let last = (offset + u64::from(length) - 1) / self.block_size;
+        (first..=last).filter(|&b| !self.is_allocated(b)).count() as u64
+    }
+
     /// Ends the writer's session: the next write rewrites the headers again.
     pub fn close_session(&mut self) {
         self.session_open = false;
