@@ -21,6 +21,8 @@ def small_raw(
     csv_bandwidth: str = "1 GB/s",
     seed: int = 77,
     workload: dict[str, Any] | None = None,
+    disk_size: str = "4 GiB",
+    allocated: str = "512 MiB",
 ) -> dict[str, Any]:
     csv_tables: list[dict[str, Any]] = []
     for i in range(1, csvs + 1):
@@ -45,8 +47,8 @@ def small_raw(
         "generate": {
             "nodes": nodes,
             "vms": vms,
-            "disk_size": "4 GiB",
-            "allocated": "512 MiB",
+            "disk_size": disk_size,
+            "allocated": allocated,
             "integration_services": 0.9,
             "write_iops": write_iops,
             "workload": workload or {"locality": "hotspot", "read_fraction": 0.3},

@@ -56,6 +56,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "bytes_read": INT,
         "bytes_written": INT,
         "chunks_copied": INT,
+        "blocks_changed": INT,
+        "real_bytes_read": INT,
+        "real_chunks_copied": INT,
         "ok": B,
         "result": S,
     },
@@ -216,6 +219,12 @@ def build_tables(
                 vms["bytes_read"].append(c.bytes_read)
                 vms["bytes_written"].append(written)
                 vms["chunks_copied"].append(chunks)
+                vms["blocks_changed"].append(c.blocks_changed)
+                vms["real_bytes_read"].append(c.real_bytes_read)
+                real = c.real_chunks_at[1] - c.real_chunks_at[0]
+                vms["real_chunks_copied"].append(
+                    real if backend.materialized and c.snapshot_at is not None else None
+                )
                 vms["ok"].append(is_ok)
                 vms["result"].append(result)
             for csv in run.job.volumes:

@@ -55,6 +55,8 @@ class ModelClusterBackend:
 
     #: The guests' writes are generated here: backup runs must not feed their own.
     runs_workload = True
+    #: Real files behind the model (:class:`vssim.scale.materialize.MaterializedBackend`).
+    materialized = False
 
     def __init__(self, scenario: Scenario, clock: Callable[[], float] | None = None) -> None:
         self.scenario = scenario
@@ -130,6 +132,10 @@ class ModelClusterBackend:
         self.t = t
         for (csv, _), life in self._live.items():
             life.diff_area_peak = max(life.diff_area_peak, self.diff_area_bytes_of(csv))
+        self._on_window(r)
+
+    def _on_window(self, r: dict[str, npt.NDArray[np.uint64 | np.float64]]) -> None:
+        """What a subclass takes from each window's report (after the model's counters)."""
 
     def sync(self) -> None:
         self.advance_to(self.now())
@@ -197,6 +203,14 @@ class ModelClusterBackend:
     def changed_bytes(self, vm: str) -> int:
         """Bytes of the VM's disks changed since their change tracking was last reset."""
         return sum(self.model.changed_bytes(d) for d in self.disks[vm])
+
+    def changed_blocks(self, vm: str) -> int:
+        """Change-tracking blocks of the VM's disks changed since tracking was last reset."""
+        return sum(self.model.changed_blocks(d) for d in self.disks[vm])
+
+    def changed_extents(self, vm: str) -> list[tuple[U64, U64]]:
+        """Per disk of the VM: the changed runs ``(offsets, lengths)`` since the last reset."""
+        return [self.model.changed_extents(d) for d in self.disks[vm]]
 
     def reset_changes(self, vm: str) -> None:
         for d in self.disks[vm]:

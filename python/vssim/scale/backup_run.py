@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import simpy
 
+from vssim.errors import SnapshotDeletedError, SnapshotNotFoundError
+from vssim.scale.materialize import MaterializedBackend
 from vssim.scale.plan import BackupKind
 from vssim.scenario import Csv, Vm
 from vssim.sim import costs
@@ -55,6 +57,13 @@ class VmCopy:
     #: Cumulative counters of the VM's disks at the snapshot instant and at release.
     chunks_at: tuple[int, int] = (0, 0)
     written_at: tuple[int, int] = (0, 0)
+    #: Change-tracking blocks changed since the VM's previous backup (at the snapshot instant).
+    blocks_changed: int = 0
+    #: Materialized runs: the changed runs per disk an incremental reads, the chunks the real
+    #: volume copied because of the VM (at the snapshot instant and at release), bytes read.
+    extents: list[tuple[np.ndarray, np.ndarray]] | None = None
+    real_chunks_at: tuple[int, int] = (0, 0)
+    real_bytes_read: int | None = None
 
 
 @dataclass
@@ -69,6 +78,8 @@ class RunContext:
     streams: dict[str, simpy.Resource]
     #: VMs with a backup this run can build an incremental on.
     has_base: set[str] = field(default_factory=set)
+    #: The backup's index in the run (materialized backup files carry it).
+    backup: int = 0
     #: Per CSV: engine disk ids and their VMs' nodes (for redirected bytes).
     csv_disks: dict[str, tuple[np.ndarray, list[str]]] = field(default_factory=dict)
 
@@ -109,6 +120,10 @@ class ScaleBackupRun(BackupRun):
             c.snapshot_at = self.env.now
             c.incremental = incremental and name in self.ctx.has_base
             c.planned = b.changed_bytes(name) if c.incremental else b.file_size(name)
+            c.blocks_changed = b.changed_blocks(name)
+            if isinstance(b, MaterializedBackend):
+                c.extents = b.changed_extents(name) if c.incremental else None
+                c.real_chunks_at = (b.real_vm_total("real_chunks_copied", name), 0)
             if self.ctx.kind is not BackupKind.COPY:
                 b.reset_changes(name)
             c.chunks_at = (b.vm_total("chunks_copied", name), 0)
@@ -157,6 +172,8 @@ class ScaleBackupRun(BackupRun):
             start, seq = self.env.now, self.tl.next_seq()
             yield from self.res.transfer(c.planned, csv, nodes, target=True)
             c.copy_end = self.env.now
+            if self.ctx.backend.materialized and not self._write_real(c, csv):
+                return
             c.bytes_read = c.planned
             self.result.copied_bytes += c.planned
             if nodes:
@@ -173,6 +190,30 @@ class ScaleBackupRun(BackupRun):
             )
         finally:
             self.ctx.streams[self.req].release(slot)
+
+    def _write_real(self, c: VmCopy, csv: Csv) -> bool:
+        """Materialized runs: the backup files of ``c`` from the real snapshot. False (and the
+        VM failed) when volsnap deleted the snapshot before the copy ended."""
+        b = self.ctx.backend
+        handle = self.copies[csv.name].backend_handle
+        assert isinstance(b, MaterializedBackend)
+        assert handle is not None
+        assert c.snapshot_at is not None
+        try:
+            c.real_bytes_read = b.write_backup(
+                backup=self.ctx.backup,
+                job=self.job.label,
+                vm=c.vm.name,
+                csv=csv.name,
+                handle=handle,
+                kind=str(self.ctx.kind),
+                snapshot_s=c.snapshot_at,
+                extents=c.extents,
+            )
+        except (SnapshotDeletedError, SnapshotNotFoundError):
+            c.hresult = int(HResult.VSS_E_INSUFFICIENT_STORAGE)
+            return False
+        return True
 
     def _apply_workload(self) -> None:
         """The engine has run the guests' writes all along; only volsnap's deletions of this
@@ -205,6 +246,9 @@ class ScaleBackupRun(BackupRun):
         for name, c in self.vm_copies.items():
             if c.snapshot_at is not None:
                 c.chunks_at = (c.chunks_at[0], b.vm_total("chunks_copied", name))
+                if isinstance(b, MaterializedBackend):
+                    real = b.real_vm_total("real_chunks_copied", name)
+                    c.real_chunks_at = (c.real_chunks_at[0], real)
                 c.written_at = (c.written_at[0], b.vm_total("bytes_written", name))
         yield from super()._delete_copies()
 

@@ -27,6 +27,7 @@ import simpy
 
 from vssim.scale.backend import ModelClusterBackend
 from vssim.scale.backup_run import RunContext, ScaleBackupRun
+from vssim.scale.materialize import MaterializedBackend
 from vssim.scale.network import SharedResources
 from vssim.scale.plan import BackupKind, BackupSpec, Schedule, parse_kinds, plan_jobs
 from vssim.scenario import Scenario, load_scenario
@@ -62,11 +63,20 @@ class RunResult:
     #: Guest writes the engine simulated, and the run's wall-clock seconds.
     writes_simulated: int = 0
     wall_s: float = 0.0
+    #: Materialized runs: one row per backup file (:data:`~vssim.scale.materialize.
+    #: BACKUPS_SCHEMA`), and per CSV the model's copy-on-write figures beside the real volume's.
+    backups: pl.DataFrame | None = None
+    invariant: pl.DataFrame | None = None
+    materialized: Path | None = None
 
     TABLES = ("vms", "csvs", "nodes", "jobs", "phases", "summary")
 
     def tables(self) -> dict[str, pl.DataFrame]:
-        return {name: getattr(self, name) for name in self.TABLES}
+        out = {name: getattr(self, name) for name in self.TABLES}
+        if self.backups is not None and self.invariant is not None:
+            out["backups"] = self.backups
+            out["invariant"] = self.invariant
+        return out
 
     def write_parquet(self, out: str | Path) -> list[Path]:
         d = Path(out)
@@ -119,6 +129,8 @@ def run(
     interval_s: float = 600.0,
     window_s: float = 10.0,
     progress: Progress | None = None,
+    materialize: str | Path | None = None,
+    check_files: bool = True,
 ) -> RunResult:
     """Run the backups ``backup`` (a type, a :class:`BackupSpec`, or several, one after the
     other) on ``scenario`` in modelled mode and return the result tables.
@@ -127,6 +139,11 @@ def run(
     narrowing too. The guests write from time 0; the first backup starts at ``start_s``, the
     next ``interval_s`` after the previous one ends. The engine's cluster advances at least
     every ``window_s`` simulated seconds.
+
+    ``materialize``: a new (or empty) folder; the run then also keeps real VHDX disks on real
+    copy-on-write volumes there and writes every backup as real VHDX files, each verified
+    against the disk at its snapshot instant (:mod:`vssim.scale.materialize`; ``check_files``
+    adds ``qemu-img check`` of every backup file). Size the scenario for the disk you have.
     """
     from vssim.metrics import build_tables
 
@@ -140,7 +157,12 @@ def run(
         raise ValueError(f"window_s={window_s}, interval_s={interval_s}, start_s={start_s}")
     sched = schedule or Schedule()
     env = simpy.Environment()
-    backend = ModelClusterBackend(sc, clock=lambda: float(env.now))
+    clock = lambda: float(env.now)  # noqa: E731
+    backend = (
+        ModelClusterBackend(sc, clock=clock)
+        if materialize is None
+        else MaterializedBackend(sc, materialize, clock=clock)
+    )
     state = ClusterState(sc, backend=backend)
     res = SharedResources(env, sc)
     per_node, per_csv = sched.limits(sc)
@@ -153,7 +175,7 @@ def run(
     has_base: set[str] = set()
 
     def one_backup(rec: BackupRecord, jobs: list[object]) -> simpy.events.ProcessGenerator:
-        ctx = RunContext(env, state, backend, res, rec.spec.kind, streams, has_base)
+        ctx = RunContext(env, state, backend, res, rec.spec.kind, streams, has_base, rec.index)
         rec.start = float(env.now)
         pending = [ScaleBackupRun(ctx, j) for j in jobs]  # type: ignore[arg-type]
         node_busy = dict.fromkeys(streams, 0)
@@ -172,6 +194,9 @@ def run(
                 progress(done_count[0], total)
             # A backup in the history (not copy) is the next incremental's base; a failed one
             # whose change tracking restarted at its snapshot leaves none (the next is full).
+            if isinstance(backend, MaterializedBackend):
+                for name, vc in r.vm_copies.items():
+                    backend.settle(name, r.result.ok and vc.hresult == HResult.S_OK)
             if rec.spec.kind is not BackupKind.COPY:
                 for name, vc in r.vm_copies.items():
                     if r.result.ok and vc.hresult == HResult.S_OK:
@@ -219,9 +244,11 @@ def run(
     env.run(until=finished)
     backend.advance_to(float(env.now))
     tables = build_tables(sc, records, backend, res)
-    return RunResult(
-        sc,
-        **tables,
-        writes_simulated=backend.writes_simulated,
-        wall_s=time.perf_counter() - wall,
-    )
+    result = RunResult(sc, **tables, writes_simulated=backend.writes_simulated)
+    if isinstance(backend, MaterializedBackend):
+        backend.finish(check=check_files)
+        result.backups = backend.store.frame()
+        result.invariant = backend.invariant()
+        result.materialized = backend.root
+    result.wall_s = time.perf_counter() - wall
+    return result

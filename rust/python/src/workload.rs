@@ -234,6 +234,11 @@ impl ModelCluster {
         guarded(|| Ok(self.inner.change_tracker(vm)?.changed_bytes()))
     }
 
+    /// Change-tracking blocks of the VM's disk changed since its tracking was last reset.
+    fn changed_blocks(&self, vm: usize) -> PyResult<u64> {
+        guarded(|| Ok(self.inner.change_tracker(vm)?.changed_blocks()))
+    }
+
     /// Changed runs of the VM's disk: `(offsets, lengths)` uint64 arrays.
     fn changed_extents<'py>(&self, py: Python<'py>, vm: usize) -> PyResult<Extents<'py>> {
         let runs = guarded(|| Ok(self.inner.change_tracker(vm)?.changed_extents()))?;

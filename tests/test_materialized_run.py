@@ -1,0 +1,202 @@
+"""Materialized runs: the same scenario with real VHDX disks on real copy-on-write volumes, backups
+as real VHDX chains — and the invariant that the model's figures are what the real files did."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from scale_scenarios import small
+from vssim import engine
+from vssim.cli import main
+from vssim.scale.materialize import MaterializeError, read_manifest, restore
+from vssim.scale.runner import run
+
+QEMU = shutil.which("qemu-img")
+MIB = 1 << 20
+
+
+def tiny(**kw: object) -> object:
+    """4 nodes, 2 CSVs, 8 VMs with 64 MiB dynamic disks writing 200 IOPS."""
+    args: dict[str, object] = dict(
+        vms=8,
+        disk_size="64 MiB",
+        allocated="16 MiB",
+        write_iops=200,
+        target="200 MB/s",
+        csv_bandwidth="100 MB/s",
+    )
+    args.update(kw)
+    return small(**args)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def chain_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, object, Path]:
+    """A full backup then two incrementals, materialized, and the same run modelled only."""
+    root = tmp_path_factory.mktemp("mat") / "run"
+    sc = tiny()
+    kinds = ["full", "incremental", "incremental"]
+    real = run(sc, kinds, interval_s=20.0, materialize=root)  # type: ignore[arg-type]
+    modelled = run(sc, kinds, interval_s=20.0)  # type: ignore[arg-type]
+    return real, modelled, root
+
+
+def test_modelled_counts_equal_what_the_real_files_did(chain_run: tuple) -> None:
+    real, modelled, _ = chain_run
+    vms = real.vms
+    assert vms.height == 24
+    assert vms["ok"].all()
+    # Per VM and backup: bytes read and chunks copied, model == real volume.
+    assert (vms["real_bytes_read"] == vms["bytes_read"]).all()
+    assert (vms["real_chunks_copied"] == vms["chunks_copied"]).all()
+    assert vms["chunks_copied"].sum() > 0
+    assert vms.filter(pl.col("incremental"))["bytes_read"].sum() > 0
+    # Per CSV: the copies and the diff-area peak of the real volume are the model's.
+    inv = real.invariant
+    assert (inv["chunks_copied"] == inv["real_chunks_copied"]).all()
+    assert (inv["peak_diff_area_bytes"] == inv["real_peak_diff_area_bytes"]).all()
+    assert inv["chunks_copied"].sum() > 0
+    # And the model's figures in a materialized run are a modelled run's, table for table.
+    keys = ["backup", "vm", "bytes_read", "chunks_copied", "blocks_changed", "incremental"]
+    assert real.vms.select(keys).equals(modelled.vms.select(keys))
+    assert real.csvs.drop("snapshot").equals(modelled.csvs.drop("snapshot"))
+    assert real.summary.equals(modelled.summary)
+
+
+def test_every_backup_is_a_verified_vhdx_chain(chain_run: tuple) -> None:
+    real, _, root = chain_run
+    b = real.backups
+    assert b.height == 24
+    assert b["committed"].all()
+    assert b["verified"].all()
+    assert (b["digest_at_snapshot"] == b["digest_restored"]).all()
+    assert b.filter(pl.col("kind") == "full").height == 8
+    incr = b.filter(pl.col("kind") == "incremental")
+    assert incr.height == 16
+    assert incr["parent"].is_not_null().all()
+    assert (b["bytes_read"] == b["modelled_bytes"]).all()
+    for f in b["file"]:
+        v = engine.Vhdx.open(root / "backups" / f)
+        assert v.disk_type in ("dynamic", "differencing")
+        assert v.check() == []
+        v.close()
+    if QEMU:
+        assert set(b["qemu_img_check"]) == {"ok"}
+    assert len(read_manifest(root / "backups")) == 24
+
+
+def test_restore_rebuilds_each_backup_and_changed_blocks_are_real(
+    chain_run: tuple, tmp_path: Path
+) -> None:
+    real, _, root = chain_run
+    vm = real.vms["vm"][0]
+    disks = []
+    for seq in (1, 2, 3):
+        r = restore(root, vm, tmp_path / f"{seq}.vhdx", seq=seq)
+        assert r.verified
+        assert [e.seq for e in r.chain] == list(range(1, seq + 1))
+        assert engine.Vhdx.open(r.out).disk_type == "dynamic"
+        if QEMU:
+            subprocess.run([QEMU, "check", "-f", "vhdx", str(r.out)], check=True)
+        disks.append(engine.Vhdx.open(r.out))
+    # The blocks an incremental's change tracking counted are the blocks whose content changed
+    # between the two restored disks (every guest write changes its bytes).
+    bs = 65536
+    size = disks[0].virtual_size
+    rows = real.vms.filter(pl.col("vm") == vm).sort("backup")
+    for k in (1, 2):
+        differ = sum(disks[k - 1].read(o, bs) != disks[k].read(o, bs) for o in range(0, size, bs))
+        assert differ == rows["blocks_changed"][k] > 0
+    for d in disks:
+        d.close()
+
+
+def test_a_full_diff_area_fails_the_same_vms_for_real(tmp_path: Path) -> None:
+    sc = tiny(diff_area_limit="1 MiB", write_iops=400, csv_bandwidth="20 MB/s")
+    real = run(sc, "full", materialize=tmp_path / "run")  # type: ignore[arg-type]
+    modelled = run(sc, "full")  # type: ignore[arg-type]
+    assert not real.vms["ok"].all()
+    keys = ["vm", "ok", "result", "bytes_read"]
+    assert real.vms.select(keys).equals(modelled.vms.select(keys))
+    inv = real.invariant
+    assert (inv["chunks_copied"] == inv["real_chunks_copied"]).all()
+    # No partial backups: a failed set leaves no file and no manifest entry.
+    b = real.backups
+    failed = set(real.vms.filter(~pl.col("ok"))["vm"])
+    assert not b.filter(pl.col("vm").is_in(failed) & pl.col("committed")).height
+    listed = {e.file for e in read_manifest(tmp_path / "run" / "backups")}
+    on_disk = {
+        str(p.relative_to(tmp_path / "run" / "backups"))
+        for p in (tmp_path / "run" / "backups").rglob("*.vhdx")
+    }
+    assert listed == on_disk
+
+
+def test_bad_input_changes_nothing(tmp_path: Path) -> None:
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("mine")
+    with pytest.raises(MaterializeError, match="must be new or empty"):
+        run(tiny(), "full", materialize=busy)  # type: ignore[arg-type]
+    assert [p.name for p in busy.iterdir()] == ["keep.txt"]
+    with pytest.raises(MaterializeError, match="no manifest"):
+        restore(tmp_path, "VM0001", tmp_path / "x.vhdx")
+
+
+def test_restore_errors_name_what_is_wrong(chain_run: tuple, tmp_path: Path) -> None:
+    _, _, root = chain_run
+    with pytest.raises(MaterializeError, match="no backup of NOPE disk 0"):
+        restore(root, "NOPE", tmp_path / "x.vhdx")
+    vm = read_manifest(root / "backups")[0].vm
+    with pytest.raises(MaterializeError, match="no backup 9"):
+        restore(root, vm, tmp_path / "x.vhdx", seq=9)
+    out = tmp_path / "exists.vhdx"
+    out.write_bytes(b"x")
+    with pytest.raises(MaterializeError, match="never overwrites"):
+        restore(root, vm, out)
+    assert out.read_bytes() == b"x"
+
+
+CLI_SCENARIO = """
+[cluster]
+name = "TINY"
+os = "ws2012"
+seed = 5
+
+[links]
+nic_bandwidth = "10 Gbit/s"
+csv_bandwidth = "200 MB/s"
+backup_target_bandwidth = "200 MB/s"
+
+[generate]
+nodes = 2
+csvs = 1
+vms = 4
+csv_size = "1 TiB"
+disk_size = "32 MiB"
+allocated = "8 MiB"
+write_iops = 100
+"""
+
+
+def test_cli_run_materialize_and_restore(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(CLI_SCENARIO)
+    root = tmp_path / "m"
+    rc = main(["run", str(scenario), "--backup", "full", "incremental", "--materialize", str(root)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "model vs real volumes" in out
+    assert "8 verified" in out
+    vm = read_manifest(root / "backups")[0].vm
+    rc = main(["restore", str(root), vm, "--out", str(tmp_path / "r.vhdx")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "verified" in out
+    assert "0001 full → 0002 incremental" in out
