@@ -62,6 +62,7 @@ class VmCopy:
     #: Materialized runs: the changed runs per disk an incremental reads, the chunks the real
     #: volume copied because of the VM (at the snapshot instant and at release), bytes read.
     extents: list[tuple[np.ndarray, np.ndarray]] | None = None
+    disk_bytes: list[int] = field(default_factory=list)
     real_chunks_at: tuple[int, int] = (0, 0)
     real_bytes_read: int | None = None
 
@@ -123,6 +124,7 @@ class ScaleBackupRun(BackupRun):
             c.blocks_changed = b.changed_blocks(name)
             if isinstance(b, MaterializedBackend):
                 c.extents = b.changed_extents(name) if c.incremental else None
+                c.disk_bytes = b.planned_disk_bytes(name, c.incremental)
                 c.real_chunks_at = (b.real_vm_total("real_chunks_copied", name), 0)
             if self.ctx.kind is not BackupKind.COPY:
                 b.reset_changes(name)
@@ -209,6 +211,7 @@ class ScaleBackupRun(BackupRun):
                 kind=str(self.ctx.kind),
                 snapshot_s=c.snapshot_at,
                 extents=c.extents,
+                modelled=c.disk_bytes,
             )
         except (SnapshotDeletedError, SnapshotNotFoundError):
             c.hresult = int(HResult.VSS_E_INSUFFICIENT_STORAGE)

@@ -240,6 +240,7 @@ class MaterializedBackend(ModelClusterBackend):
         kind: str,
         snapshot_s: float,
         extents: list[tuple[U64, U64]] | None,
+        modelled: list[int],
     ) -> int:
         """Back up every disk of ``vm`` from the model snapshot ``handle`` of ``csv``: a whole
         file copy, or (``extents`` given, one per disk) the changed runs into a differencing child
@@ -260,13 +261,11 @@ class MaterializedBackend(ModelClusterBackend):
                     seq, rel = self.store.new_path(vm, j, "incremental")
                     read = self._incremental(source, extents[j], parent, rel)
                     this_kind, parent_file = "incremental", parent.file
-                    modelled = int(extents[j][1].sum())
                 else:
                     this_kind = "copy" if kind == "copy" else "full"
                     seq, rel = self.store.new_path(vm, j, this_kind)
                     read = self._full(view, rel)
                     parent_file = None
-                    modelled = self.model.file_size(disk_id)
             finally:
                 source.close()
             with engine.Vhdx.open(self.store.root / rel) as restored:
@@ -283,7 +282,7 @@ class MaterializedBackend(ModelClusterBackend):
                     parent_file,
                     snapshot_s,
                     read,
-                    modelled,
+                    modelled[j],
                     at_snapshot,
                     digest,
                 )
@@ -296,9 +295,15 @@ class MaterializedBackend(ModelClusterBackend):
         dest = self.store.root / rel
         staged = dest.with_suffix(".copying")
         n = view.len()
+        zeros = bytes(COPY_PIECE)
         with open(staged, "wb") as out:
             for off in range(0, n, COPY_PIECE):
-                out.write(view.read(off, min(COPY_PIECE, n - off)))
+                piece = view.read(off, min(COPY_PIECE, n - off))
+                # All-zero pieces (the sparse parts of the source) stay holes in the copy.
+                if piece != zeros[: len(piece)]:
+                    out.seek(off)
+                    out.write(piece)
+            out.truncate(n)
         # Auto-recovery: opening the copy writable replays the metadata log the live writer left.
         with engine.Vhdx.open(staged, writable=True) as v:
             fixed = v.disk_type == "fixed"
@@ -329,6 +334,12 @@ class MaterializedBackend(ModelClusterBackend):
                     read += n
                     off += n
         return read
+
+    def planned_disk_bytes(self, vm: str, incremental: bool) -> list[int]:
+        """Per disk of ``vm``, what the model says its backup reads now (at the snapshot)."""
+        if incremental:
+            return [self.model.changed_bytes(d) for d in self.disks[vm]]
+        return [self.model.file_size(d) for d in self.disks[vm]]
 
     def settle(self, vm: str, ok: bool) -> None:
         self.store.settle(vm, ok)
