@@ -5,6 +5,7 @@ volumes did; the real disks are valid VHDX files; a snapshot view reads the disk
 
 from __future__ import annotations
 
+import gc
 import shutil
 import subprocess
 from pathlib import Path
@@ -243,3 +244,16 @@ def test_bad_order_is_refused(tmp_path: Path) -> None:
     c.close_materialized()
     with pytest.raises(vssim.EngineStateError, match="closed"):
         c.snapshot(0)
+
+
+def test_dropping_the_cluster_closes_its_disks_cleanly(tmp_path: Path) -> None:
+    c, _vols = build(tmp_path, csvs=1, vms=2)
+    c.snapshot(0)
+    c.advance(0.0, 1.0)
+    paths = [real_path(tmp_path, c, vm, csvs=1) for vm in range(c.vm_count)]
+    del c
+    gc.collect()
+    for path in paths:
+        with engine.Vhdx.open(path) as d:
+            assert not d.replayed_log
+            assert [f for f in d.check() if f.severity == "error"] == []
