@@ -293,6 +293,27 @@ impl Vhdx {
         Ok(PyArray1::from_vec(py, v))
     }
 
+    /// Hex BLAKE3 of the disk's whole virtual content as read through the chain (ranges no file
+    /// holds are hashed as zeros without being read). Equal digests: the disks read the same.
+    fn digest(&self, py: Python<'_>) -> PyResult<String> {
+        let d = self.disk()?;
+        detached(py, move || d.digest().map_err(verr))
+    }
+
+    /// Write-through metadata mode: every `write`/`trim` that allocates commits the BAT change
+    /// through the log before it returns (as Hyper-V acknowledges an allocating write). Default
+    /// off: BAT changes are committed at `flush`/`close`.
+    #[getter]
+    fn get_commit_each_write(&self) -> PyResult<bool> {
+        Ok(self.disk()?.commit_each_write())
+    }
+
+    #[setter]
+    fn set_commit_each_write(&mut self, py: Python<'_>, on: bool) -> PyResult<()> {
+        let d = self.disk_mut()?;
+        detached(py, move || d.set_commit_each_write(on).map_err(verr))
+    }
+
     /// Validates this disk's file; returns every finding.
     fn check(&self, py: Python<'_>) -> PyResult<Vec<VhdxFinding>> {
         let d = self.disk()?;

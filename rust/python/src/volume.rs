@@ -32,7 +32,8 @@ pub struct Volume {
 }
 
 impl Volume {
-    fn get(&self) -> PyResult<vol::Volume> {
+    /// The engine volume this object holds (shared: a clone of the same handle).
+    pub(crate) fn get(&self) -> PyResult<vol::Volume> {
         self.inner
             .lock()
             .map_err(|_| closed_error())?

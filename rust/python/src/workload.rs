@@ -8,6 +8,7 @@ use vssim_engine::workload::{self, DiskKind, Diurnal, Locality, SizeDist, VmConf
 
 use crate::arrays::Extents;
 use crate::errors::{detached, guarded, InvalidArgumentError};
+use crate::volume::Volume;
 
 /// The CSVs and VMs of a modelled cluster. Each VM's writes are generated in the engine for a
 /// window of simulated time, mapped through its VHDX layout onto its CSV, and fed to the CSV's
@@ -139,7 +140,11 @@ impl ModelCluster {
     /// Advances every running VM through `[t0, t1)` seconds. Returns a dict of per-VM uint64
     /// arrays (index = VM id): `writes`, `bytes_written`, `reads`, `bytes_read`, `chunks_copied`,
     /// `blocks_allocated`, `dropped_writes`; and the snapshots a full diff area deleted:
-    /// `deleted_csv`, `deleted_snapshot` (uint64) and `deleted_time` (float64 seconds).
+    /// `deleted_csv`, `deleted_snapshot` (uint64) and `deleted_time` (float64 seconds). When
+    /// something is materialized, also what the real volumes did: `real_chunks_copied`,
+    /// `real_file_bytes` (per VM, 0 for VMs not materialized), and the real snapshots the
+    /// diff-area limit deleted: `real_deleted_csv`, `real_deleted_snapshot` (volume ids),
+    /// `real_deleted_time`.
     fn advance<'py>(&mut self, py: Python<'py>, t0: f64, t1: f64) -> PyResult<Bound<'py, PyDict>> {
         let inner = &mut self.inner;
         let report = detached(py, move || inner.advance(t0, t1))?;
@@ -171,17 +176,89 @@ impl ModelCluster {
         d.set_item("deleted_csv", PyArray1::from_vec(py, csvs))?;
         d.set_item("deleted_snapshot", PyArray1::from_vec(py, ids))?;
         d.set_item("deleted_time", PyArray1::from_vec(py, times))?;
+        if let Some(real) = report.real {
+            let csvs: Vec<u64> = real.deleted.iter().map(|d| d.0 as u64).collect();
+            let ids: Vec<u64> = real.deleted.iter().map(|d| d.1).collect();
+            let times: Vec<f64> = real.deleted.iter().map(|d| d.2).collect();
+            d.set_item(
+                "real_chunks_copied",
+                PyArray1::from_vec(py, real.chunks_copied),
+            )?;
+            d.set_item("real_file_bytes", PyArray1::from_vec(py, real.file_bytes))?;
+            d.set_item("real_deleted_csv", PyArray1::from_vec(py, csvs))?;
+            d.set_item("real_deleted_snapshot", PyArray1::from_vec(py, ids))?;
+            d.set_item("real_deleted_time", PyArray1::from_vec(py, times))?;
+        }
         Ok(d)
     }
 
-    /// Takes a system-provider snapshot of CSV `csv` now; returns its id.
-    fn snapshot(&mut self, csv: usize) -> PyResult<u64> {
-        guarded(|| self.inner.snapshot(csv))
+    /// Takes a system-provider snapshot of CSV `csv` now; returns its id. A materialized CSV's
+    /// volume takes its real snapshot at the same instant (`real_snapshot_id`).
+    fn snapshot(&mut self, py: Python<'_>, csv: usize) -> PyResult<u64> {
+        let inner = &mut self.inner;
+        detached(py, move || inner.snapshot(csv))
     }
 
-    /// Deletes a snapshot of CSV `csv`; returns the diff-area bytes freed.
-    fn delete_snapshot(&mut self, csv: usize, snapshot_id: u64) -> PyResult<u64> {
-        guarded(|| self.inner.delete_snapshot(csv, snapshot_id))
+    /// Deletes a snapshot of CSV `csv` (and its real twin, if still live); returns the modelled
+    /// diff-area bytes freed.
+    fn delete_snapshot(&mut self, py: Python<'_>, csv: usize, snapshot_id: u64) -> PyResult<u64> {
+        let inner = &mut self.inner;
+        detached(py, move || inner.delete_snapshot(csv, snapshot_id))
+    }
+
+    /// Materialized mode: CSV `csv`'s materialized VMs live as real VHDX files on `volume` (the
+    /// same volume object, shared). The volume's diff-area limit is set to the CSV's; the CSV
+    /// must track 16 KiB chunks (the volume's), and neither may have a snapshot yet.
+    fn materialize_csv(&mut self, csv: usize, volume: &Volume) -> PyResult<()> {
+        let v = volume.get()?;
+        guarded(|| self.inner.materialize_csv(csv, v))
+    }
+
+    /// Makes VM `vm`'s disk a real VHDX at `path` (relative to its CSV's volume root; folders
+    /// created) with the model disk's geometry and initial allocation, open in write-through
+    /// mode. Before the CSV's first snapshot and the VM's first write. From then on `advance`
+    /// applies the VM's guest writes to it.
+    fn materialize_vm(&mut self, py: Python<'_>, vm: usize, path: String) -> PyResult<()> {
+        let inner = &mut self.inner;
+        detached(py, move || inner.materialize_vm(vm, &path))
+    }
+
+    /// The volume's snapshot id for the model's snapshot `snapshot_id` of CSV `csv`.
+    fn real_snapshot_id(&self, csv: usize, snapshot_id: u64) -> PyResult<u64> {
+        guarded(|| self.inner.real_snapshot_id(csv, snapshot_id))
+    }
+
+    /// Bytes in the real volume's diff area now (materialized CSV).
+    fn real_diff_area_bytes(&self, csv: usize) -> PyResult<u64> {
+        guarded(|| self.inner.real_diff_area_bytes(csv))
+    }
+
+    /// The most bytes the real diff area held since the CSV was materialized (write by write).
+    fn real_peak_diff_area_bytes(&self, csv: usize) -> PyResult<u64> {
+        guarded(|| self.inner.real_peak_diff_area_bytes(csv))
+    }
+
+    /// Chunks the real volume copied since it was opened.
+    fn real_total_chunks_copied(&self, csv: usize) -> PyResult<u64> {
+        guarded(|| self.inner.real_total_chunks_copied(csv))
+    }
+
+    /// The VM's real VHDX path relative to its volume root, or None if not materialized.
+    fn materialized_path(&self, vm: usize) -> PyResult<Option<String>> {
+        guarded(|| self.inner.materialized_path(vm))
+    }
+
+    /// The VM's real totals since it was materialized: `(chunks_copied, file_bytes)` (session
+    /// closes included), or None if not materialized.
+    fn real_vm_totals(&self, vm: usize) -> PyResult<Option<(u64, u64)>> {
+        guarded(|| self.inner.real_vm_totals(vm))
+    }
+
+    /// Closes every real VHDX cleanly (LogGuid zero) and flushes the volumes; advancing
+    /// materialized VMs afterwards is an error.
+    fn close_materialized(&mut self, py: Python<'_>) -> PyResult<()> {
+        let inner = &mut self.inner;
+        detached(py, move || inner.close_materialized())
     }
 
     /// Whether snapshot `snapshot_id` of CSV `csv` is still live.
@@ -214,9 +291,12 @@ impl ModelCluster {
         guarded(|| self.inner.set_running(vm, running))
     }
 
-    /// Ends every disk's writer session (the next write rewrites the VHDX headers).
-    fn close_sessions(&mut self) {
-        self.inner.close_sessions();
+    /// Ends every disk's writer session: closing rewrites the VHDX headers if the log was used
+    /// (copy-on-write counts them), the next write starts a new session. Materialized disks are
+    /// really closed and reopened.
+    fn close_sessions(&mut self, py: Python<'_>) -> PyResult<()> {
+        let inner = &mut self.inner;
+        detached(py, move || inner.close_sessions())
     }
 
     /// The VHDX file's size now: what a file-level full backup of the disk reads.

@@ -41,10 +41,10 @@ impl CreateOptions {
     }
 }
 
-const LOG_OFFSET: u64 = MIB;
-const LOG_LENGTH: u64 = MIB;
-const BAT_OFFSET: u64 = 2 * MIB;
-const METADATA_LENGTH: u64 = MIB;
+pub const LOG_OFFSET: u64 = MIB;
+pub const LOG_LENGTH: u64 = MIB;
+pub const BAT_OFFSET: u64 = 2 * MIB;
+pub const METADATA_LENGTH: u64 = MIB;
 
 fn file_identifier() -> Vec<u8> {
     let mut b = vec![0u8; 64 * 1024];

@@ -54,6 +54,9 @@ pub struct Vhdx {
     pub(crate) log_seq: u64,
     pub(crate) log_pos: u64,
     pub(crate) closed: bool,
+    /// Write-through metadata: every `write`/`trim` that changed the BAT commits it through the
+    /// log before returning (see [`Vhdx::set_commit_each_write`]).
+    pub(crate) commit_each_write: bool,
     /// Whether opening replayed a pending log.
     pub replayed_log: bool,
 }
@@ -334,6 +337,7 @@ impl Vhdx {
             log_seq: 1,
             log_pos: 0,
             closed: false,
+            commit_each_write: false,
             replayed_log: false,
         })
     }

@@ -13,6 +13,7 @@ pub mod backup;
 pub mod bat;
 pub mod check;
 pub mod create;
+mod digest;
 pub mod error;
 pub mod file;
 pub mod format;

@@ -260,6 +260,7 @@ impl Vhdx {
             log_seq: 1,
             log_pos: 0,
             closed: false,
+            commit_each_write: false,
             replayed_log,
         };
         v.validate_bat(file_len)?;

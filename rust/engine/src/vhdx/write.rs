@@ -71,8 +71,34 @@ impl Vhdx {
         (ring / 3).saturating_sub(1).clamp(1, 120)
     }
 
+    /// Write-through metadata mode (off by default): when on, every `write` and `trim` that
+    /// allocated blocks (dirtied BAT pages) commits them through the log before it returns — one
+    /// log entry per call, then the pages in place — as Hyper-V must before it acknowledges an
+    /// allocating write. Off, BAT pages stay dirty until `flush`, `close` or a full batch.
+    /// Turning it on commits what is pending.
+    pub fn set_commit_each_write(&mut self, on: bool) -> VResult<()> {
+        self.check_open()?;
+        self.commit_each_write = on;
+        if on && self.writable {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    pub fn commit_each_write(&self) -> bool {
+        self.commit_each_write
+    }
+
     /// Writes `data` at virtual `offset`.
     pub fn write(&mut self, offset: u64, data: &[u8]) -> VResult<()> {
+        self.write_unsynced(offset, data)?;
+        if self.commit_each_write {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    fn write_unsynced(&mut self, offset: u64, data: &[u8]) -> VResult<()> {
         self.check_writable()?;
         self.check_range(offset, data.len() as u64)?;
         if data.is_empty() {
@@ -216,6 +242,14 @@ impl Vhdx {
     /// (their space is released from the BAT), partial blocks get zeros written. A fixed disk
     /// keeps its blocks allocated and gets zeros written.
     pub fn trim(&mut self, offset: u64, length: u64) -> VResult<()> {
+        self.trim_unsynced(offset, length)?;
+        if self.commit_each_write {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    fn trim_unsynced(&mut self, offset: u64, length: u64) -> VResult<()> {
         self.check_writable()?;
         self.check_range(offset, length)?;
         if length == 0 {
@@ -251,7 +285,7 @@ impl Vhdx {
                     let mut p = pos;
                     while p < seg_end {
                         let n = (seg_end - p).min(zeros.len() as u64);
-                        self.write(p, &zeros[..n as usize])?;
+                        self.write_unsynced(p, &zeros[..n as usize])?;
                         p += n;
                     }
                 }

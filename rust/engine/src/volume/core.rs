@@ -55,6 +55,8 @@ pub(crate) struct Core {
     /// What opening the volume found and did (recovery notes).
     pub notes: Vec<String>,
     pub closed: bool,
+    /// The most diff-area slots in use since the peak was last reset (`Volume::counters`).
+    pub peak_used: u64,
 }
 
 impl Core {
@@ -307,6 +309,7 @@ impl Core {
             .max()
             .unwrap_or(0);
         self.diff_len = self.diff_len.max(end);
+        self.peak_used = self.peak_used.max(self.state.used_slots());
         Ok(())
     }
 

@@ -191,6 +191,19 @@ pub struct VolumeStats {
     pub auto_deleted: Vec<u64>,
 }
 
+/// Cheap running figures of a volume, for a caller that watches every write (materialized mode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VolumeCounters {
+    /// Bytes of diff area in use now.
+    pub diff_area_bytes: u64,
+    /// The most bytes of diff area in use at any moment since the peak was last reset (copies
+    /// are counted write by write, so a peak inside one multi-chunk write is seen).
+    pub peak_diff_area_bytes: u64,
+    pub total_chunks_copied: u64,
+    /// How many snapshots the diff-area limit has deleted since the volume was opened.
+    pub auto_deleted: usize,
+}
+
 /// A folder whose files are written through copy-on-write snapshots.
 #[derive(Debug, Clone)]
 pub struct Volume {
@@ -503,6 +516,7 @@ impl Volume {
             diff_pos: None,
             notes,
             closed: false,
+            peak_used: 0,
         };
         if core.state.snaps.is_empty() && core.journal.len() > COMPACT_AT {
             // Nothing is live: all the journal still has to say is which ids were used.
@@ -776,6 +790,29 @@ impl Volume {
             total_chunks_copied: core.state.total_copied,
             auto_deleted: core.auto_deleted.clone(),
         })
+    }
+
+    /// The running figures (no I/O). `reset_peak` starts a new peak from the current use.
+    pub fn counters(&self, reset_peak: bool) -> Result<VolumeCounters> {
+        let mut core = lock(&self.shared)?;
+        let used = core.state.used_slots();
+        let shift = core.state.chunk_shift;
+        let out = VolumeCounters {
+            diff_area_bytes: used << shift,
+            peak_diff_area_bytes: core.peak_used.max(used) << shift,
+            total_chunks_copied: core.state.total_copied,
+            auto_deleted: core.auto_deleted.len(),
+        };
+        if reset_peak {
+            core.peak_used = used;
+        }
+        Ok(out)
+    }
+
+    /// Ids of the snapshots the diff-area limit deleted, from the `from`-th deletion on.
+    pub fn auto_deleted_from(&self, from: usize) -> Result<Vec<u64>> {
+        let core = lock(&self.shared)?;
+        Ok(core.auto_deleted.get(from..).unwrap_or_default().to_vec())
     }
 
     pub fn diff_area_max_bytes(&self) -> Result<Option<u64>> {

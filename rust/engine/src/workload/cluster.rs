@@ -13,6 +13,9 @@
 
 use rayon::prelude::*;
 
+mod materialize;
+pub use materialize::RealWindow;
+
 use super::layout::{DiskKind, FileExtents, Piece, VhdxModel};
 use super::spec::{Generator, WorkloadSpec, WriteBatch};
 use crate::cbt::ChangeTracker;
@@ -70,6 +73,8 @@ pub struct WindowReport {
     pub vms: Vec<VmTotals>,
     /// Snapshots deleted because a diff area filled: (CSV, snapshot id, time).
     pub deleted: Vec<(usize, u64, f64)>,
+    /// What the real volumes did (only when something is materialized).
+    pub real: Option<RealWindow>,
 }
 
 #[derive(Debug)]
@@ -90,6 +95,8 @@ struct Csv {
     /// Volume allocation high-water mark: the next free byte (1 MiB aligned).
     next_free: u64,
     vms: Vec<Vm>,
+    /// The real volume and disks of a materialized CSV.
+    mat: Option<Box<materialize::MatCsv>>,
 }
 
 /// Scratch space of one CSV's window.
@@ -103,6 +110,8 @@ struct Scratch {
     vol_times: Vec<f64>,
     /// Per VM of the CSV: its range in `vol_*`, and its window counters.
     ranges: Vec<(usize, usize)>,
+    /// Accepted guest writes of materialized VMs, for the real disks.
+    mat: Vec<materialize::MatWrite>,
 }
 
 /// Every CSV and VM of a modelled cluster.
@@ -131,6 +140,7 @@ impl ModelCluster {
             size,
             next_free: MIB,
             vms: Vec::new(),
+            mat: None,
         });
         Ok(self.csvs.len() - 1)
     }
@@ -215,11 +225,26 @@ impl ModelCluster {
     pub fn snapshot(&mut self, csv: usize) -> Result<u64> {
         let c = self.csv_mut(csv)?;
         let alloc = c.next_free.min(c.size);
-        c.cow.create_snapshot(alloc)
+        let real = match c.mat.as_deref_mut() {
+            Some(m) => Some(m.create_snapshot()?),
+            None => None,
+        };
+        let id = c.cow.create_snapshot(alloc)?;
+        if let (Some(m), Some(real)) = (c.mat.as_deref_mut(), real) {
+            m.map_snapshot(id, real);
+        }
+        Ok(id)
     }
 
+    /// Deletes a snapshot (and, on a materialized CSV, its real twin if still live); returns the
+    /// model's diff-area bytes freed.
     pub fn delete_snapshot(&mut self, csv: usize, snapshot: u64) -> Result<u64> {
-        self.csv_mut(csv)?.cow.delete_snapshot(snapshot)
+        let c = self.csv_mut(csv)?;
+        let freed = c.cow.delete_snapshot(snapshot)?;
+        if let Some(m) = c.mat.as_deref_mut() {
+            m.delete_snapshot(snapshot)?;
+        }
+        Ok(freed)
     }
 
     pub fn cow(&self, csv: usize) -> Result<&CowTracker> {
@@ -236,13 +261,33 @@ impl ModelCluster {
         Ok(())
     }
 
-    /// Ends every VM's writer session on its disk (the next write rewrites the VHDX headers).
-    pub fn close_sessions(&mut self) {
+    /// Ends every VM's writer session on its disk: closing rewrites both headers if the log was
+    /// used (those writes go through copy-on-write like any other), and the next write starts a
+    /// new session. Materialized disks are really closed and reopened.
+    pub fn close_sessions(&mut self) -> Result<()> {
         for c in &mut self.csvs {
-            for v in &mut c.vms {
-                v.disk.close_session();
+            let mut offs = Vec::new();
+            let mut lens = Vec::new();
+            for (pos, v) in c.vms.iter_mut().enumerate() {
+                offs.clear();
+                lens.clear();
+                let Vm { disk, extents, .. } = v;
+                disk.close_session(&mut |p: Piece| {
+                    extents.to_volume(p, &mut |vp: Piece| {
+                        offs.push(vp.offset);
+                        lens.push(vp.length);
+                    });
+                });
+                if !offs.is_empty() {
+                    let out = c.cow.apply_writes(&offs, &lens, None)?;
+                    v.totals.chunks_copied += out.chunks_copied;
+                }
+                if let Some(m) = c.mat.as_deref_mut() {
+                    m.close_session(pos)?;
+                }
             }
         }
+        Ok(())
     }
 
     pub fn totals(&self, vm: usize) -> Result<VmTotals> {
@@ -285,6 +330,7 @@ impl ModelCluster {
         let mut report = WindowReport {
             vms: vec![VmTotals::default(); self.index.len()],
             deleted: Vec::new(),
+            real: None,
         };
         for r in results {
             let (vms, deleted) = r?;
@@ -294,6 +340,7 @@ impl ModelCluster {
             report.deleted.extend(deleted);
         }
         report.deleted.sort_by(|a, b| a.2.total_cmp(&b.2));
+        report.real = self.collect_real()?;
         Ok(report)
     }
 }
@@ -312,6 +359,7 @@ fn advance_csv(ci: usize, csv: &mut Csv, t0: f64, t1: f64) -> Result<CsvOutcome>
         }
         s.guest.clear();
         let reads = vm.gen.generate(t0, t1, &mut s.guest);
+        let mat_vm = csv.mat.as_deref().is_some_and(|m| m.has_vm(pos));
         let w = &mut window[pos];
         w.reads = reads.reads;
         w.bytes_read = reads.bytes;
@@ -329,6 +377,14 @@ fn advance_csv(ci: usize, csv: &mut Csv, t0: f64, t1: f64) -> Result<CsvOutcome>
             }
             s.accepted_offs.push(off);
             s.accepted_lens.push(len);
+            if mat_vm {
+                s.mat.push(materialize::MatWrite {
+                    pos: pos as u32,
+                    offset: off,
+                    length: len,
+                    time,
+                });
+            }
             w.writes += 1;
             w.bytes_written += u64::from(len);
             let next_free = &mut csv.next_free;
@@ -379,6 +435,9 @@ fn advance_csv(ci: usize, csv: &mut Csv, t0: f64, t1: f64) -> Result<CsvOutcome>
                 }
             }
         }
+    }
+    if let Some(m) = csv.mat.as_deref_mut() {
+        m.apply(ci, &mut s.mat)?;
     }
     let mut out = Vec::with_capacity(csv.vms.len());
     for (vm, w) in csv.vms.iter_mut().zip(window) {

@@ -1,13 +1,25 @@
 //! Where a guest write lands: through a VHDX's block layout to file offsets, and through the
 //! file's extents to volume (CSV) offsets.
 //!
-//! The VHDX layout follows QEMU's (and vssim's own writer): headers in the first MiB, the log at
-//! 1 MiB (1 MiB long), the BAT at 2 MiB, the metadata region (1 MiB) after it, payload blocks from
-//! there on. A dynamic disk allocates a payload block at end of file on its first write; the
-//! allocation is a metadata update, so it costs a log entry (one descriptor sector and one data
-//! sector, 8 KiB, written round the log ring) and then the BAT sector itself (4 KiB). The first
-//! write of a session also rewrites both headers (new FileWriteGuid and DataWriteGuid). Those
-//! metadata writes are file writes like any other: they go through copy-on-write too.
+//! # The model is the writer
+//!
+//! [`VhdxModel`] reproduces, write for write, what vssim's own VHDX writer (`vhdx::Vhdx`, opened
+//! in write-through metadata mode, `set_commit_each_write(true)`) does to the file, so that the
+//! modelled copy-on-write counts equal what a real volume copies (materialized mode;
+//! `workload::materialize`). The layout is the writer's (`vhdx::create`): headers in the first
+//! MiB, the log at 1 MiB (1 MiB long), the BAT at 2 MiB sized by [`Geometry`], the metadata region
+//! (1 MiB) after it, payload blocks from there on; a new block is placed at the end of the file,
+//! 1 MiB aligned. One guest write, in the order the writer makes its file writes:
+//!
+//! 1. the first write of a session rewrites both headers (64 KiB, then 128 KiB; 4 KiB each);
+//! 2. per block it touches, the data (a block it allocates is placed first);
+//! 3. if it allocated, one log entry of `desc_sectors(pages) + pages` 4 KiB sectors at the log
+//!    position (back to the ring's start when it would pass the end, and at the start when the
+//!    log is not active yet); when the log was not active this session, both headers again (a new
+//!    LogGuid); then each distinct BAT page it changed, ascending, in place.
+//!
+//! Closing the disk rewrites both headers (LogGuid back to zero) if the log was used; a reopened
+//! disk starts a new session with an inactive log.
 //!
 //! A file's bytes sit on the volume in extents: its size when the simulation starts is one extent;
 //! every block it grows by afterwards is a new extent taken from the volume's free space (its
@@ -15,14 +27,16 @@
 //! extent" is a prefix of the volume, and growth after a snapshot is never copied for it.
 
 use crate::error::{Error, Result};
+use crate::vhdx::bat::Geometry;
+use crate::vhdx::create::{BAT_OFFSET, LOG_LENGTH, LOG_OFFSET, METADATA_LENGTH};
+use crate::vhdx::format::{HEADER_OFFSETS, HEADER_SIZE, LOG_SECTOR};
+use crate::vhdx::log::desc_sectors;
 
 const MIB: u64 = 1 << 20;
-const SECTOR: u64 = 4096;
-pub const LOG_OFFSET: u64 = MIB;
-pub const LOG_LENGTH: u64 = MIB;
-pub const BAT_OFFSET: u64 = 2 * MIB;
-/// Bytes one BAT update costs in the log: a header/descriptor sector and a data sector.
-pub const LOG_ENTRY_BYTES: u64 = 2 * SECTOR;
+/// Logical sector size of the disks the model describes (what `vhdx::create` makes by default).
+pub const LOGICAL_SECTOR: u64 = 512;
+/// Physical sector size of the disks the model describes.
+pub const PHYSICAL_SECTOR: u64 = 4096;
 const UNALLOCATED: u32 = u32::MAX;
 
 /// Fixed disks preallocate every block; dynamic disks allocate on first write.
@@ -45,12 +59,16 @@ pub struct VhdxModel {
     virtual_size: u64,
     block_size: u64,
     kind: DiskKind,
-    chunk_ratio: u64,
+    geo: Geometry,
     /// File offset of each payload block, in MiB, or `UNALLOCATED`.
     block_mib: Vec<u32>,
     file_size: u64,
+    /// Next log entry's offset in the ring.
     log_pos: u64,
+    /// Whether the headers were rewritten in this session (the writer's `session_started`).
     session_open: bool,
+    /// Whether the log is in use (LogGuid set) in this session.
+    log_active: bool,
     blocks_allocated: u64,
 }
 
@@ -76,12 +94,9 @@ impl VhdxModel {
                 format!("{allocated} bytes is more than the virtual size ({virtual_size})"),
             ));
         }
-        // 512-byte logical sectors: one sector-bitmap block covers 2^23 sectors.
-        let chunk_ratio = ((1u64 << 23) * 512 / block_size).max(1);
-        let blocks = virtual_size.div_ceil(block_size);
-        let bitmaps = blocks.div_ceil(chunk_ratio);
-        let bat_len = ((blocks + bitmaps) * 8).div_ceil(MIB) * MIB;
-        let data_start = BAT_OFFSET + bat_len + MIB;
+        let geo = Geometry::new(virtual_size, block_size, LOGICAL_SECTOR, false);
+        let data_start = BAT_OFFSET + geo.region_len() + METADATA_LENGTH;
+        let blocks = geo.payload_blocks;
         let initially = match kind {
             DiskKind::Fixed => blocks,
             DiskKind::Dynamic => allocated.div_ceil(block_size),
@@ -99,11 +114,12 @@ impl VhdxModel {
             virtual_size,
             block_size,
             kind,
-            chunk_ratio,
+            geo,
             block_mib,
             file_size: data_start + initially * block_size,
             log_pos: 0,
             session_open: false,
+            log_active: false,
             blocks_allocated: 0,
         })
     }
@@ -122,6 +138,24 @@ impl VhdxModel {
 
     pub fn file_size(&self) -> u64 {
         self.file_size
+    }
+
+    /// The BAT geometry (`vhdx::bat::Geometry`) of the disk.
+    pub fn geometry(&self) -> Geometry {
+        self.geo
+    }
+
+    /// File offset of the first payload block (after the BAT and the metadata region).
+    pub fn data_offset(&self) -> u64 {
+        BAT_OFFSET + self.geo.region_len() + METADATA_LENGTH
+    }
+
+    /// File offset of payload block `block`, if allocated.
+    pub fn block_offset(&self, block: u64) -> Option<u64> {
+        self.block_mib
+            .get(block as usize)
+            .filter(|&&m| m != UNALLOCATED)
+            .map(|&m| u64::from(m) * MIB)
     }
 
     /// Blocks allocated by writes since the model was made.
@@ -152,40 +186,41 @@ impl VhdxModel {
         (first..=last).filter(|&b| !self.is_allocated(b)).count() as u64
     }
 
-    /// Ends the writer's session: the next write rewrites the headers again.
-    pub fn close_session(&mut self) {
-        self.session_open = false;
+    fn headers(emit: &mut impl FnMut(Piece)) {
+        for offset in HEADER_OFFSETS {
+            emit(Piece {
+                offset,
+                length: HEADER_SIZE as u32,
+            });
+        }
     }
 
-    fn log_write(&mut self, emit: &mut impl FnMut(Piece)) {
-        if self.log_pos + LOG_ENTRY_BYTES > LOG_LENGTH {
-            self.log_pos = 0;
+    /// Closes the disk and reopens it (the writer's `close` then `open`): if the log was used,
+    /// both headers are rewritten (LogGuid zero) — emitted here; the next write starts a new
+    /// session.
+    pub fn close_session(&mut self, emit: &mut impl FnMut(Piece)) {
+        if self.log_active {
+            Self::headers(emit);
         }
-        emit(Piece {
-            offset: LOG_OFFSET + self.log_pos,
-            length: LOG_ENTRY_BYTES as u32,
-        });
-        self.log_pos += LOG_ENTRY_BYTES;
+        self.session_open = false;
+        self.log_active = false;
+        self.log_pos = 0;
     }
 
     /// Maps one guest write `[offset, offset + length)` (inside the disk) to the file writes it
-    /// causes, in order: header updates, then for each block it touches, any allocation (log, BAT)
-    /// followed by the data. Returns the blocks it allocated.
+    /// causes, in the writer's order (see the module doc). Returns the blocks it allocated.
     pub fn map_write(&mut self, offset: u64, length: u32, emit: &mut impl FnMut(Piece)) -> u64 {
         if length == 0 {
             return 0;
         }
         if !self.session_open {
             self.session_open = true;
-            for header in [64 * 1024, 128 * 1024] {
-                emit(Piece {
-                    offset: header,
-                    length: SECTOR as u32,
-                });
-            }
+            Self::headers(emit);
         }
         let end = offset + u64::from(length);
         let mut pos = offset;
+        // BAT pages this write changes (no allocation unless it allocates).
+        let mut pages: Vec<u64> = Vec::new();
         let mut allocated = 0;
         while pos < end {
             let block = pos / self.block_size;
@@ -196,12 +231,10 @@ impl VhdxModel {
                 self.file_size = at + self.block_size;
                 self.blocks_allocated += 1;
                 allocated += 1;
-                self.log_write(emit);
-                let entry = block + block / self.chunk_ratio;
-                emit(Piece {
-                    offset: BAT_OFFSET + (entry * 8) / SECTOR * SECTOR,
-                    length: SECTOR as u32,
-                });
+                let page = self.geo.pb_index(block) * 8 / LOG_SECTOR;
+                if !pages.contains(&page) {
+                    pages.push(page);
+                }
             }
             let file_block = u64::from(self.block_mib[block as usize]) * MIB;
             emit(Piece {
@@ -210,7 +243,39 @@ impl VhdxModel {
             });
             pos = block_end;
         }
+        if !pages.is_empty() {
+            pages.sort_unstable();
+            self.commit(&pages, emit);
+        }
         allocated
+    }
+
+    /// The writer's `commit` of `pages` (sorted): log entries (at most `max_pages_per_entry`
+    /// pages each), the headers on the log's first use, the pages in place.
+    fn commit(&mut self, pages: &[u64], emit: &mut impl FnMut(Piece)) {
+        let ring_sectors = LOG_LENGTH / LOG_SECTOR;
+        let per = (ring_sectors / 3).saturating_sub(1).clamp(1, 120) as usize;
+        for group in pages.chunks(per) {
+            let size = (desc_sectors(group.len()) + group.len()) as u64 * LOG_SECTOR;
+            if self.log_pos + size > LOG_LENGTH || !self.log_active {
+                self.log_pos = 0;
+            }
+            emit(Piece {
+                offset: LOG_OFFSET + self.log_pos,
+                length: size as u32,
+            });
+            if !self.log_active {
+                self.log_active = true;
+                Self::headers(emit);
+            }
+            for &p in group {
+                emit(Piece {
+                    offset: BAT_OFFSET + p * LOG_SECTOR,
+                    length: LOG_SECTOR as u32,
+                });
+            }
+            self.log_pos += size;
+        }
     }
 }
 
@@ -287,47 +352,53 @@ mod tests {
         v
     }
 
+    fn p(offset: u64, length: u32) -> Piece {
+        Piece { offset, length }
+    }
+
     #[test]
-    fn dynamic_allocation_logs_then_updates_bat_then_writes_data() {
+    fn dynamic_allocation_writes_data_then_logs_then_updates_bat() {
         let mut m = VhdxModel::new(1 << 30, 32 * MIB, DiskKind::Dynamic, 0).unwrap();
         // BAT: 32 blocks + 1 bitmap entry → 1 MiB; metadata 1 MiB; data at 4 MiB.
         assert_eq!(m.file_size(), 4 * MIB);
-        let p = pieces(&mut m, 40 * MIB, 4096);
+        assert_eq!(m.data_offset(), 4 * MIB);
+        let got = pieces(&mut m, 40 * MIB, 4096);
         assert_eq!(
-            p,
+            got,
             vec![
-                Piece {
-                    offset: 64 * 1024,
-                    length: 4096
-                },
-                Piece {
-                    offset: 128 * 1024,
-                    length: 4096
-                },
-                Piece {
-                    offset: MIB,
-                    length: 8192
-                },
-                Piece {
-                    offset: 2 * MIB,
-                    length: 4096
-                },
-                Piece {
-                    offset: 4 * MIB + 8 * MIB,
-                    length: 4096
-                },
+                // Session start: both headers.
+                p(64 * 1024, 4096),
+                p(128 * 1024, 4096),
+                // The data, in the new block placed at the end of the file.
+                p(4 * MIB + 8 * MIB, 4096),
+                // One log entry (descriptor + 1 data sector), the headers (LogGuid), the page.
+                p(MIB, 8192),
+                p(64 * 1024, 4096),
+                p(128 * 1024, 4096),
+                p(2 * MIB, 4096),
             ]
         );
         assert_eq!(m.file_size(), 36 * MIB);
         // Rewrite: data only.
+        assert_eq!(pieces(&mut m, 40 * MIB, 4096), vec![p(12 * MIB, 4096)]);
+        // A second allocation: the log is active, the next entry follows the first.
         assert_eq!(
-            pieces(&mut m, 40 * MIB, 4096),
-            vec![Piece {
-                offset: 12 * MIB,
-                length: 4096
-            }]
+            pieces(&mut m, 0, 4096),
+            vec![p(36 * MIB, 4096), p(MIB + 8192, 8192), p(2 * MIB, 4096)]
         );
-        assert_eq!(m.blocks_allocated(), 1);
+        assert_eq!(m.blocks_allocated(), 2);
+        // Close: headers (LogGuid zero); the next session starts over, log at its start.
+        let mut closing = Vec::new();
+        m.close_session(&mut |q| closing.push(q));
+        assert_eq!(closing, vec![p(64 * 1024, 4096), p(128 * 1024, 4096)]);
+        let again = pieces(&mut m, 100 * MIB, 4096);
+        assert_eq!(again[3], p(MIB, 8192));
+        // Closing a session that never used the log writes nothing.
+        let mut f = VhdxModel::new(1 << 30, 32 * MIB, DiskKind::Fixed, 0).unwrap();
+        pieces(&mut f, 0, 4096);
+        let mut none = Vec::new();
+        f.close_session(&mut |q| none.push(q));
+        assert!(none.is_empty());
     }
 
     #[test]
@@ -341,7 +412,7 @@ mod tests {
     #[test]
     fn write_across_blocks_splits() {
         let mut m = VhdxModel::new(1 << 30, MIB, DiskKind::Dynamic, 2 * MIB).unwrap();
-        m.close_session();
+        m.close_session(&mut |_| {});
         let p = pieces(&mut m, MIB - 4096, 8192);
         // headers, data in block 0 (allocated), then block 1 (allocated): 2 headers + 2 data.
         assert_eq!(p.len(), 4);

@@ -9,6 +9,8 @@
 
 pub mod cluster;
 pub mod layout;
+#[cfg(test)]
+mod layout_proof;
 pub mod rng;
 pub mod spec;
 

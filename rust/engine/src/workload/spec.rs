@@ -289,6 +289,11 @@ impl Generator {
         &self.spec
     }
 
+    /// The VM's stream key.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
     #[inline]
     fn offset(&self, rng: &mut Rng, size: u64, second: u64, index: u64) -> u64 {
         let slots = (self.disk_size - size) / self.align + 1;
