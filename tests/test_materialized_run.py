@@ -11,9 +11,10 @@ import polars as pl
 import pytest
 
 from scale_scenarios import small
+from vhdx_tools import pyvhdi_read
 from vssim import engine
 from vssim.cli import main
-from vssim.scale.materialize import MaterializeError, read_manifest, restore
+from vssim.scale.materialize import QEMU_NO_PARENTS, MaterializeError, read_manifest, restore
 from vssim.scale.runner import run
 
 QEMU = shutil.which("qemu-img")
@@ -85,7 +86,16 @@ def test_every_backup_is_a_verified_vhdx_chain(chain_run: tuple) -> None:
         assert v.check() == []
         v.close()
     if QEMU:
-        assert set(b["qemu_img_check"]) == {"ok"}
+        assert set(b.filter(pl.col("kind") == "full")["qemu_img_check"]) == {"ok"}
+        assert set(incr["qemu_img_check"]) == {QEMU_NO_PARENTS}
+    # libvhdi reads each chain as our engine does.
+    for vm in b["vm"].unique().sort()[:2]:
+        chain = b.filter(pl.col("vm") == vm).sort("seq")["file"].to_list()
+        paths = [root / "backups" / f for f in chain]
+        with engine.Vhdx.open(paths[-1]) as v:
+            size = v.virtual_size
+            ours = v.read(0, size)
+        assert pyvhdi_read(paths, size) == ours
     assert len(read_manifest(root / "backups")) == 24
 
 
@@ -116,7 +126,22 @@ def test_restore_rebuilds_each_backup_and_changed_blocks_are_real(
 
 
 def test_a_full_diff_area_fails_the_same_vms_for_real(tmp_path: Path) -> None:
-    sc = tiny(diff_area_limit="1 MiB", write_iops=400, csv_bandwidth="20 MB/s")
+    # Sequential 64 KiB writes over fully allocated disks: 512 MiB a snapshot could need, a
+    # diff area of the 320 MiB minimum.
+    sc = tiny(
+        csvs=1,
+        diff_area_limit="320 MiB",
+        allocated="64 MiB",
+        write_iops=100,
+        csv_bandwidth="50 MB/s",
+        workload={
+            "locality": "log",
+            "region_fraction": 1.0,
+            "sizes": [65536],
+            "weights": [1.0],
+            "read_fraction": 0.3,
+        },
+    )
     real = run(sc, "full", materialize=tmp_path / "run")  # type: ignore[arg-type]
     modelled = run(sc, "full")  # type: ignore[arg-type]
     assert not real.vms["ok"].all()

@@ -105,7 +105,7 @@ def materialized_table(result: RunResult) -> Table:
     """What the real files did beside what the model said (the invariant), and the backups."""
     assert result.backups is not None
     assert result.invariant is not None
-    t = Table(title=f"materialized in {result.materialized}: model vs real volumes")
+    t = Table(title="materialized run: model vs real volumes")
     for head in ("CSV", "chunks copied (model)", "(real)", "diff-area peak (model)", "(real)"):
         t.add_column(head, justify="left" if head == "CSV" else "right")
     for row in result.invariant.iter_rows(named=True):
@@ -120,11 +120,12 @@ def materialized_table(result: RunResult) -> Table:
     vms = result.vms.filter(pl.col("real_bytes_read").is_not_null())
     same_bytes = int((vms["bytes_read"] == vms["real_bytes_read"]).sum())
     same_chunks = int((vms["chunks_copied"] == vms["real_chunks_copied"]).sum())
-    checks = b["qemu_img_check"].drop_nulls()
+    incr = b.filter(pl.col("kind") == "incremental").height
+    checks = b.filter(pl.col("kind") != "incremental")["qemu_img_check"].drop_nulls()
     t.caption = (
-        f"{b.height} backup files ({b.filter(pl.col('kind') == 'incremental').height} "
-        f"incremental), {int(b['verified'].sum())} verified against the snapshot; "
-        f"qemu-img check ok: {int((checks == 'ok').sum())}/{checks.len()}; per VM, bytes read "
+        f"{b.height} backup files ({incr} incremental) in {result.materialized}/backups, "
+        f"{int(b['verified'].sum())} verified against the snapshot; qemu-img check ok: "
+        f"{int((checks == 'ok').sum())}/{checks.len()} non-differencing; per VM, bytes read "
         f"equal: {same_bytes}/{vms.height}, chunks copied equal: {same_chunks}/{vms.height}"
     )
     return t

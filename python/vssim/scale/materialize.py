@@ -187,6 +187,7 @@ class MaterializedBackend(ModelClusterBackend):
         super().__init__(scenario, clock)
         self.volumes: dict[str, engine.Volume] = {}
         for c in scenario.csvs:
+            (self.root / "csvs" / safe_name(c.name)).mkdir(parents=True, exist_ok=True)
             vol = engine.Volume(
                 self.root / "csvs" / safe_name(c.name),
                 self.root / "diff-areas" / safe_name(c.name),
@@ -209,6 +210,7 @@ class MaterializedBackend(ModelClusterBackend):
         self.real_deleted: list[tuple[str, int, float]] = []
         self.store = BackupStore(self.root / "backups")
         self.closed = False
+        self._invariant = pl.DataFrame()
 
     # --- the engine's windows -------------------------------------------------------------------
 
@@ -351,6 +353,7 @@ class MaterializedBackend(ModelClusterBackend):
         check`` on every backup file."""
         if self.closed:
             return
+        self._invariant = self.invariant()
         self.model.close_materialized()
         for vol in self.volumes.values():
             vol.close()
@@ -364,6 +367,8 @@ class MaterializedBackend(ModelClusterBackend):
 
     def invariant(self) -> pl.DataFrame:
         """Per CSV: the model's copy-on-write figures beside what the real volume did."""
+        if self.closed:
+            return self._invariant
         rows: dict[str, list[Any]] = {
             k: []
             for k in (
@@ -384,11 +389,20 @@ class MaterializedBackend(ModelClusterBackend):
         return pl.DataFrame(rows)
 
 
+#: What :func:`qemu_img_check` says of a differencing file.
+QEMU_NO_PARENTS = "not run: qemu-img cannot open differencing VHDX (no parent support)"
+
+
 def qemu_img_check(path: Path) -> str:
-    """``qemu-img check`` of one file: "ok", the tool's complaint, or "qemu-img not found"."""
+    """``qemu-img check`` of one file: "ok", the tool's complaint, "qemu-img not found", or
+    :data:`QEMU_NO_PARENTS` for a differencing file (QEMU's vhdx driver refuses them; restore
+    flattens a chain into a dynamic file it does check)."""
     exe = shutil.which("qemu-img")
     if exe is None:
         return "qemu-img not found"
+    with engine.Vhdx.open(path) as v:
+        if v.disk_type == "differencing":
+            return QEMU_NO_PARENTS
     done = subprocess.run(
         [exe, "check", "-f", "vhdx", str(path)], capture_output=True, text=True, check=False
     )

@@ -244,7 +244,16 @@ def run(
     env.run(until=finished)
     backend.advance_to(float(env.now))
     tables = build_tables(sc, records, backend, res)
-    result = RunResult(sc, **tables, writes_simulated=backend.writes_simulated)
+    result = RunResult(
+        sc,
+        vms=tables["vms"],
+        csvs=tables["csvs"],
+        nodes=tables["nodes"],
+        jobs=tables["jobs"],
+        phases=tables["phases"],
+        summary=tables["summary"],
+        writes_simulated=backend.writes_simulated,
+    )
     if isinstance(backend, MaterializedBackend):
         backend.finish(check=check_files)
         result.backups = backend.store.frame()
