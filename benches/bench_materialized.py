@@ -1,5 +1,5 @@
 """Materialized mode end to end: ``examples/materialized-64n-400vm.toml`` (64 nodes, 400 VMs,
-256 MiB dynamic VHDX disks, 100 write IOPS each) backed up full then incremental with real
+64 MiB dynamic VHDX disks, 20 write IOPS each) backed up full then incremental with real
 files (``make bench``; 8 VMs of 64 MiB under ``--benchmark-disable``), beside its peer: a plain
 copy of the same VHDX files (``shutil.copyfile``, the same bytes the full backup read) in the
 same run. Reported: backup bytes per second of both and their ratio, and the invariant's

@@ -3,12 +3,16 @@ as real VHDX chains — and the invariant that the model's figures are what the 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scale_scenarios import small
 from vhdx_tools import pyvhdi_read
@@ -225,3 +229,24 @@ def test_cli_run_materialize_and_restore(
     assert rc == 0
     assert "verified" in out
     assert "0001 full → 0002 incremental" in out
+
+
+@given(
+    st.integers(0, 20),
+    st.integers(0, 5000),
+    st.lists(st.tuples(st.integers(0, 2**31), st.integers(1, 255)), max_size=6),
+)
+@settings(max_examples=60, deadline=None)
+def test_sparse_copy_writes_every_nonzero_byte(pieces: int, tail: int, pokes: list) -> None:
+    from vssim.scale.materialize import HOLE, write_sparse
+
+    n = pieces * HOLE + tail
+    buf = bytearray(n)
+    for where, value in pokes:
+        if n:
+            buf[where % n] = value
+    with tempfile.TemporaryFile() as f:
+        os.ftruncate(f.fileno(), HOLE + n)
+        write_sparse(f.fileno(), HOLE, bytes(buf))
+        f.seek(0)
+        assert f.read() == bytes(HOLE) + bytes(buf)
