@@ -117,6 +117,8 @@ pub(super) struct MatCsv {
     /// Model snapshot id → volume snapshot id.
     snaps: BTreeMap<u64, u64>,
     snapshots_taken: bool,
+    /// The volume's copy count when the CSV was materialized.
+    base_copied: u64,
     peak: u64,
     auto_seen: usize,
     window_deleted: Vec<(usize, u64, f64)>,
@@ -338,6 +340,7 @@ impl ModelCluster {
             vms: Vec::new(),
             snaps: BTreeMap::new(),
             snapshots_taken: false,
+            base_copied: counters.total_chunks_copied,
             peak: counters.diff_area_bytes,
             auto_seen: counters.auto_deleted,
             window_deleted: Vec::new(),
@@ -482,13 +485,10 @@ impl ModelCluster {
         Ok(m.peak.max(m.volume.counters(false)?.peak_diff_area_bytes))
     }
 
-    /// Chunks the real volume copied (since it was opened).
+    /// Chunks the real volume copied since the CSV was materialized.
     pub fn real_total_chunks_copied(&self, csv: usize) -> Result<u64> {
-        Ok(self
-            .mat_csv(csv)?
-            .volume
-            .counters(false)?
-            .total_chunks_copied)
+        let m = self.mat_csv(csv)?;
+        Ok(m.volume.counters(false)?.total_chunks_copied - m.base_copied)
     }
 
     /// The path of VM `vm`'s real disk (relative to its volume root), if materialized.
