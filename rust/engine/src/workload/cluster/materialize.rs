@@ -806,4 +806,111 @@ mod tests {
         assert_eq!(c.materialized_path(b).unwrap(), None);
         assert!(c.real_diff_area_bytes(1).is_err());
     }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Advance(u8),
+        Snapshot(u8),
+        Delete(u8),
+        CloseSessions,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            5 => (1u8..=8).prop_map(Op::Advance),
+            3 => any::<u8>().prop_map(Op::Snapshot),
+            1 => any::<u8>().prop_map(Op::Delete),
+            1 => Just(Op::CloseSessions),
+        ]
+    }
+
+    fn random_run(case: u32, limit_mib: Option<u64>, vms: &[(u8, u8, bool, u8)], ops: &[Op]) {
+        let d = dir(&format!("prop{case}"));
+        let mut c = ModelCluster::new();
+        for csv in 0..2 {
+            c.add_csv(8 << 30, 16384, limit_mib.map(|m| m * MIB))
+                .unwrap();
+            c.materialize_csv(csv, volume(&d, csv)).unwrap();
+        }
+        for (i, &(bs_log, alloc_q, fixed, loc)) in vms.iter().enumerate() {
+            let bs = MIB << (bs_log % 6);
+            let size = 64 * MIB + u64::from(alloc_q % 3) * 32 * MIB;
+            let mut s = spec(u64::from(loc));
+            if loc % 3 == 2 {
+                s.locality = Locality::Uniform;
+            }
+            s.iops = 40.0 + f64::from(loc % 5) * 30.0;
+            let id = c
+                .add_vm(VmConfig {
+                    csv: i % 2,
+                    disk_size: size,
+                    allocated: size * u64::from(alloc_q % 4) / 4,
+                    block_size: bs,
+                    kind: if fixed {
+                        DiskKind::Fixed
+                    } else {
+                        DiskKind::Dynamic
+                    },
+                    spec: s,
+                    seed: u64::from(case) * 100 + i as u64,
+                    cbt_block_size: 65536,
+                })
+                .unwrap();
+            c.materialize_vm(id, &format!("vm{id}/d.vhdx")).unwrap();
+        }
+        let mut t = 0.0;
+        let mut live: Vec<(usize, u64)> = Vec::new();
+        for o in ops {
+            match *o {
+                Op::Advance(q) => {
+                    let t1 = t + f64::from(q) * 0.25;
+                    let r = c.advance(t, t1).unwrap();
+                    t = t1;
+                    let real = r.real.clone().unwrap();
+                    let model: Vec<(usize, u64, f64)> = r
+                        .deleted
+                        .iter()
+                        .map(|&(csv, id, at)| (csv, c.real_snapshot_id(csv, id).unwrap(), at))
+                        .collect();
+                    assert_eq!(model, real.deleted);
+                    for vm in 0..c.vm_count() {
+                        assert_eq!(real.chunks_copied[vm], r.vms[vm].chunks_copied, "VM {vm}");
+                        assert_eq!(file_len(&d, &c, vm), c.file_size(vm).unwrap(), "VM {vm}");
+                    }
+                    live.retain(|&(csv, id)| c.cow(csv).unwrap().is_live(id));
+                }
+                Op::Snapshot(k) => {
+                    let csv = usize::from(k % 2);
+                    live.push((csv, c.snapshot(csv).unwrap()));
+                }
+                Op::Delete(k) => {
+                    if !live.is_empty() {
+                        let (csv, id) = live.remove(usize::from(k) % live.len());
+                        c.delete_snapshot(csv, id).unwrap();
+                    }
+                }
+                Op::CloseSessions => c.close_sessions().unwrap(),
+            }
+            assert_equal(&c);
+        }
+        c.close_materialized().unwrap();
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(crate::workload::layout_proof::cases(10)))]
+
+        /// Random clusters, windows, snapshots (taken and deleted in any order), session closes and
+        /// diff-area limits: the real volumes always do what the model counts.
+        #[test]
+        fn random_scenarios_agree(
+            limit in proptest::option::of(2u64..24),
+            vms in proptest::collection::vec((0u8..6, 0u8..4, proptest::bool::ANY, 0u8..15), 2..5),
+            ops in proptest::collection::vec(op(), 1..14),
+        ) {
+            static CASE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            random_run(case, limit, &vms, &ops);
+        }
+    }
 }
