@@ -123,6 +123,8 @@ pub(super) struct MatCsv {
     auto_seen: usize,
     window_deleted: Vec<(usize, u64, f64)>,
     closed: bool,
+    /// Why a real write failed: the real side no longer matches the model, so it stops.
+    failed: Option<String>,
     buf: Vec<u8>,
 }
 
@@ -169,10 +171,21 @@ impl MatCsv {
         ))
     }
 
-    pub fn create_snapshot(&mut self) -> Result<u64> {
+    /// Refuses to go on after `close_materialized` or a failed real write.
+    fn check_usable(&self) -> Result<()> {
         if self.closed {
             return Err(self.state_error("its disks were closed (close_materialized)"));
         }
+        if let Some(why) = &self.failed {
+            return Err(self.state_error(&format!(
+                "a real write failed earlier ({why}); the real disks no longer match the model"
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn create_snapshot(&mut self) -> Result<u64> {
+        self.check_usable()?;
         self.snapshots_taken = true;
         self.volume.create_snapshot()
     }
@@ -196,17 +209,15 @@ impl MatCsv {
         if writes.is_empty() {
             return Ok(());
         }
-        if self.closed {
+        if let Err(e) = self.check_usable() {
             writes.clear();
-            return Err(self.state_error(
-                "its disks were closed (close_materialized): advance cannot write to them",
-            ));
+            return Err(e);
         }
         // Stable: equal times keep VM order, then write order (the model's time order).
         writes.sort_by(|a, b| a.time.total_cmp(&b.time));
-        let mut before = self.volume.counters(true)?;
         let mut buf = std::mem::take(&mut self.buf);
         let result = (|| -> Result<()> {
+            let mut before = self.volume.counters(true)?;
             for w in writes.iter() {
                 let len = w.length as usize;
                 if buf.len() < len.next_multiple_of(8) {
@@ -248,6 +259,9 @@ impl MatCsv {
         })();
         self.buf = buf;
         writes.clear();
+        if let Err(e) = &result {
+            self.failed = Some(e.to_string());
+        }
         result
     }
 
@@ -345,6 +359,7 @@ impl ModelCluster {
             auto_seen: counters.auto_deleted,
             window_deleted: Vec::new(),
             closed: false,
+            failed: None,
             buf: Vec::new(),
             volume,
         }));
