@@ -95,6 +95,8 @@ bench: build-dev
 	# soaks: volume crash tests (kill -9 sessions) and random interleavings, far longer than in make test
 	VSSIM_KILL_ROUNDS=10 VSSIM_KILL_SESSIONS=4 $(PY) -m pytest -q tests/test_volume.py -k kill
 	PROPTEST_CASES=2000 cargo test -q -p vssim-engine --release volume::tests
+	# materialized mode: the model against the real VHDX writer and real volumes, many more cases
+	PROPTEST_CASES=300 cargo test -q -p vssim-engine --release workload::
 
 FUZZ_SECONDS ?= 120
 .PHONY: fuzz

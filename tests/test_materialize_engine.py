@@ -257,3 +257,16 @@ def test_dropping_the_cluster_closes_its_disks_cleanly(tmp_path: Path) -> None:
         with engine.Vhdx.open(path) as d:
             assert not d.replayed_log
             assert [f for f in d.check() if f.severity == "error"] == []
+
+
+def test_a_failed_real_write_stops_the_real_side(tmp_path: Path) -> None:
+    c, vols = build(tmp_path, csvs=1, vms=2)
+    c.snapshot(0)
+    c.advance(0.0, 1.0)
+    vols[0].close()
+    with pytest.raises(vssim.EngineStateError, match="was closed"):
+        c.advance(1.0, 2.0)
+    with pytest.raises(vssim.EngineStateError, match="no longer match the model"):
+        c.advance(2.0, 3.0)
+    with pytest.raises(vssim.EngineStateError, match="no longer match the model"):
+        c.snapshot(0)

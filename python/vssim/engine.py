@@ -2,7 +2,9 @@
 
 ``from vssim import engine`` then ``engine.CowTracker(...)``, ``engine.ChangeTracker(...)``,
 ``engine.Volume(root, diff_area_dir)`` (real copy-on-write snapshots of a folder),
-``engine.Vhdx.create(...)`` / ``engine.Vhdx.open(...)`` (MS-VHDX files).
+``engine.Vhdx.create(...)`` / ``engine.Vhdx.open(...)`` (MS-VHDX files),
+``engine.ModelCluster`` (modelled cluster workloads; ``materialize_csv``/``materialize_vm`` put
+them on real VHDX files on real volumes, with the same counts).
 Heavy calls take numpy arrays (offsets ``uint64``, lengths ``uint32``) and release the GIL.
 """
 

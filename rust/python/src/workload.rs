@@ -238,7 +238,7 @@ impl ModelCluster {
         guarded(|| self.inner.real_peak_diff_area_bytes(csv))
     }
 
-    /// Chunks the real volume copied since it was opened.
+    /// Chunks the real volume copied since the CSV was materialized.
     fn real_total_chunks_copied(&self, csv: usize) -> PyResult<u64> {
         guarded(|| self.inner.real_total_chunks_copied(csv))
     }

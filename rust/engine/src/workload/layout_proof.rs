@@ -16,6 +16,14 @@ use crate::storage::Storage;
 use crate::vhdx::{create_on, CreateOptions, DiskType, OpenOptions, Vhdx};
 
 const MIB: u64 = 1 << 20;
+
+/// Proptest cases: `PROPTEST_CASES` if set (`make bench` soaks), else `default`.
+pub(crate) fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 const CHUNK: u64 = 16 * 1024;
 const PAGE: u64 = 64 * 1024;
 
@@ -260,7 +268,7 @@ fn run(vs: u64, bs: u64, kind: DiskKind, allocated: u64, ops: &[Op]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(cases(48)))]
 
     #[test]
     fn model_and_writer_agree_write_for_write(

@@ -117,10 +117,14 @@ pub(super) struct MatCsv {
     /// Model snapshot id → volume snapshot id.
     snaps: BTreeMap<u64, u64>,
     snapshots_taken: bool,
+    /// The volume's copy count when the CSV was materialized.
+    base_copied: u64,
     peak: u64,
     auto_seen: usize,
     window_deleted: Vec<(usize, u64, f64)>,
     closed: bool,
+    /// Why a real write failed: the real side no longer matches the model, so it stops.
+    failed: Option<String>,
     buf: Vec<u8>,
 }
 
@@ -167,10 +171,21 @@ impl MatCsv {
         ))
     }
 
-    pub fn create_snapshot(&mut self) -> Result<u64> {
+    /// Refuses to go on after `close_materialized` or a failed real write.
+    fn check_usable(&self) -> Result<()> {
         if self.closed {
             return Err(self.state_error("its disks were closed (close_materialized)"));
         }
+        if let Some(why) = &self.failed {
+            return Err(self.state_error(&format!(
+                "a real write failed earlier ({why}); the real disks no longer match the model"
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn create_snapshot(&mut self) -> Result<u64> {
+        self.check_usable()?;
         self.snapshots_taken = true;
         self.volume.create_snapshot()
     }
@@ -194,17 +209,15 @@ impl MatCsv {
         if writes.is_empty() {
             return Ok(());
         }
-        if self.closed {
+        if let Err(e) = self.check_usable() {
             writes.clear();
-            return Err(self.state_error(
-                "its disks were closed (close_materialized): advance cannot write to them",
-            ));
+            return Err(e);
         }
         // Stable: equal times keep VM order, then write order (the model's time order).
         writes.sort_by(|a, b| a.time.total_cmp(&b.time));
-        let mut before = self.volume.counters(true)?;
         let mut buf = std::mem::take(&mut self.buf);
         let result = (|| -> Result<()> {
+            let mut before = self.volume.counters(true)?;
             for w in writes.iter() {
                 let len = w.length as usize;
                 if buf.len() < len.next_multiple_of(8) {
@@ -246,6 +259,9 @@ impl MatCsv {
         })();
         self.buf = buf;
         writes.clear();
+        if let Err(e) = &result {
+            self.failed = Some(e.to_string());
+        }
         result
     }
 
@@ -338,10 +354,12 @@ impl ModelCluster {
             vms: Vec::new(),
             snaps: BTreeMap::new(),
             snapshots_taken: false,
+            base_copied: counters.total_chunks_copied,
             peak: counters.diff_area_bytes,
             auto_seen: counters.auto_deleted,
             window_deleted: Vec::new(),
             closed: false,
+            failed: None,
             buf: Vec::new(),
             volume,
         }));
@@ -482,13 +500,10 @@ impl ModelCluster {
         Ok(m.peak.max(m.volume.counters(false)?.peak_diff_area_bytes))
     }
 
-    /// Chunks the real volume copied (since it was opened).
+    /// Chunks the real volume copied since the CSV was materialized.
     pub fn real_total_chunks_copied(&self, csv: usize) -> Result<u64> {
-        Ok(self
-            .mat_csv(csv)?
-            .volume
-            .counters(false)?
-            .total_chunks_copied)
+        let m = self.mat_csv(csv)?;
+        Ok(m.volume.counters(false)?.total_chunks_copied - m.base_copied)
     }
 
     /// The path of VM `vm`'s real disk (relative to its volume root), if materialized.
@@ -805,5 +820,112 @@ mod tests {
         assert_eq!(c.materialized_path(a).unwrap().as_deref(), Some("a/a.vhdx"));
         assert_eq!(c.materialized_path(b).unwrap(), None);
         assert!(c.real_diff_area_bytes(1).is_err());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Advance(u8),
+        Snapshot(u8),
+        Delete(u8),
+        CloseSessions,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            5 => (1u8..=8).prop_map(Op::Advance),
+            3 => any::<u8>().prop_map(Op::Snapshot),
+            1 => any::<u8>().prop_map(Op::Delete),
+            1 => Just(Op::CloseSessions),
+        ]
+    }
+
+    fn random_run(case: u32, limit_mib: Option<u64>, vms: &[(u8, u8, bool, u8)], ops: &[Op]) {
+        let d = dir(&format!("prop{case}"));
+        let mut c = ModelCluster::new();
+        for csv in 0..2 {
+            c.add_csv(8 << 30, 16384, limit_mib.map(|m| m * MIB))
+                .unwrap();
+            c.materialize_csv(csv, volume(&d, csv)).unwrap();
+        }
+        for (i, &(bs_log, alloc_q, fixed, loc)) in vms.iter().enumerate() {
+            let bs = MIB << (bs_log % 6);
+            let size = 64 * MIB + u64::from(alloc_q % 3) * 32 * MIB;
+            let mut s = spec(u64::from(loc));
+            if loc % 3 == 2 {
+                s.locality = Locality::Uniform;
+            }
+            s.iops = 40.0 + f64::from(loc % 5) * 30.0;
+            let id = c
+                .add_vm(VmConfig {
+                    csv: i % 2,
+                    disk_size: size,
+                    allocated: size * u64::from(alloc_q % 4) / 4,
+                    block_size: bs,
+                    kind: if fixed {
+                        DiskKind::Fixed
+                    } else {
+                        DiskKind::Dynamic
+                    },
+                    spec: s,
+                    seed: u64::from(case) * 100 + i as u64,
+                    cbt_block_size: 65536,
+                })
+                .unwrap();
+            c.materialize_vm(id, &format!("vm{id}/d.vhdx")).unwrap();
+        }
+        let mut t = 0.0;
+        let mut live: Vec<(usize, u64)> = Vec::new();
+        for o in ops {
+            match *o {
+                Op::Advance(q) => {
+                    let t1 = t + f64::from(q) * 0.25;
+                    let r = c.advance(t, t1).unwrap();
+                    t = t1;
+                    let real = r.real.clone().unwrap();
+                    let model: Vec<(usize, u64, f64)> = r
+                        .deleted
+                        .iter()
+                        .map(|&(csv, id, at)| (csv, c.real_snapshot_id(csv, id).unwrap(), at))
+                        .collect();
+                    assert_eq!(model, real.deleted);
+                    for vm in 0..c.vm_count() {
+                        assert_eq!(real.chunks_copied[vm], r.vms[vm].chunks_copied, "VM {vm}");
+                        assert_eq!(file_len(&d, &c, vm), c.file_size(vm).unwrap(), "VM {vm}");
+                    }
+                    live.retain(|&(csv, id)| c.cow(csv).unwrap().is_live(id));
+                }
+                Op::Snapshot(k) => {
+                    let csv = usize::from(k % 2);
+                    live.push((csv, c.snapshot(csv).unwrap()));
+                }
+                Op::Delete(k) => {
+                    if !live.is_empty() {
+                        let (csv, id) = live.remove(usize::from(k) % live.len());
+                        c.delete_snapshot(csv, id).unwrap();
+                    }
+                }
+                Op::CloseSessions => c.close_sessions().unwrap(),
+            }
+            assert_equal(&c);
+        }
+        c.close_materialized().unwrap();
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(crate::workload::layout_proof::cases(10)))]
+
+        /// Random clusters, windows, snapshots (taken and deleted in any order), session closes and
+        /// diff-area limits: the real volumes always do what the model counts.
+        #[test]
+        fn random_scenarios_agree(
+            limit in proptest::option::of(2u64..24),
+            vms in proptest::collection::vec((0u8..6, 0u8..4, proptest::bool::ANY, 0u8..15), 2..5),
+            ops in proptest::collection::vec(op(), 1..14),
+        ) {
+            static CASE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            random_run(case, limit, &vms, &ops);
+        }
     }
 }
