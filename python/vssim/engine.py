@@ -20,6 +20,7 @@ from vssim._engine import (
     Volume,
     VolumeFile,
     VolumeSnapshotInfo,
+    WorkloadGenerator,
     WriteResult,
 )
 from vssim._engine import __version__ as engine_version
@@ -46,6 +47,7 @@ __all__ = [
     "Volume",
     "VolumeFile",
     "VolumeSnapshotInfo",
+    "WorkloadGenerator",
     "WriteResult",
     "engine_version",
 ]
