@@ -8,6 +8,7 @@ import gc
 from typing import Any
 
 import polars as pl
+import pytest
 
 from scenarios import EXAMPLES
 from vssim.report import plan as planning
@@ -166,3 +167,21 @@ def test_a_runs_engine_state_is_freed_once_its_tables_are_taken() -> None:
         gc.enable()
     assert tables["summary"].height == 2
     assert alive == []
+
+
+def test_progress_prints_every_run_and_throttles_set_lines(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from vssim.cli.plan import _Progress
+
+    p = _Progress(every=20.0)
+    s = Strategy("full", 4)
+    for sets, wall in ((1, 5.0), (2, 21.0), (3, 30.0), (4, 41.5)):
+        p(planning.Step(1, 4, "ws2012", s, sets, 32, wall, peak_rss_bytes=300 << 20))
+    p(planning.Step(1, 4, "ws2012", s, 0, 0, 50.0, True, ("full", "incremental"), 310 << 20))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "  [1/4] ws2012 full (concurrency 4): snapshot set 2/32, 21 s so far, peak RSS 300 MiB",
+        "  [1/4] ws2012 full (concurrency 4): snapshot set 4/32, 42 s so far, peak RSS 300 MiB",
+        "  [1/4] ws2012 full + incremental (concurrency 4): 50.0 s, peak RSS 310 MiB",
+    ]
