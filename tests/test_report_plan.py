@@ -148,22 +148,38 @@ def test_report_renders_in_headless_chromium(
     small_report: tuple[Path, str], tmp_path: Path
 ) -> None:
     out, _ = small_report
-    # A copy of the page that records, once loaded, each chart's decoded pixel size in the DOM.
-    probe = tmp_path / "probe.html"
     page = (out / "report.html").read_text()
+    # Self-contained: the charts are inline SVG, nothing is fetched.
+    assert "<img" not in page
+    assert "src=" not in page
+    assert page.count("<svg ") == len(SLUGS)
+    # A copy of the page that records, once loaded, each chart's laid-out size and the shapes
+    # the browser drew in it, and whether any id of the page repeats (charts must not share
+    # clip paths or glyphs).
+    probe = tmp_path / "probe.html"
     script = (
-        "<script>window.addEventListener('load', () => { for (const i of document.images) "
-        "i.setAttribute('data-rendered', i.naturalWidth + 'x' + i.naturalHeight); });</script>"
+        "<script>window.addEventListener('load', () => {"
+        " for (const f of document.querySelectorAll('figure')) {"
+        "  const s = f.querySelector('svg'); const r = s.getBoundingClientRect();"
+        "  let drawn = 0; for (const e of s.querySelectorAll('path, use, image, rect')) {"
+        "   const b = e.getBBox(); if (b.width > 0 || b.height > 0) drawn++; }"
+        "  f.setAttribute('data-rendered', Math.round(r.width) + 'x' + Math.round(r.height)"
+        "   + 'x' + drawn); }"
+        " const ids = [...document.querySelectorAll('[id]')].map(e => e.id);"
+        " document.body.setAttribute('data-duplicate-ids', ids.length - new Set(ids).size);"
+        "});</script>"
     )
     probe.write_text(page.replace("</body>", script + "</body>"))
     dom = _run_chromium(["--dump-dom", probe.as_uri()])
     assert dom.returncode == 0, dom.stderr[-2000:]
     for title in TITLES:
         assert f"<h3>{title}</h3>" in dom.stdout.replace("&amp;", "&"), title
-    sizes = re.findall(r'data-rendered="(\d+)x(\d+)"', dom.stdout)
+    sizes = re.findall(r'data-rendered="(\d+)x(\d+)x(\d+)"', dom.stdout)
     assert len(sizes) == len(SLUGS)
-    assert all(int(w) > 300 for w, _ in sizes), sizes
-    assert all(int(h) > 200 for _, h in sizes), sizes
+    assert all(int(w) > 300 for w, _, _ in sizes), sizes
+    assert all(int(h) > 200 for _, h, _ in sizes), sizes
+    assert all(int(n) > 20 for _, _, n in sizes), sizes
+    assert 'data-duplicate-ids="0"' in dom.stdout
 
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "plan-report.png"

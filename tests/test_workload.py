@@ -102,3 +102,41 @@ def test_bad_input() -> None:
     with pytest.raises(vssim.InvalidArgumentError, match="window"):
         c.advance(3.0, 1.0)
     assert c.vm_count == 16
+
+
+@pytest.mark.parametrize("locality", ["uniform", "hotspot", "zipf", "log"])
+def test_generator_is_the_clusters_stream(locality: str) -> None:
+    """``WorkloadGenerator`` gives the writes ``ModelCluster`` runs for the same VM and seed."""
+    kw = {"iops": 180.0, "read_fraction": 0.25, "locality": locality, "seed": 4242}
+    c = engine.ModelCluster()
+    c.add_csv(100 * GiB)
+    c.add_vm(0, 8 * GiB, allocated=8 * GiB, fixed=True, **kw)
+    r = c.advance(0.0, 40.0)
+    gen = engine.WorkloadGenerator(8 * GiB, **kw)
+    times, offs, lens, reads, read_bytes = gen.generate(0.0, 40.0)
+    assert (offs.dtype, lens.dtype, times.dtype) == (np.uint64, np.uint32, np.float64)
+    assert len(offs) == int(r["writes"][0])
+    assert int(lens.sum()) == int(r["bytes_written"][0])
+    assert (reads, read_bytes) == (int(r["reads"][0]), int(r["bytes_read"][0]))
+    # Changed-block tracking saw exactly these writes.
+    t = engine.ChangeTracker("g", 8 * GiB)
+    t.mark(offs, lens)
+    assert t.changed_bytes == c.changed_bytes(0)
+    # Any cut of time into windows gives the same stream, in time order.
+    a = gen.generate(0.0, 13.7)
+    b = gen.generate(13.7, 40.0)
+    assert np.array_equal(np.concatenate([a[1], b[1]]), offs)
+    assert np.all(np.diff(times) >= 0)
+    assert np.all(offs % 4096 == 0)
+    assert np.all(offs + lens <= 8 * GiB)
+
+
+def test_generator_refuses_bad_input() -> None:
+    with pytest.raises(vssim.InvalidArgumentError, match="locality"):
+        engine.WorkloadGenerator(GiB, locality="random")
+    with pytest.raises(vssim.InvalidArgumentError, match="read_fraction"):
+        engine.WorkloadGenerator(GiB, read_fraction=2.0)
+    gen = engine.WorkloadGenerator(GiB, iops=10.0)
+    with pytest.raises(vssim.InvalidArgumentError, match="window"):
+        gen.generate(5.0, 1.0)
+    assert gen.generate(3.0, 3.0)[1].size == 0

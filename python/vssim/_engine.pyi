@@ -22,6 +22,7 @@ __all__ = [
     "Volume",
     "VolumeFile",
     "VolumeSnapshotInfo",
+    "WorkloadGenerator",
     "WriteResult",
     "__version__",
 ]
@@ -169,6 +170,34 @@ class ModelCluster:
     def csv_count(self) -> int: ...
     @property
     def vm_count(self) -> int: ...
+
+@final
+class WorkloadGenerator:
+    """One VM disk's seeded I/O stream, as ModelCluster generates it."""
+
+    def __new__(
+        cls,
+        disk_size: int,
+        *,
+        iops: float = 100.0,
+        read_fraction: float = 0.3,
+        sizes: list[int] | None = None,
+        weights: list[float] | None = None,
+        locality: str = "uniform",
+        hot_fraction: float = 0.1,
+        hot_share: float = 0.9,
+        theta: float = 0.99,
+        region_fraction: float = 0.05,
+        diurnal_amplitude: float = 0.0,
+        diurnal_period_s: float = 86400.0,
+        diurnal_peak_s: float = 50400.0,
+        seed: int = 0,
+    ) -> WorkloadGenerator: ...
+    def generate(
+        self, t0: float, t1: float
+    ) -> tuple[
+        npt.NDArray[np.float64], npt.NDArray[np.uint64], npt.NDArray[np.uint32], int, int
+    ]: ...
 
 _Path = str | os.PathLike[str]
 

@@ -22,6 +22,7 @@ from vssim._engine import (
     Volume,
     VolumeFile,
     VolumeSnapshotInfo,
+    WorkloadGenerator,
     WriteResult,
 )
 from vssim._engine import __version__ as engine_version
@@ -48,6 +49,7 @@ __all__ = [
     "Volume",
     "VolumeFile",
     "VolumeSnapshotInfo",
+    "WorkloadGenerator",
     "WriteResult",
     "engine_version",
 ]

@@ -10,14 +10,14 @@ from typing import Any
 from vssim.benchreport import text_table
 from vssim.errors import PlanError
 from vssim.report import plan as planning
+from vssim.report.plan import Step
 from vssim.report.strategies import (
-    Strategy,
     parse_concurrency,
     parse_duration,
     parse_fractions,
     parse_profiles,
 )
-from vssim.report.units import humanize
+from vssim.report.units import humanize, size
 from vssim.scenario.units import parse_size
 
 #: ``--quick``: one selective fraction and one concurrency (the profile default of vssim.run).
@@ -83,18 +83,36 @@ def _duration(flag: str, text: str) -> float:
     return value
 
 
-def _progress(done: int, planned: int, profile: str, s: Strategy, wall: float) -> None:
-    print(
-        f"  [{done}/{planned}] {profile} {' + '.join(s.labels)} (concurrency {s.concurrency}): "
-        f"{wall:.1f} s",
-        file=sys.stderr,
-        flush=True,
-    )
+class _Progress:
+    """One line per finished run; while a long run goes, a line at most every ``every`` s."""
+
+    def __init__(self, every: float = 20.0) -> None:
+        self.every = every
+        self.last = 0.0
+
+    def __call__(self, step: Step) -> None:
+        what = f"{step.profile} {step.strategy.label} (concurrency {step.strategy.concurrency})"
+        rss = f"peak RSS {size(step.peak_rss_bytes)}"
+        if step.done:
+            self.last = 0.0
+            line = (
+                f"  [{step.run}/{step.planned}] {step.profile} {' + '.join(step.backups)} "
+                f"(concurrency {step.strategy.concurrency}): {step.wall_s:.1f} s, {rss}"
+            )
+        elif step.wall_s - self.last >= self.every:
+            self.last = step.wall_s
+            line = (
+                f"  [{step.run}/{step.planned}] {what}: snapshot set {step.sets_done}"
+                f"/{step.sets}, {step.wall_s:.0f} s so far, {rss}"
+            )
+        else:
+            return
+        print(line, file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
     out = args.out or Path("reports") / args.scenario.stem
-    report = planning.build(args.scenario, out, options(args), progress=_progress, vms=args.vms)
+    report = planning.build(args.scenario, out, options(args), progress=_Progress(), vms=args.vms)
     print(f"report: {report.html}")
     print(f"        {report.markdown}  (charts in {out / 'charts'})")
     print()

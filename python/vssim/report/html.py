@@ -1,10 +1,14 @@
-"""The report as one self-contained HTML file (charts embedded as base64 PNG, styles inline, no
-external assets) and as Markdown (charts linked from ``charts/``)."""
+"""The report as one self-contained HTML file (charts inline as SVG, styles inline, no external
+assets) and as Markdown (charts linked from ``charts/``, PNG).
+
+Several SVG documents in one page share one id space: matplotlib's ids (clip paths, glyphs,
+markers) repeat from chart to chart, so each chart's ids, and the references to them, get the
+chart's slug as a prefix."""
 
 from __future__ import annotations
 
-import base64
 import html
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +27,8 @@ table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th { background: #f0f0f0; } td:first-child, td:nth-child(2) { text-align: left; }
 td.no { color: #b00; font-weight: bold; }
-figure { margin: 2em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
+figure { margin: 2em 0; }
+figure svg { max-width: 100%; height: auto; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: 0.9em; } .advice p { margin: 0.4em 0; }
 """
 
@@ -81,6 +86,21 @@ def sections(a: Analysis) -> list[Section]:
     ]
 
 
+_ID = re.compile(r'\b(id="|href="#|url\(#)([^")]+)')
+
+
+def inline_svg(chart: Chart) -> str:
+    """The chart's SVG file as an element for the page: no XML prolog or doctype, ids made
+    unique to the chart, labelled with its title."""
+    text = chart.svg.read_text(encoding="utf-8")
+    start = text.find("<svg")
+    if start < 0:
+        raise ValueError(f"{chart.svg}: no <svg> element")
+    body = _ID.sub(lambda m: f"{m.group(1)}{chart.slug}-{m.group(2)}", text[start:])
+    label = html.escape(chart.title, quote=True)
+    return body.replace("<svg ", f'<svg role="img" aria-label="{label}" ', 1)
+
+
 def _html_table(frame: pl.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
     body = []
@@ -112,10 +132,8 @@ def render_html(
     )
     parts.append(_html_table(humanize(a.headline)))
     for chart in charts:
-        data = base64.b64encode(chart.png.read_bytes()).decode("ascii")
         parts.append(
-            f'<figure id="{chart.slug}"><h3>{html.escape(chart.title)}</h3>'
-            f'<img alt="{html.escape(chart.title)}" src="data:image/png;base64,{data}">'
+            f'<figure id="{chart.slug}"><h3>{html.escape(chart.title)}</h3>{inline_svg(chart)}'
             f"<figcaption>{html.escape(chart.caption)}</figcaption></figure>"
         )
     for s in sections(a):

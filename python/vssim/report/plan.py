@@ -11,11 +11,14 @@ The runs are modelled runs of :func:`vssim.run` on the scenario with its diff ar
 from __future__ import annotations
 
 import dataclasses
+import functools
+import gc
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -33,18 +36,54 @@ from vssim.report.strategies import (
 from vssim.report.units import duration
 from vssim.scenario import OsProfile, Scenario, parse_scenario
 
-#: Runs one strategy on one (profile-adjusted) scenario: the result tables of that backup.
-Runner = Callable[[Scenario, Strategy, PlanSettings], dict[str, pl.DataFrame]]
-#: Told after each run: (runs done, runs planned so far, profile, strategy, wall seconds).
-Progress = Callable[[int, int, str, Strategy, float], None]
+if TYPE_CHECKING:
+    from vssim.scale.runner import BackupRecord, KeepGoing
+
+#: Told as a run goes: after each of its snapshot sets, and once when it ends.
+Progress = Callable[["Step"], None]
 TABLES = ("vms", "csvs", "nodes", "jobs", "phases", "summary")
 
 
-def scale_runner(sc: Scenario, strategy: Strategy, settings: PlanSettings) -> dict[str, Any]:
-    """One strategy through :func:`vssim.scale.run` (modelled mode): the result tables of its
-    backups (column ``backup``: 0, 1 … in :attr:`Strategy.backups` order)."""
+@dataclass(frozen=True)
+class Step:
+    """Where a plan is: run ``run`` of ``planned`` so far (the plan adds runs as it decides)."""
+
+    run: int
+    planned: int
+    profile: str
+    strategy: Strategy
+    #: Snapshot sets done and in all (of every backup the run may do).
+    sets_done: int
+    sets: int
+    wall_s: float
+    #: The run ended; ``backups`` are the labels of the backups it ran.
+    done: bool = False
+    backups: tuple[str, ...] = ()
+    #: The process's peak resident memory so far.
+    peak_rss_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What the plan hands a runner: whether to go on after a backup, and set progress."""
+
+    keep_going: KeepGoing | None = None
+    on_set: Callable[[int, int], None] | None = None
+
+
+#: Runs one strategy on one (profile-adjusted) scenario: the result tables of its backups
+#: (column ``backup``: 0, 1 … in :attr:`Strategy.backups` order; fewer if ``keep_going`` said
+#: stop).
+Runner = Callable[[Scenario, Strategy, PlanSettings, Hooks], dict[str, pl.DataFrame]]
+
+
+def scale_runner(
+    sc: Scenario, strategy: Strategy, settings: PlanSettings, hooks: Hooks | None = None
+) -> dict[str, Any]:
+    """One strategy through :func:`vssim.scale.run` (modelled mode)."""
     from vssim.scale import Schedule, run
 
+    hooks = hooks or Hooks()
     schedule = Schedule(per_node=strategy.concurrency, streams_per_node=strategy.concurrency)
     result = run(
         sc,
@@ -52,8 +91,14 @@ def scale_runner(sc: Scenario, strategy: Strategy, settings: PlanSettings) -> di
         fraction=strategy.fraction,
         schedule=schedule,
         interval_s=settings.incremental_after_s,
+        progress=hooks.on_set,
+        keep_going=hooks.keep_going,
     )
     tables: dict[str, Any] = result.tables()
+    del result
+    # The run's engine cluster (gigabytes at full size) sits in reference cycles of the SimPy
+    # processes; free it now, before the next run builds its own.
+    gc.collect()
     return tables
 
 
@@ -66,9 +111,12 @@ def profile_scenario(sc: Scenario, profile: OsProfile) -> Scenario:
 def _tag(
     tables: dict[str, pl.DataFrame], profile: str, strategy: Strategy
 ) -> list[dict[str, pl.DataFrame]]:
-    """One set of tables per backup of the run, with the case columns in front."""
+    """One set of tables per backup the run did, with the case columns in front."""
     out = []
+    ran = set(tables["summary"]["backup"].to_list())
     for index, label in enumerate(strategy.labels):
+        if index not in ran:
+            continue
         one = {}
         for name in TABLES:
             t = tables[name].filter(pl.col("backup") == index)
@@ -83,45 +131,176 @@ def _tag(
     return out
 
 
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class _Collector:
+    """The runs of one plan and their tagged tables."""
+
+    def __init__(
+        self, settings: PlanSettings, runner: Runner, progress: Progress | None, profiles: int
+    ) -> None:
+        self.settings = settings
+        self.runner = runner
+        self.progress = progress
+        self.parts: dict[tuple[str, str, int], dict[str, pl.DataFrame]] = {}
+        self.done = 0
+        # A first guess, corrected as the plan decides (a re-run of the chosen full backup).
+        self.planned = profiles * (len(settings.concurrency) + len(settings.fractions))
+
+    def run(
+        self,
+        variant: Scenario,
+        profile: OsProfile,
+        strategy: Strategy,
+        keep_going: KeepGoing | None = None,
+    ) -> list[dict[str, pl.DataFrame]]:
+        started = time.perf_counter()
+        run_no = self.done + 1
+
+        def on_set(done: int, total: int) -> None:
+            if self.progress is not None:
+                self.progress(
+                    Step(
+                        run_no,
+                        self.planned,
+                        profile.value,
+                        strategy,
+                        done,
+                        total,
+                        time.perf_counter() - started,
+                        peak_rss_bytes=_peak_rss(),
+                    )
+                )
+
+        tables = self.runner(variant, strategy, self.settings, Hooks(keep_going, on_set))
+        tagged = _tag(tables, profile.value, strategy)
+        del tables
+        for one_backup in tagged:
+            key = one_backup["summary"].select(CASE).row(0)
+            self.parts[key] = one_backup
+        self.done += 1
+        if self.progress is not None:
+            labels = tuple(strategy.labels[: len(tagged)])
+            self.progress(
+                Step(
+                    run_no,
+                    self.planned,
+                    profile.value,
+                    strategy,
+                    0,
+                    0,
+                    time.perf_counter() - started,
+                    done=True,
+                    backups=labels,
+                    peak_rss_bytes=_peak_rss(),
+                )
+            )
+        return tagged
+
+    def copy(self, profile: OsProfile, concurrency: int, to: int) -> None:
+        """The full backup at ``to`` is the run at ``concurrency``: its tables, relabelled."""
+        one = self.parts[(profile.value, "full", concurrency)]
+        self.parts[(profile.value, "full", to)] = {
+            name: t.with_columns(pl.lit(to, dtype=pl.Int64).alias("concurrency"))
+            for name, t in one.items()
+        }
+        self.planned -= 1
+
+    def tables(self) -> dict[str, pl.DataFrame]:
+        return {
+            name: pl.concat([p[name] for p in self.parts.values()], how="vertical_relaxed")
+            for name in TABLES
+        }
+
+
+class _Sweep:
+    """One profile's concurrency sweep: which point carries the incremental.
+
+    The points run in ascending concurrency; the first whose full backup fits the window (no
+    failures) is the chosen one, as :func:`vssim.report.analysis.best_concurrency` picks it. If
+    none fits, the best is known at the end: the last point goes on if it is the best so far.
+    """
+
+    def __init__(self, settings: PlanSettings) -> None:
+        self.window_s = settings.window_s
+        self.ranks: dict[int, tuple[Any, ...]] = {}
+        self.chosen: int | None = None
+
+    def rank(self, failures: int, window: float, concurrency: int) -> tuple[Any, ...]:
+        """Fitting points first (lowest concurrency), then the fewest failures, the shortest
+        window."""
+        fits = failures == 0 and window <= self.window_s
+        return (0, concurrency) if fits else (1, failures, window, concurrency)
+
+    def after_full(self, concurrency: int, last: bool, rec: BackupRecord) -> bool:
+        """Asked when the full backup at ``concurrency`` ends: go on with its incremental?"""
+        rank = self.ranks[concurrency] = self.rank(rec.failures, rec.window_s, concurrency)
+        if self.chosen is None and (rank[0] == 0 or (last and rank == min(self.ranks.values()))):
+            self.chosen = concurrency
+            return True
+        return False
+
+    def best(self) -> int:
+        return min(self.ranks, key=lambda k: self.ranks[k])
+
+
+def reach(sc: Scenario) -> tuple[int, int]:
+    """The most snapshot sets and the most VMs any requester node has in a full backup of
+    ``sc``: concurrency beyond both (sets at once per node, copy streams per node) cannot change
+    the run, so sweep points past them are the same run."""
+    from vssim.scale.plan import BackupSpec, Schedule, plan_jobs
+
+    sets: dict[str, int] = {}
+    vms: dict[str, int] = {}
+    for job in plan_jobs(sc, BackupSpec(), Schedule()):
+        sets[job.node] = sets.get(job.node, 0) + 1
+        vms[job.node] = vms.get(job.node, 0) + len(job.selected)
+    return max(sets.values(), default=1), max(vms.values(), default=1)
+
+
 def collect(
     sc: Scenario,
     settings: PlanSettings,
     runner: Runner = scale_runner,
     progress: Progress | None = None,
 ) -> dict[str, pl.DataFrame]:
-    """Run the plan's strategies; the result tables of all runs, with the case columns."""
-    parts: dict[str, list[pl.DataFrame]] = {name: [] for name in TABLES}
+    """Run the plan's strategies; the result tables of all runs, with the case columns.
+
+    Per profile, the sweep runs its full backups in ascending concurrency. The incremental
+    needs a full backup before it, so it continues the run of the concurrency the plan chooses
+    (:class:`_Sweep`); the sweep's other points stop after their full backup. Only when the best
+    point was not the last one is its full backup run again (runs are deterministic: the same
+    figures) to carry the incremental. Sweep points past the cluster's :func:`reach` are the
+    same run as the first of them: it runs once and its tables stand for the others. The
+    selective backups then run at the chosen concurrency.
+    """
     profiles = plan_profiles(settings, sc.os)
-    planned = len(profiles) * (len(settings.concurrency) + len(settings.fractions))
-    done = 0
-
-    def one(variant: Scenario, profile: OsProfile, strategy: Strategy) -> pl.DataFrame:
-        nonlocal done
-        started = time.perf_counter()
-        tagged = _tag(runner(variant, strategy, settings), profile.value, strategy)
-        for one_backup in tagged:
-            for name in TABLES:
-                parts[name].append(one_backup[name])
-        done += 1
-        if progress is not None:
-            progress(done, planned, profile.value, strategy, time.perf_counter() - started)
-        summary: pl.DataFrame = tagged[0]["summary"]
-        return summary
-
+    c = _Collector(settings, runner, progress, len(profiles))
     for profile in profiles:
         variant = profile_scenario(sc, profile)
-        windows = {}
-        for strategy in sweep(settings):
-            s = one(variant, profile, strategy)
-            failures = int(s["failures"].sum())
-            windows[strategy.concurrency] = (failures > 0, float(s["backup_window_s"].sum()))
-        fitting = [
-            c for c, (failed, w) in sorted(windows.items()) if not failed and w <= settings.window_s
-        ]
-        best = fitting[0] if fitting else min(windows, key=lambda c: (windows[c], c))
-        for strategy in followups(settings, best):
-            one(variant, profile, strategy)
-    return {name: pl.concat(frames, how="vertical_relaxed") for name, frames in parts.items()}
+        s = _Sweep(settings)
+        points = sweep(settings)
+        most_sets, most_vms = reach(variant)
+        same_as: dict[tuple[int, int], int] = {}
+        for i, strategy in enumerate(points):
+            k = strategy.concurrency
+            effective = (min(k, most_sets), min(k, most_vms))
+            if effective in same_as:
+                c.copy(profile, same_as[effective], k)
+                s.ranks[k] = (*s.ranks[same_as[effective]][:-1], k)
+                continue
+            same_as[effective] = k
+            ask = functools.partial(s.after_full, k, i == len(points) - 1)
+            c.run(variant, profile, strategy, ask)
+        if s.chosen is None:
+            s.chosen = s.best()
+            c.planned += 1
+            c.run(variant, profile, Strategy("full", s.chosen))
+        for strategy in followups(settings, s.chosen):
+            c.run(variant, profile, strategy)
+    return c.tables()
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ A scenario file may carry a ``[plan]`` table (the scenario loader accepts and ig
 written and with ``cluster.os`` switched (same nodes, CSVs, VMs, providers). ``profiles`` pins the
 list (one or both); ``vssim plan --profiles`` overrides the file.
 
-**Strategies.** At every concurrency of the sweep, a full backup and, ``incremental_after``
-later, an incremental on top of it (one run); then, per profile, selective backups (one per
-fraction) at the concurrency chosen for the full backup (the lowest that fits the window, else the
-fastest).
+**Strategies.** At every concurrency of the sweep, a full backup; at the concurrency chosen for
+it (the lowest that fits the window, else the fastest), ``incremental_after`` later, an
+incremental on top of it (the same run, continued); then, per profile, selective backups (one
+per fraction) at that concurrency. :func:`vssim.report.plan.collect` says how runs are shared.
 """
 
 from __future__ import annotations
@@ -216,8 +216,9 @@ def plan_profiles(settings: PlanSettings, scenario_os: OsProfile) -> tuple[OsPro
 
 
 def sweep(settings: PlanSettings) -> list[Strategy]:
-    """The first phase: full backups (each followed by an incremental) at every concurrency."""
-    return [Strategy("full", c) for c in settings.concurrency]
+    """The first phase: full backups at every concurrency, in ascending order (the chosen one
+    goes on with the incremental)."""
+    return [Strategy("full", c) for c in sorted(settings.concurrency)]
 
 
 def followups(settings: PlanSettings, concurrency: int) -> list[Strategy]:

@@ -48,6 +48,19 @@ class BackupRecord:
     start: float = 0.0
     end: float = 0.0
 
+    @property
+    def window_s(self) -> float:
+        return self.end - self.start
+
+    @property
+    def failures(self) -> int:
+        """VM backups that failed (their own error, or their set's: no partial backups)."""
+        return sum(1 for r in self.runs for c in r.vm_copies.values() if r.vm_result(c) != "S_OK")
+
+
+#: Asked after each backup but the last: go on with the next one (False ends the run there).
+KeepGoing = Callable[[BackupRecord], bool]
+
 
 @dataclass
 class RunResult:
@@ -129,6 +142,7 @@ def run(
     interval_s: float = 600.0,
     window_s: float = 10.0,
     progress: Progress | None = None,
+    keep_going: KeepGoing | None = None,
     materialize: str | Path | None = None,
     check_files: bool = True,
 ) -> RunResult:
@@ -138,7 +152,8 @@ def run(
     ``selective`` needs ``vms``, ``fraction`` or ``include``; the other types take them as a
     narrowing too. The guests write from time 0; the first backup starts at ``start_s``, the
     next ``interval_s`` after the previous one ends. The engine's cluster advances at least
-    every ``window_s`` simulated seconds.
+    every ``window_s`` simulated seconds. ``keep_going``, asked after each backup but the last
+    with its record, may end the run there (the tables then hold the backups that ran).
 
     ``materialize``: a new (or empty) folder; the run then also keeps real VHDX disks on real
     copy-on-write volumes there and writes every backup as real VHDX files, each verified
@@ -229,6 +244,9 @@ def run(
         if start_s:
             yield env.timeout(start_s)
         for i, (rec, jobs) in enumerate(zip(records, plans, strict=True)):
+            if i and keep_going is not None and not keep_going(records[i - 1]):
+                del records[i:]
+                break
             if i and interval_s:
                 yield env.timeout(interval_s)
             yield env.process(one_backup(rec, list(jobs)))

@@ -7,6 +7,7 @@ mod arrays;
 mod cbt;
 mod cow;
 mod errors;
+mod generator;
 mod vhdx;
 mod volume;
 mod workload;
@@ -19,6 +20,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cow::SnapshotInfo>()?;
     m.add_class::<cbt::ChangeTracker>()?;
     m.add_class::<workload::ModelCluster>()?;
+    m.add_class::<generator::WorkloadGenerator>()?;
     m.add_class::<volume::Volume>()?;
     m.add_class::<volume::VolumeSnapshotInfo>()?;
     m.add_class::<volume::Snapshot>()?;

@@ -42,6 +42,46 @@ fn locality(
     })
 }
 
+/// One VM's workload from the binding's keyword arguments (`ModelCluster.add_vm`,
+/// `WorkloadGenerator`): `shape` is `[hot_fraction, hot_share, theta, region_fraction]`,
+/// `diurnal` is `[amplitude, period_s, peak_s]` (amplitude 0: a flat rate).
+pub(crate) fn workload_spec(
+    iops: f64,
+    read_fraction: f64,
+    sizes: Option<Vec<u32>>,
+    weights: Option<Vec<f64>>,
+    locality: &str,
+    shape: [f64; 4],
+    diurnal: [f64; 3],
+) -> PyResult<WorkloadSpec> {
+    let [hot_fraction, hot_share, theta, region_fraction] = shape;
+    let [amplitude, period_s, peak_s] = diurnal;
+    let sizes = match (sizes, weights) {
+        (None, None) => SizeDist::typical(),
+        (Some(s), Some(w)) => guarded(|| SizeDist::new(&s, &w))?,
+        (Some(s), None) => {
+            let w = vec![1.0; s.len()];
+            guarded(|| SizeDist::new(&s, &w))?
+        }
+        (None, Some(_)) => {
+            return Err(InvalidArgumentError::new_err(
+                "invalid argument `weights`: given without `sizes`",
+            ))
+        }
+    };
+    Ok(WorkloadSpec {
+        iops,
+        read_fraction,
+        sizes,
+        locality: self::locality(locality, hot_fraction, hot_share, theta, region_fraction)?,
+        diurnal: (amplitude > 0.0).then_some(Diurnal {
+            amplitude,
+            period_s,
+            peak_s,
+        }),
+    })
+}
+
 #[pymethods]
 impl ModelCluster {
     #[new]
@@ -96,30 +136,15 @@ impl ModelCluster {
         seed: u64,
         cbt_block_size: u64,
     ) -> PyResult<usize> {
-        let sizes = match (sizes, weights) {
-            (None, None) => SizeDist::typical(),
-            (Some(s), Some(w)) => guarded(|| SizeDist::new(&s, &w))?,
-            (Some(s), None) => {
-                let w = vec![1.0; s.len()];
-                guarded(|| SizeDist::new(&s, &w))?
-            }
-            (None, Some(_)) => {
-                return Err(InvalidArgumentError::new_err(
-                    "invalid argument `weights`: given without `sizes`",
-                ))
-            }
-        };
-        let spec = WorkloadSpec {
+        let spec = workload_spec(
             iops,
             read_fraction,
             sizes,
-            locality: self::locality(locality, hot_fraction, hot_share, theta, region_fraction)?,
-            diurnal: (diurnal_amplitude > 0.0).then_some(Diurnal {
-                amplitude: diurnal_amplitude,
-                period_s: diurnal_period_s,
-                peak_s: diurnal_peak_s,
-            }),
-        };
+            weights,
+            locality,
+            [hot_fraction, hot_share, theta, region_fraction],
+            [diurnal_amplitude, diurnal_period_s, diurnal_peak_s],
+        )?;
         let cfg = VmConfig {
             csv,
             disk_size,

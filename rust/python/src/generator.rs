@@ -1,0 +1,97 @@
+//! `WorkloadGenerator`: one VM's I/O stream as `ModelCluster` generates it, on its own (no VHDX
+//! layout, no trackers) — to look at a workload, and to benchmark the generator.
+
+use numpy::PyArray1;
+use pyo3::prelude::*;
+use vssim_engine::workload::{Generator, WriteBatch};
+
+use crate::errors::{detached, guarded};
+use crate::workload::workload_spec;
+
+/// The writes of `generate`: `(times, offsets, lengths, reads, read_bytes)`.
+type Generated<'py> = (
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyArray1<u64>>,
+    Bound<'py, PyArray1<u32>>,
+    u64,
+    u64,
+);
+
+/// One VM disk's seeded I/O stream: the same workload keywords as `ModelCluster.add_vm`, and
+/// the same stream for the same `seed` (a pure function of the seed and the second).
+#[pyclass(module = "vssim._engine", frozen)]
+pub struct WorkloadGenerator {
+    inner: Generator,
+}
+
+#[pymethods]
+impl WorkloadGenerator {
+    #[new]
+    #[pyo3(signature = (
+        disk_size, *, iops = 100.0, read_fraction = 0.3, sizes = None, weights = None,
+        locality = "uniform", hot_fraction = 0.1, hot_share = 0.9, theta = 0.99,
+        region_fraction = 0.05, diurnal_amplitude = 0.0, diurnal_period_s = 86400.0,
+        diurnal_peak_s = 50400.0, seed = 0
+    ))]
+    #[expect(clippy::too_many_arguments)]
+    fn new(
+        disk_size: u64,
+        iops: f64,
+        read_fraction: f64,
+        sizes: Option<Vec<u32>>,
+        weights: Option<Vec<f64>>,
+        locality: &str,
+        hot_fraction: f64,
+        hot_share: f64,
+        theta: f64,
+        region_fraction: f64,
+        diurnal_amplitude: f64,
+        diurnal_period_s: f64,
+        diurnal_peak_s: f64,
+        seed: u64,
+    ) -> PyResult<Self> {
+        let spec = workload_spec(
+            iops,
+            read_fraction,
+            sizes,
+            weights,
+            locality,
+            [hot_fraction, hot_share, theta, region_fraction],
+            [diurnal_amplitude, diurnal_period_s, diurnal_peak_s],
+        )?;
+        let inner = guarded(|| Generator::new(spec, disk_size, seed))?;
+        Ok(WorkloadGenerator { inner })
+    }
+
+    /// The writes whose time lies in `[t0, t1)` seconds, in time order: `times` (float64
+    /// seconds), `offsets` (uint64 bytes, 4 KiB aligned), `lengths` (uint32 bytes); and the
+    /// reads there, counted: `reads`, `read_bytes`. GIL released.
+    fn generate<'py>(&self, py: Python<'py>, t0: f64, t1: f64) -> PyResult<Generated<'py>> {
+        if !(t0.is_finite() && t1.is_finite() && t0 >= 0.0 && t1 >= t0) {
+            return Err(crate::errors::InvalidArgumentError::new_err(format!(
+                "invalid argument `window`: [{t0}, {t1}): expected 0 <= t0 <= t1, finite"
+            )));
+        }
+        let inner = &self.inner;
+        let (batch, reads) = detached(py, move || {
+            let mut batch = WriteBatch::default();
+            let reads = inner.generate(t0, t1, &mut batch);
+            Ok((batch, reads))
+        })?;
+        Ok((
+            PyArray1::from_vec(py, batch.times),
+            PyArray1::from_vec(py, batch.offsets),
+            PyArray1::from_vec(py, batch.lengths),
+            reads.reads,
+            reads.bytes,
+        ))
+    }
+
+    fn __repr__(&self) -> String {
+        let s = self.inner.spec();
+        format!(
+            "WorkloadGenerator(iops={}, read_fraction={}, locality={:?})",
+            s.iops, s.read_fraction, s.locality
+        )
+    }
+}
