@@ -100,9 +100,15 @@ class ScaleBackupRun(BackupRun):
 
     # --- the point in time --------------------------------------------------------------------
 
+    def _csv_names(self) -> set[str]:
+        """The CSVs this set touches: its volumes and its VMs' CSVs."""
+        names = {c.name for c in self.job.volumes}
+        names.update(self.sc.csv_of(c.vm).name for c in self.vm_copies.values())
+        return names
+
     def _commit(self) -> None:
         b = self.ctx.backend
-        b.sync()
+        b.sync(self._csv_names())
         super()._commit()
         incremental = self.ctx.kind is BackupKind.INCREMENTAL
         for name, c in self.vm_copies.items():
@@ -178,7 +184,7 @@ class ScaleBackupRun(BackupRun):
         """The engine has run the guests' writes all along; only volsnap's deletions of this
         set's copies are left to report (the protocol fails the set on them)."""
         b = self.ctx.backend
-        b.sync()
+        b.sync(self._csv_names())
         for csv in self.job.volumes:
             copy = self.copies.get(csv.name)
             h = None if copy is None else copy.backend_handle
@@ -201,7 +207,7 @@ class ScaleBackupRun(BackupRun):
 
     def _delete_copies(self) -> Proc:
         b = self.ctx.backend
-        b.sync()
+        b.sync(self._csv_names())
         for name, c in self.vm_copies.items():
             if c.snapshot_at is not None:
                 c.chunks_at = (c.chunks_at[0], b.vm_total("chunks_copied", name))
@@ -212,7 +218,7 @@ class ScaleBackupRun(BackupRun):
 
     def _written(self, csv: Csv) -> np.ndarray:
         ids, _ = self.ctx.disks_of(csv.name)
-        self.ctx.backend.sync()
+        self.ctx.backend.sync((csv.name,))
         out: np.ndarray = self.ctx.backend.totals["bytes_written"][ids].copy()
         return out
 
