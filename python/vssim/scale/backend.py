@@ -150,6 +150,14 @@ class ModelClusterBackend:
             if csv in advanced:
                 life.diff_area_peak = max(life.diff_area_peak, self.diff_area_bytes_of(csv))
 
+    def node_down(self, node: str) -> None:
+        """``node`` went down now: its VMs' writes up to now count, and they write no more."""
+        vms = self.scenario.vms_by_node.get(node, [])
+        self.sync({vm.csv for vm in vms})
+        for vm in vms:
+            for d in self.disks[vm.name]:
+                self.model.set_running(d, False)
+
     def sync(self, csvs: Iterable[str] | None = None) -> None:
         """Bring ``csvs`` (default: every CSV) to the clock's time."""
         self.advance_to(self.now(), csvs)

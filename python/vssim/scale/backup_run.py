@@ -13,7 +13,11 @@ changes what the run does with data:
   snapshot lives on another node → backup target);
 * a VM whose CSV snapshot volsnap deleted (diff area full) fails with
   ``VSS_E_INSUFFICIENT_STORAGE`` and so does its set (the protocol's rule);
-* redirected I/O is what the other nodes' VMs really wrote while the CSV was redirected.
+* redirected I/O is what the other nodes' VMs really wrote while the CSV was redirected; while
+  it lasts it loads the writing nodes' and the coordinator's NICs (a background flow in the
+  fair-share links), so copies over those NICs slow down;
+* a node that goes down stops its VMs' writes at that instant (the protocol moves no VM to
+  another node, so they stay stopped).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import simpy
 
+from vssim.scale.network import nic_link
 from vssim.scale.plan import BackupKind
 from vssim.scenario import Csv, Vm
 from vssim.sim import costs
@@ -83,6 +88,11 @@ class RunContext:
                     nodes.append(vm.node)
             got = self.csv_disks[csv] = (np.asarray(ids, dtype=np.int64), nodes)
         return got
+
+
+def redirect_key(csv: Csv) -> str:
+    """The background-load key of a CSV's redirected I/O."""
+    return f"redirect:{csv.name}"
 
 
 class ScaleBackupRun(BackupRun):
@@ -225,12 +235,34 @@ class ScaleBackupRun(BackupRun):
     def _redirect_on(self, csv: Csv, why: str) -> Proc:
         yield from super()._redirect_on(csv, why)
         self._redirect_base[csv.name] = self._written(csv)
+        self._redirect_load(csv)
+
+    def _redirect_load(self, csv: Csv) -> None:
+        """While ``csv`` is redirected, its remote writers' writes load their NICs and the
+        coordinator's (a background flow of their mean write rate in the fair-share links)."""
+        rates: dict[str, float] = {}
+        if csv.name in self.redirect_since:
+            coord = self.state.coordinators[csv.name]
+            for vm in self._redirected_writers(csv):
+                r = vm.workload.write_iops * vm.workload.mean_write_bytes
+                rates[nic_link(vm.node)] = rates.get(nic_link(vm.node), 0.0) + r
+                rates[nic_link(coord)] = rates.get(nic_link(coord), 0.0) + r
+        self.ctx.resources.set_background(redirect_key(csv), rates)
+
+    def _node_went_down(self, node: str) -> None:
+        """The node's VMs stop writing now (the engine's workload); redirected CSVs lose their
+        writers on it."""
+        self.ctx.backend.node_down(node)
+        for csv in self.job.volumes:
+            if csv.name in self.redirect_since:
+                self._redirect_load(csv)
 
     def _redirect_off(self, csv: Csv) -> Proc:
         """Direct I/O again; the other nodes' VMs' writes meanwhile crossed the network."""
         since = self.redirect_since.pop(csv.name, None)
         if since is None:
             return
+        self._redirect_load(csv)
         base = self._redirect_base.pop(csv.name)
         delta = self._written(csv) - base
         coord = self.state.coordinators[csv.name]

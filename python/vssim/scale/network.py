@@ -13,6 +13,13 @@ next completion; a newer timer supersedes older ones (generation counter).
 interface (``transfer(nbytes, csv, nodes, target)``), so the writers' guest snapshots, saved
 states and auto-recovery share the links with the copies. It also counts, per link, the bytes
 carried and the time it was busy.
+
+Background load: constant-rate flows that are not transfers of a known size — the guests' writes
+a CSV in redirected access sends over the network (writing node's NIC → coordinator's NIC) — are
+set per key with :meth:`SharedResources.set_background`. A link's background is one more flow in
+its fair share, capped at its demand: with ``n`` transfers on a link of bandwidth ``B`` and a
+background demand ``D``, the background gets ``min(D, B / (n + 1))`` and each transfer an equal
+share of the rest.
 """
 
 from __future__ import annotations
@@ -63,6 +70,9 @@ class SharedResources(ClusterResources):
         self.link_bytes = dict.fromkeys(self.bandwidth, 0)
         self.link_busy = dict.fromkeys(self.bandwidth, 0.0)
         self.classes: dict[tuple[str, ...], _Class] = {}
+        #: Background flows: key → {link: bytes/s}; and each link's total demand.
+        self.background: dict[str, dict[str, float]] = {}
+        self.load = dict.fromkeys(self.bandwidth, 0.0)
         self.last = float(env.now)
         self.generation = 0
         self.seq = 0
@@ -99,8 +109,29 @@ class SharedResources(ClusterResources):
             self.nic_bytes[n] += nbytes
         return float(self.env.now - start)
 
+    def set_background(self, key: str, rates: dict[str, float]) -> None:
+        """Set the background flows of ``key`` to ``rates`` (link → bytes/s; empty: none)."""
+        self._settle()
+        old = self.background.pop(key, {})
+        if rates:
+            self.background[key] = dict(rates)
+        for link in set(old) | set(rates):
+            self.load[link] = sum(b.get(link, 0.0) for b in self.background.values())
+        self._reschedule()
+
+    def _background_rate(self, link: str) -> float:
+        """What a link's background flows get now."""
+        d = self.load[link]
+        if d <= 0:
+            return 0.0
+        return min(d, self.bandwidth[link] / (self.users[link] + 1))
+
+    def _share(self, link: str) -> float:
+        """Each transfer's share of ``link`` now."""
+        return (self.bandwidth[link] - self._background_rate(link)) / self.users[link]
+
     def _settle(self) -> None:
-        """Progress every active class up to now."""
+        """Progress every active class (and the background flows) up to now."""
         now = float(self.env.now)
         dt = now - self.last
         if dt > 0:
@@ -108,8 +139,11 @@ class SharedResources(ClusterResources):
                 if cls.heap:
                     cls.work += cls.rate * dt
             for link, n in self.users.items():
-                if n:
+                bg = self._background_rate(link)
+                if n or bg:
                     self.link_busy[link] += dt
+                if bg:
+                    self.link_bytes[link] += round(bg * dt)
         self.last = now
 
     def _reschedule(self) -> None:
@@ -128,7 +162,7 @@ class SharedResources(ClusterResources):
                     del self.classes[key]
             next_in = float("inf")
             for cls in self.classes.values():
-                cls.rate = min(self.bandwidth[link] / self.users[link] for link in cls.path)
+                cls.rate = min(self._share(link) for link in cls.path)
                 next_in = min(next_in, (cls.heap[0][0] - cls.work) / cls.rate)
             if next_in > 0 or not finished:
                 break

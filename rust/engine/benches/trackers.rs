@@ -156,7 +156,7 @@ fn workload() -> Result<(), vssim_engine::Error> {
     if !wanted("run") {
         return Ok(());
     }
-    for window in [10.0] {
+    for window in [60.0, 10.0, 0.25] {
         let cpu = cpu_ns();
         let (secs, writes) = best_of(2, || {
             let mut c = ModelCluster::new();

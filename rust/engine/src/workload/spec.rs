@@ -612,7 +612,7 @@ mod tests {
                     let mut got = WriteBatch::default();
                     let r = g.generate(t0, t1, &mut got);
                     let (want, wr) = reference(&g, t0, t1);
-                    assert!(got.len() > 0 || disk < 1 << 30 || t1 - t0 < 1.0);
+                    assert!(!got.is_empty() || disk < 1 << 30 || t1 - t0 < 1.0);
                     assert!(got.offsets == want.offsets, "{k} {disk} {t0}");
                     assert!(got.lengths == want.lengths, "{k} {disk} {t0}");
                     assert!(got.times == want.times, "{k} {disk} {t0}");
