@@ -73,6 +73,7 @@ class SharedResources(ClusterResources):
         #: Background flows: key → {link: bytes/s}; and each link's total demand.
         self.background: dict[str, dict[str, float]] = {}
         self.load = dict.fromkeys(self.bandwidth, 0.0)
+        self.loaded: set[str] = set()
         self.last = float(env.now)
         self.generation = 0
         self.seq = 0
@@ -117,6 +118,10 @@ class SharedResources(ClusterResources):
             self.background[key] = dict(rates)
         for link in set(old) | set(rates):
             self.load[link] = sum(b.get(link, 0.0) for b in self.background.values())
+            if self.load[link] > 0:
+                self.loaded.add(link)
+            else:
+                self.loaded.discard(link)
         self._reschedule()
 
     def _background_rate(self, link: str) -> float:
@@ -139,11 +144,12 @@ class SharedResources(ClusterResources):
                 if cls.heap:
                     cls.work += cls.rate * dt
             for link, n in self.users.items():
-                bg = self._background_rate(link)
-                if n or bg:
+                if n:
                     self.link_busy[link] += dt
-                if bg:
-                    self.link_bytes[link] += round(bg * dt)
+            for link in self.loaded:
+                if not self.users[link]:
+                    self.link_busy[link] += dt
+                self.link_bytes[link] += round(self._background_rate(link) * dt)
         self.last = now
 
     def _reschedule(self) -> None:

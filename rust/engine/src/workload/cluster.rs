@@ -14,7 +14,7 @@
 use rayon::prelude::*;
 
 use super::layout::{DiskKind, FileExtents, Piece, VhdxModel};
-use super::spec::{Generator, WorkloadSpec, WriteBatch};
+use super::spec::{Generator, ReadCount, WorkloadSpec, WriteBatch};
 use crate::cbt::ChangeTracker;
 use crate::cow::CowTracker;
 use crate::error::{Error, Result};
@@ -95,7 +95,8 @@ struct Csv {
 /// Scratch space of one CSV's window.
 #[derive(Default)]
 struct Scratch {
-    guest: WriteBatch,
+    /// Per VM of the CSV: its guest writes of the window.
+    guest: Vec<WriteBatch>,
     accepted_offs: Vec<u64>,
     accepted_lens: Vec<u32>,
     vol_offs: Vec<u64>,
@@ -334,7 +335,7 @@ thread_local! {
 
 impl Scratch {
     fn clear(&mut self) {
-        self.guest.clear();
+        self.guest.iter_mut().for_each(WriteBatch::clear);
         self.accepted_offs.clear();
         self.accepted_lens.clear();
         self.vol_offs.clear();
@@ -358,36 +359,79 @@ fn advance_csv_with(
     // copy-on-write tracker as soon as they are mapped (the same order as the batch path below,
     // so the same result), and nothing is kept for the CSV as a whole.
     let at_once = has_snapshot && csv.cow.diff_area_limit().is_none();
+    // The VMs' streams are independent: generate them all in parallel first (a CSV's window
+    // is often the only one running: a protocol step looks at one CSV).
+    let n = csv.vms.len();
+    if s.guest.len() < n {
+        s.guest.resize_with(n, WriteBatch::default);
+    }
+    let reads: Vec<ReadCount> = csv
+        .vms
+        .par_iter()
+        .zip(s.guest[..n].par_iter_mut())
+        .map(|(vm, batch)| {
+            batch.clear();
+            if vm.running {
+                vm.gen.generate(t0, t1, batch)
+            } else {
+                ReadCount::default()
+            }
+        })
+        .collect();
+    // When even the worst case (every write allocating every block it touches, each block
+    // growing the file by itself plus up to 1 MiB of alignment, and one more growth unit per
+    // file) fits on the volume, no write can be dropped: every write is accepted, and the
+    // change trackers are marked in parallel too.
+    let worst: u64 = csv
+        .vms
+        .iter()
+        .zip(&s.guest[..n])
+        .map(|(vm, b)| {
+            let block = vm.disk.block_size();
+            let blocks: u64 = b.lengths.iter().map(|&l| u64::from(l) / block + 2).sum();
+            blocks.saturating_mul(block + MIB).saturating_add(block)
+        })
+        .fold(0u64, u64::saturating_add);
+    let roomy = csv.next_free.saturating_add(worst) <= csv.size;
+    if roomy {
+        csv.vms
+            .par_iter_mut()
+            .zip(s.guest[..n].par_iter())
+            .try_for_each(|(vm, b)| vm.cbt.mark(&b.offsets, &b.lengths).map(|_| ()))?;
+    }
     for (pos, vm) in csv.vms.iter_mut().enumerate() {
         let start = s.vol_offs.len();
         if !vm.running {
             s.ranges.push((start, start));
             continue;
         }
-        s.guest.clear();
-        let reads = vm.gen.generate(t0, t1, &mut s.guest);
+        let guest = &s.guest[pos];
         let w = &mut window[pos];
-        w.reads = reads.reads;
-        w.bytes_read = reads.bytes;
+        w.reads = reads[pos].reads;
+        w.bytes_read = reads[pos].bytes;
         s.accepted_offs.clear();
         s.accepted_lens.clear();
         let Vm { disk, extents, .. } = vm;
-        let largest = s.guest.lengths.iter().copied().max().unwrap_or(0);
-        for i in 0..s.guest.len() {
-            let (off, len, time) = (s.guest.offsets[i], s.guest.lengths[i], s.guest.times[i]);
-            // Room on the volume for the blocks this write would allocate? Otherwise the write
-            // fails (Hyper-V pauses a VM whose CSV is full); it is counted, not applied. (No
-            // need to ask the layout while even the largest write's blocks would fit.)
-            let bound = u64::from(largest) / disk.block_size() + 2;
-            if block_room(csv.next_free, bound, disk.block_size()) > csv.size {
-                let needed = disk.blocks_to_allocate(off, len);
-                if needed > 0 && block_room(csv.next_free, needed, disk.block_size()) > csv.size {
-                    w.dropped_writes += 1;
-                    continue;
+        let largest = guest.lengths.iter().copied().max().unwrap_or(0);
+        for i in 0..guest.len() {
+            let (off, len, time) = (guest.offsets[i], guest.lengths[i], guest.times[i]);
+            if !roomy {
+                // Room on the volume for the blocks this write would allocate? Otherwise the
+                // write fails (Hyper-V pauses a VM whose CSV is full); it is counted, not
+                // applied. (No need to ask the layout while even the largest write's blocks
+                // would fit.)
+                let bound = u64::from(largest) / disk.block_size() + 2;
+                if block_room(csv.next_free, bound, disk.block_size()) > csv.size {
+                    let needed = disk.blocks_to_allocate(off, len);
+                    if needed > 0 && block_room(csv.next_free, needed, disk.block_size()) > csv.size
+                    {
+                        w.dropped_writes += 1;
+                        continue;
+                    }
                 }
+                s.accepted_offs.push(off);
+                s.accepted_lens.push(len);
             }
-            s.accepted_offs.push(off);
-            s.accepted_lens.push(len);
             w.writes += 1;
             w.bytes_written += u64::from(len);
             let next_free = &mut csv.next_free;
@@ -405,7 +449,9 @@ fn advance_csv_with(
                 });
             });
         }
-        vm.cbt.mark(&s.accepted_offs, &s.accepted_lens)?;
+        if !roomy {
+            vm.cbt.mark(&s.accepted_offs, &s.accepted_lens)?;
+        }
         if at_once {
             let out = csv
                 .cow

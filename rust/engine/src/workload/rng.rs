@@ -16,7 +16,34 @@ pub fn mix64(mut z: u64) -> u64 {
 /// Derives a key from a parent key and a label.
 #[inline]
 pub fn derive(parent: u64, label: u64) -> u64 {
-    mix64(parent ^ mix64(label.wrapping_add(0x632B_E59B_D9B4_E019)))
+    derive_mixed(parent, mix_label(label))
+}
+
+/// The label half of [`derive`]: it does not depend on the parent, so callers deriving many keys
+/// from the same labels can compute it once ([`small_label`]).
+#[inline(always)]
+pub fn mix_label(label: u64) -> u64 {
+    mix64(label.wrapping_add(0x632B_E59B_D9B4_E019))
+}
+
+/// [`derive`] with the label already mixed.
+#[inline(always)]
+pub fn derive_mixed(parent: u64, mixed_label: u64) -> u64 {
+    mix64(parent ^ mixed_label)
+}
+
+/// Labels below this are mixed once, in a table.
+const LABEL_TABLE: usize = 1 << 14;
+
+/// [`mix_label`] of `label`, from a table for small labels (operation numbers in a second).
+#[inline(always)]
+pub fn small_label(label: u64) -> u64 {
+    static TABLE: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| (0..LABEL_TABLE as u64).map(mix_label).collect());
+    match table.get(label as usize) {
+        Some(&m) if label < LABEL_TABLE as u64 => m,
+        _ => mix_label(label),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -137,6 +164,20 @@ mod tests {
         // Pinned so a change of the generator (which would change every simulated figure) is
         // noticed.
         assert_eq!(Rng::new(0).next_u64(), 6_409_272_458_699_751_175);
+    }
+
+    #[test]
+    fn table_labels_match() {
+        for label in [
+            0,
+            1,
+            77,
+            LABEL_TABLE as u64 - 1,
+            LABEL_TABLE as u64,
+            u64::MAX,
+        ] {
+            assert_eq!(derive_mixed(5, small_label(label)), derive(5, label));
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! What one VM's I/O looks like: rate, sizes, read/write mix, where it lands, and how the rate
 //! follows the day.
 
-use super::rng::{derive, Drawn, Rng};
+use super::rng::{derive, derive_mixed, small_label, Drawn, Rng};
 use crate::error::{Error, Result};
 
 const MIB: u64 = 1 << 20;
@@ -427,7 +427,7 @@ impl Generator {
                 let end = (start + BLOCK as u64).min(hi);
                 let mut block = [[0u64; DRAWS]; BLOCK];
                 for (d, i) in block.iter_mut().zip(start..end) {
-                    *d = Rng::first::<DRAWS>(derive(key, i + 1));
+                    *d = Rng::first::<DRAWS>(derive_mixed(key, small_label(i + 1)));
                 }
                 for (d, i) in block.iter().zip(start..end) {
                     let mut rng = Drawn::new(*d);
