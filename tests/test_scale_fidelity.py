@@ -74,6 +74,36 @@ def test_background_load_takes_its_fair_share() -> None:
     assert r.link_bytes[nic] == pytest.approx(0.75 * bw + 0.25 * bw + 0.5 * bw + 0.5 * bw, 1e-6)
 
 
+def test_an_interrupted_transfer_frees_its_share() -> None:
+    sc = small(vms=2, csv_bandwidth="1 GB/s", target="100 GB/s")
+    env = simpy.Environment()
+    r = SharedResources(env, sc)
+    csv = sc.csvs[0]
+    done: dict[str, float] = {}
+
+    def p(name: str) -> Any:
+        try:
+            yield from r.transfer(1_000_000_000, csv)
+            done[name] = env.now
+        except simpy.Interrupt:
+            done[name] = -env.now
+
+    a = env.process(p("a"))
+    env.process(p("b"))
+
+    def stop() -> Any:
+        yield env.timeout(1.0)
+        a.interrupt("gone")
+
+    env.process(stop())
+    env.run()
+    # Both at 500 MB/s for 1 s; then b alone at 1 GB/s for its last 500 MB.
+    assert done["a"] == -1.0
+    assert done["b"] == pytest.approx(1.5)
+    assert r.users["csv:Cluster Disk 1"] == 0
+    assert r.link_bytes["csv:Cluster Disk 1"] == pytest.approx(1_500_000_000, rel=1e-9)
+
+
 def test_redirected_io_keeps_the_coordinators_nic_busy() -> None:
     r = run(small("ws2008r2"), "full")
     redirected = r.csvs.group_by("coordinator").agg(pl.col("redirected_s").sum())
@@ -83,3 +113,24 @@ def test_redirected_io_keeps_the_coordinators_nic_busy() -> None:
         # While its CSV was redirected the coordinator's NIC carried the other nodes' writes.
         assert secs > 0
         assert busy[coord] >= secs - 1e-6, coord
+
+
+# --- diff-area overflow during a copy ----------------------------------------------------------
+
+
+def test_overflow_during_a_copy_fails_it_at_that_instant() -> None:
+    r = run(small("ws2012", diff_area_limit="4 GiB", write_iops=400, target="300 MB/s"), "full")
+    lost = r.csvs.filter(pl.col("deleted_by") == "diff area full").select("csv", "deleted_s")
+    assert lost.height > 0
+    vms = r.vms.join(lost, on="csv")
+    reading = vms.filter(pl.col("copy_start_s") < pl.col("deleted_s"))
+    assert reading.height > 0
+    # Every copy reading the snapshot when volsnap deleted it stopped right then (its stream
+    # and links freed), failed, and read nothing; the copies after it never started.
+    assert ((reading["copy_end_s"] - reading["deleted_s"]).abs() < 1e-9).all()
+    assert set(reading["result"].to_list()) == {"VSS_E_INSUFFICIENT_STORAGE"}
+    assert reading["bytes_read"].sum() == 0
+    later = vms.filter(pl.col("copy_start_s").is_null())
+    assert set(later["result"].to_list()) <= {"VSS_E_INSUFFICIENT_STORAGE"}
+    stopped = r.phases.filter(pl.col("detail").str.contains("deleted \\(diff area full\\) during"))
+    assert stopped.height == reading.height

@@ -107,6 +107,11 @@ class ModelClusterBackend:
         self.windows = 0
         self.lives: dict[tuple[str, int], SnapshotLife] = {}
         self._live: dict[tuple[str, int], SnapshotLife] = {}
+        #: Called with (CSV, snapshot handle, time) when a full diff area deleted a snapshot.
+        self.on_deleted: Callable[[str, int, float], None] | None = None
+        #: Called with a CSV's name after it advanced (``False``) or after something changed
+        #: its future — a snapshot made or deleted, VMs stopped (``True``).
+        self.on_changed: Callable[[str, bool], None] | None = None
 
     # --- time ---------------------------------------------------------------------------------
 
@@ -141,6 +146,8 @@ class ModelClusterBackend:
                 limit = self.scenario.csvs[csv_i].diff_area_limit or 0
                 life.diff_area_peak = max(life.diff_area_peak, limit)
                 self._end(life, float(when), "diff area full")
+                if self.on_deleted is not None:
+                    self.on_deleted(csv, handle, float(when))
         for c in todo:
             self.csv_t[c] = t
         # Between deletions a diff area only grows: sampling it after every window of its CSV
@@ -149,6 +156,18 @@ class ModelClusterBackend:
         for (csv, _), life in self._live.items():
             if csv in advanced:
                 life.diff_area_peak = max(life.diff_area_peak, self.diff_area_bytes_of(csv))
+        if self.on_changed is not None:
+            for c in todo:
+                self.on_changed(self.scenario.csvs[c].name, False)
+
+    def has_live_snapshot(self, csv: str) -> bool:
+        return any(k[0] == csv for k in self._live)
+
+    def first_deletion(self, csv: str, until: float) -> tuple[int, float] | None:
+        """The snapshot ``csv``'s full diff area will delete before ``until`` if nothing else
+        changes, and when (the engine runs the CSV's window on a copy)."""
+        cid = self.csv_id[csv]
+        return self.model.first_deletion(cid, self.csv_t[cid], max(until, self.csv_t[cid]))
 
     def node_down(self, node: str) -> None:
         """``node`` went down now: its VMs' writes up to now count, and they write no more."""
@@ -157,6 +176,9 @@ class ModelClusterBackend:
         for vm in vms:
             for d in self.disks[vm.name]:
                 self.model.set_running(d, False)
+        if self.on_changed is not None:
+            for csv in sorted({vm.csv for vm in vms}):
+                self.on_changed(csv, True)
 
     def sync(self, csvs: Iterable[str] | None = None) -> None:
         """Bring ``csvs`` (default: every CSV) to the clock's time."""
@@ -185,6 +207,8 @@ class ModelClusterBackend:
         )
         self.lives[(csv.name, handle)] = life
         self._live[(csv.name, handle)] = life
+        if self.on_changed is not None:
+            self.on_changed(csv.name, True)
         return handle
 
     def delete_snapshot(self, csv: Csv, handle: int) -> None:
@@ -195,6 +219,8 @@ class ModelClusterBackend:
             self._end(life, self.csv_t[cid], "released")
         if self.model.is_live(cid, handle):
             self.model.delete_snapshot(cid, handle)
+        if self.on_changed is not None:
+            self.on_changed(csv.name, True)
 
     def apply_writes(
         self, csv: Csv, offsets: npt.NDArray[np.uint64], lengths: npt.NDArray[np.uint32]

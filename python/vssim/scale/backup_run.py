@@ -12,7 +12,8 @@ changes what the run does with data:
   (snapshot → CSV storage → the coordinator's and the requester's NICs when a system-provider
   snapshot lives on another node → backup target);
 * a VM whose CSV snapshot volsnap deleted (diff area full) fails with
-  ``VSS_E_INSUFFICIENT_STORAGE`` and so does its set (the protocol's rule);
+  ``VSS_E_INSUFFICIENT_STORAGE`` and so does its set (the protocol's rule); a copy reading the
+  snapshot when it is deleted stops at that instant (:mod:`vssim.scale.watch`);
 * redirected I/O is what the other nodes' VMs really wrote while the CSV was redirected; while
   it lasts it loads the writing nodes' and the coordinator's NICs (a background flow in the
   fair-share links), so copies over those NICs slow down;
@@ -42,6 +43,7 @@ from vssim.vss.providers import volume_provider
 if TYPE_CHECKING:
     from vssim.scale.backend import ModelClusterBackend
     from vssim.scale.network import SharedResources
+    from vssim.scale.watch import DeletionWatch
 
 
 @dataclass
@@ -74,6 +76,8 @@ class RunContext:
     streams: dict[str, simpy.Resource]
     #: VMs with a backup this run can build an incremental on.
     has_base: set[str] = field(default_factory=set)
+    #: Fails copies the moment volsnap deletes the snapshot they read (None: found at the end).
+    watch: DeletionWatch | None = None
     #: Per CSV: engine disk ids and their VMs' nodes (for redirected bytes).
     csv_disks: dict[str, tuple[np.ndarray, list[str]]] = field(default_factory=dict)
 
@@ -158,10 +162,13 @@ class ScaleBackupRun(BackupRun):
         csv = self.sc.csv_of(vm)
         slot = self.ctx.streams[self.req].request()
         yield slot
+        copy = self.copies.get(csv.name)
+        handle = None if copy is None else copy.backend_handle
+        proc = self.env.active_process
+        watch = self.ctx.watch
         try:
-            # A deletion already known fails the read at once; one that happens during the
-            # read is found when the set completes (_apply_workload), without advancing the
-            # whole cluster here for every VM.
+            # A deletion already known fails the read at once; one during the read interrupts
+            # it when it happens (DeletionWatch), freeing the stream and the links.
             if self._lost(csv):
                 c.hresult = int(HResult.VSS_E_INSUFFICIENT_STORAGE)
                 return
@@ -171,7 +178,24 @@ class ScaleBackupRun(BackupRun):
                 nodes = (host, self.req)
             c.copy_start = self.env.now
             start, seq = self.env.now, self.tl.next_seq()
-            yield from self.res.transfer(c.planned, csv, nodes, target=True)
+            if watch is not None and handle is not None and proc is not None:
+                watch.reading(csv.name, handle, proc)
+            try:
+                yield from self.res.transfer(c.planned, csv, nodes, target=True)
+            except simpy.Interrupt:
+                c.copy_end = self.env.now
+                c.hresult = int(HResult.VSS_E_INSUFFICIENT_STORAGE)
+                self.tl.add(
+                    self.req,
+                    REQUESTER,
+                    f"copy {vm.name} from the shadow copy",
+                    start,
+                    self.env.now,
+                    result="VSS_E_INSUFFICIENT_STORAGE",
+                    detail=f"{csv.name}'s shadow copy deleted (diff area full) during the read",
+                    seq=seq,
+                )
+                return
             c.copy_end = self.env.now
             c.bytes_read = c.planned
             self.result.copied_bytes += c.planned
@@ -188,6 +212,8 @@ class ScaleBackupRun(BackupRun):
                 seq=seq,
             )
         finally:
+            if watch is not None and handle is not None and proc is not None:
+                watch.done_reading(csv.name, handle, proc)
             self.ctx.streams[self.req].release(slot)
 
     def _apply_workload(self) -> None:

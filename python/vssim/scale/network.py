@@ -100,15 +100,40 @@ class SharedResources(ClusterResources):
             cls = self.classes[key] = _Class(key)
         done = self.env.event()
         self.seq += 1
-        heapq.heappush(cls.heap, (cls.work + nbytes, self.seq, nbytes, done))
+        seq = self.seq
+        heapq.heappush(cls.heap, (cls.work + nbytes, seq, nbytes, done))
         for link in key:
             self.users[link] += 1
         self.transfers += 1
         self._reschedule()
-        yield done
+        try:
+            yield done
+        except simpy.Interrupt:
+            # The reader stopped (its snapshot was deleted): what it moved so far counts.
+            moved = self._cancel(cls, seq, nbytes)
+            for n in set(nodes):
+                self.nic_bytes[n] += moved
+            raise
         for n in set(nodes):
             self.nic_bytes[n] += nbytes
         return float(self.env.now - start)
+
+    def _cancel(self, cls: _Class, seq: int, nbytes: int) -> int:
+        """Take transfer ``seq`` off its class now; returns the bytes it had moved."""
+        self._settle()
+        for i, (mark, s, _, _) in enumerate(cls.heap):
+            if s == seq:
+                moved = max(0, min(nbytes, round(nbytes - (mark - cls.work))))
+                cls.heap.pop(i)
+                heapq.heapify(cls.heap)
+                for link in cls.path:
+                    self.users[link] -= 1
+                    self.link_bytes[link] += moved
+                if not cls.heap and self.classes.get(cls.path) is cls:
+                    del self.classes[cls.path]
+                self._reschedule()
+                return moved
+        return 0
 
     def set_background(self, key: str, rates: dict[str, float]) -> None:
         """Set the background flows of ``key`` to ``rates`` (link → bytes/s; empty: none)."""

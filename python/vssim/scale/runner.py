@@ -29,6 +29,7 @@ from vssim.scale.backend import ModelClusterBackend
 from vssim.scale.backup_run import RunContext, ScaleBackupRun
 from vssim.scale.network import SharedResources
 from vssim.scale.plan import BackupKind, BackupSpec, Schedule, parse_kinds, plan_jobs
+from vssim.scale.watch import DeletionWatch
 from vssim.scenario import Scenario, load_scenario
 from vssim.vss.cluster import ClusterState
 from vssim.vss.enums import HResult
@@ -143,6 +144,7 @@ def run(
     backend = ModelClusterBackend(sc, clock=lambda: float(env.now))
     state = ClusterState(sc, backend=backend)
     res = SharedResources(env, sc)
+    watch = DeletionWatch(env, backend, window_s)
     per_node, per_csv = sched.limits(sc)
     streams = {n.name: simpy.Resource(env, capacity=sched.streams_per_node) for n in sc.nodes}
     plans = [plan_jobs(sc, s, sched, label=f"{i}:{s.kind}") for i, s in enumerate(specs)]
@@ -153,7 +155,7 @@ def run(
     has_base: set[str] = set()
 
     def one_backup(rec: BackupRecord, jobs: list[object]) -> simpy.events.ProcessGenerator:
-        ctx = RunContext(env, state, backend, res, rec.spec.kind, streams, has_base)
+        ctx = RunContext(env, state, backend, res, rec.spec.kind, streams, has_base, watch)
         rec.start = float(env.now)
         pending = [ScaleBackupRun(ctx, j) for j in jobs]  # type: ignore[arg-type]
         node_busy = dict.fromkeys(streams, 0)

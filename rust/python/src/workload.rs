@@ -205,6 +205,19 @@ impl ModelCluster {
         report_dict(py, &report)
     }
 
+    /// The first snapshot CSV `csv`'s full diff area would delete if its VMs ran from `t0` to
+    /// `t1` with nothing else happening, as `(snapshot_id, time)`, or None; changes nothing.
+    fn first_deletion(
+        &self,
+        py: Python<'_>,
+        csv: usize,
+        t0: f64,
+        t1: f64,
+    ) -> PyResult<Option<(u64, f64)>> {
+        let inner = &self.inner;
+        detached(py, move || inner.first_deletion(csv, t0, t1))
+    }
+
     /// Takes a system-provider snapshot of CSV `csv` now; returns its id.
     fn snapshot(&mut self, csv: usize) -> PyResult<u64> {
         guarded(|| self.inner.snapshot(csv))

@@ -72,7 +72,7 @@ pub struct WindowReport {
     pub deleted: Vec<(usize, u64, f64)>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Vm {
     id: usize,
     gen: Generator,
@@ -83,7 +83,7 @@ struct Vm {
     totals: VmTotals,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Csv {
     cow: CowTracker,
     size: u64,
@@ -273,6 +273,29 @@ impl ModelCluster {
     pub fn advance(&mut self, t0: f64, t1: f64) -> Result<WindowReport> {
         let all: Vec<(usize, f64)> = (0..self.csvs.len()).map(|c| (c, t0)).collect();
         self.advance_csvs(&all, t1)
+    }
+
+    /// The first snapshot CSV `csv`'s full diff area would delete if its VMs ran from `t0` to
+    /// `t1` with nothing else happening, and the time of the write that would delete it; the
+    /// cluster is not changed (the window runs on a copy of the CSV). None when the CSV has no
+    /// diff-area limit or no snapshot, or the window fills nothing.
+    pub fn first_deletion(&self, csv: usize, t0: f64, t1: f64) -> Result<Option<(u64, f64)>> {
+        if !(t0.is_finite() && t1.is_finite() && t0 >= 0.0 && t1 >= t0) {
+            return Err(Error::invalid(
+                "window",
+                format!("[{t0}, {t1}): expected 0 <= t0 <= t1, finite"),
+            ));
+        }
+        let c = self.csv(csv)?;
+        if c.cow.diff_area_limit().is_none() || c.cow.snapshot_count() == 0 {
+            return Ok(None);
+        }
+        let mut copy = c.clone();
+        let (_, deleted) = advance_csv(csv, &mut copy, t0, t1)?;
+        Ok(deleted
+            .into_iter()
+            .min_by(|a, b| a.2.total_cmp(&b.2))
+            .map(|(_, id, t)| (id, t)))
     }
 
     /// Advances the running VMs of some CSVs, each from its own time to `t1`: `from` lists
@@ -617,6 +640,27 @@ mod tests {
             assert!(!c.cow(csv).unwrap().is_live(id));
             assert!((0.0..60.0).contains(&t));
         }
+    }
+
+    #[test]
+    fn first_deletion_foresees_the_window_without_changing_it() {
+        let mut c = cluster(Some(64 * MIB), 100 << 30);
+        snapshot_all(&mut c);
+        let before = c.cow(0).unwrap().diff_area_bytes();
+        let (id, t) = c.first_deletion(0, 0.0, 60.0).unwrap().unwrap();
+        assert_eq!(c.cow(0).unwrap().diff_area_bytes(), before);
+        assert!(c.cow(0).unwrap().is_live(id));
+        // Up to just before that write nothing dies; through it, that snapshot does, then.
+        let r = c.advance_csvs(&[(0, 0.0)], t).unwrap();
+        assert!(r.deleted.is_empty());
+        let r = c.advance_csvs(&[(0, t)], t + 1e-9).unwrap();
+        assert_eq!(r.deleted, vec![(0, id, t)]);
+        // No limit, or no snapshot: nothing to foresee.
+        let mut d = cluster(None, 100 << 30);
+        assert_eq!(d.first_deletion(0, 0.0, 60.0).unwrap(), None);
+        snapshot_all(&mut d);
+        assert_eq!(d.first_deletion(0, 0.0, 60.0).unwrap(), None);
+        assert!(d.first_deletion(9, 0.0, 1.0).is_err());
     }
 
     #[test]
