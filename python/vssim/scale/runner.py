@@ -118,7 +118,7 @@ def run(
     schedule: Schedule | None = None,
     start_s: float = 0.0,
     interval_s: float = 600.0,
-    window_s: float = 10.0,
+    window_s: float = 60.0,
     progress: Progress | None = None,
 ) -> RunResult:
     """Run the backups ``backup`` (a type, a :class:`BackupSpec`, or several, one after the
