@@ -35,14 +35,18 @@ pub fn derive_mixed(parent: u64, mixed_label: u64) -> u64 {
 /// Labels below this are mixed once, in a table.
 const LABEL_TABLE: usize = 1 << 14;
 
-/// [`mix_label`] of `label`, from a table for small labels (operation numbers in a second).
-#[inline(always)]
-pub fn small_label(label: u64) -> u64 {
+/// [`mix_label`] of small labels (operation numbers in a second), computed once.
+pub fn label_table() -> &'static [u64] {
     static TABLE: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
-    let table = TABLE.get_or_init(|| (0..LABEL_TABLE as u64).map(mix_label).collect());
-    match table.get(label as usize) {
-        Some(&m) if label < LABEL_TABLE as u64 => m,
-        _ => mix_label(label),
+    TABLE.get_or_init(|| (0..LABEL_TABLE as u64).map(mix_label).collect())
+}
+
+/// [`mix_label`] of `label`, from `table` ([`label_table`]) when it is there.
+#[inline(always)]
+pub fn small_label(table: &[u64], label: u64) -> u64 {
+    match usize::try_from(label).ok().and_then(|i| table.get(i)) {
+        Some(&m) => m,
+        None => mix_label(label),
     }
 }
 
@@ -104,7 +108,9 @@ impl Rng {
 /// A raw output as a uniform draw in `[0, 1)`, 53 bits (what [`Rng::f64`] returns).
 #[inline(always)]
 pub fn unit(x: u64) -> f64 {
-    (x >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    // Below 2^53, so exact as a signed integer too (one conversion instruction, not the
+    // unsigned sequence).
+    ((x >> 11) as i64) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
 /// A raw output as a uniform draw in `[0, n)` (what [`Rng::below`] returns).
@@ -176,7 +182,10 @@ mod tests {
             LABEL_TABLE as u64,
             u64::MAX,
         ] {
-            assert_eq!(derive_mixed(5, small_label(label)), derive(5, label));
+            assert_eq!(
+                derive_mixed(5, small_label(label_table(), label)),
+                derive(5, label)
+            );
         }
     }
 

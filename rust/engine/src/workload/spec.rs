@@ -1,7 +1,7 @@
 //! What one VM's I/O looks like: rate, sizes, read/write mix, where it lands, and how the rate
 //! follows the day.
 
-use super::rng::{derive, derive_mixed, small_label, Drawn, Rng};
+use super::rng::{derive, derive_mixed, label_table, small_label, Drawn, Rng};
 use crate::error::{Error, Result};
 
 const MIB: u64 = 1 << 20;
@@ -405,6 +405,8 @@ impl Generator {
         let first = t0.floor() as u64;
         let last = t1.ceil() as u64;
         let read_fraction = self.spec.read_fraction;
+        let labels = label_table();
+        let zipf = matches!(self.spec.locality, Locality::Zipf { .. });
         for second in first..last {
             let key = derive(self.seed, second);
             let mut rng = Rng::new(derive(key, 0));
@@ -427,26 +429,42 @@ impl Generator {
                 let end = (start + BLOCK as u64).min(hi);
                 let mut block = [[0u64; DRAWS]; BLOCK];
                 for (d, i) in block.iter_mut().zip(start..end) {
-                    *d = Rng::first::<DRAWS>(derive_mixed(key, small_label(i + 1)));
+                    *d = Rng::first::<DRAWS>(derive_mixed(key, small_label(labels, i + 1)));
                 }
+                // Then used without a branch on the operation's kind (reads and writes mix at
+                // random): every operation's write is stored at `k`, and `k` moves on only for
+                // writes inside the window. (Zipf offsets cost a `powf`: computed for writes
+                // only.)
+                let mut times = [0f64; BLOCK];
+                let mut offsets = [0u64; BLOCK];
+                let mut lengths = [0u32; BLOCK];
+                let mut k = 0usize;
                 for (d, i) in block.iter().zip(start..end) {
                     let mut rng = Drawn::new(*d);
                     let time = base + (i as f64 + rng.f64()) * inv;
-                    if time < t0 || time >= t1 {
-                        continue;
-                    }
+                    let inside = (time >= t0) & (time < t1);
                     let is_read = rng.f64() < read_fraction;
                     let z = &self.per_size[self.size_index(rng.f64())];
-                    if is_read {
-                        reads.reads += 1;
-                        reads.bytes += z.size;
-                    } else {
-                        let offset = self.offset(&mut rng, z, second, i);
-                        out.times.push(time);
-                        out.offsets.push(offset);
-                        out.lengths.push(z.size as u32);
+                    let read = inside & is_read;
+                    let write = inside & !is_read;
+                    reads.reads += u64::from(read);
+                    reads.bytes += z.size * u64::from(read);
+                    if zipf && !write {
+                        continue;
                     }
+                    let offset = self.offset(&mut rng, z, second, i);
+                    if let (Some(t), Some(o), Some(l)) =
+                        (times.get_mut(k), offsets.get_mut(k), lengths.get_mut(k))
+                    {
+                        *t = time;
+                        *o = offset;
+                        *l = z.size as u32;
+                    }
+                    k += usize::from(write);
                 }
+                out.times.extend_from_slice(&times[..k]);
+                out.offsets.extend_from_slice(&offsets[..k]);
+                out.lengths.extend_from_slice(&lengths[..k]);
                 start = end;
             }
         }
