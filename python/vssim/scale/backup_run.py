@@ -12,8 +12,13 @@ changes what the run does with data:
   (snapshot → CSV storage → the coordinator's and the requester's NICs when a system-provider
   snapshot lives on another node → backup target);
 * a VM whose CSV snapshot volsnap deleted (diff area full) fails with
-  ``VSS_E_INSUFFICIENT_STORAGE`` and so does its set (the protocol's rule);
-* redirected I/O is what the other nodes' VMs really wrote while the CSV was redirected.
+  ``VSS_E_INSUFFICIENT_STORAGE`` and so does its set (the protocol's rule); a copy reading the
+  snapshot when it is deleted stops at that instant (:mod:`vssim.scale.watch`);
+* redirected I/O is what the other nodes' VMs really wrote while the CSV was redirected; while
+  it lasts it loads the writing nodes' and the coordinator's NICs (a background flow in the
+  fair-share links), so copies over those NICs slow down;
+* a node that goes down stops its VMs' writes at that instant (the protocol moves no VM to
+  another node, so they stay stopped).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import simpy
 
 from vssim.errors import SnapshotDeletedError, SnapshotNotFoundError
 from vssim.scale.materialize import MaterializedBackend
+from vssim.scale.network import nic_link
 from vssim.scale.plan import BackupKind
 from vssim.scenario import Csv, Vm
 from vssim.sim import costs
@@ -39,6 +45,7 @@ from vssim.vss.providers import volume_provider
 if TYPE_CHECKING:
     from vssim.scale.backend import ModelClusterBackend
     from vssim.scale.network import SharedResources
+    from vssim.scale.watch import DeletionWatch
 
 
 @dataclass
@@ -79,6 +86,8 @@ class RunContext:
     streams: dict[str, simpy.Resource]
     #: VMs with a backup this run can build an incremental on.
     has_base: set[str] = field(default_factory=set)
+    #: Fails copies the moment volsnap deletes the snapshot they read (None: found at the end).
+    watch: DeletionWatch | None = None
     #: The backup's index in the run (materialized backup files carry it).
     backup: int = 0
     #: Per CSV: engine disk ids and their VMs' nodes (for redirected bytes).
@@ -97,6 +106,11 @@ class RunContext:
         return got
 
 
+def redirect_key(csv: Csv) -> str:
+    """The background-load key of a CSV's redirected I/O."""
+    return f"redirect:{csv.name}"
+
+
 class ScaleBackupRun(BackupRun):
     """A protocol backup run whose data path is the modelled cluster's."""
 
@@ -112,9 +126,15 @@ class ScaleBackupRun(BackupRun):
 
     # --- the point in time --------------------------------------------------------------------
 
+    def _csv_names(self) -> set[str]:
+        """The CSVs this set touches: its volumes and its VMs' CSVs."""
+        names = {c.name for c in self.job.volumes}
+        names.update(self.sc.csv_of(c.vm).name for c in self.vm_copies.values())
+        return names
+
     def _commit(self) -> None:
         b = self.ctx.backend
-        b.sync()
+        b.sync(self._csv_names())
         super()._commit()
         incremental = self.ctx.kind is BackupKind.INCREMENTAL
         for name, c in self.vm_copies.items():
@@ -159,10 +179,13 @@ class ScaleBackupRun(BackupRun):
         csv = self.sc.csv_of(vm)
         slot = self.ctx.streams[self.req].request()
         yield slot
+        copy = self.copies.get(csv.name)
+        handle = None if copy is None else copy.backend_handle
+        proc = self.env.active_process
+        watch = self.ctx.watch
         try:
-            # A deletion already known fails the read at once; one that happens during the
-            # read is found when the set completes (_apply_workload), without advancing the
-            # whole cluster here for every VM.
+            # A deletion already known fails the read at once; one during the read interrupts
+            # it when it happens (DeletionWatch), freeing the stream and the links.
             if self._lost(csv):
                 c.hresult = int(HResult.VSS_E_INSUFFICIENT_STORAGE)
                 return
@@ -172,7 +195,24 @@ class ScaleBackupRun(BackupRun):
                 nodes = (host, self.req)
             c.copy_start = self.env.now
             start, seq = self.env.now, self.tl.next_seq()
-            yield from self.res.transfer(c.planned, csv, nodes, target=True)
+            if watch is not None and handle is not None and proc is not None:
+                watch.reading(csv.name, handle, proc)
+            try:
+                yield from self.res.transfer(c.planned, csv, nodes, target=True)
+            except simpy.Interrupt:
+                c.copy_end = self.env.now
+                c.hresult = int(HResult.VSS_E_INSUFFICIENT_STORAGE)
+                self.tl.add(
+                    self.req,
+                    REQUESTER,
+                    f"copy {vm.name} from the shadow copy",
+                    start,
+                    self.env.now,
+                    result="VSS_E_INSUFFICIENT_STORAGE",
+                    detail=f"{csv.name}'s shadow copy deleted (diff area full) during the read",
+                    seq=seq,
+                )
+                return
             c.copy_end = self.env.now
             if self.ctx.backend.materialized and not self._write_real(c, csv):
                 return
@@ -191,6 +231,8 @@ class ScaleBackupRun(BackupRun):
                 seq=seq,
             )
         finally:
+            if watch is not None and handle is not None and proc is not None:
+                watch.done_reading(csv.name, handle, proc)
             self.ctx.streams[self.req].release(slot)
 
     def _write_real(self, c: VmCopy, csv: Csv) -> bool:
@@ -222,7 +264,7 @@ class ScaleBackupRun(BackupRun):
         """The engine has run the guests' writes all along; only volsnap's deletions of this
         set's copies are left to report (the protocol fails the set on them)."""
         b = self.ctx.backend
-        b.sync()
+        b.sync(self._csv_names())
         for csv in self.job.volumes:
             copy = self.copies.get(csv.name)
             h = None if copy is None else copy.backend_handle
@@ -245,7 +287,7 @@ class ScaleBackupRun(BackupRun):
 
     def _delete_copies(self) -> Proc:
         b = self.ctx.backend
-        b.sync()
+        b.sync(self._csv_names())
         for name, c in self.vm_copies.items():
             if c.snapshot_at is not None:
                 c.chunks_at = (c.chunks_at[0], b.vm_total("chunks_copied", name))
@@ -259,19 +301,41 @@ class ScaleBackupRun(BackupRun):
 
     def _written(self, csv: Csv) -> np.ndarray:
         ids, _ = self.ctx.disks_of(csv.name)
-        self.ctx.backend.sync()
+        self.ctx.backend.sync((csv.name,))
         out: np.ndarray = self.ctx.backend.totals["bytes_written"][ids].copy()
         return out
 
     def _redirect_on(self, csv: Csv, why: str) -> Proc:
         yield from super()._redirect_on(csv, why)
         self._redirect_base[csv.name] = self._written(csv)
+        self._redirect_load(csv)
+
+    def _redirect_load(self, csv: Csv) -> None:
+        """While ``csv`` is redirected, its remote writers' writes load their NICs and the
+        coordinator's (a background flow of their mean write rate in the fair-share links)."""
+        rates: dict[str, float] = {}
+        if csv.name in self.redirect_since:
+            coord = self.state.coordinators[csv.name]
+            for vm in self._redirected_writers(csv):
+                r = vm.workload.write_iops * vm.workload.mean_write_bytes
+                rates[nic_link(vm.node)] = rates.get(nic_link(vm.node), 0.0) + r
+                rates[nic_link(coord)] = rates.get(nic_link(coord), 0.0) + r
+        self.ctx.resources.set_background(redirect_key(csv), rates)
+
+    def _node_went_down(self, node: str) -> None:
+        """The node's VMs stop writing now (the engine's workload); redirected CSVs lose their
+        writers on it."""
+        self.ctx.backend.node_down(node)
+        for csv in self.job.volumes:
+            if csv.name in self.redirect_since:
+                self._redirect_load(csv)
 
     def _redirect_off(self, csv: Csv) -> Proc:
         """Direct I/O again; the other nodes' VMs' writes meanwhile crossed the network."""
         since = self.redirect_since.pop(csv.name, None)
         if since is None:
             return
+        self._redirect_load(csv)
         base = self._redirect_base.pop(csv.name)
         delta = self._written(csv) - base
         coord = self.state.coordinators[csv.name]

@@ -248,6 +248,8 @@ class MaterializedBackend(ModelClusterBackend):
             self.real_deleted.append((self.scenario.csvs[int(csv_i)].name, int(handle), when))
 
     def real_vm_total(self, counter: str, vm: str) -> int:
+        """A VM's real counter up to now (its CSV brought to the clock's time first)."""
+        self._sync_vm(vm)
         t = self.real_totals[counter]
         return int(sum(int(t[d]) for d in self.disks[vm]))
 

@@ -13,6 +13,13 @@ next completion; a newer timer supersedes older ones (generation counter).
 interface (``transfer(nbytes, csv, nodes, target)``), so the writers' guest snapshots, saved
 states and auto-recovery share the links with the copies. It also counts, per link, the bytes
 carried and the time it was busy.
+
+Background load: constant-rate flows that are not transfers of a known size — the guests' writes
+a CSV in redirected access sends over the network (writing node's NIC → coordinator's NIC) — are
+set per key with :meth:`SharedResources.set_background`. A link's background is one more flow in
+its fair share, capped at its demand: with ``n`` transfers on a link of bandwidth ``B`` and a
+background demand ``D``, the background gets ``min(D, B / (n + 1))`` and each transfer an equal
+share of the rest.
 """
 
 from __future__ import annotations
@@ -63,6 +70,10 @@ class SharedResources(ClusterResources):
         self.link_bytes = dict.fromkeys(self.bandwidth, 0)
         self.link_busy = dict.fromkeys(self.bandwidth, 0.0)
         self.classes: dict[tuple[str, ...], _Class] = {}
+        #: Background flows: key → {link: bytes/s}; and each link's total demand.
+        self.background: dict[str, dict[str, float]] = {}
+        self.load = dict.fromkeys(self.bandwidth, 0.0)
+        self.loaded: set[str] = set()
         self.last = float(env.now)
         self.generation = 0
         self.seq = 0
@@ -89,18 +100,68 @@ class SharedResources(ClusterResources):
             cls = self.classes[key] = _Class(key)
         done = self.env.event()
         self.seq += 1
-        heapq.heappush(cls.heap, (cls.work + nbytes, self.seq, nbytes, done))
+        seq = self.seq
+        heapq.heappush(cls.heap, (cls.work + nbytes, seq, nbytes, done))
         for link in key:
             self.users[link] += 1
         self.transfers += 1
         self._reschedule()
-        yield done
+        try:
+            yield done
+        except simpy.Interrupt:
+            # The reader stopped (its snapshot was deleted): what it moved so far counts.
+            moved = self._cancel(cls, seq, nbytes)
+            for n in set(nodes):
+                self.nic_bytes[n] += moved
+            raise
         for n in set(nodes):
             self.nic_bytes[n] += nbytes
         return float(self.env.now - start)
 
+    def _cancel(self, cls: _Class, seq: int, nbytes: int) -> int:
+        """Take transfer ``seq`` off its class now; returns the bytes it had moved."""
+        self._settle()
+        for i, (mark, s, _, _) in enumerate(cls.heap):
+            if s == seq:
+                moved = max(0, min(nbytes, round(nbytes - (mark - cls.work))))
+                cls.heap.pop(i)
+                heapq.heapify(cls.heap)
+                for link in cls.path:
+                    self.users[link] -= 1
+                    self.link_bytes[link] += moved
+                if not cls.heap and self.classes.get(cls.path) is cls:
+                    del self.classes[cls.path]
+                self._reschedule()
+                return moved
+        return 0
+
+    def set_background(self, key: str, rates: dict[str, float]) -> None:
+        """Set the background flows of ``key`` to ``rates`` (link → bytes/s; empty: none)."""
+        self._settle()
+        old = self.background.pop(key, {})
+        if rates:
+            self.background[key] = dict(rates)
+        for link in set(old) | set(rates):
+            self.load[link] = sum(b.get(link, 0.0) for b in self.background.values())
+            if self.load[link] > 0:
+                self.loaded.add(link)
+            else:
+                self.loaded.discard(link)
+        self._reschedule()
+
+    def _background_rate(self, link: str) -> float:
+        """What a link's background flows get now."""
+        d = self.load[link]
+        if d <= 0:
+            return 0.0
+        return min(d, self.bandwidth[link] / (self.users[link] + 1))
+
+    def _share(self, link: str) -> float:
+        """Each transfer's share of ``link`` now."""
+        return (self.bandwidth[link] - self._background_rate(link)) / self.users[link]
+
     def _settle(self) -> None:
-        """Progress every active class up to now."""
+        """Progress every active class (and the background flows) up to now."""
         now = float(self.env.now)
         dt = now - self.last
         if dt > 0:
@@ -110,6 +171,10 @@ class SharedResources(ClusterResources):
             for link, n in self.users.items():
                 if n:
                     self.link_busy[link] += dt
+            for link in self.loaded:
+                if not self.users[link]:
+                    self.link_busy[link] += dt
+                self.link_bytes[link] += round(self._background_rate(link) * dt)
         self.last = now
 
     def _reschedule(self) -> None:
@@ -128,7 +193,7 @@ class SharedResources(ClusterResources):
                     del self.classes[key]
             next_in = float("inf")
             for cls in self.classes.values():
-                cls.rate = min(self.bandwidth[link] / self.users[link] for link in cls.path)
+                cls.rate = min(self._share(link) for link in cls.path)
                 next_in = min(next_in, (cls.heap[0][0] - cls.work) / cls.rate)
             if next_in > 0 or not finished:
                 break

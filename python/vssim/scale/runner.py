@@ -30,6 +30,7 @@ from vssim.scale.backup_run import RunContext, ScaleBackupRun
 from vssim.scale.materialize import MaterializedBackend
 from vssim.scale.network import SharedResources
 from vssim.scale.plan import BackupKind, BackupSpec, Schedule, parse_kinds, plan_jobs
+from vssim.scale.watch import DeletionWatch
 from vssim.scenario import Scenario, load_scenario
 from vssim.vss.cluster import ClusterState
 from vssim.vss.enums import HResult
@@ -140,7 +141,7 @@ def run(
     schedule: Schedule | None = None,
     start_s: float = 0.0,
     interval_s: float = 600.0,
-    window_s: float = 10.0,
+    window_s: float = 60.0,
     progress: Progress | None = None,
     keep_going: KeepGoing | None = None,
     materialize: str | Path | None = None,
@@ -180,6 +181,7 @@ def run(
     )
     state = ClusterState(sc, backend=backend)
     res = SharedResources(env, sc)
+    watch = DeletionWatch(env, backend, window_s)
     per_node, per_csv = sched.limits(sc)
     streams = {n.name: simpy.Resource(env, capacity=sched.streams_per_node) for n in sc.nodes}
     plans = [plan_jobs(sc, s, sched, label=f"{i}:{s.kind}") for i, s in enumerate(specs)]
@@ -190,7 +192,9 @@ def run(
     has_base: set[str] = set()
 
     def one_backup(rec: BackupRecord, jobs: list[object]) -> simpy.events.ProcessGenerator:
-        ctx = RunContext(env, state, backend, res, rec.spec.kind, streams, has_base, rec.index)
+        ctx = RunContext(
+            env, state, backend, res, rec.spec.kind, streams, has_base, watch, rec.index
+        )
         rec.start = float(env.now)
         pending = [ScaleBackupRun(ctx, j) for j in jobs]  # type: ignore[arg-type]
         node_busy = dict.fromkeys(streams, 0)

@@ -6,7 +6,7 @@ send through the coordinator during the redirected window."""
 
 from __future__ import annotations
 
-from vssim.scenario import Csv
+from vssim.scenario import Csv, Vm
 from vssim.sim import costs
 from vssim.sim.run_base import (
     CLUSTER,
@@ -53,6 +53,16 @@ class CsvAccess(RunBase):
                 self.state.coordinators[csv.name] = self.req
             yield from self._redirect_on(csv, "for the whole backup")
 
+    def _redirected_writers(self, csv: Csv) -> list[Vm]:
+        """The VMs whose writes to ``csv`` cross the network while it is in redirected access:
+        running, on an up node other than the coordinator."""
+        coord = self.state.coordinators[csv.name]
+        return [
+            vm
+            for vm in self.sc.vms_by_csv[csv.name]
+            if vm.running and vm.node != coord and self.state.is_up(vm.node)
+        ]
+
     def _redirect_on(self, csv: Csv, why: str) -> Proc:
         yield from self._span(
             self.state.coordinators[csv.name],
@@ -70,8 +80,7 @@ class CsvAccess(RunBase):
         coord = self.state.coordinators[csv.name]
         redirected = sum(
             int(vm.workload.write_iops * vm.workload.mean_write_bytes * window)
-            for vm in self.sc.vms_by_csv[csv.name]
-            if vm.running and vm.node != coord and self.state.is_up(vm.node)
+            for vm in self._redirected_writers(csv)
         )
         self.result.redirected_bytes[csv.name] = (
             self.result.redirected_bytes.get(csv.name, 0) + redirected

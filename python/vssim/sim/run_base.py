@@ -158,6 +158,7 @@ class RunBase:
             node = f.node
             self.state.nodes_down.add(node)
             self._mark(node, CLUSTER, f"node {node} down", "DOWN", detail=f"at {phase}")
+            self._node_went_down(node)
             if node == self.req:
                 raise AbortBackupError(
                     HResult.VSS_E_CLUSTER_ERROR, f"the requester's node {node} went down"
@@ -165,6 +166,10 @@ class RunBase:
             for csv in self.job.volumes:
                 if self.state.coordinators[csv.name] == node and self.commit_time is None:
                     yield from self._failover(csv)
+
+    def _node_went_down(self, node: str) -> None:
+        """Called the moment ``node`` goes down (before any failover); a data path that runs the
+        guests' I/O stops the node's VMs here."""
 
     def _failover(self, csv: Csv) -> Proc:
         up = [n.name for n in self.sc.nodes if self.state.is_up(n.name)]

@@ -5,6 +5,9 @@ use std::time::Instant;
 
 use vssim_engine::cbt::ChangeTracker;
 use vssim_engine::cow::CowTracker;
+use vssim_engine::workload::{
+    DiskKind, Generator, Locality, ModelCluster, SizeDist, VmConfig, WorkloadSpec, WriteBatch,
+};
 
 /// splitmix64: a tiny seeded generator, so the stream is the same on every machine.
 struct Rng(u64);
@@ -51,7 +54,36 @@ fn best_of<T>(
     Ok((best, last))
 }
 
+/// CPU time this process's threads have run, in ns (Linux `schedstat`; 0 elsewhere): on a shared
+/// machine it is steadier than the wall clock.
+fn cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// `cargo bench -p vssim-engine -- [cow|cbt|gen|run]`: only the sections named (all by default).
+fn wanted(section: &str) -> bool {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    args.is_empty() || args.iter().any(|a| a == section)
+}
+
 fn main() -> Result<(), vssim_engine::Error> {
+    if wanted("cow") || wanted("cbt") {
+        trackers()?;
+    }
+    workload()
+}
+
+fn trackers() -> Result<(), vssim_engine::Error> {
     let size = 2u64 << 40;
     let n = 10_000_000;
     let (offs, lens) = stream(n, size);
@@ -83,5 +115,86 @@ fn main() -> Result<(), vssim_engine::Error> {
         "cbt  mark           {n} writes  {secs:.3} s  {:.1} M writes/s  ({blocks} blocks changed)",
         n as f64 / secs / 1e6
     );
+    Ok(())
+}
+
+fn spec() -> WorkloadSpec {
+    WorkloadSpec {
+        iops: 100.0,
+        read_fraction: 0.3,
+        sizes: SizeDist::typical(),
+        locality: Locality::HotSpot {
+            hot_fraction: 0.1,
+            hot_share: 0.9,
+        },
+        diurnal: None,
+    }
+}
+
+/// The modelled cluster of the scenario benchmark's shape, cut to 16 CSVs × 125 VMs: 4 GiB
+/// dynamic disks with 1 GiB allocated, 100 IOPS each (70 writes/s), every CSV snapshotted; then
+/// 60 simulated seconds in 10 s windows (ws2012's workload clock) and in 0.25 s windows (the
+/// many short syncs of a ws2008r2 run). Also the generator alone.
+fn workload() -> Result<(), vssim_engine::Error> {
+    if !wanted("gen") && !wanted("run") {
+        return Ok(());
+    }
+    let g = Generator::new(spec(), 4 << 30, 7)?;
+    let mut b = WriteBatch::default();
+    let cpu = cpu_ns();
+    let (secs, n) = best_of(5, || {
+        b.clear();
+        g.generate(0.0, 20_000.0, &mut b);
+        Ok(b.len())
+    })?;
+    let cpu = (cpu_ns() - cpu) as f64 / 6.0;
+    println!(
+        "gen  hot spot       {n} writes  {secs:.3} s  {:.1} ns/write  (CPU {:.1} ns/write)",
+        secs / n as f64 * 1e9,
+        cpu / n as f64
+    );
+    if !wanted("run") {
+        return Ok(());
+    }
+    for window in [60.0, 10.0, 0.25] {
+        let cpu = cpu_ns();
+        let (secs, writes) = best_of(2, || {
+            let mut c = ModelCluster::new();
+            for _ in 0..16 {
+                c.add_csv(16 << 40, 16384, None)?;
+            }
+            for v in 0..2000u64 {
+                c.add_vm(VmConfig {
+                    csv: (v % 16) as usize,
+                    disk_size: 4 << 30,
+                    allocated: 1 << 30,
+                    block_size: 32 << 20,
+                    kind: DiskKind::Dynamic,
+                    spec: spec(),
+                    seed: v,
+                    cbt_block_size: 65536,
+                })?;
+            }
+            for csv in 0..16 {
+                c.snapshot(csv)?;
+            }
+            let mut t = 0.0;
+            let mut writes = 0;
+            while t < 60.0 {
+                let r = c.advance(t, t + window)?;
+                writes += r.vms.iter().map(|v| v.writes).sum::<u64>();
+                t += window;
+            }
+            Ok(writes)
+        })?;
+        // Three runs (best_of runs once more than `rounds`).
+        let cpu = (cpu_ns() - cpu) as f64 / 3.0;
+        println!(
+            "run  {window:>5} s windows  {writes} writes  {secs:.3} s  {:.1} ns/write  \
+             (CPU {:.1} ns/write, setup included)",
+            secs / writes as f64 * 1e9,
+            cpu / writes as f64
+        );
+    }
     Ok(())
 }

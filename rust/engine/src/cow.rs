@@ -157,6 +157,11 @@ impl CowTracker {
             .collect()
     }
 
+    /// How many snapshots are live.
+    pub fn snapshot_count(&self) -> usize {
+        self.epochs.len()
+    }
+
     pub fn is_live(&self, id: u64) -> bool {
         self.epochs.iter().any(|e| e.id == id)
     }

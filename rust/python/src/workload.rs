@@ -82,6 +82,58 @@ pub(crate) fn workload_spec(
     })
 }
 
+/// A window's report as the dict `advance` returns.
+fn report_dict<'py>(
+    py: Python<'py>,
+    report: &workload::WindowReport,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    let col =
+        |f: fn(&workload::VmTotals) -> u64| -> Vec<u64> { report.vms.iter().map(f).collect() };
+    d.set_item("writes", PyArray1::from_vec(py, col(|t| t.writes)))?;
+    d.set_item(
+        "bytes_written",
+        PyArray1::from_vec(py, col(|t| t.bytes_written)),
+    )?;
+    d.set_item("reads", PyArray1::from_vec(py, col(|t| t.reads)))?;
+    d.set_item("bytes_read", PyArray1::from_vec(py, col(|t| t.bytes_read)))?;
+    d.set_item(
+        "chunks_copied",
+        PyArray1::from_vec(py, col(|t| t.chunks_copied)),
+    )?;
+    d.set_item(
+        "blocks_allocated",
+        PyArray1::from_vec(py, col(|t| t.blocks_allocated)),
+    )?;
+    d.set_item(
+        "dropped_writes",
+        PyArray1::from_vec(py, col(|t| t.dropped_writes)),
+    )?;
+    let csvs: Vec<u64> = report.deleted.iter().map(|d| d.0 as u64).collect();
+    let ids: Vec<u64> = report.deleted.iter().map(|d| d.1).collect();
+    let times: Vec<f64> = report.deleted.iter().map(|d| d.2).collect();
+    d.set_item("deleted_csv", PyArray1::from_vec(py, csvs))?;
+    d.set_item("deleted_snapshot", PyArray1::from_vec(py, ids))?;
+    d.set_item("deleted_time", PyArray1::from_vec(py, times))?;
+    if let Some(real) = &report.real {
+        let csvs: Vec<u64> = real.deleted.iter().map(|d| d.0 as u64).collect();
+        let ids: Vec<u64> = real.deleted.iter().map(|d| d.1).collect();
+        let times: Vec<f64> = real.deleted.iter().map(|d| d.2).collect();
+        d.set_item(
+            "real_chunks_copied",
+            PyArray1::from_vec(py, real.chunks_copied.clone()),
+        )?;
+        d.set_item(
+            "real_file_bytes",
+            PyArray1::from_vec(py, real.file_bytes.clone()),
+        )?;
+        d.set_item("real_deleted_csv", PyArray1::from_vec(py, csvs))?;
+        d.set_item("real_deleted_snapshot", PyArray1::from_vec(py, ids))?;
+        d.set_item("real_deleted_time", PyArray1::from_vec(py, times))?;
+    }
+    Ok(d)
+}
+
 #[pymethods]
 impl ModelCluster {
     #[new]
@@ -173,48 +225,43 @@ impl ModelCluster {
     fn advance<'py>(&mut self, py: Python<'py>, t0: f64, t1: f64) -> PyResult<Bound<'py, PyDict>> {
         let inner = &mut self.inner;
         let report = detached(py, move || inner.advance(t0, t1))?;
-        let d = PyDict::new(py);
-        let col =
-            |f: fn(&workload::VmTotals) -> u64| -> Vec<u64> { report.vms.iter().map(f).collect() };
-        d.set_item("writes", PyArray1::from_vec(py, col(|t| t.writes)))?;
-        d.set_item(
-            "bytes_written",
-            PyArray1::from_vec(py, col(|t| t.bytes_written)),
-        )?;
-        d.set_item("reads", PyArray1::from_vec(py, col(|t| t.reads)))?;
-        d.set_item("bytes_read", PyArray1::from_vec(py, col(|t| t.bytes_read)))?;
-        d.set_item(
-            "chunks_copied",
-            PyArray1::from_vec(py, col(|t| t.chunks_copied)),
-        )?;
-        d.set_item(
-            "blocks_allocated",
-            PyArray1::from_vec(py, col(|t| t.blocks_allocated)),
-        )?;
-        d.set_item(
-            "dropped_writes",
-            PyArray1::from_vec(py, col(|t| t.dropped_writes)),
-        )?;
-        let csvs: Vec<u64> = report.deleted.iter().map(|d| d.0 as u64).collect();
-        let ids: Vec<u64> = report.deleted.iter().map(|d| d.1).collect();
-        let times: Vec<f64> = report.deleted.iter().map(|d| d.2).collect();
-        d.set_item("deleted_csv", PyArray1::from_vec(py, csvs))?;
-        d.set_item("deleted_snapshot", PyArray1::from_vec(py, ids))?;
-        d.set_item("deleted_time", PyArray1::from_vec(py, times))?;
-        if let Some(real) = report.real {
-            let csvs: Vec<u64> = real.deleted.iter().map(|d| d.0 as u64).collect();
-            let ids: Vec<u64> = real.deleted.iter().map(|d| d.1).collect();
-            let times: Vec<f64> = real.deleted.iter().map(|d| d.2).collect();
-            d.set_item(
-                "real_chunks_copied",
-                PyArray1::from_vec(py, real.chunks_copied),
-            )?;
-            d.set_item("real_file_bytes", PyArray1::from_vec(py, real.file_bytes))?;
-            d.set_item("real_deleted_csv", PyArray1::from_vec(py, csvs))?;
-            d.set_item("real_deleted_snapshot", PyArray1::from_vec(py, ids))?;
-            d.set_item("real_deleted_time", PyArray1::from_vec(py, times))?;
+        report_dict(py, &report)
+    }
+
+    /// Advances the VMs of the CSVs `csvs`, CSV `csvs[i]` from `t0s[i]` seconds to `t1` (each CSV
+    /// at most once); the others stay where they are and their VMs read 0 in the result, which
+    /// is the same dict as :meth:`advance`'s.
+    fn advance_csvs<'py>(
+        &mut self,
+        py: Python<'py>,
+        csvs: Vec<usize>,
+        t0s: Vec<f64>,
+        t1: f64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        if csvs.len() != t0s.len() {
+            return Err(InvalidArgumentError::new_err(format!(
+                "invalid argument `t0s`: {} times for {} CSVs",
+                t0s.len(),
+                csvs.len()
+            )));
         }
-        Ok(d)
+        let from: Vec<(usize, f64)> = csvs.into_iter().zip(t0s).collect();
+        let inner = &mut self.inner;
+        let report = detached(py, move || inner.advance_csvs(&from, t1))?;
+        report_dict(py, &report)
+    }
+
+    /// The first snapshot CSV `csv`'s full diff area would delete if its VMs ran from `t0` to
+    /// `t1` with nothing else happening, as `(snapshot_id, time)`, or None; changes nothing.
+    fn first_deletion(
+        &self,
+        py: Python<'_>,
+        csv: usize,
+        t0: f64,
+        t1: f64,
+    ) -> PyResult<Option<(u64, f64)>> {
+        let inner = &self.inner;
+        detached(py, move || inner.first_deletion(csv, t0, t1))
     }
 
     /// Takes a system-provider snapshot of CSV `csv` now; returns its id. A materialized CSV's

@@ -17,7 +17,7 @@ mod materialize;
 pub use materialize::RealWindow;
 
 use super::layout::{DiskKind, FileExtents, Piece, VhdxModel};
-use super::spec::{Generator, WorkloadSpec, WriteBatch};
+use super::spec::{Generator, ReadCount, WorkloadSpec, WriteBatch};
 use crate::cbt::ChangeTracker;
 use crate::cow::CowTracker;
 use crate::error::{Error, Result};
@@ -77,7 +77,7 @@ pub struct WindowReport {
     pub real: Option<RealWindow>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Vm {
     id: usize,
     gen: Generator,
@@ -99,10 +99,25 @@ struct Csv {
     mat: Option<Box<materialize::MatCsv>>,
 }
 
+impl Csv {
+    /// The model of this CSV alone, without its real volume: a copy to run a window on that
+    /// must not touch any file.
+    fn model_copy(&self) -> Csv {
+        Csv {
+            cow: self.cow.clone(),
+            size: self.size,
+            next_free: self.next_free,
+            vms: self.vms.clone(),
+            mat: None,
+        }
+    }
+}
+
 /// Scratch space of one CSV's window.
 #[derive(Default)]
 struct Scratch {
-    guest: WriteBatch,
+    /// Per VM of the CSV: its guest writes of the window.
+    guest: Vec<WriteBatch>,
     accepted_offs: Vec<u64>,
     accepted_lens: Vec<u32>,
     vol_offs: Vec<u64>,
@@ -315,17 +330,58 @@ impl ModelCluster {
 
     /// Advances every running VM through `[t0, t1)` seconds of simulated time.
     pub fn advance(&mut self, t0: f64, t1: f64) -> Result<WindowReport> {
+        let all: Vec<(usize, f64)> = (0..self.csvs.len()).map(|c| (c, t0)).collect();
+        self.advance_csvs(&all, t1)
+    }
+
+    /// The first snapshot CSV `csv`'s full diff area would delete if its VMs ran from `t0` to
+    /// `t1` with nothing else happening, and the time of the write that would delete it; the
+    /// cluster is not changed (the window runs on a copy of the CSV). None when the CSV has no
+    /// diff-area limit or no snapshot, or the window fills nothing.
+    pub fn first_deletion(&self, csv: usize, t0: f64, t1: f64) -> Result<Option<(u64, f64)>> {
         if !(t0.is_finite() && t1.is_finite() && t0 >= 0.0 && t1 >= t0) {
             return Err(Error::invalid(
                 "window",
                 format!("[{t0}, {t1}): expected 0 <= t0 <= t1, finite"),
             ));
         }
+        let c = self.csv(csv)?;
+        if c.cow.diff_area_limit().is_none() || c.cow.snapshot_count() == 0 {
+            return Ok(None);
+        }
+        let mut copy = c.model_copy();
+        let (_, deleted) = advance_csv(csv, &mut copy, t0, t1)?;
+        Ok(deleted
+            .into_iter()
+            .min_by(|a, b| a.2.total_cmp(&b.2))
+            .map(|(_, id, t)| (id, t)))
+    }
+
+    /// Advances the running VMs of some CSVs, each from its own time to `t1`: `from` lists
+    /// `(csv, t0)` pairs (each CSV at most once). CSVs are independent, so a caller may keep
+    /// each at its own point in time and bring only the ones it looks at up to date; the
+    /// report's VMs on other CSVs read zero.
+    pub fn advance_csvs(&mut self, from: &[(usize, f64)], t1: f64) -> Result<WindowReport> {
+        let mut start: Vec<Option<f64>> = vec![None; self.csvs.len()];
+        for &(c, t0) in from {
+            if !(t0.is_finite() && t1.is_finite() && t0 >= 0.0 && t1 >= t0) {
+                return Err(Error::invalid(
+                    "window",
+                    format!("[{t0}, {t1}): expected 0 <= t0 <= t1, finite"),
+                ));
+            }
+            let slot = start
+                .get_mut(c)
+                .ok_or_else(|| Error::invalid("csv", format!("{c} is not a CSV id")))?;
+            if slot.replace(t0).is_some() {
+                return Err(Error::invalid("csv", format!("{c} is listed twice")));
+            }
+        }
         let results: Vec<Result<CsvOutcome>> = self
             .csvs
             .par_iter_mut()
             .enumerate()
-            .map(|(ci, csv)| advance_csv(ci, csv, t0, t1))
+            .filter_map(|(ci, csv)| start[ci].map(|t0| advance_csv(ci, csv, t0, t1)))
             .collect();
         let mut report = WindowReport {
             vms: vec![VmTotals::default(); self.index.len()],
@@ -348,35 +404,120 @@ impl ModelCluster {
 type CsvOutcome = (Vec<(usize, VmTotals)>, Vec<(usize, u64, f64)>);
 
 fn advance_csv(ci: usize, csv: &mut Csv, t0: f64, t1: f64) -> Result<CsvOutcome> {
-    let mut s = Scratch::default();
+    // Scratch buffers live per thread, reused window after window (taken out while in use: a
+    // thread waiting inside rayon may run another CSV's window meanwhile).
+    let mut s = SCRATCH.with(|cell| cell.take());
+    s.clear();
+    let out = advance_csv_with(ci, csv, t0, t1, &mut s);
+    SCRATCH.with(|cell| cell.replace(s));
+    out
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+impl Scratch {
+    fn clear(&mut self) {
+        self.guest.iter_mut().for_each(WriteBatch::clear);
+        self.accepted_offs.clear();
+        self.accepted_lens.clear();
+        self.vol_offs.clear();
+        self.vol_lens.clear();
+        self.vol_times.clear();
+        self.ranges.clear();
+        self.mat.clear();
+    }
+}
+
+fn advance_csv_with(
+    ci: usize,
+    csv: &mut Csv,
+    t0: f64,
+    t1: f64,
+    s: &mut Scratch,
+) -> Result<CsvOutcome> {
     let mut window: Vec<VmTotals> = vec![VmTotals::default(); csv.vms.len()];
     let block_room = |next_free: u64, blocks: u64, block: u64| next_free + blocks * block;
+    let has_snapshot = csv.cow.snapshot_count() > 0;
+    // Without a diff-area limit no write can delete a snapshot: each VM's pieces go to the
+    // copy-on-write tracker as soon as they are mapped (the same order as the batch path below,
+    // so the same result), and nothing is kept for the CSV as a whole.
+    let at_once = has_snapshot && csv.cow.diff_area_limit().is_none();
+    // The VMs' streams are independent: generate them all in parallel first (a CSV's window
+    // is often the only one running: a protocol step looks at one CSV).
+    let n = csv.vms.len();
+    if s.guest.len() < n {
+        s.guest.resize_with(n, WriteBatch::default);
+    }
+    let reads: Vec<ReadCount> = csv
+        .vms
+        .par_iter()
+        .zip(s.guest[..n].par_iter_mut())
+        .map(|(vm, batch)| {
+            batch.clear();
+            if vm.running {
+                vm.gen.generate(t0, t1, batch)
+            } else {
+                ReadCount::default()
+            }
+        })
+        .collect();
+    // When even the worst case (every write allocating every block it touches, each block
+    // growing the file by itself plus up to 1 MiB of alignment, and one more growth unit per
+    // file) fits on the volume, no write can be dropped: every write is accepted, and the
+    // change trackers are marked in parallel too.
+    let worst: u64 = csv
+        .vms
+        .iter()
+        .zip(&s.guest[..n])
+        .map(|(vm, b)| {
+            let block = vm.disk.block_size();
+            let blocks: u64 = b.lengths.iter().map(|&l| u64::from(l) / block + 2).sum();
+            blocks.saturating_mul(block + MIB).saturating_add(block)
+        })
+        .fold(0u64, u64::saturating_add);
+    let roomy = csv.next_free.saturating_add(worst) <= csv.size;
+    if roomy {
+        csv.vms
+            .par_iter_mut()
+            .zip(s.guest[..n].par_iter())
+            .try_for_each(|(vm, b)| vm.cbt.mark(&b.offsets, &b.lengths).map(|_| ()))?;
+    }
     for (pos, vm) in csv.vms.iter_mut().enumerate() {
         let start = s.vol_offs.len();
         if !vm.running {
             s.ranges.push((start, start));
             continue;
         }
-        s.guest.clear();
-        let reads = vm.gen.generate(t0, t1, &mut s.guest);
+        let guest = &s.guest[pos];
         let mat_vm = csv.mat.as_deref().is_some_and(|m| m.has_vm(pos));
         let w = &mut window[pos];
-        w.reads = reads.reads;
-        w.bytes_read = reads.bytes;
+        w.reads = reads[pos].reads;
+        w.bytes_read = reads[pos].bytes;
         s.accepted_offs.clear();
         s.accepted_lens.clear();
         let Vm { disk, extents, .. } = vm;
-        for i in 0..s.guest.len() {
-            let (off, len, time) = (s.guest.offsets[i], s.guest.lengths[i], s.guest.times[i]);
-            // Room on the volume for the blocks this write would allocate? Otherwise the write
-            // fails (Hyper-V pauses a VM whose CSV is full); it is counted, not applied.
-            let needed = disk.blocks_to_allocate(off, len);
-            if needed > 0 && block_room(csv.next_free, needed, disk.block_size()) > csv.size {
-                w.dropped_writes += 1;
-                continue;
+        let largest = guest.lengths.iter().copied().max().unwrap_or(0);
+        for i in 0..guest.len() {
+            let (off, len, time) = (guest.offsets[i], guest.lengths[i], guest.times[i]);
+            if !roomy {
+                // Room on the volume for the blocks this write would allocate? Otherwise the
+                // write fails (Hyper-V pauses a VM whose CSV is full); it is counted, not
+                // applied. (No need to ask the layout while even the largest write's blocks
+                // would fit.)
+                let bound = u64::from(largest) / disk.block_size() + 2;
+                if block_room(csv.next_free, bound, disk.block_size()) > csv.size {
+                    let needed = disk.blocks_to_allocate(off, len);
+                    if needed > 0 && block_room(csv.next_free, needed, disk.block_size()) > csv.size
+                    {
+                        w.dropped_writes += 1;
+                        continue;
+                    }
+                }
+                s.accepted_offs.push(off);
+                s.accepted_lens.push(len);
             }
-            s.accepted_offs.push(off);
-            s.accepted_lens.push(len);
             if mat_vm {
                 s.mat.push(materialize::MatWrite {
                     pos: pos as u32,
@@ -402,11 +543,24 @@ fn advance_csv(ci: usize, csv: &mut Csv, t0: f64, t1: f64) -> Result<CsvOutcome>
                 });
             });
         }
-        vm.cbt.mark(&s.accepted_offs, &s.accepted_lens)?;
+        if !roomy {
+            vm.cbt.mark(&s.accepted_offs, &s.accepted_lens)?;
+        }
+        if at_once {
+            let out = csv
+                .cow
+                .apply_writes(&s.vol_offs[start..], &s.vol_lens[start..], None)?;
+            w.chunks_copied += out.chunks_copied;
+        }
+        if !has_snapshot || at_once {
+            s.vol_offs.truncate(start);
+            s.vol_lens.truncate(start);
+            s.vol_times.truncate(start);
+        }
         s.ranges.push((start, s.vol_offs.len()));
     }
     let mut deleted = Vec::new();
-    if !csv.cow.snapshots().is_empty() {
+    if has_snapshot && !at_once {
         if csv.cow.cannot_overflow(&s.vol_lens) {
             for (pos, &(a, b)) in s.ranges.iter().enumerate() {
                 if a < b {
@@ -563,6 +717,27 @@ mod tests {
     }
 
     #[test]
+    fn first_deletion_foresees_the_window_without_changing_it() {
+        let mut c = cluster(Some(64 * MIB), 100 << 30);
+        snapshot_all(&mut c);
+        let before = c.cow(0).unwrap().diff_area_bytes();
+        let (id, t) = c.first_deletion(0, 0.0, 60.0).unwrap().unwrap();
+        assert_eq!(c.cow(0).unwrap().diff_area_bytes(), before);
+        assert!(c.cow(0).unwrap().is_live(id));
+        // Up to just before that write nothing dies; through it, that snapshot does, then.
+        let r = c.advance_csvs(&[(0, 0.0)], t).unwrap();
+        assert!(r.deleted.is_empty());
+        let r = c.advance_csvs(&[(0, t)], t + 1e-9).unwrap();
+        assert_eq!(r.deleted, vec![(0, id, t)]);
+        // No limit, or no snapshot: nothing to foresee.
+        let mut d = cluster(None, 100 << 30);
+        assert_eq!(d.first_deletion(0, 0.0, 60.0).unwrap(), None);
+        snapshot_all(&mut d);
+        assert_eq!(d.first_deletion(0, 0.0, 60.0).unwrap(), None);
+        assert!(d.first_deletion(9, 0.0, 1.0).is_err());
+    }
+
+    #[test]
     fn full_volume_drops_writes_that_need_new_blocks() {
         let mut c = ModelCluster::new();
         c.add_csv(64 * MIB, 16384, None).unwrap();
@@ -580,6 +755,34 @@ mod tests {
         let r = c.advance(0.0, 10.0).unwrap();
         assert!(r.vms[0].dropped_writes > 0);
         assert!(c.csv_used_bytes(0).unwrap() <= 64 * MIB);
+    }
+
+    #[test]
+    fn csvs_advanced_separately_reach_the_same_state() {
+        let mut a = cluster(None, 100 << 30);
+        let mut b = cluster(None, 100 << 30);
+        snapshot_all(&mut a);
+        snapshot_all(&mut b);
+        a.advance(0.0, 20.0).unwrap();
+        // CSV 1 in small steps, CSV 0 in one, CSV 2 in two; then a snapshot of CSV 1 at 20 s.
+        let r = b.advance_csvs(&[(1, 0.0)], 3.0).unwrap();
+        assert_eq!(r.vms[0], VmTotals::default(), "VM 0 is on CSV 0");
+        assert!(r.vms[1].writes > 0);
+        b.advance_csvs(&[(1, 3.0), (2, 0.0)], 11.0).unwrap();
+        b.advance_csvs(&[(0, 0.0), (1, 11.0), (2, 11.0)], 20.0)
+            .unwrap();
+        for vm in 0..a.vm_count() {
+            assert_eq!(a.totals(vm).unwrap(), b.totals(vm).unwrap());
+        }
+        for csv in 0..3 {
+            assert_eq!(
+                a.cow(csv).unwrap().total_chunks_copied(),
+                b.cow(csv).unwrap().total_chunks_copied()
+            );
+        }
+        assert!(b.advance_csvs(&[(1, 0.0), (1, 0.0)], 1.0).is_err());
+        assert!(b.advance_csvs(&[(7, 0.0)], 1.0).is_err());
+        assert!(b.advance_csvs(&[(0, 2.0)], 1.0).is_err());
     }
 
     #[test]

@@ -16,7 +16,38 @@ pub fn mix64(mut z: u64) -> u64 {
 /// Derives a key from a parent key and a label.
 #[inline]
 pub fn derive(parent: u64, label: u64) -> u64 {
-    mix64(parent ^ mix64(label.wrapping_add(0x632B_E59B_D9B4_E019)))
+    derive_mixed(parent, mix_label(label))
+}
+
+/// The label half of [`derive`]: it does not depend on the parent, so callers deriving many keys
+/// from the same labels can compute it once ([`small_label`]).
+#[inline(always)]
+pub fn mix_label(label: u64) -> u64 {
+    mix64(label.wrapping_add(0x632B_E59B_D9B4_E019))
+}
+
+/// [`derive`] with the label already mixed.
+#[inline(always)]
+pub fn derive_mixed(parent: u64, mixed_label: u64) -> u64 {
+    mix64(parent ^ mixed_label)
+}
+
+/// Labels below this are mixed once, in a table.
+const LABEL_TABLE: usize = 1 << 14;
+
+/// [`mix_label`] of small labels (operation numbers in a second), computed once.
+pub fn label_table() -> &'static [u64] {
+    static TABLE: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| (0..LABEL_TABLE as u64).map(mix_label).collect())
+}
+
+/// [`mix_label`] of `label`, from `table` ([`label_table`]) when it is there.
+#[inline(always)]
+pub fn small_label(table: &[u64], label: u64) -> u64 {
+    match usize::try_from(label).ok().and_then(|i| table.get(i)) {
+        Some(&m) => m,
+        None => mix_label(label),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -57,13 +88,66 @@ impl Rng {
     /// Uniform in `[0, 1)`, 53 bits.
     #[inline]
     pub fn f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        unit(self.next_u64())
     }
 
     /// Uniform in `[0, n)` (Lemire's multiply-shift; `n > 0`).
     #[inline]
     pub fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+        scale(self.next_u64(), n)
+    }
+
+    /// The first `N` outputs, without branches (so many generators can be run side by side).
+    #[inline(always)]
+    pub fn first<const N: usize>(seed: u64) -> [u64; N] {
+        let mut r = Rng::new(seed);
+        std::array::from_fn(|_| r.next_u64())
+    }
+}
+
+/// A raw output as a uniform draw in `[0, 1)`, 53 bits (what [`Rng::f64`] returns).
+#[inline(always)]
+pub fn unit(x: u64) -> f64 {
+    // Below 2^53, so exact as a signed integer too (one conversion instruction, not the
+    // unsigned sequence).
+    ((x >> 11) as i64) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// A raw output as a uniform draw in `[0, n)` (what [`Rng::below`] returns).
+#[inline(always)]
+pub fn scale(x: u64, n: u64) -> u64 {
+    ((u128::from(x) * u128::from(n)) >> 64) as u64
+}
+
+/// Draws already made, handed out in order with [`Rng`]'s conversions.
+#[derive(Debug, Clone, Copy)]
+pub struct Drawn<const N: usize> {
+    d: [u64; N],
+    k: usize,
+}
+
+impl<const N: usize> Drawn<N> {
+    #[inline(always)]
+    pub fn new(d: [u64; N]) -> Self {
+        Drawn { d, k: 0 }
+    }
+
+    /// The next raw output (0 once all `N` are used: callers draw at most `N`).
+    #[inline(always)]
+    pub fn next_u64(&mut self) -> u64 {
+        let x = self.d.get(self.k).copied().unwrap_or(0);
+        self.k += 1;
+        x
+    }
+
+    #[inline(always)]
+    pub fn f64(&mut self) -> f64 {
+        unit(self.next_u64())
+    }
+
+    #[inline(always)]
+    pub fn below(&mut self, n: u64) -> u64 {
+        scale(self.next_u64(), n)
     }
 }
 
@@ -86,6 +170,32 @@ mod tests {
         // Pinned so a change of the generator (which would change every simulated figure) is
         // noticed.
         assert_eq!(Rng::new(0).next_u64(), 6_409_272_458_699_751_175);
+    }
+
+    #[test]
+    fn table_labels_match() {
+        for label in [
+            0,
+            1,
+            77,
+            LABEL_TABLE as u64 - 1,
+            LABEL_TABLE as u64,
+            u64::MAX,
+        ] {
+            assert_eq!(
+                derive_mixed(5, small_label(label_table(), label)),
+                derive(5, label)
+            );
+        }
+    }
+
+    #[test]
+    fn drawn_values_match_the_generator() {
+        let mut r = Rng::new(11);
+        let mut d = Drawn::new(Rng::first::<3>(11));
+        assert_eq!(d.f64(), r.f64());
+        assert_eq!(d.below(1000), r.below(1000));
+        assert_eq!(d.next_u64(), r.next_u64());
     }
 
     #[test]

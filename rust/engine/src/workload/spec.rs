@@ -1,7 +1,7 @@
 //! What one VM's I/O looks like: rate, sizes, read/write mix, where it lands, and how the rate
 //! follows the day.
 
-use super::rng::{derive, Rng};
+use super::rng::{derive, derive_mixed, label_table, small_label, Drawn, Rng};
 use crate::error::{Error, Result};
 
 const MIB: u64 = 1 << 20;
@@ -81,12 +81,6 @@ impl SizeDist {
             sizes: vec![4096, 8192, 16384, 32768, 65536, 262_144, 1_048_576],
             cumulative: vec![0.40, 0.60, 0.70, 0.80, 0.95, 0.99, 1.0],
         }
-    }
-
-    #[inline]
-    fn pick(&self, u: f64) -> u32 {
-        let i = self.cumulative.partition_point(|&c| c <= u);
-        self.sizes[i.min(self.sizes.len() - 1)]
     }
 
     pub fn mean(&self) -> f64 {
@@ -217,6 +211,12 @@ pub struct WriteBatch {
 }
 
 impl WriteBatch {
+    pub fn reserve(&mut self, n: usize) {
+        self.times.reserve(n);
+        self.offsets.reserve(n);
+        self.lengths.reserve(n);
+    }
+
     pub fn clear(&mut self) {
         self.times.clear();
         self.offsets.clear();
@@ -232,6 +232,24 @@ impl WriteBatch {
     }
 }
 
+/// Raw draws an operation uses at most: time, read or write, size, then two for the offset.
+const DRAWS: usize = 5;
+/// Operations whose draws are made together.
+const BLOCK: usize = 32;
+
+/// Where a request of one size may land: its slot count and, per locality, its precomputed
+/// region (so the per-operation path does no division or float-to-int conversion).
+#[derive(Debug, Clone, Copy)]
+struct SizeSlots {
+    /// The request size (cut to the disk).
+    size: u64,
+    /// Aligned start positions a request of this size has.
+    slots: u64,
+    /// Hot spot: the hot slots and their first slot. Sequential log: the region and its base.
+    region: u64,
+    base: u64,
+}
+
 /// The I/O stream of one VM's disk: a pure function of `(seed, second)`.
 #[derive(Debug, Clone)]
 pub struct Generator {
@@ -241,7 +259,11 @@ pub struct Generator {
     align: u64,
     /// Hot-spot start slot (hot spot), or the rank salt (Zipf).
     hot_base: u64,
-    log_base: u64,
+    /// Per entry of the size distribution.
+    per_size: Vec<SizeSlots>,
+    /// Sequential log: slots between consecutive operations, and operations per second.
+    log_stride: u64,
+    log_per_second: u64,
 }
 
 impl Generator {
@@ -275,13 +297,43 @@ impl Generator {
             }
             _ => 0,
         };
+        let per_size = spec
+            .sizes
+            .sizes
+            .iter()
+            .map(|&s| {
+                let size = u64::from(s).min(disk_size);
+                let slots = (disk_size - size) / align + 1;
+                let (region, base) = match spec.locality {
+                    Locality::HotSpot { hot_fraction, .. } => {
+                        let hot = ((slots as f64 * hot_fraction) as u64).clamp(1, slots);
+                        (hot, hot_base.min(slots - hot))
+                    }
+                    Locality::SequentialLog { region_fraction } => {
+                        let region = ((slots as f64 * region_fraction) as u64).clamp(1, slots);
+                        (region, log_base.min(slots - region))
+                    }
+                    _ => (slots, 0),
+                };
+                SizeSlots {
+                    size,
+                    slots,
+                    region,
+                    base,
+                }
+            })
+            .collect();
+        let log_stride = (spec.sizes.mean() as u64).div_ceil(align).max(1);
+        let log_per_second = spec.iops.ceil() as u64;
         Ok(Generator {
             spec,
             disk_size,
             seed,
             align,
             hot_base,
-            log_base,
+            per_size,
+            log_stride,
+            log_per_second,
         })
     }
 
@@ -294,22 +346,30 @@ impl Generator {
         self.seed
     }
 
+    /// The entry of the size distribution a uniform draw `u` picks: the number of cumulative
+    /// weights at or below `u` (the same as a binary search; branch-free for short lists).
     #[inline]
-    fn offset(&self, rng: &mut Rng, size: u64, second: u64, index: u64) -> u64 {
-        let slots = (self.disk_size - size) / self.align + 1;
+    fn size_index(&self, u: f64) -> usize {
+        let c = &self.spec.sizes.cumulative;
+        let i = if c.len() <= 16 {
+            c.iter().map(|&x| usize::from(x <= u)).sum()
+        } else {
+            c.partition_point(|&x| x <= u)
+        };
+        i.min(c.len() - 1)
+    }
+
+    /// The write's offset, from the draws left in `rng` after time, kind and size.
+    #[inline]
+    fn offset(&self, rng: &mut Drawn<DRAWS>, z: &SizeSlots, second: u64, index: u64) -> u64 {
         let slot = match self.spec.locality {
-            Locality::Uniform => rng.below(slots),
-            Locality::HotSpot {
-                hot_fraction,
-                hot_share,
-            } => {
-                let hot = ((slots as f64 * hot_fraction) as u64).clamp(1, slots);
-                let base = self.hot_base.min(slots - hot);
-                if rng.f64() < hot_share {
-                    base + rng.below(hot)
-                } else {
-                    rng.below(slots)
-                }
+            Locality::Uniform => rng.below(z.slots),
+            Locality::HotSpot { hot_share, .. } => {
+                // Both branches draw once more; the choice only picks the range.
+                let hot = rng.f64() < hot_share;
+                let n = if hot { z.region } else { z.slots };
+                let b = if hot { z.base } else { 0 };
+                b + rng.below(n)
             }
             Locality::Zipf { theta } => {
                 let n = (self.disk_size / MIB).max(1);
@@ -323,15 +383,13 @@ impl Generator {
                 let rank = (x as u64).saturating_sub(1).min(n - 1);
                 let extent = (rank.wrapping_mul(SCATTER).wrapping_add(self.hot_base)) % n;
                 let within = rng.below(MIB / self.align);
-                (extent * (MIB / self.align) + within).min(slots - 1)
+                (extent * (MIB / self.align) + within).min(z.slots - 1)
             }
-            Locality::SequentialLog { region_fraction } => {
-                let region = ((slots as f64 * region_fraction) as u64).clamp(1, slots);
-                let base = self.log_base.min(slots - region);
-                let stride = (self.spec.sizes.mean() as u64).div_ceil(self.align).max(1);
-                let per_second = self.spec.iops.ceil() as u64;
-                base + (second.wrapping_mul(per_second).wrapping_add(index)).wrapping_mul(stride)
-                    % region
+            Locality::SequentialLog { .. } => {
+                z.base
+                    + (second.wrapping_mul(self.log_per_second).wrapping_add(index))
+                        .wrapping_mul(self.log_stride)
+                        % z.region
             }
         };
         slot * self.align
@@ -341,7 +399,9 @@ impl Generator {
     /// Second `k` draws its operation count from its own keyed generator, and operation `i` of
     /// it everything else from another (`(k, i + 1)`), at stratified times `k + (i + u) / n`; so
     /// the stream does not depend on how time is cut into windows, and a window that covers
-    /// part of a second only draws the operations that can fall inside it.
+    /// part of a second only draws the operations that can fall inside it. Each operation's
+    /// draws are its own, so an operation outside the window, or a read, stops drawing as soon
+    /// as that is known (the others' draws do not change).
     pub fn generate(&self, t0: f64, t1: f64, out: &mut WriteBatch) -> ReadCount {
         let mut reads = ReadCount::default();
         if t1.partial_cmp(&t0) != Some(std::cmp::Ordering::Greater) || t0 < 0.0 {
@@ -349,6 +409,9 @@ impl Generator {
         }
         let first = t0.floor() as u64;
         let last = t1.ceil() as u64;
+        let read_fraction = self.spec.read_fraction;
+        let labels = label_table();
+        let zipf = matches!(self.spec.locality, Locality::Zipf { .. });
         for second in first..last {
             let key = derive(self.seed, second);
             let mut rng = Rng::new(derive(key, 0));
@@ -363,24 +426,51 @@ impl Generator {
             let base = second as f64;
             let lo = (((t0 - base) * n as f64).floor() - 1.0).max(0.0) as u64;
             let hi = ((((t1 - base) * n as f64).ceil() + 1.0).max(0.0) as u64).min(n);
-            for i in lo..hi {
-                let mut rng = Rng::new(derive(key, i + 1));
-                let time = base + (i as f64 + rng.f64()) * inv;
-                let is_read = rng.f64() < self.spec.read_fraction;
-                let size = self.spec.sizes.pick(rng.f64());
-                let size = u64::from(size).min(self.disk_size);
-                let offset = self.offset(&mut rng, size, second, i);
-                if time < t0 || time >= t1 {
-                    continue;
+            out.reserve((hi - lo) as usize);
+            // Each operation's draws are made first, in blocks, without a branch (so the
+            // generators of many operations run side by side), then used.
+            let mut start = lo;
+            while start < hi {
+                let end = (start + BLOCK as u64).min(hi);
+                let mut block = [[0u64; DRAWS]; BLOCK];
+                for (d, i) in block.iter_mut().zip(start..end) {
+                    *d = Rng::first::<DRAWS>(derive_mixed(key, small_label(labels, i + 1)));
                 }
-                if is_read {
-                    reads.reads += 1;
-                    reads.bytes += size;
-                } else {
-                    out.times.push(time);
-                    out.offsets.push(offset);
-                    out.lengths.push(size as u32);
+                // Then used without a branch on the operation's kind (reads and writes mix at
+                // random): every operation's write is stored at `k`, and `k` moves on only for
+                // writes inside the window. (Zipf offsets cost a `powf`: computed for writes
+                // only.)
+                let mut times = [0f64; BLOCK];
+                let mut offsets = [0u64; BLOCK];
+                let mut lengths = [0u32; BLOCK];
+                let mut k = 0usize;
+                for (d, i) in block.iter().zip(start..end) {
+                    let mut rng = Drawn::new(*d);
+                    let time = base + (i as f64 + rng.f64()) * inv;
+                    let inside = (time >= t0) & (time < t1);
+                    let is_read = rng.f64() < read_fraction;
+                    let z = &self.per_size[self.size_index(rng.f64())];
+                    let read = inside & is_read;
+                    let write = inside & !is_read;
+                    reads.reads += u64::from(read);
+                    reads.bytes += z.size * u64::from(read);
+                    if zipf && !write {
+                        continue;
+                    }
+                    let offset = self.offset(&mut rng, z, second, i);
+                    if let (Some(t), Some(o), Some(l)) =
+                        (times.get_mut(k), offsets.get_mut(k), lengths.get_mut(k))
+                    {
+                        *t = time;
+                        *o = offset;
+                        *l = z.size as u32;
+                    }
+                    k += usize::from(write);
                 }
+                out.times.extend_from_slice(&times[..k]);
+                out.offsets.extend_from_slice(&offsets[..k]);
+                out.lengths.extend_from_slice(&lengths[..k]);
+                start = end;
             }
         }
         reads
@@ -432,6 +522,125 @@ mod tests {
             for (&o, &l) in whole.offsets.iter().zip(&whole.lengths) {
                 assert!(o + u64::from(l) <= 10 << 30);
                 assert_eq!(o % 4096, 0);
+            }
+        }
+    }
+
+    /// The generator as first written (every draw of every operation, one binary search per
+    /// size, divisions per operation): the optimised one must give exactly this stream.
+    fn reference(g: &Generator, t0: f64, t1: f64) -> (WriteBatch, ReadCount) {
+        let spec = &g.spec;
+        let mut out = WriteBatch::default();
+        let mut reads = ReadCount::default();
+        for second in t0.floor() as u64..t1.ceil() as u64 {
+            let key = derive(g.seed, second);
+            let mut rng = Rng::new(derive(key, 0));
+            let rate = spec.rate_at(second as f64 + 0.5);
+            let whole = rate.floor();
+            let n = whole as u64 + u64::from(rng.f64() < rate - whole);
+            let inv = 1.0 / n as f64;
+            for i in 0..n {
+                let mut rng = Rng::new(derive(key, i + 1));
+                let time = second as f64 + (i as f64 + rng.f64()) * inv;
+                let is_read = rng.f64() < spec.read_fraction;
+                let c = &spec.sizes.cumulative;
+                let u = rng.f64();
+                let size = spec.sizes.sizes[c.partition_point(|&x| x <= u).min(c.len() - 1)];
+                let size = u64::from(size).min(g.disk_size);
+                let slots = (g.disk_size - size) / g.align + 1;
+                let slot = match spec.locality {
+                    Locality::Uniform => rng.below(slots),
+                    Locality::HotSpot {
+                        hot_fraction,
+                        hot_share,
+                    } => {
+                        let hot = ((slots as f64 * hot_fraction) as u64).clamp(1, slots);
+                        let base = g.hot_base.min(slots - hot);
+                        if rng.f64() < hot_share {
+                            base + rng.below(hot)
+                        } else {
+                            rng.below(slots)
+                        }
+                    }
+                    Locality::Zipf { theta } => {
+                        let n = (g.disk_size / MIB).max(1);
+                        let u = rng.f64();
+                        let e = 1.0 - theta;
+                        let x = if (theta - 1.0).abs() < 1e-9 {
+                            (n as f64).powf(u)
+                        } else {
+                            (((n as f64).powf(e) - 1.0) * u + 1.0).powf(1.0 / e)
+                        };
+                        let rank = (x as u64).saturating_sub(1).min(n - 1);
+                        let extent = (rank.wrapping_mul(SCATTER).wrapping_add(g.hot_base)) % n;
+                        (extent * (MIB / g.align) + rng.below(MIB / g.align)).min(slots - 1)
+                    }
+                    Locality::SequentialLog { region_fraction } => {
+                        let widest = (g.disk_size - u64::from(spec.sizes.max())) / g.align + 1;
+                        let r = ((widest as f64 * region_fraction) as u64).clamp(1, widest);
+                        let log_base = derive(g.seed, 0x4c6f_6721) % (widest - r + 1);
+                        let region = ((slots as f64 * region_fraction) as u64).clamp(1, slots);
+                        let base = log_base.min(slots - region);
+                        let stride = (spec.sizes.mean() as u64).div_ceil(g.align).max(1);
+                        let per_second = spec.iops.ceil() as u64;
+                        base + (second * per_second + i) * stride % region
+                    }
+                };
+                if time < t0 || time >= t1 {
+                    continue;
+                }
+                if is_read {
+                    reads.reads += 1;
+                    reads.bytes += size;
+                } else {
+                    out.times.push(time);
+                    out.offsets.push(slot * g.align);
+                    out.lengths.push(size as u32);
+                }
+            }
+        }
+        (out, reads)
+    }
+
+    #[test]
+    fn stream_matches_the_reference_generator() {
+        let many = SizeDist::new(
+            &(1..=20).map(|k| k * 4096).collect::<Vec<u32>>(),
+            &(1..=20).map(f64::from).collect::<Vec<f64>>(),
+        )
+        .unwrap();
+        for (k, loc) in [
+            Locality::Uniform,
+            Locality::HotSpot {
+                hot_fraction: 0.1,
+                hot_share: 0.9,
+            },
+            Locality::Zipf { theta: 0.99 },
+            Locality::Zipf { theta: 1.0 },
+            Locality::SequentialLog {
+                region_fraction: 0.05,
+            },
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut s = spec(loc);
+            if k % 2 == 1 {
+                s.sizes = many.clone();
+            }
+            // A disk smaller than some requests' slots: sizes are cut to the disk.
+            for disk in [10u64 << 30, 1 << 20] {
+                let g = Generator::new(s.clone(), disk, 7 + k as u64).unwrap();
+                for (t0, t1) in [(0.0, 30.0), (3.3, 4.1), (12.0, 12.5)] {
+                    let mut got = WriteBatch::default();
+                    let r = g.generate(t0, t1, &mut got);
+                    let (want, wr) = reference(&g, t0, t1);
+                    assert!(!got.is_empty() || disk < 1 << 30 || t1 - t0 < 1.0);
+                    assert!(got.offsets == want.offsets, "{k} {disk} {t0}");
+                    assert!(got.lengths == want.lengths, "{k} {disk} {t0}");
+                    assert!(got.times == want.times, "{k} {disk} {t0}");
+                    assert_eq!(r, wr);
+                }
             }
         }
     }
