@@ -116,8 +116,9 @@ impl Csv {
 /// Scratch space of one CSV's window.
 #[derive(Default)]
 struct Scratch {
-    /// Per VM of the CSV: its guest writes of the window.
+    /// Per VM of the CSV: its guest writes of the window, and their pieces.
     guest: Vec<WriteBatch>,
+    pieces: Vec<Pieces>,
     accepted_offs: Vec<u64>,
     accepted_lens: Vec<u32>,
     vol_offs: Vec<u64>,
@@ -127,6 +128,24 @@ struct Scratch {
     ranges: Vec<(usize, usize)>,
     /// Accepted guest writes of materialized VMs, for the real disks.
     mat: Vec<materialize::MatWrite>,
+}
+
+/// One VM's pieces of a window: its file writes, and where they land on the volume.
+#[derive(Default)]
+struct Pieces {
+    file_offs: Vec<u64>,
+    file_lens: Vec<u32>,
+    vol_offs: Vec<u64>,
+    vol_lens: Vec<u32>,
+}
+
+impl Pieces {
+    fn clear(&mut self) {
+        self.file_offs.clear();
+        self.file_lens.clear();
+        self.vol_offs.clear();
+        self.vol_lens.clear();
+    }
 }
 
 /// Every CSV and VM of a modelled cluster.
@@ -484,80 +503,162 @@ fn advance_csv_with(
             .zip(s.guest[..n].par_iter())
             .try_for_each(|(vm, b)| vm.cbt.mark(&b.offsets, &b.lengths).map(|_| ()))?;
     }
-    for (pos, vm) in csv.vms.iter_mut().enumerate() {
-        let start = s.vol_offs.len();
-        if !vm.running {
-            s.ranges.push((start, start));
-            continue;
+    if roomy && (at_once || !has_snapshot) {
+        // No write can be dropped and copy-on-write needs no time order: map every VM's writes
+        // in parallel too, in three steps that give the sequential result — each disk's layout
+        // (its own), then the files' growth on the volume (in VM order, as the sequential path
+        // grows them: each file's growth units are the next free ones), then file → volume.
+        // Only the copy-on-write of the CSV's tracker is left in VM order.
+        if s.pieces.len() < n {
+            s.pieces.resize_with(n, Pieces::default);
         }
-        let guest = &s.guest[pos];
-        let mat_vm = csv.mat.as_deref().is_some_and(|m| m.has_vm(pos));
-        let w = &mut window[pos];
-        w.reads = reads[pos].reads;
-        w.bytes_read = reads[pos].bytes;
-        s.accepted_offs.clear();
-        s.accepted_lens.clear();
-        let Vm { disk, extents, .. } = vm;
-        let largest = guest.lengths.iter().copied().max().unwrap_or(0);
-        for i in 0..guest.len() {
-            let (off, len, time) = (guest.offsets[i], guest.lengths[i], guest.times[i]);
-            if !roomy {
-                // Room on the volume for the blocks this write would allocate? Otherwise the
-                // write fails (Hyper-V pauses a VM whose CSV is full); it is counted, not
-                // applied. (No need to ask the layout while even the largest write's blocks
-                // would fit.)
-                let bound = u64::from(largest) / disk.block_size() + 2;
-                if block_room(csv.next_free, bound, disk.block_size()) > csv.size {
-                    let needed = disk.blocks_to_allocate(off, len);
-                    if needed > 0 && block_room(csv.next_free, needed, disk.block_size()) > csv.size
-                    {
-                        w.dropped_writes += 1;
-                        continue;
+        let mapped: Vec<(u64, u64)> = csv
+            .vms
+            .par_iter_mut()
+            .zip(s.guest[..n].par_iter())
+            .zip(s.pieces[..n].par_iter_mut())
+            .map(|((vm, g), p)| {
+                p.clear();
+                let (mut allocated, mut end) = (0, 0);
+                for (&off, &len) in g.offsets.iter().zip(&g.lengths) {
+                    allocated += vm.disk.map_write(off, len, &mut |piece: Piece| {
+                        end = end.max(piece.offset + u64::from(piece.length));
+                        p.file_offs.push(piece.offset);
+                        p.file_lens.push(piece.length);
+                    });
+                }
+                (allocated, end)
+            })
+            .collect();
+        for (vm, &(_, end)) in csv.vms.iter_mut().zip(&mapped) {
+            while vm.extents.mapped() < end {
+                vm.extents.grow(csv.next_free);
+                csv.next_free += vm.extents.unit();
+            }
+        }
+        if has_snapshot {
+            csv.vms
+                .par_iter()
+                .zip(s.pieces[..n].par_iter_mut())
+                .for_each(|(vm, p)| {
+                    let Pieces {
+                        file_offs,
+                        file_lens,
+                        vol_offs,
+                        vol_lens,
+                    } = p;
+                    for (&offset, &length) in file_offs.iter().zip(file_lens.iter()) {
+                        vm.extents
+                            .to_volume(Piece { offset, length }, &mut |vp: Piece| {
+                                vol_offs.push(vp.offset);
+                                vol_lens.push(vp.length);
+                            });
                     }
-                }
-                s.accepted_offs.push(off);
-                s.accepted_lens.push(len);
+                });
+        }
+        for (pos, vm) in csv.vms.iter().enumerate() {
+            s.ranges.push((0, 0));
+            if !vm.running {
+                continue;
             }
-            if mat_vm {
-                s.mat.push(materialize::MatWrite {
-                    pos: pos as u32,
-                    offset: off,
-                    length: len,
-                    time,
+            let (g, p, w) = (&s.guest[pos], &s.pieces[pos], &mut window[pos]);
+            if csv.mat.as_deref().is_some_and(|m| m.has_vm(pos)) {
+                for i in 0..g.len() {
+                    s.mat.push(materialize::MatWrite {
+                        pos: pos as u32,
+                        offset: g.offsets[i],
+                        length: g.lengths[i],
+                        time: g.times[i],
+                    });
+                }
+            }
+            w.reads = reads[pos].reads;
+            w.bytes_read = reads[pos].bytes;
+            w.writes = g.len() as u64;
+            w.bytes_written = g.lengths.iter().map(|&l| u64::from(l)).sum();
+            w.blocks_allocated = mapped[pos].0;
+            if has_snapshot {
+                let out = csv.cow.apply_writes(&p.vol_offs, &p.vol_lens, None)?;
+                w.chunks_copied += out.chunks_copied;
+            }
+        }
+    } else {
+        for (pos, vm) in csv.vms.iter_mut().enumerate() {
+            let start = s.vol_offs.len();
+            if !vm.running {
+                s.ranges.push((start, start));
+                continue;
+            }
+            let guest = &s.guest[pos];
+            let mat_vm = csv.mat.as_deref().is_some_and(|m| m.has_vm(pos));
+            let w = &mut window[pos];
+            w.reads = reads[pos].reads;
+            w.bytes_read = reads[pos].bytes;
+            s.accepted_offs.clear();
+            s.accepted_lens.clear();
+            let Vm { disk, extents, .. } = vm;
+            let largest = guest.lengths.iter().copied().max().unwrap_or(0);
+            for i in 0..guest.len() {
+                let (off, len, time) = (guest.offsets[i], guest.lengths[i], guest.times[i]);
+                if !roomy {
+                    // Room on the volume for the blocks this write would allocate? Otherwise the
+                    // write fails (Hyper-V pauses a VM whose CSV is full); it is counted, not
+                    // applied. (No need to ask the layout while even the largest write's blocks
+                    // would fit.)
+                    let bound = u64::from(largest) / disk.block_size() + 2;
+                    if block_room(csv.next_free, bound, disk.block_size()) > csv.size {
+                        let needed = disk.blocks_to_allocate(off, len);
+                        if needed > 0
+                            && block_room(csv.next_free, needed, disk.block_size()) > csv.size
+                        {
+                            w.dropped_writes += 1;
+                            continue;
+                        }
+                    }
+                    s.accepted_offs.push(off);
+                    s.accepted_lens.push(len);
+                }
+                if mat_vm {
+                    s.mat.push(materialize::MatWrite {
+                        pos: pos as u32,
+                        offset: off,
+                        length: len,
+                        time,
+                    });
+                }
+                w.writes += 1;
+                w.bytes_written += u64::from(len);
+                let next_free = &mut csv.next_free;
+                let (vol_offs, vol_lens, vol_times) =
+                    (&mut s.vol_offs, &mut s.vol_lens, &mut s.vol_times);
+                w.blocks_allocated += disk.map_write(off, len, &mut |piece: Piece| {
+                    while extents.mapped() < piece.offset + u64::from(piece.length) {
+                        extents.grow(*next_free);
+                        *next_free += extents.unit();
+                    }
+                    extents.to_volume(piece, &mut |vp: Piece| {
+                        vol_offs.push(vp.offset);
+                        vol_lens.push(vp.length);
+                        vol_times.push(time);
+                    });
                 });
             }
-            w.writes += 1;
-            w.bytes_written += u64::from(len);
-            let next_free = &mut csv.next_free;
-            let (vol_offs, vol_lens, vol_times) =
-                (&mut s.vol_offs, &mut s.vol_lens, &mut s.vol_times);
-            w.blocks_allocated += disk.map_write(off, len, &mut |piece: Piece| {
-                while extents.mapped() < piece.offset + u64::from(piece.length) {
-                    extents.grow(*next_free);
-                    *next_free += extents.unit();
-                }
-                extents.to_volume(piece, &mut |vp: Piece| {
-                    vol_offs.push(vp.offset);
-                    vol_lens.push(vp.length);
-                    vol_times.push(time);
-                });
-            });
+            if !roomy {
+                vm.cbt.mark(&s.accepted_offs, &s.accepted_lens)?;
+            }
+            if at_once {
+                let out = csv
+                    .cow
+                    .apply_writes(&s.vol_offs[start..], &s.vol_lens[start..], None)?;
+                w.chunks_copied += out.chunks_copied;
+            }
+            if !has_snapshot || at_once {
+                s.vol_offs.truncate(start);
+                s.vol_lens.truncate(start);
+                s.vol_times.truncate(start);
+            }
+            s.ranges.push((start, s.vol_offs.len()));
         }
-        if !roomy {
-            vm.cbt.mark(&s.accepted_offs, &s.accepted_lens)?;
-        }
-        if at_once {
-            let out = csv
-                .cow
-                .apply_writes(&s.vol_offs[start..], &s.vol_lens[start..], None)?;
-            w.chunks_copied += out.chunks_copied;
-        }
-        if !has_snapshot || at_once {
-            s.vol_offs.truncate(start);
-            s.vol_lens.truncate(start);
-            s.vol_times.truncate(start);
-        }
-        s.ranges.push((start, s.vol_offs.len()));
     }
     let mut deleted = Vec::new();
     if has_snapshot && !at_once {
@@ -702,6 +803,13 @@ mod tests {
         assert!(!b.cow(0).unwrap().cannot_overflow(&[u32::MAX; 100_000]));
         assert!(rb.deleted.is_empty());
         assert_eq!(ra.vms, rb.vms);
+        for csv in 0..3 {
+            // The parallel mapping grew the files where the sequential one did.
+            assert_eq!(
+                a.csv_used_bytes(csv).unwrap(),
+                b.csv_used_bytes(csv).unwrap()
+            );
+        }
     }
 
     #[test]
