@@ -721,7 +721,10 @@ mod tests {
         assert_eq!(ra.vms, rb.vms);
         for csv in 0..3 {
             // The parallel mapping grew the files where the sequential one did.
-            assert_eq!(a.csv_used_bytes(csv).unwrap(), b.csv_used_bytes(csv).unwrap());
+            assert_eq!(
+                a.csv_used_bytes(csv).unwrap(),
+                b.csv_used_bytes(csv).unwrap()
+            );
         }
     }
 
