@@ -202,15 +202,12 @@ class ScaleBackupRun(BackupRun):
             except simpy.Interrupt:
                 c.copy_end = self.env.now
                 c.hresult = int(HResult.VSS_E_INSUFFICIENT_STORAGE)
-                self.tl.add(
-                    self.req,
-                    REQUESTER,
-                    f"copy {vm.name} from the shadow copy",
+                self._copy_record(
+                    c,
                     start,
-                    self.env.now,
+                    seq,
+                    f"{csv.name}'s shadow copy deleted (diff area full) during the read",
                     result="VSS_E_INSUFFICIENT_STORAGE",
-                    detail=f"{csv.name}'s shadow copy deleted (diff area full) during the read",
-                    seq=seq,
                 )
                 return
             c.copy_end = self.env.now
@@ -221,19 +218,26 @@ class ScaleBackupRun(BackupRun):
             if nodes:
                 self.result.network_bytes += c.planned
             what = "changed blocks" if c.incremental else "VHDX files"
-            self.tl.add(
-                self.req,
-                REQUESTER,
-                f"copy {vm.name} from the shadow copy",
-                start,
-                self.env.now,
-                detail=f"{c.planned} bytes ({what}) via {host}",
-                seq=seq,
-            )
+            self._copy_record(c, start, seq, f"{c.planned} bytes ({what}) via {host}")
         finally:
             if watch is not None and handle is not None and proc is not None:
                 watch.done_reading(csv.name, handle, proc)
             self.ctx.streams[self.req].release(slot)
+
+    def _copy_record(
+        self, c: VmCopy, start: float, seq: int, detail: str, result: str = "S_OK"
+    ) -> None:
+        """The timeline record of one VM's copy from the shadow copy (ending now)."""
+        self.tl.add(
+            self.req,
+            REQUESTER,
+            f"copy {c.vm.name} from the shadow copy",
+            start,
+            self.env.now,
+            result=result,
+            detail=detail,
+            seq=seq,
+        )
 
     def _write_real(self, c: VmCopy, csv: Csv) -> bool:
         """Materialized runs: the backup files of ``c`` from the real snapshot. False (and the

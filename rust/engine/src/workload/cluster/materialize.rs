@@ -506,8 +506,8 @@ impl ModelCluster {
         Ok(m.volume.counters(false)?.total_chunks_copied - m.base_copied)
     }
 
-    /// The path of VM `vm`'s real disk (relative to its volume root), if materialized.
-    pub fn materialized_path(&self, vm: usize) -> Result<Option<String>> {
+    /// VM `vm`'s real disk, if materialized.
+    fn mat_vm(&self, vm: usize) -> Result<Option<&MatVm>> {
         let &(ci, pos) = self
             .index
             .get(vm)
@@ -516,22 +516,19 @@ impl ModelCluster {
             .mat
             .as_deref()
             .and_then(|m| m.vms.get(pos))
-            .and_then(Option::as_ref)
-            .map(|v| v.path.clone()))
+            .and_then(Option::as_ref))
+    }
+
+    /// The path of VM `vm`'s real disk (relative to its volume root), if materialized.
+    pub fn materialized_path(&self, vm: usize) -> Result<Option<String>> {
+        Ok(self.mat_vm(vm)?.map(|v| v.path.clone()))
     }
 
     /// VM `vm`'s real totals since it was materialized: (chunks copied, bytes written to its file
     /// after creation), session closes included; None if not materialized.
     pub fn real_vm_totals(&self, vm: usize) -> Result<Option<(u64, u64)>> {
-        let &(ci, pos) = self
-            .index
-            .get(vm)
-            .ok_or_else(|| Error::invalid("vm", format!("{vm} is not a VM id")))?;
-        Ok(self.csvs[ci]
-            .mat
-            .as_deref()
-            .and_then(|m| m.vms.get(pos))
-            .and_then(Option::as_ref)
+        Ok(self
+            .mat_vm(vm)?
             .map(|v| (v.total_copied, v.written.load(Ordering::Relaxed))))
     }
 
