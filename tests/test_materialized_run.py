@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -19,15 +20,16 @@ from vhdx_tools import pyvhdi_read
 from vssim import engine
 from vssim.cli import main
 from vssim.scale.materialize import QEMU_NO_PARENTS, MaterializeError, read_manifest, restore
-from vssim.scale.runner import run
+from vssim.scale.runner import RunResult, run
+from vssim.scenario import Scenario
 
 QEMU = shutil.which("qemu-img")
 MIB = 1 << 20
 
 
-def tiny(**kw: object) -> object:
+def tiny(**kw: Any) -> Scenario:
     """4 nodes, 2 CSVs, 8 VMs with 64 MiB dynamic disks writing 200 IOPS."""
-    args: dict[str, object] = dict(
+    args: dict[str, Any] = dict(
         vms=8,
         disk_size="64 MiB",
         allocated="16 MiB",
@@ -36,17 +38,17 @@ def tiny(**kw: object) -> object:
         csv_bandwidth="100 MB/s",
     )
     args.update(kw)
-    return small(**args)  # type: ignore[arg-type]
+    return small(**args)
 
 
 @pytest.fixture(scope="module")
-def chain_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, object, Path]:
+def chain_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, RunResult, Path]:
     """A full backup then two incrementals, materialized, and the same run modelled only."""
     root = tmp_path_factory.mktemp("mat") / "run"
     sc = tiny()
     kinds = ["full", "incremental", "incremental"]
-    real = run(sc, kinds, interval_s=20.0, materialize=root)  # type: ignore[arg-type]
-    modelled = run(sc, kinds, interval_s=20.0)  # type: ignore[arg-type]
+    real = run(sc, kinds, interval_s=20.0, materialize=root)
+    modelled = run(sc, kinds, interval_s=20.0)
     return real, modelled, root
 
 
@@ -146,8 +148,8 @@ def test_a_full_diff_area_fails_the_same_vms_for_real(tmp_path: Path) -> None:
             "read_fraction": 0.3,
         },
     )
-    real = run(sc, "full", materialize=tmp_path / "run")  # type: ignore[arg-type]
-    modelled = run(sc, "full")  # type: ignore[arg-type]
+    real = run(sc, "full", materialize=tmp_path / "run")
+    modelled = run(sc, "full")
     assert not real.vms["ok"].all()
     keys = ["vm", "ok", "result", "bytes_read"]
     assert real.vms.select(keys).equals(modelled.vms.select(keys))
@@ -170,7 +172,7 @@ def test_bad_input_changes_nothing(tmp_path: Path) -> None:
     busy.mkdir()
     (busy / "keep.txt").write_text("mine")
     with pytest.raises(MaterializeError, match="must be new or empty"):
-        run(tiny(), "full", materialize=busy)  # type: ignore[arg-type]
+        run(tiny(), "full", materialize=busy)
     assert [p.name for p in busy.iterdir()] == ["keep.txt"]
     with pytest.raises(MaterializeError, match="no manifest"):
         restore(tmp_path, "VM0001", tmp_path / "x.vhdx")

@@ -271,8 +271,9 @@ class MaterializedBackend(ModelClusterBackend):
         """Back up every disk of ``vm`` from the model snapshot ``handle`` of ``csv``: a whole
         file copy, or (``extents`` given, one per disk) the changed runs into a differencing child
         of the disk's previous backup. Returns the bytes read from the snapshot; raises
-        :class:`engine.SnapshotDeletedError` when volsnap has deleted the snapshot."""
-        self.sync()
+        :class:`engine.SnapshotDeletedError` when volsnap has deleted the snapshot (only this
+        CSV is brought to the clock's time: its writes alone can delete its snapshot)."""
+        self.sync((csv,))
         vol = self.volumes[csv]
         real_id = self.model.real_snapshot_id(self.csv_id[csv], handle)
         snap = vol.snapshot(real_id)
@@ -382,7 +383,12 @@ class MaterializedBackend(ModelClusterBackend):
         if check:
             for e in self.store.entries:
                 if e.committed:
-                    e.qemu_img_check = qemu_img_check(self.store.root / e.file)
+                    # An incremental is a differencing file: QEMU's vhdx driver cannot open it.
+                    e.qemu_img_check = (
+                        QEMU_NO_PARENTS
+                        if e.kind == "incremental"
+                        else qemu_img_check(self.store.root / e.file)
+                    )
             self.store.save()
         self.closed = True
 
@@ -410,20 +416,17 @@ class MaterializedBackend(ModelClusterBackend):
         return pl.DataFrame(rows)
 
 
-#: What :func:`qemu_img_check` says of a differencing file.
+#: The ``qemu_img_check`` column of a differencing (incremental) backup file.
 QEMU_NO_PARENTS = "not run: qemu-img cannot open differencing VHDX (no parent support)"
 
 
 def qemu_img_check(path: Path) -> str:
-    """``qemu-img check`` of one file: "ok", the tool's complaint, "qemu-img not found", or
-    :data:`QEMU_NO_PARENTS` for a differencing file (QEMU's vhdx driver refuses them; restore
-    flattens a chain into a dynamic file it does check)."""
+    """``qemu-img check`` of one file: "ok", the tool's complaint, or "qemu-img not found".
+    (QEMU's vhdx driver refuses differencing files; restore flattens a chain into a dynamic
+    file it does check.)"""
     exe = shutil.which("qemu-img")
     if exe is None:
         return "qemu-img not found"
-    with engine.Vhdx.open(path) as v:
-        if v.disk_type == "differencing":
-            return QEMU_NO_PARENTS
     done = subprocess.run(
         [exe, "check", "-f", "vhdx", str(path)], capture_output=True, text=True, check=False
     )
