@@ -260,13 +260,18 @@ class ModelClusterBackend:
 
     def file_size(self, vm: str) -> int:
         """Bytes of the VM's VHDX files now: what a full (file-level) backup reads."""
-        self._sync_vm(vm)
-        return sum(self.model.file_size(d) for d in self.disks[vm])
+        return sum(self.planned_disk_bytes(vm, incremental=False))
 
     def changed_bytes(self, vm: str) -> int:
         """Bytes of the VM's disks changed since their change tracking was last reset."""
+        return sum(self.planned_disk_bytes(vm, incremental=True))
+
+    def planned_disk_bytes(self, vm: str, incremental: bool) -> list[int]:
+        """Per disk of ``vm``, what its backup reads now: the changed bytes (incremental) or
+        the VHDX file (full); the VM's backup reads their sum."""
         self._sync_vm(vm)
-        return sum(self.model.changed_bytes(d) for d in self.disks[vm])
+        per_disk = self.model.changed_bytes if incremental else self.model.file_size
+        return [per_disk(d) for d in self.disks[vm]]
 
     def changed_blocks(self, vm: str) -> int:
         """Change-tracking blocks of the VM's disks changed since tracking was last reset."""

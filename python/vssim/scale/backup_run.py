@@ -140,11 +140,11 @@ class ScaleBackupRun(BackupRun):
         for name, c in self.vm_copies.items():
             c.snapshot_at = self.env.now
             c.incremental = incremental and name in self.ctx.has_base
-            c.planned = b.changed_bytes(name) if c.incremental else b.file_size(name)
+            c.disk_bytes = b.planned_disk_bytes(name, c.incremental)
+            c.planned = sum(c.disk_bytes)
             c.blocks_changed = b.changed_blocks(name)
             if isinstance(b, MaterializedBackend):
                 c.extents = b.changed_extents(name) if c.incremental else None
-                c.disk_bytes = b.planned_disk_bytes(name, c.incremental)
                 c.real_chunks_at = (b.real_vm_total("real_chunks_copied", name), 0)
             if self.ctx.kind is not BackupKind.COPY:
                 b.reset_changes(name)

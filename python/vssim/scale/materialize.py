@@ -359,12 +359,6 @@ class MaterializedBackend(ModelClusterBackend):
                     off += n
         return read
 
-    def planned_disk_bytes(self, vm: str, incremental: bool) -> list[int]:
-        """Per disk of ``vm``, what the model says its backup reads now (at the snapshot)."""
-        if incremental:
-            return [self.model.changed_bytes(d) for d in self.disks[vm]]
-        return [self.model.file_size(d) for d in self.disks[vm]]
-
     def settle(self, vm: str, ok: bool) -> None:
         self.store.settle(vm, ok)
 
