@@ -61,6 +61,7 @@
 //! owner's pid keeps a second process off a volume in use.
 
 mod core;
+mod error;
 mod handle;
 pub(crate) mod journal;
 mod paths;
@@ -75,12 +76,12 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+pub use error::{Result, VolumeError};
 pub use handle::{fill_pattern, to_io, SnapshotView, VolumeFile};
 pub use journal::DeleteReason;
 
 use self::core::{diff_error, lock, Core, Shared};
-use crate::cow::{DEFAULT_CHUNK_SIZE, MAX_SNAPSHOTS};
-use crate::error::{Error, Result};
+use crate::volsnap::{DEFAULT_CHUNK_SIZE, MAX_SNAPSHOTS};
 use journal::{Journal, Record, Tail, FORMAT_VERSION};
 use state::{CowState, Gone};
 
@@ -89,50 +90,6 @@ const DIFF_NAME: &str = "vssim-volume.diff";
 const LOCK_NAME: &str = "vssim-volume.lock";
 /// A journal longer than this, with no live snapshot, is rewritten from scratch at open.
 const COMPACT_AT: u64 = if cfg!(test) { 4096 } else { 1 << 20 };
-
-/// Errors of the volume and its snapshots.
-#[derive(Debug, thiserror::Error)]
-pub enum VolumeError {
-    #[error("{path:?} is not a file on the volume {}: {why}", root.display())]
-    OutsideRoot {
-        path: String,
-        root: PathBuf,
-        why: String,
-    },
-    #[error("snapshot {id} was deleted: {reason}")]
-    SnapshotDeleted { id: u64, reason: String },
-    #[error("snapshot {id} is invalid and can only be deleted: {reason}")]
-    SnapshotInvalid { id: u64, reason: String },
-    #[error("snapshot {id} does not exist on this volume")]
-    UnknownSnapshot { id: u64 },
-    #[error("{path:?} did not exist on the volume when snapshot {id} was taken")]
-    NotInSnapshot { id: u64, path: String },
-    #[error("{what} is read-only")]
-    ReadOnly { what: String },
-    #[error("diff area {}: {source}; nothing was written to the live file", path.display())]
-    DiffArea {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("volume journal {}: {message}; the volume was not opened", path.display())]
-    Journal { path: PathBuf, message: String },
-    #[error("the volume's diff area {} is in use by process {pid}", dir.display())]
-    Busy { dir: PathBuf, pid: u32 },
-}
-
-impl VolumeError {
-    /// Whether a diff-area write failed for lack of space (disk full, quota, file size limit).
-    pub fn is_out_of_space(&self) -> bool {
-        match self {
-            VolumeError::DiffArea { source, .. } => {
-                matches!(source.raw_os_error(), Some(28 | 27 | 122))
-                    || source.kind() == io::ErrorKind::StorageFull
-            }
-            _ => false,
-        }
-    }
-}
 
 /// How a volume is opened.
 #[derive(Debug, Clone, Default)]
@@ -243,7 +200,8 @@ fn pid_alive(pid: u32) -> bool {
 fn take_lock(dir: &Path) -> Result<PathBuf> {
     let path = dir.join(LOCK_NAME);
     let mine = dir.join(format!("{LOCK_NAME}.{}", std::process::id()));
-    std::fs::write(&mine, format!("{}\n", std::process::id())).map_err(|e| Error::io(&mine, e))?;
+    std::fs::write(&mine, format!("{}\n", std::process::id()))
+        .map_err(|e| VolumeError::io(&mine, e))?;
     let taken = take_lock_with(dir, &path, &mine);
     let _ = std::fs::remove_file(&mine);
     taken.map(|()| path)
@@ -261,19 +219,17 @@ fn take_lock_with(dir: &Path, path: &Path, mine: &Path) -> Result<()> {
                     return Err(VolumeError::Busy {
                         dir: dir.to_owned(),
                         pid,
-                    }
-                    .into());
+                    });
                 }
                 let _ = std::fs::remove_file(path); // stale: its owner is gone
             }
-            Err(e) => return Err(Error::io(path, e)),
+            Err(e) => return Err(VolumeError::io(path, e)),
         }
     }
     Err(VolumeError::Busy {
         dir: dir.to_owned(),
         pid: 0,
-    }
-    .into())
+    })
 }
 
 /// `path` with its deepest existing ancestor canonicalized (symlinks resolved) and the rest kept.
@@ -302,17 +258,17 @@ impl Volume {
     /// missing). Reopening finds the snapshots of earlier sessions; see the module doc for what a
     /// crash leaves.
     pub fn open(root: &Path, diff_dir: &Path, options: VolumeOptions) -> Result<Volume> {
-        let root = std::fs::canonicalize(root).map_err(|e| Error::io(root, e))?;
+        let root = std::fs::canonicalize(root).map_err(|e| VolumeError::io(root, e))?;
         if !root.is_dir() {
-            return Err(Error::invalid(
+            return Err(VolumeError::invalid(
                 "root",
                 format!("{} is not a directory", root.display()),
             ));
         }
-        std::fs::create_dir_all(diff_dir).map_err(|e| Error::io(diff_dir, e))?;
-        let diff_dir = std::fs::canonicalize(diff_dir).map_err(|e| Error::io(diff_dir, e))?;
+        std::fs::create_dir_all(diff_dir).map_err(|e| VolumeError::io(diff_dir, e))?;
+        let diff_dir = std::fs::canonicalize(diff_dir).map_err(|e| VolumeError::io(diff_dir, e))?;
         if root.starts_with(&diff_dir) {
-            return Err(Error::invalid(
+            return Err(VolumeError::invalid(
                 "diff_area_dir",
                 format!(
                     "{} contains the volume root {}",
@@ -345,21 +301,18 @@ impl Volume {
             .create(true)
             .truncate(false)
             .open(&jpath)
-            .map_err(|e| Error::io(&jpath, e))?;
-        let bytes = std::fs::read(&jpath).map_err(|e| Error::io(&jpath, e))?;
+            .map_err(|e| VolumeError::io(&jpath, e))?;
+        let bytes = std::fs::read(&jpath).map_err(|e| VolumeError::io(&jpath, e))?;
         let diff = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(&dpath)
-            .map_err(|e| Error::io(&dpath, e))?;
-        let journal_error = |message: String| -> Error {
-            VolumeError::Journal {
-                path: jpath.clone(),
-                message,
-            }
-            .into()
+            .map_err(|e| VolumeError::io(&dpath, e))?;
+        let journal_error = |message: String| VolumeError::Journal {
+            path: jpath.clone(),
+            message,
         };
         let mut state = CowState::new(DEFAULT_CHUNK_SIZE);
         let mut notes = Vec::new();
@@ -371,8 +324,10 @@ impl Volume {
         // Empty, or the first header cut short by a crash (no snapshot can exist yet): start anew.
         let fresh = header.frame(1).starts_with(&bytes);
         let journal = if fresh {
-            let mut j = Journal::resume(jfile, &jpath, 0, 0).map_err(|e| Error::io(&jpath, e))?;
-            j.append(&[header]).map_err(|e| Error::io(&jpath, e))?;
+            let mut j =
+                Journal::resume(jfile, &jpath, 0, 0).map_err(|e| VolumeError::io(&jpath, e))?;
+            j.append(&[header])
+                .map_err(|e| VolumeError::io(&jpath, e))?;
             j
         } else {
             let scan = journal::scan(&bytes);
@@ -454,7 +409,7 @@ impl Volume {
                 }
             }
             Journal::resume(jfile, &jpath, good_len, good_records)
-                .map_err(|e| Error::io(&jpath, e))?
+                .map_err(|e| VolumeError::io(&jpath, e))?
         };
         // Apply the invalidations found so far so the CRC check below skips their slots.
         for r in &pending {
@@ -467,7 +422,10 @@ impl Volume {
         let cs = state.chunk_size();
         let mut bad_snaps: BTreeMap<u64, u32> = BTreeMap::new();
         let mut buf = vec![0u8; cs as usize];
-        let diff_file_len = diff.metadata().map_err(|e| Error::io(&dpath, e))?.len();
+        let diff_file_len = diff
+            .metadata()
+            .map_err(|e| VolumeError::io(&dpath, e))?
+            .len();
         for (slot, users) in state.slot_users() {
             let present = (u64::from(slot) + 1) * cs <= diff_file_len;
             let ok = present
@@ -497,7 +455,10 @@ impl Volume {
         }
         state.rebuild_refs();
         pending.extend(more);
-        let diff_len = diff.metadata().map_err(|e| Error::io(&dpath, e))?.len();
+        let diff_len = diff
+            .metadata()
+            .map_err(|e| VolumeError::io(&dpath, e))?
+            .len();
         let mut core = Core {
             root: root.to_owned(),
             diff_dir: diff_dir.to_owned(),
@@ -539,7 +500,7 @@ impl Volume {
                     },
                     floor,
                 ])
-                .map_err(|e| Error::io(&jpath, e))?;
+                .map_err(|e| VolumeError::io(&jpath, e))?;
             pending.clear();
         }
         pending.push(Record::Session {
@@ -550,7 +511,7 @@ impl Volume {
         // These records are already applied (or do not touch the state): append them only.
         core.journal
             .append(&pending)
-            .map_err(|e| Error::io(core.journal.path(), e))?;
+            .map_err(|e| VolumeError::io(core.journal.path(), e))?;
         core.trim_diff()?;
         core.barrier()?;
         Ok(Volume {
@@ -577,13 +538,13 @@ impl Volume {
     pub fn create_snapshot(&self) -> Result<u64> {
         let mut core = lock(&self.shared)?;
         if core.state.snaps.len() >= MAX_SNAPSHOTS {
-            return Err(Error::State(format!(
+            return Err(VolumeError::State(format!(
                 "VSS_E_MAXIMUM_NUMBER_OF_SNAPSHOTS_REACHED: the volume already has \
                  {MAX_SNAPSHOTS} live snapshots"
             )));
         }
         let files =
-            paths::walk(&core.root, &core.diff_dir).map_err(|e| Error::io(&core.root, e))?;
+            paths::walk(&core.root, &core.diff_dir).map_err(|e| VolumeError::io(&core.root, e))?;
         let id = core.state.next_id;
         // Everything before is made durable with the snapshot record (a commit point).
         core.barrier()?;
@@ -613,7 +574,7 @@ impl Volume {
                     )?;
                     Ok(0)
                 }
-                _ => Err(core.not_live(id).into()),
+                _ => Err(core.not_live(id)),
             };
         }
         core.delete(id, DeleteReason::User)
@@ -680,7 +641,7 @@ impl Volume {
     }
 
     fn resolve(&self, path: &Path) -> Result<paths::Resolved> {
-        Ok(paths::resolve(&self.root, &self.diff_dir, path)?)
+        paths::resolve(&self.root, &self.diff_dir, path)
     }
 
     /// Opens a file on the volume for reading and writing; `create` makes it (and its folders).
@@ -688,7 +649,7 @@ impl Volume {
         let r = self.resolve(path)?;
         if create {
             if let Some(parent) = r.abs.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+                std::fs::create_dir_all(parent).map_err(|e| VolumeError::io(parent, e))?;
             }
         }
         let file = OpenOptions::new()
@@ -697,7 +658,7 @@ impl Volume {
             .create(create)
             .truncate(false)
             .open(&r.abs)
-            .map_err(|e| Error::io(&r.abs, e))?;
+            .map_err(|e| VolumeError::io(&r.abs, e))?;
         Ok(VolumeFile {
             shared: self.shared.clone(),
             key: r.key,
@@ -711,7 +672,7 @@ impl Volume {
         let f = self.open_file(path, false)?;
         f.set_len(0)?;
         let core = lock(&self.shared)?;
-        std::fs::remove_file(&f.path).map_err(|e| Error::io(&f.path, e))?;
+        std::fs::remove_file(&f.path).map_err(|e| VolumeError::io(&f.path, e))?;
         drop(core);
         Ok(())
     }
@@ -737,7 +698,7 @@ impl Volume {
     pub fn export_snapshot(&self, id: u64, dest: &Path) -> Result<u64> {
         let files = self.snapshot_files(id)?;
         if lenient_canonical(dest).starts_with(&self.root) {
-            return Err(Error::invalid(
+            return Err(VolumeError::invalid(
                 "dest",
                 format!("{} lies on the volume itself", dest.display()),
             ));
@@ -748,25 +709,26 @@ impl Volume {
             let view = self.open_view(id, Path::new(&key), false)?;
             let out_path = dest.join(&key);
             if let Some(parent) = out_path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+                std::fs::create_dir_all(parent).map_err(|e| VolumeError::io(parent, e))?;
             }
             let out = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .open(&out_path)
-                .map_err(|e| Error::io(&out_path, e))?;
-            out.set_len(len).map_err(|e| Error::io(&out_path, e))?;
+                .map_err(|e| VolumeError::io(&out_path, e))?;
+            out.set_len(len)
+                .map_err(|e| VolumeError::io(&out_path, e))?;
             let mut pos = 0u64;
             while pos < len {
                 let n = (len - pos).min(buf.len() as u64) as usize;
                 view.read(&mut buf[..n], pos)?;
                 if buf[..n].iter().any(|&b| b != 0) {
                     out.write_all_at(&buf[..n], pos)
-                        .map_err(|e| Error::io(&out_path, e))?;
+                        .map_err(|e| VolumeError::io(&out_path, e))?;
                 }
                 pos += n as u64;
             }
-            out.sync_all().map_err(|e| Error::io(&out_path, e))?;
+            out.sync_all().map_err(|e| VolumeError::io(&out_path, e))?;
             total += len;
         }
         Ok(total)
@@ -828,10 +790,9 @@ impl Volume {
     /// Closes the volume now (cleanly, as when the last handle goes): every file and view
     /// opened from it fails from then on. Closing twice is harmless.
     pub fn close(&self) -> Result<()> {
-        let mut core = self
-            .shared
-            .lock()
-            .map_err(|_| Error::State("the volume's state was poisoned by a panic".to_owned()))?;
+        let mut core = self.shared.lock().map_err(|_| {
+            VolumeError::State("the volume's state was poisoned by a panic".to_owned())
+        })?;
         core.close()
     }
 
