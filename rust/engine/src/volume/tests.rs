@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 
+use super::open::COMPACT_AT;
 use super::*;
 use crate::cow::CowTracker;
 use crate::storage::Storage;
