@@ -231,7 +231,7 @@ pub(crate) fn compacted(state: &CowState) -> Result<(CowState, Vec<Record>), Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::volume::journal::CopyEntry;
+    use crate::volume::journal::{encode, CopyEntry};
 
     const K: u64 = DEFAULT_CHUNK_SIZE;
 
@@ -278,14 +278,6 @@ mod tests {
     fn closed(mut records: Vec<Record>) -> Vec<Record> {
         records.push(Record::Close);
         records
-    }
-
-    fn encode(records: &[Record]) -> Vec<u8> {
-        records
-            .iter()
-            .enumerate()
-            .flat_map(|(i, r)| r.frame(i as u64 + 1))
-            .collect()
     }
 
     /// Byte offset where record `i` (0-based) starts.

@@ -317,7 +317,7 @@ fn map_to_volume(vm: &Vm, p: &mut Pieces) {
 /// write: a write whose new blocks would not fit is dropped (Hyper-V pauses a VM whose CSV is
 /// full: the write is counted, not applied); the others are mapped, growing the file as they go.
 /// Without a limit each VM's pieces go to copy-on-write right after it (`mode.at_once`);
-/// with one they are kept in `s.vol_*`, VM `pos`'s in `s.ranges[pos]`.
+/// with one they are kept in `s.kept`, VM `pos`'s in `s.ranges[pos]`.
 fn map_in_order(
     csv: &mut Csv,
     s: &mut Scratch,
