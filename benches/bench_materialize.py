@@ -40,19 +40,11 @@ def build(root: Path | None, vms: int) -> engine.ModelCluster:
         if root is not None:
             (root / f"csv{csv}").mkdir(parents=True)
             c.materialize_csv(csv, engine.Volume(root / f"csv{csv}", root / f"diff{csv}"))
+    spec = engine.WorkloadSpec(
+        iops=50.0, read_fraction=0.3, locality="hotspot", hot_fraction=0.1, hot_share=0.9
+    )
     for v in range(vms):
-        vm = c.add_vm(
-            v % CSVS,
-            DISK,
-            allocated=64 * MiB,
-            block_size=32 * MiB,
-            iops=50.0,
-            read_fraction=0.3,
-            locality="hotspot",
-            hot_fraction=0.1,
-            hot_share=0.9,
-            seed=7000 + v,
-        )
+        vm = c.add_vm(v % CSVS, DISK, spec, allocated=64 * MiB, block_size=32 * MiB, seed=7000 + v)
         if root is not None:
             c.materialize_vm(vm, f"vm-{vm:04d}/disk0.vhdx")
     for csv in range(CSVS):

@@ -63,18 +63,17 @@ class Writes:
 def engine_generate(case: Case) -> Writes:
     times, offsets, lengths = [], [], []
     reads = read_bytes = 0
+    spec = engine.WorkloadSpec(
+        iops=case.iops,
+        read_fraction=READ_FRACTION,
+        sizes=SIZES,
+        weights=WEIGHTS,
+        locality="hotspot",
+        hot_fraction=HOT_FRACTION,
+        hot_share=HOT_SHARE,
+    )
     for vm in range(case.vms):
-        gen = engine.WorkloadGenerator(
-            DISK,
-            iops=case.iops,
-            read_fraction=READ_FRACTION,
-            sizes=SIZES,
-            weights=WEIGHTS,
-            locality="hotspot",
-            hot_fraction=HOT_FRACTION,
-            hot_share=HOT_SHARE,
-            seed=vm + 1,
-        )
+        gen = engine.WorkloadGenerator(DISK, spec, seed=vm + 1)
         t, o, n, r, rb = gen.generate(0.0, float(case.seconds))
         times.append(t)
         offsets.append(o)

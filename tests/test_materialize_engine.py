@@ -33,18 +33,21 @@ def build(
         c.materialize_csv(i, vol)
         vols.append(vol)
     for v in range(vms):
-        vm = c.add_vm(
-            v % csvs,
-            (64 + 64 * (v % 4)) * MiB,
-            allocated=(v % 3) * 24 * MiB,
-            block_size=(8 * MiB) << (v % 3),
-            fixed=v % 4 == 0,
+        spec = engine.WorkloadSpec(
             iops=40.0 + 8 * v,
             read_fraction=0.25,
             locality="hotspot" if v % 2 == 0 else "log",
             hot_fraction=0.15,
             hot_share=0.85,
             region_fraction=0.4,
+        )
+        vm = c.add_vm(
+            v % csvs,
+            (64 + 64 * (v % 4)) * MiB,
+            spec,
+            allocated=(v % 3) * 24 * MiB,
+            block_size=(8 * MiB) << (v % 3),
+            fixed=v % 4 == 0,
             seed=9000 + v,
         )
         c.materialize_vm(vm, f"vm-{vm:04d}/Virtual Hard Disks/disk0.vhdx")
@@ -111,18 +114,10 @@ def test_the_log_first_used_in_a_later_epoch_rewrites_the_headers_there(tmp_path
     c.add_csv(8 << 30)
     (tmp_path / "csv").mkdir()
     c.materialize_csv(0, engine.Volume(tmp_path / "csv", tmp_path / "diff"))
-    vm = c.add_vm(
-        0,
-        64 * MiB,
-        allocated=MiB,
-        block_size=MiB,
-        iops=100.0,
-        read_fraction=0.0,
-        sizes=[4096],
-        locality="log",
-        region_fraction=1.0,
-        seed=3,
+    spec = engine.WorkloadSpec(
+        iops=100.0, read_fraction=0.0, sizes=[4096], locality="log", region_fraction=1.0
     )
+    vm = c.add_vm(0, 64 * MiB, spec, allocated=MiB, block_size=MiB, seed=3)
     c.materialize_vm(vm, "vm/disk.vhdx")
     per_window = []
     for w in range(5):

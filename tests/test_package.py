@@ -22,6 +22,19 @@ def test_engine_exports() -> None:
     assert vssim.__version__
 
 
+def test_engine_figures_come_from_the_extension() -> None:
+    """The copy unit, snapshot limit and block sizes are the extension's attributes, not copies."""
+    from vssim import _engine
+
+    names = ["DEFAULT_CHUNK_SIZE", "MAX_SNAPSHOTS", "DEFAULT_CBT_BLOCK_SIZE"]
+    names += ["VHDX_DEFAULT_BLOCK_SIZE", "VHDX_MAX_VIRTUAL_SIZE"]
+    for name in names:
+        assert getattr(engine, name) is getattr(_engine, name), name
+    assert (engine.DEFAULT_CHUNK_SIZE, engine.MAX_SNAPSHOTS) == (16 * 1024, 512)
+    assert engine.VHDX_MAX_VIRTUAL_SIZE == 64 << 40
+    assert engine.CowTracker(1 << 30).chunk_size == engine.DEFAULT_CHUNK_SIZE
+
+
 def test_demo_runs_small() -> None:
     out = subprocess.run(
         [

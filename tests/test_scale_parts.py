@@ -14,7 +14,7 @@ import pytest
 import simpy
 
 from scale_scenarios import small, small_raw
-from vssim.errors import ScenarioError
+from vssim.errors import InvalidArgumentError, ScenarioError
 from vssim.metrics import SCHEMAS
 from vssim.scale.backend import ModelClusterBackend, stream_seed
 from vssim.scale.network import SharedResources
@@ -25,6 +25,25 @@ def with_workload(**w: Any) -> dict[str, Any]:
     raw = small_raw(vms=4)
     raw["generate"]["workload"] = w
     return raw
+
+
+def test_engine_refusals_name_the_file_and_the_vm() -> None:
+    """A value the scenario accepts but the engine refuses is reported with the scenario file,
+    the VM (and disk) and the engine's argument and limit, not the engine's words alone."""
+    raw = small_raw(vms=2, write_iops=1e12)
+    with pytest.raises(InvalidArgumentError) as err:
+        ModelClusterBackend(parse_scenario(raw, Path("big.toml")))
+    msg = str(err.value)
+    assert msg.startswith("big.toml: VM 'VM0001' workload (write_iops 1e+12"), msg
+    assert "`iops`" in msg, msg
+    assert "expected 0 to 10,000,000" in msg, msg
+    raw = small_raw(vms=2, disk_size="70 TiB", allocated="1 GiB")
+    with pytest.raises(InvalidArgumentError) as err:
+        ModelClusterBackend(parse_scenario(raw, Path("huge.toml")))
+    msg = str(err.value)
+    assert msg.startswith("huge.toml: VM 'VM0001' disk 0 ("), msg
+    assert "`virtual_size`" in msg, msg
+    assert "64 TiB" in msg, msg
 
 
 def test_workload_keys_reach_the_vms() -> None:

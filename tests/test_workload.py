@@ -20,9 +20,10 @@ def build(limit: int | None = None, vms: int = 16, csvs: int = 2) -> engine.Mode
         c.add_vm(
             v % csvs,
             8 * GiB,
+            engine.WorkloadSpec(
+                iops=150 + v, locality=["uniform", "hotspot", "zipf", "log"][v % 4]
+            ),
             allocated=(v % 4) * GiB,
-            iops=150 + v,
-            locality=["uniform", "hotspot", "zipf", "log"][v % 4],
             seed=7000 + v,
         )
     return c
@@ -92,13 +93,13 @@ def test_stopped_vm_is_silent() -> None:
 def test_bad_input() -> None:
     c = build()
     with pytest.raises(vssim.InvalidArgumentError, match="locality"):
-        c.add_vm(0, GiB, locality="random")
+        c.add_vm(0, GiB, engine.WorkloadSpec(locality="random"))
     with pytest.raises(vssim.InvalidArgumentError, match="block_size"):
         c.add_vm(0, GiB, block_size=3 * MiB)
     with pytest.raises(vssim.InvalidArgumentError, match="not a CSV id"):
         c.snapshot(5)
     with pytest.raises(vssim.InvalidArgumentError, match="read_fraction"):
-        c.add_vm(0, GiB, read_fraction=2.0)
+        c.add_vm(0, GiB, engine.WorkloadSpec(read_fraction=2.0))
     with pytest.raises(vssim.InvalidArgumentError, match="window"):
         c.advance(3.0, 1.0)
     assert c.vm_count == 16
@@ -107,12 +108,12 @@ def test_bad_input() -> None:
 @pytest.mark.parametrize("locality", ["uniform", "hotspot", "zipf", "log"])
 def test_generator_is_the_clusters_stream(locality: str) -> None:
     """``WorkloadGenerator`` gives the writes ``ModelCluster`` runs for the same VM and seed."""
-    kw = {"iops": 180.0, "read_fraction": 0.25, "locality": locality, "seed": 4242}
+    spec = engine.WorkloadSpec(iops=180.0, read_fraction=0.25, locality=locality)
     c = engine.ModelCluster()
     c.add_csv(100 * GiB)
-    c.add_vm(0, 8 * GiB, allocated=8 * GiB, fixed=True, **kw)
+    c.add_vm(0, 8 * GiB, spec, allocated=8 * GiB, fixed=True, seed=4242)
     r = c.advance(0.0, 40.0)
-    gen = engine.WorkloadGenerator(8 * GiB, **kw)
+    gen = engine.WorkloadGenerator(8 * GiB, spec, seed=4242)
     times, offs, lens, reads, read_bytes = gen.generate(0.0, 40.0)
     assert (offs.dtype, lens.dtype, times.dtype) == (np.uint64, np.uint32, np.float64)
     assert len(offs) == int(r["writes"][0])
@@ -133,10 +134,42 @@ def test_generator_is_the_clusters_stream(locality: str) -> None:
 
 def test_generator_refuses_bad_input() -> None:
     with pytest.raises(vssim.InvalidArgumentError, match="locality"):
-        engine.WorkloadGenerator(GiB, locality="random")
+        engine.WorkloadGenerator(GiB, engine.WorkloadSpec(locality="random"))
     with pytest.raises(vssim.InvalidArgumentError, match="read_fraction"):
-        engine.WorkloadGenerator(GiB, read_fraction=2.0)
-    gen = engine.WorkloadGenerator(GiB, iops=10.0)
+        engine.WorkloadGenerator(GiB, engine.WorkloadSpec(read_fraction=2.0))
+    gen = engine.WorkloadGenerator(GiB, engine.WorkloadSpec(iops=10.0))
     with pytest.raises(vssim.InvalidArgumentError, match="window"):
         gen.generate(5.0, 1.0)
     assert gen.generate(3.0, 3.0)[1].size == 0
+
+
+def test_workload_spec_is_checked_once_and_names_the_keyword() -> None:
+    """A bad value is refused when the spec is built, naming the keyword and its limits; the
+    same spec object then serves any number of VMs and generators."""
+    for kwargs, match in [
+        ({"iops": 1e12}, r"`iops`: 1000000000000: expected 0 to 10,000,000"),
+        ({"iops": float("nan")}, "`iops`"),
+        ({"read_fraction": -0.1}, r"`read_fraction`: -0.1: expected 0 to 1"),
+        ({"locality": "hotspot", "hot_fraction": 0.0}, "`hot_fraction`"),
+        ({"locality": "zipf", "theta": 9.0}, r"`theta`: 9: expected 0 to 5"),
+        ({"sizes": [1000]}, "`sizes`"),
+        ({"weights": [1.0]}, "`weights`: given without `sizes`"),
+        ({"diurnal_amplitude": -0.5}, "`diurnal_amplitude`"),
+        ({"diurnal_amplitude": 0.5, "diurnal_period_s": 0.0}, "`diurnal_period_s`"),
+    ]:
+        with pytest.raises(vssim.InvalidArgumentError, match=match):
+            engine.WorkloadSpec(**kwargs)  # type: ignore[arg-type]
+    spec = engine.WorkloadSpec(iops=50.0, locality="zipf")
+    assert (spec.iops, spec.locality) == (50.0, "zipf")
+    assert spec == engine.WorkloadSpec(iops=50.0, locality="zipf") != engine.WorkloadSpec()
+    c = engine.ModelCluster()
+    c.add_csv(100 * GiB)
+    a = c.add_vm(0, GiB, spec, seed=1)
+    b = c.add_vm(0, GiB, spec, seed=2)
+    r = c.advance(0.0, 10.0)
+    assert r["writes"][a] > 0
+    assert r["writes"][b] > 0
+    # No spec: the keywords' defaults.
+    assert engine.WorkloadGenerator(GiB).generate(0.0, 10.0)[1].size == (
+        engine.WorkloadGenerator(GiB, engine.WorkloadSpec()).generate(0.0, 10.0)[1].size
+    )

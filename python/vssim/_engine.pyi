@@ -11,7 +11,25 @@ import numpy.typing as npt
 from typing_extensions import Buffer
 
 __version__: str
+DEFAULT_CHUNK_SIZE: int
+MIN_CHUNK_SIZE: int
+MAX_CHUNK_SIZE: int
+MAX_SNAPSHOTS: int
+DEFAULT_CBT_BLOCK_SIZE: int
+VHDX_DEFAULT_BLOCK_SIZE: int
+VHDX_MIN_BLOCK_SIZE: int
+VHDX_MAX_BLOCK_SIZE: int
+VHDX_MAX_VIRTUAL_SIZE: int
 __all__ = [
+    "DEFAULT_CBT_BLOCK_SIZE",
+    "DEFAULT_CHUNK_SIZE",
+    "MAX_CHUNK_SIZE",
+    "MAX_SNAPSHOTS",
+    "MIN_CHUNK_SIZE",
+    "VHDX_DEFAULT_BLOCK_SIZE",
+    "VHDX_MAX_BLOCK_SIZE",
+    "VHDX_MAX_VIRTUAL_SIZE",
+    "VHDX_MIN_BLOCK_SIZE",
     "ChangeTracker",
     "CowTracker",
     "ModelCluster",
@@ -24,6 +42,7 @@ __all__ = [
     "VolumeFile",
     "VolumeSnapshotInfo",
     "WorkloadGenerator",
+    "WorkloadSpec",
     "WriteResult",
     "__version__",
 ]
@@ -123,24 +142,13 @@ class ModelCluster:
         self,
         csv: int,
         disk_size: int,
+        workload: WorkloadSpec | None = None,
         *,
         allocated: int = 0,
         block_size: int = ...,
         fixed: bool = False,
-        iops: float = 100.0,
-        read_fraction: float = 0.3,
-        sizes: list[int] | None = None,
-        weights: list[float] | None = None,
-        locality: str = "uniform",
-        hot_fraction: float = 0.1,
-        hot_share: float = 0.9,
-        theta: float = 0.99,
-        region_fraction: float = 0.05,
-        diurnal_amplitude: float = 0.0,
-        diurnal_period_s: float = 86400.0,
-        diurnal_peak_s: float = 50400.0,
         seed: int = 0,
-        cbt_block_size: int = 65536,
+        cbt_block_size: int = ...,
     ) -> int: ...
     def advance(self, t0: float, t1: float) -> dict[str, npt.NDArray[np.uint64 | np.float64]]: ...
     def advance_csvs(
@@ -177,17 +185,16 @@ class ModelCluster:
     def vm_count(self) -> int: ...
 
 @final
-class WorkloadGenerator:
-    """One VM disk's seeded I/O stream, as ModelCluster generates it."""
+class WorkloadSpec:
+    """One VM's I/O, validated once; ``ModelCluster.add_vm`` and ``WorkloadGenerator`` take it."""
 
     def __new__(
         cls,
-        disk_size: int,
         *,
         iops: float = 100.0,
         read_fraction: float = 0.3,
-        sizes: list[int] | None = None,
-        weights: list[float] | None = None,
+        sizes: Sequence[int] | None = None,
+        weights: Sequence[float] | None = None,
         locality: str = "uniform",
         hot_fraction: float = 0.1,
         hot_share: float = 0.9,
@@ -196,7 +203,22 @@ class WorkloadGenerator:
         diurnal_amplitude: float = 0.0,
         diurnal_period_s: float = 86400.0,
         diurnal_peak_s: float = 50400.0,
-        seed: int = 0,
+    ) -> WorkloadSpec: ...
+    @property
+    def iops(self) -> float: ...
+    @property
+    def read_fraction(self) -> float: ...
+    @property
+    def mean_size(self) -> float: ...
+    @property
+    def locality(self) -> str: ...
+
+@final
+class WorkloadGenerator:
+    """One VM disk's seeded I/O stream, as ModelCluster generates it."""
+
+    def __new__(
+        cls, disk_size: int, workload: WorkloadSpec | None = None, *, seed: int = 0
     ) -> WorkloadGenerator: ...
     def generate(
         self, t0: float, t1: float

@@ -35,13 +35,13 @@ def run(args: argparse.Namespace) -> int:
     cluster = engine.ModelCluster()
     for _ in range(args.csvs):
         cluster.add_csv(args.csv_size)
+    spec = engine.WorkloadSpec(iops=args.iops, locality="hotspot")
     for vm in range(args.vms):
         cluster.add_vm(
             vm % args.csvs,
             args.disk_size,
+            spec,
             allocated=args.allocated,
-            iops=args.iops,
-            locality="hotspot",
             seed=args.seed * 1_000_003 + vm,
         )
     print(

@@ -19,19 +19,49 @@ snapshot's life (sampled after every window).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from vssim import engine
-from vssim.scenario import Csv, Scenario, Vm, derive_guid
+from vssim.errors import InvalidArgumentError
+from vssim.scenario import Csv, Scenario, Vm, Workload, derive_guid
 from vssim.vss.providers import WriteCost
 
 U64 = npt.NDArray[np.uint64]
 #: Counters :meth:`ModelClusterBackend.advance_to` accumulates per disk.
 COUNTERS = ("writes", "bytes_written", "reads", "bytes_read", "chunks_copied", "dropped_writes")
+
+
+def workload_spec(w: Workload) -> engine.WorkloadSpec:
+    """The engine's spec of a VM's workload, built once for all its disks (and checked there)."""
+    return engine.WorkloadSpec(
+        iops=w.iops,
+        read_fraction=w.read_fraction,
+        sizes=list(w.sizes) or None,
+        weights=list(w.weights) or None,
+        locality=w.locality,
+        hot_fraction=w.hot_fraction,
+        hot_share=w.hot_share,
+        theta=w.theta,
+        region_fraction=w.region_fraction,
+        diurnal_amplitude=w.diurnal_amplitude,
+        diurnal_period_s=w.diurnal_period_s,
+        diurnal_peak_s=w.diurnal_peak_s,
+    )
+
+
+@contextmanager
+def _context(scenario: Scenario, where: str) -> Iterator[None]:
+    """An engine refusal of a scenario's value, re-raised with the file and the CSV, VM or disk
+    it came from (the engine names the argument and its limits)."""
+    try:
+        yield
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(f"{scenario.path}: {where}: {exc}") from exc
 
 
 def stream_seed(scenario_seed: int, vm: Vm, disk: int) -> int:
@@ -68,35 +98,29 @@ class ModelClusterBackend:
         self.clock = clock
         self.csv_id: dict[str, int] = {}
         for c in scenario.csvs:
-            self.csv_id[c.name] = self.model.add_csv(c.size, diff_area_limit=c.diff_area_limit)
+            with _context(scenario, f"CSV {c.name!r}"):
+                self.csv_id[c.name] = self.model.add_csv(c.size, diff_area_limit=c.diff_area_limit)
         #: Engine disk ids of each VM (by name), and each disk's VM index in ``scenario.vms``.
         self.disks: dict[str, list[int]] = {}
         self.vm_csv = {vm.name: vm.csv for vm in scenario.vms}
         owner: list[int] = []
         for i, vm in enumerate(scenario.vms):
             w = vm.workload
+            rates = f"write_iops {w.write_iops:g} at read_fraction {w.read_fraction:g}"
+            with _context(scenario, f"VM {vm.name!r} workload ({rates} is iops {w.iops:g})"):
+                spec = workload_spec(w)
             ids = []
             for j, d in enumerate(vm.disks):
-                ids.append(
-                    self.model.add_vm(
-                        self.csv_id[vm.csv],
-                        d.virtual_size,
-                        allocated=d.allocated_size,
-                        iops=w.iops,
-                        read_fraction=w.read_fraction,
-                        sizes=list(w.sizes) or None,
-                        weights=list(w.weights) or None,
-                        locality=w.locality,
-                        hot_fraction=w.hot_fraction,
-                        hot_share=w.hot_share,
-                        theta=w.theta,
-                        region_fraction=w.region_fraction,
-                        diurnal_amplitude=w.diurnal_amplitude,
-                        diurnal_period_s=w.diurnal_period_s,
-                        diurnal_peak_s=w.diurnal_peak_s,
-                        seed=stream_seed(scenario.seed, vm, j),
+                with _context(scenario, f"VM {vm.name!r} disk {j} ({d.file})"):
+                    ids.append(
+                        self.model.add_vm(
+                            self.csv_id[vm.csv],
+                            d.virtual_size,
+                            spec,
+                            allocated=d.allocated_size,
+                            seed=stream_seed(scenario.seed, vm, j),
+                        )
                     )
-                )
                 owner.append(i)
                 if not vm.running:
                     self.model.set_running(ids[-1], False)

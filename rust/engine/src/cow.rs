@@ -20,13 +20,10 @@
 use crate::chunkset::ChunkSet;
 use crate::error::{check_extents, check_power_of_two, Error, Result};
 
-/// Copy unit of volsnap: 16 KiB, whatever the cluster size.
-pub const DEFAULT_CHUNK_SIZE: u64 = 16 * 1024;
+pub use crate::volsnap::{DEFAULT_CHUNK_SIZE, MAX_SNAPSHOTS};
 /// Smallest and largest copy units the tracker accepts.
 pub const MIN_CHUNK_SIZE: u64 = 4 * 1024;
 pub const MAX_CHUNK_SIZE: u64 = 1024 * 1024;
-/// At most 512 shadow copies per volume.
-pub const MAX_SNAPSHOTS: usize = 512;
 
 /// One live snapshot and its epoch.
 #[derive(Debug, Clone)]

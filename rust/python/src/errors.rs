@@ -37,6 +37,9 @@ pub fn to_py(err: Error) -> PyErr {
         Error::State(_) => EngineStateError::new_err(msg),
         Error::TrackerFile { .. } => TrackerFileError::new_err(msg),
         Error::Volume(v) => match v {
+            V::InvalidArgument { .. } => InvalidArgumentError::new_err(msg),
+            V::State(_) => EngineStateError::new_err(msg),
+            V::Io { source, .. } => io_to_py(&source, msg),
             V::OutsideRoot { .. } => PathOutsideVolumeError::new_err(msg),
             V::SnapshotDeleted { .. } => SnapshotDeletedError::new_err(msg),
             V::SnapshotInvalid { .. } => SnapshotInvalidError::new_err(msg),

@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use vssim_engine::workload::{Generator, WriteBatch};
 
 use crate::errors::{detached, guarded};
-use crate::workload::workload_spec;
+use crate::spec::WorkloadSpec;
 
 /// The writes of `generate`: `(times, offsets, lengths, reads, read_bytes)`.
 type Generated<'py> = (
@@ -17,8 +17,9 @@ type Generated<'py> = (
     u64,
 );
 
-/// One VM disk's seeded I/O stream: the same workload keywords as `ModelCluster.add_vm`, and
-/// the same stream for the same `seed` (a pure function of the seed and the second).
+/// One VM disk's seeded I/O stream: `workload` (a `WorkloadSpec`, as `ModelCluster.add_vm`
+/// takes it) on a disk of `disk_size` bytes, the same stream for the same `seed` (a pure function
+/// of the seed and the second).
 #[pyclass(module = "vssim._engine", frozen)]
 pub struct WorkloadGenerator {
     inner: Generator,
@@ -27,38 +28,14 @@ pub struct WorkloadGenerator {
 #[pymethods]
 impl WorkloadGenerator {
     #[new]
-    #[pyo3(signature = (
-        disk_size, *, iops = 100.0, read_fraction = 0.3, sizes = None, weights = None,
-        locality = "uniform", hot_fraction = 0.1, hot_share = 0.9, theta = 0.99,
-        region_fraction = 0.05, diurnal_amplitude = 0.0, diurnal_period_s = 86400.0,
-        diurnal_peak_s = 50400.0, seed = 0
-    ))]
-    #[expect(clippy::too_many_arguments)]
+    #[pyo3(signature = (disk_size, workload = None, *, seed = 0))]
     fn new(
+        py: Python<'_>,
         disk_size: u64,
-        iops: f64,
-        read_fraction: f64,
-        sizes: Option<Vec<u32>>,
-        weights: Option<Vec<f64>>,
-        locality: &str,
-        hot_fraction: f64,
-        hot_share: f64,
-        theta: f64,
-        region_fraction: f64,
-        diurnal_amplitude: f64,
-        diurnal_period_s: f64,
-        diurnal_peak_s: f64,
+        workload: Option<PyRef<'_, WorkloadSpec>>,
         seed: u64,
     ) -> PyResult<Self> {
-        let spec = workload_spec(
-            iops,
-            read_fraction,
-            sizes,
-            weights,
-            locality,
-            [hot_fraction, hot_share, theta, region_fraction],
-            [diurnal_amplitude, diurnal_period_s, diurnal_peak_s],
-        )?;
+        let spec = WorkloadSpec::given_or_default(py, workload)?;
         let inner = guarded(|| Generator::new(spec, disk_size, seed))?;
         Ok(WorkloadGenerator { inner })
     }

@@ -8,6 +8,7 @@ mod cbt;
 mod cow;
 mod errors;
 mod generator;
+mod spec;
 mod vhdx;
 mod volume;
 mod workload;
@@ -15,12 +16,14 @@ mod workload;
 #[pymodule]
 fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    add_constants(m)?;
     m.add_class::<cow::CowTracker>()?;
     m.add_class::<cow::WriteResult>()?;
     m.add_class::<cow::SnapshotInfo>()?;
     m.add_class::<cbt::ChangeTracker>()?;
     m.add_class::<workload::ModelCluster>()?;
     m.add_class::<generator::WorkloadGenerator>()?;
+    m.add_class::<spec::WorkloadSpec>()?;
     m.add_class::<volume::Volume>()?;
     m.add_class::<volume::VolumeSnapshotInfo>()?;
     m.add_class::<volume::Snapshot>()?;
@@ -28,5 +31,21 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<volume::SnapshotView>()?;
     m.add_class::<vhdx::Vhdx>()?;
     m.add_class::<vhdx::VhdxFinding>()?;
+    Ok(())
+}
+
+/// The engine's figures Python needs, as module attributes (`vssim.engine` re-exports them), so
+/// they have one home: the engine crate.
+fn add_constants(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    use vssim_engine::{cbt, cow, vhdx::format, volsnap};
+    m.add("DEFAULT_CHUNK_SIZE", volsnap::DEFAULT_CHUNK_SIZE)?;
+    m.add("MIN_CHUNK_SIZE", cow::MIN_CHUNK_SIZE)?;
+    m.add("MAX_CHUNK_SIZE", cow::MAX_CHUNK_SIZE)?;
+    m.add("MAX_SNAPSHOTS", volsnap::MAX_SNAPSHOTS)?;
+    m.add("DEFAULT_CBT_BLOCK_SIZE", cbt::DEFAULT_BLOCK_SIZE)?;
+    m.add("VHDX_DEFAULT_BLOCK_SIZE", format::DEFAULT_BLOCK_SIZE)?;
+    m.add("VHDX_MIN_BLOCK_SIZE", format::MIN_BLOCK_SIZE)?;
+    m.add("VHDX_MAX_BLOCK_SIZE", format::MAX_BLOCK_SIZE)?;
+    m.add("VHDX_MAX_VIRTUAL_SIZE", format::MAX_VIRTUAL_SIZE)?;
     Ok(())
 }

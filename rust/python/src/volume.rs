@@ -17,6 +17,16 @@ fn closed_error() -> PyErr {
     crate::errors::to_py(Error::State("the volume was closed".to_owned()))
 }
 
+/// [`detached`] for the volume's calls, which fail with their own `VolumeError`.
+fn vol_detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> vol::Result<T> + Send) -> PyResult<T> {
+    detached(py, move || f().map_err(Error::from))
+}
+
+/// [`guarded`] for the volume's calls.
+fn vol_guarded<T>(f: impl FnOnce() -> vol::Result<T>) -> PyResult<T> {
+    guarded(|| f().map_err(Error::from))
+}
+
 /// A folder whose files are written through copy-on-write snapshots, as the system provider
 /// (volsnap) does for a Cluster Shared Volume. `diff_area_dir` holds the diff area and its
 /// journal (created if missing); reopening finds earlier snapshots. `durable=True` fsyncs every
@@ -120,7 +130,7 @@ impl Volume {
             checksum_copies,
             boot_id: None,
         };
-        let v = detached(py, move || {
+        let v = vol_detached(py, move || {
             vol::Volume::open(&root, &diff_area_dir, options)
         })?;
         Ok(Volume {
@@ -131,31 +141,34 @@ impl Volume {
     /// Takes a snapshot now (the files under the root and their lengths); returns its id.
     fn create_snapshot(&self, py: Python<'_>) -> PyResult<u64> {
         let v = self.get()?;
-        detached(py, move || v.create_snapshot())
+        vol_detached(py, move || v.create_snapshot())
     }
 
     /// Deletes a snapshot; returns the diff-area bytes freed.
     fn delete_snapshot(&self, py: Python<'_>, snapshot_id: u64) -> PyResult<u64> {
         let v = self.get()?;
-        detached(py, move || v.delete_snapshot(snapshot_id))
+        vol_detached(py, move || v.delete_snapshot(snapshot_id))
     }
 
     /// Every snapshot the volume knows (live, deleted, invalid), by id.
     fn snapshots(&self) -> PyResult<Vec<VolumeSnapshotInfo>> {
         let v = self.get()?;
-        Ok(guarded(|| v.snapshots())?.into_iter().map(info).collect())
+        Ok(vol_guarded(|| v.snapshots())?
+            .into_iter()
+            .map(info)
+            .collect())
     }
 
     /// Ids of the live snapshots, oldest first.
     fn live_snapshots(&self) -> PyResult<Vec<u64>> {
         let v = self.get()?;
-        guarded(|| v.live_snapshots())
+        vol_guarded(|| v.live_snapshots())
     }
 
     /// The snapshot `snapshot_id` (it must be live).
     fn snapshot(&self, snapshot_id: u64) -> PyResult<Snapshot> {
         let v = self.get()?;
-        guarded(|| v.snapshot_files(snapshot_id).map(|_| ()))?;
+        vol_guarded(|| v.snapshot_files(snapshot_id).map(|_| ()))?;
         Ok(Snapshot {
             volume: v,
             id: snapshot_id,
@@ -167,20 +180,20 @@ impl Volume {
     #[pyo3(signature = (path, create = false))]
     fn open(&self, py: Python<'_>, path: PathBuf, create: bool) -> PyResult<VolumeFile> {
         let v = self.get()?;
-        let inner = detached(py, move || v.open_file(&path, create))?;
+        let inner = vol_detached(py, move || v.open_file(&path, create))?;
         Ok(VolumeFile { inner })
     }
 
     /// Removes a file; live snapshots keep it whole (its chunks are copied first).
     fn remove(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         let v = self.get()?;
-        detached(py, move || v.remove_file(&path))
+        vol_detached(py, move || v.remove_file(&path))
     }
 
     /// Makes every completed write durable (diff area, then index).
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
         let v = self.get()?;
-        detached(py, move || v.flush())
+        vol_detached(py, move || v.flush())
     }
 
     /// Closes the volume cleanly (the journal says so, the lock is released); files and views
@@ -188,7 +201,7 @@ impl Volume {
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let taken = self.inner.lock().map_err(|_| closed_error())?.take();
         match taken {
-            Some(v) => detached(py, move || v.close()),
+            Some(v) => vol_detached(py, move || v.close()),
             None => Ok(()),
         }
     }
@@ -217,60 +230,60 @@ impl Volume {
     #[getter]
     fn get_diff_area_max_bytes(&self) -> PyResult<Option<u64>> {
         let v = self.get()?;
-        guarded(|| v.diff_area_max_bytes())
+        vol_guarded(|| v.diff_area_max_bytes())
     }
 
     #[setter]
     fn set_diff_area_max_bytes(&self, limit: Option<u64>) -> PyResult<()> {
         let v = self.get()?;
-        guarded(|| v.set_diff_area_max_bytes(limit))
+        vol_guarded(|| v.set_diff_area_max_bytes(limit))
     }
 
     #[getter]
     fn durable(&self) -> PyResult<bool> {
         let v = self.get()?;
-        guarded(|| v.is_durable())
+        vol_guarded(|| v.is_durable())
     }
 
     /// Bytes of diff area in use (16 KiB per chunk held).
     #[getter]
     fn diff_area_bytes(&self) -> PyResult<u64> {
         let v = self.get()?;
-        Ok(guarded(|| v.stats())?.diff_area_bytes)
+        Ok(vol_guarded(|| v.stats())?.diff_area_bytes)
     }
 
     /// Length of the diff-area file on disk.
     #[getter]
     fn diff_file_bytes(&self) -> PyResult<u64> {
         let v = self.get()?;
-        Ok(guarded(|| v.stats())?.diff_file_bytes)
+        Ok(vol_guarded(|| v.stats())?.diff_file_bytes)
     }
 
     #[getter]
     fn journal_bytes(&self) -> PyResult<u64> {
         let v = self.get()?;
-        Ok(guarded(|| v.stats())?.journal_bytes)
+        Ok(vol_guarded(|| v.stats())?.journal_bytes)
     }
 
     /// Chunks copied to the diff area since the volume's journal began.
     #[getter]
     fn total_chunks_copied(&self) -> PyResult<u64> {
         let v = self.get()?;
-        Ok(guarded(|| v.stats())?.total_chunks_copied)
+        Ok(vol_guarded(|| v.stats())?.total_chunks_copied)
     }
 
     /// Snapshots this session deleted because the diff area was full, in order.
     #[getter]
     fn auto_deleted(&self) -> PyResult<Vec<u64>> {
         let v = self.get()?;
-        Ok(guarded(|| v.stats())?.auto_deleted)
+        Ok(vol_guarded(|| v.stats())?.auto_deleted)
     }
 
     /// What opening the volume found: an unclean previous session, snapshots marked invalid.
     #[getter]
     fn recovery_notes(&self) -> PyResult<Vec<String>> {
         let v = self.get()?;
-        guarded(|| v.recovery_notes())
+        vol_guarded(|| v.recovery_notes())
     }
 
     fn __repr__(&self) -> String {
@@ -297,13 +310,13 @@ impl Snapshot {
     fn open(&self, py: Python<'_>, path: PathBuf, writable: bool) -> PyResult<SnapshotView> {
         let v = self.volume.clone();
         let id = self.id;
-        let inner = detached(py, move || v.open_view(id, &path, writable))?;
+        let inner = vol_detached(py, move || v.open_view(id, &path, writable))?;
         Ok(SnapshotView { inner })
     }
 
     /// The snapshot's files and their lengths, by path.
     fn files(&self) -> PyResult<Vec<(String, u64)>> {
-        guarded(|| self.volume.snapshot_files(self.id))
+        vol_guarded(|| self.volume.snapshot_files(self.id))
     }
 
     /// Writes every file of the snapshot under `dest` (a new folder off the volume); returns the
@@ -311,14 +324,14 @@ impl Snapshot {
     fn export(&self, py: Python<'_>, dest: PathBuf) -> PyResult<u64> {
         let v = self.volume.clone();
         let id = self.id;
-        detached(py, move || v.export_snapshot(id, &dest))
+        vol_detached(py, move || v.export_snapshot(id, &dest))
     }
 
     /// Deletes the snapshot; returns the diff-area bytes freed.
     fn delete(&self, py: Python<'_>) -> PyResult<u64> {
         let v = self.volume.clone();
         let id = self.id;
-        detached(py, move || v.delete_snapshot(id))
+        vol_detached(py, move || v.delete_snapshot(id))
     }
 
     fn __repr__(&self) -> String {
@@ -329,9 +342,9 @@ impl Snapshot {
 fn read_bytes<'py>(
     py: Python<'py>,
     length: usize,
-    f: impl FnOnce(&mut [u8]) -> Result<(), Error> + Send,
+    f: impl FnOnce(&mut [u8]) -> vol::Result<()> + Send,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let buf = detached(py, move || {
+    let buf = vol_detached(py, move || {
         let mut buf = vec![0u8; length];
         f(&mut buf)?;
         Ok(buf)
@@ -348,7 +361,7 @@ pub struct VolumeFile {
 impl VolumeFile {
     /// A `Storage` over the same file (for the VHDX layer).
     pub fn as_storage(&self) -> PyResult<Box<dyn Storage>> {
-        Ok(Box::new(guarded(|| self.inner.try_clone())?))
+        Ok(Box::new(vol_guarded(|| self.inner.try_clone())?))
     }
 }
 
@@ -370,7 +383,7 @@ impl VolumeFile {
     fn write(&self, py: Python<'_>, offset: u64, data: &[u8]) -> PyResult<()> {
         let data = data.to_vec();
         let f = &self.inner;
-        detached(py, move || f.write(&data, offset))
+        vol_detached(py, move || f.write(&data, offset))
     }
 
     /// A batch of writes of deterministic pseudo-random bytes (`offsets` uint64, `lengths`
@@ -386,24 +399,24 @@ impl VolumeFile {
         let offsets = u64_vec(offsets, "offsets")?;
         let lengths = u32_vec(lengths, "lengths")?;
         let f = &self.inner;
-        detached(py, move || f.write_pattern(&offsets, &lengths, seed))
+        vol_detached(py, move || f.write_pattern(&offsets, &lengths, seed))
     }
 
     /// Current length in bytes.
     fn len(&self) -> PyResult<u64> {
-        guarded(|| self.inner.len())
+        vol_guarded(|| self.inner.len())
     }
 
     /// Truncates (snapshots keep the cut part) or extends with zeros.
     fn set_len(&self, py: Python<'_>, length: u64) -> PyResult<()> {
         let f = &self.inner;
-        detached(py, move || f.set_len(length))
+        vol_detached(py, move || f.set_len(length))
     }
 
     /// Makes the completed writes durable (the copies made for them first).
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
         let f = &self.inner;
-        detached(py, move || f.sync())
+        vol_detached(py, move || f.sync())
     }
 
     /// The path relative to the volume root.
@@ -437,7 +450,7 @@ pub struct SnapshotView {
 impl SnapshotView {
     /// A `Storage` over the same view (for the VHDX layer: `Vhdx.open(view)`).
     pub fn as_storage(&self) -> PyResult<Box<dyn Storage>> {
-        Ok(Box::new(guarded(|| self.inner.try_clone())?))
+        Ok(Box::new(vol_guarded(|| self.inner.try_clone())?))
     }
 }
 
@@ -458,22 +471,22 @@ impl SnapshotView {
     fn write(&self, py: Python<'_>, offset: u64, data: &[u8]) -> PyResult<()> {
         let data = data.to_vec();
         let f = &self.inner;
-        detached(py, move || f.write(&data, offset))
+        vol_detached(py, move || f.write(&data, offset))
     }
 
     fn len(&self) -> PyResult<u64> {
-        guarded(|| self.inner.len())
+        vol_guarded(|| self.inner.len())
     }
 
     fn set_len(&self, py: Python<'_>, length: u64) -> PyResult<()> {
         let f = &self.inner;
-        detached(py, move || f.set_len(length))
+        vol_detached(py, move || f.set_len(length))
     }
 
     /// Makes a writable view's writes durable.
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
         let f = &self.inner;
-        detached(py, move || f.sync())
+        vol_detached(py, move || f.sync())
     }
 
     #[getter]

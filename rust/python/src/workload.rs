@@ -4,10 +4,14 @@
 use numpy::PyArray1;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use vssim_engine::workload::{self, DiskKind, Diurnal, Locality, SizeDist, VmConfig, WorkloadSpec};
+use vssim_engine::cbt;
+use vssim_engine::vhdx::format::DEFAULT_BLOCK_SIZE;
+use vssim_engine::volsnap::DEFAULT_CHUNK_SIZE;
+use vssim_engine::workload::{self, DiskKind, VmConfig};
 
 use crate::arrays::Extents;
 use crate::errors::{detached, guarded, InvalidArgumentError};
+use crate::spec::WorkloadSpec;
 use crate::volume::Volume;
 
 /// The CSVs and VMs of a modelled cluster. Each VM's writes are generated in the engine for a
@@ -16,70 +20,6 @@ use crate::volume::Volume;
 #[pyclass(module = "vssim._engine")]
 pub struct ModelCluster {
     inner: workload::ModelCluster,
-}
-
-fn locality(
-    kind: &str,
-    hot_fraction: f64,
-    hot_share: f64,
-    theta: f64,
-    region_fraction: f64,
-) -> PyResult<Locality> {
-    Ok(match kind {
-        "uniform" => Locality::Uniform,
-        "hotspot" => Locality::HotSpot {
-            hot_fraction,
-            hot_share,
-        },
-        "zipf" => Locality::Zipf { theta },
-        "log" => Locality::SequentialLog { region_fraction },
-        other => {
-            return Err(InvalidArgumentError::new_err(format!(
-                "invalid argument `locality`: {other:?}; expected \"uniform\", \"hotspot\", \
-                 \"zipf\" or \"log\""
-            )))
-        }
-    })
-}
-
-/// One VM's workload from the binding's keyword arguments (`ModelCluster.add_vm`,
-/// `WorkloadGenerator`): `shape` is `[hot_fraction, hot_share, theta, region_fraction]`,
-/// `diurnal` is `[amplitude, period_s, peak_s]` (amplitude 0: a flat rate).
-pub(crate) fn workload_spec(
-    iops: f64,
-    read_fraction: f64,
-    sizes: Option<Vec<u32>>,
-    weights: Option<Vec<f64>>,
-    locality: &str,
-    shape: [f64; 4],
-    diurnal: [f64; 3],
-) -> PyResult<WorkloadSpec> {
-    let [hot_fraction, hot_share, theta, region_fraction] = shape;
-    let [amplitude, period_s, peak_s] = diurnal;
-    let sizes = match (sizes, weights) {
-        (None, None) => SizeDist::typical(),
-        (Some(s), Some(w)) => guarded(|| SizeDist::new(&s, &w))?,
-        (Some(s), None) => {
-            let w = vec![1.0; s.len()];
-            guarded(|| SizeDist::new(&s, &w))?
-        }
-        (None, Some(_)) => {
-            return Err(InvalidArgumentError::new_err(
-                "invalid argument `weights`: given without `sizes`",
-            ))
-        }
-    };
-    Ok(WorkloadSpec {
-        iops,
-        read_fraction,
-        sizes,
-        locality: self::locality(locality, hot_fraction, hot_share, theta, region_fraction)?,
-        diurnal: (amplitude > 0.0).then_some(Diurnal {
-            amplitude,
-            period_s,
-            peak_s,
-        }),
-    })
 }
 
 /// A window's report as the dict `advance` returns.
@@ -144,7 +84,7 @@ impl ModelCluster {
     }
 
     /// Adds a CSV of `size` bytes with its copy-on-write tracker; returns its id (0, 1, …).
-    #[pyo3(signature = (size, chunk_size = 16384, diff_area_limit = None))]
+    #[pyo3(signature = (size, chunk_size = DEFAULT_CHUNK_SIZE, diff_area_limit = None))]
     fn add_csv(
         &mut self,
         size: u64,
@@ -154,49 +94,27 @@ impl ModelCluster {
         guarded(|| self.inner.add_csv(size, chunk_size, diff_area_limit))
     }
 
-    /// Adds a VM with one VHDX disk on CSV `csv`; returns its id (0, 1, …). `locality` is
-    /// "uniform", "hotspot" (`hot_fraction`, `hot_share`), "zipf" (`theta`) or "log"
-    /// (`region_fraction`); `sizes`/`weights` give the request-size mix (default: a typical
-    /// 4 KiB–1 MiB mix); `diurnal_amplitude` > 0 makes the rate follow the day.
+    /// Adds a VM with one VHDX disk of `disk_size` bytes on CSV `csv` (`allocated` bytes of it
+    /// allocated at the start, `block_size`-byte blocks, `fixed` or dynamic), running `workload`
+    /// (a `WorkloadSpec`; default: `WorkloadSpec()`) as the stream `seed`; returns its id
+    /// (0, 1, …).
     #[pyo3(signature = (
-        csv, disk_size, *, allocated = 0, block_size = 32 * 1024 * 1024, fixed = false,
-        iops = 100.0, read_fraction = 0.3, sizes = None, weights = None,
-        locality = "uniform", hot_fraction = 0.1, hot_share = 0.9, theta = 0.99,
-        region_fraction = 0.05, diurnal_amplitude = 0.0, diurnal_period_s = 86400.0,
-        diurnal_peak_s = 50400.0, seed = 0, cbt_block_size = 65536
+        csv, disk_size, workload = None, *, allocated = 0, block_size = DEFAULT_BLOCK_SIZE,
+        fixed = false, seed = 0, cbt_block_size = cbt::DEFAULT_BLOCK_SIZE
     ))]
     #[expect(clippy::too_many_arguments)]
     fn add_vm(
         &mut self,
+        py: Python<'_>,
         csv: usize,
         disk_size: u64,
+        workload: Option<PyRef<'_, WorkloadSpec>>,
         allocated: u64,
         block_size: u64,
         fixed: bool,
-        iops: f64,
-        read_fraction: f64,
-        sizes: Option<Vec<u32>>,
-        weights: Option<Vec<f64>>,
-        locality: &str,
-        hot_fraction: f64,
-        hot_share: f64,
-        theta: f64,
-        region_fraction: f64,
-        diurnal_amplitude: f64,
-        diurnal_period_s: f64,
-        diurnal_peak_s: f64,
         seed: u64,
         cbt_block_size: u64,
     ) -> PyResult<usize> {
-        let spec = workload_spec(
-            iops,
-            read_fraction,
-            sizes,
-            weights,
-            locality,
-            [hot_fraction, hot_share, theta, region_fraction],
-            [diurnal_amplitude, diurnal_period_s, diurnal_peak_s],
-        )?;
         let cfg = VmConfig {
             csv,
             disk_size,
@@ -207,7 +125,7 @@ impl ModelCluster {
             } else {
                 DiskKind::Dynamic
             },
-            spec,
+            spec: WorkloadSpec::given_or_default(py, workload)?,
             seed,
             cbt_block_size,
         };

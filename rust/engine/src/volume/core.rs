@@ -8,19 +8,18 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::error::{Result, VolumeError};
 use super::journal::{CopyEntry, DeleteReason, Journal, Record};
 use super::state::{CowState, Gone, Plan, SnapFile, Source};
-use super::VolumeError;
-use crate::error::{Error, Result};
 
 pub(crate) type Shared = Arc<Mutex<Core>>;
 
 pub(crate) fn lock(shared: &Shared) -> Result<MutexGuard<'_, Core>> {
     let core = shared
         .lock()
-        .map_err(|_| Error::State("the volume's state was poisoned by a panic".to_owned()))?;
+        .map_err(|_| VolumeError::State("the volume's state was poisoned by a panic".to_owned()))?;
     if core.closed {
-        return Err(Error::State(format!(
+        return Err(VolumeError::State(format!(
             "the volume {} was closed",
             core.root.display()
         )));
@@ -79,9 +78,9 @@ impl Core {
                 .map_err(|e| diff_error(self.journal.path(), e))?;
         }
         for r in records {
-            self.state
-                .apply(r)
-                .map_err(|m| Error::State(format!("volume index rejected its own record: {m}")))?;
+            self.state.apply(r).map_err(|m| {
+                VolumeError::State(format!("volume index rejected its own record: {m}"))
+            })?;
         }
         Ok(())
     }
@@ -181,7 +180,7 @@ impl Core {
             let (buf, zeros) = run.split_at_mut(have);
             zeros.fill(0);
             file.read_exact_at(buf, start)
-                .map_err(|e| Error::io(key, e))?;
+                .map_err(|e| VolumeError::io(key, e))?;
             i = j;
         }
         let mut i = 0;
@@ -249,7 +248,7 @@ impl Core {
                 Ok(n) if n == have => self.diff_pos = Some(at + have),
                 Ok(n) => {
                     let _ = self.diff.set_len(self.diff_len);
-                    return Err(Error::io(
+                    return Err(VolumeError::io(
                         key,
                         io::Error::new(
                             io::ErrorKind::UnexpectedEof,
@@ -360,13 +359,12 @@ impl Core {
 
     pub(crate) fn snap_file(&self, id: u64, key: &str) -> Result<&SnapFile> {
         let snap = self.state.snap(id).ok_or_else(|| self.not_live(id))?;
-        snap.files.get(key).ok_or_else(|| {
-            VolumeError::NotInSnapshot {
+        snap.files
+            .get(key)
+            .ok_or_else(|| VolumeError::NotInSnapshot {
                 id,
                 path: key.to_owned(),
-            }
-            .into()
-        })
+            })
     }
 
     /// Reads `buf.len()` bytes at `offset` of `key` as snapshot `id` shows it.
@@ -383,7 +381,7 @@ impl Core {
             .checked_add(buf.len() as u64)
             .filter(|&e| e <= f.view_len())
             .ok_or_else(|| {
-                Error::io(
+                VolumeError::io(
                     format!("snapshot {id}: {key}"),
                     io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -424,7 +422,7 @@ impl Core {
                     let at = u64::from(slot) * cs + (pos & (cs - 1));
                     self.diff
                         .read_exact_at(out, at)
-                        .map_err(|e| Error::io(&self.diff_path, e))?;
+                        .map_err(|e| VolumeError::io(&self.diff_path, e))?;
                 }
                 Source::Live => {
                     // Bytes past the snapshot-time length were not there: zeros.
@@ -437,7 +435,7 @@ impl Core {
                             if e.kind() == io::ErrorKind::UnexpectedEof {
                                 missing_live(id, key)
                             } else {
-                                Error::io(key, e)
+                                VolumeError::io(key, e)
                             }
                         })?;
                     }
@@ -460,9 +458,9 @@ impl Core {
         if buf.is_empty() {
             return Ok(());
         }
-        let end = offset
-            .checked_add(buf.len() as u64)
-            .ok_or_else(|| Error::invalid("offset", format!("{offset} + length overflows")))?;
+        let end = offset.checked_add(buf.len() as u64).ok_or_else(|| {
+            VolumeError::invalid("offset", format!("{offset} + length overflows"))
+        })?;
         let cs = self.chunk_size();
         let shift = self.chunk_shift();
         let first = offset >> shift;
@@ -547,7 +545,7 @@ fn run_end(plan: &Plan, i: usize, cs: u64, more: impl Fn(usize) -> bool) -> usiz
     j
 }
 
-fn missing_live(id: u64, key: &str) -> Error {
+fn missing_live(id: u64, key: &str) -> VolumeError {
     VolumeError::SnapshotInvalid {
         id,
         reason: format!(
@@ -555,15 +553,13 @@ fn missing_live(id: u64, key: &str) -> Error {
              the volume"
         ),
     }
-    .into()
 }
 
-pub(crate) fn diff_error(path: &Path, source: io::Error) -> Error {
+pub(crate) fn diff_error(path: &Path, source: io::Error) -> VolumeError {
     VolumeError::DiffArea {
         path: path.to_owned(),
         source,
     }
-    .into()
 }
 
 impl Core {

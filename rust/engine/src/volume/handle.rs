@@ -7,18 +7,17 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::core::{lock, Shared};
-use super::VolumeError;
-use crate::error::{Error, Result};
+use super::error::{Result, VolumeError};
 use crate::storage::Storage;
 
-/// Engine error → `io::Error` for the [`Storage`] trait; the engine error stays inside (for
-/// `get_ref().downcast_ref::<Error>()`), so the bindings can still raise the precise exception.
-pub fn to_io(err: Error) -> io::Error {
+/// Volume error → `io::Error` for the [`Storage`] trait; the volume error stays inside (for
+/// `get_ref().downcast_ref::<VolumeError>()`), so the bindings can still raise the precise
+/// exception.
+pub fn to_io(err: VolumeError) -> io::Error {
     let kind = match &err {
-        Error::Io { source, .. } => source.kind(),
-        Error::Volume(VolumeError::ReadOnly { .. }) => io::ErrorKind::PermissionDenied,
-        Error::Volume(VolumeError::DiffArea { source, .. }) => source.kind(),
-        Error::InvalidArgument { .. } => io::ErrorKind::InvalidInput,
+        VolumeError::Io { source, .. } | VolumeError::DiffArea { source, .. } => source.kind(),
+        VolumeError::ReadOnly { .. } => io::ErrorKind::PermissionDenied,
+        VolumeError::InvalidArgument { .. } => io::ErrorKind::InvalidInput,
         _ => io::ErrorKind::Other,
     };
     io::Error::new(kind, err)
@@ -54,26 +53,26 @@ impl VolumeFile {
             file: self
                 .file
                 .try_clone()
-                .map_err(|e| Error::io(&self.path, e))?,
+                .map_err(|e| VolumeError::io(&self.path, e))?,
         })
     }
 
     pub fn read(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         self.file
             .read_exact_at(buf, offset)
-            .map_err(|e| Error::io(&self.path, e))
+            .map_err(|e| VolumeError::io(&self.path, e))
     }
 
     /// Writes `buf` at `offset` (growing the file if needed), after copy-on-write.
     pub fn write(&self, buf: &[u8], offset: u64) -> Result<()> {
-        let end = offset
-            .checked_add(buf.len() as u64)
-            .ok_or_else(|| Error::invalid("offset", format!("{offset} + length overflows")))?;
+        let end = offset.checked_add(buf.len() as u64).ok_or_else(|| {
+            VolumeError::invalid("offset", format!("{offset} + length overflows"))
+        })?;
         let mut core = lock(&self.shared)?;
         core.before_live_change(&self.key, &self.file, offset, end)?;
         self.file
             .write_all_at(buf, offset)
-            .map_err(|e| Error::io(&self.path, e))
+            .map_err(|e| VolumeError::io(&self.path, e))
     }
 
     /// Applies a batch of writes of deterministic bytes (a guest workload): `offsets[i]`,
@@ -81,7 +80,7 @@ impl VolumeFile {
     /// the write's index (so generating it costs nothing per write).
     pub fn write_pattern(&self, offsets: &[u64], lengths: &[u32], seed: u64) -> Result<u64> {
         if offsets.len() != lengths.len() {
-            return Err(Error::invalid(
+            return Err(VolumeError::invalid(
                 "lengths",
                 format!(
                     "has {} entries but offsets has {}",
@@ -109,7 +108,7 @@ impl VolumeFile {
         Ok(self
             .file
             .metadata()
-            .map_err(|e| Error::io(&self.path, e))?
+            .map_err(|e| VolumeError::io(&self.path, e))?
             .len())
     }
 
@@ -123,19 +122,23 @@ impl VolumeFile {
         let old = self
             .file
             .metadata()
-            .map_err(|e| Error::io(&self.path, e))?
+            .map_err(|e| VolumeError::io(&self.path, e))?
             .len();
         if len < old {
             core.before_live_change(&self.key, &self.file, len, old)?;
         }
-        self.file.set_len(len).map_err(|e| Error::io(&self.path, e))
+        self.file
+            .set_len(len)
+            .map_err(|e| VolumeError::io(&self.path, e))
     }
 
     /// Makes the file's completed writes durable, and first the copies made for them (diff area,
     /// then index), so they reach the disk before the data that displaced them.
     pub fn sync(&self) -> Result<()> {
         lock(&self.shared)?.barrier()?;
-        self.file.sync_data().map_err(|e| Error::io(&self.path, e))
+        self.file
+            .sync_data()
+            .map_err(|e| VolumeError::io(&self.path, e))
     }
 }
 
@@ -203,7 +206,10 @@ impl SnapshotView {
 
     pub fn try_clone(&self) -> Result<SnapshotView> {
         let live = match &self.live {
-            Some(f) => Some(f.try_clone().map_err(|e| Error::io(&self.live_path, e))?),
+            Some(f) => Some(
+                f.try_clone()
+                    .map_err(|e| VolumeError::io(&self.live_path, e))?,
+            ),
             None => None,
         };
         Ok(SnapshotView {
@@ -230,8 +236,7 @@ impl SnapshotView {
                     "the view of {:?} in snapshot {} (open it writable for auto-recovery)",
                     self.key, self.id
                 ),
-            }
-            .into())
+            })
         }
     }
 

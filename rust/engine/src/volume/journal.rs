@@ -456,6 +456,15 @@ pub(crate) fn scan(bytes: &[u8]) -> Scan {
     }
 }
 
+/// The bytes of a whole journal holding `records`, sequences from 1.
+pub(crate) fn encode(records: &[Record]) -> Vec<u8> {
+    records
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| r.frame(i as u64 + 1))
+        .collect()
+}
+
 /// The append side of the journal.
 #[derive(Debug)]
 pub(crate) struct Journal {
@@ -529,11 +538,7 @@ impl Journal {
     /// over it, the folder fsynced: a crash leaves the old journal or the new one, whole).
     pub(crate) fn rewrite(&mut self, records: &[Record]) -> io::Result<()> {
         let tmp = self.path.with_extension("journal.tmp");
-        let bytes: Vec<u8> = records
-            .iter()
-            .enumerate()
-            .flat_map(|(i, r)| r.frame(i as u64 + 1))
-            .collect();
+        let bytes = encode(records);
         std::fs::write(&tmp, &bytes)?;
         File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, &self.path)?;
@@ -603,14 +608,6 @@ mod tests {
             Record::IdFloor { next_id: 2 },
             Record::Close,
         ]
-    }
-
-    fn encode(records: &[Record]) -> Vec<u8> {
-        records
-            .iter()
-            .enumerate()
-            .flat_map(|(i, r)| r.frame(i as u64 + 1))
-            .collect()
     }
 
     #[test]

@@ -61,78 +61,32 @@
 //! owner's pid keeps a second process off a volume in use.
 
 mod core;
+mod error;
 mod handle;
 pub(crate) mod journal;
+mod open;
 mod paths;
+mod recovery;
 mod state;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
+pub use error::{Result, VolumeError};
 pub use handle::{fill_pattern, to_io, SnapshotView, VolumeFile};
 pub use journal::DeleteReason;
 
-use self::core::{diff_error, lock, Core, Shared};
-use crate::cow::{DEFAULT_CHUNK_SIZE, MAX_SNAPSHOTS};
-use crate::error::{Error, Result};
-use journal::{Journal, Record, Tail, FORMAT_VERSION};
-use state::{CowState, Gone};
+use self::core::{diff_error, lock, Shared};
+use crate::volsnap::MAX_SNAPSHOTS;
+use journal::Record;
+use state::Gone;
 
 const JOURNAL_NAME: &str = "vssim-volume.journal";
 const DIFF_NAME: &str = "vssim-volume.diff";
 const LOCK_NAME: &str = "vssim-volume.lock";
-/// A journal longer than this, with no live snapshot, is rewritten from scratch at open.
-const COMPACT_AT: u64 = if cfg!(test) { 4096 } else { 1 << 20 };
-
-/// Errors of the volume and its snapshots.
-#[derive(Debug, thiserror::Error)]
-pub enum VolumeError {
-    #[error("{path:?} is not a file on the volume {}: {why}", root.display())]
-    OutsideRoot {
-        path: String,
-        root: PathBuf,
-        why: String,
-    },
-    #[error("snapshot {id} was deleted: {reason}")]
-    SnapshotDeleted { id: u64, reason: String },
-    #[error("snapshot {id} is invalid and can only be deleted: {reason}")]
-    SnapshotInvalid { id: u64, reason: String },
-    #[error("snapshot {id} does not exist on this volume")]
-    UnknownSnapshot { id: u64 },
-    #[error("{path:?} did not exist on the volume when snapshot {id} was taken")]
-    NotInSnapshot { id: u64, path: String },
-    #[error("{what} is read-only")]
-    ReadOnly { what: String },
-    #[error("diff area {}: {source}; nothing was written to the live file", path.display())]
-    DiffArea {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("volume journal {}: {message}; the volume was not opened", path.display())]
-    Journal { path: PathBuf, message: String },
-    #[error("the volume's diff area {} is in use by process {pid}", dir.display())]
-    Busy { dir: PathBuf, pid: u32 },
-}
-
-impl VolumeError {
-    /// Whether a diff-area write failed for lack of space (disk full, quota, file size limit).
-    pub fn is_out_of_space(&self) -> bool {
-        match self {
-            VolumeError::DiffArea { source, .. } => {
-                matches!(source.raw_os_error(), Some(28 | 27 | 122))
-                    || source.kind() == io::ErrorKind::StorageFull
-            }
-            _ => false,
-        }
-    }
-}
 
 /// How a volume is opened.
 #[derive(Debug, Clone, Default)]
@@ -212,68 +166,11 @@ pub struct Volume {
     diff_dir: PathBuf,
 }
 
-fn read_boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".to_owned())
-}
-
 fn now_unix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-fn pid_alive(pid: u32) -> bool {
-    let alive = Path::new(&format!("/proc/{pid}")).exists();
-    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false);
-    alive && !zombie
-}
-
-/// Takes the diff area's lock file: our pid is written to a private file which is then
-/// hard-linked into place (atomic, and never seen empty). A lock left by a process that is gone
-/// (killed) is taken over.
-fn take_lock(dir: &Path) -> Result<PathBuf> {
-    let path = dir.join(LOCK_NAME);
-    let mine = dir.join(format!("{LOCK_NAME}.{}", std::process::id()));
-    std::fs::write(&mine, format!("{}\n", std::process::id())).map_err(|e| Error::io(&mine, e))?;
-    let taken = take_lock_with(dir, &path, &mine);
-    let _ = std::fs::remove_file(&mine);
-    taken.map(|()| path)
-}
-
-fn take_lock_with(dir: &Path, path: &Path, mine: &Path) -> Result<()> {
-    for _ in 0..3 {
-        match std::fs::hard_link(mine, path) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let owner = std::fs::read_to_string(path)
-                    .ok()
-                    .and_then(|t| t.trim().parse::<u32>().ok());
-                if let Some(pid) = owner.filter(|&p| pid_alive(p)) {
-                    return Err(VolumeError::Busy {
-                        dir: dir.to_owned(),
-                        pid,
-                    }
-                    .into());
-                }
-                let _ = std::fs::remove_file(path); // stale: its owner is gone
-            }
-            Err(e) => return Err(Error::io(path, e)),
-        }
-    }
-    Err(VolumeError::Busy {
-        dir: dir.to_owned(),
-        pid: 0,
-    }
-    .into())
 }
 
 /// `path` with its deepest existing ancestor canonicalized (symlinks resolved) and the rest kept.
@@ -298,268 +195,6 @@ fn lenient_canonical(path: &Path) -> PathBuf {
 }
 
 impl Volume {
-    /// Opens (or starts) the volume over `root` with its diff area in `diff_dir` (created if
-    /// missing). Reopening finds the snapshots of earlier sessions; see the module doc for what a
-    /// crash leaves.
-    pub fn open(root: &Path, diff_dir: &Path, options: VolumeOptions) -> Result<Volume> {
-        let root = std::fs::canonicalize(root).map_err(|e| Error::io(root, e))?;
-        if !root.is_dir() {
-            return Err(Error::invalid(
-                "root",
-                format!("{} is not a directory", root.display()),
-            ));
-        }
-        std::fs::create_dir_all(diff_dir).map_err(|e| Error::io(diff_dir, e))?;
-        let diff_dir = std::fs::canonicalize(diff_dir).map_err(|e| Error::io(diff_dir, e))?;
-        if root.starts_with(&diff_dir) {
-            return Err(Error::invalid(
-                "diff_area_dir",
-                format!(
-                    "{} contains the volume root {}",
-                    diff_dir.display(),
-                    root.display()
-                ),
-            ));
-        }
-        let lock_path = take_lock(&diff_dir)?;
-        match Self::open_locked(&root, &diff_dir, &options, lock_path.clone()) {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                let _ = std::fs::remove_file(&lock_path);
-                Err(e)
-            }
-        }
-    }
-
-    fn open_locked(
-        root: &Path,
-        diff_dir: &Path,
-        options: &VolumeOptions,
-        lock_path: PathBuf,
-    ) -> Result<Volume> {
-        let jpath = diff_dir.join(JOURNAL_NAME);
-        let dpath = diff_dir.join(DIFF_NAME);
-        let jfile = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&jpath)
-            .map_err(|e| Error::io(&jpath, e))?;
-        let bytes = std::fs::read(&jpath).map_err(|e| Error::io(&jpath, e))?;
-        let diff = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&dpath)
-            .map_err(|e| Error::io(&dpath, e))?;
-        let journal_error = |message: String| -> Error {
-            VolumeError::Journal {
-                path: jpath.clone(),
-                message,
-            }
-            .into()
-        };
-        let mut state = CowState::new(DEFAULT_CHUNK_SIZE);
-        let mut notes = Vec::new();
-        let mut pending: Vec<Record> = Vec::new();
-        let header = Record::Header {
-            version: FORMAT_VERSION,
-            chunk_size: DEFAULT_CHUNK_SIZE,
-        };
-        // Empty, or the first header cut short by a crash (no snapshot can exist yet): start anew.
-        let fresh = header.frame(1).starts_with(&bytes);
-        let journal = if fresh {
-            let mut j = Journal::resume(jfile, &jpath, 0, 0).map_err(|e| Error::io(&jpath, e))?;
-            j.append(&[header]).map_err(|e| Error::io(&jpath, e))?;
-            j
-        } else {
-            let scan = journal::scan(&bytes);
-            match scan.records.first() {
-                Some((
-                    _,
-                    _,
-                    Record::Header {
-                        version,
-                        chunk_size,
-                    },
-                )) => {
-                    if *version != FORMAT_VERSION || *chunk_size != DEFAULT_CHUNK_SIZE {
-                        return Err(journal_error(format!(
-                            "format version {version} with {chunk_size}-byte chunks; this \
-                             build reads version {FORMAT_VERSION} with {DEFAULT_CHUNK_SIZE}"
-                        )));
-                    }
-                }
-                _ => {
-                    return Err(journal_error(
-                        "does not start with a vssim volume journal header".to_owned(),
-                    ))
-                }
-            }
-            let mut good_len = scan.good_len;
-            let mut good_records = scan.records.len() as u64;
-            let mut last_session: Option<(String, bool, u32)> = None;
-            let mut invalid_reason: Option<String> = None;
-            for (seq, offset, rec) in &scan.records {
-                match rec {
-                    Record::Session {
-                        boot_id,
-                        durable,
-                        pid,
-                    } => last_session = Some((boot_id.clone(), *durable, *pid)),
-                    Record::Close => last_session = None,
-                    _ => {}
-                }
-                if let Err(m) = state.apply(rec) {
-                    invalid_reason = Some(format!(
-                        "journal record {seq} at byte {offset} does not fit the index ({m}); \
-                         it and what followed were dropped"
-                    ));
-                    good_len = *offset;
-                    good_records = seq - 1;
-                    break;
-                }
-            }
-            if invalid_reason.is_none() {
-                if let Tail::Bad { offset, message } = &scan.tail {
-                    invalid_reason = Some(format!(
-                        "the journal ends in a torn or corrupt record at byte {offset} ({message}); \
-                         the copy it described may be missing"
-                    ));
-                }
-            }
-            let boot_now = options.boot_id.clone().unwrap_or_else(read_boot_id);
-            if let Some((boot, durable, pid)) = &last_session {
-                notes.push(format!(
-                    "the previous session (pid {pid}) did not close the volume cleanly"
-                ));
-                if invalid_reason.is_none() && !durable && *boot != boot_now {
-                    invalid_reason = Some(format!(
-                        "the session of pid {pid} ended without closing on an earlier boot \
-                         ({boot}) in ordered (non-durable) mode: writes after its last sync may \
-                         have reached the live files without their copies"
-                    ));
-                }
-            }
-            if let Some(reason) = invalid_reason {
-                notes.push(reason.clone());
-                state.rebuild_refs();
-                for s in &state.snaps {
-                    pending.push(Record::Invalidate {
-                        id: s.id,
-                        reason: reason.clone(),
-                    });
-                }
-            }
-            Journal::resume(jfile, &jpath, good_len, good_records)
-                .map_err(|e| Error::io(&jpath, e))?
-        };
-        // Apply the invalidations found so far so the CRC check below skips their slots.
-        for r in &pending {
-            state
-                .apply(r)
-                .map_err(|m| journal_error(format!("recovery failed: {m}")))?;
-        }
-        state.rebuild_refs();
-        // Every used slot must still hold the data its record's CRC describes.
-        let cs = state.chunk_size();
-        let mut bad_snaps: BTreeMap<u64, u32> = BTreeMap::new();
-        let mut buf = vec![0u8; cs as usize];
-        let diff_file_len = diff.metadata().map_err(|e| Error::io(&dpath, e))?.len();
-        for (slot, users) in state.slot_users() {
-            let present = (u64::from(slot) + 1) * cs <= diff_file_len;
-            let ok = present
-                && state.slot_crc(slot).is_none_or(|crc| {
-                    diff.read_exact_at(&mut buf, u64::from(slot) * cs).is_ok()
-                        && crc == crc32c::crc32c(&buf)
-                });
-            if !ok {
-                for id in users {
-                    bad_snaps.entry(id).or_insert(slot);
-                }
-            }
-        }
-        let mut more = Vec::new();
-        for (id, slot) in bad_snaps {
-            let reason = format!(
-                "diff-area slot {slot} no longer holds the data its index record describes \
-                 (CRC-32C mismatch or missing)"
-            );
-            notes.push(format!("snapshot {id}: {reason}"));
-            more.push(Record::Invalidate { id, reason });
-        }
-        for r in &more {
-            state
-                .apply(r)
-                .map_err(|m| journal_error(format!("recovery failed: {m}")))?;
-        }
-        state.rebuild_refs();
-        pending.extend(more);
-        let diff_len = diff.metadata().map_err(|e| Error::io(&dpath, e))?.len();
-        let mut core = Core {
-            root: root.to_owned(),
-            diff_dir: diff_dir.to_owned(),
-            state,
-            journal,
-            diff,
-            diff_path: dpath,
-            lock_path,
-            limit: options.diff_area_max_bytes,
-            durable: options.durable,
-            auto_deleted: Vec::new(),
-            diff_len,
-            reserve: options.diff_area_reserve_bytes,
-            scratch: Vec::new(),
-            checksum_copies: options.checksum_copies,
-            diff_pos: None,
-            notes,
-            closed: false,
-            peak_used: 0,
-        };
-        if core.state.snaps.is_empty() && core.journal.len() > COMPACT_AT {
-            // Nothing is live: all the journal still has to say is which ids were used.
-            let floor = Record::IdFloor {
-                next_id: core.state.next_id,
-            };
-            core.notes.push(format!(
-                "no snapshot was live: the {}-byte journal was compacted",
-                core.journal.len()
-            ));
-            core.state = CowState::new(DEFAULT_CHUNK_SIZE);
-            core.state
-                .apply(&floor)
-                .map_err(|m| journal_error(format!("compaction failed: {m}")))?;
-            core.journal
-                .rewrite(&[
-                    Record::Header {
-                        version: FORMAT_VERSION,
-                        chunk_size: DEFAULT_CHUNK_SIZE,
-                    },
-                    floor,
-                ])
-                .map_err(|e| Error::io(&jpath, e))?;
-            pending.clear();
-        }
-        pending.push(Record::Session {
-            boot_id: options.boot_id.clone().unwrap_or_else(read_boot_id),
-            durable: options.durable,
-            pid: std::process::id(),
-        });
-        // These records are already applied (or do not touch the state): append them only.
-        core.journal
-            .append(&pending)
-            .map_err(|e| Error::io(core.journal.path(), e))?;
-        core.trim_diff()?;
-        core.barrier()?;
-        Ok(Volume {
-            shared: Arc::new(Mutex::new(core)),
-            root: root.to_owned(),
-            diff_dir: diff_dir.to_owned(),
-        })
-    }
-
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -577,13 +212,13 @@ impl Volume {
     pub fn create_snapshot(&self) -> Result<u64> {
         let mut core = lock(&self.shared)?;
         if core.state.snaps.len() >= MAX_SNAPSHOTS {
-            return Err(Error::State(format!(
+            return Err(VolumeError::State(format!(
                 "VSS_E_MAXIMUM_NUMBER_OF_SNAPSHOTS_REACHED: the volume already has \
                  {MAX_SNAPSHOTS} live snapshots"
             )));
         }
         let files =
-            paths::walk(&core.root, &core.diff_dir).map_err(|e| Error::io(&core.root, e))?;
+            paths::walk(&core.root, &core.diff_dir).map_err(|e| VolumeError::io(&core.root, e))?;
         let id = core.state.next_id;
         // Everything before is made durable with the snapshot record (a commit point).
         core.barrier()?;
@@ -613,7 +248,7 @@ impl Volume {
                     )?;
                     Ok(0)
                 }
-                _ => Err(core.not_live(id).into()),
+                _ => Err(core.not_live(id)),
             };
         }
         core.delete(id, DeleteReason::User)
@@ -680,7 +315,7 @@ impl Volume {
     }
 
     fn resolve(&self, path: &Path) -> Result<paths::Resolved> {
-        Ok(paths::resolve(&self.root, &self.diff_dir, path)?)
+        paths::resolve(&self.root, &self.diff_dir, path)
     }
 
     /// Opens a file on the volume for reading and writing; `create` makes it (and its folders).
@@ -688,7 +323,7 @@ impl Volume {
         let r = self.resolve(path)?;
         if create {
             if let Some(parent) = r.abs.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+                std::fs::create_dir_all(parent).map_err(|e| VolumeError::io(parent, e))?;
             }
         }
         let file = OpenOptions::new()
@@ -697,7 +332,7 @@ impl Volume {
             .create(create)
             .truncate(false)
             .open(&r.abs)
-            .map_err(|e| Error::io(&r.abs, e))?;
+            .map_err(|e| VolumeError::io(&r.abs, e))?;
         Ok(VolumeFile {
             shared: self.shared.clone(),
             key: r.key,
@@ -711,7 +346,7 @@ impl Volume {
         let f = self.open_file(path, false)?;
         f.set_len(0)?;
         let core = lock(&self.shared)?;
-        std::fs::remove_file(&f.path).map_err(|e| Error::io(&f.path, e))?;
+        std::fs::remove_file(&f.path).map_err(|e| VolumeError::io(&f.path, e))?;
         drop(core);
         Ok(())
     }
@@ -737,7 +372,7 @@ impl Volume {
     pub fn export_snapshot(&self, id: u64, dest: &Path) -> Result<u64> {
         let files = self.snapshot_files(id)?;
         if lenient_canonical(dest).starts_with(&self.root) {
-            return Err(Error::invalid(
+            return Err(VolumeError::invalid(
                 "dest",
                 format!("{} lies on the volume itself", dest.display()),
             ));
@@ -748,25 +383,26 @@ impl Volume {
             let view = self.open_view(id, Path::new(&key), false)?;
             let out_path = dest.join(&key);
             if let Some(parent) = out_path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+                std::fs::create_dir_all(parent).map_err(|e| VolumeError::io(parent, e))?;
             }
             let out = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .open(&out_path)
-                .map_err(|e| Error::io(&out_path, e))?;
-            out.set_len(len).map_err(|e| Error::io(&out_path, e))?;
+                .map_err(|e| VolumeError::io(&out_path, e))?;
+            out.set_len(len)
+                .map_err(|e| VolumeError::io(&out_path, e))?;
             let mut pos = 0u64;
             while pos < len {
                 let n = (len - pos).min(buf.len() as u64) as usize;
                 view.read(&mut buf[..n], pos)?;
                 if buf[..n].iter().any(|&b| b != 0) {
                     out.write_all_at(&buf[..n], pos)
-                        .map_err(|e| Error::io(&out_path, e))?;
+                        .map_err(|e| VolumeError::io(&out_path, e))?;
                 }
                 pos += n as u64;
             }
-            out.sync_all().map_err(|e| Error::io(&out_path, e))?;
+            out.sync_all().map_err(|e| VolumeError::io(&out_path, e))?;
             total += len;
         }
         Ok(total)
@@ -828,10 +464,9 @@ impl Volume {
     /// Closes the volume now (cleanly, as when the last handle goes): every file and view
     /// opened from it fails from then on. Closing twice is harmless.
     pub fn close(&self) -> Result<()> {
-        let mut core = self
-            .shared
-            .lock()
-            .map_err(|_| Error::State("the volume's state was poisoned by a panic".to_owned()))?;
+        let mut core = self.shared.lock().map_err(|_| {
+            VolumeError::State("the volume's state was poisoned by a panic".to_owned())
+        })?;
         core.close()
     }
 

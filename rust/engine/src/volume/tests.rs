@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 
+use super::open::COMPACT_AT;
 use super::*;
 use crate::cow::CowTracker;
 use crate::storage::Storage;
@@ -85,10 +86,7 @@ fn view_shows_the_snapshot_instant_and_copies_once() {
     // A file made after the snapshot is not in it.
     write(&v, "vm/new.bin", 0, b"new");
     let err = v.open_view(s, Path::new("vm/new.bin"), false).unwrap_err();
-    assert!(
-        matches!(err, Error::Volume(VolumeError::NotInSnapshot { .. })),
-        "{err}"
-    );
+    assert!(matches!(err, VolumeError::NotInSnapshot { .. }), "{err}");
 }
 
 #[test]
@@ -139,17 +137,14 @@ fn diff_area_limit_deletes_the_oldest_and_views_fail_cleanly() {
     let mut buf = [0u8; 10];
     let err = view_a.read(&mut buf, 0).unwrap_err();
     assert!(
-        matches!(err, Error::Volume(VolumeError::SnapshotDeleted { id, .. }) if id == a),
+        matches!(err, VolumeError::SnapshotDeleted { id, .. } if id == a),
         "{err}"
     );
     assert!(err.to_string().contains("VolSnap event 24"), "{err}");
     // Through the Storage trait the error keeps its engine form.
     let io = Storage::read_at(&view_a, &mut buf, 0).unwrap_err();
-    let inner = io.get_ref().and_then(|e| e.downcast_ref::<Error>());
-    assert!(matches!(
-        inner,
-        Some(Error::Volume(VolumeError::SnapshotDeleted { .. }))
-    ));
+    let inner = io.get_ref().and_then(|e| e.downcast_ref::<VolumeError>());
+    assert!(matches!(inner, Some(VolumeError::SnapshotDeleted { .. })));
     let mut want = pattern(8 * K as usize, 1);
     want[..2 * K as usize].copy_from_slice(&pattern(2 * K as usize, 2));
     assert_eq!(view_bytes(&v, b, "f").unwrap(), want);
@@ -170,11 +165,11 @@ fn deleting_a_snapshot_frees_its_diff_area() {
     assert_eq!((st.diff_area_bytes, st.diff_file_bytes), (0, 0));
     assert!(matches!(
         v.delete_snapshot(a),
-        Err(Error::Volume(VolumeError::SnapshotDeleted { .. }))
+        Err(VolumeError::SnapshotDeleted { .. })
     ));
     assert!(matches!(
         v.open_view(99, Path::new("f"), false),
-        Err(Error::Volume(VolumeError::UnknownSnapshot { id: 99 }))
+        Err(VolumeError::UnknownSnapshot { id: 99 })
     ));
 }
 
@@ -190,7 +185,7 @@ fn writable_view_writes_land_in_the_diff_area_and_persist() {
         let ro = v.open_view(s, Path::new("d.vhdx"), false).unwrap();
         assert!(matches!(
             ro.write(b"x", 0),
-            Err(Error::Volume(VolumeError::ReadOnly { .. }))
+            Err(VolumeError::ReadOnly { .. })
         ));
         let w = v.open_view(s, Path::new("d.vhdx"), true).unwrap();
         w.write(b"recovered", 100).unwrap();
@@ -255,10 +250,7 @@ fn torn_journal_tail_marks_snapshots_invalid() {
     std::fs::remove_file(t.diff().join(LOCK_NAME)).unwrap();
     let v = t.open();
     let err = view_bytes(&v, s, "f").unwrap_err();
-    assert!(
-        matches!(err, Error::Volume(VolumeError::SnapshotInvalid { .. })),
-        "{err}"
-    );
+    assert!(matches!(err, VolumeError::SnapshotInvalid { .. }), "{err}");
     assert!(err.to_string().contains("torn or corrupt"), "{err}");
     let st = v.snapshots().unwrap();
     assert!(matches!(st[0].state, SnapshotState::Invalid(_)));
@@ -311,7 +303,7 @@ fn unclean_session_on_an_earlier_boot_is_not_trusted_unless_durable() {
         let r = view_bytes(&other, s, "f");
         // The second session (ordered mode, boot-1) was itself unclean.
         assert!(
-            matches!(r, Err(Error::Volume(VolumeError::SnapshotInvalid { .. }))),
+            matches!(r, Err(VolumeError::SnapshotInvalid { .. })),
             "durable={durable}: {r:?}"
         );
     }
@@ -370,10 +362,7 @@ fn a_journal_that_is_not_ours_is_refused_untouched() {
     std::fs::create_dir_all(t.diff()).unwrap();
     std::fs::write(journal_path(&t), b"not a journal at all").unwrap();
     let err = t.open_with(VolumeOptions::default()).unwrap_err();
-    assert!(
-        matches!(err, Error::Volume(VolumeError::Journal { .. })),
-        "{err}"
-    );
+    assert!(matches!(err, VolumeError::Journal { .. }), "{err}");
     assert_eq!(
         std::fs::read(journal_path(&t)).unwrap(),
         b"not a journal at all"
@@ -400,7 +389,7 @@ fn paths_outside_the_root_are_refused() {
     ] {
         let err = v.open_file(Path::new(bad), true).unwrap_err();
         assert!(
-            matches!(err, Error::Volume(VolumeError::OutsideRoot { .. })),
+            matches!(err, VolumeError::OutsideRoot { .. }),
             "{bad}: {err}"
         );
     }
@@ -436,10 +425,7 @@ fn a_second_opener_is_refused_while_the_first_lives() {
     let t = TempDir::new("busy");
     let v = t.open();
     let err = t.open_with(VolumeOptions::default()).unwrap_err();
-    assert!(
-        matches!(err, Error::Volume(VolumeError::Busy { .. })),
-        "{err}"
-    );
+    assert!(matches!(err, VolumeError::Busy { .. }), "{err}");
     drop(v);
     t.open();
 }
@@ -785,7 +771,7 @@ fn at_most_512_live_snapshots() {
     let t = TempDir::new("max");
     let v = t.open();
     write(&v, "f", 0, b"x");
-    for _ in 0..crate::cow::MAX_SNAPSHOTS {
+    for _ in 0..MAX_SNAPSHOTS {
         v.create_snapshot().unwrap();
     }
     let err = v.create_snapshot().unwrap_err();
@@ -915,7 +901,7 @@ fn a_record_that_does_not_fit_the_index_invalidates_and_is_dropped() {
     assert!(notes.contains("does not fit the index"), "{notes}");
     assert!(matches!(
         view_bytes(&v, s, "f"),
-        Err(Error::Volume(VolumeError::SnapshotInvalid { .. }))
+        Err(VolumeError::SnapshotInvalid { .. })
     ));
     drop(v);
     // Recovery rewrote the tail: the next open is clean and agrees.

@@ -166,13 +166,13 @@ impl WorkloadSpec {
         if let Some(d) = self.diurnal {
             if !d.amplitude.is_finite() || !(0.0..=1.0).contains(&d.amplitude) {
                 return Err(Error::invalid(
-                    "amplitude",
+                    "diurnal_amplitude",
                     format!("{}: expected 0 to 1", d.amplitude),
                 ));
             }
             if !d.period_s.is_finite() || d.period_s <= 0.0 || !d.peak_s.is_finite() {
                 return Err(Error::invalid(
-                    "period_s",
+                    "diurnal_period_s",
                     format!(
                         "{} (peak {}): expected a positive period",
                         d.period_s, d.peak_s

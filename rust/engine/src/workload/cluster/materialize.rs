@@ -187,7 +187,7 @@ impl MatCsv {
     pub fn create_snapshot(&mut self) -> Result<u64> {
         self.check_usable()?;
         self.snapshots_taken = true;
-        self.volume.create_snapshot()
+        Ok(self.volume.create_snapshot()?)
     }
 
     pub fn map_snapshot(&mut self, model: u64, real: u64) {
@@ -553,7 +553,7 @@ impl ModelCluster {
                 }
             }
             if let Err(e) = m.volume.flush() {
-                first.get_or_insert(e);
+                first.get_or_insert(e.into());
             }
         }
         first.map_or(Ok(()), Err)

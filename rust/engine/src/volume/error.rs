@@ -1,0 +1,79 @@
+//! `VolumeError`: every way a volume, a snapshot or a handle on them can fail. The volume has its
+//! own error type (as `vhdx` has) so that it depends on no engine module above it; the engine-wide
+//! [`crate::Error`] wraps it.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Errors of the volume and its snapshots.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    /// A caller passed a value outside its domain (nothing changed).
+    #[error("invalid argument `{name}`: {message}")]
+    InvalidArgument { name: &'static str, message: String },
+    /// The call is legal in general but not now (too many snapshots, a closed volume).
+    #[error("{0}")]
+    State(String),
+    #[error("{path:?} is not a file on the volume {}: {why}", root.display())]
+    OutsideRoot {
+        path: String,
+        root: PathBuf,
+        why: String,
+    },
+    #[error("snapshot {id} was deleted: {reason}")]
+    SnapshotDeleted { id: u64, reason: String },
+    #[error("snapshot {id} is invalid and can only be deleted: {reason}")]
+    SnapshotInvalid { id: u64, reason: String },
+    #[error("snapshot {id} does not exist on this volume")]
+    UnknownSnapshot { id: u64 },
+    #[error("{path:?} did not exist on the volume when snapshot {id} was taken")]
+    NotInSnapshot { id: u64, path: String },
+    #[error("{what} is read-only")]
+    ReadOnly { what: String },
+    #[error("diff area {}: {source}; nothing was written to the live file", path.display())]
+    DiffArea {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("volume journal {}: {message}; the volume was not opened", path.display())]
+    Journal { path: PathBuf, message: String },
+    #[error("the volume's diff area {} is in use by process {pid}", dir.display())]
+    Busy { dir: PathBuf, pid: u32 },
+    /// Operating-system I/O error on `path` (a live file, the root, an export).
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+pub type Result<T, E = VolumeError> = std::result::Result<T, E>;
+
+impl VolumeError {
+    pub fn invalid(name: &'static str, message: impl Into<String>) -> Self {
+        VolumeError::InvalidArgument {
+            name,
+            message: message.into(),
+        }
+    }
+
+    pub fn io(path: impl AsRef<Path>, source: io::Error) -> Self {
+        VolumeError::Io {
+            path: path.as_ref().to_owned(),
+            source,
+        }
+    }
+
+    /// Whether a diff-area write failed for lack of space (disk full, quota, file size limit).
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            VolumeError::DiffArea { source, .. } => {
+                matches!(source.raw_os_error(), Some(28 | 27 | 122))
+                    || source.kind() == io::ErrorKind::StorageFull
+            }
+            _ => false,
+        }
+    }
+}

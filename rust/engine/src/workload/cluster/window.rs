@@ -1,0 +1,466 @@
+//! One CSV's window: its VMs' guest writes generated, mapped through their VHDX layouts onto the
+//! volume, and applied to the CSV's copy-on-write tracker.
+//!
+//! # How this works
+//!
+//! Every window generates all of the CSV's streams first (in parallel: they are independent),
+//! then decides once, from the CSV's state and those writes, which path maps them:
+//!
+//! - [`map_in_parallel`] when no write can be dropped and copy-on-write needs no time order;
+//! - [`map_in_order`] otherwise (the volume may fill, or a diff-area limit needs the pieces);
+//!
+//! and then, when the pieces were kept (a diff-area limit), which path applies them:
+//! [`apply_per_vm`] when the limit cannot be reached in this window, else
+//! [`apply_in_time_order`]. Each function's doc says why its result is the sequential one: the
+//! reference is [`map_in_order`] followed by [`apply_in_time_order`], write by write in time order,
+//! and the cluster tests (`time_ordered_path_agrees_with_batch_path`, `windows_do_not_change_the_
+//! outcome`) check the paths against each other.
+
+use rayon::prelude::*;
+
+use super::{materialize, Csv, CsvOutcome, Vm, VmTotals, MIB};
+use crate::cow::CowTracker;
+use crate::error::Result;
+use crate::workload::layout::Piece;
+use crate::workload::spec::{ReadCount, WriteBatch};
+
+/// Scratch space of one CSV's window.
+#[derive(Default)]
+struct Scratch {
+    /// Per VM of the CSV: its guest writes of the window, and their pieces.
+    guest: Vec<WriteBatch>,
+    pieces: Vec<Pieces>,
+    kept: Kept,
+    /// Per VM of the CSV: its range in `kept.vol_*`.
+    ranges: Vec<(usize, usize)>,
+    /// Accepted guest writes of materialized VMs, for the real disks.
+    mat: Vec<materialize::MatWrite>,
+}
+
+/// What the sequential path keeps: one VM's accepted guest writes (for its change tracker), and
+/// the CSV's volume pieces with the time of the write each comes from.
+#[derive(Default)]
+struct Kept {
+    accepted_offs: Vec<u64>,
+    accepted_lens: Vec<u32>,
+    vol_offs: Vec<u64>,
+    vol_lens: Vec<u32>,
+    vol_times: Vec<f64>,
+}
+
+impl Kept {
+    fn truncate(&mut self, len: usize) {
+        self.vol_offs.truncate(len);
+        self.vol_lens.truncate(len);
+        self.vol_times.truncate(len);
+    }
+}
+
+impl Scratch {
+    fn clear(&mut self) {
+        self.guest.iter_mut().for_each(WriteBatch::clear);
+        self.kept.accepted_offs.clear();
+        self.kept.accepted_lens.clear();
+        self.kept.truncate(0);
+        self.ranges.clear();
+        self.mat.clear();
+    }
+}
+
+/// One VM's pieces of a window: its file writes, and where they land on the volume.
+#[derive(Default)]
+struct Pieces {
+    file_offs: Vec<u64>,
+    file_lens: Vec<u32>,
+    vol_offs: Vec<u64>,
+    vol_lens: Vec<u32>,
+}
+
+impl Pieces {
+    fn clear(&mut self) {
+        self.file_offs.clear();
+        self.file_lens.clear();
+        self.vol_offs.clear();
+        self.vol_lens.clear();
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// How a CSV's window runs, decided once from the CSV's state and the window's writes.
+#[derive(Debug, Clone, Copy)]
+struct Mode {
+    has_snapshot: bool,
+    /// Even the worst case fits on the volume: no write can be dropped.
+    roomy: bool,
+    /// A snapshot and no diff-area limit: no write can delete a snapshot, so each VM's pieces
+    /// go to copy-on-write as soon as they are mapped.
+    at_once: bool,
+}
+
+impl Mode {
+    /// The pieces must be kept for the whole CSV (a diff-area limit may delete snapshots).
+    fn keeps_pieces(self) -> bool {
+        self.has_snapshot && !self.at_once
+    }
+}
+
+/// Runs CSV `ci`'s window `[t0, t1)`.
+pub(super) fn advance_csv(ci: usize, csv: &mut Csv, t0: f64, t1: f64) -> Result<CsvOutcome> {
+    // Scratch buffers live per thread, reused window after window (taken out while in use: a
+    // thread waiting inside rayon may run another CSV's window meanwhile).
+    let mut s = SCRATCH.with(|cell| cell.take());
+    s.clear();
+    let out = advance_csv_with(ci, csv, t0, t1, &mut s);
+    SCRATCH.with(|cell| cell.replace(s));
+    out
+}
+
+fn advance_csv_with(
+    ci: usize,
+    csv: &mut Csv,
+    t0: f64,
+    t1: f64,
+    s: &mut Scratch,
+) -> Result<CsvOutcome> {
+    let mut window: Vec<VmTotals> = vec![VmTotals::default(); csv.vms.len()];
+    let reads = generate(csv, t0, t1, s);
+    let has_snapshot = csv.cow.snapshot_count() > 0;
+    let mode = Mode {
+        has_snapshot,
+        roomy: worst_case_fits(csv, s),
+        at_once: has_snapshot && csv.cow.diff_area_limit().is_none(),
+    };
+    if mode.roomy {
+        // No write is dropped: every write is accepted, and marked at once.
+        let n = csv.vms.len();
+        csv.vms
+            .par_iter_mut()
+            .zip(s.guest[..n].par_iter())
+            .try_for_each(|(vm, b)| vm.cbt.mark(&b.offsets, &b.lengths).map(|_| ()))?;
+    }
+    if mode.roomy && !mode.keeps_pieces() {
+        map_in_parallel(csv, s, &reads, &mut window, mode)?;
+    } else {
+        map_in_order(csv, s, &reads, &mut window, mode)?;
+    }
+    let mut deleted = Vec::new();
+    if mode.keeps_pieces() {
+        if csv.cow.cannot_overflow(&s.kept.vol_lens) {
+            apply_per_vm(&mut csv.cow, s, &mut window)?;
+        } else {
+            deleted = apply_in_time_order(ci, &mut csv.cow, s, &mut window)?;
+        }
+    }
+    if let Some(m) = csv.mat.as_deref_mut() {
+        m.apply(ci, &mut s.mat)?;
+    }
+    let mut out = Vec::with_capacity(csv.vms.len());
+    for (vm, w) in csv.vms.iter_mut().zip(window) {
+        vm.totals.add(&w);
+        out.push((vm.id, w));
+    }
+    Ok((out, deleted))
+}
+
+/// Generates every running VM's stream for the window into `s.guest`, in parallel (the streams
+/// are independent, and a CSV's window is often the only one running: a protocol step looks at
+/// one CSV); returns each VM's reads.
+fn generate(csv: &Csv, t0: f64, t1: f64, s: &mut Scratch) -> Vec<ReadCount> {
+    let n = csv.vms.len();
+    if s.guest.len() < n {
+        s.guest.resize_with(n, WriteBatch::default);
+    }
+    csv.vms
+        .par_iter()
+        .zip(s.guest[..n].par_iter_mut())
+        .map(|(vm, batch)| {
+            batch.clear();
+            if vm.running {
+                vm.gen.generate(t0, t1, batch)
+            } else {
+                ReadCount::default()
+            }
+        })
+        .collect()
+}
+
+/// Whether even the worst case fits on the volume: every write allocating every block it
+/// touches, each block growing the file by itself plus up to 1 MiB of alignment, and one more
+/// growth unit per file. Then no write can be dropped.
+fn worst_case_fits(csv: &Csv, s: &Scratch) -> bool {
+    let worst: u64 = csv
+        .vms
+        .iter()
+        .zip(&s.guest[..csv.vms.len()])
+        .map(|(vm, b)| {
+            let block = vm.disk.block_size();
+            let blocks: u64 = b.lengths.iter().map(|&l| u64::from(l) / block + 2).sum();
+            blocks.saturating_mul(block + MIB).saturating_add(block)
+        })
+        .fold(0u64, u64::saturating_add);
+    csv.next_free.saturating_add(worst) <= csv.size
+}
+
+/// Fills a VM's window counters from its accepted writes.
+fn count_writes(w: &mut VmTotals, reads: ReadCount, lengths: &[u32]) {
+    w.reads = reads.reads;
+    w.bytes_read = reads.bytes;
+    w.writes = lengths.len() as u64;
+    w.bytes_written = lengths.iter().map(|&l| u64::from(l)).sum();
+}
+
+/// Keeps the accepted writes of a materialized VM for its real disk.
+fn keep_for_real_disk(out: &mut Vec<materialize::MatWrite>, pos: usize, g: &WriteBatch) {
+    for i in 0..g.len() {
+        out.push(materialize::MatWrite {
+            pos: pos as u32,
+            offset: g.offsets[i],
+            length: g.lengths[i],
+            time: g.times[i],
+        });
+    }
+}
+
+/// Applies when no write can be dropped (`mode.roomy`) and copy-on-write needs no time order
+/// (no snapshot, or no diff-area limit): every VM's writes are mapped in parallel, in three steps
+/// that give the sequential result. Each disk's layout is its own (so mapping it alone is mapping
+/// it in order); the files then grow on the volume in VM order, each file's growth units the next
+/// free ones, as the sequential path grows them; file → volume is again per VM. Only the CSV
+/// tracker's copy-on-write is left in VM order — the order the sequential path applies it in,
+/// and, the VMs' extents being disjoint, each VM's copies are its own either way.
+fn map_in_parallel(
+    csv: &mut Csv,
+    s: &mut Scratch,
+    reads: &[ReadCount],
+    window: &mut [VmTotals],
+    mode: Mode,
+) -> Result<()> {
+    let n = csv.vms.len();
+    if s.pieces.len() < n {
+        s.pieces.resize_with(n, Pieces::default);
+    }
+    let mapped: Vec<(u64, u64)> = csv
+        .vms
+        .par_iter_mut()
+        .zip(s.guest[..n].par_iter())
+        .zip(s.pieces[..n].par_iter_mut())
+        .map(|((vm, g), p)| map_disk(vm, g, p))
+        .collect();
+    for (vm, &(_, end)) in csv.vms.iter_mut().zip(&mapped) {
+        while vm.extents.mapped() < end {
+            vm.extents.grow(csv.next_free);
+            csv.next_free += vm.extents.unit();
+        }
+    }
+    if mode.has_snapshot {
+        csv.vms
+            .par_iter()
+            .zip(s.pieces[..n].par_iter_mut())
+            .for_each(|(vm, p)| map_to_volume(vm, p));
+    }
+    for (pos, vm) in csv.vms.iter().enumerate() {
+        s.ranges.push((0, 0));
+        if !vm.running {
+            continue;
+        }
+        let (g, p, w) = (&s.guest[pos], &s.pieces[pos], &mut window[pos]);
+        if csv.mat.as_deref().is_some_and(|m| m.has_vm(pos)) {
+            keep_for_real_disk(&mut s.mat, pos, g);
+        }
+        count_writes(w, reads[pos], &g.lengths);
+        w.blocks_allocated = mapped[pos].0;
+        if mode.has_snapshot {
+            let out = csv.cow.apply_writes(&p.vol_offs, &p.vol_lens, None)?;
+            w.chunks_copied += out.chunks_copied;
+        }
+    }
+    Ok(())
+}
+
+/// Maps one disk's guest writes to file pieces; returns the blocks it allocated and the end of
+/// the file the pieces reach.
+fn map_disk(vm: &mut Vm, g: &WriteBatch, p: &mut Pieces) -> (u64, u64) {
+    p.clear();
+    let (mut allocated, mut end) = (0, 0);
+    for (&off, &len) in g.offsets.iter().zip(&g.lengths) {
+        allocated += vm.disk.map_write(off, len, &mut |piece: Piece| {
+            end = end.max(piece.offset + u64::from(piece.length));
+            p.file_offs.push(piece.offset);
+            p.file_lens.push(piece.length);
+        });
+    }
+    (allocated, end)
+}
+
+/// Maps one disk's file pieces onto the volume (its extents have grown to hold them).
+fn map_to_volume(vm: &Vm, p: &mut Pieces) {
+    let Pieces {
+        file_offs,
+        file_lens,
+        vol_offs,
+        vol_lens,
+    } = p;
+    for (&offset, &length) in file_offs.iter().zip(file_lens.iter()) {
+        vm.extents
+            .to_volume(Piece { offset, length }, &mut |vp: Piece| {
+                vol_offs.push(vp.offset);
+                vol_lens.push(vp.length);
+            });
+    }
+}
+
+/// The sequential path, the reference: applies when a write may be dropped (the volume may
+/// fill) or a diff-area limit needs every piece of the CSV kept with its time. VM by VM, write by
+/// write: a write whose new blocks would not fit is dropped (Hyper-V pauses a VM whose CSV is
+/// full: the write is counted, not applied); the others are mapped, growing the file as they go.
+/// Without a limit each VM's pieces go to copy-on-write right after it (`mode.at_once`);
+/// with one they are kept in `s.kept`, VM `pos`'s in `s.ranges[pos]`.
+fn map_in_order(
+    csv: &mut Csv,
+    s: &mut Scratch,
+    reads: &[ReadCount],
+    window: &mut [VmTotals],
+    mode: Mode,
+) -> Result<()> {
+    let Csv {
+        cow,
+        size,
+        next_free,
+        vms,
+        mat,
+    } = csv;
+    let kept = &mut s.kept;
+    for (pos, vm) in vms.iter_mut().enumerate() {
+        let start = kept.vol_offs.len();
+        if !vm.running {
+            s.ranges.push((start, start));
+            continue;
+        }
+        let w = &mut window[pos];
+        w.reads = reads[pos].reads;
+        w.bytes_read = reads[pos].bytes;
+        let real = mat
+            .as_deref()
+            .is_some_and(|m| m.has_vm(pos))
+            .then_some((pos, &mut s.mat));
+        let volume = (&mut *next_free, *size);
+        map_vm_in_order(vm, &s.guest[pos], kept, real, volume, w, mode.roomy);
+        if !mode.roomy {
+            vm.cbt.mark(&kept.accepted_offs, &kept.accepted_lens)?;
+        }
+        if mode.at_once {
+            let out = cow.apply_writes(&kept.vol_offs[start..], &kept.vol_lens[start..], None)?;
+            w.chunks_copied += out.chunks_copied;
+        }
+        if !mode.keeps_pieces() {
+            kept.truncate(start);
+        }
+        s.ranges.push((start, kept.vol_offs.len()));
+    }
+    Ok(())
+}
+
+/// One VM's writes of [`map_in_order`]: checked for room on the volume `(next_free, size)`
+/// (unless `roomy`), counted, kept for the real disk (`real`: the VM's position and the list),
+/// and mapped onto the volume with their times.
+fn map_vm_in_order(
+    vm: &mut Vm,
+    guest: &WriteBatch,
+    kept: &mut Kept,
+    mut real: Option<(usize, &mut Vec<materialize::MatWrite>)>,
+    (next_free, size): (&mut u64, u64),
+    w: &mut VmTotals,
+    roomy: bool,
+) {
+    let block_room = |next_free: u64, blocks: u64, block: u64| next_free + blocks * block;
+    kept.accepted_offs.clear();
+    kept.accepted_lens.clear();
+    let Vm { disk, extents, .. } = vm;
+    let largest = guest.lengths.iter().copied().max().unwrap_or(0);
+    for i in 0..guest.len() {
+        let (off, len, time) = (guest.offsets[i], guest.lengths[i], guest.times[i]);
+        if !roomy {
+            // Room for the blocks this write would allocate? (No need to ask the layout while
+            // even the largest write's blocks would fit.)
+            let bound = u64::from(largest) / disk.block_size() + 2;
+            if block_room(*next_free, bound, disk.block_size()) > size {
+                let needed = disk.blocks_to_allocate(off, len);
+                if needed > 0 && block_room(*next_free, needed, disk.block_size()) > size {
+                    w.dropped_writes += 1;
+                    continue;
+                }
+            }
+            kept.accepted_offs.push(off);
+            kept.accepted_lens.push(len);
+        }
+        if let Some((pos, mat)) = real.as_mut() {
+            mat.push(materialize::MatWrite {
+                pos: *pos as u32,
+                offset: off,
+                length: len,
+                time,
+            });
+        }
+        w.writes += 1;
+        w.bytes_written += u64::from(len);
+        let (vol_offs, vol_lens, vol_times) =
+            (&mut kept.vol_offs, &mut kept.vol_lens, &mut kept.vol_times);
+        w.blocks_allocated += disk.map_write(off, len, &mut |piece: Piece| {
+            while extents.mapped() < piece.offset + u64::from(piece.length) {
+                extents.grow(*next_free);
+                *next_free += extents.unit();
+            }
+            extents.to_volume(piece, &mut |vp: Piece| {
+                vol_offs.push(vp.offset);
+                vol_lens.push(vp.length);
+                vol_times.push(time);
+            });
+        });
+    }
+}
+
+/// Applies the kept pieces VM by VM, one batch each. Applies when the diff-area limit cannot be
+/// reached in this window ([`CowTracker::cannot_overflow`]): then no snapshot is deleted, and —
+/// the VMs' extents being disjoint — which chunk is copied does not depend on the order of the
+/// VMs' writes, so the counts are those of the time order.
+fn apply_per_vm(cow: &mut CowTracker, s: &Scratch, window: &mut [VmTotals]) -> Result<()> {
+    let k = &s.kept;
+    for (pos, &(a, b)) in s.ranges.iter().enumerate() {
+        if a < b {
+            let out = cow.apply_writes(&k.vol_offs[a..b], &k.vol_lens[a..b], None)?;
+            window[pos].chunks_copied += out.chunks_copied;
+        }
+    }
+    Ok(())
+}
+
+/// Applies the kept pieces in time order across the CSV's VMs, write by write, so that a
+/// snapshot the full diff area deletes dies at the write that filled it, which carries its time.
+/// The reference path; returns the deletions `(CSV, snapshot, time)`.
+fn apply_in_time_order(
+    ci: usize,
+    cow: &mut CowTracker,
+    s: &Scratch,
+    window: &mut [VmTotals],
+) -> Result<Vec<(usize, u64, f64)>> {
+    let k = &s.kept;
+    let mut owner = vec![0usize; k.vol_offs.len()];
+    for (pos, &(a, b)) in s.ranges.iter().enumerate() {
+        owner[a..b].iter_mut().for_each(|o| *o = pos);
+    }
+    // Stable: one VM's pieces keep their order.
+    let mut order: Vec<usize> = (0..k.vol_offs.len()).collect();
+    order.sort_by(|&x, &y| k.vol_times[x].total_cmp(&k.vol_times[y]));
+    let mut deleted = Vec::new();
+    for &i in &order {
+        let out = cow.apply_writes(&k.vol_offs[i..=i], &k.vol_lens[i..=i], None)?;
+        window[owner[i]].chunks_copied += out.chunks_copied;
+        for id in out.deleted_snapshots {
+            deleted.push((ci, id, k.vol_times[i]));
+        }
+    }
+    Ok(deleted)
+}

@@ -1,0 +1,153 @@
+//! `WorkloadSpec`: one VM's I/O, built once from its keywords and validated there, then given to
+//! `ModelCluster.add_vm` and `WorkloadGenerator` (the keywords are written out only here).
+
+use pyo3::prelude::*;
+use vssim_engine::workload::{self, Diurnal, Locality, SizeDist};
+
+use crate::errors::{guarded, InvalidArgumentError};
+
+/// One VM's I/O: `iops` operations a second (reads and writes), `read_fraction` of them reads;
+/// `sizes`/`weights` the request-size mix (default: a typical 4 KiB–1 MiB mix); `locality`
+/// "uniform", "hotspot" (`hot_fraction` of the disk gets `hot_share` of the writes), "zipf"
+/// (`theta`) or "log" (a sequential log over `region_fraction` of the disk); with
+/// `diurnal_amplitude` > 0 the rate follows the day (`diurnal_period_s`, peak at
+/// `diurnal_peak_s`). Every value is checked here: the error names the keyword and its limits.
+#[pyclass(module = "vssim._engine", name = "WorkloadSpec", frozen)]
+#[derive(Clone)]
+pub struct WorkloadSpec {
+    pub(crate) inner: workload::WorkloadSpec,
+}
+
+fn locality(
+    kind: &str,
+    hot_fraction: f64,
+    hot_share: f64,
+    theta: f64,
+    region_fraction: f64,
+) -> PyResult<Locality> {
+    Ok(match kind {
+        "uniform" => Locality::Uniform,
+        "hotspot" => Locality::HotSpot {
+            hot_fraction,
+            hot_share,
+        },
+        "zipf" => Locality::Zipf { theta },
+        "log" => Locality::SequentialLog { region_fraction },
+        other => {
+            return Err(InvalidArgumentError::new_err(format!(
+                "invalid argument `locality`: {other:?}; expected \"uniform\", \"hotspot\", \
+                 \"zipf\" or \"log\""
+            )))
+        }
+    })
+}
+
+fn size_dist(sizes: Option<Vec<u32>>, weights: Option<Vec<f64>>) -> PyResult<SizeDist> {
+    match (sizes, weights) {
+        (None, None) => Ok(SizeDist::typical()),
+        (Some(s), Some(w)) => guarded(|| SizeDist::new(&s, &w)),
+        (Some(s), None) => {
+            let w = vec![1.0; s.len()];
+            guarded(|| SizeDist::new(&s, &w))
+        }
+        (None, Some(_)) => Err(InvalidArgumentError::new_err(
+            "invalid argument `weights`: given without `sizes`",
+        )),
+    }
+}
+
+#[pymethods]
+impl WorkloadSpec {
+    #[new]
+    #[pyo3(signature = (
+        *, iops = 100.0, read_fraction = 0.3, sizes = None, weights = None,
+        locality = "uniform", hot_fraction = 0.1, hot_share = 0.9, theta = 0.99,
+        region_fraction = 0.05, diurnal_amplitude = 0.0, diurnal_period_s = 86400.0,
+        diurnal_peak_s = 50400.0
+    ))]
+    #[expect(clippy::too_many_arguments)]
+    fn new(
+        iops: f64,
+        read_fraction: f64,
+        sizes: Option<Vec<u32>>,
+        weights: Option<Vec<f64>>,
+        locality: &str,
+        hot_fraction: f64,
+        hot_share: f64,
+        theta: f64,
+        region_fraction: f64,
+        diurnal_amplitude: f64,
+        diurnal_period_s: f64,
+        diurnal_peak_s: f64,
+    ) -> PyResult<Self> {
+        let inner = workload::WorkloadSpec {
+            iops,
+            read_fraction,
+            sizes: size_dist(sizes, weights)?,
+            locality: self::locality(locality, hot_fraction, hot_share, theta, region_fraction)?,
+            diurnal: (diurnal_amplitude != 0.0).then_some(Diurnal {
+                amplitude: diurnal_amplitude,
+                period_s: diurnal_period_s,
+                peak_s: diurnal_peak_s,
+            }),
+        };
+        guarded(|| inner.validate())?;
+        Ok(WorkloadSpec { inner })
+    }
+
+    /// Operations per second (reads and writes).
+    #[getter]
+    fn iops(&self) -> f64 {
+        self.inner.iops
+    }
+
+    #[getter]
+    fn read_fraction(&self) -> f64 {
+        self.inner.read_fraction
+    }
+
+    /// Mean request size in bytes.
+    #[getter]
+    fn mean_size(&self) -> f64 {
+        self.inner.sizes.mean()
+    }
+
+    /// "uniform", "hotspot", "zipf" or "log".
+    #[getter]
+    fn locality(&self) -> &'static str {
+        match self.inner.locality {
+            Locality::Uniform => "uniform",
+            Locality::HotSpot { .. } => "hotspot",
+            Locality::Zipf { .. } => "zipf",
+            Locality::SequentialLog { .. } => "log",
+        }
+    }
+
+    fn __eq__(&self, other: &Self) -> bool {
+        self.inner == other.inner
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "WorkloadSpec(iops={}, read_fraction={}, locality={:?})",
+            self.inner.iops, self.inner.read_fraction, self.inner.locality
+        )
+    }
+}
+
+impl WorkloadSpec {
+    /// The spec a call was given, or the keywords' defaults (built by calling the class, so the
+    /// defaults have one home: its signature).
+    pub(crate) fn given_or_default(
+        py: Python<'_>,
+        spec: Option<PyRef<'_, WorkloadSpec>>,
+    ) -> PyResult<workload::WorkloadSpec> {
+        match spec {
+            Some(s) => Ok(s.inner.clone()),
+            None => {
+                let made = py.get_type::<WorkloadSpec>().call0()?;
+                Ok(made.cast::<WorkloadSpec>()?.get().inner.clone())
+            }
+        }
+    }
+}
