@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from vssim.requester import make_job
+from vssim.requester.backups import run_jobs
 from vssim.scenario import Scenario, load_scenario
-from vssim.vss import make_job
-from vssim.vss.cluster import ClusterState
-from vssim.vss.requester import run_jobs
+from vssim.vss.cluster_state import ClusterState
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "ws2012-64n-4000vm.toml"
 

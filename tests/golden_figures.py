@@ -70,10 +70,7 @@ def _materialized() -> Tables:
 
 def _protocol() -> Tables:
     """The protocol-only path: the requester functions on the seed's cluster."""
-    try:
-        from vssim.requester import ClusterState, run_backup, to_polars
-    except ImportError:  # before the requester functions moved above sim/
-        from vssim.vss import ClusterState, run_backup, to_polars  # type: ignore[attr-defined]
+    from vssim.requester import ClusterState, run_backup, to_polars
     from vssim.vss.enums import BackupType
 
     sc = load_scenario(EXAMPLES / "seed.toml")

@@ -1,5 +1,5 @@
-"""Which runs a plan makes (``vssim.report.plan.collect``): the incremental continues the chosen
-full backup's run, sweep points that cannot differ run once, and every shortcut gives the
+"""Which runs a plan makes (``vssim.report.capacity_plan.collect``): the incremental continues the
+chosen full backup's run, sweep points that cannot differ run once, and every shortcut gives the
 figures a plain run would (real modelled runs on the small example cluster)."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import polars as pl
 import pytest
 
 from scenarios import EXAMPLES
-from vssim.report import plan as planning
+from vssim.report import capacity_plan as planning
 from vssim.report.analysis import CASE, best_concurrency
 from vssim.report.strategies import PlanSettings, Strategy
-from vssim.scale.backend import ModelClusterBackend
+from vssim.scale.model_cluster import ModelClusterBackend
 from vssim.scenario import OsProfile, Scenario
 
 SMALL = EXAMPLES / "plan-small.toml"

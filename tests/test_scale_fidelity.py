@@ -13,7 +13,7 @@ import simpy
 
 from scale_scenarios import small, small_raw
 from vssim.scale import run
-from vssim.scale.network import SharedResources, nic_link
+from vssim.scale.fair_share_links import SharedResources, nic_link
 from vssim.scenario import parse_scenario
 
 

@@ -16,8 +16,8 @@ import simpy
 from scale_scenarios import small, small_raw
 from vssim.errors import InvalidArgumentError, ScenarioError
 from vssim.metrics import SCHEMAS
-from vssim.scale.backend import ModelClusterBackend, stream_seed
-from vssim.scale.network import SharedResources
+from vssim.scale.fair_share_links import SharedResources
+from vssim.scale.model_cluster import ModelClusterBackend, stream_seed
 from vssim.scenario import parse_scenario
 
 

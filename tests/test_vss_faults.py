@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from scenarios import seed_raw, seed_variant
+from vssim.requester import ClusterState, make_job, run_backup, run_backups
 from vssim.scenario import Scenario, parse_scenario
-from vssim.vss import ClusterState, make_job, run_backup, run_backups
 from vssim.vss.enums import HResult, SnapshotContext, WriterState
-from vssim.vss.ids import HYPERV_WRITER_NAME
+from vssim.vss.well_known_ids import HYPERV_WRITER_NAME
 
 A, B = "E8920-ND1", "E8920-ND2"
 VM_B = "W808-Build8370-02"

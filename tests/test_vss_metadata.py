@@ -9,6 +9,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from vssim.errors import VssProtocolError
+from vssim.requester.backups import visible_writers
+from vssim.requester.vshadow_select import volume_resolver
 from vssim.scenario import Scenario
 from vssim.vss.enums import (
     BackupType,
@@ -23,11 +25,9 @@ from vssim.vss.enums import (
     hresult_hex,
     hresult_name,
 )
-from vssim.vss.ids import CSV_WRITER_ID, HYPERV_WRITER_ID
 from vssim.vss.machine import protocol_error
 from vssim.vss.metadata import Component, FileDescriptor, WriterMetadata, list_writer, to_xml
-from vssim.vss.requester import visible_writers
-from vssim.vss.selection import volume_resolver
+from vssim.vss.well_known_ids import CSV_WRITER_ID, HYPERV_WRITER_ID
 from vssim.vss.writer_state import WriterEvent, WriterPhase
 from vssim.vss.writers import csv_metadata, hyperv_metadata
 

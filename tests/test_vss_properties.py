@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scenarios import seed_variant
+from vssim.requester import ClusterState, run_backup
 from vssim.scenario.load import FAULT_PHASES
-from vssim.vss import ClusterState, run_backup
 from vssim.vss.enums import HResult, SnapshotContext, WriterState
 
 NODES = ["E8920-ND1", "E8920-ND2", "E8920-ND3", "E8920-ND4"]

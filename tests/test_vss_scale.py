@@ -9,8 +9,8 @@ import time
 import pytest
 
 from scenarios import EXAMPLES
+from vssim.requester import run_backup
 from vssim.scenario import load_scenario
-from vssim.vss import run_backup
 
 
 @pytest.mark.slow

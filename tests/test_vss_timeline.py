@@ -3,10 +3,10 @@ to the CSV (virtual time only)."""
 
 from __future__ import annotations
 
+from vssim.requester import run_backup
 from vssim.scenario import Scenario
-from vssim.sim.timeline import to_polars
-from vssim.vss import run_backup
-from vssim.vss.ids import CSV_WRITER_NAME, HYPERV_WRITER_NAME
+from vssim.vss.timeline import to_polars
+from vssim.vss.well_known_ids import CSV_WRITER_NAME, HYPERV_WRITER_NAME
 
 A, B = "E8920-ND1", "E8920-ND2"
 REMOTE_VM = "W808-Build8370-02"  # runs on E8920-ND2
@@ -116,7 +116,7 @@ def test_timeline_as_polars(seed2012: Scenario) -> None:
 
 
 def test_incremental_copies_only_what_changed(seed2012: Scenario) -> None:
-    from vssim.vss import ClusterState
+    from vssim.requester import ClusterState
     from vssim.vss.enums import BackupType
 
     st = ClusterState(seed2012)

@@ -1,9 +1,15 @@
-"""Sizes and bandwidths in scenario files: an integer (bytes, bytes/s) or a string with a unit
-(``"127 GiB"``, ``"10 Gbit/s"``, ``"400 MB/s"``)."""
+"""Units below every layer: binary byte multiples, and sizes and bandwidths as scenario files and
+options give them — an integer (bytes, bytes/s) or a string with a unit (``"127 GiB"``,
+``"10 Gbit/s"``, ``"400 MB/s"``)."""
 
 from __future__ import annotations
 
 import re
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+TiB = 1024 * GiB
 
 _SIZE_UNITS = {
     "b": 1,

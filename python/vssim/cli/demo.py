@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from vssim import engine
-from vssim.workloads import GiB, MiB, TiB
+from vssim.units import GiB, MiB, TiB
 
 
 def register(sub: Any) -> None:

@@ -9,16 +9,16 @@ from typing import Any
 
 from vssim.benchreport import text_table
 from vssim.errors import PlanError
-from vssim.report import plan as planning
-from vssim.report.plan import Step
+from vssim.report import capacity_plan as planning
+from vssim.report.capacity_plan import Step
+from vssim.report.formatting import humanize, size
 from vssim.report.strategies import (
     parse_concurrency,
     parse_duration,
     parse_fractions,
     parse_profiles,
 )
-from vssim.report.units import humanize, size
-from vssim.scenario.units import parse_size
+from vssim.units import parse_size
 
 #: ``--quick``: one selective fraction and one concurrency (the profile default of vssim.run).
 QUICK = {"fractions": (0.1,), "concurrency": (4,)}

@@ -14,9 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from rich.table import Table
 
 from vssim.errors import VssimError
-from vssim.scale.plan import BackupKind, Schedule
 from vssim.scale.runner import RunResult
 from vssim.scale.runner import run as run_backups
+from vssim.scale.schedule import BackupKind, Schedule
 
 
 def register(sub: Any) -> None:

@@ -1,5 +1,5 @@
 """``vssim vshadow --scenario FILE --node NODE [vshadow options] [volumes]``: the seed's requester
-on a simulated cluster (:mod:`vssim.vss.vshadow`).
+on a simulated cluster (:mod:`vssim.requester.vshadow_tool`).
 
 vshadow's own options (``-wm2``, ``/q``, ``-wi="…"``, …) follow ``--scenario``/``--node`` as they
 would on Windows. The cluster's state (shadow copies, the clock) is kept in ``--state`` (default:
@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vssim.requester.vshadow_text import USAGE
+from vssim.requester.vshadow_tool import VShadow
 from vssim.scenario import load_scenario
-from vssim.vss.vshadow import VShadow
-from vssim.vss.vshadow_text import USAGE
 
 
 def register(sub: Any) -> None:

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from vssim.sim.timeline import SCHEMA as TIMELINE_SCHEMA
 from vssim.vss.enums import hresult_name
+from vssim.vss.timeline import SCHEMA as TIMELINE_SCHEMA
 
 if TYPE_CHECKING:
-    from vssim.scale.backend import ModelClusterBackend
-    from vssim.scale.backup_run import ScaleBackupRun
-    from vssim.scale.network import SharedResources
+    from vssim.scale.fair_share_links import SharedResources
+    from vssim.scale.model_cluster import ModelClusterBackend
+    from vssim.scale.modelled_path import ScaleBackupRun
     from vssim.scale.runner import BackupRecord
     from vssim.scenario import Scenario
 
@@ -322,7 +322,7 @@ def build_tables(
     }
     # NIC counters run over the whole run: one figure per node, on the last backup's rows.
     if records:
-        from vssim.scale.network import nic_link
+        from vssim.scale.fair_share_links import nic_link
 
         last = records[-1].index
         nic = {n.name: res.nic_bytes[n.name] for n in sc.nodes}

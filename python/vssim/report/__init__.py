@@ -3,7 +3,7 @@ concurrency, on which node, with how much shadow storage.
 
 :mod:`.strategies` (what runs, the ``[plan]`` table), :mod:`.analysis` (the figures, polars),
 :mod:`.advice` (the recommendation in words), :mod:`.charts` (matplotlib), :mod:`.html` (HTML and
-Markdown), :mod:`.plan` (orchestration: :func:`vssim.report.plan.build`).
+Markdown), :mod:`.capacity_plan` (orchestration: :func:`vssim.report.capacity_plan.build`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from __future__ import annotations
 import polars as pl
 
 from vssim.report.analysis import CASE, Analysis
-from vssim.report.units import duration, size
+from vssim.report.formatting import duration, size
 from vssim.sim.costs import FREEZE_WINDOW_S
 
 NAMES = {"ws2008r2": "Windows Server 2008 R2", "ws2012": "Windows Server 2012"}

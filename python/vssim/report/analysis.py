@@ -3,7 +3,8 @@
 Every frame here is a result table of :mod:`vssim.metrics` (``vms``, ``csvs``, ``jobs``,
 ``summary``) with the three *case* columns in front — ``profile``, ``strategy`` (a label such as
 ``"selective 10 %"``) and ``concurrency`` — one case per run the plan compared
-(:func:`vssim.report.plan.collect` builds them). Only the columns named in :data:`NEEDS` are read.
+(:func:`vssim.report.capacity_plan.collect` builds them). Only the columns named in
+:data:`NEEDS` are read.
 
 How the figures are defined (the report states them too):
 

@@ -25,6 +25,7 @@ import polars as pl
 from vssim.errors import PlanError
 from vssim.report import advice, charts, html
 from vssim.report.analysis import CASE, Analysis, analyse
+from vssim.report.formatting import duration
 from vssim.report.strategies import (
     PlanSettings,
     Strategy,
@@ -33,7 +34,6 @@ from vssim.report.strategies import (
     read_plan,
     sweep,
 )
-from vssim.report.units import duration
 from vssim.scenario import OsProfile, Scenario, parse_scenario
 
 if TYPE_CHECKING:
@@ -250,7 +250,7 @@ def reach(sc: Scenario) -> tuple[int, int]:
     """The most snapshot sets and the most VMs any requester node has in a full backup of
     ``sc``: concurrency beyond both (sets at once per node, copy streams per node) cannot change
     the run, so sweep points past them are the same run."""
-    from vssim.scale.plan import BackupSpec, Schedule, plan_jobs
+    from vssim.scale.schedule import BackupSpec, Schedule, plan_jobs
 
     sets: dict[str, int] = {}
     vms: dict[str, int] = {}

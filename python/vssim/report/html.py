@@ -17,7 +17,7 @@ import polars as pl
 from vssim.benchreport import markdown as md_table
 from vssim.report.analysis import SEGMENTS, Analysis
 from vssim.report.charts import Chart
-from vssim.report.units import duration, humanize
+from vssim.report.formatting import duration, humanize
 from vssim.sim.costs import FREEZE_WINDOW_S
 
 STYLE = """

@@ -18,7 +18,8 @@ list (one or both); ``vssim plan --profiles`` overrides the file.
 **Strategies.** At every concurrency of the sweep, a full backup; at the concurrency chosen for
 it (the lowest that fits the window, else the fastest), ``incremental_after`` later, an
 incremental on top of it (the same run, continued); then, per profile, selective backups (one
-per fraction) at that concurrency. :func:`vssim.report.plan.collect` says how runs are shared.
+per fraction) at that concurrency. :func:`vssim.report.capacity_plan.collect` says how runs are
+shared.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 
 from vssim.errors import PlanError
 from vssim.scenario import OsProfile
-from vssim.scenario.units import parse_size
+from vssim.units import parse_size
 
 PROFILES = (OsProfile.WS2008R2, OsProfile.WS2012)
 PLAN_KEYS = (

@@ -3,19 +3,19 @@
 Python API::
 
     from vssim.scenario import load_scenario
-    from vssim.vss import run_backup
+    from vssim.requester import run_backup
 
     sc = load_scenario("examples/seed.toml")
     r = run_backup(sc, node="E8920-ND1", components=["W808-Build8370-02"])
     r.ok, r.hresult_name, r.frozen_vms          # True, 'S_OK', ['W808-Build8370-02']
     r.timeline.steps()                          # ['①', '②-1', '②-2', '③', …, '⑧']
-    to_polars(r.timeline)                       # vssim.sim.timeline.to_polars
+    to_polars(r.timeline)                       # vssim.vss.timeline.to_polars
 
 ``components`` items are VM names, VM GUIDs, or vshadow-style ``"<writer>:<full path>"``; None
 means every component the node's writers report (all the cluster's VMs on 2012, the local ones on
 2008 R2). :func:`run_backups` runs several jobs at once on one virtual clock (how two 2008 R2
-backups of one CSV collide). A :class:`~vssim.vss.cluster.ClusterState` carries the cluster between
-calls (shadow copies, CSV owners, the clock).
+backups of one CSV collide). A :class:`~vssim.vss.cluster_state.ClusterState` carries the cluster
+between calls (shadow copies, CSV owners, the clock).
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from collections.abc import Sequence
 import simpy
 
 from vssim.errors import VssError
-from vssim.scenario import Csv, Scenario, Vm
-from vssim.sim.backup import BackupRun
-from vssim.sim.jobs import BackupJob, BackupResult, Selected
-from vssim.sim.resources import ClusterResources
-from vssim.vss.cluster import ClusterState
+from vssim.scenario import Scenario, Vm
+from vssim.sim.backup_run import BackupRun
+from vssim.sim.links import ClusterResources
+from vssim.vss.cluster_state import ClusterState
 from vssim.vss.enums import BackupType, HResult, SnapshotContext
+from vssim.vss.jobs import BackupJob, BackupResult, Selected, volumes_for
 from vssim.vss.metadata import Component, WriterMetadata
 from vssim.vss.profiles import profile_for
 from vssim.vss.writers import csv_metadata, hyperv_metadata
@@ -101,11 +101,6 @@ def _find(
         except ValueError:
             return None
     return by_vm.get(vm.guid)
-
-
-def volumes_for(scenario: Scenario, selected: Sequence[Selected]) -> tuple[Csv, ...]:
-    names = sorted({s.vm.csv for s in selected}, key=lambda n: scenario.csv_by_name[n].mount_point)
-    return tuple(scenario.csv_by_name[n] for n in names)
 
 
 def make_job(

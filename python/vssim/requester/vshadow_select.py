@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from vssim.scenario import Csv, Scenario
-from vssim.scenario.ids import braced
-from vssim.sim.jobs import Selected
+from vssim.scenario.guids import braced
+from vssim.vss.jobs import Selected
 from vssim.vss.metadata import Component, VolumeOf, WriterMetadata, affected_volumes
 
 

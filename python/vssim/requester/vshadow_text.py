@@ -1,6 +1,6 @@
 """vshadow's output text (spec §6, the SDK sample's formats): usage, timestamps, snapshot
 attributes, writer status blocks, snapshot listings, the SETVAR script and the backup components
-document. Pure functions of their inputs; :mod:`vssim.vss.vshadow` prints them."""
+document. Pure functions of their inputs; :mod:`vssim.requester.vshadow_tool` prints them."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import datetime as dt
 from xml.sax.saxutils import quoteattr as a
 
 from vssim.scenario import braced
-from vssim.sim.jobs import BackupJob, BackupResult, WriterStatus
-from vssim.vss.cluster import ShadowCopy
+from vssim.vss.cluster_state import ShadowCopy
 from vssim.vss.enums import SnapshotAttr, hresult_hex, hresult_name
+from vssim.vss.jobs import BackupJob, BackupResult, WriterStatus
 
 USAGE = """Usage:
    VSHADOW [optional flags] [commands]

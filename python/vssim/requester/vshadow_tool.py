@@ -3,11 +3,12 @@ cluster: its options (spec §6), its output text and its exit codes (0 ok, 1 not
 argument, 2 runtime error).
 
 A run is one requester process on one node. Everything it does goes through the simulated cluster
-(:mod:`vssim.vss.requester`); shadow copies, the clock and CSV owners persist in a JSON state file
-between runs, so ``-p`` then ``-q`` then ``-da`` behave like a sequence on one cluster. vshadow
-itself copies no data: a created set is released at once unless ``-p`` made it persistent.
+(:mod:`vssim.requester.backups`); shadow copies, the clock and CSV owners persist in a JSON state
+file (:mod:`vssim.requester.state_file`) between runs, so ``-p`` then ``-q`` then ``-da`` behave
+like a sequence on one cluster. vshadow itself copies no data: a created set is released at once
+unless ``-p`` made it persistent.
 Component selection is vshadow's, with the seed's reading of ``-wi``
-(:mod:`vssim.vss.selection`).
+(:mod:`vssim.requester.vshadow_select`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,18 @@ import uuid
 from pathlib import Path
 from typing import TextIO
 
+from vssim.requester import state_file
+from vssim.requester.backups import run_jobs, visible_writers
+from vssim.requester.vshadow_select import SelectionError, select_for_backup, volume_resolver
+from vssim.requester.vshadow_text import (
+    USAGE,
+    backup_components_document,
+    setvar_script,
+    snapshot_lines,
+    status_lines,
+)
 from vssim.scenario import Csv, FaultKind, Scenario, braced
-from vssim.sim.jobs import BackupJob, BackupResult, Selected, WriterStatus
-from vssim.vss.cluster import ClusterState, ShadowCopy
+from vssim.vss.cluster_state import ShadowCopy
 from vssim.vss.enums import (
     HResult,
     SnapshotContext,
@@ -27,17 +37,9 @@ from vssim.vss.enums import (
     hresult_hex,
     hresult_name,
 )
-from vssim.vss.ids import SYSTEM_PROVIDER_ID
+from vssim.vss.jobs import BackupJob, BackupResult, Selected, WriterStatus
 from vssim.vss.metadata import list_writer, to_xml
-from vssim.vss.requester import run_jobs, visible_writers
-from vssim.vss.selection import SelectionError, select_for_backup, volume_resolver
-from vssim.vss.vshadow_text import (
-    USAGE,
-    backup_components_document,
-    setvar_script,
-    snapshot_lines,
-    status_lines,
-)
+from vssim.vss.well_known_ids import SYSTEM_PROVIDER_ID
 from vssim.vss.writer_state import WriterEvent, WriterMachine
 
 OK, NOT_FOUND, RUNTIME_ERROR = 0, 1, 2
@@ -86,7 +88,7 @@ class VShadow:
         self.state_path = state_path
         self.out = out
         self.stdin = stdin
-        self.state = ClusterState.load(scenario, state_path)
+        self.state = state_file.load(scenario, state_path)
         self.persistent = False
         self.with_writers = True
         self.auto_recovery = True
@@ -342,7 +344,7 @@ class VShadow:
                 f"{{{s.provider_id}}} [{s.attributes:#010x}]..."
             )
             self._remove(s)
-        self.state.save(self.state_path)
+        state_file.save(self.state, self.state_path)
         return OK
 
     def out_prompt(self, text: str) -> None:
@@ -361,7 +363,7 @@ class VShadow:
             f"{{{s.provider_id}}} [{s.attributes:#010x}]..."
         )
         self._remove(s)
-        self.state.save(self.state_path)
+        state_file.save(self.state, self.state_path)
         return OK
 
     def _delete(self, snaps: list[ShadowCopy]) -> int:
@@ -374,7 +376,7 @@ class VShadow:
             return self._not_found("DeleteSnapshots")
         for s in snaps:
             self._remove(s)
-        self.state.save(self.state_path)
+        state_file.save(self.state, self.state_path)
         return OK
 
     def _remove(self, s: ShadowCopy) -> None:
@@ -422,7 +424,7 @@ class VShadow:
         )
         result = run_jobs(self.state, [job])[0]
         code = self._report(job, result)
-        self.state.save(self.state_path)
+        state_file.save(self.state, self.state_path)
         return code
 
     def _report(self, job: BackupJob, r: BackupResult) -> int:

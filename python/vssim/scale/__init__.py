@@ -10,10 +10,10 @@ snapshots and real backup chains; :func:`restore`).
 
 from __future__ import annotations
 
-from vssim.scale.backend import ModelClusterBackend
 from vssim.scale.materialize import MaterializedBackend, restore
-from vssim.scale.plan import BackupKind, BackupSpec, Schedule, plan_jobs, select_vms
+from vssim.scale.model_cluster import ModelClusterBackend
 from vssim.scale.runner import RunResult, run
+from vssim.scale.schedule import BackupKind, BackupSpec, Schedule, plan_jobs, select_vms
 
 __all__ = [
     "BackupKind",

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import simpy
 
 if TYPE_CHECKING:
-    from vssim.scale.backend import ModelClusterBackend
+    from vssim.scale.model_cluster import ModelClusterBackend
 
 #: The cause a copy is interrupted with.
 SNAPSHOT_DELETED = "snapshot deleted: diff area full"

@@ -9,7 +9,7 @@ constant. Transfers with the same path form a class that progresses as one (a cl
 event costs O(active classes), not O(active transfers). One pending timer wakes the model at the
 next completion; a newer timer supersedes older ones (generation counter).
 
-:class:`SharedResources` keeps the protocol's :class:`~vssim.sim.resources.ClusterResources`
+:class:`SharedResources` keeps the protocol's :class:`~vssim.sim.links.ClusterResources`
 interface (``transfer(nbytes, csv, nodes, target)``), so the writers' guest snapshots, saved
 states and auto-recovery share the links with the copies. It also counts, per link, the bytes
 carried and the time it was busy.
@@ -32,7 +32,7 @@ from typing import Any
 import simpy
 
 from vssim.scenario import Csv, Scenario
-from vssim.sim.resources import ClusterResources
+from vssim.sim.links import ClusterResources
 
 TARGET = "target"
 #: Bytes of a transfer left when it counts as done (floating-point slack).

@@ -42,7 +42,7 @@ import polars as pl
 
 from vssim import engine
 from vssim.errors import VssimError
-from vssim.scale.backend import ModelClusterBackend
+from vssim.scale.model_cluster import ModelClusterBackend
 
 if TYPE_CHECKING:
     from collections.abc import Callable

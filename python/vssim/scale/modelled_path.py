@@ -1,4 +1,4 @@
-"""One snapshot set of a modelled run: the protocol's :class:`~vssim.sim.backup.BackupRun` with
+"""One snapshot set of a modelled run: the protocol's :class:`~vssim.sim.backup_run.BackupRun` with
 the data path of :mod:`vssim.scale`.
 
 The protocol decides the order of every call, the writers and the providers; this subclass only
@@ -13,7 +13,7 @@ changes what the run does with data:
   snapshot lives on another node → backup target);
 * a VM whose CSV snapshot volsnap deleted (diff area full) fails with
   ``VSS_E_INSUFFICIENT_STORAGE`` and so does its set (the protocol's rule); a copy reading the
-  snapshot when it is deleted stops at that instant (:mod:`vssim.scale.watch`);
+  snapshot when it is deleted stops at that instant (:mod:`vssim.scale.deletion_watch`);
 * redirected I/O is what the other nodes' VMs really wrote while the CSV was redirected; while
   it lasts it loads the writing nodes' and the coordinator's NICs (a background flow in the
   fair-share links), so copies over those NICs slow down;
@@ -30,22 +30,22 @@ import numpy as np
 import simpy
 
 from vssim.errors import SnapshotDeletedError, SnapshotNotFoundError
+from vssim.scale.fair_share_links import nic_link
 from vssim.scale.materialize import MaterializedBackend
-from vssim.scale.network import nic_link
-from vssim.scale.plan import BackupKind
+from vssim.scale.schedule import BackupKind
 from vssim.scenario import Csv, Vm
 from vssim.sim import costs
-from vssim.sim.backup import BackupRun
-from vssim.sim.jobs import BackupJob
+from vssim.sim.backup_run import BackupRun
 from vssim.sim.run_base import CLUSTER, REQUESTER, Proc
-from vssim.vss.cluster import ClusterState
+from vssim.vss.cluster_state import ClusterState
 from vssim.vss.enums import HResult, ProviderType, hresult_name
+from vssim.vss.jobs import BackupJob
 from vssim.vss.providers import volume_provider
 
 if TYPE_CHECKING:
-    from vssim.scale.backend import ModelClusterBackend
-    from vssim.scale.network import SharedResources
-    from vssim.scale.watch import DeletionWatch
+    from vssim.scale.deletion_watch import DeletionWatch
+    from vssim.scale.fair_share_links import SharedResources
+    from vssim.scale.model_cluster import ModelClusterBackend
 
 
 @dataclass

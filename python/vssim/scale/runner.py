@@ -6,7 +6,7 @@ links (:class:`SharedResources`) and one SimPy environment. Three kinds of proce
 * the **workload clock** advances the engine's cluster every ``window_s`` simulated seconds (the
   backup runs also advance it at each snapshot's creation and deletion, so those instants are
   exact);
-* the **scheduler** starts each backup's snapshot sets (:func:`~vssim.scale.plan.plan_jobs`) as
+* the **scheduler** starts each backup's snapshot sets (:func:`~vssim.scale.schedule.plan_jobs`) as
   soon as their requester node and their CSVs have room (per-node and per-CSV limits);
 * each **snapshot set** is a protocol backup run (:class:`ScaleBackupRun`).
 
@@ -25,14 +25,14 @@ from pathlib import Path
 import polars as pl
 import simpy
 
-from vssim.scale.backend import ModelClusterBackend
-from vssim.scale.backup_run import RunContext, ScaleBackupRun
+from vssim.scale.deletion_watch import DeletionWatch
+from vssim.scale.fair_share_links import SharedResources
 from vssim.scale.materialize import MaterializedBackend
-from vssim.scale.network import SharedResources
-from vssim.scale.plan import BackupKind, BackupSpec, Schedule, parse_kinds, plan_jobs
-from vssim.scale.watch import DeletionWatch
+from vssim.scale.model_cluster import ModelClusterBackend
+from vssim.scale.modelled_path import RunContext, ScaleBackupRun
+from vssim.scale.schedule import BackupKind, BackupSpec, Schedule, parse_kinds, plan_jobs
 from vssim.scenario import Scenario, load_scenario
-from vssim.vss.cluster import ClusterState
+from vssim.vss.cluster_state import ClusterState
 from vssim.vss.enums import HResult
 
 #: Called after each snapshot set ends: (sets done, sets in all).

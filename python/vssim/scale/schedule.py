@@ -1,6 +1,6 @@
 """What to back up and how to schedule it: a :class:`BackupSpec` (type and selection) and a
 :class:`Schedule` (requester node, batching, concurrency) become a list of protocol
-:class:`~vssim.sim.jobs.BackupJob` — one per snapshot set — under the profile's rules (spec §8):
+:class:`~vssim.vss.jobs.BackupJob` — one per snapshot set — under the profile's rules (spec §8):
 
 * **ws2008r2**: a requester sees only its own node's Hyper-V writer, so every VM is backed up
   from the node that runs it; a snapshot set holds one CSV (``ClusterPrepareSharedVolumeForBackup``
@@ -26,10 +26,9 @@ from enum import StrEnum
 
 from vssim.errors import VssError
 from vssim.scenario import OsProfile, ProviderKind, Scenario, Vm, derive_guid
-from vssim.sim.jobs import BackupJob, Selected
 from vssim.vss.enums import BackupType, HResult
+from vssim.vss.jobs import BackupJob, Selected, volumes_for
 from vssim.vss.metadata import Component, WriterMetadata
-from vssim.vss.requester import volumes_for
 from vssim.vss.writers import csv_metadata, hyperv_metadata
 
 #: At most 64 volumes in one snapshot set (spec §1).

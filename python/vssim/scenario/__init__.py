@@ -6,7 +6,7 @@ layout, :mod:`.generate` for ``[generate]``); the result is a frozen :class:`Sce
 
 from __future__ import annotations
 
-from vssim.scenario.ids import braced, derive_guid
+from vssim.scenario.guids import braced, derive_guid
 from vssim.scenario.load import load_scenario, parse_scenario
 from vssim.scenario.model import (
     MAX_NODES,

@@ -27,7 +27,7 @@ from typing import Any
 
 from vssim.errors import ScenarioError
 from vssim.scenario.model import MAX_NODES, MAX_VMS_PER_CLUSTER, MAX_VMS_PER_NODE
-from vssim.scenario.units import parse_size
+from vssim.units import parse_size
 
 GENERATE_KEYS = (
     "nodes",

@@ -15,7 +15,7 @@ Layout::
 
 Every problem raises :class:`~vssim.errors.ScenarioError` naming the file, the key path
 (``vms[2].node``), the bad value and what was expected. Unknown keys are errors too (typos would
-otherwise be silently ignored). Ids not given are derived from the seed (:mod:`.ids`).
+otherwise be silently ignored). Ids not given are derived from the seed (:mod:`.guids`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vssim.errors import ScenarioError
+from vssim.hresults import HResult
 from vssim.scenario.generate import GENERATE_KEYS, generate
-from vssim.scenario.ids import derive_guid
+from vssim.scenario.guids import derive_guid
 from vssim.scenario.model import (
     MAX_NODES,
     MAX_VMS_PER_CLUSTER,
@@ -49,8 +50,7 @@ from vssim.scenario.model import (
     Vm,
     Workload,
 )
-from vssim.scenario.units import parse_rate, parse_size
-from vssim.vss.enums import HResult
+from vssim.units import parse_rate, parse_size
 
 T = TypeVar("T")
 

@@ -44,7 +44,7 @@ from vssim.sim.run_base import (
 from vssim.sim.writer_driver import WriterDriver
 from vssim.vss.backup_state import TABLE as _BCTABLE
 from vssim.vss.backup_state import BcCall, BcState
-from vssim.vss.cluster import ShadowCopy
+from vssim.vss.cluster_state import ShadowCopy
 from vssim.vss.enums import BackupType, HResult, ProviderType, SnapshotAttr, hresult_name
 from vssim.vss.provider_state import TABLE as _PTABLE
 from vssim.vss.provider_state import ProviderCall, ProviderMachine

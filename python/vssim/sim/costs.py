@@ -1,6 +1,6 @@
 """How long each protocol step takes in simulated seconds — the one home of these model figures.
 Data movement (guest snapshot writes, saved state, copies) is timed from bytes and the scenario's
-bandwidths instead (:mod:`vssim.sim.resources`)."""
+bandwidths instead (:mod:`vssim.sim.links`)."""
 
 from __future__ import annotations
 

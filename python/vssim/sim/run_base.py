@@ -13,16 +13,16 @@ import simpy
 
 from vssim.scenario import Csv, Fault, FaultKind, Vm
 from vssim.sim import costs
-from vssim.sim.jobs import BackupJob, BackupResult
-from vssim.sim.resources import ClusterResources
-from vssim.sim.timeline import Timeline
+from vssim.sim.links import ClusterResources
 from vssim.vss.backup_state import BackupComponentsMachine, BcCall
-from vssim.vss.cluster import ClusterState, ShadowCopy
+from vssim.vss.cluster_state import ClusterState, ShadowCopy
 from vssim.vss.enums import HResult
-from vssim.vss.ids import HYPERV_WRITER_NAME
+from vssim.vss.jobs import BackupJob, BackupResult
 from vssim.vss.metadata import WriterMetadata
 from vssim.vss.profiles import Profile, profile_for
 from vssim.vss.provider_state import ProviderMachine
+from vssim.vss.timeline import Timeline
+from vssim.vss.well_known_ids import HYPERV_WRITER_NAME
 from vssim.vss.writer_state import WriterEvent, WriterMachine
 
 Proc = Generator[Any, Any, Any]
@@ -80,7 +80,7 @@ class WriterInstance:
 
 
 class RunBase:
-    """State and helpers of one backup run (see :class:`vssim.sim.backup.BackupRun`)."""
+    """State and helpers of one backup run (see :class:`vssim.sim.backup_run.BackupRun`)."""
 
     def __init__(
         self,

@@ -13,7 +13,6 @@ import simpy
 
 from vssim.scenario import Fault, FaultKind, Vm
 from vssim.sim import costs
-from vssim.sim.jobs import WriterStatus
 from vssim.sim.run_base import (
     EVENT_TEXT,
     PHASE_OF,
@@ -26,9 +25,10 @@ from vssim.sim.run_base import (
 )
 from vssim.vss.backup_state import BcCall
 from vssim.vss.enums import HResult, hresult_name
-from vssim.vss.ids import HYPERV_WRITER_ID, HYPERV_WRITER_NAME
+from vssim.vss.jobs import WriterStatus
 from vssim.vss.machine import protocol_error
 from vssim.vss.metadata import WriterMetadata
+from vssim.vss.well_known_ids import HYPERV_WRITER_ID, HYPERV_WRITER_NAME
 from vssim.vss.writer_state import TABLE as WRITER_TABLE
 from vssim.vss.writer_state import WriterEvent, WriterMachine
 from vssim.vss.writers import (

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from vssim.scenario import Csv, Vm
-from vssim.sim.timeline import Timeline
-from vssim.vss.cluster import ShadowCopy
+from vssim.scenario import Csv, Scenario, Vm
+from vssim.vss.cluster_state import ShadowCopy
 from vssim.vss.enums import BackupType, HResult, SnapshotContext, WriterState, hresult_name
 from vssim.vss.metadata import Component, WriterMetadata
+from vssim.vss.timeline import Timeline
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,12 @@ class Selected:
     writer: WriterMetadata
     component: Component
     vm: Vm
+
+
+def volumes_for(scenario: Scenario, selected: Sequence[Selected]) -> tuple[Csv, ...]:
+    """The CSVs a selection's VMs live on, in mount-point order: a job's default snapshot set."""
+    names = sorted({s.vm.csv for s in selected}, key=lambda n: scenario.csv_by_name[n].mount_point)
+    return tuple(scenario.csv_by_name[n] for n in names)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from xml.sax.saxutils import quoteattr
 
-from vssim.scenario.ids import braced
+from vssim.scenario.guids import braced
 from vssim.vss.enums import ComponentType, RestoreMethod, WriterRestore
 
 #: Maps a path to ``(unique volume name, mount point with final backslash)``, or None.

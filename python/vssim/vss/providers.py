@@ -23,7 +23,7 @@ import numpy.typing as npt
 from vssim import engine
 from vssim.scenario import Csv, ProviderKind
 from vssim.vss.enums import ProviderType, SnapshotAttr
-from vssim.vss.ids import (
+from vssim.vss.well_known_ids import (
     CSV_HELPER_PROVIDER_ID,
     CSV_HELPER_PROVIDER_NAME,
     CSV_PROVIDER_ID,

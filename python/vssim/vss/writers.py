@@ -28,8 +28,13 @@ from dataclasses import dataclass
 
 from vssim.scenario import Scenario, Vm, derive_guid
 from vssim.vss.enums import RestoreMethod, WriterRestore
-from vssim.vss.ids import CSV_WRITER_ID, CSV_WRITER_NAME, HYPERV_WRITER_ID, HYPERV_WRITER_NAME
 from vssim.vss.metadata import Component, FileDescriptor, WriterMetadata
+from vssim.vss.well_known_ids import (
+    CSV_WRITER_ID,
+    CSV_WRITER_NAME,
+    HYPERV_WRITER_ID,
+    HYPERV_WRITER_NAME,
+)
 from vssim.vss.writer_state import WriterEvent
 
 HYPERV = "hyperv"
