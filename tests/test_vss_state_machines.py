@@ -271,3 +271,41 @@ def test_provider_full_sequence_and_abort() -> None:
     a.send(ps.ProviderCall.ABORT_SNAPSHOTS)
     assert a.state is SnapshotState.ABORTED
     assert not a.committed
+
+
+# --- accepts(): what a driver asks instead of reading the tables ------------------------------
+
+
+@pytest.mark.parametrize(("phase", "event"), WRITER_PAIRS)
+def test_writer_accepts_exactly_what_send_takes(
+    phase: ws.WriterPhase, event: ws.WriterEvent
+) -> None:
+    m = writer_in(phase)
+    assert m.accepts(event) == ((phase, event) in ws.TABLE)
+    if not m.accepts(event):
+        assert m.refusal(event).hresult == BAD_STATE
+        assert m.phase is phase
+
+
+@pytest.mark.parametrize("context", [WITH, WITHOUT], ids=["writers", "no-writers"])
+@pytest.mark.parametrize(("state", "call"), BC_PAIRS)
+def test_requester_accepts_exactly_what_send_takes(
+    state: bs.BcState, call: bs.BcCall, context: SnapshotContext
+) -> None:
+    m = bc_in(state, context)
+    accepted = m.accepts(call)
+    try:
+        m.send(call)
+    except VssProtocolError:
+        assert not accepted
+    else:
+        assert accepted
+
+
+@pytest.mark.parametrize(("state", "call"), PROV_PAIRS)
+def test_provider_accepts_exactly_what_send_takes(
+    state: SnapshotState, call: ps.ProviderCall
+) -> None:
+    m = ps.ProviderMachine("p")
+    m.state = state
+    assert m.accepts(call) == ((state, call) in ps.TABLE)

@@ -7,7 +7,7 @@ import polars as pl
 
 from vssim.report.analysis import CASE, Analysis
 from vssim.report.formatting import duration, size
-from vssim.sim.costs import FREEZE_WINDOW_S
+from vssim.vss.limits import FREEZE_WINDOW_S
 
 NAMES = {"ws2008r2": "Windows Server 2008 R2", "ws2012": "Windows Server 2012"}
 

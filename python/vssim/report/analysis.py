@@ -23,7 +23,8 @@ How the figures are defined (the report states them too):
   requester node (the node that reads) and per CSV; a CSV's redirected bytes (2008 R2) over the
   last ``redirected_s`` seconds of its snapshot set.
 * **Freeze and downtime.** Percentiles are linear-interpolated (numpy's default). A VM misses the
-  freeze window when its freeze lasted longer than the writer's 60 s or its writer timed out.
+  freeze window when its freeze lasted longer than the writer's (:data:`~vssim.vss.limits.
+  FREEZE_WINDOW_S`) or its writer timed out.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import numpy as np
 import polars as pl
 
 from vssim.scenario.model import MIN_DIFF_AREA
-from vssim.sim.costs import FREEZE_WINDOW_S
+from vssim.vss.limits import FREEZE_WINDOW_S
 
 CASE = ["profile", "strategy", "concurrency"]
 #: Shadow storage is recommended in whole steps of this size.

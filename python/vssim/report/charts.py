@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from vssim.report.analysis import CASE, SEGMENTS, Analysis
-from vssim.sim.costs import FREEZE_WINDOW_S
+from vssim.vss.limits import FREEZE_WINDOW_S
 
 GiB = 1024**3
 SEGMENT_COLOURS = ("#c7c7c7", "#9ecae1", "#e6550d", "#3182bd", "#a1d99b")
@@ -254,7 +254,8 @@ def freeze_cdf(vms: pl.DataFrame, a: Analysis, out: Path) -> Chart:
                     color=colour,
                     label=f"{profile} ({xs.size} VMs)",
                 )
-    ax1.axvline(FREEZE_WINDOW_S, color="red", linestyle="--", label="freeze window (60 s)")
+    window = f"freeze window ({FREEZE_WINDOW_S:g} s)"
+    ax1.axvline(FREEZE_WINDOW_S, color="red", linestyle="--", label=window)
     ax1.set_xlabel("freeze, seconds")
     ax2.set_xlabel("saved-state downtime, seconds")
     for ax in (ax1, ax2):

@@ -18,7 +18,7 @@ from vssim.benchreport import markdown as md_table
 from vssim.report.analysis import SEGMENTS, Analysis
 from vssim.report.charts import Chart
 from vssim.report.formatting import duration, humanize
-from vssim.sim.costs import FREEZE_WINDOW_S
+from vssim.vss.limits import FREEZE_WINDOW_S
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }

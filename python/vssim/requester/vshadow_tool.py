@@ -38,6 +38,7 @@ from vssim.vss.enums import (
     hresult_name,
 )
 from vssim.vss.jobs import BackupJob, BackupResult, Selected, WriterStatus
+from vssim.vss.limits import MAX_VOLUMES_PER_SET
 from vssim.vss.metadata import list_writer, to_xml
 from vssim.vss.well_known_ids import SYSTEM_PROVIDER_ID
 from vssim.vss.writer_state import WriterEvent, WriterMachine
@@ -431,7 +432,7 @@ class VShadow:
         set_id = braced(r.set_id) if r.set_id else "{00000000-0000-0000-0000-000000000000}"
         self.w(f"Creating shadow set {set_id} ...")
         for n, csv in enumerate(job.volumes):
-            refused = n >= 64 or r.hresult == HResult.VSS_E_VOLUME_NOT_SUPPORTED
+            refused = n >= MAX_VOLUMES_PER_SET or r.hresult == HResult.VSS_E_VOLUME_NOT_SUPPORTED
             if refused:
                 hr = HResult(r.hresult)
                 self.w(

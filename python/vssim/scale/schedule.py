@@ -12,8 +12,8 @@
   from the CSV's coordinator (a system-provider snapshot lives there: no network pull). Sets run
   in parallel, up to ``per_node`` per node and ``per_csv`` per CSV.
 
-Sets hold at most ``batch_vms`` VMs (0: no limit) and ``csvs_per_set`` CSVs (at most 64 volumes,
-the VSS limit).
+Sets hold at most ``batch_vms`` VMs (0: no limit) and ``csvs_per_set`` CSVs (at most
+:data:`~vssim.vss.limits.MAX_VOLUMES_PER_SET` volumes, the VSS limit).
 """
 
 from __future__ import annotations
@@ -28,11 +28,10 @@ from vssim.errors import VssError
 from vssim.scenario import OsProfile, ProviderKind, Scenario, Vm, derive_guid
 from vssim.vss.enums import BackupType, HResult
 from vssim.vss.jobs import BackupJob, Selected, volumes_for
+from vssim.vss.limits import MAX_VOLUMES_PER_SET
 from vssim.vss.metadata import Component, WriterMetadata
 from vssim.vss.writers import csv_metadata, hyperv_metadata
 
-#: At most 64 volumes in one snapshot set (spec §1).
-MAX_VOLUMES_PER_SET = 64
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 

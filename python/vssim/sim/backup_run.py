@@ -26,8 +26,7 @@ import zlib
 
 import numpy as np
 
-from vssim.engine import MAX_SNAPSHOTS
-from vssim.errors import VssProtocolError
+from vssim.errors import VssError
 from vssim.scenario import Csv, Vm
 from vssim.sim import costs
 from vssim.sim.changes import changed_bytes
@@ -42,19 +41,17 @@ from vssim.sim.run_base import (
     WriterInstance,
 )
 from vssim.sim.writer_driver import WriterDriver
-from vssim.vss.backup_state import TABLE as _BCTABLE
 from vssim.vss.backup_state import BcCall, BcState
 from vssim.vss.cluster_state import ShadowCopy
 from vssim.vss.enums import BackupType, HResult, ProviderType, SnapshotAttr, hresult_name
-from vssim.vss.provider_state import TABLE as _PTABLE
-from vssim.vss.provider_state import ProviderCall, ProviderMachine
+from vssim.vss.provider_state import ProviderCall
 from vssim.vss.providers import (
     CSV_HELPER_PROVIDER,
     CSV_PROVIDER,
     ProviderInfo,
     volume_provider,
 )
-from vssim.vss.writer_state import TABLE as WRITER_TABLE
+from vssim.vss.snapshot_set import PROVIDER_CALLS, SetEvent, SetState
 from vssim.vss.writers import (
     HYPERV,
     Resume,
@@ -72,7 +69,7 @@ class BackupRun(WriterDriver, CsvAccess):
             yield from self._backup()
         except AbortBackupError as a:
             yield from self._abort(a.hresult, str(a))
-        except VssProtocolError as e:
+        except VssError as e:
             yield from self._abort(e.hresult, str(e))
         self.result.end = self.env.now
         self.result.shadow_copies = [c for c in self.copies.values() if c in self.state.snapshots]
@@ -108,18 +105,16 @@ class BackupRun(WriterDriver, CsvAccess):
                 )
         self.result.set_id = self.state.new_id("snapshot-set")
         yield from self._call(BcCall.START_SNAPSHOT_SET, detail=str(self.result.set_id))
+        self.set.send(SetEvent.START)
         for csv in job.volumes:
-            existing = sum(1 for c in self.state.snapshots if c.csv == csv.name)
-            if existing >= MAX_SNAPSHOTS and volume_provider(csv).type is ProviderType.SYSTEM:
-                raise AbortBackupError(
-                    HResult.VSS_E_MAXIMUM_NUMBER_OF_SNAPSHOTS_REACHED,
-                    f"{csv.mount_point} already has {existing} shadow copies",
-                )
-            if job.transportable and not volume_provider(csv).transportable:
-                raise AbortBackupError(
-                    HResult.VSS_E_VOLUME_NOT_SUPPORTED,
-                    f"{csv.mount_point}: the system provider cannot make transportable copies",
-                )
+            vol = volume_provider(csv)
+            self.set.add_volume(
+                csv.name,
+                csv.mount_point,
+                system_provider=vol.type is ProviderType.SYSTEM,
+                transportable=vol.transportable,
+                existing=sum(1 for c in self.state.snapshots if c.csv == csv.name),
+            )
             self.bc.add_volume(csv.volume_name)
             self.copies[csv.name] = self._new_copy(csv)
             self._mark(self.req, REQUESTER, "AddToSnapshotSet", detail=csv.volume_name)
@@ -161,12 +156,10 @@ class BackupRun(WriterDriver, CsvAccess):
         return CSV_PROVIDER if self.profile.csv_providers else volume_provider(csv)
 
     def _provider_call(self, csv: Csv, call: ProviderCall, duration: float, step: str = "") -> Proc:
-        """One provider call for ``csv``: on 2012 the CSV provider on the requester's node and
-        the helper (and the volume's provider) on the coordinator; on 2008 R2 the volume's
-        provider on the requester's node."""
-        m = self.providers.setdefault(csv.name, ProviderMachine(f"provider for {csv.name}"))
-        m.send(call)
-        name = "".join(w.capitalize() for w in call.name.split("_"))
+        """One provider call's steps for ``csv`` (the set already sent it to the provider): on
+        2012 the CSV provider on the requester's node and the helper (and the volume's provider)
+        on the coordinator; on 2008 R2 the volume's provider on the requester's node."""
+        name = _call_name(call)
         vol = volume_provider(csv)
         if self.profile.csv_providers:
             coord = self.state.coordinators[csv.name]
@@ -180,56 +173,48 @@ class BackupRun(WriterDriver, CsvAccess):
                 self.req, vol.name, name, duration, step=step, detail=csv.volume_name
             )
 
-    def _providers_all(
-        self, call: ProviderCall, duration: float, phase: str, step: str = ""
-    ) -> Proc:
+    def _providers_all(self, event: SetEvent, duration: float, phase: str, step: str = "") -> Proc:
+        """A provider step of the set: faults of ``phase`` first, then the set sends the call to
+        every volume's provider, and each takes ``duration``."""
         yield from self._nodes_down(phase)
         self._provider_fault(phase)
+        self.set.send(event)
         for csv in self.job.volumes:
-            yield from self._provider_call(csv, call, duration, step)
+            yield from self._provider_call(csv, PROVIDER_CALLS[event], duration, step)
 
-    def _bounded(
-        self,
-        call: ProviderCall,
-        duration: float,
-        phase: str,
-        deadline: float,
-        timeout_hr: int,
-        step: str = "⑦",
-    ) -> Proc:
-        """A provider step inside the freeze window / flush-and-hold: if it would end after
-        ``deadline`` the clock stops at the deadline and the step times out."""
+    def _bounded(self, event: SetEvent, duration: float, phase: str, step: str = "⑦") -> Proc:
+        """A provider step inside the set's open windows: if it would end after the first one
+        closes, the clock stops there, the set takes the expiry (its HRESULT, the writers it
+        times out) and the step times out."""
         duration += self._delay(phase)
-        if self.env.now + duration > deadline:
+        due = self.set.next_expiry()
+        if due is not None and self.env.now + duration > due.at:
             start = self.env.now
-            yield self.env.timeout(max(0.0, deadline - self.env.now))
-            name = "".join(w.capitalize() for w in call.name.split("_"))
-            self.tl.add(
-                self.req,
-                VSS,
-                f"{name} timed out",
-                start,
-                self.env.now,
-                hresult_name(timeout_hr),
-                step=step,
+            yield self.env.timeout(max(0.0, due.at - self.env.now))
+            name = _call_name(PROVIDER_CALLS[event])
+            self.set.send(due.event, at=due.at)
+            hr = hresult_name(self.set.hresult)
+            self.tl.add(self.req, VSS, f"{name} timed out", start, self.env.now, hr, step=step)
+            self._mark_timed_out()
+            raise AbortBackupError(self.set.hresult, f"{name}: {hr}")
+        yield from self._providers_all(event, duration, phase, step)
+
+    def _mark_timed_out(self) -> None:
+        """The writers the freeze window's expiry failed (FREEZE_TIMEOUT)."""
+        for w in self.set.timed_out:
+            assert isinstance(w, WriterInstance)
+            self._mark(
+                w.node,
+                w.name,
+                EVENT_TEXT[WE.FREEZE_TIMEOUT],
+                hresult_name(self.set.hresult),
+                detail=str(w.machine.state),
             )
-            if timeout_hr == HResult.VSS_E_WRITERERROR_TIMEOUT:
-                for w in self._participants():
-                    if (w.machine.phase, WE.FREEZE_TIMEOUT) in WRITER_TABLE:
-                        w.machine.send(WE.FREEZE_TIMEOUT)
-                        self._mark(
-                            w.node,
-                            w.name,
-                            EVENT_TEXT[WE.FREEZE_TIMEOUT],
-                            hresult_name(timeout_hr),
-                            detail=str(w.machine.state),
-                        )
-            raise AbortBackupError(timeout_hr, f"{name}: {hresult_name(timeout_hr)}")
-        yield from self._providers_all(call, duration, phase, step)
 
     def _do_snapshot_set(self) -> Proc:
         job = self.job
         self.bc.send(BcCall.DO_SNAPSHOT_SET)
+        self.set.send(SetEvent.DO_SNAPSHOT_SET)
         start, seq = self.env.now, self.tl.next_seq()
         self._mark(self.req, REQUESTER, "DoSnapshotSet: snapshot requested", step="①")
         if job.with_writers:
@@ -237,52 +222,43 @@ class BackupRun(WriterDriver, CsvAccess):
             self._check_writers()
         ready = "⑥"
         yield from self._providers_all(
-            ProviderCall.BEGIN_PREPARE_SNAPSHOT, costs.BEGIN_PREPARE_S, "begin_prepare", ready
+            SetEvent.BEGIN_PREPARE, costs.BEGIN_PREPARE_S, "begin_prepare", ready
         )
         yield from self._providers_all(
-            ProviderCall.END_PREPARE_SNAPSHOTS, costs.END_PREPARE_S, "end_prepare", ready
+            SetEvent.END_PREPARE, costs.END_PREPARE_S, "end_prepare", ready
         )
         if not self.profile.redirect_whole_backup:
             for csv in job.volumes:
                 yield from self._redirect_on(csv, "while the snapshot is taken")
         # The freeze window opens when the writers get Freeze: a slow OnFreeze eats into it.
-        freeze_deadline = self.env.now + costs.FREEZE_WINDOW_S
+        self.set.send(SetEvent.FREEZE, at=self.env.now)
         if job.with_writers:
             yield from self._dispatch(WE.FREEZE)
             self._check_writers()
-        wto = int(HResult.VSS_E_WRITERERROR_TIMEOUT)
-        fdl = freeze_deadline if job.with_writers else float("inf")
-        yield from self._bounded(
-            ProviderCall.PRE_COMMIT_SNAPSHOTS, costs.PRE_COMMIT_S, "pre_commit", fdl, wto
-        )
-        hold_deadline = self.env.now + costs.FLUSH_AND_HOLD_S
-        flush_hr = HResult.VSS_E_FLUSH_WRITES_TIMEOUT if hold_deadline <= fdl else wto
-        yield from self._flush(min(hold_deadline, fdl), int(flush_hr))
-        hold_hr = HResult.VSS_E_HOLD_WRITES_TIMEOUT if hold_deadline <= fdl else wto
+        yield from self._bounded(SetEvent.PRE_COMMIT, costs.PRE_COMMIT_S, "pre_commit")
+        self.set.send(SetEvent.FLUSH, at=self.env.now)
+        yield from self._flush()
         commit_s = sum(
             costs.COMMIT_HARDWARE_S
             if volume_provider(c).type is ProviderType.HARDWARE
             else costs.COMMIT_SYSTEM_S
             for c in job.volumes
         ) / max(1, len(job.volumes))
-        yield from self._bounded(
-            ProviderCall.COMMIT_SNAPSHOTS, commit_s, "commit", min(hold_deadline, fdl), int(hold_hr)
-        )
+        yield from self._bounded(SetEvent.COMMIT, commit_s, "commit")
         self._commit()
         self._mark(self.req, VSS, "held writes released")
-        yield from self._bounded(
-            ProviderCall.POST_COMMIT_SNAPSHOTS, costs.POST_COMMIT_S, "post_commit", fdl, wto
-        )
+        yield from self._bounded(SetEvent.POST_COMMIT, costs.POST_COMMIT_S, "post_commit")
+        self.set.send(SetEvent.THAW)
         if job.with_writers:
             yield from self._dispatch(WE.THAW)
             self._check_writers()
             yield from self._dispatch(WE.POST_SNAPSHOT)
             self._check_writers()
         yield from self._providers_all(
-            ProviderCall.PRE_FINAL_COMMIT_SNAPSHOTS, costs.FINAL_COMMIT_S, "pre_final_commit", "⑦"
+            SetEvent.PRE_FINAL_COMMIT, costs.FINAL_COMMIT_S, "pre_final_commit", "⑦"
         )
         yield from self._providers_all(
-            ProviderCall.POST_FINAL_COMMIT_SNAPSHOTS, costs.FINAL_COMMIT_S, "post_final_commit", "⑦"
+            SetEvent.POST_FINAL_COMMIT, costs.FINAL_COMMIT_S, "post_final_commit", "⑦"
         )
         if not self.profile.redirect_whole_backup:
             for csv in job.volumes:
@@ -291,16 +267,22 @@ class BackupRun(WriterDriver, CsvAccess):
             yield from self._gather_status()
         self.tl.add(self.req, REQUESTER, "DoSnapshotSet", start, self.env.now, seq=seq)
         self._mark(self.req, VSS, "shadow copy set created: requester notified", step="⑧")
-        self.set_done = True
+        self.set.send(SetEvent.REQUESTER_NOTIFIED)
 
-    def _flush(self, deadline: float, hr: int) -> Proc:
+    def _flush(self) -> Proc:
+        """Flush-and-hold: the file systems flush, then writes are held (the set's window is
+        open since the flush began); a flush past the first window to close times out."""
         duration = costs.FLUSH_S + self._delay("flush")
         yield from self._nodes_down("flush")
         self._provider_fault("flush")
         start = self.env.now
-        timed_out = self.env.now + duration > deadline
-        yield self.env.timeout(max(0.0, min(duration, deadline - self.env.now)))
-        result = hresult_name(hr) if timed_out else "S_OK"
+        due = self.set.next_expiry()
+        assert due is not None  # flush-and-hold is open
+        timed_out = self.env.now + duration > due.at
+        yield self.env.timeout(max(0.0, min(duration, due.at - self.env.now)))
+        if timed_out:
+            self.set.send(due.event, at=due.at)
+        result = hresult_name(self.set.hresult) if timed_out else "S_OK"
         self.tl.add(
             self.req,
             VSS,
@@ -311,7 +293,9 @@ class BackupRun(WriterDriver, CsvAccess):
             step="⑦",
         )
         if timed_out:
-            raise AbortBackupError(hr, f"flush-and-hold: {hresult_name(hr)}")
+            self._mark_timed_out()
+            raise AbortBackupError(self.set.hresult, f"flush-and-hold: {result}")
+        self.set.send(SetEvent.HOLD)
 
     def _commit(self) -> None:
         """The point in time: each volume's shadow copy exists now."""
@@ -347,22 +331,17 @@ class BackupRun(WriterDriver, CsvAccess):
                 self.req,
                 REQUESTER,
                 "SetBackupSucceeded",
-                detail=f"{len(job.selected)} components, succeeded={not self.lost_copy}",
+                detail=f"{len(job.selected)} components, succeeded={not self.set.copy_lost}",
             )
             yield from self._call(BcCall.BACKUP_COMPLETE, costs.BACKUP_COMPLETE_S)
             yield from self._dispatch(WE.BACKUP_COMPLETE)
             yield from self._call(BcCall.GATHER_WRITER_STATUS)
-        failed = [w for w in self._participants() if w.machine.phase.failed and w.involved]
+        outcome = self.set.send(SetEvent.BACKUP_COMPLETE)
         yield from self._release_csvs()
         self.result.writer_status = self._status()
-        if self.lost_copy:
-            self.result.hresult = HResult.VSS_E_INSUFFICIENT_STORAGE
-            self.result.message = "the shadow copy was deleted while it was read (diff area full)"
-        elif failed:
-            self.result.hresult = failed[0].machine.failure
-            self.result.message = (
-                f"writer {failed[0].name} on {failed[0].node} failed at BackupComplete"
-            )
+        if outcome is SetState.FAILED:
+            assert self.set.failure is not None
+            self.result.hresult, self.result.message = self.set.failure
         else:
             self.result.ok = True
             self._remember_backups()
@@ -460,14 +439,14 @@ class BackupRun(WriterDriver, CsvAccess):
                 detail=copy.id,
             )
             if copy is self.copies.get(csv.name):
-                self.lost_copy = True
+                self.set.send(SetEvent.COPY_LOST)
 
     def _release(self) -> Proc:
         """Release the backup-components object: BackupShutdown to the writers; shadow copies
         that are not persistent go away with it."""
         self.bc.send(BcCall.RELEASE)
         for w in self._participants():
-            if (w.machine.phase, WE.BACKUP_SHUTDOWN) in WRITER_TABLE:
+            if w.machine.accepts(WE.BACKUP_SHUTDOWN):
                 w.machine.send(WE.BACKUP_SHUTDOWN)
         self._mark(self.req, REQUESTER, "Release (BackupShutdown to the writers)")
         if not self.job.persistent:
@@ -481,8 +460,8 @@ class BackupRun(WriterDriver, CsvAccess):
             if copy.backend_handle is not None:
                 self.state.backend.delete_snapshot(csv, copy.backend_handle)
             self.state.snapshots.remove(copy)
-            m = self.providers.get(csv.name)
-            if m is not None and (m.state, ProviderCall.DELETE_SNAPSHOTS) in _PTABLE:
+            m = self.set.providers.get(csv.name)
+            if m is not None and m.accepts(ProviderCall.DELETE_SNAPSHOTS):
                 m.send(ProviderCall.DELETE_SNAPSHOTS)
             yield from self._span(
                 copy.service_machine or self.req,
@@ -497,30 +476,35 @@ class BackupRun(WriterDriver, CsvAccess):
         self.result.hresult = hr
         self.result.message = message
         self._mark(self.req, REQUESTER, "AbortBackup", hresult_name(hr), detail=message)
-        if (self.bc.state, BcCall.ABORT_BACKUP) in _BCTABLE:
+        if self.bc.accepts(BcCall.ABORT_BACKUP):
             self.bc.send(BcCall.ABORT_BACKUP)
         for w in self._participants():
             if not self.state.is_up(w.node):
                 continue
-            if (w.machine.phase, WE.ABORT) in WRITER_TABLE:
+            if w.machine.accepts(WE.ABORT):
                 w.machine.send(WE.ABORT)
                 self._mark(w.node, w.name, "Abort", detail=str(w.machine.state))
                 if w.kind == HYPERV:
                     for a in hyperv_actions(WE.ABORT, w.vms):
                         if isinstance(a, Resume):
                             yield from self._resume(w, a.vm)
-        for csv in self.job.volumes:
-            m = self.providers.get(csv.name)
-            if m is not None and (m.state, ProviderCall.ABORT_SNAPSHOTS) in _PTABLE:
-                m.send(ProviderCall.ABORT_SNAPSHOTS)
+        if self.set.accepts(SetEvent.ABORT):
+            self.set.send(SetEvent.ABORT, hr=hr, why=message)
+            for name in self.set.aborted_providers:
+                csv = self.sc.csv_by_name[name]
                 self._mark(self.req, self._provider_for(csv).name, "AbortSnapshots")
         # A finished persistent set outlives a requester that died; an aborted one does not.
-        if not (self.job.persistent and self.set_done and not self.state.is_up(self.req)):
+        if not (self.job.persistent and self.set.notified and not self.state.is_up(self.req)):
             yield from self._delete_copies()
         yield from self._release_csvs()
         self.result.writer_status = self._status()
         if self.bc.state is not BcState.RELEASED:
             yield from self._release()
+
+
+def _call_name(call: ProviderCall) -> str:
+    """``COMMIT_SNAPSHOTS`` → ``CommitSnapshots``: the call as the timeline names it."""
+    return "".join(w.capitalize() for w in call.name.split("_"))
 
 
 __all__ = ["AbortBackupError", "BackupRun", "WriterInstance"]

@@ -1,10 +1,9 @@
 """How long each protocol step takes in simulated seconds — the one home of these model figures.
 Data movement (guest snapshot writes, saved state, copies) is timed from bytes and the scenario's
-bandwidths instead (:mod:`vssim.sim.links`)."""
+bandwidths instead (:mod:`vssim.sim.links`); the protocol's windows and limits (freeze window,
+flush-and-hold) are :mod:`vssim.vss.limits`."""
 
 from __future__ import annotations
-
-from vssim.vss.writer_state import FREEZE_TIMEOUT_SECONDS
 
 #: A writer's OnIdentify, plus per component it reports.
 IDENTIFY_S = 0.05
@@ -33,11 +32,6 @@ REDIRECT_SWITCH_S = 0.5
 FAILOVER_S = 5.0
 BACKUP_COMPLETE_S = 0.05
 SHUTDOWN_S = 0.01
-#: 2008 R2: a CSV whose backup process died leaves "backup in progress" after 30 min (spec §2).
-STALE_CSV_BACKUP_S = 30 * 60.0
-#: Flush-and-hold limit (spec §2).
-FLUSH_AND_HOLD_S = 10.0
-FREEZE_WINDOW_S = FREEZE_TIMEOUT_SECONDS
 #: At most this many guest writes per VM are fed to copy-on-write for one backup window (the
 #: stream is scaled down beyond it; counts stay exact for the writes that are fed).
 WRITES_PER_VM_CAP = 4096

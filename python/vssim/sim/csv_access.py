@@ -15,6 +15,7 @@ from vssim.sim.run_base import (
     RunBase,
 )
 from vssim.vss.enums import HResult
+from vssim.vss.limits import STALE_CSV_BACKUP_S
 
 
 class CsvAccess(RunBase):
@@ -97,13 +98,13 @@ class CsvAccess(RunBase):
         """End of the backup: direct I/O again, and the CSVs leave "backup in progress" — at
         once, or (2008 R2) only after 30 min when the requester's process died with its node
         before the snapshot set was created (``ClusterClearBackupStateForSharedVolume`` docs)."""
-        requester_died = not self.state.is_up(self.req) and not self.set_done
+        requester_died = not self.state.is_up(self.req) and not self.set.notified
         for csv in list(self.job.volumes):
             yield from self._redirect_off(csv)
         for csv in self.claimed:
             self.state.backup_in_progress.pop(csv.name, None)
             if requester_died:
-                until = self.env.now + costs.STALE_CSV_BACKUP_S
+                until = self.env.now + STALE_CSV_BACKUP_S
                 self.state.stale_backup_until[csv.name] = until
                 self._mark(
                     self.state.coordinators[csv.name],

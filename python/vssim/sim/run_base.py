@@ -20,7 +20,7 @@ from vssim.vss.enums import HResult
 from vssim.vss.jobs import BackupJob, BackupResult
 from vssim.vss.metadata import WriterMetadata
 from vssim.vss.profiles import Profile, profile_for
-from vssim.vss.provider_state import ProviderMachine
+from vssim.vss.snapshot_set import SnapshotSetMachine
 from vssim.vss.timeline import Timeline
 from vssim.vss.well_known_ids import HYPERV_WRITER_NAME
 from vssim.vss.writer_state import WriterEvent, WriterMachine
@@ -99,19 +99,17 @@ class RunBase:
         self.result = BackupResult(job=job, timeline=self.tl)
         self.req = self.sc.node(job.node).name
         self.bc = BackupComponentsMachine(job.context)
+        self.set = SnapshotSetMachine(
+            f"snapshot set of {job.label}", job.with_writers, job.transportable
+        )
         self.writers: list[WriterInstance] = []
         self.remote: dict[str, WriterInstance] = {}
-        self.providers: dict[str, ProviderMachine] = {}
         self.copies: dict[str, ShadowCopy] = {}
         self.claimed: list[Csv] = []
         self.redirect_since: dict[str, float] = {}
         self.downtime_since: dict[str, float] = {}
         self.fired: set[int] = set()
         self.commit_time: float | None = None
-        #: This run's own shadow copy was deleted by volsnap before the run ended.
-        self.lost_copy = False
-        #: DoSnapshotSet finished (seed step ⑧).
-        self.set_done = False
         self.selected_by_node: dict[str, tuple[Vm, ...]] = {}
 
     def _span(

@@ -26,10 +26,9 @@ from vssim.sim.run_base import (
 from vssim.vss.backup_state import BcCall
 from vssim.vss.enums import HResult, hresult_name
 from vssim.vss.jobs import WriterStatus
-from vssim.vss.machine import protocol_error
 from vssim.vss.metadata import WriterMetadata
+from vssim.vss.snapshot_set import SetEvent, SetState
 from vssim.vss.well_known_ids import HYPERV_WRITER_ID, HYPERV_WRITER_NAME
-from vssim.vss.writer_state import TABLE as WRITER_TABLE
 from vssim.vss.writer_state import WriterEvent, WriterMachine
 from vssim.vss.writers import (
     CSV,
@@ -64,6 +63,8 @@ class WriterDriver(RunBase):
         if self.profile.csv_writer:
             csvw = csv_metadata(self.sc, self.req)
             self.writers.append(self._instance(CSV, self.req, csvw, tuple(by_writer[CSV])))
+        for w in self.writers:
+            self.set.join(w)
             by_node: dict[str, list[Vm]] = {}
             for vm in by_writer[CSV]:
                 by_node.setdefault(vm.node, []).append(vm)
@@ -86,6 +87,7 @@ class WriterDriver(RunBase):
             vms = self.selected_by_node.get(node, ())
             w = self._instance(HYPERV, node, None, vms)
             self.remote[node] = w
+            self.set.join(w)
         return w
 
     def _participants(self) -> list[WriterInstance]:
@@ -127,8 +129,8 @@ class WriterDriver(RunBase):
     def _deliver(self, w: WriterInstance, event: WriterEvent) -> Proc:
         """One writer handles one event: its actions run, then its machine moves (failed if its
         handler or a fault says so)."""
-        if (w.machine.phase, event) not in WRITER_TABLE:
-            raise protocol_error(w.machine.role, w.machine.phase, event)
+        if not w.machine.accepts(event):
+            raise w.machine.refusal(event)
         start, seq = self.env.now, self.tl.next_seq()
         phase = PHASE_OF.get(event, "")
         ok, hr = True, int(HResult.S_OK)
@@ -210,7 +212,7 @@ class WriterDriver(RunBase):
         w = self._remote_writer(r.node)
         if w.machine.phase.failed:
             return w.machine.failure
-        if (w.machine.phase, r.event) not in WRITER_TABLE:
+        if not w.machine.accepts(r.event):
             return int(HResult.S_OK)
         yield from self._deliver(w, r.event)
         return w.machine.failure if w.machine.phase.failed else int(HResult.S_OK)
@@ -332,12 +334,10 @@ class WriterDriver(RunBase):
         self._check_writers()
 
     def _check_writers(self) -> None:
-        for w in self._participants():
-            if w.machine.phase.failed and w.involved:
-                raise AbortBackupError(
-                    w.machine.failure,
-                    f"writer {w.name} on {w.node} is in state {w.machine.state}",
-                )
+        """Every writer answered: the set's joint rule aborts it if an involved writer failed."""
+        if self.set.send(SetEvent.WRITERS_ANSWERED) is SetState.ABORTED:
+            assert self.set.failure is not None
+            raise AbortBackupError(*self.set.failure)
 
     def _status(self) -> list[WriterStatus]:
         out = []

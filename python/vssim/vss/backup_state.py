@@ -4,10 +4,11 @@
 with writers (``VSS_CTX_BACKUP``, ``APP_ROLLBACK``: AddComponent, PrepareForBackup, BackupComplete
 need writers), or only a writer-less one (``FILE_SHARE_BACKUP``/``NAS_ROLLBACK``, vshadow ``-nw``,
 which may start a set straight after initialisation and snapshot it without PrepareForBackup). A
-call the table refuses raises ``VSS_E_BAD_STATE`` and leaves the state alone. One joint rule lives
-outside the table: a set holds at most :data:`MAX_VOLUMES_PER_SET` volumes — the 65th
-``AddToSnapshotSet`` raises ``VSS_E_MAXIMUM_NUMBER_OF_VOLUMES_REACHED`` (state unchanged), and an
-empty set cannot be snapshotted.
+call the table refuses raises ``VSS_E_BAD_STATE`` and leaves the state alone. One rule lives
+outside the table: a set holds at most :data:`~vssim.vss.limits.MAX_VOLUMES_PER_SET` volumes — the
+65th ``AddToSnapshotSet`` raises ``VSS_E_MAXIMUM_NUMBER_OF_VOLUMES_REACHED`` (state unchanged),
+and an empty set cannot be snapshotted. The rules over several roles at once are the snapshot
+set's (:mod:`vssim.vss.snapshot_set`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,8 @@ from __future__ import annotations
 from enum import Enum, auto
 
 from vssim.vss.enums import HResult, SnapshotContext
+from vssim.vss.limits import MAX_VOLUMES_PER_SET
 from vssim.vss.machine import protocol_error
-
-#: Spec §1/§8: at most 64 volumes in one snapshot set.
-MAX_VOLUMES_PER_SET = 64
 
 
 class BcCall(Enum):
@@ -97,16 +96,24 @@ class BackupComponentsMachine:
         self.context = context
         self.volumes: list[str] = []
 
+    def accepts(self, call: BcCall, context: SnapshotContext | None = None) -> bool:
+        """Whether the table allows ``call`` now, for this context (or SetContext's argument)."""
+        step = TABLE.get((self.state, call))
+        return step is not None and self._who_allows(call, step[1], context)
+
+    def _who_allows(self, call: BcCall, who: Who, context: SnapshotContext | None) -> bool:
+        with_writers = (context if context is not None else self.context).with_writers
+        return call is C.SET_CONTEXT or not (
+            (who is Who.WRITERS and not with_writers) or (who is Who.NO_WRITERS and with_writers)
+        )
+
     def send(self, call: BcCall, context: SnapshotContext | None = None) -> BcState:
         """Make ``call``; ``context`` is SetContext's argument. Raises VssProtocolError."""
         step = TABLE.get((self.state, call))
         if step is None:
             raise protocol_error(self.ROLE, self.state, call)
         nxt, who = step
-        with_writers = (context if context is not None else self.context).with_writers
-        if call is not C.SET_CONTEXT and (
-            (who is Who.WRITERS and not with_writers) or (who is Who.NO_WRITERS and with_writers)
-        ):
+        if not self._who_allows(call, who, context):
             why = "needs writers" if who is Who.WRITERS else "only without writers"
             raise protocol_error(self.ROLE, self.state, call, why=f"{why}, context {self.context}")
         if call is C.DO_SNAPSHOT_SET and not self.volumes:

@@ -62,6 +62,10 @@ class ProviderMachine:
         self.role = role
         self.state = SnapshotState.UNKNOWN
 
+    def accepts(self, call: ProviderCall) -> bool:
+        """Whether ``call`` is legal in the provider's state."""
+        return (self.state, call) in TABLE
+
     def send(self, call: ProviderCall) -> SnapshotState:
         nxt = TABLE.get((self.state, call))
         if nxt is None:

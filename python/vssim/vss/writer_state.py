@@ -4,19 +4,18 @@ A writer's *phase* (:class:`WriterPhase`) is finer than the ``VSS_WRITER_STATE``
 STABLE is reported before a backup, after PrepareForBackup, after BackupComplete and after an
 abort. ``TABLE[(phase, event)] = (next phase if the writer's handler succeeds, next phase if it
 fails)``; a failure also records the writer's failure HRESULT. ``FREEZE_TIMEOUT`` comes from the
-driver when the freeze window (60 s by default, :data:`FREEZE_TIMEOUT_SECONDS`) expires before Thaw:
-the writer fails at freeze with ``VSS_E_WRITERERROR_TIMEOUT``. ``ABORT`` keeps a failed phase.
+snapshot set (:mod:`vssim.vss.snapshot_set`) when the freeze window
+(:data:`~vssim.vss.limits.FREEZE_WINDOW_S`) expires before Thaw: the writer fails at freeze with
+``VSS_E_WRITERERROR_TIMEOUT``. ``ABORT`` keeps a failed phase.
 """
 
 from __future__ import annotations
 
 from enum import Enum, auto
 
+from vssim.errors import VssProtocolError
 from vssim.vss.enums import HResult, WriterState
 from vssim.vss.machine import protocol_error
-
-#: ``CVssWriter::Initialize``'s default freeze window (spec §2).
-FREEZE_TIMEOUT_SECONDS = 60.0
 
 
 class WriterEvent(Enum):
@@ -126,12 +125,20 @@ class WriterMachine:
     def state(self) -> WriterState:
         return self.phase.reported
 
+    def accepts(self, event: WriterEvent) -> bool:
+        """Whether ``event`` is legal in the writer's phase."""
+        return (self.phase, event) in TABLE
+
+    def refusal(self, event: WriterEvent) -> VssProtocolError:
+        """The error an illegal ``event`` gets (for a driver that checks before it acts)."""
+        return protocol_error(self.role, self.phase, event)
+
     def send(self, event: WriterEvent, ok: bool = True, hr: int = HResult.S_OK) -> WriterPhase:
         """Deliver ``event``; ``ok=False`` means the writer's handler failed with ``hr``.
         Raises VssProtocolError (VSS_E_BAD_STATE, phase unchanged) when the event is illegal."""
         step = TABLE.get((self.phase, event))
         if step is None:
-            raise protocol_error(self.role, self.phase, event)
+            raise self.refusal(event)
         if event is E.FREEZE_TIMEOUT:
             ok, hr = False, HResult.VSS_E_WRITERERROR_TIMEOUT
         if event is E.IDENTIFY and not self.phase.failed:
