@@ -14,8 +14,9 @@ import numpy.typing as npt
 import pytest
 
 from cow_peers import chunk_ids
+from numpy_workload import WriteStream, hot_spot_writes
 from vssim import engine
-from vssim.workloads import GiB, TiB, WriteStream, hot_spot_writes
+from vssim.units import GiB, TiB
 
 BLOCK = engine.DEFAULT_CBT_BLOCK_SIZE
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from cow_peers import IMPLEMENTATIONS, measure_peak_rss_delta
-from vssim.workloads import GiB, TiB, WriteStream, hot_spot_writes
+from numpy_workload import WriteStream, hot_spot_writes
+from vssim.units import GiB, TiB
 
 
 @pytest.fixture(scope="module")

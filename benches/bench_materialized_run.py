@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from vssim.scale import RunResult, run
+from vssim.metrics import RunResult, run
 from vssim.scenario import parse_scenario
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "materialized-64n-400vm.toml"

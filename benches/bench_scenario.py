@@ -22,10 +22,11 @@ import polars as pl
 import psutil
 import pytest
 
+from numpy_workload import hot_spot_writes
 from vssim import engine
-from vssim.scale import RunResult, run
+from vssim.metrics import RunResult, run
 from vssim.scenario import Scenario, parse_scenario
-from vssim.workloads import TiB, hot_spot_writes
+from vssim.units import TiB
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -24,7 +24,7 @@ import numpy.typing as npt
 import pytest
 
 from vssim import engine
-from vssim.workloads import GiB
+from vssim.units import GiB
 
 SIZES = [4096, 8192, 16384, 32768, 65536, 262_144, 1_048_576]
 WEIGHTS = [0.40, 0.20, 0.10, 0.10, 0.15, 0.04, 0.01]

@@ -1,7 +1,7 @@
-"""Seeded write streams in numpy, for demos, tests and benchmarks.
-
-(The engine's own per-VM workload generator arrives with the scale-simulation work; this module
-is the simple numpy form used to drive the trackers from Python.)
+"""A seeded hot-spot write stream in numpy: the benchmarks' input for the trackers and their peers
+(``bench_cow``, ``bench_cbt``, ``bench_scenario``). vssim itself generates guest writes with the
+engine's generator only (``engine.WorkloadGenerator`` / ``ModelCluster``); this stream is a
+benchmark peer's, not a model of the cluster.
 """
 
 from __future__ import annotations
@@ -11,10 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
-TiB = 1024 * GiB
+from vssim.units import KiB
 
 
 @dataclass(frozen=True)

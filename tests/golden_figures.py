@@ -39,7 +39,7 @@ Tables = dict[str, pl.DataFrame]
 
 def _modelled(path: str, kinds: list[str], **kw: Any) -> Callable[[], Tables]:
     def go() -> Tables:
-        from vssim.scale.runner import run
+        from vssim.metrics import run
 
         return run(load_scenario(EXAMPLES / path), kinds, **kw).tables()
 
@@ -47,7 +47,7 @@ def _modelled(path: str, kinds: list[str], **kw: Any) -> Callable[[], Tables]:
 
 
 def _materialized() -> Tables:
-    from vssim.scale.runner import run
+    from vssim.metrics import run
 
     sc = small(
         vms=8,

@@ -19,8 +19,8 @@ from scale_scenarios import small
 from vhdx_tools import pyvhdi_read
 from vssim import engine
 from vssim.cli import main
+from vssim.metrics import RunResult, run
 from vssim.scale.materialize import QEMU_NO_PARENTS, MaterializeError, read_manifest, restore
-from vssim.scale.runner import RunResult, run
 from vssim.scenario import Scenario
 
 QEMU = shutil.which("qemu-img")

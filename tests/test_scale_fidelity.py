@@ -12,9 +12,10 @@ import pytest
 import simpy
 
 from scale_scenarios import small, small_raw
-from vssim.scale import run
-from vssim.scale.fair_share_links import SharedResources, nic_link
+from vssim.metrics import run
+from vssim.scale.fair_share_links import FairShareLinks
 from vssim.scenario import parse_scenario
+from vssim.sim.links import nic_link
 
 
 def with_faults(os: str, faults: list[dict[str, Any]], **kw: Any) -> Any:
@@ -47,7 +48,7 @@ def test_vms_on_a_down_node_stop_writing() -> None:
 def test_background_load_takes_its_fair_share() -> None:
     sc = small(vms=2, target="100 GB/s", csv_bandwidth="100 GB/s")
     env = simpy.Environment()
-    r = SharedResources(env, sc)
+    r = FairShareLinks(env, sc)
     csv = sc.csvs[0]
     nic = nic_link("NODE02")
     bw = r.bandwidth[nic]  # 10 Gbit/s
@@ -77,7 +78,7 @@ def test_background_load_takes_its_fair_share() -> None:
 def test_an_interrupted_transfer_frees_its_share() -> None:
     sc = small(vms=2, csv_bandwidth="1 GB/s", target="100 GB/s")
     env = simpy.Environment()
-    r = SharedResources(env, sc)
+    r = FairShareLinks(env, sc)
     csv = sc.csvs[0]
     done: dict[str, float] = {}
 

@@ -16,9 +16,10 @@ import simpy
 from scale_scenarios import small, small_raw
 from vssim.errors import InvalidArgumentError, ScenarioError
 from vssim.metrics import SCHEMAS
-from vssim.scale.fair_share_links import SharedResources
-from vssim.scale.model_cluster import ModelClusterBackend, stream_seed
+from vssim.scale.fair_share_links import FairShareLinks
+from vssim.scale.model_cluster import ModelClusterBackend
 from vssim.scenario import parse_scenario
+from vssim.scenario.engine_streams import stream_seed
 
 
 def with_workload(**w: Any) -> dict[str, Any]:
@@ -122,7 +123,7 @@ def test_backend_snapshot_at_the_exact_instant() -> None:
 def test_links_share_bandwidth_fairly() -> None:
     sc = small(vms=2, csv_bandwidth="800 MB/s", target="400 MB/s")
     env = simpy.Environment()
-    r = SharedResources(env, sc)
+    r = FairShareLinks(env, sc)
     csv = sc.csvs[0]
     done: dict[str, float] = {}
 

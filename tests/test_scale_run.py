@@ -11,9 +11,8 @@ import pytest
 import vssim
 from scale_scenarios import small
 from vssim.errors import VssError
-from vssim.metrics import SCHEMAS
-from vssim.scale import BackupKind, BackupSpec, Schedule, run, select_vms
-from vssim.scale.runner import RunResult
+from vssim.metrics import SCHEMAS, RunResult, run
+from vssim.scale import BackupKind, BackupSpec, Schedule, select_vms
 
 
 def summary(r: RunResult, backup: int = 0) -> dict[str, object]:

@@ -14,8 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from rich.table import Table
 
 from vssim.errors import VssimError
-from vssim.scale.runner import RunResult
-from vssim.scale.runner import run as run_backups
+from vssim.metrics import RunResult
+from vssim.metrics import run as run_backups
 from vssim.scale.schedule import BackupKind, Schedule
 
 

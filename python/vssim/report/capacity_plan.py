@@ -37,7 +37,8 @@ from vssim.report.strategies import (
 from vssim.scenario import OsProfile, Scenario, parse_scenario
 
 if TYPE_CHECKING:
-    from vssim.scale.runner import BackupRecord, KeepGoing
+    from vssim.scale.runner import KeepGoing
+    from vssim.sim.records import BackupRecord
 
 #: Told as a run goes: after each of its snapshot sets, and once when it ends.
 Progress = Callable[["Step"], None]
@@ -80,8 +81,9 @@ Runner = Callable[[Scenario, Strategy, PlanSettings, Hooks], dict[str, pl.DataFr
 def scale_runner(
     sc: Scenario, strategy: Strategy, settings: PlanSettings, hooks: Hooks | None = None
 ) -> dict[str, Any]:
-    """One strategy through :func:`vssim.scale.run` (modelled mode)."""
-    from vssim.scale import Schedule, run
+    """One strategy through :func:`vssim.metrics.run` (modelled mode)."""
+    from vssim.metrics import run
+    from vssim.scale import Schedule
 
     hooks = hooks or Hooks()
     schedule = Schedule(per_node=strategy.concurrency, streams_per_node=strategy.concurrency)

@@ -26,9 +26,10 @@ from collections.abc import Sequence
 import simpy
 
 from vssim.errors import VssError
+from vssim.requester.sampled_path import SampledPath
 from vssim.scenario import Scenario, Vm
 from vssim.sim.backup_run import BackupRun
-from vssim.sim.links import ClusterResources
+from vssim.sim.links import QueuedLinks
 from vssim.vss.cluster_state import ClusterState
 from vssim.vss.enums import BackupType, HResult, SnapshotContext
 from vssim.vss.jobs import BackupJob, BackupResult, Selected, volumes_for
@@ -149,8 +150,8 @@ def run_jobs(
     """Run ``jobs`` concurrently (job *i* starts ``i * stagger`` s in) on the cluster ``state``;
     the state's clock moves to the end of the last job."""
     env = simpy.Environment(initial_time=state.clock)
-    res = ClusterResources(env, state.scenario)
-    runs = [BackupRun(env, state, res, j) for j in jobs]
+    links = QueuedLinks(env, state.scenario)
+    runs = [BackupRun(env, state, links, j, SampledPath()) for j in jobs]
 
     def start(run: BackupRun, delay: float) -> simpy.events.ProcessGenerator:
         if delay:

@@ -1,18 +1,20 @@
 """Modelled backups of a whole cluster: backup jobs, scheduling, data movement and the engine's
 workload on one virtual clock (issue "full, selective and incremental backups at scale").
 
-``vssim.run(scenario, backup="full")`` (= :func:`vssim.scale.runner.run`) returns the result
-tables; :mod:`.backend` (the engine's cluster behind the protocol), :mod:`.network` (shared
-links), :mod:`.plan` (what to back up, snapshot sets, limits), :mod:`.backup_run` (one snapshot
-set), :mod:`.runner` (the run), :mod:`.materialize` (the same run with real VHDX disks, real
-snapshots and real backup chains; :func:`restore`).
+:func:`~vssim.scale.runner.simulate` runs it and returns plain records (``vssim.run`` adds the
+result tables, :mod:`vssim.metrics`). :mod:`.schedule` (what to back up, snapshot sets, limits),
+:mod:`.model_cluster` (the engine's cluster behind the protocol), :mod:`.fair_share_links`
+(shared links), :mod:`.modelled_path` (one snapshot set's data path), :mod:`.deletion_watch`
+(diff-area overflow at its instant), :mod:`.runner` (the run), :mod:`.materialize` and
+:mod:`.materialized_path` (the same run with real VHDX disks, real snapshots and real backup
+chains; :func:`restore`).
 """
 
 from __future__ import annotations
 
 from vssim.scale.materialize import MaterializedBackend, restore
 from vssim.scale.model_cluster import ModelClusterBackend
-from vssim.scale.runner import RunResult, run
+from vssim.scale.runner import ModelledRun, simulate
 from vssim.scale.schedule import BackupKind, BackupSpec, Schedule, plan_jobs, select_vms
 
 __all__ = [
@@ -20,10 +22,10 @@ __all__ = [
     "BackupSpec",
     "MaterializedBackend",
     "ModelClusterBackend",
-    "RunResult",
+    "ModelledRun",
     "Schedule",
     "plan_jobs",
     "restore",
-    "run",
     "select_vms",
+    "simulate",
 ]

@@ -9,14 +9,14 @@ constant. Transfers with the same path form a class that progresses as one (a cl
 event costs O(active classes), not O(active transfers). One pending timer wakes the model at the
 next completion; a newer timer supersedes older ones (generation counter).
 
-:class:`SharedResources` keeps the protocol's :class:`~vssim.sim.links.ClusterResources`
-interface (``transfer(nbytes, csv, nodes, target)``), so the writers' guest snapshots, saved
-states and auto-recovery share the links with the copies. It also counts, per link, the bytes
+:class:`FairShareLinks` is the protocol's :class:`~vssim.sim.links.Links` (``transfer(nbytes,
+csv, nodes, target)``), so the writers' guest snapshots, saved states and auto-recovery share the
+links with the copies. It also counts, per link, the bytes
 carried and the time it was busy.
 
 Background load: constant-rate flows that are not transfers of a known size — the guests' writes
 a CSV in redirected access sends over the network (writing node's NIC → coordinator's NIC) — are
-set per key with :meth:`SharedResources.set_background`. A link's background is one more flow in
+set per key with :meth:`FairShareLinks.set_background`. A link's background is one more flow in
 its fair share, capped at its demand: with ``n`` transfers on a link of bandwidth ``B`` and a
 background demand ``D``, the background gets ``min(D, B / (n + 1))`` and each transfer an equal
 share of the rest.
@@ -32,19 +32,10 @@ from typing import Any
 import simpy
 
 from vssim.scenario import Csv, Scenario
-from vssim.sim.links import ClusterResources
+from vssim.sim.links import link_bandwidths, link_path
 
-TARGET = "target"
 #: Bytes of a transfer left when it counts as done (floating-point slack).
 _SLACK = 1e-3
-
-
-def csv_link(name: str) -> str:
-    return f"csv:{name}"
-
-
-def nic_link(name: str) -> str:
-    return f"nic:{name}"
 
 
 @dataclass
@@ -56,16 +47,14 @@ class _Class:
     heap: list[tuple[float, int, int, simpy.Event]] = field(default_factory=list)
 
 
-class SharedResources(ClusterResources):
+class FairShareLinks:
     """Fair-share links for every transfer of a run (see the module doc)."""
 
     def __init__(self, env: simpy.Environment, scenario: Scenario) -> None:
-        super().__init__(env, scenario)
-        self.bandwidth: dict[str, float] = {TARGET: scenario.links.backup_target_bandwidth}
-        for c in scenario.csvs:
-            self.bandwidth[csv_link(c.name)] = c.bandwidth
-        for n in scenario.nodes:
-            self.bandwidth[nic_link(n.name)] = n.nic_bandwidth
+        self.env = env
+        self.bandwidth = link_bandwidths(scenario)
+        #: Bytes each node's NIC carried.
+        self.nic_bytes = {n.name: 0 for n in scenario.nodes}
         self.users = dict.fromkeys(self.bandwidth, 0)
         self.link_bytes = dict.fromkeys(self.bandwidth, 0)
         self.link_busy = dict.fromkeys(self.bandwidth, 0.0)
@@ -88,13 +77,11 @@ class SharedResources(ClusterResources):
     ) -> Generator[Any, Any, float]:
         """Move ``nbytes`` over the backup target, the CSV's storage and the NICs of ``nodes``;
         returns the simulated seconds it took."""
-        path = ([TARGET] if target else []) + ([csv_link(csv.name)] if csv is not None else [])
-        path += [nic_link(n) for n in sorted(set(nodes))]
-        if not path or nbytes <= 0:
+        key = link_path(csv, nodes, target)
+        if not key or nbytes <= 0:
             return 0.0
         start = self.env.now
         self._settle()
-        key = tuple(path)
         cls = self.classes.get(key)
         if cls is None:
             cls = self.classes[key] = _Class(key)

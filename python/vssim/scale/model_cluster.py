@@ -21,37 +21,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from vssim import engine
 from vssim.errors import InvalidArgumentError
-from vssim.scenario import Csv, Scenario, Vm, Workload, derive_guid
+from vssim.scenario import Csv, Scenario
+from vssim.scenario.engine_streams import stream_seed, workload_spec
+from vssim.sim.records import SnapshotLife
 from vssim.vss.providers import WriteCost
 
 U64 = npt.NDArray[np.uint64]
 #: Counters :meth:`ModelClusterBackend.advance_to` accumulates per disk.
 COUNTERS = ("writes", "bytes_written", "reads", "bytes_read", "chunks_copied", "dropped_writes")
-
-
-def workload_spec(w: Workload) -> engine.WorkloadSpec:
-    """The engine's spec of a VM's workload, built once for all its disks (and checked there)."""
-    return engine.WorkloadSpec(
-        iops=w.iops,
-        read_fraction=w.read_fraction,
-        sizes=list(w.sizes) or None,
-        weights=list(w.weights) or None,
-        locality=w.locality,
-        hot_fraction=w.hot_fraction,
-        hot_share=w.hot_share,
-        theta=w.theta,
-        region_fraction=w.region_fraction,
-        diurnal_amplitude=w.diurnal_amplitude,
-        diurnal_period_s=w.diurnal_period_s,
-        diurnal_peak_s=w.diurnal_peak_s,
-    )
 
 
 @contextmanager
@@ -64,31 +47,9 @@ def _context(scenario: Scenario, where: str) -> Iterator[None]:
         raise InvalidArgumentError(f"{scenario.path}: {where}: {exc}") from exc
 
 
-def stream_seed(scenario_seed: int, vm: Vm, disk: int) -> int:
-    """The engine stream key of one VM disk: 64 bits of a UUID-5 of (seed, VM GUID, disk)."""
-    return derive_guid(scenario_seed, "workload", vm.guid, disk).int & (2**64 - 1)
-
-
-@dataclass
-class SnapshotLife:
-    """One engine snapshot of one CSV, from creation to deletion."""
-
-    csv: str
-    handle: int
-    created: float
-    chunks_at_create: int
-    deleted: float | None = None
-    #: "released" (deleted by its backup) or "diff area full" (deleted by volsnap).
-    deleted_by: str | None = None
-    diff_area_peak: int = 0
-    chunks_copied: int = 0
-
-
 class ModelClusterBackend:
     """Copy-on-write, change tracking and the guests' I/O of a whole scenario, in the engine."""
 
-    #: The guests' writes are generated here: backup runs must not feed their own.
-    runs_workload = True
     #: Real files behind the model (:class:`vssim.scale.materialize.MaterializedBackend`).
     materialized = False
 
@@ -255,7 +216,7 @@ class ModelClusterBackend:
     def apply_writes(
         self, csv: Csv, offsets: npt.NDArray[np.uint64], lengths: npt.NDArray[np.uint32]
     ) -> WriteCost:
-        """Nothing to do: the engine generates the guests' writes itself (:attr:`runs_workload`)."""
+        """Nothing to do: the engine generates the guests' writes itself."""
         return WriteCost(0, 0, ())
 
     def diff_area_bytes(self, csv: Csv) -> int:

@@ -1,62 +1,48 @@
 """A modelled run: one or more backups of a whole scenario on one virtual clock.
 
-How it works: :func:`run` builds the engine's cluster (:class:`ModelClusterBackend`), the shared
-links (:class:`SharedResources`) and one SimPy environment. Three kinds of process share it:
+How it works: :func:`simulate` builds the engine's cluster (:class:`ModelClusterBackend`), the
+shared links (:class:`~vssim.scale.fair_share_links.FairShareLinks`) and one SimPy environment.
+Three kinds of process share it:
 
 * the **workload clock** advances the engine's cluster every ``window_s`` simulated seconds (the
   backup runs also advance it at each snapshot's creation and deletion, so those instants are
   exact);
 * the **scheduler** starts each backup's snapshot sets (:func:`~vssim.scale.schedule.plan_jobs`) as
   soon as their requester node and their CSVs have room (per-node and per-CSV limits);
-* each **snapshot set** is a protocol backup run (:class:`ScaleBackupRun`).
+* each **snapshot set** is a protocol backup run (:class:`~vssim.sim.backup_run.BackupRun`)
+  with the modelled data path (:class:`~vssim.scale.modelled_path.ModelledPath`).
 
 Backups listed together run one after the other, ``interval_s`` apart (the guests keep writing in
-between, which is what an incremental then reads). The result is a :class:`RunResult` with the
-five metric tables (:mod:`vssim.metrics`).
+between, which is what an incremental then reads). The result is a :class:`ModelledRun`: plain
+records, which :func:`vssim.metrics.run` (``vssim.run``) turns into the result tables.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 import simpy
 
 from vssim.scale.deletion_watch import DeletionWatch
-from vssim.scale.fair_share_links import SharedResources
+from vssim.scale.fair_share_links import FairShareLinks
 from vssim.scale.materialize import MaterializedBackend
+from vssim.scale.materialized_path import RealFiles
 from vssim.scale.model_cluster import ModelClusterBackend
-from vssim.scale.modelled_path import RunContext, ScaleBackupRun
+from vssim.scale.modelled_path import BackupContext, ModelledPath
 from vssim.scale.schedule import BackupKind, BackupSpec, Schedule, parse_kinds, plan_jobs
 from vssim.scenario import Scenario, load_scenario
+from vssim.sim.backup_run import BackupRun
+from vssim.sim.links import nic_link
+from vssim.sim.records import BackupRecord, CsvSnapshot, RunRecords, SetRecord
 from vssim.vss.cluster_state import ClusterState
 from vssim.vss.enums import HResult
+from vssim.vss.jobs import BackupJob
 
 #: Called after each snapshot set ends: (sets done, sets in all).
 Progress = Callable[[int, int], None]
-
-
-@dataclass
-class BackupRecord:
-    """One backup of the run (all its snapshot sets)."""
-
-    index: int
-    spec: BackupSpec
-    runs: list[ScaleBackupRun] = field(default_factory=list)
-    start: float = 0.0
-    end: float = 0.0
-
-    @property
-    def window_s(self) -> float:
-        return self.end - self.start
-
-    @property
-    def failures(self) -> int:
-        """VM backups that failed (their own error, or their set's: no partial backups)."""
-        return sum(1 for r in self.runs for c in r.vm_copies.values() if r.vm_result(c) != "S_OK")
 
 
 #: Asked after each backup but the last: go on with the next one (False ends the run there).
@@ -64,43 +50,17 @@ KeepGoing = Callable[[BackupRecord], bool]
 
 
 @dataclass
-class RunResult:
-    """The tables of a run (schemas in :mod:`vssim.metrics` and README "Result tables")."""
+class ModelledRun:
+    """A finished modelled run: its records (:mod:`vssim.sim.records`, what the metric tables
+    are built from) and the guest writes the engine simulated; a materialized run adds one row per
+    backup file (:data:`~vssim.scale.materialize.BACKUPS_SCHEMA`) and, per CSV, the model's
+    copy-on-write figures beside the real volume's."""
 
-    scenario: Scenario
-    vms: pl.DataFrame
-    csvs: pl.DataFrame
-    nodes: pl.DataFrame
-    jobs: pl.DataFrame
-    phases: pl.DataFrame
-    summary: pl.DataFrame
-    #: Guest writes the engine simulated, and the run's wall-clock seconds.
-    writes_simulated: int = 0
-    wall_s: float = 0.0
-    #: Materialized runs: one row per backup file (:data:`~vssim.scale.materialize.
-    #: BACKUPS_SCHEMA`), and per CSV the model's copy-on-write figures beside the real volume's.
+    records: RunRecords
+    writes_simulated: int
     backups: pl.DataFrame | None = None
     invariant: pl.DataFrame | None = None
     materialized: Path | None = None
-
-    TABLES = ("vms", "csvs", "nodes", "jobs", "phases", "summary")
-
-    def tables(self) -> dict[str, pl.DataFrame]:
-        out = {name: getattr(self, name) for name in self.TABLES}
-        if self.backups is not None and self.invariant is not None:
-            out["backups"] = self.backups
-            out["invariant"] = self.invariant
-        return out
-
-    def write_parquet(self, out: str | Path) -> list[Path]:
-        d = Path(out)
-        d.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for name, df in self.tables().items():
-            p = d / f"{name}.parquet"
-            df.write_parquet(p)
-            paths.append(p)
-        return paths
 
 
 def _specs(
@@ -130,7 +90,7 @@ def _specs(
     return out
 
 
-def run(
+def simulate(
     scenario: Scenario | str | Path,
     backup: str | BackupKind | BackupSpec | Sequence[str | BackupKind | BackupSpec] = "full",
     *,
@@ -146,24 +106,22 @@ def run(
     keep_going: KeepGoing | None = None,
     materialize: str | Path | None = None,
     check_files: bool = True,
-) -> RunResult:
+) -> ModelledRun:
     """Run the backups ``backup`` (a type, a :class:`BackupSpec`, or several, one after the
-    other) on ``scenario`` in modelled mode and return the result tables.
+    other) on ``scenario`` in modelled mode; :func:`vssim.metrics.run` turns the records into the
+    result tables.
 
     ``selective`` needs ``vms``, ``fraction`` or ``include``; the other types take them as a
     narrowing too. The guests write from time 0; the first backup starts at ``start_s``, the
     next ``interval_s`` after the previous one ends. The engine's cluster advances at least
     every ``window_s`` simulated seconds. ``keep_going``, asked after each backup but the last
-    with its record, may end the run there (the tables then hold the backups that ran).
+    with its record, may end the run there (the records then hold the backups that ran).
 
     ``materialize``: a new (or empty) folder; the run then also keeps real VHDX disks on real
     copy-on-write volumes there and writes every backup as real VHDX files, each verified
     against the disk at its snapshot instant (:mod:`vssim.scale.materialize`; ``check_files``
     adds ``qemu-img check`` of every backup file). Size the scenario for the disk you have.
     """
-    from vssim.metrics import build_tables
-
-    wall = time.perf_counter()
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     specs = _specs(backup, vms, fraction, include, exclude)
     for s in specs:
@@ -171,7 +129,6 @@ def run(
             raise ValueError("a selective backup needs vms, fraction or include")
     if window_s <= 0 or interval_s < 0 or start_s < 0:
         raise ValueError(f"window_s={window_s}, interval_s={interval_s}, start_s={start_s}")
-    sched = schedule or Schedule()
     env = simpy.Environment()
     clock = lambda: float(env.now)  # noqa: E731
     backend = (
@@ -179,107 +136,170 @@ def run(
         if materialize is None
         else MaterializedBackend(sc, materialize, clock=clock)
     )
-    state = ClusterState(sc, backend=backend)
-    res = SharedResources(env, sc)
-    watch = DeletionWatch(env, backend, window_s)
-    per_node, per_csv = sched.limits(sc)
-    streams = {n.name: simpy.Resource(env, capacity=sched.streams_per_node) for n in sc.nodes}
-    plans = [plan_jobs(sc, s, sched, label=f"{i}:{s.kind}") for i, s in enumerate(specs)]
-    total = sum(len(p) for p in plans)
-    records = [BackupRecord(i, s) for i, s in enumerate(specs)]
-    finished = env.event()
-    done_count = [0]
-    has_base: set[str] = set()
+    run = _Run(env, sc, backend, schedule or Schedule(), window_s, progress)
+    records = run.backups(specs, start_s, interval_s, keep_going)
+    backend.advance_to(float(env.now))
+    links = run.links
+    out = ModelledRun(
+        RunRecords(
+            sc,
+            records,
+            nic_bytes={n.name: links.nic_bytes[n.name] for n in sc.nodes},
+            nic_busy_s={n.name: links.link_busy[nic_link(n.name)] for n in sc.nodes},
+        ),
+        writes_simulated=backend.writes_simulated,
+    )
+    if isinstance(backend, MaterializedBackend):
+        backend.finish(check=check_files)
+        out.backups = backend.store.frame()
+        out.invariant = backend.invariant()
+        out.materialized = backend.root
+    return out
 
-    def one_backup(rec: BackupRecord, jobs: list[object]) -> simpy.events.ProcessGenerator:
-        ctx = RunContext(
-            env, state, backend, res, rec.spec.kind, streams, has_base, watch, rec.index
+
+class _Run:
+    """The processes of one modelled run on one SimPy environment (see the module doc)."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        sc: Scenario,
+        backend: ModelClusterBackend,
+        sched: Schedule,
+        window_s: float,
+        progress: Progress | None,
+    ) -> None:
+        self.env, self.sc, self.backend, self.sched = env, sc, backend, sched
+        self.window_s = window_s
+        self.progress = progress
+        self.state = ClusterState(sc, backend=backend)
+        self.links = FairShareLinks(env, sc)
+        self.watch = DeletionWatch(env, backend, window_s)
+        self.per_node, self.per_csv = sched.limits(sc)
+        self.streams = {
+            n.name: simpy.Resource(env, capacity=sched.streams_per_node) for n in sc.nodes
+        }
+        self.has_base: set[str] = set()
+        self.done = 0
+        self.total = 0
+
+    def backups(
+        self,
+        specs: list[BackupSpec],
+        start_s: float,
+        interval_s: float,
+        keep_going: KeepGoing | None,
+    ) -> list[BackupRecord]:
+        """Runs ``specs`` one after the other; the records of those that ran."""
+        env, sc = self.env, self.sc
+        plans = [plan_jobs(sc, s, self.sched, label=f"{i}:{s.kind}") for i, s in enumerate(specs)]
+        self.total = sum(len(p) for p in plans)
+        records = [BackupRecord(i, str(s.kind)) for i, s in enumerate(specs)]
+        finished = env.event()
+
+        def driver() -> simpy.events.ProcessGenerator:
+            if start_s:
+                yield env.timeout(start_s)
+            for i, (rec, jobs, spec) in enumerate(zip(records, plans, specs, strict=True)):
+                if i and keep_going is not None and not keep_going(records[i - 1]):
+                    del records[i:]
+                    break
+                if i and interval_s:
+                    yield env.timeout(interval_s)
+                yield env.process(self._one_backup(rec, spec.kind, jobs))
+            finished.succeed()
+
+        def workload_clock() -> simpy.events.ProcessGenerator:
+            while not finished.triggered:
+                yield env.any_of([env.timeout(self.window_s), finished])
+                self.backend.advance_to(float(env.now))
+
+        env.process(driver())
+        env.process(workload_clock())
+        env.run(until=finished)
+        return records
+
+    def _one_backup(
+        self, rec: BackupRecord, kind: BackupKind, jobs: list[BackupJob]
+    ) -> simpy.events.ProcessGenerator:
+        """One backup's snapshot sets, each started as soon as its requester node and its CSVs
+        have room."""
+        env, sc = self.env, self.sc
+        real = (
+            RealFiles(self.backend, rec.index)
+            if isinstance(self.backend, MaterializedBackend)
+            else None
+        )
+        ctx = BackupContext(
+            env,
+            self.state,
+            self.backend,
+            self.links,
+            kind,
+            self.streams,
+            self.has_base,
+            self.watch,
+            real,
         )
         rec.start = float(env.now)
-        pending = [ScaleBackupRun(ctx, j) for j in jobs]  # type: ignore[arg-type]
-        node_busy = dict.fromkeys(streams, 0)
+        pending = [(j, ModelledPath(ctx, j)) for j in jobs]
+        started: list[tuple[BackupRun, ModelledPath]] = []
+        node_busy = dict.fromkeys(self.streams, 0)
         csv_busy = {c.name: 0 for c in sc.csvs}
         all_done = env.event()
         running = [0]
 
-        def job(r: ScaleBackupRun) -> simpy.events.ProcessGenerator:
+        def one_set(r: BackupRun, path: ModelledPath) -> simpy.events.ProcessGenerator:
             yield from r.process()
             node_busy[r.req] -= 1
             for c in r.job.volumes:
                 csv_busy[c.name] -= 1
             running[0] -= 1
-            done_count[0] += 1
-            if progress is not None:
-                progress(done_count[0], total)
+            self.done += 1
+            if self.progress is not None:
+                self.progress(self.done, self.total)
             # A backup in the history (not copy) is the next incremental's base; a failed one
             # whose change tracking restarted at its snapshot leaves none (the next is full).
-            if isinstance(backend, MaterializedBackend):
-                for name, vc in r.vm_copies.items():
-                    backend.settle(name, r.result.ok and vc.hresult == HResult.S_OK)
-            if rec.spec.kind is not BackupKind.COPY:
-                for name, vc in r.vm_copies.items():
+            if real is not None:
+                for vc in path.vm_copies.values():
+                    real.settle(vc, r.result.ok and vc.hresult == HResult.S_OK)
+            if kind is not BackupKind.COPY:
+                for name, vc in path.vm_copies.items():
                     if r.result.ok and vc.hresult == HResult.S_OK:
-                        has_base.add(name)
+                        self.has_base.add(name)
                     elif vc.snapshot_at is not None:
-                        has_base.discard(name)
+                        self.has_base.discard(name)
             start_ready()
 
         def start_ready() -> None:
-            for r in list(pending):
-                if node_busy[r.req] >= per_node:
+            for item in list(pending):
+                job, path = item
+                req = sc.node(job.node).name
+                if node_busy[req] >= self.per_node:
                     continue
-                if any(csv_busy[c.name] >= per_csv for c in r.job.volumes):
+                if any(csv_busy[c.name] >= self.per_csv for c in job.volumes):
                     continue
-                pending.remove(r)
-                node_busy[r.req] += 1
-                for c in r.job.volumes:
+                pending.remove(item)
+                node_busy[req] += 1
+                for c in job.volumes:
                     csv_busy[c.name] += 1
                 running[0] += 1
-                rec.runs.append(r)
-                env.process(job(r))
+                r = BackupRun(env, self.state, self.links, job, path)
+                started.append((r, path))
+                env.process(one_set(r, path))
             if not pending and not running[0] and not all_done.triggered:
                 all_done.succeed()
 
         start_ready()
         yield all_done
         rec.end = float(env.now)
+        rec.sets = [self._set_record(r, path) for r, path in started]
 
-    def driver() -> simpy.events.ProcessGenerator:
-        if start_s:
-            yield env.timeout(start_s)
-        for i, (rec, jobs) in enumerate(zip(records, plans, strict=True)):
-            if i and keep_going is not None and not keep_going(records[i - 1]):
-                del records[i:]
-                break
-            if i and interval_s:
-                yield env.timeout(interval_s)
-            yield env.process(one_backup(rec, list(jobs)))
-        finished.succeed()
-
-    def workload_clock() -> simpy.events.ProcessGenerator:
-        while not finished.triggered:
-            yield env.any_of([env.timeout(window_s), finished])
-            backend.advance_to(float(env.now))
-
-    env.process(driver())
-    env.process(workload_clock())
-    env.run(until=finished)
-    backend.advance_to(float(env.now))
-    tables = build_tables(sc, records, backend, res)
-    result = RunResult(
-        sc,
-        vms=tables["vms"],
-        csvs=tables["csvs"],
-        nodes=tables["nodes"],
-        jobs=tables["jobs"],
-        phases=tables["phases"],
-        summary=tables["summary"],
-        writes_simulated=backend.writes_simulated,
-    )
-    if isinstance(backend, MaterializedBackend):
-        backend.finish(check=check_files)
-        result.backups = backend.store.frame()
-        result.invariant = backend.invariant()
-        result.materialized = backend.root
-    result.wall_s = time.perf_counter() - wall
-    return result
+    def _set_record(self, r: BackupRun, path: ModelledPath) -> SetRecord:
+        csvs = []
+        for csv in r.job.volumes:
+            copy = r.copies.get(csv.name)
+            h = None if copy is None else copy.backend_handle
+            life = None if h is None else self.backend.lives.get((csv.name, h))
+            csvs.append(CsvSnapshot(csv, copy, life, r.csvs.redirect_windows.get(csv.name, 0.0)))
+        return SetRecord(r.job, r.req, r.result, tuple(path.vm_copies.values()), tuple(csvs))

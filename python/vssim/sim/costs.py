@@ -32,6 +32,3 @@ REDIRECT_SWITCH_S = 0.5
 FAILOVER_S = 5.0
 BACKUP_COMPLETE_S = 0.05
 SHUTDOWN_S = 0.01
-#: At most this many guest writes per VM are fed to copy-on-write for one backup window (the
-#: stream is scaled down beyond it; counts stay exact for the writes that are fed).
-WRITES_PER_VM_CAP = 4096

@@ -1,114 +1,138 @@
 """Cluster Shared Volume access during a backup: on 2008 R2,
 ``ClusterPrepareSharedVolumeForBackup`` (one backup per CSV — a second gets 0x8007173D —, ownership
 moved to the backup node, redirected access for the whole backup); on 2012, redirected access only
-while the snapshot is taken. Redirected bytes are counted per CSV: the writes the other nodes' VMs
-send through the coordinator during the redirected window."""
+while the snapshot is taken. What crosses the network while a CSV is redirected is the data
+path's to say (:meth:`~vssim.sim.data_path.DataPath.redirect_off`); it is counted per CSV."""
 
 from __future__ import annotations
 
 from vssim.scenario import Csv, Vm
 from vssim.sim import costs
-from vssim.sim.run_base import (
-    CLUSTER,
-    AbortBackupError,
-    Proc,
-    RunBase,
-)
+from vssim.sim.data_path import DataPath, SetView
+from vssim.sim.run_scope import CLUSTER, AbortBackupError, Proc, RunScope
 from vssim.vss.enums import HResult
 from vssim.vss.limits import STALE_CSV_BACKUP_S
+from vssim.vss.timeline import PhaseKind
 
 
-class CsvAccess(RunBase):
+class CsvAccess:
     """The CSV side of a backup run."""
 
-    def _prepare_csvs_2008r2(self) -> Proc:
+    def __init__(self, scope: RunScope, data: DataPath, run: SetView) -> None:
+        self.scope = scope
+        self.data = data
+        self.run = run
+        #: CSVs this backup holds in "backup in progress" (2008 R2).
+        self.claimed: list[Csv] = []
+        #: CSVs in redirected access now, and since when.
+        self.redirect_since: dict[str, float] = {}
+        #: Seconds each CSV spent in redirected access during the run.
+        self.redirect_windows: dict[str, float] = {}
+
+    def is_redirected(self, csv: Csv) -> bool:
+        return csv.name in self.redirect_since
+
+    def prepare_2008r2(self) -> Proc:
         """ClusterPrepareSharedVolumeForBackup: one backup per CSV; ownership to this node;
         redirected access until the backup ends."""
-        for csv in self.job.volumes:
-            holder = self.state.backup_in_progress.get(csv.name)
-            stale = self.state.stale_backup_until.get(csv.name, 0.0)
-            if holder is None and stale > self.env.now:
+        s = self.scope
+        for csv in s.job.volumes:
+            holder = s.state.backup_in_progress.get(csv.name)
+            stale = s.state.stale_backup_until.get(csv.name, 0.0)
+            if holder is None and stale > s.env.now:
                 holder = f"a backup whose requester died; clears at {stale:.0f} s"
             if holder is not None:
-                self._mark(
-                    self.req,
+                s.mark(
+                    s.req,
                     CLUSTER,
                     f"ClusterPrepareSharedVolumeForBackup {csv.name}",
                     "CSV_BACKUP_IN_PROGRESS",
                     detail=f"backup in progress by {holder}",
+                    kind=PhaseKind.CLUSTER,
+                    csv=csv.name,
                 )
                 raise AbortBackupError(
                     HResult.CSV_BACKUP_IN_PROGRESS,
                     f"{csv.mount_point} is already in backup ({holder})",
                 )
-            self.state.backup_in_progress[csv.name] = self.job.label
+            s.state.backup_in_progress[csv.name] = s.job.label
             self.claimed.append(csv)
-            if self.state.coordinators[csv.name] != self.req:
-                yield from self._span(
-                    self.req,
+            if s.state.coordinators[csv.name] != s.req:
+                yield from s.span(
+                    s.req,
                     CLUSTER,
-                    f"move {csv.name} ownership to {self.req}",
+                    f"move {csv.name} ownership to {s.req}",
                     costs.OWNERSHIP_MOVE_S,
-                    detail=f"from {self.state.coordinators[csv.name]}",
+                    detail=f"from {s.state.coordinators[csv.name]}",
+                    kind=PhaseKind.CLUSTER,
+                    csv=csv.name,
                 )
-                self.state.coordinators[csv.name] = self.req
-            yield from self._redirect_on(csv, "for the whole backup")
+                s.state.coordinators[csv.name] = s.req
+            yield from self.redirect_on(csv, "for the whole backup")
 
-    def _redirected_writers(self, csv: Csv) -> list[Vm]:
+    def redirected_writers(self, csv: Csv) -> list[Vm]:
         """The VMs whose writes to ``csv`` cross the network while it is in redirected access:
         running, on an up node other than the coordinator."""
-        coord = self.state.coordinators[csv.name]
+        s = self.scope
+        coord = s.state.coordinators[csv.name]
         return [
             vm
-            for vm in self.sc.vms_by_csv[csv.name]
-            if vm.running and vm.node != coord and self.state.is_up(vm.node)
+            for vm in s.sc.vms_by_csv[csv.name]
+            if vm.running and vm.node != coord and s.state.is_up(vm.node)
         ]
 
-    def _redirect_on(self, csv: Csv, why: str) -> Proc:
-        yield from self._span(
-            self.state.coordinators[csv.name],
+    def redirect_on(self, csv: Csv, why: str) -> Proc:
+        s = self.scope
+        yield from s.span(
+            s.state.coordinators[csv.name],
             CLUSTER,
             f"{csv.name} in redirected access ({why})",
             costs.REDIRECT_SWITCH_S,
+            kind=PhaseKind.CLUSTER,
+            csv=csv.name,
         )
-        self.redirect_since[csv.name] = self.env.now
+        self.redirect_since[csv.name] = s.env.now
+        self.data.redirect_on(self.run, csv)
 
-    def _redirect_off(self, csv: Csv) -> Proc:
+    def redirect_off(self, csv: Csv) -> Proc:
+        s = self.scope
         since = self.redirect_since.pop(csv.name, None)
         if since is None:
             return
-        window = self.env.now - since
-        coord = self.state.coordinators[csv.name]
-        redirected = sum(
-            int(vm.workload.write_iops * vm.workload.mean_write_bytes * window)
-            for vm in self._redirected_writers(csv)
+        redirected = self.data.redirect_off(self.run, csv, since)
+        window = s.env.now - since
+        self.redirect_windows[csv.name] = self.redirect_windows.get(csv.name, 0.0) + window
+        s.result.redirected_bytes[csv.name] = s.result.redirected_bytes.get(csv.name, 0) + (
+            redirected
         )
-        self.result.redirected_bytes[csv.name] = (
-            self.result.redirected_bytes.get(csv.name, 0) + redirected
-        )
-        yield from self._span(
-            coord,
+        yield from s.span(
+            s.state.coordinators[csv.name],
             CLUSTER,
             f"{csv.name} back to direct I/O",
             costs.REDIRECT_SWITCH_S,
             detail=f"{redirected} bytes redirected over {window:.1f} s",
+            kind=PhaseKind.CLUSTER,
+            csv=csv.name,
         )
 
-    def _release_csvs(self) -> Proc:
+    def release(self, set_created: bool) -> Proc:
         """End of the backup: direct I/O again, and the CSVs leave "backup in progress" — at
         once, or (2008 R2) only after 30 min when the requester's process died with its node
         before the snapshot set was created (``ClusterClearBackupStateForSharedVolume`` docs)."""
-        requester_died = not self.state.is_up(self.req) and not self.set.notified
-        for csv in list(self.job.volumes):
-            yield from self._redirect_off(csv)
+        s = self.scope
+        requester_died = not s.state.is_up(s.req) and not set_created
+        for csv in list(s.job.volumes):
+            yield from self.redirect_off(csv)
         for csv in self.claimed:
-            self.state.backup_in_progress.pop(csv.name, None)
+            s.state.backup_in_progress.pop(csv.name, None)
             if requester_died:
-                until = self.env.now + STALE_CSV_BACKUP_S
-                self.state.stale_backup_until[csv.name] = until
-                self._mark(
-                    self.state.coordinators[csv.name],
+                until = s.env.now + STALE_CSV_BACKUP_S
+                s.state.stale_backup_until[csv.name] = until
+                s.mark(
+                    s.state.coordinators[csv.name],
                     CLUSTER,
                     f"{csv.name} stays in backup (requester died) until {until:.0f} s",
+                    kind=PhaseKind.CLUSTER,
+                    csv=csv.name,
                 )
         self.claimed = []

@@ -1,27 +1,58 @@
-"""Shared resources of the simulated cluster: each node's NIC, each CSV's storage path and the
-backup target. A transfer holds every resource on its path (in a fixed order, so transfers never
-deadlock) for ``bytes / slowest bandwidth`` simulated seconds; transfers that share a resource queue
-behind each other, which is how concurrent backups slow each other down."""
+"""The cluster's shared links as a backup run sees them: each node's NIC, each CSV's storage path
+and the backup target, named by :func:`link_path`.
+
+A backup run moves data only through a :class:`Links` object (``transfer``): the writers' guest
+snapshots, saved states and auto-recovery, and the data path's copies. Two implementations:
+
+* :class:`QueuedLinks` (here, for protocol runs): a transfer holds every link on its path (in
+  :func:`link_path`'s fixed order, so transfers never deadlock) for ``bytes / slowest
+  bandwidth`` simulated seconds; transfers that share a link queue behind each other, which is how
+  concurrent backups slow each other down;
+* :class:`vssim.scale.fair_share_links.FairShareLinks` (modelled runs): links split their
+  bandwidth among the transfers crossing them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
+from typing import Any, Protocol
 
 import simpy
 
 from vssim.scenario import Csv, Scenario
 
+#: The backup target's link.
+TARGET = "target"
 
-class ClusterResources:
-    def __init__(self, env: simpy.Environment, scenario: Scenario) -> None:
-        self.env = env
-        self.scenario = scenario
-        self.nics = {n.name: simpy.Resource(env, capacity=1) for n in scenario.nodes}
-        self.csvs = {c.name: simpy.Resource(env, capacity=1) for c in scenario.csvs}
-        self.target = simpy.Resource(env, capacity=1)
-        #: Bytes each node's NIC carried.
-        self.nic_bytes = dict.fromkeys(self.nics, 0)
+
+def csv_link(name: str) -> str:
+    return f"csv:{name}"
+
+
+def nic_link(name: str) -> str:
+    return f"nic:{name}"
+
+
+def link_path(csv: Csv | None, nodes: tuple[str, ...], target: bool) -> tuple[str, ...]:
+    """The links a transfer crosses, in the one order every implementation takes them: the backup
+    target, the CSV's storage, then the NICs of ``nodes`` by name."""
+    path = ([TARGET] if target else []) + ([csv_link(csv.name)] if csv is not None else [])
+    return (*path, *(nic_link(n) for n in sorted(set(nodes))))
+
+
+def link_bandwidths(scenario: Scenario) -> dict[str, float]:
+    """Every link of the scenario and its bandwidth (bytes/s)."""
+    out = {TARGET: scenario.links.backup_target_bandwidth}
+    out.update({csv_link(c.name): c.bandwidth for c in scenario.csvs})
+    out.update({nic_link(n.name): n.nic_bandwidth for n in scenario.nodes})
+    return out
+
+
+class Links(Protocol):
+    """What a backup run moves data through."""
+
+    #: Bytes each node's NIC carried (by node name).
+    nic_bytes: dict[str, int]
 
     def transfer(
         self,
@@ -30,25 +61,38 @@ class ClusterResources:
         nodes: tuple[str, ...] = (),
         target: bool = False,
     ) -> Generator[Any, Any, float]:
-        """Move ``nbytes`` over the CSV's storage, the NICs of ``nodes`` and/or the backup
-        target; returns the simulated seconds it took (queueing included)."""
+        """A SimPy process step: move ``nbytes`` over the backup target (``target``), the CSV's
+        storage and the NICs of ``nodes``; returns the simulated seconds it took."""
+        ...
+
+
+class QueuedLinks:
+    """:class:`Links` where a transfer holds its whole path and others queue (see the module)."""
+
+    def __init__(self, env: simpy.Environment, scenario: Scenario) -> None:
+        self.env = env
+        self.bandwidth = link_bandwidths(scenario)
+        self.resources = {link: simpy.Resource(env, capacity=1) for link in self.bandwidth}
+        self.nic_bytes = {n.name: 0 for n in scenario.nodes}
+
+    def transfer(
+        self,
+        nbytes: int,
+        csv: Csv | None = None,
+        nodes: tuple[str, ...] = (),
+        target: bool = False,
+    ) -> Generator[Any, Any, float]:
         start = self.env.now
-        path: list[tuple[simpy.Resource, float]] = []
-        if target:
-            path.append((self.target, self.scenario.links.backup_target_bandwidth))
-        if csv is not None:
-            path.append((self.csvs[csv.name], csv.bandwidth))
-        for n in sorted(set(nodes)):
-            path.append((self.nics[n], self.scenario.node(n).nic_bandwidth))
+        path = link_path(csv, nodes, target)
         if not path or nbytes <= 0:
             return 0.0
         requests = []
         try:
-            for res, _ in path:
-                req = res.request()
-                requests.append((res, req))
+            for link in path:
+                req = self.resources[link].request()
+                requests.append((self.resources[link], req))
                 yield req
-            yield self.env.timeout(nbytes / min(bw for _, bw in path))
+            yield self.env.timeout(nbytes / min(self.bandwidth[link] for link in path))
             for n in set(nodes):
                 self.nic_bytes[n] += nbytes
         finally:

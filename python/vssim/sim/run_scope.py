@@ -1,27 +1,27 @@
-"""What every part of a backup run shares: the job, the cluster, the clock, the timeline, the
-recording helpers and the fault look-ups (:class:`RunBase`). The run itself is assembled from
-:mod:`.writer_driver` (writer events), :mod:`.csv_access` (ownership and redirected access) and
-:mod:`.backup` (the requester's calls and the providers)."""
+"""What every part of a backup run shares (:class:`RunScope`): the job, the cluster, the clock,
+the links, the timeline and the result, with the helpers that record steps and look up faults.
+The parts of a run — :class:`~vssim.sim.backup_run.BackupRun` (the requester's calls and the
+providers), :class:`~vssim.sim.writer_driver.WriterDriver` (writer events) and
+:class:`~vssim.sim.csv_access.CsvAccess` (ownership and redirected access) — each hold the scope;
+none inherits from another."""
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import simpy
 
-from vssim.scenario import Csv, Fault, FaultKind, Vm
-from vssim.sim import costs
-from vssim.sim.links import ClusterResources
-from vssim.vss.backup_state import BackupComponentsMachine, BcCall
-from vssim.vss.cluster_state import ClusterState, ShadowCopy
+from vssim.scenario import Fault, FaultKind, Vm
+from vssim.sim.links import Links
+from vssim.vss.cluster_state import ClusterState
 from vssim.vss.enums import HResult
 from vssim.vss.jobs import BackupJob, BackupResult
 from vssim.vss.metadata import WriterMetadata
 from vssim.vss.profiles import Profile, profile_for
-from vssim.vss.snapshot_set import SnapshotSetMachine
-from vssim.vss.timeline import Timeline
+from vssim.vss.timeline import PhaseKind, Timeline
 from vssim.vss.well_known_ids import HYPERV_WRITER_NAME
 from vssim.vss.writer_state import WriterEvent, WriterMachine
 
@@ -79,49 +79,63 @@ class WriterInstance:
         return HYPERV_WRITER_NAME if self.wmd is None else self.wmd.name
 
 
-class RunBase:
-    """State and helpers of one backup run (see :class:`vssim.sim.backup_run.BackupRun`)."""
+class RunScope:
+    """The shared state of one backup run, and how its steps are recorded."""
 
     def __init__(
-        self,
-        env: simpy.Environment,
-        state: ClusterState,
-        resources: ClusterResources,
-        job: BackupJob,
+        self, env: simpy.Environment, state: ClusterState, links: Links, job: BackupJob
     ) -> None:
         self.env = env
         self.state = state
         self.sc = state.scenario
-        self.res = resources
+        self.links = links
         self.job = job
         self.profile: Profile = profile_for(self.sc.os)
         self.tl = Timeline()
         self.result = BackupResult(job=job, timeline=self.tl)
+        #: The node the requester runs on.
         self.req = self.sc.node(job.node).name
-        self.bc = BackupComponentsMachine(job.context)
-        self.set = SnapshotSetMachine(
-            f"snapshot set of {job.label}", job.with_writers, job.transportable
-        )
-        self.writers: list[WriterInstance] = []
-        self.remote: dict[str, WriterInstance] = {}
-        self.copies: dict[str, ShadowCopy] = {}
-        self.claimed: list[Csv] = []
-        self.redirect_since: dict[str, float] = {}
-        self.downtime_since: dict[str, float] = {}
+        #: Node-down faults that already fired (by index in the scenario's faults).
         self.fired: set[int] = set()
-        self.commit_time: float | None = None
-        self.selected_by_node: dict[str, tuple[Vm, ...]] = {}
 
-    def _span(
-        self, node: str, role: str, event: str, duration: float, step: str = "", detail: str = ""
+    # --- recording ----------------------------------------------------------------------------
+
+    def span(
+        self,
+        node: str,
+        role: str,
+        event: str,
+        duration: float,
+        step: str = "",
+        detail: str = "",
+        *,
+        kind: PhaseKind,
+        call: Enum | None = None,
+        vm: str | None = None,
+        csv: str | None = None,
     ) -> Proc:
+        """A step that takes ``duration`` from now, recorded when it ends (``kind``, ``call``,
+        ``vm``, ``csv``: the record's typed fields)."""
         start = self.env.now
         seq = self.tl.next_seq()
         if duration > 0:
             yield self.env.timeout(duration)
-        self.tl.add(node, role, event, start, self.env.now, step=step, detail=detail, seq=seq)
+        self.tl.add(
+            node,
+            role,
+            event,
+            start,
+            self.env.now,
+            step=step,
+            detail=detail,
+            seq=seq,
+            kind=kind,
+            call=call,
+            vm=vm,
+            csv=csv,
+        )
 
-    def _mark(
+    def mark(
         self,
         node: str,
         role: str,
@@ -129,57 +143,53 @@ class RunBase:
         result: str = "S_OK",
         step: str = "",
         detail: str = "",
+        *,
+        kind: PhaseKind,
+        call: Enum | None = None,
+        vm: str | None = None,
+        csv: str | None = None,
     ) -> None:
+        """An instant step, now."""
         now = self.env.now
-        self.tl.add(node, role, event, now, now, result=result, step=step, detail=detail)
+        self.tl.add(
+            node,
+            role,
+            event,
+            now,
+            now,
+            result=result,
+            step=step,
+            detail=detail,
+            kind=kind,
+            call=call,
+            vm=vm,
+            csv=csv,
+        )
 
-    def _call(self, call: BcCall, duration: float = 0.0, detail: str = "") -> Proc:
-        self.bc.send(call)
-        name = "".join(w.capitalize() for w in call.name.split("_"))
-        yield from self._span(self.req, REQUESTER, name, duration, detail=detail)
+    # --- faults -------------------------------------------------------------------------------
 
-    def _faults(self, kind: FaultKind, phase: str) -> list[tuple[int, Fault]]:
+    def faults(self, kind: FaultKind, phase: str) -> list[tuple[int, Fault]]:
         return [(i, f) for i, f in enumerate(self.sc.faults) if f.kind is kind and f.phase == phase]
 
-    def _delay(self, phase: str, node: str | None = None) -> float:
+    def delay(self, phase: str, node: str | None = None) -> float:
+        """Extra seconds the scenario's delay faults add to ``phase`` (on ``node``)."""
         return sum(
             f.seconds
-            for _, f in self._faults(FaultKind.DELAY, phase)
+            for _, f in self.faults(FaultKind.DELAY, phase)
             if f.node is None or node is None or f.node == node
         )
 
-    def _nodes_down(self, phase: str) -> Proc:
-        for i, f in self._faults(FaultKind.NODE_DOWN, phase):
-            if i in self.fired or f.node is None:
-                continue
-            self.fired.add(i)
-            node = f.node
-            self.state.nodes_down.add(node)
-            self._mark(node, CLUSTER, f"node {node} down", "DOWN", detail=f"at {phase}")
-            self._node_went_down(node)
-            if node == self.req:
-                raise AbortBackupError(
-                    HResult.VSS_E_CLUSTER_ERROR, f"the requester's node {node} went down"
-                )
-            for csv in self.job.volumes:
-                if self.state.coordinators[csv.name] == node and self.commit_time is None:
-                    yield from self._failover(csv)
-
-    def _node_went_down(self, node: str) -> None:
-        """Called the moment ``node`` goes down (before any failover); a data path that runs the
-        guests' I/O stops the node's VMs here."""
-
-    def _failover(self, csv: Csv) -> Proc:
-        up = [n.name for n in self.sc.nodes if self.state.is_up(n.name)]
-        new = self.req if self.req in up else up[0]
-        self.state.coordinators[csv.name] = new
-        yield from self._span(new, CLUSTER, f"{csv.name} fails over to {new}", costs.FAILOVER_S)
-
-    def _provider_fault(self, phase: str) -> None:
-        for _, f in self._faults(FaultKind.PROVIDER_ERROR, phase):
+    def provider_fault(self, phase: str) -> None:
+        """Raises the abort a provider fault at ``phase`` causes."""
+        for _, f in self.faults(FaultKind.PROVIDER_ERROR, phase):
             hr = f.hresult or HResult.VSS_E_UNEXPECTED_PROVIDER_ERROR
             raise AbortBackupError(hr, f"the provider failed {phase}")
 
-    # Provided by the parts of the run (declared here so each part can call the others).
-    def _participants(self) -> list[WriterInstance]:
-        raise NotImplementedError
+    def nodes_going_down(self, phase: str) -> Iterator[str]:
+        """The nodes node-down faults take down at ``phase``, one by one (each fault fires once,
+        when the caller takes it)."""
+        for i, f in self.faults(FaultKind.NODE_DOWN, phase):
+            if i in self.fired or f.node is None:
+                continue
+            self.fired.add(i)
+            yield f.node

@@ -1,8 +1,9 @@
-"""Writer events during a backup: GatherWriterMetadata, delivery of each event to every writer
+"""Writer events during a backup: which writers take part, delivery of each event to every writer
 at once, the CSV writer's relays to other nodes' Hyper-V writers, and what the Hyper-V writer does
 for each VM (guest snapshot through the integration services, saved state, auto-recovery,
-resume) in simulated time. A writer that fails records its failure HRESULT in its machine;
-:meth:`WriterDriver._check_writers` turns an involved writer's failure into an abort."""
+resume) in simulated time. A writer that fails records its failure HRESULT in its machine; the
+snapshot set's joint rule (:mod:`vssim.vss.snapshot_set`) turns an involved writer's failure into
+an abort."""
 
 from __future__ import annotations
 
@@ -13,21 +14,13 @@ import simpy
 
 from vssim.scenario import Fault, FaultKind, Vm
 from vssim.sim import costs
-from vssim.sim.run_base import (
-    EVENT_TEXT,
-    PHASE_OF,
-    REQUESTER,
-    WE,
-    AbortBackupError,
-    Proc,
-    RunBase,
-    WriterInstance,
-)
-from vssim.vss.backup_state import BcCall
+from vssim.sim.csv_access import CsvAccess
+from vssim.sim.run_scope import EVENT_TEXT, PHASE_OF, WE, Proc, RunScope, WriterInstance
 from vssim.vss.enums import HResult, hresult_name
 from vssim.vss.jobs import WriterStatus
 from vssim.vss.metadata import WriterMetadata
-from vssim.vss.snapshot_set import SetEvent, SetState
+from vssim.vss.snapshot_set import SnapshotSetMachine
+from vssim.vss.timeline import PhaseKind
 from vssim.vss.well_known_ids import HYPERV_WRITER_ID, HYPERV_WRITER_NAME
 from vssim.vss.writer_state import WriterEvent, WriterMachine
 from vssim.vss.writers import (
@@ -46,32 +39,40 @@ from vssim.vss.writers import (
 )
 
 
-class WriterDriver(RunBase):
-    """The writer side of a backup run."""
+class WriterDriver:
+    """The writers of one backup run: the requester node's (its Hyper-V writer and, on 2012, its
+    CSV writer) and the other nodes' Hyper-V writers the CSV writer relays to."""
 
-    def _gather_metadata(self) -> Proc:
-        """GatherWriterMetadata: every writer the requester's node sees identifies itself; on
-        2012 the CSV writer also gathers the other nodes' Hyper-V writers' VMs."""
-        self.bc.send(BcCall.GATHER_WRITER_METADATA)
-        start, seq = self.env.now, self.tl.next_seq()
+    def __init__(self, scope: RunScope, snapshot_set: SnapshotSetMachine, csvs: CsvAccess) -> None:
+        self.scope = scope
+        self.env, self.sc, self.state, self.job = scope.env, scope.sc, scope.state, scope.job
+        self.tl, self.result, self.req, self.links = scope.tl, scope.result, scope.req, scope.links
+        self.set = snapshot_set
+        self.csvs = csvs
+        self.writers: list[WriterInstance] = []
+        self.remote: dict[str, WriterInstance] = {}
+        self.selected_by_node: dict[str, tuple[Vm, ...]] = {}
+        self.downtime_since: dict[str, float] = {}
+
+    def enlist(self) -> None:
+        """The writers the requester's node sees, with the VMs selected from each; on 2012 the
+        CSV writer's VMs are grouped by the node that runs them (its relays' targets)."""
+        sc, req = self.scope.sc, self.scope.req
         by_writer: dict[str, list[Vm]] = {HYPERV: [], CSV: []}
-        for s in self.job.selected:
+        for s in self.scope.job.selected:
             kind = CSV if s.writer.name != HYPERV_WRITER_NAME else HYPERV
             by_writer[kind].append(s.vm)
-        local = hyperv_metadata(self.sc, self.req)
-        self.writers.append(self._instance(HYPERV, self.req, local, tuple(by_writer[HYPERV])))
-        if self.profile.csv_writer:
-            csvw = csv_metadata(self.sc, self.req)
-            self.writers.append(self._instance(CSV, self.req, csvw, tuple(by_writer[CSV])))
-        for w in self.writers:
-            self.set.join(w)
+        local = hyperv_metadata(sc, req)
+        self.writers.append(self._instance(HYPERV, req, local, tuple(by_writer[HYPERV])))
+        if self.scope.profile.csv_writer:
+            csvw = csv_metadata(sc, req)
+            self.writers.append(self._instance(CSV, req, csvw, tuple(by_writer[CSV])))
             by_node: dict[str, list[Vm]] = {}
             for vm in by_writer[CSV]:
                 by_node.setdefault(vm.node, []).append(vm)
             self.selected_by_node = {n: tuple(v) for n, v in by_node.items()}
-        yield from self._dispatch(WE.IDENTIFY)
-        self.tl.add(self.req, REQUESTER, "GatherWriterMetadata", start, self.env.now, seq=seq)
-        self._check_writers()
+        for w in self.writers:
+            self.set.join(w)
 
     def _instance(
         self, kind: str, node: str, wmd: WriterMetadata | None, vms: tuple[Vm, ...]
@@ -90,13 +91,11 @@ class WriterDriver(RunBase):
             self.set.join(w)
         return w
 
-    def _participants(self) -> list[WriterInstance]:
+    def participants(self) -> list[WriterInstance]:
         return self.writers + list(self.remote.values())
 
-    def _dispatch(self, event: WriterEvent) -> Proc:
-        phase = PHASE_OF.get(event, "")
-        if phase:
-            yield from self._nodes_down(phase)
+    def deliver_all(self, event: WriterEvent) -> Proc:
+        """Every writer of the requester's node handles ``event`` at once."""
         # A failed writer gets nothing more but Abort and BackupShutdown.
         procs = [
             self.env.process(self._deliver(w, event))
@@ -109,19 +108,19 @@ class WriterDriver(RunBase):
     def _step_label(self, w: WriterInstance, event: WriterEvent) -> str:
         if event is not WE.PREPARE_SNAPSHOT or w.node != self.req:
             return ""
-        if not self.profile.csv_writer:
+        if not self.scope.profile.csv_writer:
             return "②"
         return "②-1" if w.kind == HYPERV else "②-2"
 
     def _writer_fault(self, w: WriterInstance, phase: str) -> Fault | None:
-        for _, f in self._faults(FaultKind.WRITER_FAIL, phase):
+        for _, f in self.scope.faults(FaultKind.WRITER_FAIL, phase):
             if f.vm is None and f.node == w.node and (f.writer or HYPERV) == w.kind:
                 return f
         return None
 
     def _vm_fault(self, vm: Vm, event: WriterEvent) -> int:
         """The HRESULT a fault makes this VM's part of ``event`` fail with, or S_OK."""
-        for _, f in self._faults(FaultKind.WRITER_FAIL, PHASE_OF.get(event, "")):
+        for _, f in self.scope.faults(FaultKind.WRITER_FAIL, PHASE_OF.get(event, "")):
             if f.vm is not None and f.vm.lower() == vm.name.lower():
                 return f.hresult or int(HResult.VSS_E_WRITERERROR_NONRETRYABLE)
         return int(HResult.S_OK)
@@ -142,7 +141,7 @@ class WriterDriver(RunBase):
             base += costs.IDENTIFY_PER_COMPONENT_S * len(w.wmd.components)
         if event is WE.PREPARE_BACKUP:
             base = costs.PREPARE_BACKUP_S
-        yield self.env.timeout(base + (self._delay(phase, w.node) if phase else 0.0))
+        yield self.env.timeout(base + (self.scope.delay(phase, w.node) if phase else 0.0))
         if ok:
             ok, hr = yield from self._act(w, event)
         w.machine.send(event, ok, hr)
@@ -158,6 +157,8 @@ class WriterDriver(RunBase):
             self._step_label(w, event),
             detail,
             seq=seq,
+            kind=PhaseKind.WRITER,
+            call=event,
         )
 
     def _act(self, w: WriterInstance, event: WriterEvent) -> Generator[Any, Any, tuple[bool, int]]:
@@ -201,12 +202,14 @@ class WriterDriver(RunBase):
         remote writer's failure, or VSS_E_CLUSTER_ERROR when the node cannot be reached)."""
         yield self.env.timeout(costs.RPC_S)
         if not self.state.is_up(r.node):
-            self._mark(
+            self.scope.mark(
                 r.node,
                 HYPERV_WRITER_NAME,
                 EVENT_TEXT[r.event],
                 "VSS_E_CLUSTER_ERROR",
                 detail="node down: relay from the CSV writer failed",
+                kind=PhaseKind.WRITER,
+                call=r.event,
             )
             return int(HResult.VSS_E_CLUSTER_ERROR)
         w = self._remote_writer(r.node)
@@ -225,8 +228,14 @@ class WriterDriver(RunBase):
         if isinstance(vm, Vm):
             hr = self._vm_fault(vm, event)
             if hr != HResult.S_OK:
-                self._mark(
-                    w.node, w.name, f"{EVENT_TEXT[event]}: {vm.name} failed", hresult_name(hr)
+                self.scope.mark(
+                    w.node,
+                    w.name,
+                    f"{EVENT_TEXT[event]}: {vm.name} failed",
+                    hresult_name(hr),
+                    kind=PhaseKind.VM_FAILED,
+                    call=event,
+                    vm=vm.name,
                 )
                 return hr
         if isinstance(a, GuestSnapshot):
@@ -236,37 +245,41 @@ class WriterDriver(RunBase):
         elif isinstance(a, AutoRecover):
             yield from self._auto_recover(w, a.vm)
         elif isinstance(a, Resume):
-            yield from self._resume(w, a.vm)
+            yield from self.resume(w, a.vm)
         return int(HResult.S_OK) if self.state.is_up(w.node) else int(HResult.VSS_E_CLUSTER_ERROR)
 
     def _csv_path_nodes(self, vm: Vm, node: str) -> tuple[str, ...]:
         """NICs a write from ``node`` to the VM's CSV crosses: none with direct I/O; the node's
         and the coordinator's while the CSV is in redirected access."""
         coord = self.state.coordinators[vm.csv]
-        if vm.csv in self.redirect_since and node != coord:
+        if self.csvs.is_redirected(self.sc.csv_of(vm)) and node != coord:
             return (node, coord)
         return ()
 
     def _guest_snapshot(self, w: WriterInstance, vm: Vm) -> Proc:
         self.result.frozen_vms.append(vm.name)
-        yield from self._span(
+        yield from self.scope.span(
             w.node,
             HYPERV_WRITER_NAME,
             f"integration services: backup request to {vm.name}",
             costs.IS_REQUEST_S,
             step="③",
+            kind=PhaseKind.GUEST_REQUEST,
+            vm=vm.name,
         )
-        yield from self._span(
+        yield from self.scope.span(
             w.node,
             f"guest VSS ({vm.name})",
             "guest writers: prepare and freeze",
             vm.workload.guest_vss_seconds,
             step="④",
+            kind=PhaseKind.GUEST_FREEZE,
+            vm=vm.name,
         )
         start, seq = self.env.now, self.tl.next_seq()
         csv = self.sc.csv_of(vm)
         nodes = self._csv_path_nodes(vm, w.node)
-        yield from self.res.transfer(vm.workload.guest_snapshot_bytes, csv, nodes)
+        yield from self.links.transfer(vm.workload.guest_snapshot_bytes, csv, nodes)
         if nodes:
             self.result.redirected_bytes[csv.name] = (
                 self.result.redirected_bytes.get(csv.name, 0) + vm.workload.guest_snapshot_bytes
@@ -280,6 +293,9 @@ class WriterDriver(RunBase):
             step="⑤",
             detail=f"{vm.workload.guest_snapshot_bytes} bytes",
             seq=seq,
+            kind=PhaseKind.GUEST_SHADOW_COPY,
+            vm=vm.name,
+            csv=csv.name,
         )
 
     def _save_state(self, w: WriterInstance, vm: Vm) -> Proc:
@@ -288,7 +304,7 @@ class WriterDriver(RunBase):
         self.result.frozen_vms.append(vm.name)
         self.downtime_since[vm.name] = self.env.now
         start, seq = self.env.now, self.tl.next_seq()
-        yield from self.res.transfer(vm.workload.memory_bytes, self.sc.csv_of(vm))
+        yield from self.links.transfer(vm.workload.memory_bytes, self.sc.csv_of(vm))
         self.tl.add(
             w.node,
             HYPERV_WRITER_NAME,
@@ -297,14 +313,16 @@ class WriterDriver(RunBase):
             self.env.now,
             detail="no integration services",
             seq=seq,
+            kind=PhaseKind.SAVE_STATE,
+            vm=vm.name,
         )
 
-    def _resume(self, w: WriterInstance, vm: Vm) -> Proc:
+    def resume(self, w: WriterInstance, vm: Vm) -> Proc:
         since = self.downtime_since.pop(vm.name, None)
         if since is None:
             return
         start, seq = self.env.now, self.tl.next_seq()
-        yield from self.res.transfer(vm.workload.memory_bytes, self.sc.csv_of(vm))
+        yield from self.links.transfer(vm.workload.memory_bytes, self.sc.csv_of(vm))
         self.result.downtime[vm.name] = self.env.now - since
         self.tl.add(
             w.node,
@@ -314,11 +332,13 @@ class WriterDriver(RunBase):
             self.env.now,
             detail=f"down {self.env.now - since:.1f} s",
             seq=seq,
+            kind=PhaseKind.RESUME,
+            vm=vm.name,
         )
 
     def _auto_recover(self, w: WriterInstance, vm: Vm) -> Proc:
         start, seq = self.env.now, self.tl.next_seq()
-        yield from self.res.transfer(vm.workload.auto_recovery_bytes, self.sc.csv_of(vm))
+        yield from self.links.transfer(vm.workload.auto_recovery_bytes, self.sc.csv_of(vm))
         self.result.autorecovery_bytes += vm.workload.auto_recovery_bytes
         self.tl.add(
             w.node,
@@ -327,19 +347,11 @@ class WriterDriver(RunBase):
             start,
             self.env.now,
             seq=seq,
+            kind=PhaseKind.AUTO_RECOVERY,
+            vm=vm.name,
         )
 
-    def _gather_status(self) -> Proc:
-        yield from self._call(BcCall.GATHER_WRITER_STATUS)
-        self._check_writers()
-
-    def _check_writers(self) -> None:
-        """Every writer answered: the set's joint rule aborts it if an involved writer failed."""
-        if self.set.send(SetEvent.WRITERS_ANSWERED) is SetState.ABORTED:
-            assert self.set.failure is not None
-            raise AbortBackupError(*self.set.failure)
-
-    def _status(self) -> list[WriterStatus]:
+    def status(self) -> list[WriterStatus]:
         out = []
         for w in self.writers:
             assert w.wmd is not None

@@ -1,13 +1,59 @@
 """The record of a simulated run: every step, with its node, role, event, simulated start and end
 (seconds), result and, where the seed numbers it, the seed's step (``①``, ``②-1`` …). A timeline is
-a plain list of :class:`Record`; :func:`to_polars` makes it a DataFrame."""
+a plain list of :class:`Record`; :func:`to_polars` makes it a DataFrame.
+
+``role``, ``event`` and ``detail`` are words for people. Code reads a step by its typed fields:
+``kind`` (:class:`PhaseKind`), ``call`` (the protocol call or event it carries out, when it is
+one: a :class:`~vssim.vss.writer_state.WriterEvent`, a
+:class:`~vssim.vss.provider_state.ProviderCall` or a :class:`~vssim.vss.backup_state.BcCall`) and
+the ``vm`` / ``csv`` it concerns.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum, auto
 from typing import Any
 
 import polars as pl
+
+
+class PhaseKind(Enum):
+    """What a timeline step is."""
+
+    #: An ``IVssBackupComponents`` call, or the requester's own step (``call``: the BcCall).
+    REQUESTER = auto()
+    #: A writer handling an event (``call``: the WriterEvent; also a failed relay to it).
+    WRITER = auto()
+    #: One VM's part of a writer event failed (``call``: the WriterEvent).
+    VM_FAILED = auto()
+    #: ③ the Hyper-V writer asks the VM's integration services for a backup.
+    GUEST_REQUEST = auto()
+    #: ④ guest VSS: the guest's writers prepare and freeze.
+    GUEST_FREEZE = auto()
+    #: ⑤ the guest's own shadow copy, written to its VHDX through the CSV.
+    GUEST_SHADOW_COPY = auto()
+    #: A VM without integration services is saved (it is down until resumed).
+    SAVE_STATE = auto()
+    RESUME = auto()
+    #: PostSnapshot: the VM's disks inside the shadow copy are rolled back.
+    AUTO_RECOVERY = auto()
+    #: A provider call (``call``: the ProviderCall).
+    PROVIDER = auto()
+    #: Flush-and-hold: the file systems flushed, writes held (until the commit).
+    FLUSH_AND_HOLD = auto()
+    #: The commit is done: the held writes go on.
+    WRITES_RELEASED = auto()
+    #: A provider step cut short when a window expired (``call``: the ProviderCall).
+    TIMED_OUT = auto()
+    #: ⑧ the set exists and the requester is told.
+    SET_CREATED = auto()
+    #: The cluster: ownership, redirected access, failover, a node going down.
+    CLUSTER = auto()
+    #: A VM's data copied from the shadow copy to the backup target.
+    COPY = auto()
+    #: volsnap deleted a shadow copy: its diff area could not grow (VolSnap 24).
+    SNAPSHOT_DELETED = auto()
 
 
 @dataclass(frozen=True)
@@ -21,6 +67,10 @@ class Record:
     result: str = "S_OK"
     step: str = ""
     detail: str = ""
+    kind: PhaseKind = field(kw_only=True)
+    call: Enum | None = field(default=None, kw_only=True)
+    vm: str | None = field(default=None, kw_only=True)
+    csv: str | None = field(default=None, kw_only=True)
 
     @property
     def duration(self) -> float:
@@ -49,6 +99,11 @@ class Timeline:
         step: str = "",
         detail: str = "",
         seq: int | None = None,
+        *,
+        kind: PhaseKind,
+        call: Enum | None = None,
+        vm: str | None = None,
+        csv: str | None = None,
     ) -> Record:
         r = Record(
             self.next_seq() if seq is None else seq,
@@ -60,6 +115,10 @@ class Timeline:
             result,
             step,
             detail,
+            kind=kind,
+            call=call,
+            vm=vm,
+            csv=csv,
         )
         self.records.append(r)
         return r
@@ -83,6 +142,7 @@ class Timeline:
         return len(self.records)
 
 
+#: The columns of a timeline as a table: the words (the typed fields stay in the records).
 SCHEMA = {
     "seq": pl.Int64,
     "node": pl.Utf8,
