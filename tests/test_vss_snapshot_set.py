@@ -24,17 +24,17 @@ FLOW = [
     E.START,
     E.ADD_VOLUME,
     E.DO_SNAPSHOT_SET,
-    E.BEGIN_PREPARE,
-    E.END_PREPARE,
+    E.BEGIN_PREPARE_SNAPSHOT,
+    E.END_PREPARE_SNAPSHOTS,
     E.FREEZE,
-    E.PRE_COMMIT,
+    E.PRE_COMMIT_SNAPSHOTS,
     E.FLUSH,
     E.HOLD,
-    E.COMMIT,
-    E.POST_COMMIT,
+    E.COMMIT_SNAPSHOTS,
+    E.POST_COMMIT_SNAPSHOTS,
     E.THAW,
-    E.PRE_FINAL_COMMIT,
-    E.POST_FINAL_COMMIT,
+    E.PRE_FINAL_COMMIT_SNAPSHOTS,
+    E.POST_FINAL_COMMIT_SNAPSHOTS,
     E.REQUESTER_NOTIFIED,
     E.BACKUP_COMPLETE,
 ]
@@ -112,7 +112,7 @@ def test_happy_path_drives_every_provider_to_created_and_completes() -> None:
     seen = []
     for e in FLOW[2:]:
         seen.append(m.send(e, at=5.0))
-        if e is E.COMMIT:
+        if e is E.COMMIT_SNAPSHOTS:
             assert {p.state for p in m.providers.values()} == {SnapshotState.COMMITTED}
     assert seen[-3:] == [S.CREATED, S.NOTIFIED, S.COMPLETED]
     assert {p.state for p in m.providers.values()} == {SnapshotState.CREATED}
@@ -126,11 +126,11 @@ def test_happy_path_drives_every_provider_to_created_and_completes() -> None:
 
 def test_freeze_window_opens_at_freeze_and_closes_at_thaw() -> None:
     m = ss.SnapshotSetMachine("set", with_writers=True)
-    until(m, E.END_PREPARE)
+    until(m, E.END_PREPARE_SNAPSHOTS)
     assert m.next_expiry() is None
     m.send(E.FREEZE, at=100.0)
     assert m.next_expiry() == ss.Expiry(100.0 + FREEZE_WINDOW_S, E.FREEZE_WINDOW_EXPIRED)
-    for e in (E.PRE_COMMIT, E.FLUSH, E.HOLD, E.COMMIT, E.POST_COMMIT):
+    for e in (E.PRE_COMMIT_SNAPSHOTS, E.FLUSH, E.HOLD, E.COMMIT_SNAPSHOTS, E.POST_COMMIT_SNAPSHOTS):
         m.send(e, at=101.0)
     assert m.next_expiry() == ss.Expiry(100.0 + FREEZE_WINDOW_S, E.FREEZE_WINDOW_EXPIRED)
     m.send(E.THAW, at=102.0)
@@ -139,7 +139,7 @@ def test_freeze_window_opens_at_freeze_and_closes_at_thaw() -> None:
 
 def test_without_writers_there_is_no_freeze_window() -> None:
     m = ss.SnapshotSetMachine("set", with_writers=False)
-    until(m, E.PRE_COMMIT, t=3.0)
+    until(m, E.PRE_COMMIT_SNAPSHOTS, t=3.0)
     assert m.next_expiry() is None
     m.send(E.FLUSH, at=4.0)
     assert m.next_expiry() == ss.Expiry(4.0 + FLUSH_AND_HOLD_S, E.HOLD_WINDOW_EXPIRED)
@@ -156,14 +156,14 @@ def test_without_writers_there_is_no_freeze_window() -> None:
 def test_the_window_that_closes_first(flush_at: float, expect: ss.SetEvent) -> None:
     m = ss.SnapshotSetMachine("set", with_writers=True)
     until(m, E.FREEZE, t=0.0)
-    m.send(E.PRE_COMMIT, at=flush_at)
+    m.send(E.PRE_COMMIT_SNAPSHOTS, at=flush_at)
     m.send(E.FLUSH, at=flush_at)
     due = m.next_expiry()
     assert due is not None
     assert due.event is expect
     assert due.at == min(flush_at + FLUSH_AND_HOLD_S, FREEZE_WINDOW_S)
     m.send(E.HOLD, at=flush_at)
-    m.send(E.COMMIT, at=flush_at)
+    m.send(E.COMMIT_SNAPSHOTS, at=flush_at)
     assert m.next_expiry() == ss.Expiry(FREEZE_WINDOW_S, E.FREEZE_WINDOW_EXPIRED)
 
 
@@ -189,7 +189,7 @@ def test_freeze_window_expiry_times_out_every_writer_waiting_for_thaw() -> None:
     failed = writer(WriterPhase.FAILED_AT_PREPARE_SNAPSHOT, involved=False)
     for w in [frozen[0], failed, *frozen[1:]]:
         m.join(w)
-    until(m, E.PRE_COMMIT)
+    until(m, E.PRE_COMMIT_SNAPSHOTS)
     assert m.send(E.FREEZE_WINDOW_EXPIRED, at=60.0) is S.ABORTED
     assert m.hresult == HResult.VSS_E_WRITERERROR_TIMEOUT
     assert m.timed_out == frozen
@@ -290,7 +290,7 @@ def test_a_writer_failed_at_backup_complete_fails_the_backup() -> None:
 
 def test_abort_aborts_the_providers_that_can_and_keeps_the_first_reason() -> None:
     m = ss.SnapshotSetMachine("set", with_writers=True)
-    until(m, E.COMMIT)
+    until(m, E.COMMIT_SNAPSHOTS)
     m.send(E.ABORT, hr=HResult.VSS_E_CLUSTER_ERROR, why="node down")
     assert m.aborted_providers == ["CSV1"]
     assert m.providers["CSV1"].state is SnapshotState.ABORTED

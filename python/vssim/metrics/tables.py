@@ -37,6 +37,11 @@ def _cols(name: str) -> Columns:
     return {k: [] for k in SCHEMAS[name]}
 
 
+def _append(t: Columns, row: dict[str, Any]) -> None:
+    for k, v in row.items():
+        t[k].append(v)
+
+
 def _sets(run: RunRecords) -> Iterator[tuple[BackupRecord, int, SetRecord]]:
     """Every snapshot set of the run with its backup and its job number (0, 1 … across the run,
     in the order the sets started)."""
@@ -123,8 +128,7 @@ def vms_table(run: RunRecords) -> pl.DataFrame:
                 "ok": result == "S_OK",
                 "result": result,
             }
-            for k, v in row.items():
-                t[k].append(v)
+            _append(t, row)
     return _frame("vms", t)
 
 
@@ -156,8 +160,7 @@ def csvs_table(run: RunRecords) -> pl.DataFrame:
                 "redirected_bytes": r.redirected_bytes.get(cs.csv.name, 0),
                 "vms": sum(1 for c in s.vms if c.vm.csv == cs.csv.name),
             }
-            for k, v in row.items():
-                t[k].append(v)
+            _append(t, row)
     return _frame("csvs", t)
 
 
@@ -199,8 +202,7 @@ def nodes_table(run: RunRecords) -> pl.DataFrame:
                 "nic_busy_s": run.nic_busy_s[n.name] if last else 0.0,
                 "busy_s": _union(spans.get(n.name, [])),
             }
-            for k, v in row.items():
-                t[k].append(v)
+            _append(t, row)
     return _frame("nodes", t)
 
 
@@ -230,8 +232,7 @@ def jobs_table(run: RunRecords) -> pl.DataFrame:
             "redirected_bytes": sum(r.redirected_bytes.values()),
             "network_bytes": r.network_bytes,
         }
-        for k, v in row.items():
-            t[k].append(v)
+        _append(t, row)
     return _frame("jobs", t)
 
 
@@ -282,8 +283,7 @@ def summary_table(run: RunRecords) -> pl.DataFrame:
             "failures": failures,
             "downtime_s": down,
         }
-        for k, v in row.items():
-            t[k].append(v)
+        _append(t, row)
     return _frame("summary", t)
 
 

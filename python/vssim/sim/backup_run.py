@@ -292,8 +292,10 @@ class BackupRun:
             yield from self._dispatch(WE.PREPARE_SNAPSHOT)
             self._check_writers()
         ready = "⑥"
-        yield from p.step(SetEvent.BEGIN_PREPARE, costs.BEGIN_PREPARE_S, "begin_prepare", ready)
-        yield from p.step(SetEvent.END_PREPARE, costs.END_PREPARE_S, "end_prepare", ready)
+        yield from p.step(
+            SetEvent.BEGIN_PREPARE_SNAPSHOT, costs.BEGIN_PREPARE_S, "begin_prepare", ready
+        )
+        yield from p.step(SetEvent.END_PREPARE_SNAPSHOTS, costs.END_PREPARE_S, "end_prepare", ready)
         if not self.profile.redirect_whole_backup:
             for csv in job.volumes:
                 yield from self.csvs.redirect_on(csv, "while the snapshot is taken")
@@ -302,7 +304,7 @@ class BackupRun:
         if job.with_writers:
             yield from self._dispatch(WE.FREEZE)
             self._check_writers()
-        yield from p.bounded(SetEvent.PRE_COMMIT, costs.PRE_COMMIT_S, "pre_commit")
+        yield from p.bounded(SetEvent.PRE_COMMIT_SNAPSHOTS, costs.PRE_COMMIT_S, "pre_commit")
         self.set.send(SetEvent.FLUSH, at=self.env.now)
         yield from p.flush()
         commit_s = sum(
@@ -311,10 +313,10 @@ class BackupRun:
             else costs.COMMIT_SYSTEM_S
             for c in job.volumes
         ) / max(1, len(job.volumes))
-        yield from p.bounded(SetEvent.COMMIT, commit_s, "commit")
+        yield from p.bounded(SetEvent.COMMIT_SNAPSHOTS, commit_s, "commit")
         self._commit()
         self.scope.mark(self.req, VSS, "held writes released", kind=PhaseKind.WRITES_RELEASED)
-        yield from p.bounded(SetEvent.POST_COMMIT, costs.POST_COMMIT_S, "post_commit")
+        yield from p.bounded(SetEvent.POST_COMMIT_SNAPSHOTS, costs.POST_COMMIT_S, "post_commit")
         self.set.send(SetEvent.THAW)
         if job.with_writers:
             yield from self._dispatch(WE.THAW)
@@ -322,8 +324,8 @@ class BackupRun:
             yield from self._dispatch(WE.POST_SNAPSHOT)
             self._check_writers()
         final = costs.FINAL_COMMIT_S
-        yield from p.step(SetEvent.PRE_FINAL_COMMIT, final, "pre_final_commit", "⑦")
-        yield from p.step(SetEvent.POST_FINAL_COMMIT, final, "post_final_commit", "⑦")
+        yield from p.step(SetEvent.PRE_FINAL_COMMIT_SNAPSHOTS, final, "pre_final_commit", "⑦")
+        yield from p.step(SetEvent.POST_FINAL_COMMIT_SNAPSHOTS, final, "post_final_commit", "⑦")
         if not self.profile.redirect_whole_backup:
             for csv in job.volumes:
                 yield from self.csvs.redirect_off(csv)

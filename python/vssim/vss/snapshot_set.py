@@ -11,17 +11,18 @@ when an event arrives:
   (``VSS_E_MAXIMUM_NUMBER_OF_SNAPSHOTS_REACHED``); a transportable set takes only volumes whose
   provider can move a snapshot to another host (``VSS_E_VOLUME_NOT_SUPPORTED``). Each volume gets
   a provider machine.
-* **provider steps**: ``BEGIN_PREPARE`` … ``POST_FINAL_COMMIT`` go, in this order only, to every
-  volume's provider.
+* **provider steps**: ``BEGIN_PREPARE_SNAPSHOT`` … ``POST_FINAL_COMMIT_SNAPSHOTS`` (the set's
+  events named as the provider calls) go, in this order only, to every volume's provider.
 * **windows**: ``FREEZE`` opens the freeze window (:data:`~vssim.vss.limits.FREEZE_WINDOW_S`, only
   when the set has writers), ``THAW`` closes it; ``FLUSH`` opens flush-and-hold
-  (:data:`~vssim.vss.limits.FLUSH_AND_HOLD_S`), ``COMMIT`` closes it (held writes released). The
-  machine has no clock: events carry their time (``at``), and :meth:`~SnapshotSetMachine.
-  next_expiry` tells the driver which window closes first (flush-and-hold on a tie). The driver
-  sends that expiry as an event: ``FREEZE_WINDOW_EXPIRED`` aborts the set with
-  ``VSS_E_WRITERERROR_TIMEOUT`` and fails every writer waiting for Thaw with ``FREEZE_TIMEOUT``
-  (the fan-out); ``HOLD_WINDOW_EXPIRED`` aborts with ``VSS_E_FLUSH_WRITES_TIMEOUT`` while the file
-  systems flush, ``VSS_E_HOLD_WRITES_TIMEOUT`` while the commit holds writes.
+  (:data:`~vssim.vss.limits.FLUSH_AND_HOLD_S`), ``COMMIT_SNAPSHOTS`` closes it (held writes
+  released). The machine has no clock: events carry their time (``at``), and
+  :meth:`~SnapshotSetMachine.next_expiry` tells the driver which window closes first
+  (flush-and-hold on a tie). The driver sends that expiry as an event:
+  ``FREEZE_WINDOW_EXPIRED`` aborts the set with ``VSS_E_WRITERERROR_TIMEOUT`` and fails every
+  writer waiting for Thaw with ``FREEZE_TIMEOUT`` (the fan-out); ``HOLD_WINDOW_EXPIRED`` aborts
+  with ``VSS_E_FLUSH_WRITES_TIMEOUT`` while the file systems flush, ``VSS_E_HOLD_WRITES_TIMEOUT``
+  while the commit holds writes.
 * **writers**: ``WRITERS_ANSWERED`` is the driver's checkpoint after every writer handled an event
   (and after GatherWriterStatus): an involved writer in a failed state aborts the set with its
   failure HRESULT — no partial backups.
@@ -84,17 +85,17 @@ class SetEvent(Enum):
     START = auto()
     ADD_VOLUME = auto()
     DO_SNAPSHOT_SET = auto()
-    BEGIN_PREPARE = auto()
-    END_PREPARE = auto()
+    BEGIN_PREPARE_SNAPSHOT = auto()
+    END_PREPARE_SNAPSHOTS = auto()
     FREEZE = auto()
-    PRE_COMMIT = auto()
+    PRE_COMMIT_SNAPSHOTS = auto()
     FLUSH = auto()
     HOLD = auto()
-    COMMIT = auto()
-    POST_COMMIT = auto()
+    COMMIT_SNAPSHOTS = auto()
+    POST_COMMIT_SNAPSHOTS = auto()
     THAW = auto()
-    PRE_FINAL_COMMIT = auto()
-    POST_FINAL_COMMIT = auto()
+    PRE_FINAL_COMMIT_SNAPSHOTS = auto()
+    POST_FINAL_COMMIT_SNAPSHOTS = auto()
     REQUESTER_NOTIFIED = auto()
     COPY_LOST = auto()
     BACKUP_COMPLETE = auto()
@@ -107,15 +108,9 @@ class SetEvent(Enum):
 S = SetState
 E = SetEvent
 
-#: The set events that are provider calls, sent to every volume's provider.
+#: The set events that are provider calls (named as the calls), sent to every volume's provider.
 PROVIDER_CALLS: dict[SetEvent, ProviderCall] = {
-    E.BEGIN_PREPARE: ProviderCall.BEGIN_PREPARE_SNAPSHOT,
-    E.END_PREPARE: ProviderCall.END_PREPARE_SNAPSHOTS,
-    E.PRE_COMMIT: ProviderCall.PRE_COMMIT_SNAPSHOTS,
-    E.COMMIT: ProviderCall.COMMIT_SNAPSHOTS,
-    E.POST_COMMIT: ProviderCall.POST_COMMIT_SNAPSHOTS,
-    E.PRE_FINAL_COMMIT: ProviderCall.PRE_FINAL_COMMIT_SNAPSHOTS,
-    E.POST_FINAL_COMMIT: ProviderCall.POST_FINAL_COMMIT_SNAPSHOTS,
+    e: ProviderCall[e.name] for e in SetEvent if e.name in ProviderCall.__members__
 }
 #: States with the freeze window open (between Freeze and Thaw).
 FREEZE_OPEN = (S.FROZEN, S.PRECOMMITTED, S.FLUSHING, S.HOLDING, S.COMMITTED, S.POSTCOMMITTED)
@@ -133,17 +128,17 @@ TABLE: dict[tuple[SetState, SetEvent], SetState] = {
     (S.GATHERING, E.START): S.OPEN,
     (S.OPEN, E.ADD_VOLUME): S.OPEN,
     (S.OPEN, E.DO_SNAPSHOT_SET): S.PREPARING,
-    (S.PREPARING, E.BEGIN_PREPARE): S.PREPARING,
-    (S.PREPARING, E.END_PREPARE): S.PREPARED,
+    (S.PREPARING, E.BEGIN_PREPARE_SNAPSHOT): S.PREPARING,
+    (S.PREPARING, E.END_PREPARE_SNAPSHOTS): S.PREPARED,
     (S.PREPARED, E.FREEZE): S.FROZEN,
-    (S.FROZEN, E.PRE_COMMIT): S.PRECOMMITTED,
+    (S.FROZEN, E.PRE_COMMIT_SNAPSHOTS): S.PRECOMMITTED,
     (S.PRECOMMITTED, E.FLUSH): S.FLUSHING,
     (S.FLUSHING, E.HOLD): S.HOLDING,
-    (S.HOLDING, E.COMMIT): S.COMMITTED,
-    (S.COMMITTED, E.POST_COMMIT): S.POSTCOMMITTED,
+    (S.HOLDING, E.COMMIT_SNAPSHOTS): S.COMMITTED,
+    (S.COMMITTED, E.POST_COMMIT_SNAPSHOTS): S.POSTCOMMITTED,
     (S.POSTCOMMITTED, E.THAW): S.THAWED,
-    (S.THAWED, E.PRE_FINAL_COMMIT): S.PREFINALCOMMITTED,
-    (S.PREFINALCOMMITTED, E.POST_FINAL_COMMIT): S.CREATED,
+    (S.THAWED, E.PRE_FINAL_COMMIT_SNAPSHOTS): S.PREFINALCOMMITTED,
+    (S.PREFINALCOMMITTED, E.POST_FINAL_COMMIT_SNAPSHOTS): S.CREATED,
     (S.CREATED, E.REQUESTER_NOTIFIED): S.NOTIFIED,
     (S.NOTIFIED, E.COPY_LOST): S.NOTIFIED,
     (S.NOTIFIED, E.BACKUP_COMPLETE): S.COMPLETED,
@@ -252,7 +247,7 @@ class SnapshotSetMachine:
             self.freeze_deadline = None
         elif event is E.FLUSH:
             self.hold_deadline = at + FLUSH_AND_HOLD_S
-        elif event is E.COMMIT:
+        elif event is E.COMMIT_SNAPSHOTS:
             self.hold_deadline = None
         elif event is E.REQUESTER_NOTIFIED:
             self.notified = True
