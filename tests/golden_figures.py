@@ -26,7 +26,7 @@ import polars as pl
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from scale_scenarios import small  # noqa: E402
+from scale_scenarios import tiny  # noqa: E402
 from scenarios import EXAMPLES  # noqa: E402
 from vssim.scenario import load_scenario  # noqa: E402
 
@@ -49,14 +49,7 @@ def _modelled(path: str, kinds: list[str], **kw: Any) -> Callable[[], Tables]:
 def _materialized() -> Tables:
     from vssim.metrics import run
 
-    sc = small(
-        vms=8,
-        disk_size="64 MiB",
-        allocated="16 MiB",
-        write_iops=200,
-        target="200 MB/s",
-        csv_bandwidth="100 MB/s",
-    )
+    sc = tiny()
     with tempfile.TemporaryDirectory() as tmp:
         r = run(
             sc,

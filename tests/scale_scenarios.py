@@ -58,3 +58,17 @@ def small_raw(
 
 def small(os: str = "ws2012", **kw: Any) -> Scenario:
     return parse_scenario(small_raw(os, **kw), Path(f"small-{os}.toml"))
+
+
+def tiny(**kw: Any) -> Scenario:
+    """4 nodes, 2 CSVs, 8 VMs with 64 MiB dynamic disks writing 200 IOPS."""
+    args: dict[str, Any] = dict(
+        vms=8,
+        disk_size="64 MiB",
+        allocated="16 MiB",
+        write_iops=200,
+        target="200 MB/s",
+        csv_bandwidth="100 MB/s",
+    )
+    args.update(kw)
+    return small(**args)

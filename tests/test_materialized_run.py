@@ -8,37 +8,21 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scale_scenarios import small
+from scale_scenarios import tiny
 from vhdx_tools import pyvhdi_read
 from vssim import engine
 from vssim.cli import main
 from vssim.metrics import RunResult, run
 from vssim.scale.materialize import QEMU_NO_PARENTS, MaterializeError, read_manifest, restore
-from vssim.scenario import Scenario
 
 QEMU = shutil.which("qemu-img")
 MIB = 1 << 20
-
-
-def tiny(**kw: Any) -> Scenario:
-    """4 nodes, 2 CSVs, 8 VMs with 64 MiB dynamic disks writing 200 IOPS."""
-    args: dict[str, Any] = dict(
-        vms=8,
-        disk_size="64 MiB",
-        allocated="16 MiB",
-        write_iops=200,
-        target="200 MB/s",
-        csv_bandwidth="100 MB/s",
-    )
-    args.update(kw)
-    return small(**args)
 
 
 @pytest.fixture(scope="module")
