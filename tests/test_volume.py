@@ -206,6 +206,46 @@ def test_busy_and_foreign_journal(dirs: tuple[Path, Path], tmp_path: Path) -> No
     assert not (other / "vssim-volume.lock").exists()
 
 
+SECOND_OPENER = """
+import sys
+from vssim import engine, errors
+root, diff = sys.argv[1:3]
+try:
+    vol = engine.Volume(root, diff)
+except errors.VolumeBusyError as exc:
+    print(exc)
+    sys.exit(0)
+vol.open("f").write(0, b"written behind the first volume's back")
+sys.exit("the second volume was opened")
+"""
+
+
+def test_a_second_process_cannot_open_the_root_with_another_diff_area(tmp_path: Path) -> None:
+    """Issue 15 item 5: the root is locked, not only the diff area; the refusal names the root
+    and the process that holds it, and the first volume's snapshot stays the snapshot."""
+    root = tmp_path / "root"
+    root.mkdir()
+    with engine.Volume(root, tmp_path / "diff-a") as vol:
+        vol.open("f", create=True).write(0, b"at the snapshot")
+        sid = vol.create_snapshot()
+        child = subprocess.run(
+            [sys.executable, "-c", SECOND_OPENER, str(root), str(tmp_path / "diff-b")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert child.returncode == 0, child.stderr
+        assert f"root {root.resolve()} is in use by process {os.getpid()}" in child.stdout
+        assert view_bytes(vol, sid, "f") == b"at the snapshot"
+        # Two handles in one process conflict just the same.
+        with pytest.raises(errors.VolumeBusyError, match="another volume of this process"):
+            engine.Volume(root, tmp_path / "diff-c")
+        assert [s.id for s in vol.snapshots()] == [sid]
+    # Closed: the lock is gone with its file, and another diff area may take the root.
+    assert sorted(p.name for p in root.iterdir()) == ["f"]
+    engine.Volume(root, tmp_path / "diff-b").close()
+
+
 def test_torn_journal_write_marks_the_snapshot_invalid(dirs: tuple[Path, Path]) -> None:
     root, diff = dirs
     with engine.Volume(root, diff) as vol:

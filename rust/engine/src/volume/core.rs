@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::error::{Result, VolumeError};
 use super::journal::{CopyEntry, DeleteReason, Journal, Record};
+use super::lock::Locks;
 use super::state::{CowState, Gone, Plan, SnapFile, Source};
 
 pub(crate) type Shared = Arc<Mutex<Core>>;
@@ -35,7 +36,8 @@ pub(crate) struct Core {
     pub journal: Journal,
     pub diff: File,
     pub diff_path: PathBuf,
-    pub lock_path: PathBuf,
+    /// The root's and the diff area's locks, held until the volume is closed.
+    pub locks: Option<Locks>,
     pub limit: Option<u64>,
     pub durable: bool,
     /// Snapshots deleted because the diff area was full, in order (VolSnap event 24).
@@ -576,7 +578,7 @@ impl Core {
             .append(&[Record::Close])
             .and_then(|()| self.journal.sync())
             .map_err(|e| diff_error(self.journal.path(), e));
-        let _ = std::fs::remove_file(&self.lock_path);
+        self.locks = None;
         // Let go of the diff area's files now, even while handles keep this core alive (so the
         // folder can be removed or unmounted): nothing reads them once `closed` is set.
         if let Ok(null) = File::open("/dev/null") {

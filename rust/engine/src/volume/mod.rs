@@ -57,13 +57,21 @@
 //! once they are on disk, so a crash during recovery finds the bad tail again. A record that does
 //! not fit the state, and a diff slot whose data no longer matches its CRC, likewise invalidate
 //! the snapshots concerned. An
-//! invalid snapshot stays listed with its reason and can only be deleted. A lock file with the
-//! owner's pid keeps a second process off a volume in use.
+//! invalid snapshot stays listed with its reason and can only be deleted.
+//!
+//! # Locks
+//!
+//! An open volume holds an advisory `flock` on a lock file in its root and one in its diff area
+//! (`lock.rs`), for its whole life: a second volume on the same root (whatever its diff area) or on
+//! the same diff area is refused with [`VolumeError::Busy`], in this process or another; the
+//! kernel drops the locks of a killed process. The root's lock file is not one of the volume's
+//! files (snapshots skip it, `open_file` refuses it).
 
 mod core;
 mod error;
 mod handle;
 pub(crate) mod journal;
+mod lock;
 mod open;
 mod paths;
 mod recovery;
@@ -86,7 +94,6 @@ use state::Gone;
 
 const JOURNAL_NAME: &str = "vssim-volume.journal";
 const DIFF_NAME: &str = "vssim-volume.diff";
-const LOCK_NAME: &str = "vssim-volume.lock";
 
 /// How a volume is opened.
 #[derive(Debug, Clone, Default)]

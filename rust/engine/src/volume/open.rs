@@ -2,7 +2,6 @@
 //! decisions are `recovery.rs`'s, made without I/O).
 
 use std::fs::{File, OpenOptions};
-use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -10,8 +9,9 @@ use std::sync::{Arc, Mutex};
 use super::core::Core;
 use super::error::{Result, VolumeError};
 use super::journal::{Journal, Record};
+use super::lock::Locks;
 use super::recovery::{self, Continue, Recovered};
-use super::{Volume, VolumeOptions, DIFF_NAME, JOURNAL_NAME, LOCK_NAME};
+use super::{Volume, VolumeOptions, DIFF_NAME, JOURNAL_NAME};
 
 /// A journal longer than this, with no live snapshot, is rewritten from scratch at open.
 pub(crate) const COMPACT_AT: u64 = if cfg!(test) { 4096 } else { 1 << 20 };
@@ -20,56 +20,6 @@ fn read_boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "unknown".to_owned())
-}
-
-fn pid_alive(pid: u32) -> bool {
-    let alive = Path::new(&format!("/proc/{pid}")).exists();
-    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false);
-    alive && !zombie
-}
-
-/// Takes the diff area's lock file: our pid is written to a private file which is then
-/// hard-linked into place (atomic, and never seen empty). A lock left by a process that is gone
-/// (killed) is taken over.
-fn take_lock(dir: &Path) -> Result<PathBuf> {
-    let path = dir.join(LOCK_NAME);
-    let mine = dir.join(format!("{LOCK_NAME}.{}", std::process::id()));
-    std::fs::write(&mine, format!("{}\n", std::process::id()))
-        .map_err(|e| VolumeError::io(&mine, e))?;
-    let taken = take_lock_with(dir, &path, &mine);
-    let _ = std::fs::remove_file(&mine);
-    taken.map(|()| path)
-}
-
-fn take_lock_with(dir: &Path, path: &Path, mine: &Path) -> Result<()> {
-    for _ in 0..3 {
-        match std::fs::hard_link(mine, path) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let owner = std::fs::read_to_string(path)
-                    .ok()
-                    .and_then(|t| t.trim().parse::<u32>().ok());
-                if let Some(pid) = owner.filter(|&p| pid_alive(p)) {
-                    return Err(VolumeError::Busy {
-                        dir: dir.to_owned(),
-                        pid,
-                    });
-                }
-                let _ = std::fs::remove_file(path); // stale: its owner is gone
-            }
-            Err(e) => return Err(VolumeError::io(path, e)),
-        }
-    }
-    Err(VolumeError::Busy {
-        dir: dir.to_owned(),
-        pid: 0,
-    })
 }
 
 impl Volume {
@@ -96,27 +46,22 @@ impl Volume {
                 ),
             ));
         }
-        let lock_path = take_lock(&diff_dir)?;
-        match Self::open_locked(&root, &diff_dir, &options, lock_path.clone()) {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                let _ = std::fs::remove_file(&lock_path);
-                Err(e)
-            }
-        }
+        let locks = Locks::take(&root, &diff_dir)?;
+        Self::open_locked(&root, &diff_dir, &options, locks)
     }
 
     fn open_locked(
         root: &Path,
         diff_dir: &Path,
         options: &VolumeOptions,
-        lock_path: PathBuf,
+        locks: Locks,
     ) -> Result<Volume> {
+        // On a failure from here on the locks are dropped: released, their files removed.
         let files = DiffAreaFiles::open(diff_dir)?;
         let boot_id = options.boot_id.clone().unwrap_or_else(read_boot_id);
         let recovered =
             recovery::recover(&files.bytes, &boot_id).map_err(|m| files.journal_error(m))?;
-        let (mut core, mut pending) = files.into_core(root, options, lock_path, recovered)?;
+        let (mut core, mut pending) = files.into_core(root, options, locks, recovered)?;
         if core.state.snaps.is_empty() && core.journal.len() > COMPACT_AT {
             compact(&mut core)?;
             pending.clear();
@@ -180,7 +125,7 @@ impl DiffAreaFiles {
         self,
         root: &Path,
         options: &VolumeOptions,
-        lock_path: PathBuf,
+        locks: Locks,
         recovered: Recovered,
     ) -> Result<(Core, Vec<Record>)> {
         let Recovered {
@@ -210,7 +155,7 @@ impl DiffAreaFiles {
             journal,
             diff: self.diff,
             diff_path: self.diff_path,
-            lock_path,
+            locks: Some(locks),
             limit: options.diff_area_max_bytes,
             durable: options.durable,
             auto_deleted: Vec::new(),

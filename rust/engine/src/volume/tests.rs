@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 
+use super::lock::{DIFF_LOCK_NAME, ROOT_LOCK_NAME};
 use super::open::COMPACT_AT;
 use super::*;
 use crate::cow::CowTracker;
@@ -46,6 +47,15 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Ends a session as `kill -9` would: no clean close (the core lives on, unreachable), and its
+/// locks dropped as the kernel drops a dead process's (the lock files stay).
+fn die(v: &Volume) {
+    if let Some(locks) = lock(&v.shared).unwrap().locks.take() {
+        locks.drop_as_if_killed();
+    }
+    std::mem::forget(v.shared.clone());
 }
 
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
@@ -239,7 +249,7 @@ fn torn_journal_tail_marks_snapshots_invalid() {
         write(&v, "f", 0, &pattern(4 * K as usize, 1));
         s = v.create_snapshot().unwrap();
         write(&v, "f", 0, &pattern(100, 2));
-        std::mem::forget(v.shared.clone()); // no clean close: the process "died"
+        die(&v); // no clean close: the process "died"
     }
     // Cut the last record (the copy) in half, as a crash during its append would.
     let j = journal_path(&t);
@@ -247,7 +257,7 @@ fn torn_journal_tail_marks_snapshots_invalid() {
     let scan = journal::scan(&bytes);
     let (_, off, _) = scan.records.last().unwrap();
     std::fs::write(&j, &bytes[..*off as usize + 10]).unwrap();
-    std::fs::remove_file(t.diff().join(LOCK_NAME)).unwrap();
+    std::fs::remove_file(t.diff().join(DIFF_LOCK_NAME)).unwrap();
     let v = t.open();
     let err = view_bytes(&v, s, "f").unwrap_err();
     assert!(matches!(err, VolumeError::SnapshotInvalid { .. }), "{err}");
@@ -278,9 +288,9 @@ fn unclean_session_on_an_earlier_boot_is_not_trusted_unless_durable() {
             write(&v, "f", 0, &pattern(2 * K as usize, 1));
             s = v.create_snapshot().unwrap();
             write(&v, "f", 0, &pattern(10, 2));
-            std::mem::forget(v.shared.clone());
+            die(&v);
         }
-        std::fs::remove_file(t.diff().join(LOCK_NAME)).unwrap();
+        std::fs::remove_file(t.diff().join(DIFF_LOCK_NAME)).unwrap();
         // Same boot: a killed process loses nothing the kernel took.
         let same = t
             .open_with(VolumeOptions {
@@ -292,8 +302,8 @@ fn unclean_session_on_an_earlier_boot_is_not_trusted_unless_durable() {
             view_bytes(&same, s, "f").unwrap(),
             pattern(2 * K as usize, 1)
         );
-        std::mem::forget(same.shared.clone());
-        std::fs::remove_file(t.diff().join(LOCK_NAME)).unwrap();
+        die(&same);
+        std::fs::remove_file(t.diff().join(DIFF_LOCK_NAME)).unwrap();
         let other = t
             .open_with(VolumeOptions {
                 boot_id: Some("boot-2".into()),
@@ -321,9 +331,9 @@ fn unclean_session_on_an_earlier_boot_is_not_trusted_unless_durable() {
         write(&v, "f", 0, &pattern(2 * K as usize, 1));
         s = v.create_snapshot().unwrap();
         write(&v, "f", 0, &pattern(10, 2));
-        std::mem::forget(v.shared.clone());
+        die(&v);
     }
-    std::fs::remove_file(t.diff().join(LOCK_NAME)).unwrap();
+    std::fs::remove_file(t.diff().join(DIFF_LOCK_NAME)).unwrap();
     let v = t
         .open_with(VolumeOptions {
             boot_id: Some("boot-2".into()),
@@ -367,7 +377,7 @@ fn a_journal_that_is_not_ours_is_refused_untouched() {
         std::fs::read(journal_path(&t)).unwrap(),
         b"not a journal at all"
     );
-    assert!(!t.diff().join(LOCK_NAME).exists());
+    assert!(!t.diff().join(DIFF_LOCK_NAME).exists());
 }
 
 #[test]
@@ -428,6 +438,50 @@ fn a_second_opener_is_refused_while_the_first_lives() {
     assert!(matches!(err, VolumeError::Busy { .. }), "{err}");
     drop(v);
     t.open();
+}
+
+#[test]
+fn a_second_volume_on_the_same_root_is_refused_whatever_its_diff_area() {
+    // Issue 15 item 5: with only the diff area locked, a second volume on the same root with
+    // another diff area wrote freely, and the first one's snapshot view showed the new bytes.
+    let t = TempDir::new("rootlock");
+    let v = t.open();
+    write(&v, "f", 0, &pattern(2 * K as usize, 1));
+    let s = v.create_snapshot().unwrap();
+    let other = t.0.join("other-diff");
+    let err = Volume::open(&t.root(), &other, VolumeOptions::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(&err, VolumeError::Busy { what: "root", .. }),
+        "{err}"
+    );
+    assert!(
+        msg.contains(&t.root().canonicalize().unwrap().display().to_string()),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("pid {}", std::process::id())),
+        "{msg}"
+    );
+    // The same root through a symlink is the same root.
+    let alias = t.0.join("alias");
+    std::os::unix::fs::symlink(t.root(), &alias).unwrap();
+    assert!(matches!(
+        Volume::open(&alias, &other, VolumeOptions::default()),
+        Err(VolumeError::Busy { what: "root", .. })
+    ));
+    // Nothing of the refused opens was left behind, and the view is still the snapshot's.
+    assert!(!other.join(DIFF_LOCK_NAME).exists());
+    assert_eq!(view_bytes(&v, s, "f").unwrap(), pattern(2 * K as usize, 1));
+    // The lock file is the volume's, not one of its files.
+    assert_eq!(v.snapshot_files(s).unwrap(), vec![("f".to_owned(), 2 * K)]);
+    assert!(matches!(
+        v.open_file(Path::new(ROOT_LOCK_NAME), false),
+        Err(VolumeError::OutsideRoot { .. })
+    ));
+    drop(v);
+    assert!(!t.root().join(ROOT_LOCK_NAME).exists());
+    Volume::open(&t.root(), &other, VolumeOptions::default()).unwrap();
 }
 
 #[test]
@@ -844,14 +898,14 @@ fn a_lock_left_by_a_dead_process_is_taken_over() {
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead = child.id();
     child.wait().unwrap();
-    std::fs::write(t.diff().join(LOCK_NAME), format!("{dead}\n")).unwrap();
+    std::fs::write(t.diff().join(DIFF_LOCK_NAME), format!("{dead}\n")).unwrap();
     let v = t.open();
     assert_eq!(
-        std::fs::read_to_string(t.diff().join(LOCK_NAME)).unwrap(),
+        std::fs::read_to_string(t.diff().join(DIFF_LOCK_NAME)).unwrap(),
         format!("{}\n", std::process::id())
     );
     drop(v);
-    assert!(!t.diff().join(LOCK_NAME).exists());
+    assert!(!t.diff().join(DIFF_LOCK_NAME).exists());
 }
 
 #[test]
