@@ -9,10 +9,13 @@
 //! file just before, and locks it just after, then holds a lock on a file no longer in place — so
 //! a lock only counts once the path still names the file locked (else the opener tries again).
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{flock, FlockOperation};
+use rustix::io::Errno;
 
 use super::error::{Result, VolumeError};
 
@@ -42,16 +45,16 @@ impl LockFile {
                 .truncate(false)
                 .open(&path)
                 .map_err(|e| VolumeError::io(&path, e))?;
-            match file.try_lock() {
+            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) => {}
-                Err(TryLockError::WouldBlock) => {
+                Err(e) if e == Errno::WOULDBLOCK => {
                     return Err(VolumeError::Busy {
                         what,
                         dir: dir.to_owned(),
                         pid: holder(&file),
                     })
                 }
-                Err(TryLockError::Error(e)) => return Err(VolumeError::io(&path, e)),
+                Err(e) => return Err(VolumeError::io(&path, e.into())),
             }
             if still_in_place(&file, &path) {
                 let pid = format!("{}\n", std::process::id());
