@@ -42,7 +42,9 @@ pub fn to_py(err: Error) -> PyErr {
             V::Io { source, .. } => io_to_py(&source, msg),
             V::OutsideRoot { .. } => PathOutsideVolumeError::new_err(msg),
             V::SnapshotDeleted { .. } => SnapshotDeletedError::new_err(msg),
-            V::SnapshotInvalid { .. } => SnapshotInvalidError::new_err(msg),
+            V::SnapshotInvalid { .. } | V::DiffAreaDamaged { .. } => {
+                SnapshotInvalidError::new_err(msg)
+            }
             V::UnknownSnapshot { .. } => SnapshotNotFoundError::new_err(msg),
             V::NotInSnapshot { .. } => FileNotInSnapshotError::new_err(msg),
             V::ReadOnly { .. } => ReadOnlyViewError::new_err(msg),

@@ -36,6 +36,24 @@ pub enum VolumeError {
         #[source]
         source: io::Error,
     },
+    /// A diff-area slot no longer holds what its index record's CRC-32C says: the diff file was
+    /// damaged. The snapshots that use it are marked invalid.
+    #[error(
+        "diff area {}: slot {slot} at offset {offset} (chunk {chunk} of {key:?} in snapshot \
+         {id}) fails its CRC-32C: expected {expected:#010x}, found {found:#010x}; the snapshots \
+         that use it are invalid from now on",
+        path.display()
+    )]
+    DiffAreaDamaged {
+        path: PathBuf,
+        slot: u32,
+        offset: u64,
+        id: u64,
+        key: String,
+        chunk: u64,
+        expected: u32,
+        found: u32,
+    },
     #[error("volume journal {}: {message}; the volume was not opened", path.display())]
     Journal { path: PathBuf, message: String },
     /// Another volume holds the lock on this volume's root or diff area (`what`).

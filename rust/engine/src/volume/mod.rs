@@ -96,7 +96,7 @@ const JOURNAL_NAME: &str = "vssim-volume.journal";
 const DIFF_NAME: &str = "vssim-volume.diff";
 
 /// How a volume is opened.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct VolumeOptions {
     /// Diff-area limit in bytes (`vssadmin add shadowstorage /MaxSize=`); `None` = unbounded.
     pub diff_area_max_bytes: Option<u64>,
@@ -106,14 +106,30 @@ pub struct VolumeOptions {
     /// keeps its diff area allocated, so copies overwrite allocated space); 0 = cut back to the
     /// last used slot.
     pub diff_area_reserve_bytes: u64,
-    /// Copy old chunks through user space and keep a CRC-32C of each (checked when the volume
-    /// is opened: a damaged diff area then marks its snapshots invalid). Off, chunks are copied
-    /// file to file inside the kernel (`copy_file_range`), faster, and only the index is
-    /// checksummed.
+    /// Copy old chunks through user space and record a CRC-32C of each, checked whenever a
+    /// view reads the chunk (a damaged diff area then fails the read and marks its snapshots
+    /// invalid, never shows wrong bytes). On by default; off, chunks are copied file to file
+    /// inside the kernel (`copy_file_range`), faster, and their data is not checked.
     pub checksum_copies: bool,
+    /// Open even when the journal is missing or empty beside an existing diff file, discarding
+    /// the snapshots it held (otherwise such an open is refused and nothing is changed).
+    pub discard_snapshots: bool,
     /// The kernel boot id to record (tests simulate a reboot with it); `None` reads
     /// `/proc/sys/kernel/random/boot_id`.
     pub boot_id: Option<String>,
+}
+
+impl Default for VolumeOptions {
+    fn default() -> Self {
+        VolumeOptions {
+            diff_area_max_bytes: None,
+            durable: false,
+            diff_area_reserve_bytes: 0,
+            checksum_copies: true,
+            discard_snapshots: false,
+            boot_id: None,
+        }
+    }
 }
 
 /// A snapshot's state, for listings.

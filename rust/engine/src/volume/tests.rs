@@ -917,6 +917,8 @@ fn a_journal_whose_first_header_was_cut_short_starts_anew() {
     let scan = journal::scan(&bytes);
     let (_, second, _) = scan.records[1];
     for cut in [0usize, 1, 5, second as usize - 1] {
+        // A crash inside a fresh journal's header comes before its diff file is made.
+        let _ = std::fs::remove_file(t.diff().join(DIFF_NAME));
         std::fs::write(&j, &bytes[..cut]).unwrap();
         let v = t.open();
         assert!(v.live_snapshots().unwrap().is_empty());
@@ -962,4 +964,130 @@ fn a_record_that_does_not_fit_the_index_invalidates_and_is_dropped() {
     let v = t.open();
     assert!(v.recovery_notes().unwrap().is_empty());
     assert!(view_bytes(&v, s, "f").is_err());
+}
+
+/// A closed volume with snapshot 1 of `f` whose first chunk was copied to the diff area.
+fn volume_with_a_copy(t: &TempDir, options: VolumeOptions) -> u64 {
+    let v = t.open_with(options).unwrap();
+    write(&v, "f", 0, &pattern(2 * K as usize, 1));
+    let s = v.create_snapshot().unwrap();
+    write(&v, "f", 0, &pattern(100, 2));
+    s
+}
+
+#[test]
+fn a_missing_or_empty_journal_beside_a_diff_file_is_refused_and_nothing_changes() {
+    // Issue 15 item 7: deleting or emptying the journal made the next open start afresh, with no
+    // note, and truncate the diff file (the snapshots silently gone).
+    let t = TempDir::new("nojournal");
+    volume_with_a_copy(&t, VolumeOptions::default());
+    let diff = std::fs::read(t.diff().join(DIFF_NAME)).unwrap();
+    assert_eq!(diff.len() as u64, K);
+    for emptied in [false, true] {
+        if emptied {
+            std::fs::write(journal_path(&t), b"").unwrap();
+        } else {
+            std::fs::remove_file(journal_path(&t)).unwrap();
+        }
+        let err = t.open_with(VolumeOptions::default()).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, VolumeError::Journal { .. }), "{msg}");
+        assert!(
+            msg.contains(if emptied { "is empty" } else { "is missing" }),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!("{} ({} bytes)", DIFF_NAME, K)),
+            "{msg}"
+        );
+        assert!(msg.contains("discard_snapshots"), "{msg}");
+        assert_eq!(std::fs::read(t.diff().join(DIFF_NAME)).unwrap(), diff);
+        assert_eq!(journal_path(&t).exists(), emptied, "no journal was made up");
+        assert!(!t.diff().join(DIFF_LOCK_NAME).exists());
+    }
+    // Asked for, the snapshots are discarded, and it says so.
+    let v = t
+        .open_with(VolumeOptions {
+            discard_snapshots: true,
+            ..Default::default()
+        })
+        .unwrap();
+    let notes = v.recovery_notes().unwrap().join("\n");
+    assert!(notes.contains("discarded"), "{notes}");
+    assert!(v.snapshots().unwrap().is_empty());
+    assert_eq!(v.stats().unwrap().diff_file_bytes, 0);
+    drop(v);
+    assert!(t.open().recovery_notes().unwrap().is_empty());
+}
+
+#[test]
+fn a_zeroed_diff_file_is_found_by_the_view_that_reads_it() {
+    // Issue 15 item 7: with default options a zeroed diff file gave wrong snapshot bytes while
+    // the snapshot stayed live.
+    let t = TempDir::new("zeroed");
+    let s = volume_with_a_copy(&t, VolumeOptions::default());
+    let d = t.diff().join(DIFF_NAME);
+    let len = std::fs::metadata(&d).unwrap().len();
+    std::fs::write(&d, vec![0u8; len as usize]).unwrap();
+    let v = t.open();
+    let err = view_bytes(&v, s, "f").unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, VolumeError::DiffAreaDamaged { .. }), "{msg}");
+    assert!(
+        msg.contains(&d.canonicalize().unwrap().display().to_string()),
+        "{msg}"
+    );
+    assert!(msg.contains("offset 0"), "{msg}");
+    let want = crc32c::crc32c(&pattern(2 * K as usize, 1)[..K as usize]);
+    assert!(msg.contains(&format!("expected {want:#010x}")), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "found {:#010x}",
+            crc32c::crc32c(&[0u8; K as usize])
+        )),
+        "{msg}"
+    );
+    // The snapshot is reported as damaged from then on, in this session and the next.
+    let listed = v.snapshots().unwrap();
+    assert!(
+        matches!(&listed[0].state, SnapshotState::Invalid(r) if r.contains("CRC-32C")),
+        "{listed:?}"
+    );
+    assert!(matches!(
+        view_bytes(&v, s, "f"),
+        Err(VolumeError::SnapshotInvalid { .. })
+    ));
+    drop(v);
+    let v = t.open();
+    assert!(matches!(
+        view_bytes(&v, s, "f"),
+        Err(VolumeError::SnapshotInvalid { .. })
+    ));
+}
+
+#[test]
+fn a_diff_file_damaged_while_the_volume_is_open_is_found_too() {
+    let t = TempDir::new("zeroed-live");
+    let v = t.open();
+    write(&v, "f", 0, &pattern(3 * K as usize, 1));
+    let s = v.create_snapshot().unwrap();
+    write(&v, "f", K, &pattern(10, 2));
+    let view = v.open_view(s, Path::new("f"), false).unwrap();
+    let mut one = vec![0u8; 10];
+    view.read(&mut one, K + 5).unwrap();
+    let d = std::fs::OpenOptions::new()
+        .write(true)
+        .open(t.diff().join(DIFF_NAME))
+        .unwrap();
+    d.write_all_at(b"garbage", 100).unwrap();
+    // A read of any part of the damaged chunk fails, and the snapshot is invalid from then on,
+    // also where it reads the live file.
+    assert!(matches!(
+        view.read(&mut one, K + 5000),
+        Err(VolumeError::DiffAreaDamaged { .. })
+    ));
+    assert!(matches!(
+        view.read(&mut one, 0),
+        Err(VolumeError::SnapshotInvalid { .. })
+    ));
 }
