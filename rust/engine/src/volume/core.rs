@@ -464,15 +464,22 @@ impl Core {
                 .read_exact_at(out, at + within)
                 .map_err(read_error);
         }
-        let mut whole = vec![0u8; (count * cs) as usize];
-        self.diff
-            .read_exact_at(&mut whole, at)
-            .map_err(read_error)?;
+        // Whole slots asked for (a backup's aligned reads) are read and checked in place; parts
+        // of slots go through a buffer of the whole slots (on an error `out` holds no promise).
+        let aligned = within == 0 && out.len() as u64 == count * cs;
+        let mut whole = Vec::new();
+        let data: &mut [u8] = if aligned {
+            &mut *out
+        } else {
+            whole.resize((count * cs) as usize, 0);
+            &mut whole
+        };
+        self.diff.read_exact_at(data, at).map_err(read_error)?;
         for (k, s) in slots.enumerate() {
             let Some(expected) = self.state.slot_crc(s) else {
                 continue;
             };
-            let found = crc32c::crc32c(&whole[k * cs as usize..(k + 1) * cs as usize]);
+            let found = crc32c::crc32c(&data[k * cs as usize..(k + 1) * cs as usize]);
             if found != expected {
                 return Err(VolumeError::DiffAreaDamaged {
                     path: self.diff_path.clone(),
@@ -486,7 +493,9 @@ impl Core {
                 });
             }
         }
-        out.copy_from_slice(&whole[within as usize..within as usize + out.len()]);
+        if !aligned {
+            out.copy_from_slice(&whole[within as usize..within as usize + out.len()]);
+        }
         Ok(())
     }
 

@@ -26,12 +26,21 @@
 //! In the diff-area folder: `vssim-volume.diff`, fixed 16 KiB slots (freed slots are reused, and
 //! the file is cut back when its last slots are freed); `vssim-volume.journal`, an append-only
 //! journal of checksummed, sequenced records (`journal.rs`): snapshot creations with their file
-//! tables, deletions, invalidations, and for every copy the chunk, its slot and the snapshots it
-//! serves (with `checksum_copies`, also a CRC-32C of the copied data, checked at open; without
-//! it, chunks go file to file inside the kernel with `copy_file_range` and only the index is
-//! checksummed). Opening a volume replays the journal into memory; the per-file chunk maps then
-//! live in memory and writes only ever append. A journal with no live snapshot left is rewritten
-//! at open to a header and the next id (write beside, fsync, rename, fsync the folder).
+//! tables, deletions, invalidations, and for every copy the chunk, its slot, the snapshots it
+//! serves and a CRC-32C of the copied data (`checksum_copies`, the default; off, chunks go file
+//! to file inside the kernel with `copy_file_range` and only the index is checksummed). Opening a
+//! volume replays the journal into memory; the per-file chunk maps then live in memory and writes
+//! only ever append. A journal with no live snapshot left is rewritten at open to a header and
+//! the next id (write beside, fsync, rename, fsync the folder).
+//!
+//! A new volume's journal header is made durable (with its folder entry) before the diff file is
+//! created, so a diff file beside a missing or empty journal can only mean the journal was lost:
+//! such an open is refused, nothing changed, unless `discard_snapshots` asks to start afresh.
+//!
+//! Every read of a snapshot view checks each diff-area slot it uses against its CRC-32C before
+//! any of its bytes are returned: a damaged slot fails the read with
+//! [`VolumeError::DiffAreaDamaged`] (file, offset, expected and found CRC) and marks invalid every
+//! snapshot that uses it. A slot past the end of the diff file is found at open.
 //!
 //! # Crash consistency
 //!
@@ -55,9 +64,9 @@
 //! bad sequence) marks every live snapshot invalid: the record lost may have described a copy
 //! whose live write followed. The invalidation records overwrite the bad tail, which is cut only
 //! once they are on disk, so a crash during recovery finds the bad tail again. A record that does
-//! not fit the state, and a diff slot whose data no longer matches its CRC, likewise invalidate
-//! the snapshots concerned. An
-//! invalid snapshot stays listed with its reason and can only be deleted.
+//! not fit the state, and a diff slot cut off the diff file, likewise invalidate the snapshots
+//! concerned (`recovery.rs` decides, without I/O). An invalid snapshot stays listed with its
+//! reason and can only be deleted.
 //!
 //! # Locks
 //!
