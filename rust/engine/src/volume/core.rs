@@ -369,8 +369,9 @@ impl Core {
             })
     }
 
-    /// Reads `buf.len()` bytes at `offset` of `key` as snapshot `id` shows it.
-    pub(crate) fn view_read(
+    /// Reads `buf.len()` bytes at `offset` of `key` as snapshot `id` shows it (callers go
+    /// through [`Core::view_read_checked`], which acts on a damaged slot).
+    fn view_read(
         &self,
         id: u64,
         key: &str,
