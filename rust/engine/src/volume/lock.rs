@@ -115,19 +115,11 @@ fn still_in_place(file: &File, path: &Path) -> bool {
     )
 )]
 pub(crate) struct Locks {
-    root: LockFile,
-    diff: LockFile,
+    pub root: LockFile,
+    pub diff: LockFile,
 }
 
 impl Locks {
-    /// Takes the root's lock, then the diff area's (`root` and `diff_dir` canonical).
-    pub(crate) fn take(root: &Path, diff_dir: &Path) -> Result<Locks> {
-        Ok(Locks {
-            root: LockFile::take(root, ROOT_LOCK_NAME, "root")?,
-            diff: LockFile::take(diff_dir, DIFF_LOCK_NAME, "diff area")?,
-        })
-    }
-
     /// Both unlocked as the kernel unlocks a dead process's (the files stay).
     #[cfg(test)]
     pub(crate) fn drop_as_if_killed(self) {

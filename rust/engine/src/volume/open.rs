@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use super::core::Core;
 use super::error::{Result, VolumeError};
 use super::journal::{Journal, Record};
-use super::lock::Locks;
+use super::lock::{LockFile, Locks, DIFF_LOCK_NAME, ROOT_LOCK_NAME};
 use super::recovery::{self, Continue, Recovered};
 use super::{Volume, VolumeOptions, DIFF_NAME, JOURNAL_NAME};
 
@@ -34,6 +34,8 @@ impl Volume {
                 format!("{} is not a directory", root.display()),
             ));
         }
+        // The root's lock first: a refused open leaves no new diff-area folder behind.
+        let root_lock = LockFile::take(&root, ROOT_LOCK_NAME, "root")?;
         std::fs::create_dir_all(diff_dir).map_err(|e| VolumeError::io(diff_dir, e))?;
         let diff_dir = std::fs::canonicalize(diff_dir).map_err(|e| VolumeError::io(diff_dir, e))?;
         if root.starts_with(&diff_dir) {
@@ -46,7 +48,10 @@ impl Volume {
                 ),
             ));
         }
-        let locks = Locks::take(&root, &diff_dir)?;
+        let locks = Locks {
+            root: root_lock,
+            diff: LockFile::take(&diff_dir, DIFF_LOCK_NAME, "diff area")?,
+        };
         Self::open_locked(&root, &diff_dir, &options, locks)
     }
 
