@@ -30,10 +30,12 @@ def file_size(benchmark: BenchmarkFixture) -> int:
 
 
 class Setup:
-    def __init__(self, tmp: Path, size: int, reserve: int = 0) -> None:
+    def __init__(self, tmp: Path, size: int, reserve: int = 0, checksum: bool = True) -> None:
         self.root = tmp / "csv"
         self.root.mkdir(parents=True)
-        self.vol = engine.Volume(self.root, tmp / "diff", diff_area_reserve_bytes=reserve)
+        self.vol = engine.Volume(
+            self.root, tmp / "diff", diff_area_reserve_bytes=reserve, checksum_copies=checksum
+        )
         self.size = size
         self.file = self.vol.open("vm/Virtual Hard Disks/disk.vhdx", create=True)
         self.offsets = np.arange(0, size, WRITE, dtype=np.uint64)
@@ -201,3 +203,42 @@ def test_view_read_vs_live_read(benchmark: BenchmarkFixture, setup: Setup) -> No
         benchmark.extra_info["view_MiB_per_s"] = round(setup.size / view_s / 2**20, 1)
         benchmark.extra_info["live_MiB_per_s"] = round(setup.size / live / 2**20, 1)
         benchmark.extra_info["view_vs_live_throughput"] = round(live / view_s, 3)
+
+
+def half_rewritten(setup: Setup) -> engine.SnapshotView:
+    """A snapshot view of which half the chunks were copied (random 64 KiB writes after it)."""
+    sid = setup.fresh_snapshot()
+    rng = np.random.default_rng(9)
+    picks = rng.choice(len(setup.offsets), size=len(setup.offsets) // 2, replace=False)
+    setup.file.write_pattern(setup.offsets[picks], setup.lengths[picks], 6)
+    return setup.vol.snapshot(sid).open("vm/Virtual Hard Disks/disk.vhdx")
+
+
+@pytest.mark.benchmark(group="volume-checksum")
+def test_checksummed_copies_vs_in_kernel_copies(
+    benchmark: BenchmarkFixture, tmp_path: Path
+) -> None:
+    """What the default's CRC-32C per copied chunk costs (copies through user space, every view
+    read checked) against copies made inside the kernel and never checked
+    (``checksum_copies=False``): first-touch writes, and view reads of a half-copied disk."""
+    size = file_size(benchmark)
+    checked, unchecked = Setup(tmp_path / "c", size), Setup(tmp_path / "u", size, checksum=False)
+    try:
+        views = [half_rewritten(s) for s in (checked, unchecked)]
+        assert digest(views[0], size) == digest(views[1], size)
+        assert checked.vol.total_chunks_copied == unchecked.vol.total_chunks_copied
+        benchmark.pedantic(read_all, args=(views[0], size), rounds=3, iterations=1)
+        if benchmark.stats:
+            writes = [(s.fresh_snapshot, lambda s=s: s.write_all(7)) for s in (unchecked, checked)]
+            base, target = paired(writes[0], writes[1])
+            benchmark.extra_info["first_touch_checked_vs_in_kernel_time"] = round(target / base, 3)
+            views = [half_rewritten(s) for s in (checked, unchecked)]
+            base, target = paired(
+                (nothing, lambda: read_all(views[1], size)),
+                (nothing, lambda: read_all(views[0], size)),
+            )
+            benchmark.extra_info["view_read_checked_vs_unchecked_time"] = round(target / base, 3)
+            benchmark.extra_info["bytes"] = size
+    finally:
+        checked.vol.close()
+        unchecked.vol.close()

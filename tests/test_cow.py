@@ -133,7 +133,8 @@ def test_bad_construction() -> None:
         engine.CowTracker(1 << 20, chunk_size=12288)
     with pytest.raises(ValueError, match="power of two"):
         engine.CowTracker(1 << 20, chunk_size=2048)
-    with pytest.raises(OverflowError):
+    # Issue 15: a negative size names its argument (it was a bare OverflowError).
+    with pytest.raises(vssim.InvalidArgumentError, match="`volume_size`: -1"):
         engine.CowTracker(-1)
     t = engine.CowTracker(1 << 20)
     with pytest.raises(vssim.InvalidArgumentError, match="larger than the volume"):

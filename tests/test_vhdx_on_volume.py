@@ -85,3 +85,30 @@ def test_differencing_on_a_volume_file_is_refused_clearly(tmp_path: Path) -> Non
             vol.open("child.avhdx", create=True), disk_type="differencing", parent=base
         )
     vol.close()
+
+
+def test_a_vhdx_read_through_a_damaged_view_raises_the_volumes_error(tmp_path: Path) -> None:
+    """A backup reading a VHDX through a snapshot view whose diff area was damaged gets the
+    volume's `SnapshotInvalidError` (file, offset, CRCs), not a bare OSError, and no bytes."""
+    size = 8 * MiB
+    (tmp_path / "csv").mkdir()
+    vol = engine.Volume(tmp_path / "csv", tmp_path / "diff")
+    with engine.Vhdx.create(vol.open(DISK, create=True), size, block_size=MiB) as d:
+        d.write(0, b"\x05" * size)
+    sid = vol.create_snapshot()
+    with engine.Vhdx.open(vol.open(DISK), writable=True) as d:
+        d.write(0, b"\x06" * size)
+    diff = tmp_path / "diff" / "vssim-volume.diff"
+    with diff.open("r+b") as f:
+        f.write(bytes(diff.stat().st_size))
+    view = vol.snapshot(sid).open(DISK)
+
+    def backup() -> bytes:
+        with engine.Vhdx.open(view) as snap_disk:
+            return snap_disk.read(0, size)
+
+    with pytest.raises(vssim.errors.SnapshotInvalidError, match="fails its CRC-32C"):
+        backup()
+    [info] = vol.snapshots()
+    assert info.state == "invalid"
+    vol.close()

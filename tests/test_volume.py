@@ -206,6 +206,95 @@ def test_busy_and_foreign_journal(dirs: tuple[Path, Path], tmp_path: Path) -> No
     assert not (other / "vssim-volume.lock").exists()
 
 
+SECOND_OPENER = """
+import sys
+from vssim import engine, errors
+root, diff = sys.argv[1:3]
+try:
+    vol = engine.Volume(root, diff)
+except errors.VolumeBusyError as exc:
+    print(exc)
+    sys.exit(0)
+vol.open("f").write(0, b"written behind the first volume's back")
+sys.exit("the second volume was opened")
+"""
+
+
+def test_a_second_process_cannot_open_the_root_with_another_diff_area(tmp_path: Path) -> None:
+    """Issue 15 item 5: the root is locked, not only the diff area; the refusal names the root
+    and the process that holds it, and the first volume's snapshot stays the snapshot."""
+    root = tmp_path / "root"
+    root.mkdir()
+    with engine.Volume(root, tmp_path / "diff-a") as vol:
+        vol.open("f", create=True).write(0, b"at the snapshot")
+        sid = vol.create_snapshot()
+        child = subprocess.run(
+            [sys.executable, "-c", SECOND_OPENER, str(root), str(tmp_path / "diff-b")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert child.returncode == 0, child.stderr
+        assert f"root {root.resolve()} is in use by process {os.getpid()}" in child.stdout
+        assert view_bytes(vol, sid, "f") == b"at the snapshot"
+        # Two handles in one process conflict just the same.
+        with pytest.raises(errors.VolumeBusyError, match="another volume of this process"):
+            engine.Volume(root, tmp_path / "diff-c")
+        assert [s.id for s in vol.snapshots()] == [sid]
+    # Closed: the lock is gone with its file, and another diff area may take the root.
+    assert sorted(p.name for p in root.iterdir()) == ["f"]
+    engine.Volume(root, tmp_path / "diff-b").close()
+
+
+@pytest.mark.parametrize("how", ["deleted", "emptied"])
+def test_a_lost_journal_refuses_the_open_and_keeps_the_diff_file(
+    dirs: tuple[Path, Path], how: str
+) -> None:
+    """Issue 15 item 7: deleting or emptying the journal started the volume afresh, silently,
+    and truncated the diff file."""
+    root, diff = dirs
+    with engine.Volume(root, diff) as vol:
+        vol.open("f", create=True).write(0, bytes(4 * K))
+        vol.create_snapshot()
+        vol.open("f").write(0, b"new")
+    journal, diff_file = diff / "vssim-volume.journal", diff / "vssim-volume.diff"
+    kept = diff_file.read_bytes()
+    if how == "deleted":
+        journal.unlink()
+    else:
+        journal.write_bytes(b"")
+    with pytest.raises(errors.VolumeJournalError, match="discard_snapshots"):
+        engine.Volume(root, diff)
+    assert diff_file.read_bytes() == kept
+    assert journal.exists() == (how == "emptied")
+    with engine.Volume(root, diff, discard_snapshots=True) as vol:
+        assert vol.snapshots() == []
+        assert any("discarded" in n for n in vol.recovery_notes)
+
+
+def test_a_zeroed_diff_file_never_shows_wrong_bytes(dirs: tuple[Path, Path]) -> None:
+    """Issue 15 item 7: with default options a zeroed diff file gave wrong snapshot bytes with
+    the snapshot still live. Now the view's read fails naming the file, offset and CRCs, and the
+    snapshot is listed invalid."""
+    root, diff = dirs
+    with engine.Volume(root, diff) as vol:
+        vol.open("f", create=True).write(0, b"\x07" * (4 * K))
+        sid = vol.create_snapshot()
+        vol.open("f").write(0, b"new")
+    diff_file = diff / "vssim-volume.diff"
+    diff_file.write_bytes(bytes(diff_file.stat().st_size))
+    with engine.Volume(root, diff) as vol:
+        with pytest.raises(errors.SnapshotInvalidError) as err:
+            view_bytes(vol, sid, "f")
+        msg = str(err.value)
+        assert str(diff_file.resolve()) in msg
+        assert "slot 0 at offset 0" in msg
+        assert "fails its CRC-32C: expected 0x" in msg
+        [info] = vol.snapshots()
+        assert info.state == "invalid"
+        assert "CRC-32C" in (info.reason or "")
+
+
 def test_torn_journal_write_marks_the_snapshot_invalid(dirs: tuple[Path, Path]) -> None:
     root, diff = dirs
     with engine.Volume(root, diff) as vol:
@@ -598,6 +687,36 @@ def test_cli_reports_a_missing_root_without_a_traceback(
     missing = tmp_path / "nope"
     assert cli_main(["volume", "list", str(missing), "--diff-area", str(tmp_path / "d")]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_negative_limit_with_its_usage(
+    dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15: ``--max-bytes -1`` was a traceback (the engine's OverflowError)."""
+    root, diff = dirs
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["volume", "list", str(root), "--diff-area", str(diff), "--max-bytes", "-1"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--max-bytes: -1: expected a number of bytes >= 0" in err
+    assert "Traceback" not in err
+    assert not diff.exists()
+
+
+def test_cli_lost_journal_is_refused_until_the_snapshots_are_discarded(
+    dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, diff = dirs
+    with engine.Volume(root, diff) as vol:
+        vol.open("f", create=True).write(0, bytes(4 * K))
+        vol.create_snapshot()
+        vol.open("f").write(0, b"new")
+    (diff / "vssim-volume.journal").unlink()
+    common = [str(root), "--diff-area", str(diff)]
+    assert cli_main(["volume", "list", *common]) == 2
+    assert "journal was lost" in capsys.readouterr().err
+    assert cli_main(["volume", "list", *common, "--discard-snapshots"]) == 0
+    assert "were discarded" in capsys.readouterr().out
 
 
 def test_threads_writing_while_snapshots_are_taken(dirs: tuple[Path, Path]) -> None:

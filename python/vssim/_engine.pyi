@@ -302,7 +302,8 @@ class Volume:
         diff_area_max_bytes: int | None = None,
         durable: bool = False,
         diff_area_reserve_bytes: int = 0,
-        checksum_copies: bool = False,
+        checksum_copies: bool = True,
+        discard_snapshots: bool = False,
     ) -> Volume: ...
     def create_snapshot(self) -> int: ...
     def delete_snapshot(self, snapshot_id: int) -> int: ...

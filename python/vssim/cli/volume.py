@@ -30,7 +30,16 @@ def register(sub: Any) -> None:
             help="folder of the diff area and its journal (created if missing)",
         )
         q.add_argument(
-            "--max-bytes", type=int, default=None, help="diff-area limit (default: unbounded)"
+            "--max-bytes",
+            type=_byte_count,
+            default=None,
+            help="diff-area limit in bytes (default: unbounded)",
+        )
+        q.add_argument(
+            "--discard-snapshots",
+            action="store_true",
+            help="open even if the journal is missing or empty beside a diff file, discarding "
+            "the snapshots it held (otherwise refused, nothing changed)",
         )
 
     q = vsub.add_parser("snapshot", help="take a snapshot now; prints its id")
@@ -53,6 +62,17 @@ def register(sub: Any) -> None:
 Handler = Callable[[argparse.Namespace], int]
 
 
+def _byte_count(text: str) -> int:
+    """``--max-bytes``: an integer >= 0 (argparse reports anything else, with the usage)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value}: expected a number of bytes >= 0")
+    return value
+
+
 def _os_errors(handler: Handler) -> Handler:
     """An operating-system error (a missing folder, a permission) ends the command with its
     message and status 2, like a :class:`~vssim.errors.VssimError`."""
@@ -69,7 +89,12 @@ def _os_errors(handler: Handler) -> Handler:
 
 
 def _open(args: argparse.Namespace) -> engine.Volume:
-    vol = engine.Volume(args.root, args.diff_area, diff_area_max_bytes=args.max_bytes)
+    vol = engine.Volume(
+        args.root,
+        args.diff_area,
+        diff_area_max_bytes=args.max_bytes,
+        discard_snapshots=args.discard_snapshots,
+    )
     for note in vol.recovery_notes:
         print(f"note: {note}")
     return vol

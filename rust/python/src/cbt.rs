@@ -8,6 +8,7 @@ use vssim_engine::cbt;
 
 use vssim_engine::error::check_extents;
 
+use crate::args::as_u64;
 use crate::arrays::{for_each_slice, u32_ints, u64_ints, Extents};
 use crate::errors::{detached, guarded};
 
@@ -23,7 +24,11 @@ impl ChangeTracker {
     /// (a power of two, 512 B – 256 MiB; default 64 KiB).
     #[new]
     #[pyo3(signature = (disk_id, disk_size, block_size = cbt::DEFAULT_BLOCK_SIZE))]
-    fn new(disk_id: &str, disk_size: u64, block_size: u64) -> PyResult<Self> {
+    fn new(
+        disk_id: &str,
+        #[pyo3(from_py_with = as_u64::disk_size)] disk_size: u64,
+        #[pyo3(from_py_with = as_u64::block_size)] block_size: u64,
+    ) -> PyResult<Self> {
         let inner = guarded(|| cbt::ChangeTracker::new(disk_id, disk_size, block_size))?;
         Ok(ChangeTracker { inner })
     }

@@ -6,6 +6,7 @@ use vssim_engine::cow;
 
 use vssim_engine::error::check_extents;
 
+use crate::args::{as_opt_u64, as_u64};
 use crate::arrays::{for_each_slice, u32_ints, u64_ints};
 use crate::errors::{detached, guarded};
 
@@ -71,7 +72,11 @@ impl CowTracker {
     /// 4 KiB – 1 MiB; volsnap uses 16 KiB), and an optional diff-area limit in bytes.
     #[new]
     #[pyo3(signature = (volume_size, chunk_size = cow::DEFAULT_CHUNK_SIZE, diff_area_limit = None))]
-    fn new(volume_size: u64, chunk_size: u64, diff_area_limit: Option<u64>) -> PyResult<Self> {
+    fn new(
+        #[pyo3(from_py_with = as_u64::volume_size)] volume_size: u64,
+        #[pyo3(from_py_with = as_u64::chunk_size)] chunk_size: u64,
+        #[pyo3(from_py_with = as_opt_u64::diff_area_limit)] diff_area_limit: Option<u64>,
+    ) -> PyResult<Self> {
         let inner = guarded(|| cow::CowTracker::new(volume_size, chunk_size, diff_area_limit))?;
         Ok(CowTracker { inner })
     }
@@ -79,13 +84,19 @@ impl CowTracker {
     /// Takes a snapshot now and returns its id. Chunks at or past `allocated_bytes` (default: the
     /// whole volume) were free space and are never copied for it.
     #[pyo3(signature = (allocated_bytes = None))]
-    fn create_snapshot(&mut self, allocated_bytes: Option<u64>) -> PyResult<u64> {
+    fn create_snapshot(
+        &mut self,
+        #[pyo3(from_py_with = as_opt_u64::allocated_bytes)] allocated_bytes: Option<u64>,
+    ) -> PyResult<u64> {
         let alloc = allocated_bytes.unwrap_or(self.inner.volume_size());
         guarded(|| self.inner.create_snapshot(alloc))
     }
 
     /// Deletes a live snapshot; returns the diff-area bytes freed.
-    fn delete_snapshot(&mut self, snapshot_id: u64) -> PyResult<u64> {
+    fn delete_snapshot(
+        &mut self,
+        #[pyo3(from_py_with = as_u64::snapshot_id)] snapshot_id: u64,
+    ) -> PyResult<u64> {
         guarded(|| self.inner.delete_snapshot(snapshot_id))
     }
 
@@ -140,7 +151,7 @@ impl CowTracker {
     }
 
     /// Whether `snapshot_id` is still live (not deleted, not lost to a full diff area).
-    fn is_live(&self, snapshot_id: u64) -> bool {
+    fn is_live(&self, #[pyo3(from_py_with = as_u64::snapshot_id)] snapshot_id: u64) -> bool {
         self.inner.is_live(snapshot_id)
     }
 
@@ -161,7 +172,10 @@ impl CowTracker {
     }
 
     #[setter]
-    fn set_diff_area_limit(&mut self, limit: Option<u64>) {
+    fn set_diff_area_limit(
+        &mut self,
+        #[pyo3(from_py_with = as_opt_u64::diff_area_limit)] limit: Option<u64>,
+    ) {
         self.inner.set_diff_area_limit(limit);
     }
 

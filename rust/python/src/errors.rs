@@ -36,27 +36,36 @@ pub fn to_py(err: Error) -> PyErr {
         Error::InvalidArgument { .. } => InvalidArgumentError::new_err(msg),
         Error::State(_) => EngineStateError::new_err(msg),
         Error::TrackerFile { .. } => TrackerFileError::new_err(msg),
-        Error::Volume(v) => match v {
-            V::InvalidArgument { .. } => InvalidArgumentError::new_err(msg),
-            V::State(_) => EngineStateError::new_err(msg),
-            V::Io { source, .. } => io_to_py(&source, msg),
-            V::OutsideRoot { .. } => PathOutsideVolumeError::new_err(msg),
-            V::SnapshotDeleted { .. } => SnapshotDeletedError::new_err(msg),
-            V::SnapshotInvalid { .. } => SnapshotInvalidError::new_err(msg),
-            V::UnknownSnapshot { .. } => SnapshotNotFoundError::new_err(msg),
-            V::NotInSnapshot { .. } => FileNotInSnapshotError::new_err(msg),
-            V::ReadOnly { .. } => ReadOnlyViewError::new_err(msg),
-            V::DiffArea { .. } if v.is_out_of_space() => DiffAreaFullError::new_err(msg),
-            V::DiffArea { .. } => DiffAreaError::new_err(msg),
-            V::Journal { .. } => VolumeJournalError::new_err(msg),
-            V::Busy { .. } => VolumeBusyError::new_err(msg),
-        },
+        Error::Volume(v) => volume_to_py(&v, msg),
         Error::Io { source, .. } => io_to_py(&source, msg),
         Error::Vhdx(e) => vhdx_to_py(e),
     }
 }
 
+fn volume_to_py(v: &V, msg: String) -> PyErr {
+    match v {
+        V::InvalidArgument { .. } => InvalidArgumentError::new_err(msg),
+        V::State(_) => EngineStateError::new_err(msg),
+        V::Io { source, .. } => io_to_py(source, msg),
+        V::OutsideRoot { .. } => PathOutsideVolumeError::new_err(msg),
+        V::SnapshotDeleted { .. } => SnapshotDeletedError::new_err(msg),
+        V::SnapshotInvalid { .. } | V::DiffAreaDamaged { .. } => SnapshotInvalidError::new_err(msg),
+        V::UnknownSnapshot { .. } => SnapshotNotFoundError::new_err(msg),
+        V::NotInSnapshot { .. } => FileNotInSnapshotError::new_err(msg),
+        V::ReadOnly { .. } => ReadOnlyViewError::new_err(msg),
+        V::DiffArea { .. } if v.is_out_of_space() => DiffAreaFullError::new_err(msg),
+        V::DiffArea { .. } => DiffAreaError::new_err(msg),
+        V::Journal { .. } => VolumeJournalError::new_err(msg),
+        V::Busy { .. } => VolumeBusyError::new_err(msg),
+    }
+}
+
+/// An I/O error as the matching `OSError` — or, when it carries a volume error (a VHDX read
+/// through a snapshot view that was deleted or found damaged), as that volume error's exception.
 fn io_to_py(source: &std::io::Error, msg: String) -> PyErr {
+    if let Some(v) = source.get_ref().and_then(|e| e.downcast_ref::<V>()) {
+        return volume_to_py(v, msg);
+    }
     match source.kind() {
         std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
         std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(msg),

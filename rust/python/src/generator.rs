@@ -5,6 +5,7 @@ use numpy::PyArray1;
 use pyo3::prelude::*;
 use vssim_engine::workload::{Generator, WriteBatch};
 
+use crate::args::as_u64;
 use crate::errors::{detached, guarded};
 use crate::spec::WorkloadSpec;
 
@@ -31,9 +32,9 @@ impl WorkloadGenerator {
     #[pyo3(signature = (disk_size, workload = None, *, seed = 0))]
     fn new(
         py: Python<'_>,
-        disk_size: u64,
+        #[pyo3(from_py_with = as_u64::disk_size)] disk_size: u64,
         workload: Option<PyRef<'_, WorkloadSpec>>,
-        seed: u64,
+        #[pyo3(from_py_with = as_u64::seed)] seed: u64,
     ) -> PyResult<Self> {
         let spec = WorkloadSpec::given_or_default(py, workload)?;
         let inner = guarded(|| Generator::new(spec, disk_size, seed))?;

@@ -4,6 +4,7 @@
 use pyo3::prelude::*;
 use vssim_engine::workload::{self, Diurnal, Locality, SizeDist};
 
+use crate::args::as_opt_vec_u32;
 use crate::errors::{guarded, InvalidArgumentError};
 
 /// One VM's I/O: `iops` operations a second (reads and writes), `read_fraction` of them reads;
@@ -69,7 +70,7 @@ impl WorkloadSpec {
     fn new(
         iops: f64,
         read_fraction: f64,
-        sizes: Option<Vec<u32>>,
+        #[pyo3(from_py_with = as_opt_vec_u32::sizes)] sizes: Option<Vec<u32>>,
         weights: Option<Vec<f64>>,
         locality: &str,
         hot_fraction: f64,

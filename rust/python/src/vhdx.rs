@@ -12,6 +12,7 @@ use vssim_engine::Error;
 
 use vssim_engine::storage::Storage;
 
+use crate::args::{as_opt_u32, as_opt_u64, as_u64};
 use crate::errors::{detached, guarded};
 use crate::volume::{SnapshotView, VolumeFile};
 
@@ -123,11 +124,11 @@ impl Vhdx {
     fn create(
         py: Python<'_>,
         path: &Bound<'_, PyAny>,
-        virtual_size: u64,
+        #[pyo3(from_py_with = as_u64::virtual_size)] virtual_size: u64,
         disk_type: &str,
-        block_size: Option<u64>,
-        logical_sector_size: Option<u32>,
-        physical_sector_size: Option<u32>,
+        #[pyo3(from_py_with = as_opt_u64::block_size)] block_size: Option<u64>,
+        #[pyo3(from_py_with = as_opt_u32::logical_sector_size)] logical_sector_size: Option<u32>,
+        #[pyo3(from_py_with = as_opt_u32::physical_sector_size)] physical_sector_size: Option<u32>,
         parent: Option<PathBuf>,
     ) -> PyResult<Self> {
         let disk_type = guarded(|| DiskType::parse(disk_type).map_err(verr))?;
@@ -220,8 +221,8 @@ impl Vhdx {
     fn read<'py>(
         &self,
         py: Python<'py>,
-        offset: u64,
-        length: u64,
+        #[pyo3(from_py_with = as_u64::offset)] offset: u64,
+        #[pyo3(from_py_with = as_u64::length)] length: u64,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let d = self.disk()?;
         let len = usize::try_from(length).map_err(|_| {
@@ -234,7 +235,12 @@ impl Vhdx {
     }
 
     /// Writes `data` (bytes or any buffer) at virtual byte `offset`.
-    fn write(&mut self, py: Python<'_>, offset: u64, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn write(
+        &mut self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = as_u64::offset)] offset: u64,
+        data: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let data = bytes_of(data)?;
         let d = self.disk_mut()?;
         detached(py, move || d.write(offset, &data).map_err(verr))
@@ -242,7 +248,12 @@ impl Vhdx {
 
     /// Makes `[offset, offset + length)` read as zeros; whole blocks are released
     /// (PAYLOAD_BLOCK_ZERO).
-    fn trim(&mut self, py: Python<'_>, offset: u64, length: u64) -> PyResult<()> {
+    fn trim(
+        &mut self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = as_u64::offset)] offset: u64,
+        #[pyo3(from_py_with = as_u64::length)] length: u64,
+    ) -> PyResult<()> {
         let d = self.disk_mut()?;
         detached(py, move || d.trim(offset, length).map_err(verr))
     }
@@ -335,7 +346,12 @@ impl Vhdx {
     /// Copies this disk (a chain flattened) into a new dynamic disk holding only allocated,
     /// non-zero data; returns the bytes copied.
     #[pyo3(signature = (path, block_size = None))]
-    fn copy_to(&self, py: Python<'_>, path: PathBuf, block_size: Option<u64>) -> PyResult<u64> {
+    fn copy_to(
+        &self,
+        py: Python<'_>,
+        path: PathBuf,
+        #[pyo3(from_py_with = as_opt_u64::block_size)] block_size: Option<u64>,
+    ) -> PyResult<u64> {
         let d = self.disk()?;
         detached(py, move || d.copy_to(&path, block_size).map_err(verr))
     }
@@ -347,8 +363,8 @@ impl Vhdx {
         py: Python<'_>,
         raw: PathBuf,
         path: PathBuf,
-        block_size: Option<u64>,
-        logical_sector_size: Option<u32>,
+        #[pyo3(from_py_with = as_opt_u64::block_size)] block_size: Option<u64>,
+        #[pyo3(from_py_with = as_opt_u32::logical_sector_size)] logical_sector_size: Option<u32>,
     ) -> PyResult<Self> {
         let p = path.clone();
         let inner = detached(py, move || {

@@ -10,6 +10,7 @@ use vssim_engine::storage::Storage;
 use vssim_engine::volume as vol;
 use vssim_engine::Error;
 
+use crate::args::{as_opt_u64, as_u64, as_usize};
 use crate::arrays::{u32_vec, u64_vec};
 use crate::errors::{detached, guarded};
 
@@ -29,13 +30,17 @@ fn vol_guarded<T>(f: impl FnOnce() -> vol::Result<T>) -> PyResult<T> {
 
 /// A folder whose files are written through copy-on-write snapshots, as the system provider
 /// (volsnap) does for a Cluster Shared Volume. `diff_area_dir` holds the diff area and its
-/// journal (created if missing); reopening finds earlier snapshots. `durable=True` fsyncs every
-/// copy before its live write (power-loss safe, slow); the default orders writes so a killed
-/// process never leaves a wrong snapshot, and marks snapshots invalid after an OS crash.
+/// journal (created if missing); reopening finds earlier snapshots. The root and the diff area
+/// are locked while the volume is open (`VolumeBusyError` for a second opener). `durable=True`
+/// fsyncs every copy before its live write (power-loss safe, slow); the default orders writes so
+/// a killed process never leaves a wrong snapshot, and marks snapshots invalid after an OS crash.
 /// `diff_area_reserve_bytes`: once the diff file has grown that far it is not cut back below it
 /// when snapshots are deleted (volsnap keeps its diff area allocated), so later copies overwrite
-/// allocated space. `checksum_copies=True` copies old chunks through user space with a CRC-32C
-/// each (checked at open); the default copies them inside the kernel (`copy_file_range`).
+/// allocated space. `checksum_copies` (default True) records a CRC-32C of every copied chunk,
+/// checked whenever a view reads it (a damaged chunk raises `SnapshotInvalidError` and the
+/// snapshot stays invalid); False copies inside the kernel (`copy_file_range`), unchecked. A
+/// missing or empty journal beside an existing diff file is refused (`VolumeJournalError`,
+/// nothing changed) unless `discard_snapshots=True`.
 #[pyclass(module = "vssim._engine", frozen)]
 pub struct Volume {
     inner: std::sync::Mutex<Option<vol::Volume>>,
@@ -112,22 +117,26 @@ impl Volume {
         diff_area_max_bytes = None,
         durable = false,
         diff_area_reserve_bytes = 0,
-        checksum_copies = false
+        checksum_copies = true,
+        discard_snapshots = false
     ))]
+    #[expect(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         root: PathBuf,
         diff_area_dir: PathBuf,
-        diff_area_max_bytes: Option<u64>,
+        #[pyo3(from_py_with = as_opt_u64::diff_area_max_bytes)] diff_area_max_bytes: Option<u64>,
         durable: bool,
-        diff_area_reserve_bytes: u64,
+        #[pyo3(from_py_with = as_u64::diff_area_reserve_bytes)] diff_area_reserve_bytes: u64,
         checksum_copies: bool,
+        discard_snapshots: bool,
     ) -> PyResult<Self> {
         let options = vol::VolumeOptions {
             diff_area_max_bytes,
             durable,
             diff_area_reserve_bytes,
             checksum_copies,
+            discard_snapshots,
             boot_id: None,
         };
         let v = vol_detached(py, move || {
@@ -145,7 +154,11 @@ impl Volume {
     }
 
     /// Deletes a snapshot; returns the diff-area bytes freed.
-    fn delete_snapshot(&self, py: Python<'_>, snapshot_id: u64) -> PyResult<u64> {
+    fn delete_snapshot(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = as_u64::snapshot_id)] snapshot_id: u64,
+    ) -> PyResult<u64> {
         let v = self.get()?;
         vol_detached(py, move || v.delete_snapshot(snapshot_id))
     }
@@ -166,7 +179,10 @@ impl Volume {
     }
 
     /// The snapshot `snapshot_id` (it must be live).
-    fn snapshot(&self, snapshot_id: u64) -> PyResult<Snapshot> {
+    fn snapshot(
+        &self,
+        #[pyo3(from_py_with = as_u64::snapshot_id)] snapshot_id: u64,
+    ) -> PyResult<Snapshot> {
         let v = self.get()?;
         vol_guarded(|| v.snapshot_files(snapshot_id).map(|_| ()))?;
         Ok(Snapshot {
@@ -234,7 +250,10 @@ impl Volume {
     }
 
     #[setter]
-    fn set_diff_area_max_bytes(&self, limit: Option<u64>) -> PyResult<()> {
+    fn set_diff_area_max_bytes(
+        &self,
+        #[pyo3(from_py_with = as_opt_u64::diff_area_max_bytes)] limit: Option<u64>,
+    ) -> PyResult<()> {
         let v = self.get()?;
         vol_guarded(|| v.set_diff_area_max_bytes(limit))
     }
@@ -371,8 +390,8 @@ impl VolumeFile {
     fn read<'py>(
         &self,
         py: Python<'py>,
-        offset: u64,
-        length: usize,
+        #[pyo3(from_py_with = as_u64::offset)] offset: u64,
+        #[pyo3(from_py_with = as_usize::length)] length: usize,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let f = &self.inner;
         read_bytes(py, length, move |b| f.read(b, offset))
@@ -380,7 +399,12 @@ impl VolumeFile {
 
     /// Writes `data` at `offset`, growing the file if needed; old chunks live snapshots need are
     /// copied to the diff area first.
-    fn write(&self, py: Python<'_>, offset: u64, data: &[u8]) -> PyResult<()> {
+    fn write(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = as_u64::offset)] offset: u64,
+        data: &[u8],
+    ) -> PyResult<()> {
         let data = data.to_vec();
         let f = &self.inner;
         vol_detached(py, move || f.write(&data, offset))
@@ -394,7 +418,7 @@ impl VolumeFile {
         py: Python<'_>,
         offsets: &Bound<'_, PyAny>,
         lengths: &Bound<'_, PyAny>,
-        seed: u64,
+        #[pyo3(from_py_with = as_u64::seed)] seed: u64,
     ) -> PyResult<u64> {
         let offsets = u64_vec(offsets, "offsets")?;
         let lengths = u32_vec(lengths, "lengths")?;
@@ -408,7 +432,11 @@ impl VolumeFile {
     }
 
     /// Truncates (snapshots keep the cut part) or extends with zeros.
-    fn set_len(&self, py: Python<'_>, length: u64) -> PyResult<()> {
+    fn set_len(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = as_u64::length)] length: u64,
+    ) -> PyResult<()> {
         let f = &self.inner;
         vol_detached(py, move || f.set_len(length))
     }
@@ -460,15 +488,20 @@ impl SnapshotView {
     fn read<'py>(
         &self,
         py: Python<'py>,
-        offset: u64,
-        length: usize,
+        #[pyo3(from_py_with = as_u64::offset)] offset: u64,
+        #[pyo3(from_py_with = as_usize::length)] length: usize,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let f = &self.inner;
         read_bytes(py, length, move |b| f.read(b, offset))
     }
 
     /// Writes into a writable view (the live file is never touched).
-    fn write(&self, py: Python<'_>, offset: u64, data: &[u8]) -> PyResult<()> {
+    fn write(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = as_u64::offset)] offset: u64,
+        data: &[u8],
+    ) -> PyResult<()> {
         let data = data.to_vec();
         let f = &self.inner;
         vol_detached(py, move || f.write(&data, offset))
@@ -478,7 +511,11 @@ impl SnapshotView {
         vol_guarded(|| self.inner.len())
     }
 
-    fn set_len(&self, py: Python<'_>, length: u64) -> PyResult<()> {
+    fn set_len(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = as_u64::length)] length: u64,
+    ) -> PyResult<()> {
         let f = &self.inner;
         vol_detached(py, move || f.set_len(length))
     }

@@ -9,6 +9,7 @@ use vssim_engine::vhdx::format::DEFAULT_BLOCK_SIZE;
 use vssim_engine::volsnap::DEFAULT_CHUNK_SIZE;
 use vssim_engine::workload::{self, DiskKind, VmConfig};
 
+use crate::args::{as_opt_u64, as_u64, as_usize, as_vec_usize};
 use crate::arrays::Extents;
 use crate::errors::{detached, guarded, InvalidArgumentError};
 use crate::spec::WorkloadSpec;
@@ -87,9 +88,9 @@ impl ModelCluster {
     #[pyo3(signature = (size, chunk_size = DEFAULT_CHUNK_SIZE, diff_area_limit = None))]
     fn add_csv(
         &mut self,
-        size: u64,
-        chunk_size: u64,
-        diff_area_limit: Option<u64>,
+        #[pyo3(from_py_with = as_u64::size)] size: u64,
+        #[pyo3(from_py_with = as_u64::chunk_size)] chunk_size: u64,
+        #[pyo3(from_py_with = as_opt_u64::diff_area_limit)] diff_area_limit: Option<u64>,
     ) -> PyResult<usize> {
         guarded(|| self.inner.add_csv(size, chunk_size, diff_area_limit))
     }
@@ -106,14 +107,14 @@ impl ModelCluster {
     fn add_vm(
         &mut self,
         py: Python<'_>,
-        csv: usize,
-        disk_size: u64,
+        #[pyo3(from_py_with = as_usize::csv)] csv: usize,
+        #[pyo3(from_py_with = as_u64::disk_size)] disk_size: u64,
         workload: Option<PyRef<'_, WorkloadSpec>>,
-        allocated: u64,
-        block_size: u64,
+        #[pyo3(from_py_with = as_u64::allocated)] allocated: u64,
+        #[pyo3(from_py_with = as_u64::block_size)] block_size: u64,
         fixed: bool,
-        seed: u64,
-        cbt_block_size: u64,
+        #[pyo3(from_py_with = as_u64::seed)] seed: u64,
+        #[pyo3(from_py_with = as_u64::cbt_block_size)] cbt_block_size: u64,
     ) -> PyResult<usize> {
         let cfg = VmConfig {
             csv,
@@ -152,7 +153,7 @@ impl ModelCluster {
     fn advance_csvs<'py>(
         &mut self,
         py: Python<'py>,
-        csvs: Vec<usize>,
+        #[pyo3(from_py_with = as_vec_usize::csvs)] csvs: Vec<usize>,
         t0s: Vec<f64>,
         t1: f64,
     ) -> PyResult<Bound<'py, PyDict>> {
@@ -174,7 +175,7 @@ impl ModelCluster {
     fn first_deletion(
         &self,
         py: Python<'_>,
-        csv: usize,
+        #[pyo3(from_py_with = as_usize::csv)] csv: usize,
         t0: f64,
         t1: f64,
     ) -> PyResult<Option<(u64, f64)>> {
@@ -184,14 +185,23 @@ impl ModelCluster {
 
     /// Takes a system-provider snapshot of CSV `csv` now; returns its id. A materialized CSV's
     /// volume takes its real snapshot at the same instant (`real_snapshot_id`).
-    fn snapshot(&mut self, py: Python<'_>, csv: usize) -> PyResult<u64> {
+    fn snapshot(
+        &mut self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = as_usize::csv)] csv: usize,
+    ) -> PyResult<u64> {
         let inner = &mut self.inner;
         detached(py, move || inner.snapshot(csv))
     }
 
     /// Deletes a snapshot of CSV `csv` (and its real twin, if still live); returns the modelled
     /// diff-area bytes freed.
-    fn delete_snapshot(&mut self, py: Python<'_>, csv: usize, snapshot_id: u64) -> PyResult<u64> {
+    fn delete_snapshot(
+        &mut self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = as_usize::csv)] csv: usize,
+        #[pyo3(from_py_with = as_u64::snapshot_id)] snapshot_id: u64,
+    ) -> PyResult<u64> {
         let inner = &mut self.inner;
         detached(py, move || inner.delete_snapshot(csv, snapshot_id))
     }
@@ -199,7 +209,11 @@ impl ModelCluster {
     /// Materialized mode: CSV `csv`'s materialized VMs live as real VHDX files on `volume` (the
     /// same volume object, shared). The volume's diff-area limit is set to the CSV's; the CSV
     /// must track 16 KiB chunks (the volume's), and neither may have a snapshot yet.
-    fn materialize_csv(&mut self, csv: usize, volume: &Volume) -> PyResult<()> {
+    fn materialize_csv(
+        &mut self,
+        #[pyo3(from_py_with = as_usize::csv)] csv: usize,
+        volume: &Volume,
+    ) -> PyResult<()> {
         let v = volume.get()?;
         guarded(|| self.inner.materialize_csv(csv, v))
     }
@@ -208,39 +222,63 @@ impl ModelCluster {
     /// created) with the model disk's geometry and initial allocation, open in write-through
     /// mode. Before the CSV's first snapshot and the VM's first write. From then on `advance`
     /// applies the VM's guest writes to it.
-    fn materialize_vm(&mut self, py: Python<'_>, vm: usize, path: String) -> PyResult<()> {
+    fn materialize_vm(
+        &mut self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = as_usize::vm)] vm: usize,
+        path: String,
+    ) -> PyResult<()> {
         let inner = &mut self.inner;
         detached(py, move || inner.materialize_vm(vm, &path))
     }
 
     /// The volume's snapshot id for the model's snapshot `snapshot_id` of CSV `csv`.
-    fn real_snapshot_id(&self, csv: usize, snapshot_id: u64) -> PyResult<u64> {
+    fn real_snapshot_id(
+        &self,
+        #[pyo3(from_py_with = as_usize::csv)] csv: usize,
+        #[pyo3(from_py_with = as_u64::snapshot_id)] snapshot_id: u64,
+    ) -> PyResult<u64> {
         guarded(|| self.inner.real_snapshot_id(csv, snapshot_id))
     }
 
     /// Bytes in the real volume's diff area now (materialized CSV).
-    fn real_diff_area_bytes(&self, csv: usize) -> PyResult<u64> {
+    fn real_diff_area_bytes(
+        &self,
+        #[pyo3(from_py_with = as_usize::csv)] csv: usize,
+    ) -> PyResult<u64> {
         guarded(|| self.inner.real_diff_area_bytes(csv))
     }
 
     /// The most bytes the real diff area held since the CSV was materialized (write by write).
-    fn real_peak_diff_area_bytes(&self, csv: usize) -> PyResult<u64> {
+    fn real_peak_diff_area_bytes(
+        &self,
+        #[pyo3(from_py_with = as_usize::csv)] csv: usize,
+    ) -> PyResult<u64> {
         guarded(|| self.inner.real_peak_diff_area_bytes(csv))
     }
 
     /// Chunks the real volume copied since the CSV was materialized.
-    fn real_total_chunks_copied(&self, csv: usize) -> PyResult<u64> {
+    fn real_total_chunks_copied(
+        &self,
+        #[pyo3(from_py_with = as_usize::csv)] csv: usize,
+    ) -> PyResult<u64> {
         guarded(|| self.inner.real_total_chunks_copied(csv))
     }
 
     /// The VM's real VHDX path relative to its volume root, or None if not materialized.
-    fn materialized_path(&self, vm: usize) -> PyResult<Option<String>> {
+    fn materialized_path(
+        &self,
+        #[pyo3(from_py_with = as_usize::vm)] vm: usize,
+    ) -> PyResult<Option<String>> {
         guarded(|| self.inner.materialized_path(vm))
     }
 
     /// The VM's real totals since it was materialized: `(chunks_copied, file_bytes)` (session
     /// closes included), or None if not materialized.
-    fn real_vm_totals(&self, vm: usize) -> PyResult<Option<(u64, u64)>> {
+    fn real_vm_totals(
+        &self,
+        #[pyo3(from_py_with = as_usize::vm)] vm: usize,
+    ) -> PyResult<Option<(u64, u64)>> {
         guarded(|| self.inner.real_vm_totals(vm))
     }
 
@@ -252,32 +290,46 @@ impl ModelCluster {
     }
 
     /// Whether snapshot `snapshot_id` of CSV `csv` is still live.
-    fn is_live(&self, csv: usize, snapshot_id: u64) -> PyResult<bool> {
+    fn is_live(
+        &self,
+        #[pyo3(from_py_with = as_usize::csv)] csv: usize,
+        #[pyo3(from_py_with = as_u64::snapshot_id)] snapshot_id: u64,
+    ) -> PyResult<bool> {
         guarded(|| Ok(self.inner.cow(csv)?.is_live(snapshot_id)))
     }
 
     /// Bytes in CSV `csv`'s diff area now.
-    fn diff_area_bytes(&self, csv: usize) -> PyResult<u64> {
+    fn diff_area_bytes(&self, #[pyo3(from_py_with = as_usize::csv)] csv: usize) -> PyResult<u64> {
         guarded(|| Ok(self.inner.cow(csv)?.diff_area_bytes()))
     }
 
     /// The most bytes CSV `csv`'s diff area ever held.
-    fn peak_diff_area_bytes(&self, csv: usize) -> PyResult<u64> {
+    fn peak_diff_area_bytes(
+        &self,
+        #[pyo3(from_py_with = as_usize::csv)] csv: usize,
+    ) -> PyResult<u64> {
         guarded(|| Ok(self.inner.cow(csv)?.peak_diff_area_bytes()))
     }
 
     /// Chunks copied on CSV `csv` since the start.
-    fn total_chunks_copied(&self, csv: usize) -> PyResult<u64> {
+    fn total_chunks_copied(
+        &self,
+        #[pyo3(from_py_with = as_usize::csv)] csv: usize,
+    ) -> PyResult<u64> {
         guarded(|| Ok(self.inner.cow(csv)?.total_chunks_copied()))
     }
 
     /// Bytes of CSV `csv` in use (its allocation high-water mark).
-    fn used_bytes(&self, csv: usize) -> PyResult<u64> {
+    fn used_bytes(&self, #[pyo3(from_py_with = as_usize::csv)] csv: usize) -> PyResult<u64> {
         guarded(|| self.inner.csv_used_bytes(csv))
     }
 
     /// Pauses (False) or resumes (True) a VM's I/O (saved state, node down).
-    fn set_running(&mut self, vm: usize, running: bool) -> PyResult<()> {
+    fn set_running(
+        &mut self,
+        #[pyo3(from_py_with = as_usize::vm)] vm: usize,
+        running: bool,
+    ) -> PyResult<()> {
         guarded(|| self.inner.set_running(vm, running))
     }
 
@@ -290,34 +342,38 @@ impl ModelCluster {
     }
 
     /// The VHDX file's size now: what a file-level full backup of the disk reads.
-    fn file_size(&self, vm: usize) -> PyResult<u64> {
+    fn file_size(&self, #[pyo3(from_py_with = as_usize::vm)] vm: usize) -> PyResult<u64> {
         guarded(|| self.inner.file_size(vm))
     }
 
     /// Payload bytes allocated in the VM's VHDX now.
-    fn allocated_bytes(&self, vm: usize) -> PyResult<u64> {
+    fn allocated_bytes(&self, #[pyo3(from_py_with = as_usize::vm)] vm: usize) -> PyResult<u64> {
         guarded(|| self.inner.allocated_bytes(vm))
     }
 
     /// Bytes changed on the VM's disk since its change tracking was last reset.
-    fn changed_bytes(&self, vm: usize) -> PyResult<u64> {
+    fn changed_bytes(&self, #[pyo3(from_py_with = as_usize::vm)] vm: usize) -> PyResult<u64> {
         guarded(|| Ok(self.inner.change_tracker(vm)?.changed_bytes()))
     }
 
     /// Change-tracking blocks of the VM's disk changed since its tracking was last reset.
-    fn changed_blocks(&self, vm: usize) -> PyResult<u64> {
+    fn changed_blocks(&self, #[pyo3(from_py_with = as_usize::vm)] vm: usize) -> PyResult<u64> {
         guarded(|| Ok(self.inner.change_tracker(vm)?.changed_blocks()))
     }
 
     /// Changed runs of the VM's disk: `(offsets, lengths)` uint64 arrays.
-    fn changed_extents<'py>(&self, py: Python<'py>, vm: usize) -> PyResult<Extents<'py>> {
+    fn changed_extents<'py>(
+        &self,
+        py: Python<'py>,
+        #[pyo3(from_py_with = as_usize::vm)] vm: usize,
+    ) -> PyResult<Extents<'py>> {
         let runs = guarded(|| Ok(self.inner.change_tracker(vm)?.changed_extents()))?;
         let (o, l): (Vec<u64>, Vec<u64>) = runs.into_iter().unzip();
         Ok((PyArray1::from_vec(py, o), PyArray1::from_vec(py, l)))
     }
 
     /// Forgets the VM's changes (after a backup took them).
-    fn reset_changes(&mut self, vm: usize) -> PyResult<()> {
+    fn reset_changes(&mut self, #[pyo3(from_py_with = as_usize::vm)] vm: usize) -> PyResult<()> {
         guarded(|| self.inner.reset_changes(vm))
     }
 

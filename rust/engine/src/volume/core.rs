@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::error::{Result, VolumeError};
 use super::journal::{CopyEntry, DeleteReason, Journal, Record};
+use super::lock::Locks;
 use super::state::{CowState, Gone, Plan, SnapFile, Source};
 
 pub(crate) type Shared = Arc<Mutex<Core>>;
@@ -35,7 +36,8 @@ pub(crate) struct Core {
     pub journal: Journal,
     pub diff: File,
     pub diff_path: PathBuf,
-    pub lock_path: PathBuf,
+    /// The root's and the diff area's locks, held until the volume is closed.
+    pub locks: Option<Locks>,
     pub limit: Option<u64>,
     pub durable: bool,
     /// Snapshots deleted because the diff area was full, in order (VolSnap event 24).
@@ -367,8 +369,9 @@ impl Core {
             })
     }
 
-    /// Reads `buf.len()` bytes at `offset` of `key` as snapshot `id` shows it.
-    pub(crate) fn view_read(
+    /// Reads `buf.len()` bytes at `offset` of `key` as snapshot `id` shows it (callers go
+    /// through [`Core::view_read_checked`], which acts on a damaged slot).
+    fn view_read(
         &self,
         id: u64,
         key: &str,
@@ -418,12 +421,7 @@ impl Core {
             let out = &mut buf[(pos - offset) as usize..(run_end - offset) as usize];
             match src {
                 Source::Zero => out.fill(0),
-                Source::Slot(slot) => {
-                    let at = u64::from(slot) * cs + (pos & (cs - 1));
-                    self.diff
-                        .read_exact_at(out, at)
-                        .map_err(|e| VolumeError::io(&self.diff_path, e))?;
-                }
+                Source::Slot(slot) => self.read_slots((id, key, c), slot, pos & (cs - 1), out)?,
                 Source::Live => {
                     // Bytes past the snapshot-time length were not there: zeros.
                     let have = f.size.clamp(pos, run_end) - pos;
@@ -444,6 +442,89 @@ impl Core {
             pos = run_end;
         }
         Ok(())
+    }
+
+    /// Reads `out` from the run of consecutive diff-area slots from `slot` (which holds chunk
+    /// `chunk` of `key` in snapshot `id`), starting `within` bytes into it. A slot with a recorded
+    /// CRC-32C is read whole and checked before any of its bytes are handed out.
+    fn read_slots(
+        &self,
+        (id, key, chunk): (u64, &str, u64),
+        slot: u32,
+        within: u64,
+        out: &mut [u8],
+    ) -> Result<()> {
+        let cs = self.chunk_size();
+        let count = (within + out.len() as u64).div_ceil(cs);
+        let slots = (0..count).map(|k| slot + k as u32);
+        let at = u64::from(slot) * cs;
+        let read_error = |e| VolumeError::io(&self.diff_path, e);
+        if slots.clone().all(|s| self.state.slot_crc(s).is_none()) {
+            return self
+                .diff
+                .read_exact_at(out, at + within)
+                .map_err(read_error);
+        }
+        // Whole slots asked for (a backup's aligned reads) are read and checked in place; parts
+        // of slots go through a buffer of the whole slots (on an error `out` holds no promise).
+        let aligned = within == 0 && out.len() as u64 == count * cs;
+        let mut whole = Vec::new();
+        let data: &mut [u8] = if aligned {
+            &mut *out
+        } else {
+            whole.resize((count * cs) as usize, 0);
+            &mut whole
+        };
+        self.diff.read_exact_at(data, at).map_err(read_error)?;
+        for (k, s) in slots.enumerate() {
+            let Some(expected) = self.state.slot_crc(s) else {
+                continue;
+            };
+            let found = crc32c::crc32c(&data[k * cs as usize..(k + 1) * cs as usize]);
+            if found != expected {
+                return Err(VolumeError::DiffAreaDamaged {
+                    path: self.diff_path.clone(),
+                    slot: s,
+                    offset: u64::from(s) * cs,
+                    id,
+                    key: key.to_owned(),
+                    chunk: chunk + k as u64,
+                    expected,
+                    found,
+                });
+            }
+        }
+        if !aligned {
+            out.copy_from_slice(&whole[within as usize..within as usize + out.len()]);
+        }
+        Ok(())
+    }
+
+    /// [`Core::view_read`], and when a diff-area slot fails its check, every snapshot that uses
+    /// it is marked invalid (durably, when the journal can take it) before the error returns.
+    pub(crate) fn view_read_checked(
+        &mut self,
+        id: u64,
+        key: &str,
+        live: Option<&File>,
+        buf: &mut [u8],
+        offset: u64,
+    ) -> Result<()> {
+        let result = self.view_read(id, key, live, buf, offset);
+        if let Err(damage @ VolumeError::DiffAreaDamaged { slot, .. }) = &result {
+            let reason = format!("damaged: {damage}");
+            let users = self.state.slot_users().remove(slot).unwrap_or_default();
+            let records: Vec<Record> = users
+                .into_iter()
+                .map(|id| Record::Invalidate {
+                    id,
+                    reason: reason.clone(),
+                })
+                .collect();
+            // Not recorded (the journal refused it): the next open finds the damage again.
+            let _ = self.commit(&records, true);
+        }
+        result
     }
 
     /// Writes into a writable view: every touched chunk gets a fresh diff-area slot.
@@ -481,7 +562,7 @@ impl Core {
         let cur_start = first << shift;
         let cur_end = (last << shift).min(old_len);
         if cur_end > cur_start {
-            self.view_read(
+            self.view_read_checked(
                 id,
                 key,
                 live,
@@ -576,7 +657,7 @@ impl Core {
             .append(&[Record::Close])
             .and_then(|()| self.journal.sync())
             .map_err(|e| diff_error(self.journal.path(), e));
-        let _ = std::fs::remove_file(&self.lock_path);
+        self.locks = None;
         // Let go of the diff area's files now, even while handles keep this core alive (so the
         // folder can be removed or unmounted): nothing reads them once `closed` is set.
         if let Ok(null) = File::open("/dev/null") {

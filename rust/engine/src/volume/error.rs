@@ -36,10 +36,37 @@ pub enum VolumeError {
         #[source]
         source: io::Error,
     },
+    /// A diff-area slot no longer holds what its index record's CRC-32C says: the diff file was
+    /// damaged. The snapshots that use it are marked invalid.
+    #[error(
+        "diff area {}: slot {slot} at offset {offset} (chunk {chunk} of {key:?} in snapshot \
+         {id}) fails its CRC-32C: expected {expected:#010x}, found {found:#010x}; the snapshots \
+         that use it are invalid from now on",
+        path.display()
+    )]
+    DiffAreaDamaged {
+        path: PathBuf,
+        slot: u32,
+        offset: u64,
+        id: u64,
+        key: String,
+        chunk: u64,
+        expected: u32,
+        found: u32,
+    },
     #[error("volume journal {}: {message}; the volume was not opened", path.display())]
     Journal { path: PathBuf, message: String },
-    #[error("the volume's diff area {} is in use by process {pid}", dir.display())]
-    Busy { dir: PathBuf, pid: u32 },
+    /// Another volume holds the lock on this volume's root or diff area (`what`).
+    #[error(
+        "the volume's {what} {} is in use by {}; close that volume first",
+        dir.display(),
+        holder(*pid)
+    )]
+    Busy {
+        what: &'static str,
+        dir: PathBuf,
+        pid: Option<u32>,
+    },
     /// Operating-system I/O error on `path` (a live file, the root, an export).
     #[error("{}: {source}", path.display())]
     Io {
@@ -50,6 +77,15 @@ pub enum VolumeError {
 }
 
 pub type Result<T, E = VolumeError> = std::result::Result<T, E>;
+
+/// Who holds a lock, for [`VolumeError::Busy`].
+fn holder(pid: Option<u32>) -> String {
+    match pid {
+        Some(p) if p == std::process::id() => format!("another volume of this process (pid {p})"),
+        Some(p) => format!("process {p}"),
+        None => "another volume (its process is not known)".to_owned(),
+    }
+}
 
 impl VolumeError {
     pub fn invalid(name: &'static str, message: impl Into<String>) -> Self {

@@ -222,9 +222,11 @@ impl SnapshotView {
         })
     }
 
+    /// Reads as the snapshot shows the file; a diff-area chunk that fails its CRC-32C fails the
+    /// read (and marks the snapshot invalid) rather than showing wrong bytes.
     pub fn read(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        let core = lock(&self.shared)?;
-        core.view_read(self.id, &self.key, self.live.as_ref(), buf, offset)
+        let mut core = lock(&self.shared)?;
+        core.view_read_checked(self.id, &self.key, self.live.as_ref(), buf, offset)
     }
 
     fn check_writable(&self) -> Result<()> {

@@ -26,12 +26,21 @@
 //! In the diff-area folder: `vssim-volume.diff`, fixed 16 KiB slots (freed slots are reused, and
 //! the file is cut back when its last slots are freed); `vssim-volume.journal`, an append-only
 //! journal of checksummed, sequenced records (`journal.rs`): snapshot creations with their file
-//! tables, deletions, invalidations, and for every copy the chunk, its slot and the snapshots it
-//! serves (with `checksum_copies`, also a CRC-32C of the copied data, checked at open; without
-//! it, chunks go file to file inside the kernel with `copy_file_range` and only the index is
-//! checksummed). Opening a volume replays the journal into memory; the per-file chunk maps then
-//! live in memory and writes only ever append. A journal with no live snapshot left is rewritten
-//! at open to a header and the next id (write beside, fsync, rename, fsync the folder).
+//! tables, deletions, invalidations, and for every copy the chunk, its slot, the snapshots it
+//! serves and a CRC-32C of the copied data (`checksum_copies`, the default; off, chunks go file
+//! to file inside the kernel with `copy_file_range` and only the index is checksummed). Opening a
+//! volume replays the journal into memory; the per-file chunk maps then live in memory and writes
+//! only ever append. A journal with no live snapshot left is rewritten at open to a header and
+//! the next id (write beside, fsync, rename, fsync the folder).
+//!
+//! A new volume's journal header is made durable (with its folder entry) before the diff file is
+//! created, so a diff file beside a missing or empty journal can only mean the journal was lost:
+//! such an open is refused, nothing changed, unless `discard_snapshots` asks to start afresh.
+//!
+//! Every read of a snapshot view checks each diff-area slot it uses against its CRC-32C before
+//! any of its bytes are returned: a damaged slot fails the read with
+//! [`VolumeError::DiffAreaDamaged`] (file, offset, expected and found CRC) and marks invalid every
+//! snapshot that uses it. A slot past the end of the diff file is found at open.
 //!
 //! # Crash consistency
 //!
@@ -55,15 +64,23 @@
 //! bad sequence) marks every live snapshot invalid: the record lost may have described a copy
 //! whose live write followed. The invalidation records overwrite the bad tail, which is cut only
 //! once they are on disk, so a crash during recovery finds the bad tail again. A record that does
-//! not fit the state, and a diff slot whose data no longer matches its CRC, likewise invalidate
-//! the snapshots concerned. An
-//! invalid snapshot stays listed with its reason and can only be deleted. A lock file with the
-//! owner's pid keeps a second process off a volume in use.
+//! not fit the state, and a diff slot cut off the diff file, likewise invalidate the snapshots
+//! concerned (`recovery.rs` decides, without I/O). An invalid snapshot stays listed with its
+//! reason and can only be deleted.
+//!
+//! # Locks
+//!
+//! An open volume holds an advisory `flock` on a lock file in its root and one in its diff area
+//! (`lock.rs`), for its whole life: a second volume on the same root (whatever its diff area) or on
+//! the same diff area is refused with [`VolumeError::Busy`], in this process or another; the
+//! kernel drops the locks of a killed process. The root's lock file is not one of the volume's
+//! files (snapshots skip it, `open_file` refuses it).
 
 mod core;
 mod error;
 mod handle;
 pub(crate) mod journal;
+mod lock;
 mod open;
 mod paths;
 mod recovery;
@@ -86,10 +103,9 @@ use state::Gone;
 
 const JOURNAL_NAME: &str = "vssim-volume.journal";
 const DIFF_NAME: &str = "vssim-volume.diff";
-const LOCK_NAME: &str = "vssim-volume.lock";
 
 /// How a volume is opened.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct VolumeOptions {
     /// Diff-area limit in bytes (`vssadmin add shadowstorage /MaxSize=`); `None` = unbounded.
     pub diff_area_max_bytes: Option<u64>,
@@ -99,14 +115,30 @@ pub struct VolumeOptions {
     /// keeps its diff area allocated, so copies overwrite allocated space); 0 = cut back to the
     /// last used slot.
     pub diff_area_reserve_bytes: u64,
-    /// Copy old chunks through user space and keep a CRC-32C of each (checked when the volume
-    /// is opened: a damaged diff area then marks its snapshots invalid). Off, chunks are copied
-    /// file to file inside the kernel (`copy_file_range`), faster, and only the index is
-    /// checksummed.
+    /// Copy old chunks through user space and record a CRC-32C of each, checked whenever a
+    /// view reads the chunk (a damaged diff area then fails the read and marks its snapshots
+    /// invalid, never shows wrong bytes). On by default; off, chunks are copied file to file
+    /// inside the kernel (`copy_file_range`), faster, and their data is not checked.
     pub checksum_copies: bool,
+    /// Open even when the journal is missing or empty beside an existing diff file, discarding
+    /// the snapshots it held (otherwise such an open is refused and nothing is changed).
+    pub discard_snapshots: bool,
     /// The kernel boot id to record (tests simulate a reboot with it); `None` reads
     /// `/proc/sys/kernel/random/boot_id`.
     pub boot_id: Option<String>,
+}
+
+impl Default for VolumeOptions {
+    fn default() -> Self {
+        VolumeOptions {
+            diff_area_max_bytes: None,
+            durable: false,
+            diff_area_reserve_bytes: 0,
+            checksum_copies: true,
+            discard_snapshots: false,
+            boot_id: None,
+        }
+    }
 }
 
 /// A snapshot's state, for listings.

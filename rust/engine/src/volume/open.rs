@@ -3,15 +3,15 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::core::Core;
 use super::error::{Result, VolumeError};
 use super::journal::{Journal, Record};
+use super::lock::{LockFile, Locks, DIFF_LOCK_NAME, ROOT_LOCK_NAME};
 use super::recovery::{self, Continue, Recovered};
-use super::{Volume, VolumeOptions, DIFF_NAME, JOURNAL_NAME, LOCK_NAME};
+use super::{Volume, VolumeOptions, DIFF_NAME, JOURNAL_NAME};
 
 /// A journal longer than this, with no live snapshot, is rewritten from scratch at open.
 pub(crate) const COMPACT_AT: u64 = if cfg!(test) { 4096 } else { 1 << 20 };
@@ -20,56 +20,6 @@ fn read_boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "unknown".to_owned())
-}
-
-fn pid_alive(pid: u32) -> bool {
-    let alive = Path::new(&format!("/proc/{pid}")).exists();
-    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false);
-    alive && !zombie
-}
-
-/// Takes the diff area's lock file: our pid is written to a private file which is then
-/// hard-linked into place (atomic, and never seen empty). A lock left by a process that is gone
-/// (killed) is taken over.
-fn take_lock(dir: &Path) -> Result<PathBuf> {
-    let path = dir.join(LOCK_NAME);
-    let mine = dir.join(format!("{LOCK_NAME}.{}", std::process::id()));
-    std::fs::write(&mine, format!("{}\n", std::process::id()))
-        .map_err(|e| VolumeError::io(&mine, e))?;
-    let taken = take_lock_with(dir, &path, &mine);
-    let _ = std::fs::remove_file(&mine);
-    taken.map(|()| path)
-}
-
-fn take_lock_with(dir: &Path, path: &Path, mine: &Path) -> Result<()> {
-    for _ in 0..3 {
-        match std::fs::hard_link(mine, path) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let owner = std::fs::read_to_string(path)
-                    .ok()
-                    .and_then(|t| t.trim().parse::<u32>().ok());
-                if let Some(pid) = owner.filter(|&p| pid_alive(p)) {
-                    return Err(VolumeError::Busy {
-                        dir: dir.to_owned(),
-                        pid,
-                    });
-                }
-                let _ = std::fs::remove_file(path); // stale: its owner is gone
-            }
-            Err(e) => return Err(VolumeError::io(path, e)),
-        }
-    }
-    Err(VolumeError::Busy {
-        dir: dir.to_owned(),
-        pid: 0,
-    })
 }
 
 impl Volume {
@@ -84,6 +34,8 @@ impl Volume {
                 format!("{} is not a directory", root.display()),
             ));
         }
+        // The root's lock first: a refused open leaves no new diff-area folder behind.
+        let root_lock = LockFile::take(&root, ROOT_LOCK_NAME, "root")?;
         std::fs::create_dir_all(diff_dir).map_err(|e| VolumeError::io(diff_dir, e))?;
         let diff_dir = std::fs::canonicalize(diff_dir).map_err(|e| VolumeError::io(diff_dir, e))?;
         if root.starts_with(&diff_dir) {
@@ -96,27 +48,29 @@ impl Volume {
                 ),
             ));
         }
-        let lock_path = take_lock(&diff_dir)?;
-        match Self::open_locked(&root, &diff_dir, &options, lock_path.clone()) {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                let _ = std::fs::remove_file(&lock_path);
-                Err(e)
-            }
-        }
+        let locks = Locks {
+            root: root_lock,
+            diff: LockFile::take(&diff_dir, DIFF_LOCK_NAME, "diff area")?,
+        };
+        Self::open_locked(&root, &diff_dir, &options, locks)
     }
 
     fn open_locked(
         root: &Path,
         diff_dir: &Path,
         options: &VolumeOptions,
-        lock_path: PathBuf,
+        locks: Locks,
     ) -> Result<Volume> {
+        // On a failure from here on the locks are dropped: released, their files removed.
         let files = DiffAreaFiles::open(diff_dir)?;
         let boot_id = options.boot_id.clone().unwrap_or_else(read_boot_id);
-        let recovered =
+        let mut recovered =
             recovery::recover(&files.bytes, &boot_id).map_err(|m| files.journal_error(m))?;
-        let (mut core, mut pending) = files.into_core(root, options, lock_path, recovered)?;
+        if recovered.journal == Continue::Fresh {
+            let discarded = files.check_fresh(options.discard_snapshots)?;
+            recovered.notes.extend(discarded);
+        }
+        let (mut core, mut pending) = files.into_core(root, options, locks, recovered)?;
         if core.state.snaps.is_empty() && core.journal.len() > COMPACT_AT {
             compact(&mut core)?;
             pending.clear();
@@ -140,30 +94,40 @@ impl Volume {
     }
 }
 
-/// The diff area's two files, open (created if missing), and the journal's bytes.
+/// The diff area's journal as found (its bytes, and its file if it exists) and whether the
+/// diff file exists. Nothing is created until recovery has decided the volume may open.
 struct DiffAreaFiles {
     dir: PathBuf,
     journal_path: PathBuf,
-    journal: File,
+    journal: Option<File>,
     bytes: Vec<u8>,
     diff_path: PathBuf,
-    diff: File,
 }
 
 impl DiffAreaFiles {
     fn open(dir: &Path) -> Result<Self> {
         let journal_path = dir.join(JOURNAL_NAME);
-        let diff_path = dir.join(DIFF_NAME);
-        let journal = open_rw(&journal_path)?;
-        let bytes = std::fs::read(&journal_path).map_err(|e| VolumeError::io(&journal_path, e))?;
-        let diff = open_rw(&diff_path)?;
+        let journal = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&journal_path)
+        {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(VolumeError::io(&journal_path, e)),
+        };
+        let bytes = match &journal {
+            Some(_) => {
+                std::fs::read(&journal_path).map_err(|e| VolumeError::io(&journal_path, e))?
+            }
+            None => Vec::new(),
+        };
         Ok(DiffAreaFiles {
             dir: dir.to_owned(),
             journal_path,
             journal,
             bytes,
-            diff_path,
-            diff,
+            diff_path: dir.join(DIFF_NAME),
         })
     }
 
@@ -174,13 +138,70 @@ impl DiffAreaFiles {
         }
     }
 
-    /// The volume's core as recovery left it, with the records still to append. Used slots are
-    /// read back here: a slot that no longer holds what its CRC says invalidates its snapshots.
+    /// A journal that records nothing is only a new volume's when no diff file exists: a fresh
+    /// journal's header is durable before its diff file is made, so a diff file beside an
+    /// empty or missing journal means the journal was lost, and its snapshots with it. Refused
+    /// (nothing changed), unless `discard` — then the diff file is emptied and a note says so.
+    fn check_fresh(&self, discard: bool) -> Result<Option<String>> {
+        let Ok(meta) = std::fs::metadata(&self.diff_path) else {
+            return Ok(None);
+        };
+        let how = match (&self.journal, self.bytes.len()) {
+            (None, _) => "is missing",
+            (Some(_), 0) => "is empty",
+            _ => "holds only part of its first header",
+        };
+        let found = format!("{DIFF_NAME} ({} bytes)", meta.len());
+        if !discard {
+            return Err(self.journal_error(format!(
+                "{how}, but the diff file {found} is there: the journal was lost, and with it \
+                 the list of the snapshots that diff file holds; open with discard_snapshots \
+                 (`vssim volume … --discard-snapshots`) to start afresh without them"
+            )));
+        }
+        let diff = open_rw(&self.diff_path)?;
+        diff.set_len(0)
+            .map_err(|e| VolumeError::io(&self.diff_path, e))?;
+        Ok(Some(format!(
+            "the journal {how}: the snapshots of the diff file {found} were discarded \
+             (discard_snapshots)"
+        )))
+    }
+
+    /// The journal, ready for appends (a fresh one gets its header, durable with its folder
+    /// entry before the diff file can exist), and the diff file (created if missing).
+    fn create(self, how: Continue) -> Result<(Journal, File, PathBuf, PathBuf)> {
+        let io = |e| VolumeError::io(&self.journal_path, e);
+        let journal = match (self.journal, how) {
+            (Some(file), Continue::Resume { len, records }) => {
+                Journal::resume(file, &self.journal_path, len, records).map_err(io)?
+            }
+            (file, _) => {
+                let file = match file {
+                    Some(f) => f,
+                    None => open_rw(&self.journal_path)?,
+                };
+                let mut j = Journal::resume(file, &self.journal_path, 0, 0).map_err(io)?;
+                j.append(&[recovery::header()]).map_err(io)?;
+                j.sync().map_err(io)?;
+                File::open(&self.dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| VolumeError::io(&self.dir, e))?;
+                j
+            }
+        };
+        let diff = open_rw(&self.diff_path)?;
+        Ok((journal, diff, self.diff_path, self.dir))
+    }
+
+    /// The volume's core as recovery left it, with the records still to append. A used slot
+    /// past the end of the diff file invalidates its snapshots (its data is gone); the data of
+    /// the others is checked against its CRC-32C when a view reads it.
     fn into_core(
         self,
         root: &Path,
         options: &VolumeOptions,
-        lock_path: PathBuf,
+        locks: Locks,
         recovered: Recovered,
     ) -> Result<(Core, Vec<Record>)> {
         let Recovered {
@@ -189,28 +210,29 @@ impl DiffAreaFiles {
             mut pending,
             journal,
         } = recovered;
-        let diff_len = self
-            .diff
+        let journal_path = self.journal_path.clone();
+        let (journal, diff, diff_path, diff_dir) = self.create(journal)?;
+        let diff_len = diff
             .metadata()
-            .map_err(|e| VolumeError::io(&self.diff_path, e))?
+            .map_err(|e| VolumeError::io(&diff_path, e))?
             .len();
-        let mut buf = vec![0u8; state.chunk_size() as usize];
         let (more, more_notes) =
-            recovery::invalidate_damaged_slots(&mut state, diff_len, |slot, crc| {
-                crc.is_none_or(|crc| slot_crc(&self.diff, slot, &mut buf) == Some(crc))
-            })
-            .map_err(|m| self.journal_error(m))?;
+            recovery::invalidate_missing_slots(&mut state, diff_len).map_err(|message| {
+                VolumeError::Journal {
+                    path: journal_path,
+                    message,
+                }
+            })?;
         pending.extend(more);
         notes.extend(more_notes);
-        let journal = continue_journal(self.journal, &self.journal_path, journal)?;
         let core = Core {
             root: root.to_owned(),
-            diff_dir: self.dir,
+            diff_dir,
             state,
             journal,
-            diff: self.diff,
-            diff_path: self.diff_path,
-            lock_path,
+            diff,
+            diff_path,
+            locks: Some(locks),
             limit: options.diff_area_max_bytes,
             durable: options.durable,
             auto_deleted: Vec::new(),
@@ -235,27 +257,6 @@ fn open_rw(path: &Path) -> Result<File> {
         .truncate(false)
         .open(path)
         .map_err(|e| VolumeError::io(path, e))
-}
-
-/// The journal, ready for appends: a fresh one gets its header first.
-fn continue_journal(file: File, path: &Path, how: Continue) -> Result<Journal> {
-    let io = |e| VolumeError::io(path, e);
-    match how {
-        Continue::Fresh => {
-            let mut j = Journal::resume(file, path, 0, 0).map_err(io)?;
-            j.append(&[recovery::header()]).map_err(io)?;
-            Ok(j)
-        }
-        Continue::Resume { len, records } => Journal::resume(file, path, len, records).map_err(io),
-    }
-}
-
-/// The CRC-32C of diff-area slot `slot` as the file holds it, read into `buf` (one slot long);
-/// None when it cannot be read.
-fn slot_crc(diff: &File, slot: u32, buf: &mut [u8]) -> Option<u32> {
-    diff.read_exact_at(buf, u64::from(slot) * buf.len() as u64)
-        .ok()
-        .map(|()| crc32c::crc32c(buf))
 }
 
 /// Rewrites the journal of a volume with nothing live to its header and the next id.

@@ -3,6 +3,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use super::lock::ROOT_LOCK_NAME;
 use super::VolumeError;
 
 /// A file on the volume: its key (the path relative to the root, `/`-separated, symlinks inside the
@@ -94,11 +95,14 @@ pub(crate) fn resolve(root: &Path, diff_dir: &Path, path: &Path) -> Result<Resol
     if key.is_empty() {
         return Err(outside(path, root, "names the root itself, not a file"));
     }
+    if key == ROOT_LOCK_NAME {
+        return Err(outside(path, root, "it is the volume's lock file"));
+    }
     Ok(Resolved { key, abs })
 }
 
-/// Every regular file under `root` (symlinks and the diff area skipped), with its length, keys
-/// sorted.
+/// Every regular file under `root` (symlinks, the diff area and the root's lock file skipped),
+/// with its length, keys sorted.
 pub(crate) fn walk(root: &Path, diff_dir: &Path) -> std::io::Result<Vec<(String, u64)>> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_owned()];
@@ -114,8 +118,12 @@ pub(crate) fn walk(root: &Path, diff_dir: &Path) -> std::io::Result<Vec<(String,
                 stack.push(p);
             } else if meta.is_file() {
                 if let Ok(rel) = p.strip_prefix(root) {
-                    if let Some(key) = rel.to_str() {
-                        out.push((key.replace(std::path::MAIN_SEPARATOR, "/"), meta.len()));
+                    match rel.to_str() {
+                        // The volume's own lock file is not one of its files.
+                        Some(ROOT_LOCK_NAME) | None => {}
+                        Some(key) => {
+                            out.push((key.replace(std::path::MAIN_SEPARATOR, "/"), meta.len()))
+                        }
                     }
                 }
             }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 
+use super::lock::{DIFF_LOCK_NAME, ROOT_LOCK_NAME};
 use super::open::COMPACT_AT;
 use super::*;
 use crate::cow::CowTracker;
@@ -46,6 +47,15 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Ends a session as `kill -9` would: no clean close (the core lives on, unreachable), and its
+/// locks dropped as the kernel drops a dead process's (the lock files stay).
+fn die(v: &Volume) {
+    if let Some(locks) = lock(&v.shared).unwrap().locks.take() {
+        locks.drop_as_if_killed();
+    }
+    std::mem::forget(v.shared.clone());
 }
 
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
@@ -239,7 +249,7 @@ fn torn_journal_tail_marks_snapshots_invalid() {
         write(&v, "f", 0, &pattern(4 * K as usize, 1));
         s = v.create_snapshot().unwrap();
         write(&v, "f", 0, &pattern(100, 2));
-        std::mem::forget(v.shared.clone()); // no clean close: the process "died"
+        die(&v); // no clean close: the process "died"
     }
     // Cut the last record (the copy) in half, as a crash during its append would.
     let j = journal_path(&t);
@@ -247,7 +257,7 @@ fn torn_journal_tail_marks_snapshots_invalid() {
     let scan = journal::scan(&bytes);
     let (_, off, _) = scan.records.last().unwrap();
     std::fs::write(&j, &bytes[..*off as usize + 10]).unwrap();
-    std::fs::remove_file(t.diff().join(LOCK_NAME)).unwrap();
+    std::fs::remove_file(t.diff().join(DIFF_LOCK_NAME)).unwrap();
     let v = t.open();
     let err = view_bytes(&v, s, "f").unwrap_err();
     assert!(matches!(err, VolumeError::SnapshotInvalid { .. }), "{err}");
@@ -278,9 +288,9 @@ fn unclean_session_on_an_earlier_boot_is_not_trusted_unless_durable() {
             write(&v, "f", 0, &pattern(2 * K as usize, 1));
             s = v.create_snapshot().unwrap();
             write(&v, "f", 0, &pattern(10, 2));
-            std::mem::forget(v.shared.clone());
+            die(&v);
         }
-        std::fs::remove_file(t.diff().join(LOCK_NAME)).unwrap();
+        std::fs::remove_file(t.diff().join(DIFF_LOCK_NAME)).unwrap();
         // Same boot: a killed process loses nothing the kernel took.
         let same = t
             .open_with(VolumeOptions {
@@ -292,8 +302,8 @@ fn unclean_session_on_an_earlier_boot_is_not_trusted_unless_durable() {
             view_bytes(&same, s, "f").unwrap(),
             pattern(2 * K as usize, 1)
         );
-        std::mem::forget(same.shared.clone());
-        std::fs::remove_file(t.diff().join(LOCK_NAME)).unwrap();
+        die(&same);
+        std::fs::remove_file(t.diff().join(DIFF_LOCK_NAME)).unwrap();
         let other = t
             .open_with(VolumeOptions {
                 boot_id: Some("boot-2".into()),
@@ -321,9 +331,9 @@ fn unclean_session_on_an_earlier_boot_is_not_trusted_unless_durable() {
         write(&v, "f", 0, &pattern(2 * K as usize, 1));
         s = v.create_snapshot().unwrap();
         write(&v, "f", 0, &pattern(10, 2));
-        std::mem::forget(v.shared.clone());
+        die(&v);
     }
-    std::fs::remove_file(t.diff().join(LOCK_NAME)).unwrap();
+    std::fs::remove_file(t.diff().join(DIFF_LOCK_NAME)).unwrap();
     let v = t
         .open_with(VolumeOptions {
             boot_id: Some("boot-2".into()),
@@ -367,7 +377,7 @@ fn a_journal_that_is_not_ours_is_refused_untouched() {
         std::fs::read(journal_path(&t)).unwrap(),
         b"not a journal at all"
     );
-    assert!(!t.diff().join(LOCK_NAME).exists());
+    assert!(!t.diff().join(DIFF_LOCK_NAME).exists());
 }
 
 #[test]
@@ -428,6 +438,50 @@ fn a_second_opener_is_refused_while_the_first_lives() {
     assert!(matches!(err, VolumeError::Busy { .. }), "{err}");
     drop(v);
     t.open();
+}
+
+#[test]
+fn a_second_volume_on_the_same_root_is_refused_whatever_its_diff_area() {
+    // Issue 15 item 5: with only the diff area locked, a second volume on the same root with
+    // another diff area wrote freely, and the first one's snapshot view showed the new bytes.
+    let t = TempDir::new("rootlock");
+    let v = t.open();
+    write(&v, "f", 0, &pattern(2 * K as usize, 1));
+    let s = v.create_snapshot().unwrap();
+    let other = t.0.join("other-diff");
+    let err = Volume::open(&t.root(), &other, VolumeOptions::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(&err, VolumeError::Busy { what: "root", .. }),
+        "{err}"
+    );
+    assert!(
+        msg.contains(&t.root().canonicalize().unwrap().display().to_string()),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("pid {}", std::process::id())),
+        "{msg}"
+    );
+    // The same root through a symlink is the same root.
+    let alias = t.0.join("alias");
+    std::os::unix::fs::symlink(t.root(), &alias).unwrap();
+    assert!(matches!(
+        Volume::open(&alias, &other, VolumeOptions::default()),
+        Err(VolumeError::Busy { what: "root", .. })
+    ));
+    // Nothing of the refused opens was left behind, and the view is still the snapshot's.
+    assert!(!other.exists(), "a refused open makes no diff-area folder");
+    assert_eq!(view_bytes(&v, s, "f").unwrap(), pattern(2 * K as usize, 1));
+    // The lock file is the volume's, not one of its files.
+    assert_eq!(v.snapshot_files(s).unwrap(), vec![("f".to_owned(), 2 * K)]);
+    assert!(matches!(
+        v.open_file(Path::new(ROOT_LOCK_NAME), false),
+        Err(VolumeError::OutsideRoot { .. })
+    ));
+    drop(v);
+    assert!(!t.root().join(ROOT_LOCK_NAME).exists());
+    Volume::open(&t.root(), &other, VolumeOptions::default()).unwrap();
 }
 
 #[test]
@@ -844,14 +898,14 @@ fn a_lock_left_by_a_dead_process_is_taken_over() {
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead = child.id();
     child.wait().unwrap();
-    std::fs::write(t.diff().join(LOCK_NAME), format!("{dead}\n")).unwrap();
+    std::fs::write(t.diff().join(DIFF_LOCK_NAME), format!("{dead}\n")).unwrap();
     let v = t.open();
     assert_eq!(
-        std::fs::read_to_string(t.diff().join(LOCK_NAME)).unwrap(),
+        std::fs::read_to_string(t.diff().join(DIFF_LOCK_NAME)).unwrap(),
         format!("{}\n", std::process::id())
     );
     drop(v);
-    assert!(!t.diff().join(LOCK_NAME).exists());
+    assert!(!t.diff().join(DIFF_LOCK_NAME).exists());
 }
 
 #[test]
@@ -863,6 +917,8 @@ fn a_journal_whose_first_header_was_cut_short_starts_anew() {
     let scan = journal::scan(&bytes);
     let (_, second, _) = scan.records[1];
     for cut in [0usize, 1, 5, second as usize - 1] {
+        // A crash inside a fresh journal's header comes before its diff file is made.
+        let _ = std::fs::remove_file(t.diff().join(DIFF_NAME));
         std::fs::write(&j, &bytes[..cut]).unwrap();
         let v = t.open();
         assert!(v.live_snapshots().unwrap().is_empty());
@@ -908,4 +964,130 @@ fn a_record_that_does_not_fit_the_index_invalidates_and_is_dropped() {
     let v = t.open();
     assert!(v.recovery_notes().unwrap().is_empty());
     assert!(view_bytes(&v, s, "f").is_err());
+}
+
+/// A closed volume with snapshot 1 of `f` whose first chunk was copied to the diff area.
+fn volume_with_a_copy(t: &TempDir, options: VolumeOptions) -> u64 {
+    let v = t.open_with(options).unwrap();
+    write(&v, "f", 0, &pattern(2 * K as usize, 1));
+    let s = v.create_snapshot().unwrap();
+    write(&v, "f", 0, &pattern(100, 2));
+    s
+}
+
+#[test]
+fn a_missing_or_empty_journal_beside_a_diff_file_is_refused_and_nothing_changes() {
+    // Issue 15 item 7: deleting or emptying the journal made the next open start afresh, with no
+    // note, and truncate the diff file (the snapshots silently gone).
+    let t = TempDir::new("nojournal");
+    volume_with_a_copy(&t, VolumeOptions::default());
+    let diff = std::fs::read(t.diff().join(DIFF_NAME)).unwrap();
+    assert_eq!(diff.len() as u64, K);
+    for emptied in [false, true] {
+        if emptied {
+            std::fs::write(journal_path(&t), b"").unwrap();
+        } else {
+            std::fs::remove_file(journal_path(&t)).unwrap();
+        }
+        let err = t.open_with(VolumeOptions::default()).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, VolumeError::Journal { .. }), "{msg}");
+        assert!(
+            msg.contains(if emptied { "is empty" } else { "is missing" }),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!("{} ({} bytes)", DIFF_NAME, K)),
+            "{msg}"
+        );
+        assert!(msg.contains("discard_snapshots"), "{msg}");
+        assert_eq!(std::fs::read(t.diff().join(DIFF_NAME)).unwrap(), diff);
+        assert_eq!(journal_path(&t).exists(), emptied, "no journal was made up");
+        assert!(!t.diff().join(DIFF_LOCK_NAME).exists());
+    }
+    // Asked for, the snapshots are discarded, and it says so.
+    let v = t
+        .open_with(VolumeOptions {
+            discard_snapshots: true,
+            ..Default::default()
+        })
+        .unwrap();
+    let notes = v.recovery_notes().unwrap().join("\n");
+    assert!(notes.contains("discarded"), "{notes}");
+    assert!(v.snapshots().unwrap().is_empty());
+    assert_eq!(v.stats().unwrap().diff_file_bytes, 0);
+    drop(v);
+    assert!(t.open().recovery_notes().unwrap().is_empty());
+}
+
+#[test]
+fn a_zeroed_diff_file_is_found_by_the_view_that_reads_it() {
+    // Issue 15 item 7: with default options a zeroed diff file gave wrong snapshot bytes while
+    // the snapshot stayed live.
+    let t = TempDir::new("zeroed");
+    let s = volume_with_a_copy(&t, VolumeOptions::default());
+    let d = t.diff().join(DIFF_NAME);
+    let len = std::fs::metadata(&d).unwrap().len();
+    std::fs::write(&d, vec![0u8; len as usize]).unwrap();
+    let v = t.open();
+    let err = view_bytes(&v, s, "f").unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, VolumeError::DiffAreaDamaged { .. }), "{msg}");
+    assert!(
+        msg.contains(&d.canonicalize().unwrap().display().to_string()),
+        "{msg}"
+    );
+    assert!(msg.contains("offset 0"), "{msg}");
+    let want = crc32c::crc32c(&pattern(2 * K as usize, 1)[..K as usize]);
+    assert!(msg.contains(&format!("expected {want:#010x}")), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "found {:#010x}",
+            crc32c::crc32c(&[0u8; K as usize])
+        )),
+        "{msg}"
+    );
+    // The snapshot is reported as damaged from then on, in this session and the next.
+    let listed = v.snapshots().unwrap();
+    assert!(
+        matches!(&listed[0].state, SnapshotState::Invalid(r) if r.contains("CRC-32C")),
+        "{listed:?}"
+    );
+    assert!(matches!(
+        view_bytes(&v, s, "f"),
+        Err(VolumeError::SnapshotInvalid { .. })
+    ));
+    drop(v);
+    let v = t.open();
+    assert!(matches!(
+        view_bytes(&v, s, "f"),
+        Err(VolumeError::SnapshotInvalid { .. })
+    ));
+}
+
+#[test]
+fn a_diff_file_damaged_while_the_volume_is_open_is_found_too() {
+    let t = TempDir::new("zeroed-live");
+    let v = t.open();
+    write(&v, "f", 0, &pattern(3 * K as usize, 1));
+    let s = v.create_snapshot().unwrap();
+    write(&v, "f", K, &pattern(10, 2));
+    let view = v.open_view(s, Path::new("f"), false).unwrap();
+    let mut one = vec![0u8; 10];
+    view.read(&mut one, K + 5).unwrap();
+    let d = std::fs::OpenOptions::new()
+        .write(true)
+        .open(t.diff().join(DIFF_NAME))
+        .unwrap();
+    d.write_all_at(b"garbage", 100).unwrap();
+    // A read of any part of the damaged chunk fails, and the snapshot is invalid from then on,
+    // also where it reads the live file.
+    assert!(matches!(
+        view.read(&mut one, K + 5000),
+        Err(VolumeError::DiffAreaDamaged { .. })
+    ));
+    assert!(matches!(
+        view.read(&mut one, 0),
+        Err(VolumeError::SnapshotInvalid { .. })
+    ));
 }

@@ -38,6 +38,70 @@ pub const LOGICAL_SECTOR: u64 = 512;
 /// Physical sector size of the disks the model describes.
 pub const PHYSICAL_SECTOR: u64 = 4096;
 const UNALLOCATED: u32 = u32::MAX;
+/// Blocks per page of [`BlockTable`]: 4,096 (128 GiB of disk at the default 32 MiB blocks).
+const PAGE: u64 = 4096;
+
+/// Where a disk's payload blocks sit in its file, in MiB. The blocks allocated when the disk was
+/// made lie in order from the data region: computed, not stored. Blocks allocated later are kept
+/// in pages of [`PAGE`] entries, each made when a block in it is first allocated — so memory
+/// follows what the guest wrote, not the disk's size (a flat table of a 64 TiB disk in 32 MiB
+/// blocks is 8 MiB, for every VM).
+#[derive(Debug, Clone)]
+struct BlockTable {
+    /// Blocks `0..initial` sit in order from `data_start`.
+    initial: u64,
+    data_start: u64,
+    block_size: u64,
+    /// Pages of later allocations (MiB offsets, or `UNALLOCATED`), by page number, ascending.
+    pages: Vec<(u64, Box<[u32]>)>,
+    /// Blocks allocated by writes since the disk was made.
+    later: u64,
+}
+
+impl BlockTable {
+    fn new(initial: u64, data_start: u64, block_size: u64) -> Self {
+        BlockTable {
+            initial,
+            data_start,
+            block_size,
+            pages: Vec::new(),
+            later: 0,
+        }
+    }
+
+    /// The MiB of the file where `block` starts, if it is allocated.
+    fn get(&self, block: u64) -> Option<u64> {
+        if block < self.initial {
+            return Some((self.data_start + block * self.block_size) / MIB);
+        }
+        let k = self
+            .pages
+            .binary_search_by_key(&(block / PAGE), |p| p.0)
+            .ok()?;
+        let mib = self.pages[k].1[(block % PAGE) as usize];
+        (mib != UNALLOCATED).then_some(u64::from(mib))
+    }
+
+    /// Records that `block` (not allocated yet) now starts at MiB `mib` of the file.
+    fn allocate(&mut self, block: u64, mib: u32) {
+        let page = block / PAGE;
+        let k = match self.pages.binary_search_by_key(&page, |p| p.0) {
+            Ok(k) => k,
+            Err(k) => {
+                let fresh = vec![UNALLOCATED; PAGE as usize].into_boxed_slice();
+                self.pages.insert(k, (page, fresh));
+                k
+            }
+        };
+        self.pages[k].1[(block % PAGE) as usize] = mib;
+        self.later += 1;
+    }
+
+    /// Blocks allocated in all.
+    fn count(&self) -> u64 {
+        self.initial + self.later
+    }
+}
 
 /// Fixed disks preallocate every block; dynamic disks allocate on first write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +124,7 @@ pub struct VhdxModel {
     block_size: u64,
     kind: DiskKind,
     geo: Geometry,
-    /// File offset of each payload block, in MiB, or `UNALLOCATED`.
-    block_mib: Vec<u32>,
+    blocks: BlockTable,
     file_size: u64,
     /// Next log entry's offset in the ring.
     log_pos: u64,
@@ -69,7 +132,6 @@ pub struct VhdxModel {
     session_open: bool,
     /// Whether the log is in use (LogGuid set) in this session.
     log_active: bool,
-    blocks_allocated: u64,
 }
 
 impl VhdxModel {
@@ -101,26 +163,16 @@ impl VhdxModel {
             DiskKind::Fixed => blocks,
             DiskKind::Dynamic => allocated.div_ceil(block_size),
         };
-        let block_mib = (0..blocks)
-            .map(|b| {
-                if b < initially {
-                    ((data_start + b * block_size) / MIB) as u32
-                } else {
-                    UNALLOCATED
-                }
-            })
-            .collect();
         Ok(VhdxModel {
             virtual_size,
             block_size,
             kind,
             geo,
-            block_mib,
+            blocks: BlockTable::new(initially, data_start, block_size),
             file_size: data_start + initially * block_size,
             log_pos: 0,
             session_open: false,
             log_active: false,
-            blocks_allocated: 0,
         })
     }
 
@@ -152,28 +204,22 @@ impl VhdxModel {
 
     /// File offset of payload block `block`, if allocated.
     pub fn block_offset(&self, block: u64) -> Option<u64> {
-        self.block_mib
-            .get(block as usize)
-            .filter(|&&m| m != UNALLOCATED)
-            .map(|&m| u64::from(m) * MIB)
+        self.blocks.get(block).map(|m| m * MIB)
     }
 
     /// Blocks allocated by writes since the model was made.
     pub fn blocks_allocated(&self) -> u64 {
-        self.blocks_allocated
+        self.blocks.later
     }
 
     /// Payload bytes present in the file (what a backup of the disk's allocated data reads).
     pub fn allocated_bytes(&self) -> u64 {
-        let n = self.block_mib.iter().filter(|&&m| m != UNALLOCATED).count() as u64;
-        (n * self.block_size).min(self.virtual_size)
+        (self.blocks.count() * self.block_size).min(self.virtual_size)
     }
 
     /// Whether payload block `block` holds data in the file.
     pub fn is_allocated(&self, block: u64) -> bool {
-        self.block_mib
-            .get(block as usize)
-            .is_some_and(|&m| m != UNALLOCATED)
+        self.blocks.get(block).is_some()
     }
 
     /// Payload blocks the guest write `[offset, offset + length)` would allocate now.
@@ -225,20 +271,22 @@ impl VhdxModel {
         while pos < end {
             let block = pos / self.block_size;
             let block_end = ((block + 1) * self.block_size).min(end);
-            if self.block_mib[block as usize] == UNALLOCATED {
-                let at = self.file_size.div_ceil(MIB) * MIB;
-                self.block_mib[block as usize] = (at / MIB) as u32;
-                self.file_size = at + self.block_size;
-                self.blocks_allocated += 1;
-                allocated += 1;
-                let page = self.geo.pb_index(block) * 8 / LOG_SECTOR;
-                if !pages.contains(&page) {
-                    pages.push(page);
+            let file_mib = match self.blocks.get(block) {
+                Some(mib) => mib,
+                None => {
+                    let at = self.file_size.div_ceil(MIB) * MIB;
+                    self.blocks.allocate(block, (at / MIB) as u32);
+                    self.file_size = at + self.block_size;
+                    allocated += 1;
+                    let page = self.geo.pb_index(block) * 8 / LOG_SECTOR;
+                    if !pages.contains(&page) {
+                        pages.push(page);
+                    }
+                    at / MIB
                 }
-            }
-            let file_block = u64::from(self.block_mib[block as usize]) * MIB;
+            };
             emit(Piece {
-                offset: file_block + pos % self.block_size,
+                offset: file_mib * MIB + pos % self.block_size,
                 length: (block_end - pos) as u32,
             });
             pos = block_end;
@@ -444,6 +492,29 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_huge_disk_costs_what_it_touches() {
+        // Issue 15 item 11: the flat block table of a 64 TiB disk was 8 MiB per VM.
+        let mut m = VhdxModel::new(64 << 40, 32 * MIB, DiskKind::Dynamic, 64 * MIB).unwrap();
+        assert!(m.blocks.pages.is_empty());
+        assert_eq!(m.allocated_bytes(), 64 * MIB);
+        let far = (64u64 << 40) - 32 * MIB;
+        pieces(&mut m, far, 4096);
+        pieces(&mut m, 10 * MIB, 4096); // an initial block: no page
+        pieces(&mut m, far - PAGE * 32 * MIB, 4096); // another page
+        assert_eq!(m.blocks.pages.len(), 2);
+        assert_eq!(m.blocks_allocated(), 2);
+        assert_eq!(m.allocated_bytes(), 4 * 32 * MIB);
+        let first = m.data_offset() + 2 * 32 * MIB;
+        assert_eq!(m.block_offset(far / (32 * MIB)), Some(first));
+        assert_eq!(
+            m.block_offset(far / (32 * MIB) - PAGE),
+            Some(first + 32 * MIB)
+        );
+        assert_eq!(m.block_offset(1), Some(m.data_offset() + 32 * MIB));
+        assert_eq!(m.block_offset(5), None);
     }
 
     #[test]
