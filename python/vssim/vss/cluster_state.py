@@ -31,6 +31,10 @@ class ShadowCopy:
     provider_id: str
     attributes: int
     backend_handle: int | None = None
+    #: ``ExposeSnapshot``: the drive letter, mount point or share it is exposed as, and the
+    #: folder of it a share exposes ("" for its root).
+    exposed_name: str = ""
+    exposed_path: str = ""
 
 
 @dataclass
@@ -52,6 +56,15 @@ class ClusterState:
     def __post_init__(self) -> None:
         for c in self.scenario.csvs:
             self.coordinators.setdefault(c.name, c.coordinator)
+
+    def csv_backup_holder(self, csv: str, now: float) -> str | None:
+        """2008 R2: who holds ``csv`` in backup (``ClusterPrepareSharedVolumeForBackup`` refuses
+        a second backup), or None when it is free."""
+        holder = self.backup_in_progress.get(csv)
+        stale = self.stale_backup_until.get(csv, 0.0)
+        if holder is None and stale > now:
+            holder = f"a backup whose requester died; clears at {stale:.0f} s"
+        return holder
 
     def new_id(self, kind: str) -> uuid.UUID:
         """A fresh deterministic id (the n-th id this cluster ever made)."""
