@@ -201,7 +201,7 @@ class Management(ClientBase):
             doc = parse(xml)
         except InvalidDocument:
             self.con.w(*com_error(CALL_INITIALIZE_FOR_BACKUP_XML, HResult.VSS_E_INVALID_XML_DOCUMENT))
-            raise Thrown(0x80042311) from None
+            raise Thrown(HResult.VSS_E_INVALID_XML_DOCUMENT) from None
         self.con.w("- Setting the VSS context to: 0xffffffff")
         self.context = 0xFFFFFFFF
         return [d.snapshot_id for d in doc.snapshots]
@@ -254,7 +254,7 @@ class Management(ClientBase):
             if hr:
                 self.con.w(*com_error(call, hr))
                 raise Thrown(hr)
-        hr = int(HResult.VSS_E_BAD_STATE) if not pairs else 0x800423F7
+        hr = int(HResult.VSS_E_BAD_STATE if not pairs else HResult.VSS_E_LEGACY_PROVIDER)
         self.con.w(WAITING)
         self.con.w(*async_error(hr))
         raise Thrown(hr)

@@ -40,7 +40,7 @@ class Restore(ClientBase):
             self.doc = parse(xml)
         except InvalidDocument:
             self.con.w(*com_error(CALL_INITIALIZE_FOR_RESTORE, HResult.VSS_E_INVALID_XML_DOCUMENT))
-            raise Thrown(0x80042311) from None
+            raise Thrown(HResult.VSS_E_INVALID_XML_DOCUMENT) from None
         self.context = VSS_CTX_ALL
         self.during_restore = True
 
