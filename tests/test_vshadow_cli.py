@@ -71,7 +71,8 @@ def test_seed_experiment_2012_verifies_and_backs_up_every_vm_of_the_csv(tmp_path
     sc = load_scenario(SEED)
     assert text.count("   - Add component ") == len(sc.vms_by_csv["Cluster Disk 1"])
     r = t.result
-    assert r is not None and r.ok
+    assert r is not None
+    assert r.ok
     assert sorted(r.frozen_vms) == sorted(vm.name for vm in sc.vms)
     assert "W808-Build8370-06" in r.downtime  # no integration services: a saved-state backup
 
@@ -96,7 +97,9 @@ def test_2008r2_local_vm_is_verified_from_its_own_node_only(
     sc = load_scenario(SEED_2008)
     vm = next(v for v in sc.vms if v.name == "W808-Build8370-02")
     comp = f"Microsoft Hyper-V VSS Writer:{hyperv_component(sc, vm).full_path}"
-    code, out = vshadow(capsys, tmp_path / "s.json", f"-wi={comp}", VOLUME, node=B, scenario=SEED_2008)
+    code, out = vshadow(
+        capsys, tmp_path / "s.json", f"-wi={comp}", VOLUME, node=B, scenario=SEED_2008
+    )
     assert code == 0, out
     assert f'  - The component "{comp}" is selected' in out
     assert "Attributes:  Auto_Release Hardware" in out
@@ -109,9 +112,9 @@ def test_a_truly_selective_backup_is_the_requester_s_and_vssim_run_s() -> None:
     """What a backup product does with the CSV writer's components: one VM, nothing else."""
     sc = load_scenario(SEED)
     comp = remote_component()
-    assert [vm.name for vm in select_vms(sc, BackupSpec(BackupKind.SELECTIVE, include=(comp,)))] == [
-        "W808-Build8370-02"
-    ]
+    assert [
+        vm.name for vm in select_vms(sc, BackupSpec(BackupKind.SELECTIVE, include=(comp,)))
+    ] == ["W808-Build8370-02"]
     r = run_backup(sc, node=A, components=[comp], copy_data=False)
     assert r.ok
     assert r.frozen_vms == ["W808-Build8370-02"]
@@ -200,10 +203,11 @@ def test_banner_and_waiting_lines(capsys: pytest.CaptureFixture[str], tmp_path: 
     assert out.count(WAITING) == 7
     assert "- Setting the VSS context" not in out
     code, out = vshadow(capsys, tmp_path / "s.json", "-p", "-nw", VOLUME)
+    assert code == 0
     assert out.count(WAITING) == 1
     assert "- Setting the VSS context to: 0x00000019" in out
     for args, context in ((("-q",), "0xffffffff"), (("-p", VOLUME), "0x00000009")):
-        code, out = vshadow(capsys, tmp_path / "s.json", *args)
+        _code, out = vshadow(capsys, tmp_path / "s.json", *args)
         assert f"- Setting the VSS context to: {context}" in out
 
 
@@ -213,14 +217,19 @@ def test_usage_lists_every_option_of_the_real_tool_in_its_order() -> None:
              "-script=", "-exec=", "-wait", "-tracing"]  # fmt: skip
     commands = ["{volume list}", "-ws", "-wm", "-wm2", "-wm3", "-q", "-qx=", "-s=", "-da",
                 "-do=", "-dx=", "-ds=", "-i=", "-b=", "-bw=", "-bex=", "-el=", "-el=", "-er=",
-                "-er=", "-r=", "-rs=", "-revert=", "-addresync=", "-addresync=", "-resync="]  # fmt: skip
+                "-er=", "-r=", "-rs=", "-revert=", "-addresync=", "-addresync=",
+                "-resync="]  # fmt: skip
     text = "\n".join(USAGE_LINES)
     flag_part, command_part = text.split("List of commands:")
     command_part = command_part.split("Examples:")[0]
 
     def names(part: str) -> list[str]:
-        tokens = [ln[2:].split(" - ")[0].strip() for ln in part.split("\n") if ln[:3] in ("  -", "  {")]
-        return [t if t.startswith("{") else t.split("=")[0] + ("=" if "=" in t else "") for t in tokens]
+        tokens = [
+            ln[2:].split(" - ")[0].strip() for ln in part.split("\n") if ln[:3] in ("  -", "  {")
+        ]
+        return [
+            t if t.startswith("{") else t.split("=")[0] + ("=" if "=" in t else "") for t in tokens
+        ]
 
     assert names(flag_part) == flags
     assert names(command_part) == commands
@@ -233,7 +242,8 @@ def test_unhonoured_options_are_echoed_and_noted(tmp_path: Path) -> None:
     assert t.main(["-tracing", "-tr", "-nw", VOLUME]) == 0
     assert "(Option: Enable tracing)" in out.getvalue()
     assert "(Option: TxF-recover option detected)" in out.getvalue()
-    assert "vssim: -tracing" in err.getvalue() and "vssim: -tr" in err.getvalue()
+    assert "vssim: -tracing" in err.getvalue()
+    assert "vssim: -tr" in err.getvalue()
     assert "vssim" not in out.getvalue().split("\n", 3)[3]
 
 
@@ -331,7 +341,9 @@ def test_the_writers_of_a_2012_and_a_2008r2_hyper_v_cluster_node() -> None:
     w2008 = node_writers(load_scenario(SEED_2008), A)
     assert [w.name for w in w2008] == [n for n in names_2012 if "Cluster Shared" not in n]
     by_name = {w.name: w for w in w2008}
-    assert str(by_name["Task Scheduler Writer"].instance_id) == "1bddd48e-5052-49db-9b07-b96f96727e6b"
+    assert (
+        str(by_name["Task Scheduler Writer"].instance_id) == "1bddd48e-5052-49db-9b07-b96f96727e6b"
+    )
     assert str(by_name["Cluster Database"].writer_id) == "41e12264-35d8-479b-8e5c-9b23d1dad37e"
     other = {w.name: w for w in node_writers(load_scenario(SEED_2008), B)}
     assert other["System Writer"].instance_id != by_name["System Writer"].instance_id
@@ -367,12 +379,14 @@ def test_backup_components_document_and_setvar_script(
     assert code == 0
     assert f"Writing the file '{bc}' ..." in out
     data = bc.read_bytes()
-    assert data[:2] == b"<\0" and data[-2:] == b"\0\0"  # UTF-16LE, no BOM, the NUL written too
+    assert data[:2] == b"<\0"
+    assert data[-2:] == b"\0\0"
     doc = parse(file_text(data))
     assert sum(len(w.components) for w in doc.writers) == out.count("   - Add component ")
     assert 'backupSucceeded="no"' in file_text(data)
     text = script.read_bytes().decode("ascii")
-    assert "\r\nSET SHADOW_SET_ID={" in text and "\r\nSET SHADOW_DEVICE_1=\\\\?\\GLOBALROOT" in text
+    assert "\r\nSET SHADOW_SET_ID={" in text
+    assert "\r\nSET SHADOW_DEVICE_1=\\\\?\\GLOBALROOT" in text
 
 
 def test_restore_from_a_backup_components_document(
@@ -424,7 +438,9 @@ def test_concurrent_persistent_creations_lose_nothing(tmp_path: Path) -> None:
     state = tmp_path / "s.json"
     cmd = [sys.executable, "-m", "vssim", "vshadow", "--scenario", str(SEED), "--node", A,
            "--state", str(state), "-p", "-nw", VOLUME]  # fmt: skip
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], [e for _, e in outs]
     ids = [o.decode().split("* SNAPSHOT ID = ")[1].split()[0] for o, _ in outs]
@@ -461,7 +477,8 @@ def test_a_state_file_of_the_wrong_shape_is_refused_by_name(
     code = main(["vshadow", "--scenario", str(SEED), "--node", A, "--state", str(state), "-q"])
     err = capsys.readouterr().err
     assert code == 2
-    assert str(state) in err and field in err
+    assert str(state) in err
+    assert field in err
     assert "Traceback" not in err
     assert state.read_text() == before
 

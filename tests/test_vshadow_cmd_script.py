@@ -129,10 +129,8 @@ class Batch:
         if head == "vshadow":
             args = argv(line)[1:]
             state = str(self.folder / "state.json")
-            self.errorlevel = main(
-                ["vshadow", "--scenario", str(self.scenario), "--node", self.node, "--state", state]
-                + args
-            )
+            ours = ["--scenario", str(self.scenario), "--node", self.node, "--state", state]
+            self.errorlevel = main(["vshadow", *ours, *args])
             self.levels.append(self.errorlevel)
             return None
         raise AssertionError(f"not a statement this test knows: {line!r}")

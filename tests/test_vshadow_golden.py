@@ -40,9 +40,7 @@ def render(invocations: list[Invocation]) -> tuple[str, list[str]]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_golden_transcript(
-    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_golden_transcript(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     invocations = run_case(case, tmp_path, lambda: capsys.readouterr().out)
     text, unexplained = render(invocations)
     path = GOLDEN / f"{case.name}.txt"

@@ -220,10 +220,8 @@ def run_case(case: Case, folder: Path, capture: Callable[[], str]) -> list[Invoc
         for step in case.steps:
             args = [a.format(**known) for a in step.args]
             sys.stdin = io.StringIO(step.stdin)
-            code = main(
-                ["vshadow", "--scenario", str(scenario), "--node", step.node, "--state", str(state)]
-                + args
-            )
+            ours = ["--scenario", str(scenario), "--node", step.node, "--state", str(state)]
+            code = main(["vshadow", *ours, *args])
             text = capture()
             out.append(Invocation(step.node, args, code, text))
             sets, snaps = _SET.findall(text), _SNAP.findall(text)

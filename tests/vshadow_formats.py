@@ -293,7 +293,7 @@ FORMATS: list[tuple[str, str]] = [
     ("writer.cpp:VssWriter::Print", "    - Excluded files:"),
     (
         "writer.cpp:VssComponent::Print",
-        '    - Component "%s"\n       - Name: \'%s\'\n       - Logical Path: \'%s\'\n'
+        "    - Component \"%s\"\n       - Name: '%s'\n       - Logical Path: '%s'\n"
         "       - Full Path: '%s'\n       - Caption: '%s'\n       - Type: %s [%d]\n"
         "       - Is Selectable: '%s'\n       - Is top level: '%s'\n"
         "       - Notify on backup complete: '%s'",
@@ -369,7 +369,10 @@ FORMATS: list[tuple[str, str]] = [
         "Discover explicitly included components ...",
     ),
     ("select.cpp:VssClient::VerifyExplicitelyIncludedComponent", '- Verifing component "%s" ...'),
-    ("select.cpp:VssClient::VerifyExplicitelyIncludedComponent", '  - The component "%s" is selected'),
+    (
+        "select.cpp:VssClient::VerifyExplicitelyIncludedComponent",
+        '  - The component "%s" is selected',
+    ),
     (
         "select.cpp:VssClient::VerifyExplicitelyIncludedComponent",
         'ERROR: The component "%s" was not included in the backup! Aborting backup ...',
@@ -421,7 +424,10 @@ FORMATS: list[tuple[str, str]] = [
     ),
     ("select.cpp:VssClient::SelectExplicitelyIncludedComponents", " * Writer '%s':"),
     ("select.cpp:VssClient::SelectExplicitelyIncludedComponents", "   - Add component %s"),
-    ("select.cpp:VssClient::SelectNonexcludedComponentsForRestore", "Select components for restore..."),
+    (
+        "select.cpp:VssClient::SelectNonexcludedComponentsForRestore",
+        "Select components for restore...",
+    ),
     ("select.cpp:VssClient::SelectNonexcludedComponentsForRestore", "   - Select component %s"),
     (
         "select.cpp:VssClient::SetFileRestoreStatus",
@@ -463,7 +469,10 @@ NOT_THE_SAMPLES = [
     # PrintUsage: the real screen's headings, option names and layout; the prose is vssim's.
     ("shadow.cpp:PrintUsage (headings)", r"Usage:|List of optional flags:|List of commands:"),
     ("shadow.cpp:PrintUsage (headings)", r"Examples:|   VSHADOW \[optional flags\] \[commands\]"),
-    ("shadow.cpp:PrintUsage (an option; vssim's words)", r"  (-\S+|-\w+=\{[^}]*\}|\{volume list\}) +- \S.*"),
+    (
+        "shadow.cpp:PrintUsage (an option; vssim's words)",
+        r"  (-\S+|-\w+=\{[^}]*\}|\{volume list\}) +- \S.*",
+    ),
     ("shadow.cpp:PrintUsage (vssim's words)", r" {20,}\S.*| - \S.*|     VSHADOW .*"),
     ("shadow.cpp:PrintUsage (vssim's words)", r"The vssim README's vshadow section .*"),
     # The tests' -exec commands print lines that start with "exec: ".

@@ -137,7 +137,7 @@ class BackupComponents:
     snapshots: tuple[DocSnapshot, ...]
 
 
-class InvalidDocument(ValueError):
+class InvalidDocumentError(ValueError):
     """Not a backup components document: ``InitializeForRestore`` fails with
     ``VSS_E_INVALID_XML_DOCUMENT``."""
 
@@ -150,9 +150,9 @@ def parse(xml: str) -> BackupComponents:
     try:
         root = ET.fromstring(xml)
     except ET.ParseError as exc:
-        raise InvalidDocument(str(exc)) from None
+        raise InvalidDocumentError(str(exc)) from None
     if _tag(root) != "BACKUP_COMPONENTS":
-        raise InvalidDocument(f"root element {_tag(root)}")
+        raise InvalidDocumentError(f"root element {_tag(root)}")
     try:
         writers = tuple(
             DocWriter(
@@ -179,5 +179,5 @@ def parse(xml: str) -> BackupComponents:
             if _tag(d) == "SNAPSHOT_DESCRIPTION"
         )
     except (KeyError, ValueError) as exc:
-        raise InvalidDocument(str(exc)) from None
+        raise InvalidDocumentError(str(exc)) from None
     return BackupComponents("{" + root.get("snapshotSetId", "") + "}", writers, snapshots)

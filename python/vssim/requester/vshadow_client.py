@@ -4,7 +4,7 @@ the simulated cluster: what one vshadow process does through its ``IVssBackupCom
 Every call prints what the sample prints, and a call that fails prints the sample's error block
 for it (``CHECK_COM``: ``ERROR: COM call "<call>" failed.``, the HRESULT, its text, the
 ``/tracing`` hint; ``Error during the last asynchronous operation.`` for an asynchronous one) and
-raises :class:`Thrown` — the sample's ``throw(hr)``, which ends the process with exit code 2.
+raises :class:`ThrownError` — the sample's ``throw(hr)``, which ends the process with exit code 2.
 
 The cluster's state is the :class:`~vssim.requester.state_file.StateStore`'s: ``Initialize``
 (``CreateVssBackupComponents``) takes its lock, so concurrent vshadow processes take turns as
@@ -49,7 +49,7 @@ NULL_GUID = "{00000000-0000-0000-0000-000000000000}"
 NO_WRITERS = int(SnapshotAttr.NO_WRITERS)
 
 
-class Thrown(Exception):
+class ThrownError(Exception):
     """The sample's ``throw(hr)``: vshadow unwinds to ``wmain`` and exits 2."""
 
     def __init__(self, hr: int) -> None:
@@ -263,7 +263,7 @@ class ClientBase:
                     braced(g.doc.instance_id),
                 )
             )
-            raise Thrown(HResult.E_UNEXPECTED)
+            raise ThrownError(HResult.E_UNEXPECTED)
 
     # --- volumes ------------------------------------------------------------------------------
 
@@ -273,7 +273,7 @@ class ClientBase:
         name = self.ns.volume_name_for_mount_point(root)
         if name is None:
             self.con.w(*win32_error(CALL_GET_VOLUME_NAME, ERROR_FILE_NOT_FOUND))
-            raise Thrown(0x80070000 | ERROR_FILE_NOT_FOUND)
+            raise ThrownError(0x80070000 | ERROR_FILE_NOT_FOUND)
         return name
 
     # --- queries ------------------------------------------------------------------------------
@@ -300,7 +300,7 @@ class ClientBase:
         s = self.find(snapshot_id)
         if s is None:
             self.con.w(*com_error(call, HResult.VSS_E_OBJECT_NOT_FOUND))
-            raise Thrown(HResult.VSS_E_OBJECT_NOT_FOUND)
+            raise ThrownError(HResult.VSS_E_OBJECT_NOT_FOUND)
         return s
 
     def print_snapshot(self, snapshot_id: str) -> None:
@@ -365,10 +365,9 @@ class ClientBase:
             f"- Last shadow copy that could not be deleted: {NULL_GUID}",
             *com_error(call, HResult.VSS_E_OBJECT_NOT_FOUND),
         )
-        raise Thrown(HResult.VSS_E_OBJECT_NOT_FOUND)
+        raise ThrownError(HResult.VSS_E_OBJECT_NOT_FOUND)
 
 
 def braced_id(text: str) -> str:
     """A stored id (``7a2d…``) as vshadow prints and compares it (``{7a2d…}``)."""
     return text if text.startswith("{") else "{" + text + "}"
-

@@ -14,12 +14,13 @@ waits) its shadow copies are written back into the state file for other vshadow 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from vssim.requester.backups import run_jobs
 from vssim.requester.vshadow_bcdoc import document, file_bytes
-from vssim.requester.vshadow_client import ClientBase, Thrown
+from vssim.requester.vshadow_client import ClientBase, ThrownError
 from vssim.requester.vshadow_select import SelectionError, select_for_backup
 from vssim.requester.vshadow_text import (
     CALL_ADD_TO_SNAPSHOT_SET,
@@ -36,7 +37,6 @@ from vssim.sim.backup_run import local_key
 from vssim.vss.cluster_state import ShadowCopy
 from vssim.vss.enums import BackupType, HResult, SnapshotAttr, SnapshotContext, WriterState
 from vssim.vss.jobs import BackupJob, BackupResult, Selected
-from vssim.vss.metadata import Component, WriterMetadata
 
 #: The context bits that pick a ``VSS_SNAPSHOT_CONTEXT`` (the others are attributes).
 _CONTEXT_BITS = 0x1D
@@ -92,7 +92,7 @@ class Creation(ClientBase):
                 )
             except SelectionError as e:
                 self.con.w(*e.lines)
-                raise Thrown(e.hresult) from None
+                raise ThrownError(e.hresult) from None
             self.con.w(*self.selection.lines)
             self.added = [(w.doc, c.c) for w, c in self.selection.explicitly_included()]
         refusal = self._refused_volume(targets)
@@ -102,7 +102,7 @@ class Creation(ClientBase):
             self.con.w(f"Creating shadow set {self.set_id} ...")
             self._adding(targets[: index + 1])
             self.con.w(*com_error(CALL_ADD_TO_SNAPSHOT_SET, hr))
-            raise Thrown(hr)
+            raise ThrownError(hr)
         job = self._job(targets)
         r = run_jobs(self.state, [job])[0]
         self.result = r
@@ -110,13 +110,15 @@ class Creation(ClientBase):
         self.con.w(f"Creating shadow set {self.set_id} ...")
         added = _added_volumes(r)
         if r.hresult in _ADD_REFUSALS and not _snapshot_requested(r):
-            order = [*job.volumes, *job.local_volumes]
-            failing = order[min(added, len(order) - 1)].volume_name.lower()
+            order = [v.volume_name for v in job.volumes] + [
+                v.volume_name for v in job.local_volumes
+            ]
+            failing = order[min(added, len(order) - 1)].lower()
             index = next(i for i, t in enumerate(targets) if t.unique_name.lower() == failing)
             self._adding(targets[: index + 1])
             self.store.save()
             self.con.w(*com_error(CALL_ADD_TO_SNAPSHOT_SET, r.hresult))
-            raise Thrown(r.hresult)
+            raise ThrownError(r.hresult)
         self._adding(targets)
         self._take_status(r)
         if self.with_writers:
@@ -127,7 +129,7 @@ class Creation(ClientBase):
         if not r.ok and failed_writer is None and not self._failed_at_backup_complete():
             self.store.save()
             self.con.w(*async_error(r.hresult))
-            raise Thrown(r.hresult)
+            raise ThrownError(r.hresult)
         self._check_status(None, r)
         self.con.w("Shadow copy set succesfully created.")
         by_id = {c.id: c for c in r.created_copies}
@@ -213,7 +215,7 @@ class Creation(ClientBase):
                 g.state, g.failure = WriterState.STABLE, int(HResult.S_OK)
         try:
             self.check_selected_writer_status()
-        except Thrown:
+        except ThrownError:
             self.store.save()
             raise
         finally:
@@ -251,19 +253,17 @@ class Creation(ClientBase):
         except OSError as exc:
             error = 3 if isinstance(exc, FileNotFoundError) else 5
             self.con.w(*win32_error(CALL_CREATE_FILE, error))
-            raise Thrown(0x80070000 | error) from None
+            raise ThrownError(0x80070000 | error) from None
 
     def generate_setvar_script(self, path: str) -> None:
         """``GenerateSetvarScript`` (a ``wofstream``: a file that cannot be opened is silently
         not written)."""
         self.con.w(f"Generating the SETVAR script ({path}) ... ")
         transportable = bool(self.context & SnapshotAttr.TRANSPORTABLE)
-        try:
+        with contextlib.suppress(OSError):
             Path(path).write_bytes(
                 setvar_script(self.set_id, self.created, transportable).encode("ascii", "replace")
             )
-        except OSError:
-            pass
 
     def backup_complete(self, succeeded: bool) -> None:
         """``VssClient::BackupComplete``."""
@@ -288,7 +288,8 @@ def _snapshot_requested(r: BackupResult) -> bool:
 
 
 def _in_target_order(copies: list[ShadowCopy], targets: list[Target]) -> list[ShadowCopy]:
-    """The set's shadow copies in the order their volumes were given (``m_latestSnapshotIdList``)."""
+    """The set's shadow copies in the order their volumes were given
+    (``m_latestSnapshotIdList``)."""
     by_volume = {c.volume_name.lower(): c for c in copies}
     return [by_volume[t.unique_name.lower()] for t in targets if t.unique_name.lower() in by_volume]
 

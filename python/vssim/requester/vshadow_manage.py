@@ -23,8 +23,8 @@ otherwise fails as the call fails on a system whose providers cannot:
 
 from __future__ import annotations
 
-from vssim.requester.vshadow_bcdoc import InvalidDocument, parse
-from vssim.requester.vshadow_client import ClientBase, Thrown, braced_id
+from vssim.requester.vshadow_bcdoc import InvalidDocumentError, parse
+from vssim.requester.vshadow_client import ClientBase, ThrownError, braced_id
 from vssim.requester.vshadow_text import (
     CALL_ADD_RECOVERY,
     CALL_ADD_RECOVERY_TO,
@@ -77,7 +77,7 @@ class Management(ClientBase):
             hr = int(HResult.VSS_E_PROVIDER_VETO)
         if hr:
             self.con.w(*com_error(call, hr))
-            raise Thrown(hr)
+            raise ThrownError(hr)
         return snaps
 
     def _forget(self, snaps: list[ShadowCopy]) -> None:
@@ -115,7 +115,9 @@ class Management(ClientBase):
     def break_snapshot_set_ex(self, set_id: str, flags: int) -> None:
         self.con.w(f"- Calling BreakSnapshotSetEx on {set_id} ...")
         if not flags & 0xF:
-            self.con.w("- No BreakSnapshotSetEx flags, can use -mask, -rw, -forcerevert, or -norevert")
+            self.con.w(
+                "- No BreakSnapshotSetEx flags, can use -mask, -rw, -forcerevert, or -norevert"
+            )
         snaps = self._break_call(set_id, CALL_BREAK_EX)
         self.con.w(WAITING)
         self._forget(snaps)
@@ -127,17 +129,17 @@ class Management(ClientBase):
         s = self.find(snapshot_id)
         if s is None:
             self.con.w("", "ERROR: there is no snapshot with the given ID")
-            raise Thrown(E_INVALIDARG)
+            raise ThrownError(E_INVALIDARG)
         if s.attributes & SnapshotAttr.CLIENT_ACCESSIBLE:
             self.con.w(
                 "",
                 "ERROR: the snapshot ID identifies a Client Accessible snapshot which cannot be "
                 "exposed",
             )
-            raise Thrown(E_INVALIDARG)
+            raise ThrownError(E_INVALIDARG)
         if s.exposed_name or s.exposed_path:
             self.con.w("", "ERROR: Client-accessible (SFSF) snapshots cannot be exposed.")
-            raise Thrown(E_INVALIDARG)
+            raise ThrownError(E_INVALIDARG)
         return s
 
     def expose_locally(self, snapshot_id: str, path: str) -> None:
@@ -152,9 +154,12 @@ class Management(ClientBase):
                 if x.attributes & SnapshotAttr.EXPOSED_LOCALLY and x.service_machine == self.node
             }
             if path.upper() in used:
-                self.con.w("", f"ERROR: the second parameter to -el [{path}] is a drive letter "
-                           "already in use!")
-                raise Thrown(E_INVALIDARG)
+                self.con.w(
+                    "",
+                    f"ERROR: the second parameter to -el [{path}] is a drive letter "
+                    "already in use!",
+                )
+                raise ThrownError(E_INVALIDARG)
             exposed = path.upper() + "\\"
         else:
             folder = path if path.endswith("\\") else path + "\\"
@@ -162,10 +167,10 @@ class Management(ClientBase):
             on_csv = self.ns.is_path_on_shared_volume(folder) and self.ns.path_exists(folder)
             problem = "not an empty directory" if on_csv else "not a valid directory"
             self.con.w("", f"ERROR: the second parameter to -el [{folder}] is {problem}!")
-            raise Thrown(E_INVALIDARG)
+            raise ThrownError(E_INVALIDARG)
         if not s.attributes & SnapshotAttr.PERSISTENT:
             self.con.w(*com_error(CALL_EXPOSE_LOCAL, HResult.VSS_E_BAD_STATE))
-            raise Thrown(HResult.VSS_E_BAD_STATE)
+            raise ThrownError(HResult.VSS_E_BAD_STATE)
         s.attributes |= SnapshotAttr.EXPOSED_LOCALLY
         s.exposed_name = exposed
         self.store.save()
@@ -185,7 +190,7 @@ class Management(ClientBase):
         }
         if share.lower() in taken:
             self.con.w(*com_error(CALL_EXPOSE_REMOTE, HResult.VSS_E_OBJECT_ALREADY_EXISTS))
-            raise Thrown(HResult.VSS_E_OBJECT_ALREADY_EXISTS)
+            raise ThrownError(HResult.VSS_E_OBJECT_ALREADY_EXISTS)
         s.attributes |= SnapshotAttr.EXPOSED_REMOTELY
         s.exposed_name, s.exposed_path = share, path
         self.store.save()
@@ -199,9 +204,11 @@ class Management(ClientBase):
         self.store.acquire()
         try:
             doc = parse(xml)
-        except InvalidDocument:
-            self.con.w(*com_error(CALL_INITIALIZE_FOR_BACKUP_XML, HResult.VSS_E_INVALID_XML_DOCUMENT))
-            raise Thrown(HResult.VSS_E_INVALID_XML_DOCUMENT) from None
+        except InvalidDocumentError:
+            self.con.w(
+                *com_error(CALL_INITIALIZE_FOR_BACKUP_XML, HResult.VSS_E_INVALID_XML_DOCUMENT)
+            )
+            raise ThrownError(HResult.VSS_E_INVALID_XML_DOCUMENT) from None
         self.con.w("- Setting the VSS context to: 0xffffffff")
         self.context = 0xFFFFFFFF
         return [d.snapshot_id for d in doc.snapshots]
@@ -211,11 +218,13 @@ class Management(ClientBase):
         self.imported_live = []
         self.con.w("Importing the transportable snapshot set ... ", WAITING)
         found = [s for i in ids if (s := self.find(i)) is not None]
-        if not ids or len(found) < len(ids) or not all(
-            s.attributes & SnapshotAttr.TRANSPORTABLE for s in found
+        if (
+            not ids
+            or len(found) < len(ids)
+            or not all(s.attributes & SnapshotAttr.TRANSPORTABLE for s in found)
         ):
             self.con.w(*async_error(HResult.VSS_E_OBJECT_NOT_FOUND))
-            raise Thrown(HResult.VSS_E_OBJECT_NOT_FOUND)
+            raise ThrownError(HResult.VSS_E_OBJECT_NOT_FOUND)
         for s in found:
             s.attributes |= SnapshotAttr.IMPORTED
             s.service_machine = self.node
@@ -242,7 +251,7 @@ class Management(ClientBase):
         """``DoResync`` with the ``-addresync`` pairs."""
         if self.sc.os is OsProfile.WS2008R2:
             self.con.w(*com_error(CALL_QUERY_EX3, E_NOINTERFACE))
-            raise Thrown(E_NOINTERFACE)
+            raise ThrownError(E_NOINTERFACE)
         for snapshot_id, destination in pairs.items():
             call = CALL_ADD_RECOVERY_TO if destination else CALL_ADD_RECOVERY
             s = self.find(snapshot_id)
@@ -253,8 +262,8 @@ class Management(ClientBase):
                 hr = int(HResult.VSS_E_PROVIDER_VETO)
             if hr:
                 self.con.w(*com_error(call, hr))
-                raise Thrown(hr)
+                raise ThrownError(hr)
         hr = int(HResult.VSS_E_BAD_STATE if not pairs else HResult.VSS_E_LEGACY_PROVIDER)
         self.con.w(WAITING)
         self.con.w(*async_error(hr))
-        raise Thrown(hr)
+        raise ThrownError(hr)

@@ -14,8 +14,8 @@ simulated writers accept both events. The restore context is ``VSS_CTX_ALL``, wh
 
 from __future__ import annotations
 
-from vssim.requester.vshadow_bcdoc import BackupComponents, InvalidDocument, parse
-from vssim.requester.vshadow_client import ClientBase, Thrown
+from vssim.requester.vshadow_bcdoc import BackupComponents, InvalidDocumentError, parse
+from vssim.requester.vshadow_client import ClientBase, ThrownError
 from vssim.requester.vshadow_select import Comp, SelectionError, Writer, select_for_restore
 from vssim.requester.vshadow_text import (
     CALL_INITIALIZE_FOR_RESTORE,
@@ -38,9 +38,9 @@ class Restore(ClientBase):
         self.store.acquire()
         try:
             self.doc = parse(xml)
-        except InvalidDocument:
+        except InvalidDocumentError:
             self.con.w(*com_error(CALL_INITIALIZE_FOR_RESTORE, HResult.VSS_E_INVALID_XML_DOCUMENT))
-            raise Thrown(HResult.VSS_E_INVALID_XML_DOCUMENT) from None
+            raise ThrownError(HResult.VSS_E_INVALID_XML_DOCUMENT) from None
         self.context = VSS_CTX_ALL
         self.during_restore = True
 
@@ -77,7 +77,7 @@ class Restore(ClientBase):
             sel = select_for_restore(self.restore_writers, excluded, included)
         except SelectionError as e:
             self.con.w(*e.lines)
-            raise Thrown(e.hresult) from None
+            raise ThrownError(e.hresult) from None
         self.con.w(*sel.lines)
         self.restore_selection = sel
 

@@ -300,8 +300,7 @@ def _verify_component(
                 out.append(f'  - The component "{item}" is selected')
                 return
             out.append(
-                f'ERROR: The component "{item}" was not included in the backup! Aborting '
-                "backup ..."
+                f'ERROR: The component "{item}" was not included in the backup! Aborting backup ...'
             )
             raise SelectionError(out + _REVIEW)
     out.append(
@@ -330,4 +329,3 @@ def _verify_writer(writers: list[Writer], item: str, out: list[str]) -> None:
         return
     out.append(f'ERROR: The writer "{item}" was not found! Aborting backup ...')
     raise SelectionError([*out, "- Please check the syntax of the writer name/id."])
-

@@ -254,7 +254,8 @@ USAGE_LINES = [
     "  -tr                - Make TxF-recovered shadow copies (no TxF on simulated volumes)",
     "  -ad                - Make differential hardware shadow copies",
     "  -ap                - Make plex hardware shadow copies (no simulated provider makes them)",
-    "  -scsf              - Make client-accessible shadow copies (Shadow Copies for Shared Folders)",
+    "  -scsf              - Make client-accessible shadow copies (Shadow Copies for Shared",
+    "                       Folders)",
     "  -t={file.xml}      - Make a transportable shadow set and save its backup components doc",
     "  -bc={file.xml}     - Save the backup components doc of a non-transportable shadow set",
     "  -wi={Writer Name}  - Check that this writer or writer:component ends up included",
@@ -358,7 +359,9 @@ def attribute_words(attrs: int) -> str:
     return "".join(" " + w for w in words)
 
 
-_STATE_NAMES = {s for s in WriterState if s not in (WriterState.UNKNOWN, WriterState.FAILED_AT_BACKUPSHUTDOWN)}
+_STATE_NAMES = {
+    s for s in WriterState if s not in (WriterState.UNKNOWN, WriterState.FAILED_AT_BACKUPSHUTDOWN)
+}
 
 
 def writer_state_text(state: int) -> tuple[list[str], str]:
@@ -450,4 +453,3 @@ def setvar_script(set_id: str, copies: list[ShadowCopy], transportable: bool) ->
         if not transportable:
             lines.append(f"SET SHADOW_DEVICE_{n}={device_name(c)}")
     return "\r\n".join(lines) + "\r\n"
-

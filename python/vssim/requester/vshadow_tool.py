@@ -27,7 +27,7 @@ from typing import TextIO
 
 from vssim.requester.state_file import StateStore
 from vssim.requester.vshadow_bcdoc import file_text
-from vssim.requester.vshadow_client import Console, Thrown
+from vssim.requester.vshadow_client import Console, ThrownError
 from vssim.requester.vshadow_create import Creation, Target
 from vssim.requester.vshadow_manage import (
     BREAKEX_MAKE_READ_WRITE,
@@ -122,7 +122,7 @@ class VShadow:
         self.con.w(*banner(self.sc.os.value, self.sc.name, self.node))
         try:
             return self.main_routine(self.args)
-        except Thrown:
+        except ThrownError:
             return RUNTIME_ERROR
         except MemoryError:
             self.con.w("ERROR: Memory allocation error")
@@ -223,7 +223,7 @@ class VShadow:
                         f"ERROR: the parameter '{v}' must be an existing file!",
                         "- Note: the -exec command cannot have parameters!",
                     )
-                    raise Thrown(E_INVALIDARG)
+                    raise ThrownError(E_INVALIDARG)
                 exec_cmd = v
                 continue
             if match(arg, "tracing"):
@@ -256,12 +256,14 @@ class VShadow:
                 parts = v.split(",")
                 snapshot_id = self.guid(parts[0])
                 if len(parts) == 1:
-                    w("(Option: Add snapshot Id for resync to original volume location specified "
-                      "in BCD)")
+                    w(
+                        "(Option: Add snapshot Id for resync to original volume location specified "
+                        "in BCD)"
+                    )
                 elif len(parts) == 2:
                     w(f"(Option: Add snapshot Id for resync to location: {parts[1]})")
                 else:
-                    raise Thrown(E_INVALIDARG)
+                    raise ThrownError(E_INVALIDARG)
                 if snapshot_id in resync_pairs:
                     w("Already added.  Ignoring")
                 else:
@@ -286,7 +288,9 @@ class VShadow:
                 self.client.do_resync(resync_pairs)
                 return OK
             if self._volume(arg):
-                return self._create(args[i:], context, xml_doc, excluded, included, script, exec_cmd)
+                return self._create(
+                    args[i:], context, xml_doc, excluded, included, script, exec_cmd
+                )
             w("", f"ERROR: invalid parameter '{arg}'", "")
             self.print_usage()
             return INVALID_PARAMETERS
@@ -311,7 +315,7 @@ class VShadow:
             return "{" + str(uuid.UUID(inner)) + "}"
         except ValueError:
             self.con.w(f"ERROR: The string '{text}' is not formatted as a GUID!")
-            raise Thrown(E_INVALIDARG) from None
+            raise ThrownError(E_INVALIDARG) from None
 
     def read_file(self, name: str) -> str:
         """``ReadFileContents``."""
@@ -321,7 +325,7 @@ class VShadow:
         except OSError as exc:
             error = 2 if isinstance(exc, FileNotFoundError) else 5
             self.con.w(*win32_error(CALL_CREATE_FILE, error))
-            raise Thrown(0x80070000 | error) from None
+            raise ThrownError(0x80070000 | error) from None
 
     # --- commands -----------------------------------------------------------------------------
 
@@ -437,9 +441,11 @@ class VShadow:
             w("(Option: Expose a shadow copy)")
             parts = v.split(",")
             if len(parts) != 2:
-                w("ERROR: the -el arguments must contain a GUID and a local path separated by a "
-                  "comma.")
-                raise Thrown(E_INVALIDARG)
+                w(
+                    "ERROR: the -el arguments must contain a GUID and a local path separated by a "
+                    "comma."
+                )
+                raise ThrownError(E_INVALIDARG)
             snapshot_id = self.guid(parts[0])
             c.initialize(VSS_CTX_ALL)
             c.expose_locally(snapshot_id, parts[1])
@@ -448,9 +454,11 @@ class VShadow:
             w("(Option: Expose a shadow copy)")
             parts = v.split(",")
             if len(parts) not in (2, 3):
-                w("ERROR: the -er arguments must contain a GUID, a share name and an optional "
-                  "local path separated by a comma.")
-                raise Thrown(E_INVALIDARG)
+                w(
+                    "ERROR: the -er arguments must contain a GUID, a share name and an optional "
+                    "local path separated by a comma."
+                )
+                raise ThrownError(E_INVALIDARG)
             snapshot_id = self.guid(parts[0])
             c.initialize(VSS_CTX_ALL)
             c.expose_remotely(snapshot_id, parts[1], parts[2] if len(parts) == 3 else "")
@@ -490,7 +498,7 @@ class VShadow:
             c.check_selected_writer_status()
             if exec_cmd:
                 self.exec_command(exec_cmd)
-        except Thrown:
+        except ThrownError:
             c.set_file_restore_status()
             c.post_restore()
             raise
@@ -511,18 +519,19 @@ class VShadow:
         ns = self.client.ns
         if is_unc_path(arg):
             self.con.w(*com_error(CALL_GET_ROOT_AND_PREFIX, E_BAD_NETPATH))
-            raise Thrown(E_BAD_NETPATH)
+            raise ThrownError(E_BAD_NETPATH)
         if ns.is_path_on_shared_volume(arg):
             csv_root = ns.volume_path_name(arg)
             unique = ns.volume_name_for_mount_point(csv_root)
             assert unique is not None
             vol = ns.volume(unique)
-            assert vol is not None and vol.csv is not None
+            assert vol is not None
+            assert vol.csv is not None
             if self.sc.os is OsProfile.WS2008R2:
                 state = self.store.acquire()
                 if state.csv_backup_holder(vol.csv.name, state.clock) is not None:
                     self.con.w(*win32_error(CALL_CLUSTER_PREPARE, ERROR_CLUSTER_BACKUP_IN_PROGRESS))
-                    raise Thrown(0x80070000 | ERROR_CLUSTER_BACKUP_IN_PROGRESS)
+                    raise ThrownError(0x80070000 | ERROR_CLUSTER_BACKUP_IN_PROGRESS)
             return Target(vol.unique_name, vol.display_name, csv=vol.csv)
         unique = ns.unique_name_for_path(arg)
         assert unique is not None
@@ -568,7 +577,7 @@ class VShadow:
                 c.generate_setvar_script(script)
             if exec_cmd:
                 self.exec_command(exec_cmd)
-        except Thrown:
+        except ThrownError:
             if c.with_writers:
                 c.backup_complete(False)
             raise
@@ -594,7 +603,7 @@ class VShadow:
         except OSError as exc:
             error = ERROR_BAD_EXE_FORMAT if exc.errno == 8 else 5
             w(*win32_error(CALL_CREATE_PROCESS, error))
-            raise Thrown(0x80070000 | error) from None
+            raise ThrownError(0x80070000 | error) from None
         finally:
             self.store.acquire()
         self.con.write(done.stdout.decode("utf-8", errors="replace"))
@@ -604,4 +613,4 @@ class VShadow:
                 f"ERROR: Command line '\"{command}\"' failed!. Aborting the backup...",
                 f"- Returned error code: {done.returncode}",
             )
-            raise Thrown(E_UNEXPECTED)
+            raise ThrownError(E_UNEXPECTED)

@@ -278,7 +278,9 @@ def _component_lines(
     out += [f"         - {p}" for p in c.affected_paths(env)]
     out.append("       - Affected volumes by this component:")
     for name, shown in c.affected_volumes(volume_of, env):
-        out.append(f"         - {name} [{'Not valid for local machine' if shown is None else shown}]")
+        out.append(
+            f"         - {name} [{'Not valid for local machine' if shown is None else shown}]"
+        )
     out.append("       - Component Dependencies:")
     # The sample's format has a third %s with no argument behind it (undefined behaviour in C);
     # vssim prints the two fields it was given.

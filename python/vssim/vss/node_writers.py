@@ -77,7 +77,9 @@ def task_scheduler_writer(node: str) -> WriterMetadata:
             _one(
                 "TasksStore",
                 "Task Scheduler Writer",
-                _files(("%SystemRoot%\\Tasks", "*", True), ("%SystemRoot%\\system32\\Tasks", "*", True)),
+                _files(
+                    ("%SystemRoot%\\Tasks", "*", True), ("%SystemRoot%\\system32\\Tasks", "*", True)
+                ),
                 selectable=True,
             ),
         ),
@@ -216,7 +218,11 @@ def shadow_copy_optimization_writer(sc: Scenario, node: str) -> WriterMetadata:
                 ("%SystemDrive%\\", "pagefile.sys", False),
                 ("%SystemDrive%\\", "hiberfil.sys", False),
                 ("%SystemRoot%\\Temp", "*", True),
-                ("%SystemDrive%\\System Volume Information", "*{3808876B-C176-4e48-B7AE-04046E6CC752}", True),
+                (
+                    "%SystemDrive%\\System Volume Information",
+                    "*{3808876B-C176-4e48-B7AE-04046E6CC752}",
+                    True,
+                ),
             )
         ),
         node=node,
@@ -237,8 +243,10 @@ def registry_writer(sc: Scenario, node: str) -> WriterMetadata:
             _one(
                 "Registry",
                 "Registry",
-                tuple(F("%SystemRoot%\\system32\\config", h) for h in hives)
-                + (F("%SystemRoot%\\system32\\SMI\\Store\\Machine", "SCHEMA.DAT"),),
+                (
+                    *(F("%SystemRoot%\\system32\\config", h) for h in hives),
+                    F("%SystemRoot%\\system32\\SMI\\Store\\Machine", "SCHEMA.DAT"),
+                ),
                 selectable=False,
             ),
         ),
@@ -256,7 +264,9 @@ def bits_writer(sc: Scenario, node: str) -> WriterMetadata:
         restore_conditions=WriterRestore.NEVER,
         usage=UsageType.USERDATA,
         excluded=(F(f"{downloader}\\Cache", "*", recursive=True, kind=EXCLUDE),),
-        components=(_one("BITS_metadata", "BITS_metadata", _files((downloader, "qmgr*.dat")), True),),
+        components=(
+            _one("BITS_metadata", "BITS_metadata", _files((downloader, "qmgr*.dat")), True),
+        ),
         node=node,
     )
 
@@ -312,7 +322,9 @@ def com_regdb_writer(sc: Scenario, node: str) -> WriterMetadata:
         reboot_required=True,
         usage=UsageType.BOOTABLESYSTEMSTATE,
         components=(
-            _one("COM+ REGDB", "COM+ REGDB", _files(("%SystemRoot%\\Registration", "R*.clb")), False),
+            _one(
+                "COM+ REGDB", "COM+ REGDB", _files(("%SystemRoot%\\Registration", "R*.clb")), False
+            ),
         ),
         node=node,
     )
