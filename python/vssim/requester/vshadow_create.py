@@ -33,10 +33,11 @@ from vssim.requester.vshadow_text import (
 )
 from vssim.scenario import Csv
 from vssim.scenario.model import LocalVolume
-from vssim.sim.backup_run import local_key
+from vssim.vss.backup_state import BcCall
 from vssim.vss.cluster_state import ShadowCopy
 from vssim.vss.enums import BackupType, HResult, SnapshotAttr, SnapshotContext, WriterState
 from vssim.vss.jobs import BackupJob, BackupResult, Selected
+from vssim.vss.timeline import PhaseKind
 
 #: The context bits that pick a ``VSS_SNAPSHOT_CONTEXT`` (the others are attributes).
 _CONTEXT_BITS = 0x1D
@@ -280,11 +281,12 @@ class Creation(ClientBase):
 
 
 def _added_volumes(r: BackupResult) -> int:
-    return len(r.timeline.find(role="requester", event="AddToSnapshotSet"))
+    """How many ``AddToSnapshotSet`` calls the run got through."""
+    return len(r.timeline.find(kind=PhaseKind.REQUESTER, call=BcCall.ADD_TO_SNAPSHOT_SET))
 
 
 def _snapshot_requested(r: BackupResult) -> bool:
-    return bool(r.timeline.find(role="requester", event="DoSnapshotSet: snapshot requested"))
+    return bool(r.timeline.find(kind=PhaseKind.REQUESTER, call=BcCall.DO_SNAPSHOT_SET))
 
 
 def _in_target_order(copies: list[ShadowCopy], targets: list[Target]) -> list[ShadowCopy]:
@@ -294,4 +296,4 @@ def _in_target_order(copies: list[ShadowCopy], targets: list[Target]) -> list[Sh
     return [by_volume[t.unique_name.lower()] for t in targets if t.unique_name.lower() in by_volume]
 
 
-__all__ = ["Creation", "Target", "local_key"]
+__all__ = ["Creation", "Target"]

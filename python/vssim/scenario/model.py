@@ -96,6 +96,12 @@ class LocalVolume:
         """``C:\\`` — or "" for System Reserved, which has no mount point."""
         return self.mount_point + "\\" if self.mount_point else ""
 
+    @property
+    def key(self) -> str:
+        """``E8920-ND1\\C:``: the volume a shadow copy of it records (``ShadowCopy.csv``) and
+        its provider's name in a snapshot set — never a CSV's name."""
+        return f"{self.node}\\{self.label}"
+
 
 @dataclass(frozen=True)
 class Disk:

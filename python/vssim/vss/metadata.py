@@ -23,7 +23,6 @@ Two quirks of the sample are the tool's behaviour and are kept: a descriptor's *
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -50,14 +49,26 @@ NODE_ENVIRONMENT: Environment = {
     "PROGRAMFILES": "C:\\Program Files",
 }
 
-_VAR = re.compile(r"%([^%]+)%")
-
 
 def expand_environment(path: str, env: Environment = NODE_ENVIRONMENT) -> str:
     """``ExpandEnvironmentStrings``: ``%NAME%`` replaced by the variable's value (names compared
-    ignoring case); an unknown variable is left as it is."""
+    ignoring case); an unknown variable, or a lone ``%``, is left as it is."""
     upper = {k.upper(): v for k, v in env.items()}
-    return _VAR.sub(lambda m: upper.get(m.group(1).upper(), m.group(0)), path)
+    out, rest = [], path
+    while "%" in rest:
+        before, _, after = rest.partition("%")
+        name, closed, tail = after.partition("%")
+        if not closed:
+            break
+        out.append(before)
+        if name and name.upper() in upper:
+            out.append(upper[name.upper()])
+            rest = tail
+        else:
+            # Not a variable: keep the first % and look for one starting at the second.
+            out.append("%")
+            rest = after
+    return "".join(out) + rest
 
 
 class DescriptorKind(Enum):
