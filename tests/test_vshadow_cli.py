@@ -506,3 +506,29 @@ def test_wrapper_help_and_errors(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert main(["vshadow", "-q"]) == 1
     code, _ = vshadow(capsys, tmp_path / "s.json", "-q", node="NOPE")
     assert code == 1
+
+
+def test_a_failed_writer_stays_failed_until_its_next_snapshot_set(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """As vssadmin list writers shows after a failed backup: the writers that failed (the CSV
+    writer here, and node 2's Hyper-V writer it relayed to) report it in later -ws listings; the
+    next snapshot set starts them afresh."""
+    state = tmp_path / "s.json"
+    code, _ = vshadow(capsys, state, VOLUME, scenario=_freeze_fault(tmp_path))
+    assert code == 2
+    failed = "   - Status: 9 (VSS_WS_FAILED_AT_FREEZE)"
+    code, out = vshadow(capsys, state, "-ws")
+    assert code == 0
+    block = out.split('* WRITER "Cluster Shared Volume VSS Writer"')[1].split("\n")
+    assert block[1] == failed
+    assert block[2] == "   - Writer Failure code: 0x800423f3 (VSS_E_WRITERERROR_RETRYABLE)"
+    assert out.count(failed) == 1
+    code, out = vshadow(capsys, state, "-ws", node=B)
+    assert out.split('* WRITER "Microsoft Hyper-V VSS Writer"')[1].split("\n")[1] == failed
+    code, out = vshadow(capsys, state, VOLUME)
+    assert code == 0, out
+    code, out = vshadow(capsys, state, "-ws")
+    assert failed not in out
+    code, out = vshadow(capsys, state, "-ws", node=B)
+    assert failed not in out

@@ -48,6 +48,7 @@ def to_json(state: ClusterState) -> dict[str, Any]:
         "coordinators": state.coordinators,
         "stale_backup_until": state.stale_backup_until,
         "last_backup": {k: list(v) for k, v in state.last_backup.items()},
+        "writer_failures": {k: list(v) for k, v in state.writer_failures.items()},
         "snapshots": [{**asdict(s), "backend_handle": None} for s in state.snapshots],
     }
 
@@ -168,6 +169,15 @@ def load(scenario: Scenario, path: Path) -> ClusterState:
     snaps = check.key(obj, "snapshots")
     if not isinstance(snaps, list):
         raise check.fail("snapshots", "a list", snaps)
+    failures = check.mapping("writer_failures", obj.get("writer_failures", {}))
+    writer_failures: dict[str, tuple[int, int]] = {}
+    for k, v in failures.items():
+        if not isinstance(v, list) or len(v) != 2:
+            raise check.fail(f"writer_failures.{k}", "a list of two integers", v)
+        writer_failures[k] = (
+            check.integer(f"writer_failures.{k}[0]", v[0]),
+            check.integer(f"writer_failures.{k}[1]", v[1]),
+        )
     last_backup: dict[str, tuple[float, float]] = {}
     for k, v in last.items():
         if not isinstance(v, list) or len(v) != 2:
@@ -190,6 +200,7 @@ def load(scenario: Scenario, path: Path) -> ClusterState:
             k: check.number(f"stale_backup_until.{k}", v) for k, v in stale.items()
         },
         last_backup=last_backup,
+        writer_failures=writer_failures,
     )
 
 

@@ -191,7 +191,11 @@ class ClientBase:
             else:
                 hr = fault.hresult or HResult.VSS_E_WRITERERROR_NONRETRYABLE
                 m.send(WriterEvent.IDENTIFY, ok=False, hr=hr)
-            out.append(GatheredWriter(d, kind, m.state, m.failure))
+            g = GatheredWriter(d, kind, m.state, m.failure)
+            kept = self.state.writer_failures.get(failure_key(self.node, d.instance_id))
+            if g.identified and kept is not None:
+                g.state, g.failure = WriterState(kept[0]), kept[1]
+            out.append(g)
         return out
 
     @property
@@ -366,6 +370,11 @@ class ClientBase:
             *com_error(call, HResult.VSS_E_OBJECT_NOT_FOUND),
         )
         raise ThrownError(HResult.VSS_E_OBJECT_NOT_FOUND)
+
+
+def failure_key(node: str, instance_id: uuid.UUID) -> str:
+    """The key of a writer's kept failure in ``ClusterState.writer_failures``."""
+    return f"{node}|{instance_id}"
 
 
 def braced_id(text: str) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from vssim.requester.backups import run_jobs
 from vssim.requester.vshadow_bcdoc import document, file_bytes
-from vssim.requester.vshadow_client import ClientBase, ThrownError
+from vssim.requester.vshadow_client import ClientBase, ThrownError, failure_key
 from vssim.requester.vshadow_select import SelectionError, select_for_backup
 from vssim.requester.vshadow_text import (
     CALL_ADD_TO_SNAPSHOT_SET,
@@ -183,12 +183,26 @@ class Creation(ClientBase):
     # --- writer status after the run --------------------------------------------------------
 
     def _take_status(self, r: BackupResult) -> None:
-        """The run's final status of each of this node's writers (the others stay as gathered)."""
+        """The run's final status of each of this node's writers. A new snapshot set starts every
+        writer afresh (PrepareForBackup), so a failure kept from an earlier one is gone; the
+        failures of this one are kept — for every writer the run reached, on any node."""
         by_instance = {(s.instance_id, s.node): s for s in r.writer_status}
         for g in self.writers:
+            if not g.identified:
+                continue
             s = by_instance.get((g.doc.instance_id, self.node))
+            g.state, g.failure = WriterState.STABLE, int(HResult.S_OK)
             if s is not None and s.state.is_failed:
                 g.state, g.failure = s.state, s.failure
+        kept = self.state.writer_failures
+        for g in self.writers:
+            kept.pop(failure_key(self.node, g.doc.instance_id), None)
+        for s in r.writer_status:
+            key = failure_key(s.node, s.instance_id)
+            if s.state.is_failed:
+                kept[key] = (int(s.state), s.failure)
+            else:
+                kept.pop(key, None)
 
     def _selected_failure(self, states: tuple[WriterState, ...]) -> WriterState | None:
         chosen = self.selected_instances()

@@ -51,6 +51,10 @@ class ClusterState:
     nodes_down: set[str] = field(default_factory=set)
     #: VM name → (clock of its last backup's snapshot, clock of its last full one).
     last_backup: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: ``<node>|<writer instance id>`` → (``VSS_WRITER_STATE``, failure HRESULT) of a writer that
+    #: failed in its last snapshot set: it reports that state (``vssadmin list writers``,
+    #: ``vshadow -ws``) until its next snapshot set starts.
+    writer_failures: dict[str, tuple[int, int]] = field(default_factory=dict)
     backend: SnapshotBackend = field(default_factory=CowBackend)
 
     def __post_init__(self) -> None:
