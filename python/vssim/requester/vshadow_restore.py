@@ -31,7 +31,6 @@ class Restore(ClientBase):
     """``VssClient``'s restore calls."""
 
     doc: BackupComponents | None = None
-    restore_writers: list[Writer] = []  # noqa: RUF012 (always replaced before use)
 
     def initialize_for_restore(self, xml: str) -> None:
         """``Initialize(VSS_CTX_ALL, xml, true)``: ``InitializeForRestore`` (no context line)."""
@@ -49,7 +48,7 @@ class Restore(ClientBase):
         components."""
         assert self.doc is not None
         self.con.w("Initializing writer components for restore ...")
-        self.restore_writers = []
+        self.restore_writers: list[Writer] = []
         for dw in self.doc.writers:
             found = False
             for doc in self.metadata:
@@ -79,7 +78,6 @@ class Restore(ClientBase):
             self.con.w(*e.lines)
             raise ThrownError(e.hresult) from None
         self.con.w(*sel.lines)
-        self.restore_selection = sel
 
     def pre_restore(self) -> None:
         self.con.w("", "Sending the PreRestore event ... ", "", WAITING)
