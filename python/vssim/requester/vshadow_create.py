@@ -160,6 +160,7 @@ class Creation(ClientBase):
             transportable=bool(self.context & SnapshotAttr.TRANSPORTABLE),
             label=f"vshadow on {self.node}",
             local_volumes=tuple(t.local for t in targets if t.local is not None),
+            attributes=self.context & (SnapshotAttr.DIFFERENTIAL | SnapshotAttr.TXF_RECOVERY),
         )
 
     def _refused_volume(self, targets: list[Target]) -> tuple[int, int] | None:

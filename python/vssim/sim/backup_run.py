@@ -218,6 +218,7 @@ class BackupRun:
             SnapshotAttr(self.job.context.value & 0xFF)
             | prov.attributes()
             | volume_provider(csv).attributes()
+            | SnapshotAttr(self.job.attributes)
         )
         if not self.job.auto_recovery:
             attrs |= SnapshotAttr.NO_AUTORECOVERY
@@ -241,7 +242,11 @@ class BackupRun:
 
     def _new_local_copy(self, lv: LocalVolume) -> ShadowCopy:
         """A shadow copy of the requester node's own volume: the system provider's, there."""
-        attrs = SnapshotAttr(self.job.context.value & 0xFF) | SYSTEM_PROVIDER.attributes()
+        attrs = (
+            SnapshotAttr(self.job.context.value & 0xFF)
+            | SYSTEM_PROVIDER.attributes()
+            | SnapshotAttr(self.job.attributes)
+        )
         if not self.job.auto_recovery:
             attrs |= SnapshotAttr.NO_AUTORECOVERY
         assert self.result.set_id is not None

@@ -48,6 +48,9 @@ class BackupJob:
     #: The requester node's own volumes in the set (vshadow ``C:``): shadow copies by the system
     #: provider on that node, outside everything CSV-specific.
     local_volumes: tuple[LocalVolume, ...] = ()
+    #: Snapshot attributes asked for beyond the context (vshadow ``-ad``: differential, ``-tr``:
+    #: TxF recovery); the shadow copies carry them.
+    attributes: int = 0
 
     @property
     def volume_count(self) -> int:
