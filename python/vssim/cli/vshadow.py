@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vssim.requester.vshadow_text import USAGE
+from vssim.requester.vshadow_text import USAGE_LINES
 from vssim.requester.vshadow_tool import VShadow
 from vssim.scenario import load_scenario
 
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if any(a in ("--help", "-h") for a in args.argv):
         print(WRAPPER_USAGE)
         print(__doc__)
-        print(USAGE)
+        print("\n".join(USAGE_LINES))
         return 0
     ours, rest = _split(list(args.argv))
     if "scenario" not in ours or "node" not in ours:
@@ -81,5 +81,5 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     state = Path(ours["state"]) if "state" in ours else default_state_path(path)
-    tool = VShadow(scenario, ours["node"], state, sys.stdout, sys.stdin)
+    tool = VShadow(scenario, ours["node"], state, sys.stdout, sys.stdin, sys.stderr)
     return tool.main(rest)

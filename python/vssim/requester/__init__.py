@@ -1,9 +1,11 @@
 """The requester side, above the SimPy driver: what drives the clock and touches files.
 
 :mod:`.backups` runs backup jobs on a cluster (the Python API below); :mod:`.vshadow_tool` is the
-``vshadow`` front end (options, transcripts, exit codes; :mod:`.vshadow_text` its output,
-:mod:`.vshadow_select` its component selection); :mod:`.state_file` keeps a cluster's state
-between vshadow invocations.
+``vshadow`` front end (options, exit codes), its VSS calls in :mod:`.vshadow_client` and the
+modules built on it (:mod:`.vshadow_create`, :mod:`.vshadow_restore`, :mod:`.vshadow_manage`),
+:mod:`.vshadow_select` its component selection, :mod:`.vshadow_volumes` a node's volumes and
+:mod:`.vshadow_text` its lines; :mod:`.state_file` keeps a cluster's state between vshadow
+invocations, under a lock.
 
 Python API::
 

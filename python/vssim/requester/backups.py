@@ -34,17 +34,15 @@ from vssim.vss.cluster_state import ClusterState
 from vssim.vss.enums import BackupType, HResult, SnapshotContext
 from vssim.vss.jobs import BackupJob, BackupResult, Selected, volumes_for
 from vssim.vss.metadata import Component, WriterMetadata
-from vssim.vss.profiles import profile_for
-from vssim.vss.writers import csv_metadata, hyperv_metadata
+from vssim.vss.node_writers import node_writers
 
 
 def visible_writers(scenario: Scenario, node: str) -> list[WriterMetadata]:
-    """The writer metadata a requester on ``node`` gathers: the node's Hyper-V writer, and on
-    2012 its CSV writer (reporting the other nodes' VMs)."""
-    out = [hyperv_metadata(scenario, node)]
-    if profile_for(scenario.os).csv_writer:
-        out.append(csv_metadata(scenario, node))
-    return out
+    """The writer metadata a requester on ``node`` gathers: every writer of the node
+    (:func:`vssim.vss.node_writers.node_writers`) — the in-box writers, the node's Hyper-V writer
+    and, on 2012, its CSV writer (reporting the other nodes' VMs). Only VM components can be
+    backed up through this API."""
+    return node_writers(scenario, node)
 
 
 def select_components(
@@ -75,7 +73,12 @@ def select_components(
                 f"VSS_E_OBJECT_NOT_FOUND: no writer on {node} reports a component {text!r}",
             )
         d, c = found
-        assert c.vm_guid is not None
+        if c.vm_guid is None:
+            raise VssError(
+                HResult.VSS_E_OBJECT_NOT_FOUND,
+                f"VSS_E_OBJECT_NOT_FOUND: {text!r} is a component of {d.name}, not a VM's; "
+                "only VMs are backed up here (vssim vshadow backs up the node's own volumes)",
+            )
         out.append(Selected(d, c, by_guid[c.vm_guid]))
     return out
 

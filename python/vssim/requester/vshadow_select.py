@@ -1,245 +1,331 @@
-"""vshadow's component selection (spec §6; ``select.cpp`` of the SDK sample), with its messages.
+"""vshadow's component selection (``select.cpp``), step by step and with its messages.
 
-1. ``-wx`` items are excluded (a writer by name, ``{id}`` or instance id; a component as
-   ``<writer>:<full path>``); a writer left with no component is excluded.
-2. Components with an affected volume outside the shadow set are excluded.
-3. Ancestors of excluded components are excluded.
-4. Writers with nothing includable (no selectable or top-level component left) are excluded.
-5. Components that are selectable or top level with no includable ancestor are *explicitly
-   included*: these get ``AddComponent`` (and ``SetBackupSucceeded``).
-6. Each ``-wi`` must name an included writer or component, else vshadow stops (exit 1).
+For a backup (``SelectComponentsForBackup``):
 
-**Model choice — the seed's reading of ``-wi``.** The SDK sample only *verifies* ``-wi`` items and
-still adds every includable component on the shadowed volumes; the seed (footnote 2) describes
-``-wi`` as taking the snapshot *of* the writer or component given, and its experiment backs up one
-VM that way. vssim follows the seed: when ``-wi`` items are given, only they (a writer: all its
-included components) are added. Without ``-wi`` the sample's behaviour is unchanged.
+1. *Directly excluded*: a writer named by ``-wx`` (name, ``{writer id}`` or ``{instance id}``,
+   ignoring case) is left out silently; a component named ``<writer>:<full path>`` is excluded;
+   a writer left with no component that is not excluded is left out (the sample's message
+   speaks of restore even here).
+2. *Outside the shadow set*: a component with an affected volume that is not in the set.
+3. *Excluded ancestors*: a component with an excluded descendent.
+4. *Excluded writers*: a writer with no component that could be explicitly included (a selectable
+   one, or a top-level one, not excluded), or with an excluded top-level non-selectable component
+   — its other components cannot go without that one.
+5. *Explicitly included*: every component that could be, and has no ancestor that could be.
+6. ``-wi`` items are **verified, not enforced** (the readme's "Important note"): a component must
+   be explicitly included or have an explicitly included ancestor; a writer must be there with
+   none of its components excluded. A failed check stops vshadow (``E_INVALIDARG``, exit 2). The
+   backup still gets every explicitly included component of every writer — so ``-wi`` of one
+   remote VM through the CSV VSS Writer backs up all the CSV's VMs (what vshadow does), and a
+   truly selective backup of one VM is a requester's choice: ``vssim run --backup selective -wi``
+   and the Python requester (:mod:`vssim.requester.backups`) make it.
+7. ``AddComponent`` for each explicitly included component.
+
+For a restore (``SelectComponentsForRestore``): step 1 on the components of the backup components
+document, writers that do not support restore events left out, ``-wi`` verified, and every
+remaining component selected.
+
+Component look-ups use each writer's path index instead of the sample's pairwise scans (a CSV
+writer reports thousands of components); the order of the messages is the sample's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from vssim.scenario import Csv, Scenario
 from vssim.scenario.guids import braced
-from vssim.vss.jobs import Selected
-from vssim.vss.metadata import Component, VolumeOf, WriterMetadata, affected_volumes
+from vssim.vss.metadata import Component, VolumeOf, WriterMetadata, prefixes
+
+E_INVALIDARG = 0x80070057
+
+#: A unique volume name → its shortest mount point ("" if none), or None if the node has no such
+#: volume (``GetDisplayNameForVolumeNoThrow``).
+VolumeDisplay = Callable[[str], str | None]
 
 
 class SelectionError(Exception):
-    """vshadow refuses the selection; ``lines`` is what it printed."""
+    """vshadow threw ``E_INVALIDARG`` while selecting; ``lines`` is everything it printed."""
 
     def __init__(self, lines: list[str]) -> None:
         self.lines = lines
+        self.hresult = E_INVALIDARG
         super().__init__("\n".join(lines))
 
 
 @dataclass
-class _W:
-    doc: WriterMetadata
+class Comp:
+    """``VssComponent``'s selection state."""
+
+    c: Component
+    top_level: bool
     excluded: bool = False
-    comps: dict[str, Component] = field(default_factory=dict)
-    comp_excluded: dict[str, bool] = field(default_factory=dict)
-    explicit: dict[str, bool] = field(default_factory=dict)
+    explicit: bool = False
+
+    @property
+    def full_path(self) -> str:
+        return self.c.full_path
+
+    def can_be_explicitly_included(self) -> bool:
+        return not self.excluded and (self.c.selectable or self.top_level)
 
 
-def _eq(a: str, b: str) -> bool:
-    return a.lower() == b.lower()
+@dataclass
+class Writer:
+    """``VssWriter``'s selection state."""
+
+    doc: WriterMetadata
+    comps: list[Comp] = field(default_factory=list)
+    excluded: bool = False
+
+    def __post_init__(self) -> None:
+        self._by_path = {c.full_path.lower(): c for c in self.comps}
+        self._descendents: dict[int, list[Comp]] = {}
+        for c in self.comps:
+            for p in prefixes(c.full_path):
+                anc = self._by_path.get(p)
+                if anc is not None:
+                    self._descendents.setdefault(id(anc), []).append(c)
+
+    @classmethod
+    def of(cls, doc: WriterMetadata, components: Sequence[Component] | None = None) -> Writer:
+        comps = list(doc.components if components is None else components)
+        paths = {c.full_path.lower() for c in comps}
+        return cls(
+            doc,
+            [Comp(c, not any(p in paths for p in prefixes(c.full_path))) for c in comps],
+        )
+
+    @property
+    def id(self) -> str:
+        return braced(self.doc.writer_id)
+
+    @property
+    def instance_id(self) -> str:
+        return braced(self.doc.instance_id)
+
+    def ancestors(self, c: Comp) -> list[Comp]:
+        return [a for p in prefixes(c.full_path) if (a := self._by_path.get(p)) is not None]
+
+    def descendents(self, c: Comp) -> list[Comp]:
+        return self._descendents.get(id(c), [])
+
+    def names(self, c: Comp) -> tuple[str, str, str]:
+        return (
+            f"{self.doc.name}:{c.full_path}",
+            f"{self.id}:{c.full_path}",
+            f"{self.instance_id}:{c.full_path}",
+        )
 
 
 def _in(text: str, items: Sequence[str]) -> bool:
-    return any(_eq(text, i) for i in items)
+    """``FindStringInList``: case-insensitive."""
+    t = text.lower()
+    return any(t == i.lower() for i in items)
 
 
-def _keys(w: WriterMetadata, c: Component) -> tuple[str, str, str]:
-    return (
-        f"{w.name}:{c.full_path}",
-        f"{braced(w.writer_id)}:{c.full_path}",
-        f"{braced(w.instance_id)}:{c.full_path}",
-    )
+@dataclass
+class Selection:
+    writers: list[Writer]
+    lines: list[str]
+
+    def explicitly_included(self) -> list[tuple[Writer, Comp]]:
+        return [(w, c) for w in self.writers if not w.excluded for c in w.comps if c.explicit]
 
 
-def volume_resolver(scenario: Scenario) -> VolumeOf:
-    """Path → (unique volume name, mount point) for the scenario's CSVs."""
-    mounts = sorted(scenario.csvs, key=lambda c: -len(c.mount_point))
-
-    def volume_of(path: str) -> tuple[str, str] | None:
-        p = path.lower()
-        for c in mounts:
-            if p.startswith(c.mount_point.lower() + "\\"):
-                return c.volume_name, c.display_name
-        return None
-
-    return volume_of
+def _directly_excluded(writers: list[Writer], excluded: Sequence[str], out: list[str]) -> None:
+    out.append("Discover directly excluded components ...")
+    for w in writers:
+        if _in(w.doc.name, excluded) or _in(w.id, excluded) or _in(w.instance_id, excluded):
+            w.excluded = True
+            continue
+        for c in w.comps:
+            if any(_in(n, excluded) for n in w.names(c)):
+                out.append(
+                    f"- Component '{c.full_path}' from writer '{w.doc.name}' is explicitly "
+                    "excluded from backup "
+                )
+                c.excluded = True
+        if all(c.excluded for c in w.comps):
+            out.append(
+                f"- Excluding writer '{w.doc.name}' since it has no selected components for "
+                "restore."
+            )
+            w.excluded = True
 
 
 def select_for_backup(
-    scenario: Scenario,
-    docs: list[WriterMetadata],
-    volumes: Sequence[Csv],
+    docs: Sequence[WriterMetadata],
+    shadow_volumes: Sequence[str],
     excluded: Sequence[str],
     included: Sequence[str],
-) -> tuple[list[Selected], list[str]]:
-    """The components vshadow adds, and the lines it prints while choosing them. Raises
-    :class:`SelectionError` when a ``-wi`` item is not found or not included."""
-    volume_of = volume_resolver(scenario)
-    in_set = {c.volume_name.lower() for c in volumes}
-    ws = [_W(d, comps={c.full_path: c for c in d.components}) for d in docs]
-    out = ["Discover directly excluded components ..."]
-    for w in ws:
-        d = w.doc
-        if (
-            _in(d.name, excluded)
-            or _in(braced(d.writer_id), excluded)
-            or _in(braced(d.instance_id), excluded)
-        ):
-            w.excluded = True
-            continue
-        for p, c in w.comps.items():
-            w.comp_excluded[p] = False
-            if any(_in(k, excluded) for k in _keys(d, c)):
-                out.append(
-                    f"- Component '{p}' from writer '{d.name}' is explicitly excluded from backup "
-                )
-                w.comp_excluded[p] = True
-        if not any(not x for x in w.comp_excluded.values()):
-            out.append(
-                f"- Excluding writer '{d.name}' since it has no selected components for restore."
-            )
-            w.excluded = True
+    volume_of: VolumeOf,
+    display_of: VolumeDisplay,
+) -> Selection:
+    """``SelectComponentsForBackup`` on the gathered writers ``docs`` for a set of the volumes
+    ``shadow_volumes`` (unique names). Raises :class:`SelectionError` when a ``-wi`` check
+    fails."""
+    writers = [Writer.of(d) for d in docs]
+    out: list[str] = []
+    _directly_excluded(writers, excluded, out)
     out.append("Discover components that reside outside the shadow set ...")
-    for w in ws:
+    for w in writers:
         if w.excluded:
             continue
-        for p, c in w.comps.items():
-            if w.comp_excluded[p]:
+        for c in w.comps:
+            if c.excluded:
                 continue
-            for name, mount in affected_volumes(c, volume_of):
-                if name.lower() not in in_set:
-                    where = mount or name
+            for vol, _shown in c.c.affected_volumes(volume_of):
+                if _in(vol, shadow_volumes):
+                    continue
+                where = display_of(vol)
+                if where is not None:
                     out.append(
-                        f"- Component '{p}' from writer '{w.doc.name}' is excluded from backup "
-                        f"(it requires {where} in the shadow set)"
+                        f"- Component '{c.full_path}' from writer '{w.doc.name}' is excluded "
+                        f"from backup (it requires {where} in the shadow set)"
                     )
-                    w.comp_excluded[p] = True
-                    break
+                else:
+                    out.append(
+                        f"- Component '{c.full_path}' from writer '{w.doc.name}' is excluded "
+                        "from backup"
+                    )
+                c.excluded = True
+                break
     out.append("Discover all excluded components ...")
-    for w in ws:
+    for w in writers:
         if w.excluded:
             continue
-        for q, desc in w.comps.items():
-            if not w.comp_excluded[q]:
-                continue
-            for anc in w.doc.ancestors(desc):
-                p = anc.full_path
-                if not w.comp_excluded[p]:
+        for c in w.comps:
+            for d in w.descendents(c):
+                if d.excluded:
                     out.append(
-                        f"- Component '{p}' from writer '{w.doc.name}' is excluded from backup "
-                        f"(it has an excluded descendent: '{desc.name}')"
+                        f"- Component '{c.full_path}' from writer '{w.doc.name}' is excluded "
+                        f"from backup (it has an excluded descendent: '{d.c.name}')"
                     )
-                    w.comp_excluded[p] = True
+                    c.excluded = True
+                    break
     out.append("Discover excluded writers ...")
-
-    def includable(w: _W, p: str) -> bool:
-        c = w.comps[p]
-        return not w.comp_excluded[p] and (c.selectable or w.doc.top_level(c))
-
-    for w in ws:
+    for w in writers:
         if w.excluded:
             continue
-        if not any(includable(w, p) for p in w.comps):
+        if not any(c.can_be_explicitly_included() for c in w.comps):
+            w.excluded = True
             out.append(f"- The writer '{w.doc.name}' is now entirely excluded from the backup:")
             out.append(
-                "  (it does not contain any components that can be potentially included "
-                "in the backup)"
+                "  (it does not contain any components that can be potentially included in the "
+                "backup)"
             )
-            w.excluded = True
+            continue
+        for c in w.comps:
+            if c.top_level and not c.c.selectable and c.excluded:
+                out.append(f"- The writer '{w.doc.name}' is now entirely excluded from the backup:")
+                out.append(
+                    f"  (the top-level non-selectable component '{c.full_path}' is an excluded "
+                    "component)"
+                )
+                w.excluded = True
+                break
     out.append("Discover explicitly included components ...")
-    for w in ws:
+    for w in writers:
         if w.excluded:
             continue
-        for p, c in w.comps.items():
-            w.explicit[p] = includable(w, p) and not any(
-                includable(w, a.full_path) for a in w.doc.ancestors(c)
-            )
-    out.append("Verifying explicitly specified writers/components ...")
-    wanted: set[tuple[int, str]] = set()
-    for item in included:
-        if ":" in item:
-            out.append(f'- Verifing component "{item}" ...')
-            hit = _verify_component(ws, item, out)
-            wanted.add(hit)
-        else:
-            out.append(
-                f'- Verifing that all components of writer "{item}" are included in backup ...'
-            )
-            wanted |= _verify_writer(ws, item, out)
+        for c in w.comps:
+            if c.can_be_explicitly_included():
+                c.explicit = not any(a.can_be_explicitly_included() for a in w.ancestors(c))
+    _verify(writers, included, out, during_restore=False)
     out.append("Select explicitly included components ...")
-    selected: list[Selected] = []
-    by_guid = {vm.guid: vm for vm in scenario.vms}
-    for i, w in enumerate(ws):
+    for w in writers:
         if w.excluded:
-            continue
-        adds = [p for p in w.comps if w.explicit.get(p) and (not included or (i, p) in wanted)]
-        if not adds:
             continue
         out.append(f" * Writer '{w.doc.name}':")
-        for p in adds:
-            out.append(f"   - Add component {p}")
-            c = w.comps[p]
-            if c.vm_guid is not None:
-                selected.append(Selected(w.doc, c, by_guid[c.vm_guid]))
-    return selected, out
+        out += [f"   - Add component {c.full_path}" for c in w.comps if c.explicit]
+    return Selection(writers, out)
 
 
-def _verify_component(ws: list[_W], item: str, out: list[str]) -> tuple[int, str]:
-    for i, w in enumerate(ws):
+def select_for_restore(
+    writers: list[Writer], excluded: Sequence[str], included: Sequence[str]
+) -> Selection:
+    """``SelectComponentsForRestore`` on the writers of a backup components document that are
+    present on the node (each with the document's components)."""
+    out: list[str] = []
+    _directly_excluded(writers, excluded, out)
+    out.append("Exclude writers that do not support restore events ...")
+    for w in writers:
         if w.excluded:
             continue
-        for p, c in w.comps.items():
-            if w.comp_excluded.get(p):
-                continue
-            if any(_eq(k, item) for k in _keys(w.doc, c)):
-                ok = w.explicit.get(p, False) or any(
-                    w.explicit.get(a.full_path, False) for a in w.doc.ancestors(c)
-                )
-                if ok:
-                    out.append(f'  - The component "{item}" is selected')
-                    return i, p
-                out += [
-                    f'ERROR: The component "{item}" was not included in the backup! '
-                    "Aborting backup ...",
-                    "- Please reveiw the component/subcomponent definitions",
-                    "- Also, please verify list of volumes to be shadow copied.",
-                ]
-                raise SelectionError(out)
-    out += [
-        f'ERROR: The component "{item}" was not found in the writer components list! '
-        "Aborting backup ...",
-        "- Please check the syntax of the component name.",
-    ]
-    raise SelectionError(out)
-
-
-def _verify_writer(ws: list[_W], item: str, out: list[str]) -> set[tuple[int, str]]:
-    for i, w in enumerate(ws):
-        if w.excluded or not w.doc.matches(item):
+        if not w.doc.supports_restore_events:
+            out.append(
+                f"- Excluding writer '{w.doc.name}' since it does not support restore events."
+            )
+            w.excluded = True
+    _verify(writers, included, out, during_restore=True)
+    out.append("Select components for restore...")
+    for w in writers:
+        if w.excluded:
             continue
-        for p in w.comps:
-            if w.comp_excluded.get(p):
+        out.append(f" * Writer '{w.doc.name}':")
+        out += [f"   - Select component {c.full_path}" for c in w.comps if not c.excluded]
+    return Selection(writers, out)
+
+
+_REVIEW = [
+    "- Please reveiw the component/subcomponent definitions",
+    "- Also, please verify list of volumes to be shadow copied.",
+]
+
+
+def _verify(
+    writers: list[Writer], included: Sequence[str], out: list[str], during_restore: bool
+) -> None:
+    out.append("Verifying explicitly specified writers/components ...")
+    for item in included:
+        if ":" in item:
+            _verify_component(writers, item, out, during_restore)
+        else:
+            _verify_writer(writers, item, out)
+
+
+def _verify_component(
+    writers: list[Writer], item: str, out: list[str], during_restore: bool
+) -> None:
+    out.append(f'- Verifing component "{item}" ...')
+    key = item.lower()
+    for w in writers:
+        if w.excluded:
+            continue
+        for c in w.comps:
+            if c.excluded or key not in (n.lower() for n in w.names(c)):
+                continue
+            if during_restore or c.explicit or any(a.explicit for a in w.ancestors(c)):
+                out.append(f'  - The component "{item}" is selected')
+                return
+            out.append(
+                f'ERROR: The component "{item}" was not included in the backup! Aborting backup ...'
+            )
+            raise SelectionError(out + _REVIEW)
+    out.append(
+        f'ERROR: The component "{item}" was not found in the writer components list! '
+        "Aborting backup ..."
+    )
+    raise SelectionError([*out, "- Please check the syntax of the component name."])
+
+
+def _verify_writer(writers: list[Writer], item: str, out: list[str]) -> None:
+    out.append(f'- Verifing that all components of writer "{item}" are included in backup ...')
+    key = item.lower()
+    for w in writers:
+        # An excluded writer is skipped before it is compared: it is reported "not found".
+        if w.excluded or key not in (w.doc.name.lower(), w.id, w.instance_id):
+            continue
+        for c in w.comps:
+            if c.excluded:
                 out += [
                     f'ERROR: The writer "{w.doc.name}" has components not included in the '
                     "backup! Aborting backup ...",
-                    f'- The component "{p}" was not included in the backup.',
-                    "- Please reveiw the component/subcomponent definitions",
-                    "- Also, please verify list of volumes to be shadow copied.",
+                    f'- The component "{c.full_path}" was not included in the backup.',
                 ]
-                raise SelectionError(out)
+                raise SelectionError(out + _REVIEW)
         out.append(f'   - All components from writer "{item}" are selected')
-        return {(i, p) for p in w.comps}
-    out += [
-        f'ERROR: The writer "{item}" was not found! Aborting backup ...',
-        "- Please check the syntax of the writer name/id.",
-    ]
-    raise SelectionError(out)
+        return
+    out.append(f'ERROR: The writer "{item}" was not found! Aborting backup ...')
+    raise SelectionError([*out, "- Please check the syntax of the writer name/id."])

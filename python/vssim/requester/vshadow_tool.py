@@ -1,76 +1,92 @@
-"""``vshadow`` — the Windows SDK's VSS requester sample that the seed uses — on the simulated
-cluster: its options (spec §6), its output text and its exit codes (0 ok, 1 not found / invalid
-argument, 2 runtime error).
+"""``vshadow`` — the Windows SDK's VSS requester sample (the VSS_SERVER build, which the seed's
+figure 3 comes from) — on the simulated cluster: ``CommandLineParser::MainRoutine``
+(``shadow.cpp``) with its options, its output and its exit codes.
 
-A run is one requester process on one node. Everything it does goes through the simulated cluster
-(:mod:`vssim.requester.backups`); shadow copies, the clock and CSV owners persist in a JSON state
-file (:mod:`vssim.requester.state_file`) between runs, so ``-p`` then ``-q`` then ``-da`` behave
-like a sequence on one cluster. vshadow itself copies no data: a created set is released at once
-unless ``-p`` made it persistent.
-Component selection is vshadow's, with the seed's reading of ``-wi``
-(:mod:`vssim.requester.vshadow_select`).
+Arguments are taken one by one as the sample does: flags set options (each echoes its
+``(Option: …)`` line); the first command runs and ends the process, so anything after it is
+ignored; a first argument that is a volume starts a shadow set of it and every following
+argument (each must be a volume); anything else is an invalid parameter. Exit codes are the
+sample's: **0** done, **1** invalid parameters only (the usage follows), **2** any failure the
+tool throws as an HRESULT (a failed COM or Win32 call, a ``-wi`` check, a badly formed GUID, a
+writer in a failed state, an ``-exec`` command that failed or does not exist), **3** out of
+memory.
+
+Options vssim cannot honour are accepted with the tool's own echo line and a note on standard
+error (``-tracing``: no call trace; ``-tr``: no TxF on simulated volumes); ``-ap`` (plex) is
+refused as a system without a plex provider refuses it. The VSS calls live in
+:mod:`vssim.requester.vshadow_client` and the modules built on it.
 """
 
 from __future__ import annotations
 
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import TextIO
 
-from vssim.requester import state_file
-from vssim.requester.backups import run_jobs, visible_writers
-from vssim.requester.vshadow_select import SelectionError, select_for_backup, volume_resolver
+from vssim.requester.state_file import StateStore
+from vssim.requester.vshadow_bcdoc import file_text
+from vssim.requester.vshadow_client import Console, ThrownError
+from vssim.requester.vshadow_create import Creation, Target
+from vssim.requester.vshadow_manage import (
+    BREAKEX_MAKE_READ_WRITE,
+    BREAKEX_MASK_LUNS,
+    BREAKEX_REVERT_IDENTITY_ALL,
+    BREAKEX_REVERT_IDENTITY_NONE,
+    RECOVERY_NO_VOLUME_CHECK,
+    RECOVERY_REVERT_IDENTITY_ALL,
+    Management,
+)
+from vssim.requester.vshadow_restore import Restore
 from vssim.requester.vshadow_text import (
-    USAGE,
-    backup_components_document,
-    setvar_script,
-    snapshot_lines,
-    status_lines,
+    CALL_CLUSTER_PREPARE,
+    CALL_CREATE_FILE,
+    CALL_CREATE_PROCESS,
+    CALL_GET_ROOT_AND_PREFIX,
+    E_INVALIDARG,
+    E_UNEXPECTED,
+    USAGE_LINES,
+    VSS_CTX_ALL,
+    banner,
+    com_error,
+    win32_error,
 )
-from vssim.scenario import Csv, FaultKind, Scenario, braced
-from vssim.vss.cluster_state import ShadowCopy
-from vssim.vss.enums import (
-    HResult,
-    SnapshotContext,
-    WriterState,
-    hresult_hex,
-    hresult_name,
-)
-from vssim.vss.jobs import BackupJob, BackupResult, Selected, WriterStatus
-from vssim.vss.limits import MAX_VOLUMES_PER_SET
-from vssim.vss.metadata import list_writer, to_xml
-from vssim.vss.well_known_ids import SYSTEM_PROVIDER_ID
-from vssim.vss.writer_state import WriterEvent, WriterMachine
+from vssim.requester.vshadow_volumes import is_unc_path
+from vssim.scenario import OsProfile, Scenario
+from vssim.vss.enums import SnapshotAttr
+from vssim.vss.jobs import BackupResult
 
-OK, NOT_FOUND, RUNTIME_ERROR = 0, 1, 2
+OK, INVALID_PARAMETERS, RUNTIME_ERROR, OUT_OF_MEMORY = 0, 1, 2, 3
 
-_FLAG_NAMES = ("p", "nw", "nar", "tr", "ad", "ap", "scsf", "wait", "tracing")
-_VALUED = ("t", "bc", "wx", "wi", "script", "exec")
-_OPS = ("?", "q", "da", "wm", "wm2", "wm3", "ws")
-_VALUED_OPS = ("qx", "s", "dx", "ds", "do")
+#: ``HRESULT_FROM_WIN32(ERROR_BAD_NETPATH)``: no file server on the simulated cluster.
+E_BAD_NETPATH = 0x80070035
+ERROR_CLUSTER_BACKUP_IN_PROGRESS = 5949
+#: ``GetLastError()`` of ``CreateProcess`` on a file that is not a program.
+ERROR_BAD_EXE_FORMAT = 193
+DASHES = "-----------------------------------------------------"
 
 
-def _match(arg: str, name: str) -> bool:
-    return arg[:1] in "-/" and arg[1:].lower() == name
+class VssClient(Creation, Restore, Management):
+    """The sample's ``VssClient`` on the simulated cluster."""
 
 
-def _match_value(arg: str, name: str) -> str | None:
-    if arg[:1] not in "-/" or "=" not in arg:
+def match(arg: str, name: str) -> bool:
+    """``MatchArgument(arg, name)``: ``-name`` or ``/name``, any case."""
+    return len(arg) > 1 and arg[0] in "-/" and arg[1:].lower() == name.lower()
+
+
+def match_value(arg: str, name: str) -> str | None:
+    """``MatchArgument(arg, name, value)``: ``-name=value`` (``/``, any case); an empty value
+    does not match; one pair of enclosing double quotes is removed."""
+    if not arg or arg[0] not in "-/" or "=" not in arg:
         return None
     key, _, value = arg[1:].partition("=")
-    if key.lower() != name or not value:
+    if key.lower() != name.lower() or not value:
         return None
-    if len(value) >= 2 and value[0] == value[-1] == '"':
+    if value[0] == '"' and value[-1] == '"':
         value = value[1:-1]
     return value
-
-
-def _guid(text: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(text.strip().strip("{}"))
-    except ValueError:
-        return None
 
 
 class VShadow:
@@ -83,424 +99,518 @@ class VShadow:
         state_path: Path,
         out: TextIO,
         stdin: TextIO | None = None,
+        err: TextIO | None = None,
     ) -> None:
         self.sc = scenario
         self.node = scenario.node(node).name
-        self.state_path = state_path
-        self.out = out
-        self.stdin = stdin
-        self.state = state_file.load(scenario, state_path)
+        self.con = Console(out, err if err is not None else sys.stderr, stdin)
+        self.store = StateStore(scenario, state_path)
+        self.client = VssClient(scenario, self.node, self.store, self.con)
         self.persistent = False
         self.with_writers = True
-        self.auto_recovery = True
-        self.client_accessible = False
-        self.bc_file = ""
-        self.transportable = False
-        self.script = ""
-        self.exec_cmd = ""
-        self.included: list[str] = []
-        self.excluded: list[str] = []
+        self.wait = False
+        self.args: list[str] = []
 
-    def w(self, *lines: str) -> None:
-        for line in lines:
-            self.out.write(line + "\n")
-
-    def context(self) -> SnapshotContext:
-        if self.client_accessible:
-            return SnapshotContext.CLIENT_ACCESSIBLE
-        if self.persistent:
-            return (
-                SnapshotContext.APP_ROLLBACK
-                if self.with_writers
-                else (SnapshotContext.NAS_ROLLBACK)
-            )
-        return SnapshotContext.BACKUP if self.with_writers else SnapshotContext.FILE_SHARE_BACKUP
-
-    # --- main routine -----------------------------------------------------------------------
+    @property
+    def result(self) -> BackupResult | None:
+        """The simulated run of the shadow set this process created (None if it made none)."""
+        return self.client.result
 
     def main(self, args: list[str]) -> int:
-        self.w(
-            "",
-            "VSHADOW.EXE 3.0 - Volume Shadow Copy sample client.",
-            f"(vssim: simulated {self.sc.os} cluster {self.sc.name}, node {self.node})",
-            "",
-            "",
-        )
-        for i, arg in enumerate(args):
-            code = self._flag(arg)
-            if code is not None:
-                if code != OK:
-                    return code
-                continue
-            for op in _OPS:
-                if _match(arg, op):
-                    return self._op(op, None)
-            for op in _VALUED_OPS:
-                value = _match_value(arg, op)
-                if value is not None:
-                    return self._op(op, value)
-            if arg[:1] not in "-/":
-                self.w("(Option: Create shadow copy set)")
-                return self.create(args[i:])
-            self.w("", f"ERROR: invalid parameter '{arg}'", "", USAGE)
-            return NOT_FOUND
-        self.w(USAGE)
-        return OK
+        """``wmain``: the banner, the main routine, and the exit code."""
+        self.args = list(args)
+        self.con.w(*banner(self.sc.os.value, self.sc.name, self.node))
+        try:
+            return self.main_routine(self.args)
+        except ThrownError:
+            return RUNTIME_ERROR
+        except MemoryError:
+            self.con.w("ERROR: Memory allocation error")
+            return OUT_OF_MEMORY
+        finally:
+            self._exit()
 
-    def _flag(self, arg: str) -> int | None:
-        names = {
-            "p": ("(Option: Persistent shadow copy)", "persistent"),
-            "nw": ("(Option: No-writers option detected)", "with_writers"),
-            "nar": ("(Option: No-auto-recovery option detected)", "auto_recovery"),
-            "scsf": (
-                "(Option: Creating Shadow Copies for Shared Folders - Client Accessible)",
-                "client_accessible",
-            ),
-        }
-        for name in _FLAG_NAMES:
-            if _match(arg, name):
-                if name in names:
-                    text, attr = names[name]
-                    self.w(text)
-                    setattr(self, attr, attr in ("persistent", "client_accessible"))
-                else:
-                    self.w(f"(Option: {name} accepted; no effect in the simulation)")
-                return OK
-        for name in _VALUED:
-            value = _match_value(arg, name)
-            if value is None:
+    def _exit(self) -> None:
+        """The destructors: ``-wait`` asks for ENTER while the shadow copies still exist, then
+        the backup components object goes and takes the non-persistent ones with it."""
+        try:
+            if self.store.held:
+                self.store.release()
+            if self.wait:
+                self.con.w("", "Press <ENTER> to continue...")
+                self.con.read_line()
+            self.client.close_live_window()
+            imported = self.client.imported_live
+            if imported:
+                state = self.store.acquire()
+                gone = {s.id for s in imported}
+                state.snapshots[:] = [s for s in state.snapshots if s.id not in gone]
+                self.store.save()
+        finally:
+            self.store.release()
+            self.con.out.flush()
+
+    # --- the main routine ---------------------------------------------------------------------
+
+    def main_routine(self, args: list[str]) -> int:
+        context = 0
+        excluded: list[str] = []
+        included: list[str] = []
+        script = exec_cmd = xml_doc = ""
+        break_flags = resync_flags = 0
+        resync_pairs: dict[str, str] = {}
+        w = self.con.w
+        for i, arg in enumerate(args):
+            # --- flags ---
+            if match(arg, "p"):
+                w("(Option: Persistent shadow copy)")
+                self.persistent = True
                 continue
-            if name == "wi":
-                self.w(f"(Option: Verifying inclusion of writer/component '{value}')")
-                self.included.append(value)
-            elif name == "wx":
-                self.w(f"(Option: Excluding writer/component '{value}')")
-                self.excluded.append(value)
-            elif name == "t":
-                self.w(f"(Option: Transportable shadow set. Saving xml to file '{value}')")
-                self.bc_file = value
-                self.transportable = True
-            elif name == "bc":
-                self.w(f"(Option: Saving xml to file '{value}')")
-                self.bc_file = value
-            elif name == "script":
-                self.w(f"(Option: Generate SETVAR script '{value}')")
-                self.script = value
-            else:
-                self.w(f"(Option: Execute binary/script after shadow creation '{value}')")
-                p = Path(value)
-                if not p.is_file():
-                    self.w(
-                        f"ERROR: the parameter '{value}' must be an existing file!",
+            if match(arg, "nw"):
+                w("(Option: No-writers option detected)")
+                self.with_writers = False
+                continue
+            if match(arg, "nar"):
+                w("(Option: No-auto-recovery option detected)")
+                context |= SnapshotAttr.NO_AUTORECOVERY
+                continue
+            if match(arg, "tr"):
+                w("(Option: TxF-recover option detected)")
+                self.con.note("-tr: the simulated volumes have no TxF; the flag has no effect")
+                context |= SnapshotAttr.TXF_RECOVERY
+                continue
+            if (v := match_value(arg, "t")) is not None:
+                w(f"(Option: Transportable shadow set. Saving xml to file '{v}')")
+                xml_doc = v
+                context |= SnapshotAttr.TRANSPORTABLE
+                continue
+            if (v := match_value(arg, "bc")) is not None:
+                w(f"(Option: Saving xml to file '{v}')")
+                xml_doc = v
+                continue
+            if match(arg, "ad"):
+                w("(Option: Creating differential HW shadow copies)")
+                context |= SnapshotAttr.DIFFERENTIAL
+                continue
+            if match(arg, "ap"):
+                w("(Option: Creating plex HW shadow copies)")
+                context |= SnapshotAttr.PLEX
+                continue
+            if match(arg, "scsf"):
+                w("(Option: Creating Shadow Copies for Shared Folders - Client Accessible)")
+                context = 0x1D
+                continue
+            if (v := match_value(arg, "wx")) is not None:
+                w(f"(Option: Excluding writer/component '{v}')")
+                excluded.append(v)
+                continue
+            if (v := match_value(arg, "wi")) is not None:
+                w(f"(Option: Verifying inclusion of writer/component '{v}')")
+                included.append(v)
+                continue
+            if match(arg, "wait"):
+                w("(Option: Wait on finish)")
+                self.wait = True
+                continue
+            if (v := match_value(arg, "script")) is not None:
+                w(f"(Option: Generate SETVAR script '{v}')")
+                script = v
+                continue
+            if (v := match_value(arg, "exec")) is not None:
+                w(f"(Option: Execute binary/script after shadow creation '{v}')")
+                if not Path(v).is_file():
+                    w(
+                        f"ERROR: the parameter '{v}' must be an existing file!",
                         "- Note: the -exec command cannot have parameters!",
                     )
-                    return NOT_FOUND
-                self.exec_cmd = value
+                    raise ThrownError(E_INVALIDARG)
+                exec_cmd = v
+                continue
+            if match(arg, "tracing"):
+                w("(Option: Enable tracing)")
+                self.con.note("-tracing: the simulation has no C++ call trace to show")
+                continue
+            if match(arg, "mask"):
+                w("(Option: Mask shadow copy luns)")
+                break_flags |= BREAKEX_MASK_LUNS
+                continue
+            if match(arg, "rw"):
+                w("(Option: make readwrite)")
+                break_flags |= BREAKEX_MAKE_READ_WRITE
+                continue
+            if match(arg, "forcerevert"):
+                w("(Option: force disk identity revert)")
+                break_flags |= BREAKEX_REVERT_IDENTITY_ALL
+                continue
+            if match(arg, "norevert"):
+                w("(Option: no disk identity revert)")
+                break_flags |= BREAKEX_REVERT_IDENTITY_NONE
+                continue
+            # --- operations ---
+            if match(arg, "?"):
+                break
+            code = self._operation(arg, context, excluded, included, exec_cmd, break_flags)
+            if code is not None:
+                return code
+            if (v := match_value(arg, "addresync")) is not None:
+                parts = v.split(",")
+                snapshot_id = self.guid(parts[0])
+                if len(parts) == 1:
+                    w(
+                        "(Option: Add snapshot Id for resync to original volume location specified "
+                        "in BCD)"
+                    )
+                elif len(parts) == 2:
+                    w(f"(Option: Add snapshot Id for resync to location: {parts[1]})")
+                else:
+                    raise ThrownError(E_INVALIDARG)
+                if snapshot_id in resync_pairs:
+                    w("Already added.  Ignoring")
+                else:
+                    resync_pairs[snapshot_id] = parts[1] if len(parts) == 2 else ""
+                    w("Added.")
+                continue
+            if match(arg, "revertsig"):
+                w("(Option: Resync will revert destination to the original disk's signature)")
+                resync_flags |= RECOVERY_REVERT_IDENTITY_ALL
+                continue
+            if match(arg, "novolcheck"):
+                w("(Option: novolcheck flag used. Resync will not check for unselected volumes)")
+                resync_flags |= RECOVERY_NO_VOLUME_CHECK
+                continue
+            if (v := match_value(arg, "resync")) is not None:
+                if resync_flags & RECOVERY_REVERT_IDENTITY_ALL:
+                    w("Resyncing using source signature as the final disk signature")
+                else:
+                    w("Resyncing using target signature as the final disk signature")
+                xml = self.read_file(v)
+                self.client.initialize_for_restore(xml)
+                self.client.do_resync(resync_pairs)
+                return OK
+            if self._volume(arg):
+                return self._create(
+                    args[i:], context, xml_doc, excluded, included, script, exec_cmd
+                )
+            w("", f"ERROR: invalid parameter '{arg}'", "")
+            self.print_usage()
+            return INVALID_PARAMETERS
+        self.print_usage()
+        return OK
+
+    def print_usage(self) -> None:
+        self.con.w(*USAGE_LINES)
+
+    def final_context(self, context: int) -> int:
+        """``UpdateFinalContext``."""
+        if self.persistent:
+            return context | (0x9 if self.with_writers else 0x19)
+        return context | (0x0 if self.with_writers else 0x10)
+
+    def guid(self, text: str) -> str:
+        """``WString2Guid`` (``CLSIDFromString``): a GUID in braces, or the tool stops."""
+        inner = text[1:-1] if len(text) == 38 and text[0] == "{" and text[-1] == "}" else ""
+        try:
+            if len(inner) != 36 or inner.count("-") != 4:
+                raise ValueError(text)
+            return "{" + str(uuid.UUID(inner)) + "}"
+        except ValueError:
+            self.con.w(f"ERROR: The string '{text}' is not formatted as a GUID!")
+            raise ThrownError(E_INVALIDARG) from None
+
+    def read_file(self, name: str) -> str:
+        """``ReadFileContents``."""
+        self.con.w(f"Reading the file '{name}' ...")
+        try:
+            return file_text(Path(name).read_bytes())
+        except OSError as exc:
+            error = 2 if isinstance(exc, FileNotFoundError) else 5
+            self.con.w(*win32_error(CALL_CREATE_FILE, error))
+            raise ThrownError(0x80070000 | error) from None
+
+    # --- commands -----------------------------------------------------------------------------
+
+    def _operation(
+        self,
+        arg: str,
+        context: int,
+        excluded: list[str],
+        included: list[str],
+        exec_cmd: str,
+        break_flags: int,
+    ) -> int | None:
+        """The command ``arg`` names, run to its end (its exit code), or None."""
+        w, c = self.con.w, self.client
+        if match(arg, "q"):
+            w("(Option: Query all shadow copies)")
+            c.initialize(VSS_CTX_ALL)
+            c.query_snapshot_set(None)
+            return OK
+        if (v := match_value(arg, "qx")) is not None:
+            w("(Option: Query shadow copy set)")
+            set_id = self.guid(v)
+            c.initialize(VSS_CTX_ALL)
+            c.query_snapshot_set(set_id)
+            return OK
+        if (v := match_value(arg, "s")) is not None:
+            w("(Option: Query shadow copy)")
+            snapshot_id = self.guid(v)
+            c.initialize(VSS_CTX_ALL)
+            c.print_snapshot(snapshot_id)
+            return OK
+        if match(arg, "da"):
+            w("(Option: Delete all shadow copies)")
+            self.con.write("This will delete all shadow copies in the system. Are you sure? [Y/N] ")
+            if self.con.read_token() not in ("Y", "y"):
+                return OK
+            self.con.write("\n")
+            c.initialize(VSS_CTX_ALL)
+            c.delete_all()
+            return OK
+        if (v := match_value(arg, "dx")) is not None:
+            w("(Option: Delete a shadow copy set)")
+            set_id = self.guid(v)
+            c.initialize(VSS_CTX_ALL)
+            c.delete_set(set_id)
+            return OK
+        if (v := match_value(arg, "ds")) is not None:
+            w("(Option: Delete a shadow copy)")
+            snapshot_id = self.guid(v)
+            c.initialize(VSS_CTX_ALL)
+            c.delete_one(snapshot_id)
+            return OK
+        for name, echo, detailed in (
+            ("wm", "(Option: List writer metadata)", False),
+            ("wm2", "(Option: List extended writer metadata)", True),
+        ):
+            if match(arg, name):
+                w(echo)
+                c.initialize(self.final_context(context))
+                c.gather_writer_metadata()
+                c.list_writer_metadata(detailed)
+                return OK
+        if match(arg, "wm3"):
+            w("(Option: List writer metadata in XML)")
+            c.initialize(self.final_context(context))
+            c.gather_writer_metadata_to_screen()
+            return OK
+        if match(arg, "ws"):
+            w("(Option: List writer status)")
+            c.initialize(self.final_context(context))
+            c.gather_writer_metadata()
+            c.gather_writer_status()
+            c.list_writer_status()
+            return OK
+        if (v := match_value(arg, "do")) is not None:
+            w(f"(Option: Delete the oldest shadow copy for {v})")
+            c.initialize(VSS_CTX_ALL)
+            c.delete_oldest(v)
+            return OK
+        if (v := match_value(arg, "revert")) is not None:
+            w("(revert a shadow copy)")
+            snapshot_id = self.guid(v)
+            c.initialize(VSS_CTX_ALL)
+            c.revert_to_snapshot(snapshot_id)
+            return OK
+        if (v := match_value(arg, "b")) is not None:
+            w("(Option: Break shadow copy set)")
+            set_id = self.guid(v)
+            c.initialize(VSS_CTX_ALL)
+            c.break_snapshot_set(set_id, read_write=False)
+            return OK
+        if (v := match_value(arg, "bw")) is not None:
+            w("(Option: Break shadow copy set as writable)")
+            set_id = self.guid(v)
+            c.initialize(VSS_CTX_ALL)
+            devices = c.break_snapshot_set(set_id, read_write=True)
+            if exec_cmd:
+                self.exec_command(exec_cmd)
+            if self.wait:
+                self.store.release()
+                w("", "Press <ENTER> to make the volumes writable...")
+                self.con.read_line()
+                self.wait = False
+            c.make_volumes_read_write(set_id, devices)
+            return OK
+        if (v := match_value(arg, "bex")) is not None:
+            w("(Option: Break shadow copy set using BreakSnapshotSetEx)")
+            set_id = self.guid(v)
+            c.initialize(VSS_CTX_ALL)
+            c.break_snapshot_set_ex(set_id, break_flags)
+            return OK
+        if (v := match_value(arg, "el")) is not None:
+            w("(Option: Expose a shadow copy)")
+            parts = v.split(",")
+            if len(parts) != 2:
+                w(
+                    "ERROR: the -el arguments must contain a GUID and a local path separated by a "
+                    "comma."
+                )
+                raise ThrownError(E_INVALIDARG)
+            snapshot_id = self.guid(parts[0])
+            c.initialize(VSS_CTX_ALL)
+            c.expose_locally(snapshot_id, parts[1])
+            return OK
+        if (v := match_value(arg, "er")) is not None:
+            w("(Option: Expose a shadow copy)")
+            parts = v.split(",")
+            if len(parts) not in (2, 3):
+                w(
+                    "ERROR: the -er arguments must contain a GUID, a share name and an optional "
+                    "local path separated by a comma."
+                )
+                raise ThrownError(E_INVALIDARG)
+            snapshot_id = self.guid(parts[0])
+            c.initialize(VSS_CTX_ALL)
+            c.expose_remotely(snapshot_id, parts[1], parts[2] if len(parts) == 3 else "")
+            return OK
+        if (v := match_value(arg, "i")) is not None:
+            w(f"(Option: Import shadow copy set from file '{v}')")
+            ids = c.initialize_for_import(self.read_file(v))
+            c.import_snapshot_set(ids)
+            if exec_cmd:
+                self.exec_command(exec_cmd)
+            return OK
+        if (v := match_value(arg, "r")) is not None:
+            w("(Option: Perform a restore)")
+            self._restore(v, excluded, included, exec_cmd, simulated=False)
+            return OK
+        if (v := match_value(arg, "rs")) is not None:
+            w("(Option: Perform a Simulated restore)")
+            self._restore(v, excluded, included, exec_cmd, simulated=True)
             return OK
         return None
 
-    def _op(self, op: str, value: str | None) -> int:
-        if op == "?":
-            self.w(USAGE)
-            return OK
-        if op in ("wm", "wm2", "wm3"):
-            return self.list_metadata(op)
-        if op == "ws":
-            return self.list_status()
-        if op == "da":
-            return self.delete_all()
-        if op == "q":
-            self.w("(Option: Query all shadow copies)")
-            self.query(None)
-            return OK
-        assert value is not None
-        if op == "do":
-            self.w(f"(Option: Delete the oldest shadow copy for {value})")
-            return self.delete_oldest(value)
-        guid = _guid(value)
-        if guid is None:
-            self.w(f"ERROR: '{value}' is not a GUID", "")
-            return NOT_FOUND
-        if op == "qx":
-            self.w("(Option: Query shadow copy set)")
-            self.query(str(guid))
-            return OK
-        if op == "s":
-            self.w("(Option: Query shadow copy)")
-            snaps = [s for s in self.state.snapshots if s.id == str(guid)]
-            if not snaps:
-                return self._not_found(f"GetSnapshotProperties({braced(guid)})")
-            self.w(*snapshot_lines(snaps[0], self.sc.start))
-            return OK
-        if op == "dx":
-            self.w("(Option: Delete a shadow copy set)")
-            self.w(f"- Deleting shadow copy set {braced(guid)} ...")
-            return self._delete([s for s in self.state.snapshots if s.set_id == str(guid)])
-        self.w("(Option: Delete a shadow copy)")
-        self.w(f"- Deleting shadow copy {braced(guid)} ...")
-        return self._delete([s for s in self.state.snapshots if s.id == str(guid)])
-
-    def _not_found(self, call: str) -> int:
-        hr = HResult.VSS_E_OBJECT_NOT_FOUND
-        self.w("", f"ERROR: {call} failed: {hresult_hex(hr)} ({hr.name})", "")
-        return NOT_FOUND
-
-    # --- writers ----------------------------------------------------------------------------
-
-    def _gathered(self) -> tuple[list[WriterStatus], list[int]]:
-        """Identify every writer of this node: their status, and the indexes of those whose
-        metadata was gathered (a writer failing Identify reports no metadata)."""
-        docs = visible_writers(self.sc, self.node)
-        status, good = [], []
-        for i, d in enumerate(docs):
-            m = WriterMachine(f"{d.name} on {self.node}")
-            kind = "csv" if i else "hyperv"
-            fault = next(
-                (
-                    f
-                    for f in self.sc.faults
-                    if f.kind is FaultKind.WRITER_FAIL
-                    and f.phase == "identify"
-                    and f.node == self.node
-                    and (f.writer or "hyperv") == kind
-                ),
-                None,
-            )
-            if fault is None:
-                m.send(WriterEvent.IDENTIFY)
-                good.append(i)
-            else:
-                m.send(
-                    WriterEvent.IDENTIFY,
-                    ok=False,
-                    hr=fault.hresult or HResult.VSS_E_WRITERERROR_NONRETRYABLE,
-                )
-            status.append(
-                WriterStatus(d.name, d.writer_id, d.instance_id, self.node, m.state, m.failure)
-            )
-        return status, good
-
-    def list_metadata(self, op: str) -> int:
-        text = {
-            "wm": "(Option: List writer metadata)",
-            "wm2": "(Option: List extended writer metadata)",
-            "wm3": "(Option: List writer metadata in XML)",
-        }[op]
-        self.w(text, "(Gathering writer metadata...)")
-        docs = visible_writers(self.sc, self.node)
-        _, good = self._gathered()
-        if op == "wm3":
-            for n, i in enumerate(good):
-                self.w("", f"--[Writer {n}]--", to_xml(docs[i]))
-            self.w("--[end of data]--")
-            return OK
-        self.w("Initialize writer metadata ...", "Listing writer metadata ...")
-        vol = volume_resolver(self.sc)
-        for i in good:
-            self.w(*list_writer(docs[i], vol, detailed=op == "wm2"))
-        return OK
-
-    def list_status(self) -> int:
-        self.w(
-            "(Option: List writer status)",
-            "(Gathering writer metadata...)",
-            "Initialize writer metadata ...",
-            "Listing writer status ...",
-        )
-        status, _ = self._gathered()
-        self.w(f"- Number of writers that responded: {len(status)}")
-        for s in status:
-            self.w("", f'* WRITER "{s.name}"', *status_lines(s), "")
-        return OK
-
-    # --- queries and deletion ---------------------------------------------------------------
-
-    def query(self, set_id: str | None, snaps: list[ShadowCopy] | None = None) -> None:
-        if set_id is None:
-            self.w("", "Querying all shadow copies in the system ...", "")
-        else:
-            self.w("", f"Querying all shadow copies with the SnapshotSetID {{{set_id}}} ...", "")
-        pool = self.state.snapshots if snaps is None else snaps
-        if not pool:
-            if set_id is None:
-                self.w("", "There are no shadow copies in the system", "")
+    def _restore(
+        self, path: str, excluded: list[str], included: list[str], exec_cmd: str, simulated: bool
+    ) -> None:
+        c = self.client
+        c.initialize_for_restore(self.read_file(path))
+        c.gather_writer_metadata()
+        c.gather_writer_status()
+        c.list_writer_status()
+        c.initialize_writer_components_for_restore()
+        c.select_components_for_restore(excluded, included)
+        if simulated:
+            self.con.w("", "Restore simulation done.")
             return
-        for s in pool:
-            if set_id is None or s.set_id == set_id:
-                self.w(*snapshot_lines(s, self.sc.start))
+        c.pre_restore()
+        try:
+            c.check_selected_writer_status()
+            if exec_cmd:
+                self.exec_command(exec_cmd)
+        except ThrownError:
+            c.set_file_restore_status()
+            c.post_restore()
+            raise
+        c.set_file_restore_status()
+        c.post_restore()
+        c.check_selected_writer_status()
+        self.con.w("", "Restore done.")
 
-    def delete_all(self) -> int:
-        self.w("(Option: Delete all shadow copies)")
-        self.out_prompt("This will delete all shadow copies in the system. Are you sure? [Y/N] ")
-        answer = (self.stdin.readline() if self.stdin is not None else "").strip()
-        if answer not in ("y", "Y"):
-            return OK
-        self.w("")
-        if not self.state.snapshots:
-            self.w("", "There are no shadow copies on the system", "")
-            return OK
-        for s in list(self.state.snapshots):
-            self.w(
-                f"- Deleting shadow copy {{{s.id}}} on {s.volume_name} from provider "
-                f"{{{s.provider_id}}} [{s.attributes:#010x}]..."
-            )
-            self._remove(s)
-        state_file.save(self.state, self.state_path)
-        return OK
+    # --- shadow set creation ------------------------------------------------------------------
 
-    def out_prompt(self, text: str) -> None:
-        self.out.write(text)
-        self.out.flush()
+    def _volume(self, arg: str) -> bool:
+        """``IsVolume(arg) || IsUNCPath(arg)``."""
+        return bool(arg) and (self.client.ns.is_volume(arg) or is_unc_path(arg))
 
-    def delete_oldest(self, volume: str) -> int:
-        csv = self.sc.csv_for_path(volume)
-        snaps = [s for s in self.state.snapshots if csv is not None and s.csv == csv.name]
-        if not snaps:
-            self.w("", "There are no shadow copies on the system", "")
-            return OK
-        s = min(snaps, key=lambda x: x.created)
-        self.w(
-            f"- Deleting shadow copy {{{s.id}}} on {s.volume_name} from provider "
-            f"{{{s.provider_id}}} [{s.attributes:#010x}]..."
-        )
-        self._remove(s)
-        state_file.save(self.state, self.state_path)
-        return OK
+    def _target(self, arg: str) -> Target:
+        """``GetUniqueVolumeNameForPath(arg, true)``: a CSV is prepared for backup (2008 R2: one
+        backup at a time); a UNC path needs a file server the simulated cluster does not have."""
+        ns = self.client.ns
+        if is_unc_path(arg):
+            self.con.w(*com_error(CALL_GET_ROOT_AND_PREFIX, E_BAD_NETPATH))
+            raise ThrownError(E_BAD_NETPATH)
+        if ns.is_path_on_shared_volume(arg):
+            csv_root = ns.volume_path_name(arg)
+            unique = ns.volume_name_for_mount_point(csv_root)
+            assert unique is not None
+            vol = ns.volume(unique)
+            assert vol is not None
+            assert vol.csv is not None
+            if self.sc.os is OsProfile.WS2008R2:
+                state = self.store.acquire()
+                if state.csv_backup_holder(vol.csv.name, state.clock) is not None:
+                    self.con.w(*win32_error(CALL_CLUSTER_PREPARE, ERROR_CLUSTER_BACKUP_IN_PROGRESS))
+                    raise ThrownError(0x80070000 | ERROR_CLUSTER_BACKUP_IN_PROGRESS)
+            return Target(vol.unique_name, vol.display_name, csv=vol.csv)
+        unique = ns.unique_name_for_path(arg)
+        assert unique is not None
+        vol = ns.volume(unique)
+        assert vol is not None
+        return Target(vol.unique_name, vol.display_name, csv=vol.csv, local=vol.local)
 
-    def _delete(self, snaps: list[ShadowCopy]) -> int:
-        if not snaps:
-            self.w(
-                "Error while deleting shadow copies...",
-                "- Last shadow copy that could not be deleted: "
-                "{00000000-0000-0000-0000-000000000000}",
-            )
-            return self._not_found("DeleteSnapshots")
-        for s in snaps:
-            self._remove(s)
-        state_file.save(self.state, self.state_path)
-        return OK
+    def command_line(self) -> str:
+        """``GetCommandLine()`` as the user would have typed it."""
+        quoted = [f'"{a}"' if " " in a or not a else a for a in self.args]
+        return " ".join(["vshadow", *quoted])
 
-    def _remove(self, s: ShadowCopy) -> None:
-        if s.backend_handle is not None and s.provider_id == str(SYSTEM_PROVIDER_ID):
-            self.state.backend.delete_snapshot(self.sc.csv_by_name[s.csv], s.backend_handle)
-        self.state.snapshots.remove(s)
-
-    # --- creation ---------------------------------------------------------------------------
-
-    def create(self, volume_args: list[str]) -> int:
-        vols: list[Csv] = []
-        for v in volume_args:
-            csv = self.sc.csv_for_path(v) if v[:1] not in "-/" else None
-            if csv is None:
-                self.w(
+    def _create(
+        self,
+        volume_args: list[str],
+        context: int,
+        xml_doc: str,
+        excluded: list[str],
+        included: list[str],
+        script: str,
+        exec_cmd: str,
+    ) -> int:
+        w, c = self.con.w, self.client
+        w("(Option: Create shadow copy set)")
+        targets = [self._target(volume_args[0])]
+        for arg in volume_args[1:]:
+            if not self._volume(arg):
+                w(
                     "",
-                    f"ERROR: invalid parameters: '{v}'",
-                    f"- Parameter {v} is expected to be a Cluster Shared Volume of "
-                    f"{self.sc.name} (C:\\ClusterStorage\\VolumeN)",
+                    f"ERROR: invalid parameters {self.command_line()}",
+                    f"- Parameter {arg} is expected to be a volume or a file share path!  "
+                    "(shadow copy creation is assumed)",
+                    "- Example: VSHADOW C:",
                 )
-                return NOT_FOUND
-            vols.append(csv)
-        selected: list[Selected] = []
-        if self.with_writers:
-            self.w("(Gathering writer metadata...)", "Initialize writer metadata ...")
-            docs = visible_writers(self.sc, self.node)
-            _, good = self._gathered()
-            try:
-                selected, lines = select_for_backup(
-                    self.sc, [docs[i] for i in good], vols, self.excluded, self.included
-                )
-            except SelectionError as e:
-                self.w(*e.lines)
-                return NOT_FOUND
-            self.w(*lines)
-        job = BackupJob(
-            node=self.node,
-            selected=tuple(selected),
-            volumes=tuple(vols),
-            context=self.context(),
-            auto_recovery=self.auto_recovery,
-            copy_data=False,
-            transportable=self.transportable,
-            label=f"vshadow on {self.node}",
-        )
-        result = run_jobs(self.state, [job])[0]
-        code = self._report(job, result)
-        state_file.save(self.state, self.state_path)
-        return code
-
-    def _report(self, job: BackupJob, r: BackupResult) -> int:
-        set_id = braced(r.set_id) if r.set_id else "{00000000-0000-0000-0000-000000000000}"
-        self.w(f"Creating shadow set {set_id} ...")
-        for n, csv in enumerate(job.volumes):
-            refused = n >= MAX_VOLUMES_PER_SET or r.hresult == HResult.VSS_E_VOLUME_NOT_SUPPORTED
-            if refused:
-                hr = HResult(r.hresult)
-                self.w(
-                    "",
-                    f"ERROR: AddToSnapshotSet({csv.volume_name}) failed: "
-                    f"{hresult_hex(hr)} ({hr.name})",
-                    "",
-                )
-                return RUNTIME_ERROR
-            self.w(f"- Adding volume {csv.volume_name} [{csv.display_name}] to the shadow set...")
-        if r.hresult == HResult.CSV_BACKUP_IN_PROGRESS:
-            self.w(
-                "",
-                f"ERROR: ClusterPrepareSharedVolumeForBackup failed: "
-                f"{hresult_hex(r.hresult)} ({r.message})",
-                "",
-            )
-            return RUNTIME_ERROR
-        failed = r.failed_writers()
-        if job.with_writers:
-            self.w("Preparing for backup ... ")
-            if failed and failed[0].state is WriterState.FAILED_AT_PREPARE_BACKUP:
-                return self._writer_failed(failed[0])
-        self.w("Creating the shadow (DoSnapshotSet) ... ")
-        if not r.ok and not (failed and failed[0].state is WriterState.FAILED_AT_BACKUP_COMPLETE):
-            if failed:
-                return self._writer_failed(failed[0])
-            self.w(
-                "",
-                f"ERROR: DoSnapshotSet failed: {hresult_hex(r.hresult)} "
-                f"({hresult_name(r.hresult)})",
-                f"- {r.message}",
-                "",
-            )
-            return RUNTIME_ERROR
-        self.w("Shadow copy set succesfully created.")
-        if self.bc_file:
-            self.w("Saving the backup components document ... ")
-            Path(self.bc_file).write_text(backup_components_document(job, r), encoding="utf-8")
-        if not job.transportable:
-            self.w("", "List of created shadow copies: ", "")
-            self.query(str(r.set_id), r.created_copies)
-        if self.script:
-            self.w(f"Generating the SETVAR script ({self.script}) ... ")
-            Path(self.script).write_text(setvar_script(r), encoding="utf-8")
-        exec_failed = False
-        if self.exec_cmd:
-            self.w(f"- Executing command '{self.exec_cmd}' ...")
-            done = subprocess.run([str(Path(self.exec_cmd).resolve())], check=False)
-            if done.returncode != 0:
-                self.w(f"ERROR: Command line '{self.exec_cmd}' failed!")
-                exec_failed = True
-        if job.with_writers:
-            if not job.selected:
-                self.w("- There were no writer components in this backup")
-            elif exec_failed:
-                self.w("- Backup failed. Mark all writers as not succesfully backed up... ")
-                self.w("Completing the backup (BackupComplete) ... ")
-            else:
-                self.w("- Mark all writers as succesfully backed up... ")
-                self.w("Completing the backup (BackupComplete) ... ")
-            if failed:
-                return self._writer_failed(failed[0])
-        if exec_failed:
-            return RUNTIME_ERROR
-        self.w("", "Snapshot creation done.")
+                self.print_usage()
+                return INVALID_PARAMETERS
+            targets.append(self._target(arg))
+        context = self.final_context(context)
+        c.initialize(context)
+        c.create_snapshot_set(targets, xml_doc, excluded, included)
+        try:
+            if script:
+                c.generate_setvar_script(script)
+            if exec_cmd:
+                self.exec_command(exec_cmd)
+        except ThrownError:
+            if c.with_writers:
+                c.backup_complete(False)
+            raise
+        if c.with_writers:
+            c.backup_complete(True)
+        w("", "Snapshot creation done.")
         return OK
 
-    def _writer_failed(self, s: WriterStatus) -> int:
-        self.w("", f"ERROR: Selected writer '{s.name}' is in failed state!", *status_lines(s), "")
-        return RUNTIME_ERROR
+    def exec_command(self, command: str) -> None:
+        """``ExecCommand`` (``util.h``): the file runs with no parameters between two dashed
+        lines; a non-zero exit code stops vshadow. The state is saved and unlocked while it runs,
+        so it may run vshadow itself."""
+        w = self.con.w
+        w(f"- Executing command '{command}' ...", DASHES)
+        if self.store.held:
+            self.store.save()
+            self.store.release()
+        self.con.out.flush()
+        try:
+            done = subprocess.run(
+                [str(Path(command).resolve())], stdout=subprocess.PIPE, check=False
+            )
+        except OSError as exc:
+            error = ERROR_BAD_EXE_FORMAT if exc.errno == 8 else 5
+            w(*win32_error(CALL_CREATE_PROCESS, error))
+            raise ThrownError(0x80070000 | error) from None
+        finally:
+            self.store.acquire()
+        self.con.write(done.stdout.decode("utf-8", errors="replace"))
+        w(DASHES)
+        if done.returncode != 0:
+            w(
+                f"ERROR: Command line '\"{command}\"' failed!. Aborting the backup...",
+                f"- Returned error code: {done.returncode}",
+            )
+            raise ThrownError(E_UNEXPECTED)

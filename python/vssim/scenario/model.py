@@ -10,6 +10,8 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 
+from vssim.scenario.guids import derive_guid
+
 #: Cluster limits vssim enforces (spec §8): nodes per cluster, VMs per node, VMs per cluster.
 MAX_NODES = 64
 MAX_VMS_PER_NODE = 1024
@@ -62,6 +64,43 @@ class Csv:
     def display_name(self) -> str:
         """``C:\\ClusterStorage\\Volume1\\``: the mount point as vshadow prints it."""
         return self.mount_point + "\\"
+
+
+#: A node's "System Reserved" partition and its system volume (model choice: a 2012-era BIOS/MBR
+#: server installed with Windows' defaults has both; sizes are the installer's 350 MB partition
+#: and a 127 GiB system disk).
+SYSTEM_RESERVED_SIZE = 350 * 1024 * 1024
+SYSTEM_VOLUME_SIZE = 127 * 1024**3
+
+
+@dataclass(frozen=True)
+class LocalVolume:
+    """One of a node's own volumes (not shared with the cluster): the system volume ``C:`` (the
+    in-box writers' files) or the "System Reserved" partition (boot manager and BCD; no drive
+    letter). Their ids derive from the scenario seed and the node."""
+
+    node: str
+    #: "System Reserved" or "C:".
+    label: str
+    #: ``C:`` (no trailing backslash), or "" for a volume without a mount point.
+    mount_point: str
+    volume_guid: uuid.UUID
+    size: int
+
+    @property
+    def volume_name(self) -> str:
+        return f"\\\\?\\Volume{{{self.volume_guid}}}\\"
+
+    @property
+    def display_name(self) -> str:
+        """``C:\\`` — or "" for System Reserved, which has no mount point."""
+        return self.mount_point + "\\" if self.mount_point else ""
+
+    @property
+    def key(self) -> str:
+        """``E8920-ND1\\C:``: the volume a shadow copy of it records (``ShadowCopy.csv``) and
+        its provider's name in a snapshot set — never a CSV's name."""
+        return f"{self.node}\\{self.label}"
 
 
 @dataclass(frozen=True)
@@ -222,6 +261,26 @@ class Scenario:
             if key in (c.mount_point.lower(), c.volume_name.rstrip("\\").lower()):
                 return c
         return None
+
+    def local_volumes(self, node: str) -> tuple[LocalVolume, LocalVolume]:
+        """``node``'s System Reserved partition and its system volume ``C:``."""
+        name = self.node(node).name
+        return (
+            LocalVolume(
+                name,
+                "System Reserved",
+                "",
+                derive_guid(self.seed, "local-volume", name.lower(), "system-reserved"),
+                SYSTEM_RESERVED_SIZE,
+            ),
+            LocalVolume(
+                name,
+                "C:",
+                "C:",
+                derive_guid(self.seed, "local-volume", name.lower(), "c"),
+                SYSTEM_VOLUME_SIZE,
+            ),
+        )
 
     def csv_of(self, vm: Vm) -> Csv:
         return self.csv_by_name[vm.csv]

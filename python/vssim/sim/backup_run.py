@@ -27,6 +27,7 @@ import simpy
 
 from vssim.errors import VssError
 from vssim.scenario import Csv, Vm
+from vssim.scenario.model import LocalVolume
 from vssim.sim import costs
 from vssim.sim.csv_access import CsvAccess
 from vssim.sim.data_path import DataPath
@@ -48,7 +49,7 @@ from vssim.vss.cluster_state import ClusterState, ShadowCopy
 from vssim.vss.enums import BackupType, HResult, ProviderType, SnapshotAttr, hresult_name
 from vssim.vss.jobs import BackupJob
 from vssim.vss.provider_state import ProviderCall
-from vssim.vss.providers import volume_provider
+from vssim.vss.providers import SYSTEM_PROVIDER, volume_provider
 from vssim.vss.snapshot_set import SetEvent, SetState, SnapshotSetMachine
 from vssim.vss.timeline import PhaseKind
 from vssim.vss.writers import HYPERV, Resume, hyperv_actions
@@ -78,6 +79,8 @@ class BackupRun:
         self.writers = WriterDriver(s, self.set, self.csvs)
         self.providers = ProviderSteps(s, self.set, self._nodes_down)
         self.copies: dict[str, ShadowCopy] = {}
+        #: Shadow copies of the requester node's own volumes (``job.local_volumes``), by key.
+        self.local_copies: dict[str, ShadowCopy] = {}
         self.commit_time: float | None = None
 
     # --- what the data path reads (SetView) ---------------------------------------------------
@@ -99,7 +102,11 @@ class BackupRun:
         except VssError as e:
             yield from self._abort(e.hresult, str(e))
         self.result.end = self.env.now
-        self.result.shadow_copies = [c for c in self.copies.values() if c in self.state.snapshots]
+        self.result.shadow_copies = [
+            c
+            for c in (*self.copies.values(), *self.local_copies.values())
+            if c in self.state.snapshots
+        ]
         self.result.network_bytes = sum(self.result.redirected_bytes.values()) + (
             self.result.network_bytes
         )
@@ -182,6 +189,18 @@ class BackupRun:
             self.copies[csv.name] = self._new_copy(csv)
             add = BcCall.ADD_TO_SNAPSHOT_SET
             self._said(add, "AddToSnapshotSet", detail=csv.volume_name, csv=csv.name)
+        for lv in job.local_volumes:
+            self.set.add_volume(
+                lv.key,
+                lv.volume_name,
+                system_provider=True,
+                transportable=False,
+                existing=sum(1 for c in self.state.snapshots if c.csv == lv.key),
+            )
+            self.bc.add_volume(lv.volume_name)
+            self.local_copies[lv.key] = self._new_local_copy(lv)
+            add = BcCall.ADD_TO_SNAPSHOT_SET
+            self._said(add, "AddToSnapshotSet", detail=lv.volume_name)
         if self.profile.exclusive_csv_backup:
             yield from self.csvs.prepare_2008r2()
         if job.with_writers:
@@ -193,18 +212,23 @@ class BackupRun:
 
     def _new_copy(self, csv: Csv) -> ShadowCopy:
         prov = self.providers.provider_for(csv)
-        attrs = SnapshotAttr(self.job.context.value & 0xFF) | prov.attributes()
+        # On 2012 the CSV provider hands the set to the volume's own provider (behind the helper):
+        # its shadow copies carry that provider's attributes.
+        attrs = (
+            SnapshotAttr(self.job.context.value & 0xFF)
+            | prov.attributes()
+            | volume_provider(csv).attributes()
+            | SnapshotAttr(self.job.attributes)
+        )
         if not self.job.auto_recovery:
             attrs |= SnapshotAttr.NO_AUTORECOVERY
-        if volume_provider(csv).type is ProviderType.HARDWARE:
-            attrs |= SnapshotAttr.HARDWARE_ASSISTED
         if self.job.transportable:
             attrs |= SnapshotAttr.TRANSPORTABLE
         assert self.result.set_id is not None
         return ShadowCopy(
             id=str(self.state.new_id("shadow-copy")),
             set_id=str(self.result.set_id),
-            count=len(self.job.volumes),
+            count=self.job.volume_count,
             csv=csv.name,
             volume_name=csv.volume_name,
             mount_point=csv.display_name,
@@ -213,6 +237,31 @@ class BackupRun:
             originating_machine=self.req,
             service_machine="",
             provider_id=str(prov.id),
+            attributes=int(attrs),
+        )
+
+    def _new_local_copy(self, lv: LocalVolume) -> ShadowCopy:
+        """A shadow copy of the requester node's own volume: the system provider's, there."""
+        attrs = (
+            SnapshotAttr(self.job.context.value & 0xFF)
+            | SYSTEM_PROVIDER.attributes()
+            | SnapshotAttr(self.job.attributes)
+        )
+        if not self.job.auto_recovery:
+            attrs |= SnapshotAttr.NO_AUTORECOVERY
+        assert self.result.set_id is not None
+        return ShadowCopy(
+            id=str(self.state.new_id("shadow-copy")),
+            set_id=str(self.result.set_id),
+            count=self.job.volume_count,
+            csv=lv.key,
+            volume_name=lv.volume_name,
+            mount_point=lv.display_name,
+            created=0.0,
+            device=0,
+            originating_machine=self.req,
+            service_machine="",
+            provider_id=str(SYSTEM_PROVIDER.id),
             attributes=int(attrs),
         )
 
@@ -353,6 +402,12 @@ class BackupRun:
             copy.backend_handle = handles.get(csv.name)
             self.state.snapshots.append(copy)
             self.result.created_copies.append(copy)
+        for copy in self.local_copies.values():
+            copy.created = self.env.now
+            copy.device = self.state.new_device()
+            copy.service_machine = self.req
+            self.state.snapshots.append(copy)
+            self.result.created_copies.append(copy)
 
     # --- data, completion, release ------------------------------------------------------------
 
@@ -436,6 +491,20 @@ class BackupRun:
 
     def _delete_copies(self) -> Proc:
         self.data.releasing(self)
+        for key, local in self.local_copies.items():
+            if local not in self.state.snapshots:
+                continue
+            self.state.snapshots.remove(local)
+            self.providers.delete_volume(key)
+            yield from self.scope.span(
+                self.req,
+                SYSTEM_PROVIDER.name,
+                "DeleteSnapshots",
+                costs.DELETE_S,
+                detail=local.id,
+                kind=PhaseKind.PROVIDER,
+                call=ProviderCall.DELETE_SNAPSHOTS,
+            )
         for csv in self.job.volumes:
             copy = self.copies.get(csv.name)
             if copy is None or copy not in self.state.snapshots:

@@ -37,10 +37,7 @@ class CsvAccess:
         redirected access until the backup ends."""
         s = self.scope
         for csv in s.job.volumes:
-            holder = s.state.backup_in_progress.get(csv.name)
-            stale = s.state.stale_backup_until.get(csv.name, 0.0)
-            if holder is None and stale > s.env.now:
-                holder = f"a backup whose requester died; clears at {stale:.0f} s"
+            holder = s.state.csv_backup_holder(csv.name, s.env.now)
             if holder is not None:
                 s.mark(
                     s.req,

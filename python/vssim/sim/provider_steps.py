@@ -25,7 +25,13 @@ from vssim.sim.run_scope import (
 )
 from vssim.vss.enums import hresult_name
 from vssim.vss.provider_state import ProviderCall
-from vssim.vss.providers import CSV_HELPER_PROVIDER, CSV_PROVIDER, ProviderInfo, volume_provider
+from vssim.vss.providers import (
+    CSV_HELPER_PROVIDER,
+    CSV_PROVIDER,
+    SYSTEM_PROVIDER,
+    ProviderInfo,
+    volume_provider,
+)
 from vssim.vss.snapshot_set import PROVIDER_CALLS, SetEvent, SnapshotSetMachine
 from vssim.vss.timeline import PhaseKind
 
@@ -62,6 +68,18 @@ class ProviderSteps:
         self.set.send(event)
         for csv in s.job.volumes:
             yield from self._call(csv, PROVIDER_CALLS[event], duration, step)
+        for lv in s.job.local_volumes:
+            # A node's own volume: the system provider there, nothing CSV-specific.
+            yield from s.span(
+                s.req,
+                SYSTEM_PROVIDER.name,
+                call_name(PROVIDER_CALLS[event]),
+                duration,
+                step=step,
+                detail=lv.volume_name,
+                kind=PhaseKind.PROVIDER,
+                call=PROVIDER_CALLS[event],
+            )
 
     def bounded(self, event: SetEvent, duration: float, phase: str, step: str = "⑦") -> Proc:
         """A provider step inside the set's open windows: if it would end after the first one
@@ -171,7 +189,12 @@ class ProviderSteps:
 
     def delete(self, csv: Csv) -> None:
         """``DeleteSnapshots`` at ``csv``'s provider, if it has a created set to delete."""
-        m = self.set.providers.get(csv.name)
+        self.delete_volume(csv.name)
+
+    def delete_volume(self, name: str) -> None:
+        """``DeleteSnapshots`` at the provider of the set's volume ``name`` (a CSV's name or a
+        node volume's key)."""
+        m = self.set.providers.get(name)
         if m is not None and m.accepts(ProviderCall.DELETE_SNAPSHOTS):
             m.send(ProviderCall.DELETE_SNAPSHOTS)
 
@@ -181,12 +204,12 @@ class ProviderSteps:
         if self.set.accepts(SetEvent.ABORT):
             self.set.send(SetEvent.ABORT, hr=hr, why=message)
             for name in self.set.aborted_providers:
-                csv = s.sc.csv_by_name[name]
+                csv = s.sc.csv_by_name.get(name)
                 s.mark(
                     s.req,
-                    self.provider_for(csv).name,
+                    SYSTEM_PROVIDER.name if csv is None else self.provider_for(csv).name,
                     "AbortSnapshots",
                     kind=PhaseKind.PROVIDER,
                     call=ProviderCall.ABORT_SNAPSHOTS,
-                    csv=name,
+                    csv=name if csv is not None else None,
                 )

@@ -31,6 +31,10 @@ class ShadowCopy:
     provider_id: str
     attributes: int
     backend_handle: int | None = None
+    #: ``ExposeSnapshot``: the drive letter, mount point or share it is exposed as, and the
+    #: folder of it a share exposes ("" for its root).
+    exposed_name: str = ""
+    exposed_path: str = ""
 
 
 @dataclass
@@ -47,11 +51,24 @@ class ClusterState:
     nodes_down: set[str] = field(default_factory=set)
     #: VM name → (clock of its last backup's snapshot, clock of its last full one).
     last_backup: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: ``<node>|<writer instance id>`` → (``VSS_WRITER_STATE``, failure HRESULT) of a writer that
+    #: failed in its last snapshot set: it reports that state (``vssadmin list writers``,
+    #: ``vshadow -ws``) until its next snapshot set starts.
+    writer_failures: dict[str, tuple[int, int]] = field(default_factory=dict)
     backend: SnapshotBackend = field(default_factory=CowBackend)
 
     def __post_init__(self) -> None:
         for c in self.scenario.csvs:
             self.coordinators.setdefault(c.name, c.coordinator)
+
+    def csv_backup_holder(self, csv: str, now: float) -> str | None:
+        """2008 R2: who holds ``csv`` in backup (``ClusterPrepareSharedVolumeForBackup`` refuses
+        a second backup), or None when it is free."""
+        holder = self.backup_in_progress.get(csv)
+        stale = self.stale_backup_until.get(csv, 0.0)
+        if holder is None and stale > now:
+            holder = f"a backup whose requester died; clears at {stale:.0f} s"
+        return holder
 
     def new_id(self, kind: str) -> uuid.UUID:
         """A fresh deterministic id (the n-th id this cluster ever made)."""

@@ -96,6 +96,12 @@ class WriterRestore(_Prefixed):
     def prefix(cls) -> str:
         return "VSS_WRE_"
 
+    @property
+    def xml(self) -> str:
+        """The ``writerRestore`` attribute of ``RESTORE_METHOD`` (``UNDEFINED`` has none in
+        Windows; vssim writes its name)."""
+        return {1: "never", 2: "ifReplaceFails", 3: "always"}.get(self.value, self.name)
+
 
 class RestoreMethod(_Prefixed):
     """``VSS_RESTOREMETHOD_ENUM``."""
@@ -113,6 +119,78 @@ class RestoreMethod(_Prefixed):
     @classmethod
     def prefix(cls) -> str:
         return "VSS_RME_"
+
+    @property
+    def xml(self) -> str:
+        """The ``method`` attribute of ``RESTORE_METHOD`` (``UNDEFINED`` has none in Windows;
+        vssim writes its name)."""
+        return _RESTORE_METHOD_XML.get(self, self.name)
+
+
+class UsageType(_Prefixed):
+    """``VSS_USAGE_TYPE``: what a writer's data is for."""
+
+    UNDEFINED = 0
+    BOOTABLESYSTEMSTATE = 1
+    SYSTEMSERVICE = 2
+    USERDATA = 3
+    OTHER = 4
+
+    @classmethod
+    def prefix(cls) -> str:
+        return "VSS_UT_"
+
+    @property
+    def xml(self) -> str:
+        """The ``usage`` attribute of a writer metadata document's ``IDENTIFICATION``."""
+        return _USAGE_XML[self]
+
+
+_USAGE_XML = {
+    UsageType.UNDEFINED: "UNDEFINED",
+    UsageType.BOOTABLESYSTEMSTATE: "BOOTABLE_SYSTEM_STATE",
+    UsageType.SYSTEMSERVICE: "SYSTEM_SERVICE",
+    UsageType.USERDATA: "USER_DATA",
+    UsageType.OTHER: "OTHER",
+}
+
+
+class SourceType(_Prefixed):
+    """``VSS_SOURCE_TYPE``: the kind of data source behind a writer."""
+
+    UNDEFINED = 0
+    TRANSACTEDDB = 1
+    NONTRANSACTEDDB = 2
+    OTHER = 3
+
+    @classmethod
+    def prefix(cls) -> str:
+        return "VSS_ST_"
+
+    @property
+    def xml(self) -> str:
+        """The ``dataSource`` attribute of a writer metadata document's ``IDENTIFICATION``."""
+        return _SOURCE_XML[self]
+
+
+_SOURCE_XML = {
+    SourceType.UNDEFINED: "UNDEFINED",
+    SourceType.TRANSACTEDDB: "TRANSACTION_DB",
+    SourceType.NONTRANSACTEDDB: "NONTRANSACTIONAL_DB",
+    SourceType.OTHER: "OTHER",
+}
+
+
+_RESTORE_METHOD_XML = {
+    RestoreMethod.RESTORE_IF_NOT_THERE: "RESTORE_IF_NONE_THERE",
+    RestoreMethod.RESTORE_IF_CAN_REPLACE: "RESTORE_IF_CAN_BE_REPLACED",
+    RestoreMethod.STOP_RESTORE_START: "STOP_RESTART_SERVICE",
+    RestoreMethod.RESTORE_TO_ALTERNATE_LOCATION: "RESTORE_TO_ALTERNATE_LOCATION",
+    RestoreMethod.RESTORE_AT_REBOOT: "REPLACE_AT_REBOOT",
+    RestoreMethod.RESTORE_AT_REBOOT_IF_CANNOT_REPLACE: "REPLACE_AT_REBOOT_IF_CANNOT_REPLACE",
+    RestoreMethod.CUSTOM: "CUSTOM",
+    RestoreMethod.RESTORE_STOP_START: "RESTORE_STOP_START",
+}
 
 
 class SnapshotContext(_Prefixed):
@@ -207,6 +285,8 @@ __all__ = [
     "SnapshotAttr",
     "SnapshotContext",
     "SnapshotState",
+    "SourceType",
+    "UsageType",
     "WriterRestore",
     "WriterState",
     "hresult_hex",

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from vssim.scenario import Csv, Scenario, Vm
+from vssim.scenario.model import LocalVolume
 from vssim.vss.cluster_state import ShadowCopy
 from vssim.vss.enums import BackupType, HResult, SnapshotContext, WriterState, hresult_name
 from vssim.vss.metadata import Component, WriterMetadata
@@ -44,6 +45,16 @@ class BackupJob:
     #: vshadow ``-t``: a transportable set (hardware provider only).
     transportable: bool = False
     label: str = "backup"
+    #: The requester node's own volumes in the set (vshadow ``C:``): shadow copies by the system
+    #: provider on that node, outside everything CSV-specific.
+    local_volumes: tuple[LocalVolume, ...] = ()
+    #: Snapshot attributes asked for beyond the context (vshadow ``-ad``: differential, ``-tr``:
+    #: TxF recovery); the shadow copies carry them.
+    attributes: int = 0
+
+    @property
+    def volume_count(self) -> int:
+        return len(self.volumes) + len(self.local_volumes)
 
     @property
     def persistent(self) -> bool:

@@ -1,26 +1,97 @@
 """Writer metadata documents (WMD), as writers report them at Identify, and their two renderings:
-XML (vshadow ``-wm3``, ``IVssExamineWriterMetadata::SaveAsXML``) and vshadow's ``-wm``/``-wm2``
-listing (spec §5; the seed's figure 3 is this listing for the CSV writer).
+XML in the shape ``IVssExamineWriterMetadata::SaveAsXML`` gives (vshadow ``-wm3``) and vshadow's
+``-wm``/``-wm2`` listing (``writer.cpp``; spec §5, the seed's figure 3 is this listing for the CSV
+writer).
 
 A component's *full path* is ``\\`` + logical path + ``\\`` + name (``\\name`` when the logical path
 is empty); it is *top level* when no other component's full path is a prefix of it followed by
-``\\``. Affected paths are its file descriptors' paths (with a final backslash), sorted; affected
-volumes are the volumes those paths live on, printed ``<unique name> [<mount point>]``.
+``\\``. vshadow reads a component's file descriptors in a fixed order — file lists, then database
+files, then database log files — and derives from them:
+
+* *affected paths*: each descriptor's path with its environment variables expanded
+  (``ExpandEnvironmentStrings``), kept once each (compared ignoring case), sorted. The sample
+  appends a backslash to a string it had already padded with NULs, so the backslash never shows:
+  a path prints as the writer wrote it, expanded.
+* *affected volumes*: the volume each expanded path lives on (its unique name, or the path itself
+  when no volume holds it), kept once each, in descriptor order, printed
+  ``<volume> [<its shortest mount point>]`` or ``[Not valid for local machine]``.
+
+Two quirks of the sample are the tool's behaviour and are kept: a descriptor's *recursive* flag and
+*alternate location* are read but never stored, so ``-wm2`` never prints ``, Recursive`` or
+``, Alternate Location = …``.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from functools import cached_property
-from xml.sax.saxutils import quoteattr
 
 from vssim.scenario.guids import braced
-from vssim.vss.enums import ComponentType, RestoreMethod, WriterRestore
+from vssim.vss.enums import ComponentType, RestoreMethod, SourceType, UsageType, WriterRestore
 
-#: Maps a path to ``(unique volume name, mount point with final backslash)``, or None.
-VolumeOf = Callable[[str], tuple[str, str] | None]
+#: An expanded path → (the affected volume vshadow keeps for it, the volume's shortest mount point
+#: — "" when it has none — or None when the volume is not one of this machine's).
+VolumeOf = Callable[[str], tuple[str, str | None]]
+
+#: A machine's environment, as ``ExpandEnvironmentStrings`` sees it.
+Environment = Mapping[str, str]
+
+#: Where a Windows Server 2008 R2 / 2012 node keeps its system (model choice: a default install).
+NODE_ENVIRONMENT: Environment = {
+    "SYSTEMDRIVE": "C:",
+    "SYSTEMROOT": "C:\\Windows",
+    "WINDIR": "C:\\Windows",
+    "PROGRAMDATA": "C:\\ProgramData",
+    "ALLUSERSPROFILE": "C:\\ProgramData",
+    "PROGRAMFILES": "C:\\Program Files",
+}
+
+
+def expand_environment(path: str, env: Environment = NODE_ENVIRONMENT) -> str:
+    """``ExpandEnvironmentStrings``: ``%NAME%`` replaced by the variable's value (names compared
+    ignoring case); an unknown variable, or a lone ``%``, is left as it is."""
+    upper = {k.upper(): v for k, v in env.items()}
+    out, rest = [], path
+    while "%" in rest:
+        before, _, after = rest.partition("%")
+        name, closed, tail = after.partition("%")
+        if not closed:
+            break
+        out.append(before)
+        if name and name.upper() in upper:
+            out.append(upper[name.upper()])
+            rest = tail
+        else:
+            # Not a variable: keep the first % and look for one starting at the second.
+            out.append("%")
+            rest = after
+    return "".join(out) + rest
+
+
+class DescriptorKind(Enum):
+    """``VSS_DESCRIPTOR_TYPE`` of the sample (``writer.h``); the value is how ``-wm2`` names it."""
+
+    EXCLUDE = "Exclude"
+    FILE_LIST = "File List"
+    DATABASE = "Database"
+    DATABASE_LOG = "Database Log"
+
+
+#: The order vshadow gathers a component's descriptors in (``VssComponent::Initialize``).
+_GATHER_ORDER = (DescriptorKind.FILE_LIST, DescriptorKind.DATABASE, DescriptorKind.DATABASE_LOG)
+#: The element each descriptor kind is in a writer metadata document.
+_ELEMENT = {
+    DescriptorKind.EXCLUDE: "EXCLUDE_FILES",
+    DescriptorKind.FILE_LIST: "FILE_LIST",
+    DescriptorKind.DATABASE: "DATABASE_FILES",
+    DescriptorKind.DATABASE_LOG: "DATABASE_LOGFILES",
+}
+#: ``VSS_FSBT_ALL_BACKUP_REQUIRED | VSS_FSBT_ALL_SNAPSHOT_REQUIRED`` (0xF0F): the default
+#: ``filespecBackupType`` writers report (the in-box writers page's NTDS example shows 3855).
+DEFAULT_FILESPEC_BACKUP_TYPE = 0xF0F
 
 
 @dataclass(frozen=True)
@@ -28,10 +99,11 @@ class FileDescriptor:
     path: str
     filespec: str
     recursive: bool = False
+    alternate_path: str = ""
+    kind: DescriptorKind = DescriptorKind.FILE_LIST
 
-    @property
-    def expanded_path(self) -> str:
-        return self.path if self.path.endswith("\\") else self.path + "\\"
+    def expanded(self, env: Environment = NODE_ENVIRONMENT) -> str:
+        return expand_environment(self.path, env)
 
 
 @dataclass(frozen=True)
@@ -53,6 +125,7 @@ class Component:
     type: ComponentType = ComponentType.FILEGROUP
     selectable: bool = True
     notify_on_backup_complete: bool = False
+    restore_metadata: bool = False
     files: tuple[FileDescriptor, ...] = ()
     dependencies: tuple[Dependency, ...] = ()
     #: What the component stands for in the cluster (a VM GUID), for the simulation; not in XML.
@@ -63,14 +136,43 @@ class Component:
         return _full_path(self.logical_path, self.name)
 
     def is_ancestor_of(self, other: Component) -> bool:
+        """``VssComponent::IsAncestorOf``: the other's full path is longer and starts with this
+        one's followed by a backslash (ignoring case)."""
         mine, theirs = self.full_path, other.full_path
         if len(theirs) <= len(mine):
             return False
-        return (theirs + "\\").lower().startswith(mine.rstrip("\\").lower() + "\\")
+        prefix = _append_backslash(mine)
+        return _append_backslash(theirs)[: len(prefix)].lower() == prefix.lower()
 
     @property
-    def affected_paths(self) -> list[str]:
-        return sorted({f.expanded_path for f in self.files})
+    def descriptors(self) -> list[FileDescriptor]:
+        """The file descriptors in the order vshadow gathers them."""
+        return [f for kind in _GATHER_ORDER for f in self.files if f.kind is kind]
+
+    def affected_paths(self, env: Environment = NODE_ENVIRONMENT) -> list[str]:
+        seen: list[str] = []
+        for f in self.descriptors:
+            p = f.expanded(env)
+            if not any(p.lower() == s.lower() for s in seen):
+                seen.append(p)
+        return sorted(seen)
+
+    def affected_volumes(
+        self, volume_of: VolumeOf, env: Environment = NODE_ENVIRONMENT
+    ) -> list[tuple[str, str | None]]:
+        """``(volume, display)`` per volume the component's files live on, once each (compared
+        ignoring case), in descriptor order."""
+        seen: list[tuple[str, str | None]] = []
+        for f in self.descriptors:
+            vol = volume_of(f.expanded(env))
+            if not any(vol[0].lower() == s[0].lower() for s in seen):
+                seen.append(vol)
+        return seen
+
+
+def _append_backslash(text: str) -> str:
+    """``AppendBackslash`` (``util.h``): ``\\`` for an empty string."""
+    return text if text.endswith("\\") else text + "\\"
 
 
 def prefixes(full_path: str) -> list[str]:
@@ -82,9 +184,7 @@ def prefixes(full_path: str) -> list[str]:
 
 
 def _full_path(logical_path: str, name: str) -> str:
-    full = (
-        logical_path + "\\" if logical_path and not logical_path.endswith("\\") else logical_path
-    ) + name
+    full = _append_backslash(logical_path) + name if logical_path else name
     return full if full.startswith("\\") else "\\" + full
 
 
@@ -98,8 +198,11 @@ class WriterMetadata:
     restore_method: RestoreMethod
     restore_conditions: WriterRestore
     reboot_required: bool = False
-    usage: str = "VSS_UT_USERDATA"
-    source: str = "VSS_ST_OTHER"
+    usage: UsageType = UsageType.USERDATA
+    source: SourceType = SourceType.OTHER
+    #: ``RESTORE_METHOD``'s service (VSS_RME_STOP_RESTORE_START) and user procedure (CUSTOM).
+    service: str = ""
+    user_procedure: str = ""
     excluded: tuple[FileDescriptor, ...] = ()
     components: tuple[Component, ...] = field(default=())
     #: The node whose writer this is.
@@ -133,8 +236,15 @@ def _b(flag: bool) -> str:
     return "TRUE" if flag else "FALSE"
 
 
-def list_writer(wmd: WriterMetadata, volume_of: VolumeOf, detailed: bool) -> list[str]:
-    """The lines vshadow ``-wm`` (``detailed=False``) or ``-wm2`` prints for one writer."""
+def list_writer(
+    wmd: WriterMetadata,
+    volume_of: VolumeOf,
+    detailed: bool,
+    env: Environment = NODE_ENVIRONMENT,
+) -> list[str]:
+    """The lines vshadow ``-wm`` (``detailed=False``) or ``-wm2`` prints for one writer
+    (``writer.cpp``: ``VssWriter::Print``, ``VssComponent::Print``, ``VssFileDescriptor::Print``,
+    ``VssDependency::Print``)."""
     out = [
         "",
         f'* WRITER "{wmd.name}"',
@@ -147,20 +257,19 @@ def list_writer(wmd: WriterMetadata, volume_of: VolumeOf, detailed: bool) -> lis
         "",
         "    - Excluded files:",
     ]
-    for f in wmd.excluded:
-        out.append(_descriptor_line("Exclude", f))
+    out += [_descriptor_line(DescriptorKind.EXCLUDE, f) for f in wmd.excluded]
     for c in wmd.components:
-        out += _component_lines(wmd, c, volume_of, detailed)
+        out += _component_lines(wmd, c, volume_of, detailed, env)
     return out
 
 
-def _descriptor_line(kind: str, f: FileDescriptor) -> str:
-    rec = ", Recursive" if f.recursive else ""
-    return f"       - {kind}: Path = {f.path}, Filespec = {f.filespec}{rec}"
+def _descriptor_line(kind: DescriptorKind, f: FileDescriptor) -> str:
+    # The recursive flag and alternate location are never stored by the sample (module doc).
+    return f"       - {kind.value}: Path = {f.path}, Filespec = {f.filespec}"
 
 
 def _component_lines(
-    wmd: WriterMetadata, c: Component, volume_of: VolumeOf, detailed: bool
+    wmd: WriterMetadata, c: Component, volume_of: VolumeOf, detailed: bool, env: Environment
 ) -> list[str]:
     out = [
         f'    - Component "{wmd.name}:{c.full_path}"',
@@ -175,63 +284,109 @@ def _component_lines(
     ]
     if detailed:
         out.append("       - Components:")
-        out += [_descriptor_line("File List", f) for f in c.files]
+        out += [_descriptor_line(f.kind, f) for f in c.descriptors]
     out.append("       - Affected paths by this component:")
-    out += [f"         - {p}" for p in c.affected_paths]
+    out += [f"         - {p}" for p in c.affected_paths(env)]
     out.append("       - Affected volumes by this component:")
-    for name, mount in affected_volumes(c, volume_of):
-        shown = mount if mount else "Not valid for local machine"
-        out.append(f"         - {name} [{shown}]")
+    for name, shown in c.affected_volumes(volume_of, env):
+        out.append(
+            f"         - {name} [{'Not valid for local machine' if shown is None else shown}]"
+        )
     out.append("       - Component Dependencies:")
+    # The sample's format has a third %s with no argument behind it (undefined behaviour in C);
+    # vssim prints the two fields it was given.
     out += [f'       - Dependency to "{braced(d.writer_id)}:{d.full_path}"' for d in c.dependencies]
     return out
 
 
-def affected_volumes(c: Component, volume_of: VolumeOf) -> list[tuple[str, str]]:
-    """``(unique volume name, mount point)`` for each volume the component's files live on, in
-    file order, once each (a path on no known volume stands for itself, no mount point)."""
-    seen: list[tuple[str, str]] = []
-    for f in c.files:
-        vol = volume_of(f.expanded_path) or (f.expanded_path, "")
-        if vol not in seen:
-            seen.append(vol)
-    return seen
+def _attr(name: str, value: str) -> str:
+    escaped = (
+        value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    )
+    return f' {name}="{escaped}"'
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
 
 
 def to_xml(wmd: WriterMetadata) -> str:
-    """The WMD as XML, in the shape of ``SaveAsXML`` (a ``WRITER_METADATA`` document)."""
-    a = quoteattr
-    lines = [
+    """The WMD as ``SaveAsXML`` writes it: one ``WRITER_METADATA`` element on one line —
+    ``IDENTIFICATION``, ``BACKUP_LOCATIONS`` (``EXCLUDE_FILES``, then each component as
+    ``FILE_GROUP`` with ``FILE_LIST`` children or ``DATABASE`` with ``DATABASE_FILES`` and
+    ``DATABASE_LOGFILES``), ``RESTORE_METHOD`` — with the real element and attribute names and
+    values (GUIDs without braces, ``yes``/``no``, ``USER_DATA``, ``RESTORE_IF_CAN_BE_REPLACED``)."""
+    parts = [
         '<WRITER_METADATA xmlns="x-schema:#VssWriterMetadataInfo" version="1.1">',
-        f"<IDENTIFICATION writerId={a(str(wmd.writer_id))} instanceId={a(str(wmd.instance_id))} "
-        f"friendlyName={a(wmd.name)} usage={a(wmd.usage.removeprefix('VSS_UT_'))} "
-        f"dataSource={a(wmd.source.removeprefix('VSS_ST_'))}/>",
-        f"<RESTORE_METHOD method={a(wmd.restore_method.name)} "
-        f"writerRestore={a(wmd.restore_conditions.name)} "
-        f"rebootRequired={a('yes' if wmd.reboot_required else 'no')}/>",
+        "<IDENTIFICATION"
+        + _attr("writerId", str(wmd.writer_id))
+        + _attr("instanceId", str(wmd.instance_id))
+        + _attr("friendlyName", wmd.name)
+        + _attr("usage", wmd.usage.xml)
+        + _attr("dataSource", wmd.source.xml)
+        + "/>",
     ]
-    for f in wmd.excluded:
-        lines.append(f"<EXCLUDE_FILES path={a(f.path)} filespec={a(f.filespec)}/>")
-    for c in wmd.components:
-        lines.append(
-            f"<COMPONENT logicalPath={a(c.logical_path)} componentName={a(c.name)} "
-            f"caption={a(c.caption)} componentType={a(c.type.name.lower())} "
-            f"selectable={a('yes' if c.selectable else 'no')} "
-            f"notifyOnBackupComplete={a('yes' if c.notify_on_backup_complete else 'no')}>"
+    if wmd.excluded or wmd.components:
+        parts.append("<BACKUP_LOCATIONS>")
+        for f in wmd.excluded:
+            parts.append(
+                "<EXCLUDE_FILES"
+                + _attr("path", f.path)
+                + _attr("filespec", f.filespec)
+                + _attr("recursive", _yes(f.recursive))
+                + "/>"
+            )
+        for c in wmd.components:
+            parts.append(_component_xml(c))
+        parts.append("</BACKUP_LOCATIONS>")
+    method = _attr("method", wmd.restore_method.xml)
+    if wmd.service:
+        method += _attr("service", wmd.service)
+    if wmd.user_procedure:
+        method += _attr("userProcedure", wmd.user_procedure)
+    parts.append(
+        "<RESTORE_METHOD"
+        + method
+        + _attr("writerRestore", wmd.restore_conditions.xml)
+        + _attr("rebootRequired", _yes(wmd.reboot_required))
+        + "/>"
+    )
+    parts.append("</WRITER_METADATA>")
+    return "".join(parts)
+
+
+def _component_xml(c: Component) -> str:
+    element = "DATABASE" if c.type is ComponentType.DATABASE else "FILE_GROUP"
+    head = f"<{element}"
+    if c.logical_path:
+        head += _attr("logicalPath", c.logical_path)
+    head += (
+        _attr("componentName", c.name)
+        + _attr("caption", c.caption)
+        + _attr("restoreMetadata", _yes(c.restore_metadata))
+        + _attr("notifyOnBackupComplete", _yes(c.notify_on_backup_complete))
+        + _attr("selectable", _yes(c.selectable))
+        + _attr("selectableForRestore", "no")
+        + _attr("componentFlags", "0")
+        + ">"
+    )
+    body = []
+    for f in c.files:
+        item = f"<{_ELEMENT[f.kind]}" + _attr("path", f.path) + _attr("filespec", f.filespec)
+        if f.recursive:
+            item += _attr("recursive", "yes")
+        if f.alternate_path:
+            item += _attr("alternatePath", f.alternate_path)
+        body.append(item + _attr("filespecBackupType", str(DEFAULT_FILESPEC_BACKUP_TYPE)) + "/>")
+    for d in c.dependencies:
+        body.append(
+            "<WRITER_DEPENDENCY"
+            + _attr("writerId", str(d.writer_id))
+            + _attr("logicalPath", d.logical_path)
+            + _attr("componentName", d.component_name)
+            + "/>"
         )
-        for f in c.files:
-            lines.append(
-                f"<FILE_LIST path={a(f.path)} filespec={a(f.filespec)} "
-                f"recursive={a('yes' if f.recursive else 'no')}/>"
-            )
-        for d in c.dependencies:
-            lines.append(
-                f"<WRITER_DEPENDENCY writerId={a(str(d.writer_id))} "
-                f"logicalPath={a(d.logical_path)} componentName={a(d.component_name)}/>"
-            )
-        lines.append("</COMPONENT>")
-    lines.append("</WRITER_METADATA>")
-    return "\n".join(lines)
+    return head + "".join(body) + f"</{element}>"
 
 
 def components_of(docs: Iterable[WriterMetadata]) -> int:

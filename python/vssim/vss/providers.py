@@ -103,8 +103,13 @@ class ProviderInfo:
     type: ProviderType
 
     def attributes(self) -> SnapshotAttr:
+        """What the provider's shadow copies always are: volsnap's are copy-on-write
+        (``Differential``, as ``vshadow -q`` and ``diskshadow`` list them), an array's are
+        hardware-assisted."""
         if self.type is ProviderType.HARDWARE:
             return SnapshotAttr.HARDWARE_ASSISTED
+        if self.type is ProviderType.SYSTEM:
+            return SnapshotAttr.DIFFERENTIAL
         return SnapshotAttr.NONE
 
     @property

@@ -21,3 +21,19 @@ CSV_PROVIDER_ID = uuid.UUID("68c1c421-01d9-513f-b9c7-707bd0340f4d")
 CSV_PROVIDER_NAME = "Microsoft CSV Shadow Copy Provider"
 CSV_HELPER_PROVIDER_ID = uuid.UUID("c57175ff-9277-5e09-a3f2-3d986b0d720e")
 CSV_HELPER_PROVIDER_NAME = "Microsoft CSV Shadow Copy Helper Provider"
+
+# The in-box writers of a Hyper-V failover cluster node (Microsoft's "In-Box VSS Writers" page;
+# the cluster writer's id as Windows lists it). Three are express writers whose instance ids are
+# fixed by Windows (the same on every machine, as any `vssadmin list writers` shows).
+TASK_SCHEDULER_WRITER_ID = uuid.UUID("d61d61c8-d73a-4eee-8cdd-f6f9786b7124")
+TASK_SCHEDULER_WRITER_INSTANCE_ID = uuid.UUID("1bddd48e-5052-49db-9b07-b96f96727e6b")
+METADATA_STORE_WRITER_ID = uuid.UUID("75dfb225-e2e4-4d39-9ac9-ffaff65ddf06")
+METADATA_STORE_WRITER_INSTANCE_ID = uuid.UUID("088e7a7d-09a8-4cc6-a609-ad90e75ddc93")
+PERFORMANCE_COUNTERS_WRITER_ID = uuid.UUID("0bada1de-01a9-4625-8278-69e735f39dd2")
+PERFORMANCE_COUNTERS_WRITER_INSTANCE_ID = uuid.UUID("f0086dda-9efc-47c5-8eb6-a944c3d09381")
+ASR_WRITER_ID = uuid.UUID("be000cbe-11fe-4426-9c58-531aa6355fc4")
+SHADOW_COPY_OPTIMIZATION_WRITER_ID = uuid.UUID("4dc3bdd4-ab48-4d07-adb0-3bee2926fd7f")
+BITS_WRITER_ID = uuid.UUID("4969d978-be47-48b0-b100-f328f07ac1e0")
+WMI_WRITER_ID = uuid.UUID("a6ad56c2-b509-4e6c-bb19-49d8f43532f0")
+CLUSTER_DATABASE_WRITER_ID = uuid.UUID("41e12264-35d8-479b-8e5c-9b23d1dad37e")
+COM_REGDB_WRITER_ID = uuid.UUID("542da469-d3e1-473c-9f4f-7847f01fc64f")

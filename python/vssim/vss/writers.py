@@ -24,10 +24,10 @@ owning node's Hyper-V writer), matching the seed's "Supports restore events = FA
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vssim.scenario import Scenario, Vm, derive_guid
-from vssim.vss.enums import RestoreMethod, WriterRestore
+from vssim.vss.enums import RestoreMethod, UsageType, WriterRestore
 from vssim.vss.metadata import Component, FileDescriptor, WriterMetadata
 from vssim.vss.well_known_ids import (
     CSV_WRITER_ID,
@@ -67,6 +67,24 @@ def hyperv_component(scenario: Scenario, vm: Vm) -> Component:
     return Component(name=g, caption=_caption(vm), files=tuple(files), vm_guid=vm.guid)
 
 
+#: The Hyper-V writer's host-level component: the virtual machine management service's initial
+#: configuration store, on the node's system volume.
+INITIAL_STORE = Component(
+    name="Initial Store",
+    caption="Initial Store",
+    files=(FileDescriptor("%ProgramData%\\Microsoft\\Windows\\Hyper-V", "InitialStore.xml"),),
+)
+
+
+def hyperv_node_metadata(scenario: Scenario, node: str) -> WriterMetadata:
+    """The Hyper-V writer of ``node`` as a requester on it gathers it: the VMs that node runs and
+    the ``Initial Store`` on ``C:``. The simulated backup runs with :func:`hyperv_metadata` (VM
+    components only): the Initial Store is never in a CSV's snapshot set, and leaving it out keeps
+    the modelled Identify times as they were."""
+    base = hyperv_metadata(scenario, node)
+    return replace(base, components=(INITIAL_STORE, *base.components))
+
+
 def csv_component_name(scenario: Scenario, vm: Vm) -> str:
     inst = writer_instance_id(scenario, HYPERV, vm.node)
     return f"{vm.component_name}(CSV:{HYPERV_WRITER_ID};{inst};{vm.node})"
@@ -102,7 +120,7 @@ def csv_metadata(scenario: Scenario, node: str) -> WriterMetadata:
         instance_id=writer_instance_id(scenario, CSV, name),
         restore_method=RestoreMethod.UNDEFINED,
         restore_conditions=WriterRestore.NEVER,
-        usage="VSS_UT_SYSTEMSERVICE",
+        usage=UsageType.SYSTEMSERVICE,
         components=tuple(csv_component(scenario, vm) for vm in scenario.vms if vm.node != name),
         node=name,
     )
