@@ -388,6 +388,12 @@ impl Vhdx {
             self.st.flush().map_err(|e| self.io(e))?;
         }
         self.closed = true;
+        if let Some(l) = self.lock.as_mut() {
+            l.release();
+        }
+        if let Some(p) = self.parent.as_mut() {
+            p.close()?;
+        }
         Ok(())
     }
 
