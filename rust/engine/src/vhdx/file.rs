@@ -69,6 +69,10 @@ pub struct Vhdx {
     pub(crate) log_seq: u64,
     pub(crate) log_pos: u64,
     pub(crate) closed: bool,
+    /// Set when a metadata update failed after its log entry became durable: the file on disk
+    /// is only consistent through that log, so the disk refuses further use and its close
+    /// writes nothing (a clean close would drop the log); the next open replays it.
+    pub(crate) failed: Option<String>,
     /// Write-through metadata: every `write`/`trim` that changed the BAT commits it through the
     /// log before returning (see [`Vhdx::set_commit_each_write`]).
     pub(crate) commit_each_write: bool,
@@ -223,6 +227,15 @@ impl Vhdx {
     }
 
     pub(crate) fn check_open(&self) -> VResult<()> {
+        if let Some(why) = &self.failed {
+            return Err(VhdxError::state(
+                &self.name,
+                format!(
+                    "a metadata update failed ({why}); close and reopen the disk: opening it \
+                     replays its log"
+                ),
+            ));
+        }
         if self.closed {
             return Err(VhdxError::state(&self.name, "the disk is closed"));
         }
@@ -380,6 +393,7 @@ impl Vhdx {
             log_seq: 1,
             log_pos: 0,
             closed: false,
+            failed: None,
             commit_each_write: false,
             replayed_log: false,
         })

@@ -34,6 +34,7 @@ use super::bat;
 use super::error::{VResult, VhdxError};
 use super::file::{OpenOptions, Vhdx};
 use super::format::*;
+use super::header::Header;
 use super::log;
 
 /// Pages per entry of a merge's log sequence (an entry of 254 pages has 2 descriptor sectors:
@@ -79,6 +80,13 @@ impl Vhdx {
     /// Merges this differencing disk into its parent, which must be open writable (passed as
     /// `OpenOptions::parent`), and closes the parent.
     pub fn merge_into_parent(&mut self) -> VResult<()> {
+        self.merge_into_parent_with(PAGES_PER_ENTRY)
+    }
+
+    /// [`Vhdx::merge_into_parent`] with at most `pages_per_entry` BAT pages per log entry (tests
+    /// use 1 to make a small merge's sequence several entries long).
+    #[doc(hidden)]
+    pub fn merge_into_parent_with(&mut self, pages_per_entry: usize) -> VResult<()> {
         self.check_open()?;
         let Some(p) = self.parent.as_deref() else {
             return Err(VhdxError::invalid(
@@ -101,7 +109,7 @@ impl Vhdx {
         let changes = self.write_aside()?;
         let p = self.parent_mut()?;
         if !changes.is_empty() {
-            p.switch_blocks(&changes)?;
+            p.switch_blocks(&changes, pages_per_entry.max(1))?;
         }
         p.close()
     }
@@ -211,7 +219,7 @@ impl Vhdx {
     /// Steps 2–4: log the BAT changes as one sequence in a temporary log at the end of the
     /// file, commit with one header write, apply, restore the log location, cut the temporary
     /// log off.
-    fn switch_blocks(&mut self, changes: &[(u64, u64)]) -> VResult<()> {
+    fn switch_blocks(&mut self, changes: &[(u64, u64)], pages_per_entry: usize) -> VResult<()> {
         let mut new_bat = self.bat.clone();
         let mut pages: Vec<u64> = Vec::new();
         for &(i, e) in changes {
@@ -222,15 +230,7 @@ impl Vhdx {
             }
         }
         pages.dedup();
-        let page_bytes = |p: u64| -> Vec<u8> {
-            let mut b = vec![0u8; LOG_SECTOR as usize];
-            for k in 0..512usize {
-                let v = new_bat.get(p as usize * 512 + k).copied().unwrap_or(0);
-                put_u64(&mut b, k * 8, v);
-            }
-            b
-        };
-        let groups: Vec<&[u64]> = pages.chunks(PAGES_PER_ENTRY).collect();
+        let groups: Vec<&[u64]> = pages.chunks(pages_per_entry).collect();
         let sectors: u64 = groups
             .iter()
             .map(|g| (log::desc_sectors(g.len()) + g.len()) as u64)
@@ -252,7 +252,7 @@ impl Vhdx {
         for (k, g) in groups.iter().enumerate() {
             let data: Vec<(u64, Vec<u8>)> = g
                 .iter()
-                .map(|&p| (self.bat_offset + p * LOG_SECTOR, page_bytes(p)))
+                .map(|&p| (self.bat_offset + p * LOG_SECTOR, bat_page(&new_bat, p)))
                 .collect();
             let refs: Vec<(u64, &[u8])> = data.iter().map(|(o, b)| (*o, b.as_slice())).collect();
             let entry = log::build_entry(&guid, k as u64 + 1, 0, end, end, &refs);
@@ -267,6 +267,24 @@ impl Vhdx {
         self.st.flush().map_err(|e| self.io(e))?;
         // The commit: one header names the sequence and the new data.
         let old = self.header.clone();
+        let r = self.commit_switch(old, guid, ring_off, ring_len, &pages, new_bat);
+        if let Err(e) = &r {
+            // The header may name the new log: only a replay may finish (or undo) this now.
+            self.failed = Some(e.to_string());
+        }
+        r
+    }
+
+    /// Steps 3 and 4 of the merge.
+    fn commit_switch(
+        &mut self,
+        old: Header,
+        guid: Uuid,
+        ring_off: u64,
+        ring_len: u64,
+        pages: &[u64],
+        new_bat: Vec<u64>,
+    ) -> VResult<()> {
         let mut h = old.clone();
         h.log_guid = guid;
         h.log_offset = ring_off;
@@ -275,9 +293,9 @@ impl Vhdx {
         h.file_write_guid = Uuid::new_v4();
         self.write_headers(h)?;
         self.session_started = true;
-        for &p in &pages {
+        for &p in pages {
             self.st
-                .write_at(&page_bytes(p), self.bat_offset + p * LOG_SECTOR)
+                .write_at(&bat_page(&new_bat, p), self.bat_offset + p * LOG_SECTOR)
                 .map_err(|e| self.io(e))?;
         }
         self.st.flush().map_err(|e| self.io(e))?;
@@ -292,4 +310,14 @@ impl Vhdx {
         self.file_end = ring_off;
         Ok(())
     }
+}
+
+/// BAT page `p` (4 KiB, 512 entries) of `bat`.
+fn bat_page(bat: &[u64], p: u64) -> Vec<u8> {
+    let mut b = vec![0u8; LOG_SECTOR as usize];
+    for k in 0..512usize {
+        let v = bat.get(p as usize * 512 + k).copied().unwrap_or(0);
+        put_u64(&mut b, k * 8, v);
+    }
+    b
 }

@@ -438,6 +438,7 @@ impl Vhdx {
             log_pos: 0,
             // Closed until every check has passed: dropping a half-open disk writes nothing.
             closed: true,
+            failed: None,
             commit_each_write: false,
             replayed_log,
         };
