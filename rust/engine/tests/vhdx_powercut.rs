@@ -402,10 +402,16 @@ fn merge_cuts(size: u64, stride: u64, parent_stride: usize, per_entry: usize) ->
             let c = open_child(&child, open_parent(&fixed))
                 .unwrap_or_else(|e| panic!("cut {cut}: old parent, child refused: {e}"));
             assert!(image(&c) == new, "cut {cut}: the child reads differently");
-            assert!(!ok || cut == total, "cut {cut}: merge said Ok but nothing changed");
+            assert!(
+                !ok || cut == total,
+                "cut {cut}: merge said Ok but nothing changed"
+            );
             olds += 1;
         } else {
-            assert!(got == new, "cut {cut}: the parent is neither old nor merged");
+            assert!(
+                got == new,
+                "cut {cut}: the parent is neither old nor merged"
+            );
             assert!(
                 open_child(&child, open_parent(&fixed)).is_err(),
                 "cut {cut}: the merged parent still takes the old child"
