@@ -36,6 +36,7 @@ import pytest
 
 from vhdx_craft import (
     CHILD_TIMEOUT_S,
+    spawn_bounded,
     bat_offset,
     data_write_guid,
     linkage,
@@ -122,6 +123,65 @@ def test_a_writable_child_holds_its_parents_shared(tmp_path: pathlib.Path) -> No
     with engine.Vhdx.open(base, writable=True) as b:
         with pytest.raises(errors.VhdxLockedError):
             engine.Vhdx.open(child)  # needs its parent, which is being written
+
+
+#: Rounds of the concurrent-writer soak (``make bench`` runs many more).
+WRITER_ROUNDS = int(os.environ.get("VSSIM_VHDX_WRITER_ROUNDS", "3"))
+
+WRITER = """
+import sys, time
+from vssim import engine, errors
+path, me, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+done = 0
+while done < rounds:
+    try:
+        d = engine.Vhdx.open(path, writable=True)
+    except errors.VhdxLockedError:
+        time.sleep(0.002)
+        continue
+    with d:
+        # A fresh block of its own each round: every round allocates at the end of the file.
+        d.write(((me * rounds + done) * 2 + 1) << 20, bytes([me + 1]) * 5000 + bytes([done]))
+    done += 1
+print("ok")
+"""
+
+READER = """
+import sys, time
+from vssim import engine, errors
+path, until = sys.argv[1], float(sys.argv[2])
+seen = 0
+while time.time() < until:
+    try:
+        d = engine.Vhdx.open(path)
+    except errors.VhdxLockedError:
+        continue
+    with d:
+        bad = [f for f in d.check() if f.severity == "error"]
+        assert not bad, bad
+        seen += 1
+print("ok", seen)
+"""
+
+
+def test_concurrent_writers_take_turns_and_lose_nothing(tmp_path: pathlib.Path) -> None:
+    writers = 4
+    p = tmp_path / "d.vhdx"
+    size = (2 * writers * WRITER_ROUNDS + 2) << 20
+    engine.Vhdx.create(p, size, block_size=MiB).close()
+    procs = [
+        spawn_bounded(["-c", WRITER, str(p), str(i), str(WRITER_ROUNDS)]) for i in range(writers)
+    ]
+    reader = spawn_bounded(["-c", READER, str(p), str(time.time() + 2.0)])
+    for proc in [*procs, reader]:
+        out, err = proc.communicate(timeout=CHILD_TIMEOUT_S * 4)
+        assert proc.returncode == 0 and out.startswith("ok"), err[-2000:]
+    with engine.Vhdx.open(p) as d:
+        for me in range(writers):
+            for done in range(WRITER_ROUNDS):
+                at = ((me * WRITER_ROUNDS + done) * 2 + 1) << 20
+                assert d.read(at, 5001) == bytes([me + 1]) * 5000 + bytes([done]), (me, done)
+        assert d.check() == []
 
 
 def test_check_of_a_disk_being_written_names_the_writer(tmp_path: pathlib.Path) -> None:
@@ -256,6 +316,10 @@ def start_merge(child: pathlib.Path, parent: pathlib.Path) -> tuple[subprocess.P
     return proc, time.monotonic()
 
 
+#: Kill instants of the merge test (``make bench`` runs many more).
+MERGE_KILLS = int(os.environ.get("VSSIM_VHDX_MERGE_KILLS", "8"))
+
+
 def test_merge_killed_at_several_instants_leaves_old_or_new(tmp_path: pathlib.Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
@@ -268,16 +332,17 @@ def test_merge_killed_at_several_instants_leaves_old_or_new(tmp_path: pathlib.Pa
     window = time.monotonic() - began
     assert classify_after_kill(trial / "base.vhdx", trial / "child.avhdx", old, new) == "new"
     seen = []
-    for i in range(8):
+    for i in range(MERGE_KILLS):
         run_dir = tmp_path / f"kill{i}"
         shutil.copytree(src, run_dir)
         proc, began = start_merge(run_dir / "child.avhdx", run_dir / "base.vhdx")
-        time.sleep(max(0.0, began + window * i / 8 - time.monotonic()))
+        time.sleep(max(0.0, began + window * i / MERGE_KILLS - time.monotonic()))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=CHILD_TIMEOUT_S)
         seen.append(classify_after_kill(run_dir / "base.vhdx", run_dir / "child.avhdx", old, new))
         shutil.rmtree(run_dir)
     assert set(seen) <= {"old", "new"}
+    print(f"merge killed {MERGE_KILLS} times: {seen.count('old')} old, {seen.count('new')} new")
 
 
 # --- item 6: crafted pending logs ---------------------------------------------------------------

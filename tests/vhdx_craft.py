@@ -31,6 +31,19 @@ def _limit() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (CHILD_ADDRESS_SPACE, CHILD_ADDRESS_SPACE))
 
 
+def spawn_bounded(args: list[str]) -> subprocess.Popen[str]:
+    """Starts ``python ARGS…`` under the address-space limit (the caller bounds its wait)."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", RAYON_NUM_THREADS="2")
+    return subprocess.Popen(
+        [sys.executable, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_limit,
+        env=env,
+    )
+
+
 def run_bounded(
     args: list[str], *, timeout: float = CHILD_TIMEOUT_S, cwd: pathlib.Path | None = None
 ) -> subprocess.CompletedProcess[str]:
