@@ -9,6 +9,7 @@ never as a stuck or swapping machine.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import resource
@@ -16,8 +17,9 @@ import struct
 import subprocess
 import sys
 import uuid
+from dataclasses import dataclass
 
-from make_vhdx_corpus import KiB, MiB, crc32c, metadata_entry, metadata_item, seal
+from make_vhdx_corpus import KiB, MiB, metadata_entry, metadata_item, seal
 
 #: Address space of a hostile child process: what a normal `vssim vhdx` run needs (Python, numpy,
 #: the engine: ~1 GiB virtual) with room to spare, far below the 9 GB a runaway chain reached.
@@ -71,6 +73,42 @@ def python(code: str, timeout: float = CHILD_TIMEOUT_S) -> subprocess.CompletedP
     return run_bounded(["-c", code], timeout=timeout)
 
 
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+#: Runs several ``vssim`` command lines in one interpreter (one start-up instead of one each);
+#: an exception escaping ``main`` is reported as its traceback on stderr with code -1.
+_BATCH = """
+import contextlib, io, json, sys, traceback
+from vssim.cli import main
+out = []
+for args in json.loads(sys.argv[1]):
+    o, e = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e):
+        try:
+            rc = main(args)
+        except SystemExit as x:
+            rc = x.code if isinstance(x.code, int) else 2
+        except BaseException:
+            traceback.print_exc(file=e)
+            rc = -1
+    out.append([rc, o.getvalue(), e.getvalue()])
+print(json.dumps(out))
+"""
+
+
+def vssim_batch(*commands: list[str], timeout: float = CHILD_TIMEOUT_S) -> list[Result]:
+    """Each of ``commands`` (``vssim`` arguments) in order, in one bounded child process. A
+    crash, abort or hang fails the whole batch (the assertion shows the child's stderr)."""
+    r = run_bounded(["-c", _BATCH, json.dumps(list(commands))], timeout=timeout)
+    assert r.returncode == 0, f"the batch died ({r.returncode}): {r.stderr[-3000:]}"
+    return [Result(*row) for row in json.loads(r.stdout.splitlines()[-1])]
+
+
 # --- headers ------------------------------------------------------------------------------------
 
 
@@ -86,8 +124,9 @@ def data_write_guid(path: pathlib.Path) -> uuid.UUID:
 
 
 def set_header_fields(b: bytearray, **fields: int | uuid.UUID) -> None:
-    """Sets fields of both headers (``log_guid``, ``log_offset``, ``log_length``) and reseals."""
-    at = {"log_guid": 48, "log_length": 68, "log_offset": 72}
+    """Sets fields of both headers (``log_guid``, ``data_write_guid``, ``log_offset``,
+    ``log_length``) and reseals."""
+    at = {"data_write_guid": 32, "log_guid": 48, "log_length": 68, "log_offset": 72}
     for h in HEADERS:
         for name, value in fields.items():
             if isinstance(value, uuid.UUID):
@@ -126,7 +165,8 @@ def log_entry(
             e[d : d + 4] = b"zero"
             struct.pack_into("<QQQ", e, d + 8, payload, off, seq)
         else:
-            assert isinstance(payload, bytes) and len(payload) == 4 * KiB
+            assert isinstance(payload, bytes)
+            assert len(payload) == 4 * KiB
             e[d : d + 4] = b"desc"
             e[d + 4 : d + 8] = payload[4092:4096]
             e[d + 8 : d + 16] = payload[0:8]
@@ -185,13 +225,29 @@ def set_locator(path: pathlib.Path, entries: dict[str, str]) -> None:
     """Replaces the parent locator item of a differencing disk (it is the last item vssim writes,
     so it may grow into the free end of the metadata region)."""
     b = bytearray(path.read_bytes())
+    set_locator_bytes(b, entries)
+    path.write_bytes(b)
+
+
+def set_locator_bytes(b: bytearray, entries: dict[str, str]) -> None:
+    """:func:`set_locator` on a file's bytes."""
     item = metadata_item(b, "a8d35f2d")
     entry = metadata_entry(b, "a8d35f2d")
     data = locator_bytes(entries)
     old_len = struct.unpack_from("<I", b, entry + 20)[0]
     b[item : item + max(old_len, len(data))] = data.ljust(max(old_len, len(data)), b"\0")
     struct.pack_into("<I", b, entry + 20, len(data))
-    path.write_bytes(b)
+
+
+def write_sparse(path: pathlib.Path, data: bytes | bytearray) -> None:
+    """Writes ``data`` as a new file holding only its non-zero 4 KiB pages (the rest a hole)."""
+    with open(path, "wb") as f:
+        for at in range(0, len(data), 4 * KiB):
+            page = data[at : at + 4 * KiB]
+            if page.count(0) != len(page):
+                f.seek(at)
+                f.write(page)
+        f.truncate(len(data))
 
 
 def linkage(guid: uuid.UUID) -> str:
