@@ -220,7 +220,17 @@ impl Vhdx {
     /// file, commit with one header write, apply, restore the log location, cut the temporary
     /// log off.
     fn switch_blocks(&mut self, changes: &[(u64, u64)], pages_per_entry: usize) -> VResult<()> {
-        let mut new_bat = self.bat.clone();
+        let mut new_bat: Vec<u64> = Vec::new();
+        new_bat.try_reserve_exact(self.bat.len()).map_err(|_| {
+            VhdxError::io(
+                &self.name,
+                std::io::Error::new(
+                    std::io::ErrorKind::OutOfMemory,
+                    "cannot hold a second copy of the BAT for the merge",
+                ),
+            )
+        })?;
+        new_bat.extend_from_slice(&self.bat);
         let mut pages: Vec<u64> = Vec::new();
         for &(i, e) in changes {
             new_bat[i as usize] = e;
