@@ -37,6 +37,7 @@ import pytest
 from vhdx_craft import (
     CHILD_TIMEOUT_S,
     bat_offset,
+    current_header,
     data_write_guid,
     linkage,
     plant_log,
@@ -49,6 +50,7 @@ from vhdx_craft import (
     vssim_batch,
     write_sparse,
 )
+from vhdx_tools import HAVE_QEMU, qemu_check, qemu_raw
 from vssim import engine, errors
 
 MiB = 1 << 20
@@ -299,11 +301,29 @@ def merge_chain(tmp: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path, str, str
     return base, child, old, new
 
 
+def is_dirty(p: pathlib.Path) -> bool:
+    """Whether the file's current header has a LogGuid (a log to replay)."""
+    with open(p, "rb") as f:
+        b = f.read(192 * 1024)
+    h = current_header(b)
+    return bytes(b[h + 48 : h + 64]) != bytes(16)
+
+
 def classify_after_kill(base: pathlib.Path, child: pathlib.Path, old: str, new: str) -> str:
-    """'old' or 'new', asserting everything either state promises."""
+    """'old' or 'new', asserting everything either state promises. A parent left with a log to
+    replay (killed between the merge's commit and its apply) is also repaired by qemu-img, which
+    must give the same bytes as our replay."""
+    qemu_repaired = None
+    if HAVE_QEMU and is_dirty(base):
+        dirty = base.with_name("qemu-repaired.vhdx")
+        shutil.copyfile(base, dirty)
+        assert qemu_check(dirty, "-r", "all").returncode == 0
+        qemu_repaired = qemu_raw(dirty, base.parent)
     with engine.Vhdx.open(base, writable=True) as b:  # replays whatever log the kill left
         got = b.digest()
         assert [f for f in b.check() if f.severity == "error"] == []
+        if qemu_repaired is not None:
+            assert b.read(0, b.virtual_size) == qemu_repaired, "qemu-img repairs it differently"
     assert got in (old, new), "the parent is neither the old nor the merged disk"
     if got == old:
         with engine.Vhdx.open(child) as c:  # the child is intact and still links
@@ -343,6 +363,7 @@ def test_merge_killed_at_several_instants_leaves_old_or_new(tmp_path: pathlib.Pa
     window = time.monotonic() - began
     assert classify_after_kill(trial / "base.vhdx", trial / "child.avhdx", old, new) == "new"
     seen = []
+    dirty = 0
     for i in range(MERGE_KILLS):
         run_dir = tmp_path / f"kill{i}"
         shutil.copytree(src, run_dir)
@@ -350,10 +371,14 @@ def test_merge_killed_at_several_instants_leaves_old_or_new(tmp_path: pathlib.Pa
         time.sleep(max(0.0, began + window * i / MERGE_KILLS - time.monotonic()))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=CHILD_TIMEOUT_S)
+        dirty += is_dirty(run_dir / "base.vhdx")
         seen.append(classify_after_kill(run_dir / "base.vhdx", run_dir / "child.avhdx", old, new))
         shutil.rmtree(run_dir)
     assert set(seen) <= {"old", "new"}
-    print(f"merge killed {MERGE_KILLS} times: {seen.count('old')} old, {seen.count('new')} new")
+    print(
+        f"merge killed {MERGE_KILLS} times: {seen.count('old')} old, {seen.count('new')} new, "
+        f"{dirty} left a log to replay"
+    )
 
 
 # --- item 6: crafted pending logs ---------------------------------------------------------------

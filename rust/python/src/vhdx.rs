@@ -383,7 +383,9 @@ impl Vhdx {
         overwrite: bool,
     ) -> PyResult<u64> {
         let d = self.disk()?;
-        detached(py, move || d.copy_to(&path, block_size, overwrite).map_err(verr))
+        detached(py, move || {
+            d.copy_to(&path, block_size, overwrite).map_err(verr)
+        })
     }
 
     /// Makes a new dynamic disk at `path` from the raw image `raw`; returns it open for writing.

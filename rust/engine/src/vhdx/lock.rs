@@ -3,7 +3,8 @@
 //! Hyper-V opens a disk it writes so that nobody else can use it ([MS-VDS] 2.2.2.19.1.4: a disk
 //! opened for read-write surfacing limits every other handle to get-info or unsurface), and opens
 //! the parents of a differencing chain read-only, shared by every child. vssim does the same
-//! with `flock(2)` locks (std's `File::try_lock`): a disk opened writable holds an exclusive
+//! with `flock(2)` locks (through rustix, as the volume's locks): a disk opened writable holds an
+//! exclusive
 //! lock, a disk opened read-only (and every parent of an open chain) a shared one. A writer thus
 //! excludes readers too: they would read blocks whose BAT entries are not yet written.
 //!
@@ -12,9 +13,12 @@
 //! not a program that never asks (QEMU takes its own byte-range locks, which do not see these).
 //! The holder of a conflicting lock is looked up in `/proc/locks` for the message.
 
-use std::fs::{File, TryLockError};
+use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+
+use rustix::fs::{flock, FlockOperation};
+use rustix::io::Errno;
 
 use super::error::{VResult, VhdxError};
 
@@ -78,16 +82,16 @@ impl FileLock {
     pub fn acquire(file: &File, path: &Path, mode: LockMode) -> VResult<FileLock> {
         let name = path.display().to_string();
         let dup = file.try_clone().map_err(|e| VhdxError::io(&name, e))?;
-        let got = match mode {
-            LockMode::Shared => dup.try_lock_shared(),
-            LockMode::Exclusive => dup.try_lock(),
+        let op = match mode {
+            LockMode::Shared => FlockOperation::NonBlockingLockShared,
+            LockMode::Exclusive => FlockOperation::NonBlockingLockExclusive,
         };
-        match got {
+        match flock(&dup, op) {
             Ok(()) => Ok(FileLock {
                 file: Some(dup),
                 mode,
             }),
-            Err(TryLockError::WouldBlock) => {
+            Err(e) if e == Errno::WOULDBLOCK => {
                 let id = FileId::of_file(file).ok();
                 Err(VhdxError::Locked {
                     file: name,
@@ -95,20 +99,25 @@ impl FileLock {
                     holder: id.map_or_else(|| "another handle".to_owned(), |id| holder(id, mode)),
                 })
             }
-            Err(TryLockError::Error(e)) => Err(VhdxError::io(
-                &name,
-                std::io::Error::new(
-                    e.kind(),
-                    format!("cannot lock the file ({e}); vssim does not use a VHDX it cannot lock"),
-                ),
-            )),
+            Err(e) => {
+                let e = std::io::Error::from(e);
+                Err(VhdxError::io(
+                    &name,
+                    std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "cannot lock the file ({e}); vssim does not use a VHDX it cannot lock"
+                        ),
+                    ),
+                ))
+            }
         }
     }
 
     /// Unlocks now (a clean close: the file may be opened again at once).
     pub fn release(&mut self) {
         if let Some(f) = self.file.take() {
-            let _ = f.unlock();
+            let _ = flock(&f, FlockOperation::Unlock);
         }
     }
 }
