@@ -99,6 +99,11 @@ bench: build-dev
 	PROPTEST_CASES=2000 cargo test -q -p vssim-engine --release volume::tests
 	# materialized mode: the model against the real VHDX writer and real volumes, many more cases
 	PROPTEST_CASES=300 cargo test -q -p vssim-engine --release workload::
+	# VHDX safety: merges killed at 64 instants, 4 writers racing for 40 turns each, a power cut
+	# at every write of a session and of a merge, and 20,000 damaged or forged files
+	VSSIM_VHDX_MERGE_KILLS=64 VSSIM_VHDX_WRITER_ROUNDS=40 $(PY) -m pytest -q tests/test_hostile_vhdx.py -k "killed or concurrent"
+	cargo test -q -p vssim-engine --release --test vhdx_powercut
+	VSSIM_FUZZ_CASES=20000 cargo test -q --release -p vssim-engine --test vhdx damaged_files_never_panic
 
 FUZZ_SECONDS ?= 120
 .PHONY: fuzz

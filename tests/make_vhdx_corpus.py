@@ -41,7 +41,13 @@ CASES: dict[str, tuple[str, str, str]] = {
     "bat_partial_in_dynamic": ("VhdxCorruptError", "BAT entry", "State"),
     "log_guid_without_log": ("VhdxCorruptError", "log", "LogGuid"),
     "log_flushed_past_eof": ("VhdxCorruptError", "log entry", "FlushedFileOffset"),
-    "log_zero_descriptor_unbounded": ("VhdxCorruptError", "log", "LogGuid"),
+    "log_zero_descriptor_unbounded": ("VhdxCorruptError", "log descriptor", "ZeroLength"),
+    "log_zero_over_whole_file": ("VhdxCorruptError", "log descriptor", "FileOffset"),
+    "log_data_sector_at_offset_0": ("VhdxCorruptError", "log descriptor", "FileOffset"),
+    "log_data_sector_on_the_log": ("VhdxCorruptError", "log descriptor", "FileOffset"),
+    "log_bat_entry_past_eof": ("VhdxCorruptError", "log", "replay"),
+    "log_last_file_offset_huge": ("VhdxCorruptError", "log entry", "LastFileOffset"),
+    "header_log_offset_past_eof": ("VhdxCorruptError", "header", "LogOffset"),
     "header_log_version": ("VhdxUnsupportedError", "header", "LogVersion"),
     "parent_escapes_directory": ("VhdxParentError", "parent locator", "relative_path"),
     "parent_missing": ("VhdxParentError", "parent locator", "relative_path"),
@@ -265,6 +271,29 @@ def build(tmp: pathlib.Path) -> dict[str, bytes]:
     struct.pack_into("<H", b, h + 64, 1)
     seal(b, h, 4 * KiB)
     out["header_log_version"] = bytes(b)
+
+    # Crafted pending logs that are well formed as a log but aimed where a log may not write.
+    from vhdx_craft import log_entry, set_header_fields
+
+    def dirty(descs: list[tuple[str, int, bytes | int]], last: int | None = None) -> bytes:
+        b = bytearray(base)
+        guid = uuid.uuid4()
+        e = log_entry(guid, 1, descs, flushed=len(b), last=len(b) if last is None else last)
+        b[MiB : MiB + len(e)] = e
+        set_header_fields(b, log_guid=guid)
+        return bytes(b)
+
+    page = bytearray(base[bat_off : bat_off + 4 * KiB])
+    struct.pack_into("<Q", page, 8, (1 << 44) | 6)
+    out["log_zero_over_whole_file"] = dirty([("zero", 0, len(base))])
+    out["log_data_sector_at_offset_0"] = dirty([("data", 0, b"X" * 4 * KiB)])
+    out["log_data_sector_on_the_log"] = dirty([("data", MiB + 64 * KiB, b"X" * 4 * KiB)])
+    out["log_bat_entry_past_eof"] = dirty([("data", bat_off, bytes(page))])
+    out["log_last_file_offset_huge"] = dirty([("data", bat_off, bytes(page))], last=1 << 50)
+
+    b = bytearray(base)
+    set_header_fields(b, log_offset=1 << 50)
+    out["header_log_offset_past_eof"] = bytes(b)
 
     # Differencing children whose parent cannot be used.
     sub = tmp / "sub"

@@ -204,8 +204,10 @@ def test_write_through_mode_commits_each_allocating_write(tmp_path: Path) -> Non
         assert not d.commit_each_write
         d.commit_each_write = True
         d.write(5 * MiB, b"\x07" * 4096)
-        # The BAT change is in place and the log entry written: an independent reader sees it.
-        with engine.Vhdx.open(tmp_path / "w.vhdx") as r:
+        # The BAT change is in place and the log entry written: the file as it is on disk now
+        # (copied: the writer holds it locked) reads it, as after a crash at this instant.
+        shutil.copyfile(tmp_path / "w.vhdx", tmp_path / "w-now.vhdx")
+        with engine.Vhdx.open(tmp_path / "w-now.vhdx") as r:
             assert r.read(5 * MiB, 4096) == b"\x07" * 4096
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from scale_scenarios import tiny
 from vhdx_tools import pyvhdi_read
-from vssim import engine
+from vssim import engine, errors
 from vssim.cli import main
 from vssim.metrics import RunResult, run
 from vssim.scale.materialize import QEMU_NO_PARENTS, MaterializeError, read_manifest, restore
@@ -174,6 +174,26 @@ def test_restore_errors_name_what_is_wrong(chain_run: tuple, tmp_path: Path) -> 
     with pytest.raises(MaterializeError, match="never overwrites"):
         restore(root, vm, out)
     assert out.read_bytes() == b"x"
+
+
+def test_restore_from_a_copied_store_never_reads_the_original(
+    chain_run: tuple, tmp_path: Path
+) -> None:
+    # Issue 15: the incrementals' locators also hold the original store's absolute path.
+    _, _, root = chain_run
+    copy = tmp_path / "copy"
+    shutil.copytree(root / "backups", copy)
+    first = read_manifest(copy)[0]
+    assert first.kind == "full"
+    vm, disk = first.vm, first.disk
+    latest = max(e.seq for e in read_manifest(copy) if e.vm == vm and e.disk == disk)
+    assert latest > 1
+    r = restore(copy, vm, tmp_path / "whole.vhdx", disk=disk)
+    assert r.verified
+    (copy / first.file).unlink()  # the copy is incomplete: the original still has the file
+    with pytest.raises(errors.VhdxParentError):
+        restore(copy, vm, tmp_path / "partial.vhdx", disk=disk)
+    assert not (tmp_path / "partial.vhdx").exists()
 
 
 CLI_SCENARIO = """

@@ -20,6 +20,7 @@ VHDX_DEFAULT_BLOCK_SIZE: int
 VHDX_MIN_BLOCK_SIZE: int
 VHDX_MAX_BLOCK_SIZE: int
 VHDX_MAX_VIRTUAL_SIZE: int
+VHDX_MAX_CHAIN_DEPTH: int
 __all__ = [
     "DEFAULT_CBT_BLOCK_SIZE",
     "DEFAULT_CHUNK_SIZE",
@@ -28,6 +29,7 @@ __all__ = [
     "MIN_CHUNK_SIZE",
     "VHDX_DEFAULT_BLOCK_SIZE",
     "VHDX_MAX_BLOCK_SIZE",
+    "VHDX_MAX_CHAIN_DEPTH",
     "VHDX_MAX_VIRTUAL_SIZE",
     "VHDX_MIN_BLOCK_SIZE",
     "ChangeTracker",
@@ -372,6 +374,7 @@ class Vhdx:
         logical_sector_size: int | None = ...,
         physical_sector_size: int | None = ...,
         parent: str | os.PathLike[str] | None = ...,
+        overwrite: bool = ...,
     ) -> Vhdx: ...
     @staticmethod
     def open(
@@ -379,6 +382,7 @@ class Vhdx:
         writable: bool = ...,
         *,
         allow_parent_escape: bool = ...,
+        parent_root: str | os.PathLike[str] | None = ...,
     ) -> Vhdx: ...
     def read(self, offset: int, length: int) -> bytes: ...
     def write(self, offset: int, data: Buffer) -> None: ...
@@ -400,8 +404,14 @@ class Vhdx:
     def check(self) -> list[VhdxFinding]: ...
     @staticmethod
     def check_file(path: str | os.PathLike[str]) -> list[VhdxFinding]: ...
-    def export_raw(self, path: str | os.PathLike[str]) -> int: ...
-    def copy_to(self, path: str | os.PathLike[str], block_size: int | None = ...) -> int: ...
+    def export_raw(self, path: str | os.PathLike[str], *, overwrite: bool = ...) -> int: ...
+    def copy_to(
+        self,
+        path: str | os.PathLike[str],
+        block_size: int | None = ...,
+        *,
+        overwrite: bool = ...,
+    ) -> int: ...
     @staticmethod
     def import_raw(
         raw: str | os.PathLike[str],
@@ -409,6 +419,7 @@ class Vhdx:
         *,
         block_size: int | None = ...,
         logical_sector_size: int | None = ...,
+        overwrite: bool = ...,
     ) -> Vhdx: ...
     @staticmethod
     def merge(

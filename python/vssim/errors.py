@@ -159,6 +159,16 @@ class VhdxParentError(VhdxError, ValueError):
     found: str
 
 
+class VhdxLockedError(VhdxError):
+    """Another handle (another process, or another open in this one) holds the VHDX: a disk has
+    one writer, or any number of readers and no writer. ``file`` names it and ``holder`` says who
+    holds it, when that can be found ("process 1234 (vssim) holds it for writing"). Nothing was
+    read from it or written to it."""
+
+    file: str
+    holder: str
+
+
 __all__ = [
     "DiffAreaError",
     "DiffAreaFullError",
@@ -174,6 +184,7 @@ __all__ = [
     "TrackerFileError",
     "VhdxCorruptError",
     "VhdxError",
+    "VhdxLockedError",
     "VhdxParentError",
     "VhdxUnsupportedError",
     "VolumeBusyError",

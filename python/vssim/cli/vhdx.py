@@ -1,7 +1,11 @@
 """``vssim vhdx``: create, inspect, check, map, convert and merge MS-VHDX files.
 
-``check`` exits 1 when it finds an error (2 when the file cannot be read at all), so it can gate
-scripts; ``info`` and ``check`` print JSON with ``--json``.
+``check`` exits 1 when it finds an error (2 when the file cannot be read at all, or another
+process is writing it), so it can gate scripts; ``info`` and ``check`` print JSON with ``--json``.
+Every command that writes a file (``create``, ``export``, ``import``, ``copy``) follows one rule:
+the output is never one of the inputs (the same file through any symlink or hard link, or a parent
+of the input's chain), an existing output is replaced only with ``--force``, and the output
+appears under its name only once it is complete.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 from vssim import engine
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_FORCE_HELP = "replace an existing output file (never one of the inputs)"
 
 
 def parse_size(text: str) -> int:
@@ -36,6 +41,7 @@ def register(sub: Any) -> None:
     c.add_argument("--block-size", type=parse_size)
     c.add_argument("--logical-sector-size", type=int, choices=[512, 4096])
     c.add_argument("--physical-sector-size", type=int, choices=[512, 4096])
+    c.add_argument("--force", action="store_true", help=_FORCE_HELP)
     c.set_defaults(handler=create)
 
     i = vs.add_parser("info", help="print the disk's properties")
@@ -59,6 +65,7 @@ def register(sub: Any) -> None:
     e.add_argument("path")
     e.add_argument("raw")
     e.add_argument("--allow-parent-escape", action="store_true")
+    e.add_argument("--force", action="store_true", help=_FORCE_HELP)
     e.set_defaults(handler=export)
 
     im = vs.add_parser("import", help="make a dynamic VHDX from a raw image")
@@ -66,6 +73,7 @@ def register(sub: Any) -> None:
     im.add_argument("path")
     im.add_argument("--block-size", type=parse_size)
     im.add_argument("--logical-sector-size", type=int, choices=[512, 4096])
+    im.add_argument("--force", action="store_true", help=_FORCE_HELP)
     im.set_defaults(handler=import_)
 
     cp = vs.add_parser("copy", help="copy a disk (a chain flattened) into a new dynamic VHDX")
@@ -73,6 +81,7 @@ def register(sub: Any) -> None:
     cp.add_argument("dest")
     cp.add_argument("--block-size", type=parse_size)
     cp.add_argument("--allow-parent-escape", action="store_true")
+    cp.add_argument("--force", action="store_true", help=_FORCE_HELP)
     cp.set_defaults(handler=copy)
 
     mg = vs.add_parser("merge", help="merge a differencing disk into its parent")
@@ -90,6 +99,7 @@ def create(args: argparse.Namespace) -> int:
         logical_sector_size=args.logical_sector_size,
         physical_sector_size=args.physical_sector_size,
         parent=args.parent,
+        overwrite=args.force,
     ) as d:
         print(f"created {d.path}: {d.disk_type}, {d.virtual_size} bytes, block {d.block_size}")
     return 0
@@ -162,7 +172,7 @@ def map_(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> int:
     with engine.Vhdx.open(args.path, allow_parent_escape=args.allow_parent_escape) as d:
-        n = d.export_raw(args.raw)
+        n = d.export_raw(args.raw, overwrite=args.force)
         print(f"exported {d.virtual_size} bytes ({n} non-zero) to {args.raw}")
     return 0
 
@@ -173,6 +183,7 @@ def import_(args: argparse.Namespace) -> int:
         args.path,
         block_size=args.block_size,
         logical_sector_size=args.logical_sector_size,
+        overwrite=args.force,
     ) as d:
         print(f"imported {args.raw} into {d.path} ({d.virtual_size} bytes)")
     return 0
@@ -180,12 +191,15 @@ def import_(args: argparse.Namespace) -> int:
 
 def copy(args: argparse.Namespace) -> int:
     with engine.Vhdx.open(args.path, allow_parent_escape=args.allow_parent_escape) as d:
-        n = d.copy_to(args.dest, args.block_size)
+        n = d.copy_to(args.dest, args.block_size, overwrite=args.force)
     print(f"copied {n} bytes of data into {args.dest}")
     return 0
 
 
 def merge(args: argparse.Namespace) -> int:
     parent = engine.Vhdx.merge(args.child, allow_parent_escape=args.allow_parent_escape)
-    print(f"merged {args.child} into {parent}")
+    print(
+        f"merged {args.child} into {parent} ({args.child} no longer matches its parent: "
+        "its data is in the parent, and it may be deleted)"
+    )
     return 0

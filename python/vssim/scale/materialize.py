@@ -525,7 +525,8 @@ def restore(
     dest = Path(out)
     if dest.exists():
         raise MaterializeError(f"{dest}: exists (restore never overwrites)")
-    with engine.Vhdx.open(root / target.file) as v:
+    # Parents are looked for inside the store only: a copied store never reads the original.
+    with engine.Vhdx.open(root / target.file, parent_root=root) as v:
         v.copy_to(dest)
     with engine.Vhdx.open(dest) as r:
         digest = r.digest()

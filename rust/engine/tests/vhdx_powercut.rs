@@ -243,3 +243,199 @@ fn run_cuts(base: &[u8], parent: Option<&[u8]>, initial: Vec<u8>) {
         );
     }
 }
+
+// ---- merge ---------------------------------------------------------------------------------
+
+/// A parent (`size` bytes, 1 MiB blocks, data in every `parent_stride`-th block) and a child
+/// over it that writes whole blocks, partial blocks over present and absent parent blocks, and
+/// trims — every `stride` blocks, so that a large `size` touches several BAT pages.
+fn merge_pair(size: u64, stride: u64, parent_stride: usize) -> (Vec<u8>, Vec<u8>) {
+    let opts = CreateOptions {
+        block_size: Some(MIB),
+        ..CreateOptions::dynamic(size)
+    };
+    let (st, parent) = storage(Vec::new(), i64::MAX);
+    let mut p = vhdx::create_on(Box::new(st), &opts, None, None).unwrap();
+    let blocks = size / MIB;
+    for b in (0..blocks).step_by(parent_stride) {
+        p.write(b * MIB, &vec![(b % 250 + 1) as u8; MIB as usize])
+            .unwrap();
+    }
+    p.close().unwrap();
+    drop(p);
+    let parent = parent.lock().unwrap().clone();
+    let linkage = format!("{{{}}}", open_parent(&parent).data_write_guid());
+    let locator = vhdx::metadata::ParentLocator {
+        entries: vec![
+            ("parent_linkage".into(), linkage),
+            ("relative_path".into(), ".\\parent.vhdx".into()),
+        ],
+    };
+    let (st, child) = storage(Vec::new(), i64::MAX);
+    let diff = CreateOptions {
+        disk_type: vhdx::DiskType::Differencing,
+        ..CreateOptions::dynamic(0)
+    };
+    let mut c = vhdx::create_on(
+        Box::new(st),
+        &diff,
+        Some(open_parent(&parent)),
+        Some(locator),
+    )
+    .unwrap();
+    let mut b = 0;
+    let mut k = 0u64;
+    while b + 2 < blocks {
+        match k % 4 {
+            0 => c.write(b * MIB, &vec![0xC0; MIB as usize]).unwrap(),
+            1 => c.write(b * MIB + 4096, &[0xC1; 10_000]).unwrap(),
+            2 => c.write(b * MIB + 512 * 9, &[0xC2; 3000]).unwrap(),
+            _ => c.trim(b * MIB, MIB).unwrap(),
+        }
+        b += stride;
+        k += 1;
+    }
+    c.close().unwrap();
+    drop(c);
+    let child = child.lock().unwrap().clone();
+    (parent, child)
+}
+
+fn open_child(child: &[u8], parent: Box<Vhdx>) -> vhdx::VResult<Vhdx> {
+    let (st, _) = storage(child.to_vec(), 0);
+    Vhdx::open_storage(
+        Box::new(st),
+        OpenOptions {
+            parent: Some(parent),
+            ..OpenOptions::default()
+        },
+    )
+}
+
+/// Merges `child` into `parent` on a storage that stops after `budget` writes; returns the
+/// parent's bytes afterwards and whether the merge returned Ok.
+fn merge_with_cut(parent: &[u8], child: &[u8], budget: i64, per_entry: usize) -> (Vec<u8>, bool) {
+    let (st, bytes) = storage(parent.to_vec(), budget);
+    let p = Vhdx::open_storage(
+        Box::new(st),
+        OpenOptions {
+            writable: true,
+            ..OpenOptions::default()
+        },
+    )
+    .unwrap();
+    let mut c = open_child(child, Box::new(p)).unwrap();
+    let ok = c.merge_into_parent_with(per_entry).is_ok();
+    // Past the cut no write lands, whatever closing the disks tries.
+    drop(c);
+    let after = bytes.lock().unwrap().clone();
+    (after, ok)
+}
+
+/// What a disk reads, whole: its non-zero MiBs (unallocated ranges read as zeros and are not
+/// read; two disks read the same exactly when these are equal).
+fn image(v: &Vhdx) -> std::collections::BTreeMap<u64, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    for (o, l) in v.allocated_extents().unwrap() {
+        let mut p = o - o % MIB;
+        while p < o + l {
+            let n = MIB.min(v.virtual_size() - p);
+            let b = read(v, p, n);
+            if b.iter().any(|&x| x != 0) {
+                out.insert(p, b);
+            }
+            p += MIB;
+        }
+    }
+    out
+}
+
+fn merge_cuts(size: u64, stride: u64, parent_stride: usize, per_entry: usize) -> (u32, u32) {
+    let (parent, child) = merge_pair(size, stride, parent_stride);
+    let old = image(&open_parent(&parent));
+    let new = image(&open_child(&child, open_parent(&parent)).unwrap());
+    assert_ne!(old, new);
+    // How many writes a whole merge makes.
+    let counter = Arc::new(AtomicI64::new(i64::MAX));
+    {
+        let (mut st, _) = storage(parent.clone(), 0);
+        st.budget = counter.clone();
+        let p = Vhdx::open_storage(
+            Box::new(st),
+            OpenOptions {
+                writable: true,
+                ..OpenOptions::default()
+            },
+        )
+        .unwrap();
+        let mut c = open_child(&child, Box::new(p)).unwrap();
+        c.merge_into_parent_with(per_entry).unwrap();
+    }
+    let total = i64::MAX - counter.load(Ordering::SeqCst);
+    assert!(total > 10, "{total}");
+    let (mut olds, mut news) = (0, 0);
+    for cut in 0..=total {
+        let (after, ok) = merge_with_cut(&parent, &child, cut, per_entry);
+        // Read-only (replaying in memory) and writable (replaying on disk) agree.
+        let ro = open_parent(&after);
+        let got = image(&ro);
+        let (rw_st, fixed) = storage(after.clone(), i64::MAX);
+        let rw_opts = OpenOptions {
+            writable: true,
+            ..OpenOptions::default()
+        };
+        let mut rw = Vhdx::open_storage(Box::new(rw_st), rw_opts)
+            .unwrap_or_else(|e| panic!("cut {cut}: the parent does not open writable: {e}"));
+        assert!(image(&rw) == got, "cut {cut}: replays differ");
+        assert!(rw.log_guid().is_nil());
+        let errors: Vec<_> = rw
+            .check()
+            .into_iter()
+            .filter(|f| f.severity == Severity::Error)
+            .collect();
+        assert!(errors.is_empty(), "cut {cut}: {errors:?}");
+        rw.close().unwrap();
+        drop(rw);
+        let fixed = fixed.lock().unwrap().clone();
+        if got == old {
+            // The old parent: the child is intact and still its child.
+            let c = open_child(&child, open_parent(&fixed))
+                .unwrap_or_else(|e| panic!("cut {cut}: old parent, child refused: {e}"));
+            assert!(image(&c) == new, "cut {cut}: the child reads differently");
+            assert!(
+                !ok || cut == total,
+                "cut {cut}: merge said Ok but nothing changed"
+            );
+            olds += 1;
+        } else {
+            assert!(
+                got == new,
+                "cut {cut}: the parent is neither old nor merged"
+            );
+            assert!(
+                open_child(&child, open_parent(&fixed)).is_err(),
+                "cut {cut}: the merged parent still takes the old child"
+            );
+            news += 1;
+        }
+    }
+    // The last cut is a merge that completed.
+    let (after, ok) = merge_with_cut(&parent, &child, total, per_entry);
+    assert!(ok);
+    assert!(image(&open_parent(&after)) == new);
+    (olds, news)
+}
+
+#[test]
+fn every_power_cut_of_a_merge_leaves_the_old_parent_or_the_merged_one() {
+    let (olds, news) = merge_cuts(10 * MIB, 1, 3, 254);
+    // Both outcomes occur: the commit is one instant inside the merge, not at either end.
+    assert!(olds > 5 && news > 2, "{olds} old, {news} new");
+}
+
+#[test]
+fn every_power_cut_of_a_merge_logged_in_several_entries_leaves_old_or_new() {
+    // 1.5 GiB of 1 MiB blocks: the child touches three BAT pages, logged as three entries.
+    let (olds, news) = merge_cuts(1536 * MIB, 300, 150, 1);
+    assert!(olds > 5 && news > 2, "{olds} old, {news} new");
+}

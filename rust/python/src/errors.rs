@@ -28,6 +28,7 @@ pyo3::import_exception!(vssim.errors, VhdxError);
 pyo3::import_exception!(vssim.errors, VhdxCorruptError);
 pyo3::import_exception!(vssim.errors, VhdxUnsupportedError);
 pyo3::import_exception!(vssim.errors, VhdxParentError);
+pyo3::import_exception!(vssim.errors, VhdxLockedError);
 
 /// Turns an engine error into the matching Python exception.
 pub fn to_py(err: Error) -> PyErr {
@@ -84,6 +85,15 @@ fn vhdx_to_py(e: VhdxErr) -> PyErr {
         VhdxErr::Parent(_) => VhdxParentError::new_err(msg),
         VhdxErr::InvalidArgument { .. } => InvalidArgumentError::new_err(msg),
         VhdxErr::State { .. } => VhdxError::new_err(msg),
+        VhdxErr::Locked { file, holder, .. } => {
+            let err = VhdxLockedError::new_err(msg);
+            Python::attach(|py| {
+                let v = err.value(py);
+                let _ = v.setattr("file", file);
+                let _ = v.setattr("holder", holder);
+            });
+            return err;
+        }
         VhdxErr::Io { source, .. } => return io_to_py(source, msg),
     };
     if let Some(loc) = e.location() {

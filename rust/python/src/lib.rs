@@ -48,5 +48,6 @@ fn add_constants(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("VHDX_MIN_BLOCK_SIZE", format::MIN_BLOCK_SIZE)?;
     m.add("VHDX_MAX_BLOCK_SIZE", format::MAX_BLOCK_SIZE)?;
     m.add("VHDX_MAX_VIRTUAL_SIZE", format::MAX_VIRTUAL_SIZE)?;
+    m.add("VHDX_MAX_CHAIN_DEPTH", vssim_engine::vhdx::MAX_CHAIN_DEPTH)?;
     Ok(())
 }

@@ -113,13 +113,16 @@ fn bytes_of(data: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
 
 #[pymethods]
 impl Vhdx {
-    /// Creates a new disk at `path` (which must not exist) and returns it open for writing.
-    /// `disk_type` is "dynamic", "fixed" or "differencing" (then `parent` is the parent's path
-    /// and `virtual_size` may be 0: the parent's). Block size: a power of two from 1 MiB to
-    /// 256 MiB (default 32 MiB, a child: its parent's); sector sizes 512 or 4096.
+    /// Creates a new disk at `path` and returns it open for writing (locked: no other handle may
+    /// open it meanwhile). An existing `path` is refused unless `overwrite` (never when it is the
+    /// parent or any file of the parent's chain); the disk is written under a staged name and
+    /// renamed into place. `disk_type` is "dynamic", "fixed" or "differencing" (then `parent` is
+    /// the parent's path and `virtual_size` may be 0: the parent's). Block size: a power of two
+    /// from 1 MiB to 256 MiB (default 32 MiB, a child: its parent's); sector sizes 512 or 4096.
     #[staticmethod]
     #[pyo3(signature = (path, virtual_size = 0, *, disk_type = "dynamic", block_size = None,
-                        logical_sector_size = None, physical_sector_size = None, parent = None))]
+                        logical_sector_size = None, physical_sector_size = None, parent = None,
+                        overwrite = false))]
     #[allow(clippy::too_many_arguments)]
     fn create(
         py: Python<'_>,
@@ -130,6 +133,7 @@ impl Vhdx {
         #[pyo3(from_py_with = as_opt_u32::logical_sector_size)] logical_sector_size: Option<u32>,
         #[pyo3(from_py_with = as_opt_u32::physical_sector_size)] physical_sector_size: Option<u32>,
         parent: Option<PathBuf>,
+        overwrite: bool,
     ) -> PyResult<Self> {
         let disk_type = guarded(|| DiskType::parse(disk_type).map_err(verr))?;
         let opts = CreateOptions {
@@ -159,7 +163,7 @@ impl Vhdx {
         let path: PathBuf = path.extract()?;
         let p = path.clone();
         let inner = detached(py, move || {
-            vhdx::create(&p, &opts, parent.as_deref()).map_err(verr)
+            vhdx::create_output(&p, &opts, parent.as_deref(), overwrite).map_err(verr)
         })?;
         Ok(Vhdx {
             inner: Some(inner),
@@ -167,16 +171,19 @@ impl Vhdx {
         })
     }
 
-    /// Opens an existing disk (and its parents). A pending log is replayed: on disk when
-    /// `writable`, in memory otherwise. `allow_parent_escape` follows a parent relative path
-    /// that leaves the child's directory.
+    /// Opens an existing disk (and its parents), locked: exclusively when `writable`, shared
+    /// otherwise (one writer, or any number of readers; `VhdxLockedError` names the holder). A
+    /// pending log is validated whole, then replayed: on disk when `writable`, in memory
+    /// otherwise. Parents must lie in the child's directory (or in `parent_root`, for every
+    /// level), whichever locator entry leads to them; `allow_parent_escape` lifts that.
     #[staticmethod]
-    #[pyo3(signature = (path, writable = false, *, allow_parent_escape = false))]
+    #[pyo3(signature = (path, writable = false, *, allow_parent_escape = false, parent_root = None))]
     fn open(
         py: Python<'_>,
         path: &Bound<'_, PyAny>,
         writable: bool,
         allow_parent_escape: bool,
+        parent_root: Option<PathBuf>,
     ) -> PyResult<Self> {
         if let Some(st) = volume_storage(path)? {
             // A snapshot view (the disk as it was) or a live volume file (writes go through
@@ -206,6 +213,7 @@ impl Vhdx {
                 OpenOptions {
                     writable,
                     allow_parent_escape,
+                    parent_root,
                     ..OpenOptions::default()
                 },
             )
@@ -225,9 +233,23 @@ impl Vhdx {
         #[pyo3(from_py_with = as_u64::length)] length: u64,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let d = self.disk()?;
-        let len = usize::try_from(length).map_err(|_| {
-            crate::errors::to_py(verr(vhdx::VhdxError::invalid("length", "too large")))
-        })?;
+        // The range is checked before the bytes object is allocated.
+        let too_large = || {
+            crate::errors::to_py(verr(vhdx::VhdxError::invalid(
+                "length",
+                format!(
+                    "range [{offset}, {offset} + {length}) ends past the virtual disk size {}",
+                    d.virtual_size()
+                ),
+            )))
+        };
+        if offset
+            .checked_add(length)
+            .is_none_or(|e| e > d.virtual_size())
+        {
+            return Err(too_large());
+        }
+        let len = usize::try_from(length).map_err(|_| too_large())?;
         // Read straight into the new bytes object (not shared with anyone yet), GIL released.
         PyBytes::new_with(py, len, |buf| {
             detached(py, move || d.read(offset, buf).map_err(verr))
@@ -331,44 +353,58 @@ impl Vhdx {
         Ok(findings(detached(py, move || Ok(d.check()))?))
     }
 
-    /// Validates the file at `path` without opening it as a disk (works on broken files).
+    /// Validates the file at `path` without opening it as a disk (works on broken files); every
+    /// refusal of an open is among the findings. A path that is not a readable regular file,
+    /// or a disk another handle holds for writing, raises instead.
     #[staticmethod]
     fn check_file(py: Python<'_>, path: PathBuf) -> PyResult<Vec<VhdxFinding>> {
-        Ok(findings(detached(py, move || Ok(vhdx::check_file(&path)))?))
+        Ok(findings(detached(py, move || {
+            vhdx::try_check_file(&path).map_err(verr)
+        })?))
     }
 
     /// Writes the whole virtual disk to a raw sparse file; returns the non-zero bytes written.
-    fn export_raw(&self, py: Python<'_>, path: PathBuf) -> PyResult<u64> {
+    /// `path` is never this disk or one of its parents; an existing file is replaced only with
+    /// `overwrite`; the file appears under its name only when complete.
+    #[pyo3(signature = (path, *, overwrite = false))]
+    fn export_raw(&self, py: Python<'_>, path: PathBuf, overwrite: bool) -> PyResult<u64> {
         let d = self.disk()?;
-        detached(py, move || d.export_raw(&path).map_err(verr))
+        detached(py, move || d.export_raw(&path, overwrite).map_err(verr))
     }
 
     /// Copies this disk (a chain flattened) into a new dynamic disk holding only allocated,
-    /// non-zero data; returns the bytes copied.
-    #[pyo3(signature = (path, block_size = None))]
+    /// non-zero data; returns the bytes copied. `path` as for `export_raw`.
+    #[pyo3(signature = (path, block_size = None, *, overwrite = false))]
     fn copy_to(
         &self,
         py: Python<'_>,
         path: PathBuf,
         #[pyo3(from_py_with = as_opt_u64::block_size)] block_size: Option<u64>,
+        overwrite: bool,
     ) -> PyResult<u64> {
         let d = self.disk()?;
-        detached(py, move || d.copy_to(&path, block_size).map_err(verr))
+        detached(py, move || {
+            d.copy_to(&path, block_size, overwrite).map_err(verr)
+        })
     }
 
     /// Makes a new dynamic disk at `path` from the raw image `raw`; returns it open for writing.
+    /// `path` is never `raw` itself; an existing file is replaced only with `overwrite`.
     #[staticmethod]
-    #[pyo3(signature = (raw, path, *, block_size = None, logical_sector_size = None))]
+    #[pyo3(signature = (raw, path, *, block_size = None, logical_sector_size = None,
+                        overwrite = false))]
     fn import_raw(
         py: Python<'_>,
         raw: PathBuf,
         path: PathBuf,
         #[pyo3(from_py_with = as_opt_u64::block_size)] block_size: Option<u64>,
         #[pyo3(from_py_with = as_opt_u32::logical_sector_size)] logical_sector_size: Option<u32>,
+        overwrite: bool,
     ) -> PyResult<Self> {
         let p = path.clone();
         let inner = detached(py, move || {
-            vhdx::Vhdx::import_raw(&raw, &p, block_size, logical_sector_size).map_err(verr)
+            vhdx::Vhdx::import_raw(&raw, &p, block_size, logical_sector_size, overwrite)
+                .map_err(verr)
         })?;
         Ok(Vhdx {
             inner: Some(inner),
@@ -376,7 +412,9 @@ impl Vhdx {
         })
     }
 
-    /// Merges the differencing disk `child` into its parent; returns the parent's path.
+    /// Merges the differencing disk `child` into its parent, atomically (a crash leaves the old
+    /// parent with its child intact, or the merged parent); returns the parent's path. The
+    /// child is left as it was and no longer opens (its parent changed).
     #[staticmethod]
     #[pyo3(signature = (child, *, allow_parent_escape = false))]
     fn merge(py: Python<'_>, child: PathBuf, allow_parent_escape: bool) -> PyResult<PathBuf> {

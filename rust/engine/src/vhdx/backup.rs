@@ -1,17 +1,18 @@
 //! What a backup needs: the allocated extents of a disk (or of a differencing chain seen as one
-//! disk), a copy into a new dynamic disk holding only that data, merging a child into its parent,
-//! and raw ↔ VHDX conversion.
+//! disk), a copy into a new dynamic disk holding only that data, and raw ↔ VHDX conversion. Every
+//! output follows the rule of `paths.rs`. (Merging a child into its parent is `merge.rs`.)
 
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::bat;
-use super::create::{create, CreateOptions};
+use super::create::{create_in_place, CreateOptions};
 use super::error::{VResult, VhdxError};
-use super::file::{OpenOptions, Vhdx};
+use super::file::Vhdx;
 use super::format::*;
+use super::paths::{self, Input, Output};
 use super::DiskType;
 
 /// Merges sorted, possibly touching `(offset, length)` runs.
@@ -86,10 +87,13 @@ impl Vhdx {
     }
 
     /// Copies this disk (a chain is flattened) into a new dynamic disk at `dest` that holds only
-    /// the allocated, non-zero data. Returns the bytes copied.
-    pub fn copy_to(&self, dest: &Path, block_size: Option<u64>) -> VResult<u64> {
-        let mut out = create(
-            dest,
+    /// the allocated, non-zero data. Returns the bytes copied. `dest` follows the output rule
+    /// (`paths.rs`): never one of this chain's files, replaced only with `overwrite`, staged and
+    /// renamed into place when complete.
+    pub fn copy_to(&self, dest: &Path, block_size: Option<u64>, overwrite: bool) -> VResult<u64> {
+        let out = Output::begin(dest, overwrite, self.inputs())?;
+        let mut disk = create_in_place(
+            out.staged(),
             &CreateOptions {
                 virtual_size: self.meta.virtual_size,
                 disk_type: DiskType::Dynamic,
@@ -98,9 +102,12 @@ impl Vhdx {
                 physical_sector_size: Some(self.meta.physical_sector_size),
             },
             None,
+            None,
         )?;
-        let copied = self.copy_extents(|off, data| out.write(off, data))?;
-        out.close()?;
+        let copied = self.copy_extents(|off, data| disk.write(off, data))?;
+        disk.close()?;
+        drop(disk);
+        out.commit()?;
         Ok(copied)
     }
 
@@ -124,10 +131,16 @@ impl Vhdx {
         Ok(copied)
     }
 
-    /// Writes the whole virtual disk as a raw (sparse) file.
-    pub fn export_raw(&self, dest: &Path) -> VResult<u64> {
+    /// Writes the whole virtual disk as a raw (sparse) file at `dest` (the output rule applies,
+    /// as for [`Vhdx::copy_to`]).
+    pub fn export_raw(&self, dest: &Path, overwrite: bool) -> VResult<u64> {
+        let out = Output::begin(dest, overwrite, self.inputs())?;
         let name = dest.display().to_string();
-        let f = File::create(dest).map_err(|e| VhdxError::io(&name, e))?;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(out.staged())
+            .map_err(|e| VhdxError::io(&name, e))?;
         f.set_len(self.meta.virtual_size)
             .map_err(|e| VhdxError::io(&name, e))?;
         let n = self.copy_extents(|off, data| {
@@ -135,23 +148,44 @@ impl Vhdx {
                 .map_err(|e| VhdxError::io(&name, e))
         })?;
         f.sync_all().map_err(|e| VhdxError::io(&name, e))?;
+        drop(f);
+        out.commit()?;
         Ok(n)
     }
 
     /// Makes a dynamic disk at `dest` from a raw image (size rounded up to the sector size);
-    /// all-zero blocks stay unallocated.
+    /// all-zero blocks stay unallocated. `dest` follows the output rule (never the raw image
+    /// itself; replaced only with `overwrite`; published when complete). Returns it open.
     pub fn import_raw(
         src: &Path,
         dest: &Path,
         block_size: Option<u64>,
         logical_sector_size: Option<u32>,
+        overwrite: bool,
     ) -> VResult<Vhdx> {
         let name = src.display().to_string();
+        paths::check_regular(src).or_else(|e| match &e {
+            // A raw image may be a block device; a directory or FIFO may not.
+            VhdxError::Io { source, .. } if source.kind() == std::io::ErrorKind::InvalidInput => {
+                let is_dev = std::fs::metadata(src).is_ok_and(|m| {
+                    use std::os::unix::fs::FileTypeExt;
+                    m.file_type().is_block_device()
+                });
+                if is_dev {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+            _ => Err(e),
+        })?;
         let mut f = File::open(src).map_err(|e| VhdxError::io(&name, e))?;
         let len = f.metadata().map_err(|e| VhdxError::io(&name, e))?.len();
+        let inputs = Input::at(src).into_iter().collect();
+        let out = Output::begin(dest, overwrite, inputs)?;
         let lss = logical_sector_size.unwrap_or(512);
-        let mut out = create(
-            dest,
+        let mut disk = create_in_place(
+            out.staged(),
             &CreateOptions {
                 virtual_size: round_up(len.max(1), u64::from(lss)),
                 disk_type: DiskType::Dynamic,
@@ -160,8 +194,9 @@ impl Vhdx {
                 physical_sector_size: None,
             },
             None,
+            None,
         )?;
-        let step = out.block_size().min(4 * MIB) as usize;
+        let step = disk.block_size().min(4 * MIB) as usize;
         let mut buf = vec![0u8; step];
         let mut pos = 0u64;
         while pos < len {
@@ -169,80 +204,15 @@ impl Vhdx {
             f.read_exact(&mut buf[..n])
                 .map_err(|e| VhdxError::io(&name, e))?;
             if buf[..n].iter().any(|&b| b != 0) {
-                out.write(pos, &buf[..n])?;
+                disk.write(pos, &buf[..n])?;
             }
             pos += n as u64;
         }
-        out.flush()?;
-        Ok(out)
-    }
-
-    /// Merges the differencing disk at `child` into its parent (opened writable): every block
-    /// the child holds, every sector of its partial blocks and every block it zeroed. Returns the
-    /// parent's path. The child no longer matches its parent afterwards.
-    pub fn merge(child: &Path, allow_parent_escape: bool) -> VResult<PathBuf> {
-        let c = Vhdx::open_with(
-            child,
-            OpenOptions {
-                allow_parent_escape,
-                ..OpenOptions::default()
-            },
-        )?;
-        let Some(ppath) = c.parent_path().map(Path::to_path_buf) else {
-            return Err(VhdxError::invalid(
-                "child",
-                format!("{} is not a differencing disk", c.name()),
-            ));
-        };
-        let mut p = Vhdx::open_with(
-            &ppath,
-            OpenOptions {
-                writable: true,
-                allow_parent_escape,
-                ..OpenOptions::default()
-            },
-        )?;
-        let bs = c.geo.block_size;
-        let ss = c.geo.sector_size;
-        let vs = c.meta.virtual_size;
-        let mut buf = Vec::new();
-        for b in 0..c.geo.payload_blocks {
-            let e = c.block_entry(b);
-            let start = b * bs;
-            let len = bs.min(vs - start);
-            match bat::state(e) {
-                bat::PB_FULLY_PRESENT => {
-                    buf.resize(len as usize, 0);
-                    c.st.read_at(&mut buf, bat::offset(e))
-                        .map_err(|e| c.io(e))?;
-                    p.write(start, &buf)?;
-                }
-                bat::PB_PARTIALLY_PRESENT => {
-                    let sectors = len / ss;
-                    let bits = c.bitmap_bits_pub(b, 0, sectors)?;
-                    let mut s = 0;
-                    while s < sectors {
-                        if !bits[s as usize] {
-                            s += 1;
-                            continue;
-                        }
-                        let mut t = s;
-                        while t < sectors && bits[t as usize] {
-                            t += 1;
-                        }
-                        buf.resize(((t - s) * ss) as usize, 0);
-                        c.st.read_at(&mut buf, bat::offset(e) + s * ss)
-                            .map_err(|e| c.io(e))?;
-                        p.write(start + s * ss, &buf)?;
-                        s = t;
-                    }
-                }
-                bat::PB_NOT_PRESENT => {}
-                _ => p.trim(start, len)?,
-            }
-        }
-        p.close()?;
-        Ok(ppath)
+        disk.flush()?;
+        out.commit()?;
+        disk.name = dest.display().to_string();
+        disk.path = Some(dest.to_path_buf());
+        Ok(disk)
     }
 }
 

@@ -1,21 +1,28 @@
 //! Validation without trust: every structure is read from the bytes, each problem becomes a
 //! [`Finding`] (severity, structure, field, offset, message), and checking goes on where it can.
 //! Nothing is written.
+//!
+//! Check examines a dirty file as its pending log would leave it (the log is planned and
+//! validated by the same code as open: a log open would refuse is an error here). And it runs
+//! open's own validation ([`super::open::parse`]) as its verdict: whatever open refuses appears
+//! as an error finding, so the two cannot disagree.
 
 use std::path::Path;
 
-use uuid::Uuid;
-
 use super::bat::{self, Geometry};
-use super::error::VhdxError;
+use super::error::{VResult, VhdxError};
 use super::file::{OpenOptions, Vhdx};
 use super::format::*;
 use super::header::Header;
-use super::log;
+use super::lock::{FileLock, LockMode};
+use super::log::{self, Overlay};
 use super::metadata::Metadata;
-use super::parent;
+use super::open;
+use super::parent::{self, ParentPolicy};
+use super::paths;
 use super::region::RegionTable;
-use crate::storage::{FileStorage, Storage};
+use super::replayed::View;
+use crate::storage::Storage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -74,23 +81,36 @@ impl Report {
     }
 }
 
-/// Checks the file at `path`.
+/// Checks the file at `path`; a file that cannot be read at all (missing, a directory, locked
+/// by a writer) is one error finding.
 pub fn check_file(path: &Path) -> Vec<Finding> {
-    match FileStorage::open(path, false) {
-        Ok(st) => check_storage(&st, path.parent()),
-        Err(e) => vec![Finding {
+    try_check_file(path).unwrap_or_else(|e| {
+        vec![Finding {
             severity: Severity::Error,
             structure: "file".into(),
             field: String::new(),
             offset: 0,
-            message: format!("{}: {e}", path.display()),
-        }],
-    }
+            message: e.to_string(),
+        }]
+    })
 }
 
+/// Checks the file at `path` (an existing regular file, read under a shared lock: a writer
+/// holding it is an error naming the writer, not a check of a file in mid-update).
+pub fn try_check_file(path: &Path) -> VResult<Vec<Finding>> {
+    let st = paths::open_input(path, false)?;
+    let _lock = FileLock::acquire(st.file(), path, LockMode::Shared)?;
+    Ok(check_storage(&st, path.parent()))
+}
+
+/// Up to `len` bytes at `off` (fewer at the end of the file; none when unreadable).
 fn read(st: &dyn Storage, off: u64, len: usize, file_len: u64) -> Vec<u8> {
     let n = file_len.saturating_sub(off).min(len as u64) as usize;
-    let mut b = vec![0u8; n];
+    let mut b: Vec<u8> = Vec::new();
+    if b.try_reserve_exact(n).is_err() {
+        return b;
+    }
+    b.resize(n, 0);
     if st.read_at(&mut b, off).is_err() {
         b.clear();
     }
@@ -121,17 +141,8 @@ pub fn check_with_parent(
         }
     };
     let head = read(st, 0, 320 * 1024, file_len);
-    if head.get(0..8) != Some(&FILE_ID_SIG[..]) {
-        r.add(
-            Severity::Error,
-            "file type identifier",
-            "signature",
-            0,
-            format!(
-                "expected \"vhdxfile\", found {}",
-                sig(&head, 0, head.len().min(8))
-            ),
-        );
+    if let Err(e) = open::check_identifier(&name, &head) {
+        r.err(Severity::Error, &e);
     }
     let slot = |o: u64, l: usize| -> &[u8] {
         let s = (o as usize).min(head.len());
@@ -175,14 +186,38 @@ pub fn check_with_parent(
         (Err(_), Ok(b)) => Some((b, 1)),
         _ => None,
     };
+    let mut overlay: Option<Overlay> = None;
     if let Some((h, s)) = current {
         if let Err(e) = h.validate(&name, HEADER_OFFSETS[s]) {
             r.err(Severity::Error, &e);
         }
         if !h.log_guid.is_nil() {
-            check_log(&mut r, st, h, s, file_len, &name);
+            overlay = check_log(&mut r, st, h, s, file_len, &name);
         }
     }
+    // From here on: the file as its log would leave it (what every open reads).
+    let raw = st;
+    let view;
+    let st: &dyn Storage = match &overlay {
+        Some(o) => {
+            view = View {
+                inner: raw,
+                overlay: o,
+            };
+            &view
+        }
+        None => raw,
+    };
+    let file_len = st.len().unwrap_or(file_len);
+    let head = if overlay.is_some() {
+        read(st, 0, 320 * 1024, file_len)
+    } else {
+        head
+    };
+    let slot = |o: u64, l: usize| -> &[u8] {
+        let s = (o as usize).min(head.len());
+        &head[s..(s + l).min(head.len())]
+    };
     // Region tables.
     let ts: Vec<Result<RegionTable, VhdxError>> = REGION_TABLE_OFFSETS
         .iter()
@@ -211,17 +246,18 @@ pub fn check_with_parent(
         }
     }
     let Some(table) = ts.into_iter().find_map(Result::ok) else {
-        return r.findings;
+        return verdict(r, raw, &name);
     };
-    let Some(me) = table.find(&METADATA_GUID).cloned() else {
-        return r.findings;
-    };
-    let mbytes = read(st, me.file_offset, me.length as usize, file_len);
-    let meta = match Metadata::parse(&name, &mbytes, me.file_offset) {
+    if let Some((h, s)) = current {
+        if let Err(e) = open::check_log_region(&name, h, s, &table, file_len) {
+            r.err(Severity::Error, &e);
+        }
+    }
+    let meta = match open::read_metadata(&name, st, &table) {
         Ok(m) => m,
         Err(e) => {
             r.err(Severity::Error, &e);
-            return r.findings;
+            return verdict(r, raw, &name);
         }
     };
     let geo = Geometry::new(
@@ -246,52 +282,55 @@ pub fn check_with_parent(
     if meta.has_parent {
         check_parent(&mut r, &meta, base_dir, &name, parent);
     }
+    verdict(r, raw, &name)
+}
+
+/// Adds what open's own validation refuses, unless a finding already names it.
+fn verdict(mut r: Report, st: &dyn Storage, name: &str) -> Vec<Finding> {
+    if let Err(e) = open::parse(name, st) {
+        let known = e.location().is_some_and(|l| {
+            r.findings.iter().any(|f| {
+                f.severity == Severity::Error
+                    && f.structure == l.structure
+                    && f.field == l.field
+                    && f.offset == l.offset
+            })
+        });
+        if !known {
+            r.err(Severity::Error, &e);
+        }
+    }
     r.findings
 }
 
-fn check_log(r: &mut Report, st: &dyn Storage, h: &Header, s: usize, file_len: u64, name: &str) {
-    let lend = h.log_offset.saturating_add(u64::from(h.log_length));
-    if h.log_length == 0 || lend > file_len {
-        r.add(
-            Severity::Error,
-            "header",
-            "LogOffset",
-            HEADER_OFFSETS[s] + 72,
-            format!(
-                "log [{}, {lend}) is not inside the {file_len}-byte file",
-                h.log_offset
-            ),
-        );
-        return;
-    }
-    let ring = read(st, h.log_offset, h.log_length as usize, file_len);
-    let entries = log::active_sequence(&ring, &h.log_guid);
-    if entries.is_empty() {
-        r.add(
-            Severity::Error,
-            "log",
-            "LogGuid",
-            HEADER_OFFSETS[s] + 48,
-            format!(
-                "LogGuid {} is set but the log holds no valid sequence",
-                guid_braced(&h.log_guid)
-            ),
-        );
-    } else {
-        r.add(
-            Severity::Warning,
-            "log",
-            "LogGuid",
-            HEADER_OFFSETS[s] + 48,
-            format!(
-                "the log holds {} entr{} to replay (the file was not closed cleanly); \
-                 opening it writable replays them",
-                entries.len(),
-                if entries.len() == 1 { "y" } else { "ies" }
-            ),
-        );
-        if let Err(e) = log::check_replayable(name, &entries, file_len, h.log_offset) {
+/// The pending log: planned and validated as open would; the overlay to check the rest through.
+fn check_log(
+    r: &mut Report,
+    st: &dyn Storage,
+    h: &Header,
+    s: usize,
+    file_len: u64,
+    name: &str,
+) -> Option<Overlay> {
+    match log::plan(name, st, h, s, file_len) {
+        Ok(replay) => {
+            let n = replay.entries.len();
+            r.add(
+                Severity::Warning,
+                "log",
+                "LogGuid",
+                HEADER_OFFSETS[s] + 48,
+                format!(
+                    "the log holds {n} entr{} to replay (the file was not closed cleanly); \
+                     opening it writable replays them",
+                    if n == 1 { "y" } else { "ies" }
+                ),
+            );
+            Some(Overlay::new(replay))
+        }
+        Err(e) => {
             r.err(Severity::Error, &e);
+            None
         }
     }
 }
@@ -322,6 +361,19 @@ fn check_bat(
         return;
     }
     let bb = read(st, bat_offset, (geo.min_entries() * 8) as usize, file_len);
+    if (bb.len() as u64) < geo.min_entries() * 8 {
+        r.add(
+            Severity::Error,
+            "BAT",
+            "",
+            bat_offset,
+            format!(
+                "the BAT's {} bytes could not be read",
+                geo.min_entries() * 8
+            ),
+        );
+        return;
+    }
     let mut spans: Vec<(u64, u64, u64)> = Vec::new();
     let mut count = 0usize;
     let mut more = 0usize;
@@ -467,7 +519,8 @@ fn check_parent(
         Some(p) => p,
         None => {
             let base = base_dir.unwrap_or(Path::new("."));
-            let path = match parent::resolve(name, base, loc, meta.locator_offset, false) {
+            let policy = ParentPolicy::default();
+            let path = match parent::resolve(name, base, loc, meta.locator_offset, &policy) {
                 Ok(p) => p,
                 Err(e) => {
                     r.err(Severity::Error, &e);
@@ -486,39 +539,15 @@ fn check_parent(
             }
         }
     };
-    let dwg = p.data_write_guid();
-    let ok = ["parent_linkage", "parent_linkage2"].iter().any(|k| {
-        loc.get(k)
-            .and_then(|s| Uuid::parse_str(s.trim().trim_matches(['{', '}'])).ok())
-            == Some(dwg)
-    });
-    if !ok {
-        r.add(
-            Severity::Error,
-            "parent locator",
-            "parent_linkage",
-            meta.locator_offset,
-            format!(
-                "expected the DataWriteGuid of {} ({}), found {}",
-                p.name(),
-                guid_braced(&dwg),
-                loc.get("parent_linkage").unwrap_or("")
-            ),
-        );
-    }
-    if p.virtual_size() != meta.virtual_size {
-        r.add(
-            Severity::Error,
-            "parent locator",
-            "virtual size",
-            meta.locator_offset,
-            format!(
-                "parent {} is {} bytes, this disk {}",
-                p.name(),
-                p.virtual_size(),
-                meta.virtual_size
-            ),
-        );
+    if let Err(e) = parent::check_link(
+        name,
+        meta.virtual_size,
+        meta.logical_sector_size,
+        loc,
+        meta.locator_offset,
+        p,
+    ) {
+        r.err(Severity::Error, &e);
     }
 }
 

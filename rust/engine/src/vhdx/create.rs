@@ -10,8 +10,10 @@ use super::error::{VResult, VhdxError};
 use super::file::{OpenOptions, Vhdx};
 use super::format::*;
 use super::header::Header;
+use super::lock::{FileId, FileLock, LockMode};
 use super::metadata::{Metadata, ParentLocator};
 use super::parent;
+use super::paths::Output;
 use super::region::{RegionEntry, RegionTable};
 use super::DiskType;
 use crate::storage::{FileStorage, Storage};
@@ -58,6 +60,19 @@ fn file_identifier() -> Vec<u8> {
 
 /// Creates a new file at `path` (it must not exist). A differencing disk needs `parent_path`.
 pub fn create(path: &Path, opts: &CreateOptions, parent_path: Option<&Path>) -> VResult<Vhdx> {
+    create_output(path, opts, parent_path, false)
+}
+
+/// Creates a new disk at `path` under the output rule (`paths.rs`): written under a staged name
+/// and renamed into place once its structures are durable; an existing file is replaced only
+/// with `overwrite`, and never when it is the parent (or any file of the parent's chain). The
+/// disk is returned open for writing, locked exclusively.
+pub fn create_output(
+    path: &Path,
+    opts: &CreateOptions,
+    parent_path: Option<&Path>,
+    overwrite: bool,
+) -> VResult<Vhdx> {
     let name = path.display().to_string();
     let parent = match (opts.disk_type, parent_path) {
         (DiskType::Differencing, Some(pp)) => Some(Box::new(Vhdx::open(pp, false)?)),
@@ -101,14 +116,35 @@ pub fn create(path: &Path, opts: &CreateOptions, parent_path: Option<&Path>) -> 
         _ => None,
     };
     check_options(opts, parent.as_deref())?;
+    let inputs = parent.as_deref().map(Vhdx::inputs).unwrap_or_default();
+    let out = Output::begin(path, overwrite, inputs)?;
+    let mut v = create_in_place(out.staged(), opts, parent, locator)?;
+    out.commit()?;
+    v.name = name;
+    v.path = Some(path.to_path_buf());
+    if v.meta.has_parent {
+        v.parent_path = parent_path.map(Path::to_path_buf);
+    }
+    Ok(v)
+}
+
+/// Creates a new disk right at `path` (which must not exist), locked exclusively: the body of
+/// [`create_output`], and what a staged output (copy, import) writes into.
+pub(crate) fn create_in_place(
+    path: &Path,
+    opts: &CreateOptions,
+    parent: Option<Box<Vhdx>>,
+    locator: Option<ParentLocator>,
+) -> VResult<Vhdx> {
+    let name = path.display().to_string();
     let st = FileStorage::create_new(path).map_err(|e| VhdxError::io(&name, e))?;
-    let built = create_on(Box::new(st), opts, parent, locator);
-    match built {
+    let lock = FileLock::acquire(st.file(), path, LockMode::Exclusive)?;
+    let id = FileId::of_file(st.file()).map_err(|e| VhdxError::io(&name, e))?;
+    match create_on(Box::new(st), opts, parent, locator) {
         Ok(mut v) => {
             v.path = Some(path.to_path_buf());
-            if v.meta.has_parent {
-                v.parent_path = parent_path.map(Path::to_path_buf);
-            }
+            v.id = Some(id);
+            v.lock = Some(lock);
             Ok(v)
         }
         Err(e) => {
@@ -232,7 +268,18 @@ pub fn create_on(
             },
         ],
     };
-    let mut batv = vec![0u64; (bat_len / 8) as usize];
+    let mut batv: Vec<u64> = Vec::new();
+    batv.try_reserve_exact((bat_len / 8) as usize)
+        .map_err(|_| {
+            VhdxError::io(
+                &name,
+                std::io::Error::new(
+                    std::io::ErrorKind::OutOfMemory,
+                    format!("cannot allocate the {bat_len}-byte BAT"),
+                ),
+            )
+        })?;
+    batv.resize((bat_len / 8) as usize, 0);
     let mut end = data_offset;
     if fixed {
         for b in 0..geo.payload_blocks {
@@ -249,8 +296,12 @@ pub fn create_on(
     st.write_at(&meta.to_region(METADATA_LENGTH as usize), meta_offset)
         .map_err(io)?;
     if fixed {
-        let bytes: Vec<u8> = batv.iter().flat_map(|e| e.to_le_bytes()).collect();
-        st.write_at(&bytes, BAT_OFFSET).map_err(io)?;
+        // In 1 MiB pieces: no second copy of a BAT that may be hundreds of MiB.
+        for (i, piece) in batv.chunks((MIB / 8) as usize).enumerate() {
+            let bytes: Vec<u8> = piece.iter().flat_map(|e| e.to_le_bytes()).collect();
+            st.write_at(&bytes, BAT_OFFSET + i as u64 * MIB)
+                .map_err(io)?;
+        }
     }
     st.flush().map_err(io)?;
     // The headers come last: until they exist the file is not a VHDX.

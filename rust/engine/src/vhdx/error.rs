@@ -44,6 +44,16 @@ pub enum VhdxError {
     /// The call needs a writable open (or a still open disk).
     #[error("{file}: {message}")]
     State { file: String, message: String },
+    /// Another handle holds the file (see `lock`): nothing was read from it or written to it.
+    #[error(
+        "{file}: locked: {holder}; cannot open it {wanted} (a VHDX has one writer, or any \
+         number of readers and no writer)"
+    )]
+    Locked {
+        file: String,
+        wanted: &'static str,
+        holder: String,
+    },
     /// Operating-system I/O error.
     #[error("{file}: {source}")]
     Io {

@@ -16,7 +16,10 @@ use super::bat::{self, Geometry};
 use super::error::{VResult, VhdxError};
 use super::format::*;
 use super::header::Header;
+use super::lock::{FileId, FileLock};
 use super::metadata::Metadata;
+use super::parent::Chain;
+use super::paths::Input;
 use super::region::RegionTable;
 use super::DiskType;
 use crate::storage::Storage;
@@ -25,18 +28,30 @@ use crate::storage::Storage;
 #[derive(Default)]
 pub struct OpenOptions {
     pub writable: bool,
-    /// Follow a parent `relative_path` that leaves the child's directory (`..\..`).
+    /// Follow a parent locator entry that leads outside the confinement directory (see
+    /// `parent.rs`: relative, volume and absolute paths alike).
     pub allow_parent_escape: bool,
     /// Use this parent instead of resolving the locator (its linkage is still checked).
     pub parent: Option<Box<Vhdx>>,
     /// Directory the parent locator's relative path is resolved from (default: the file's).
     pub base_dir: Option<PathBuf>,
+    /// Directory every parent of the chain must lie in (default: each child's own directory).
+    pub parent_root: Option<PathBuf>,
+    /// The files already open above this one when it is opened as a parent (the engine sets
+    /// it; leave the default).
+    pub chain: Chain,
+    /// The file's identity, when it is a file (set by `open_with`).
+    pub file_id: Option<FileId>,
 }
 
 pub struct Vhdx {
     pub(crate) st: Box<dyn Storage>,
     pub(crate) name: String,
     pub(crate) path: Option<PathBuf>,
+    /// The file's identity (device and inode), when it is a file.
+    pub(crate) id: Option<FileId>,
+    /// The advisory lock held while the disk is open (see `lock.rs`).
+    pub(crate) lock: Option<FileLock>,
     pub(crate) writable: bool,
     pub(crate) header: Header,
     pub(crate) header_slot: usize,
@@ -54,6 +69,10 @@ pub struct Vhdx {
     pub(crate) log_seq: u64,
     pub(crate) log_pos: u64,
     pub(crate) closed: bool,
+    /// Set when a metadata update failed after its log entry became durable: the file on disk
+    /// is only consistent through that log, so the disk refuses further use and its close
+    /// writes nothing (a clean close would drop the log); the next open replays it.
+    pub(crate) failed: Option<String>,
     /// Write-through metadata: every `write`/`trim` that changed the BAT commits it through the
     /// log before returning (see [`Vhdx::set_commit_each_write`]).
     pub(crate) commit_each_write: bool,
@@ -61,8 +80,24 @@ pub struct Vhdx {
     pub replayed_log: bool,
 }
 
+/// A zeroed buffer of `len` bytes sized from the file, refused cleanly when memory is short.
+pub(crate) fn buffer(name: &str, what: &str, len: usize) -> VResult<Vec<u8>> {
+    let mut v: Vec<u8> = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| {
+        VhdxError::io(
+            name,
+            std::io::Error::new(
+                std::io::ErrorKind::OutOfMemory,
+                format!("cannot allocate {len} bytes for the {what}"),
+            ),
+        )
+    })?;
+    v.resize(len, 0);
+    Ok(v)
+}
+
 pub(super) fn rd(st: &dyn Storage, name: &str, off: u64, len: usize) -> VResult<Vec<u8>> {
-    let mut b = vec![0u8; len];
+    let mut b = buffer(name, "read", len)?;
     st.read_at(&mut b, off)
         .map_err(|e| VhdxError::io(name, e))?;
     Ok(b)
@@ -155,6 +190,21 @@ impl Vhdx {
             .copied()
             .unwrap_or(0)
     }
+    /// Every file this disk reads (itself, then its parents), for the output rule.
+    pub fn inputs(&self) -> Vec<Input> {
+        let mut out = Vec::new();
+        let mut d = Some(self);
+        while let Some(v) = d {
+            if let Some(id) = v.id {
+                out.push(Input {
+                    name: v.name.clone(),
+                    id,
+                });
+            }
+            d = v.parent.as_deref();
+        }
+        out
+    }
     pub fn file_length(&self) -> VResult<u64> {
         self.st.len().map_err(|e| self.io(e))
     }
@@ -177,6 +227,15 @@ impl Vhdx {
     }
 
     pub(crate) fn check_open(&self) -> VResult<()> {
+        if let Some(why) = &self.failed {
+            return Err(VhdxError::state(
+                &self.name,
+                format!(
+                    "a metadata update failed ({why}); close and reopen the disk: opening it \
+                     replays its log"
+                ),
+            ));
+        }
         if self.closed {
             return Err(VhdxError::state(&self.name, "the disk is closed"));
         }
@@ -255,11 +314,6 @@ impl Vhdx {
         }
     }
 
-    /// Bitmap bits of `count` sectors of `block` from sector `first` (true = in this file).
-    pub(crate) fn bitmap_bits_pub(&self, block: u64, first: u64, count: u64) -> VResult<Vec<bool>> {
-        self.bitmap_bits(block, first, count)
-    }
-
     pub(crate) fn bitmap_bits(&self, block: u64, first: u64, count: u64) -> VResult<Vec<bool>> {
         let chunk = block / self.geo.chunk_ratio;
         let (span_off, _) = self.geo.bitmap_span(block);
@@ -320,6 +374,8 @@ impl Vhdx {
             st,
             name,
             path: None,
+            id: None,
+            lock: None,
             writable: true,
             header,
             header_slot: 1,
@@ -337,6 +393,7 @@ impl Vhdx {
             log_seq: 1,
             log_pos: 0,
             closed: false,
+            failed: None,
             commit_each_write: false,
             replayed_log: false,
         })

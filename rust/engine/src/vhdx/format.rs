@@ -104,13 +104,15 @@ pub fn round_up(v: u64, to: u64) -> u64 {
     v.div_ceil(to).saturating_mul(to)
 }
 
+/// A signature as found, for messages: its bytes in hex, never as text (a file that fails a
+/// signature check may be anything, and its contents are not echoed).
 pub fn sig(b: &[u8], off: usize, len: usize) -> String {
-    let s = b.get(off..off + len).unwrap_or(&[]);
-    if s.iter().all(|c| c.is_ascii_graphic() || *c == b' ') {
-        format!("\"{}\"", String::from_utf8_lossy(s))
-    } else {
-        format!("{s:02x?}")
+    let s = b.get(off..(off + len).min(b.len())).unwrap_or(&[]);
+    if s.is_empty() {
+        return "nothing (the file ends here)".to_owned();
     }
+    let hex: Vec<String> = s.iter().map(|c| format!("{c:02x}")).collect();
+    format!("bytes {}", hex.join(" "))
 }
 
 #[cfg(test)]

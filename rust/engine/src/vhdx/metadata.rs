@@ -190,9 +190,26 @@ impl Metadata {
         b
     }
 
-    /// Parses the metadata region (its bytes, starting at file offset `offset`).
+    /// Parses the metadata region from its bytes (starting at file offset `offset`).
     pub fn parse(file: &str, b: &[u8], offset: u64) -> VResult<Metadata> {
-        if b.len() < TABLE_SIZE {
+        let table = &b[..b.len().min(TABLE_SIZE)];
+        Self::parse_with(file, table, b.len() as u64, offset, &mut |at, len| {
+            Ok(b[at as usize..at as usize + len].to_vec())
+        })
+    }
+
+    /// Parses a metadata region of `region_len` bytes at file offset `offset` from its 64 KiB
+    /// `table`, reading only the items vssim knows through `fetch(offset in region, length)`:
+    /// what is read is bounded by those items (at most 1 MiB each), not by the region's length.
+    pub fn parse_with(
+        file: &str,
+        table: &[u8],
+        region_len: u64,
+        offset: u64,
+        fetch: &mut dyn FnMut(u64, usize) -> VResult<Vec<u8>>,
+    ) -> VResult<Metadata> {
+        let b = table;
+        if b.len() < TABLE_SIZE || region_len < TABLE_SIZE as u64 {
             return Err(VhdxError::corrupt(
                 file,
                 "metadata table",
@@ -223,7 +240,16 @@ impl Metadata {
                 count.to_string(),
             ));
         }
-        let mut found: Vec<(Uuid, &[u8], u64)> = Vec::new();
+        let known = [
+            FILE_PARAMETERS_GUID,
+            VIRTUAL_DISK_SIZE_GUID,
+            VIRTUAL_DISK_ID_GUID,
+            LOGICAL_SECTOR_GUID,
+            PHYSICAL_SECTOR_GUID,
+            PARENT_LOCATOR_GUID,
+        ];
+        // (item, offset in region, length)
+        let mut entries: Vec<(Uuid, u64, usize)> = Vec::new();
         let mut spans: Vec<(u64, u64)> = Vec::new();
         for i in 0..usize::from(count) {
             let e = 32 + i * 32;
@@ -243,26 +269,23 @@ impl Metadata {
                     ilen.to_string(),
                 ));
             }
-            let data: &[u8] = if ilen == 0 {
-                &[]
-            } else {
-                let start = ioff as usize;
-                let end = start.saturating_add(ilen as usize);
-                if (ioff as usize) < TABLE_SIZE || end > b.len() {
+            if ilen > 0 {
+                let start = u64::from(ioff);
+                let end = start + u64::from(ilen);
+                if (ioff as usize) < TABLE_SIZE || end > region_len {
                     return Err(VhdxError::corrupt(
                         file,
                         "metadata table entry",
                         "Offset",
                         eoff + 16,
                         format!(
-                            "an item inside the metadata region, after its table ([65536, {}))",
-                            b.len()
+                            "an item inside the metadata region, after its table ([65536, {region_len}))"
                         ),
                         format!("offset {ioff} length {ilen}"),
                     ));
                 }
                 for &(s, en) in &spans {
-                    if u64::from(ioff) < en && s < end as u64 {
+                    if start < en && s < end {
                         return Err(VhdxError::corrupt(
                             file,
                             "metadata table entry",
@@ -273,19 +296,9 @@ impl Metadata {
                         ));
                     }
                 }
-                spans.push((u64::from(ioff), end as u64));
-                &b[start..end]
-            };
-            let known = [
-                FILE_PARAMETERS_GUID,
-                VIRTUAL_DISK_SIZE_GUID,
-                VIRTUAL_DISK_ID_GUID,
-                LOGICAL_SECTOR_GUID,
-                PHYSICAL_SECTOR_GUID,
-                PARENT_LOCATOR_GUID,
-            ]
-            .contains(&id);
-            if !known && required {
+                spans.push((start, end));
+            }
+            if !known.contains(&id) && required {
                 return Err(VhdxError::unsupported(
                     file,
                     "metadata table entry",
@@ -295,7 +308,7 @@ impl Metadata {
                     format!("unknown required item {}", guid_braced(&id)),
                 ));
             }
-            if found.iter().any(|(g, _, _)| *g == id) {
+            if entries.iter().any(|(g, _, _)| *g == id) {
                 return Err(VhdxError::corrupt(
                     file,
                     "metadata table entry",
@@ -305,7 +318,18 @@ impl Metadata {
                     format!("{} twice", guid_braced(&id)),
                 ));
             }
-            found.push((id, data, offset + u64::from(ioff)));
+            entries.push((id, u64::from(ioff), ilen as usize));
+        }
+        let mut found: Vec<(Uuid, Vec<u8>, u64)> = Vec::new();
+        for (id, ioff, ilen) in entries {
+            if known.contains(&id) {
+                let data = if ilen == 0 {
+                    Vec::new()
+                } else {
+                    fetch(ioff, ilen)?
+                };
+                found.push((id, data, offset + ioff));
+            }
         }
         let item = |g: Uuid, name: &'static str, len: usize| -> VResult<(&[u8], u64)> {
             match found.iter().find(|(id, _, _)| *id == g) {

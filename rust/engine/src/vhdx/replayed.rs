@@ -1,68 +1,74 @@
-//! A read-only view of a file with its pending log applied in memory: what a read-only open of a
-//! dirty file reads, without writing a byte to it.
+//! The file as its pending log would leave it, read without writing a byte: a borrowed view (what
+//! open and check validate before any replay is written) and an owned one (what a read-only
+//! open of a dirty file reads from).
 
 use std::io;
 
+use super::log::Overlay;
 use crate::storage::Storage;
 
+/// `inner` with `overlay` applied, borrowed.
+pub struct View<'a> {
+    pub inner: &'a dyn Storage,
+    pub overlay: &'a Overlay,
+}
+
+fn read_only(name: String) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("{name} is open read-only"),
+    )
+}
+
+impl Storage for View<'_> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.overlay.read(self.inner, buf, offset)
+    }
+    fn write_at(&mut self, _buf: &[u8], _offset: u64) -> io::Result<()> {
+        Err(read_only(self.inner.name()))
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.overlay.len)
+    }
+    fn set_len(&mut self, _len: u64) -> io::Result<()> {
+        Err(read_only(self.inner.name()))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    fn is_read_only(&self) -> bool {
+        true
+    }
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+}
+
+/// `inner` with `overlay` applied, owned: a read-only open of a dirty file.
 pub struct ReplayedStorage {
     pub inner: Box<dyn Storage>,
-    /// The log's writes in replay order: file offset, length, and the bytes (`None`: zeros).
-    pub writes: Vec<(u64, u64, Option<Vec<u8>>)>,
-    pub len: u64,
+    pub overlay: Overlay,
 }
 
 impl Storage for ReplayedStorage {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        let end = offset
-            .checked_add(buf.len() as u64)
-            .filter(|&e| e <= self.len)
-            .ok_or(io::ErrorKind::UnexpectedEof)?;
-        let inner_len = self.inner.len()?;
-        if offset < inner_len {
-            let n = (inner_len - offset).min(buf.len() as u64) as usize;
-            self.inner.read_at(&mut buf[..n], offset)?;
-            buf[n..].fill(0);
-        } else {
-            buf.fill(0);
-        }
-        for (at, len, data) in &self.writes {
-            let lo = (*at).max(offset);
-            let hi = at.saturating_add(*len).min(end);
-            if lo < hi {
-                let dst = &mut buf[(lo - offset) as usize..(hi - offset) as usize];
-                match data {
-                    Some(d) => dst.copy_from_slice(&d[(lo - at) as usize..(hi - at) as usize]),
-                    None => dst.fill(0),
-                }
-            }
-        }
-        Ok(())
+        self.overlay.read(self.inner.as_ref(), buf, offset)
     }
-
     fn write_at(&mut self, _buf: &[u8], _offset: u64) -> io::Result<()> {
-        Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!("{} is open read-only", self.inner.name()),
-        ))
+        Err(read_only(self.inner.name()))
     }
-
     fn len(&self) -> io::Result<u64> {
-        Ok(self.len)
+        Ok(self.overlay.len)
     }
-
-    fn set_len(&mut self, len: u64) -> io::Result<()> {
-        self.write_at(&[], len)
+    fn set_len(&mut self, _len: u64) -> io::Result<()> {
+        Err(read_only(self.inner.name()))
     }
-
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
-
     fn is_read_only(&self) -> bool {
         true
     }
-
     fn name(&self) -> String {
         self.inner.name()
     }

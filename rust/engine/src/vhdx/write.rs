@@ -349,6 +349,23 @@ impl Vhdx {
             .write_at(&entry, self.header.log_offset + self.log_pos)
             .map_err(|e| self.io(e))?;
         self.st.flush().map_err(|e| self.io(e))?;
+        // From here the entry may be the only durable copy of the update.
+        let r = self.finish_transaction(fresh, guid, pages);
+        if let Err(e) = &r {
+            self.failed = Some(e.to_string());
+        }
+        r?;
+        self.log_pos += size;
+        self.log_seq += 1;
+        Ok(())
+    }
+
+    fn finish_transaction(
+        &mut self,
+        fresh: bool,
+        guid: Uuid,
+        pages: &[(u64, Vec<u8>)],
+    ) -> VResult<()> {
         if fresh {
             let mut h = self.header.clone();
             h.log_guid = guid;
@@ -357,10 +374,7 @@ impl Vhdx {
         for (off, b) in pages {
             self.st.write_at(b, *off).map_err(|e| self.io(e))?;
         }
-        self.st.flush().map_err(|e| self.io(e))?;
-        self.log_pos += size;
-        self.log_seq += 1;
-        Ok(())
+        self.st.flush().map_err(|e| self.io(e))
     }
 
     /// Makes every completed write durable (BAT changes go through the log).
@@ -378,6 +392,14 @@ impl Vhdx {
         if self.closed {
             return Ok(());
         }
+        if self.failed.is_some() {
+            // Nothing more is written: the log on disk is what makes the file whole again.
+            self.closed = true;
+            if let Some(l) = self.lock.as_mut() {
+                l.release();
+            }
+            return Ok(());
+        }
         if self.writable {
             self.commit()?;
             if !self.header.log_guid.is_nil() {
@@ -388,6 +410,12 @@ impl Vhdx {
             self.st.flush().map_err(|e| self.io(e))?;
         }
         self.closed = true;
+        if let Some(l) = self.lock.as_mut() {
+            l.release();
+        }
+        if let Some(p) = self.parent.as_mut() {
+            p.close()?;
+        }
         Ok(())
     }
 
