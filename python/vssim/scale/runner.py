@@ -263,6 +263,7 @@ class _Run:
             if real is not None:
                 for vc in path.vm_copies.values():
                     real.settle(vc, r.result.ok and vc.hresult == HResult.S_OK)
+                real.commit()
             if kind is not BackupKind.COPY:
                 for name, vc in path.vm_copies.items():
                     if r.result.ok and vc.hresult == HResult.S_OK:
