@@ -60,7 +60,7 @@ def size_text(n: int) -> str:
     for name, unit in (("EiB", EiB), ("PiB", PiB), ("TiB", TiB), ("GiB", GiB), ("MiB", MiB)):
         if n >= unit and n % unit == 0:
             return f"{n // unit:,} {name}"
-    return f"{n:,} bytes"
+    return f"{n:,} byte{'' if n == 1 else 's'}"
 
 
 def parse_rate(value: object) -> float | None:
