@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{r.vm} disk {r.disk}: restored from {chain} into {r.out}")
     print(f"digest {r.digest}")
     if r.leftovers:
+        sys.stdout.flush()
         shown = ", ".join(str(p) for p in r.leftovers[:3]) + (" …" if len(r.leftovers) > 3 else "")
         print(
             f"note: {len(r.leftovers)} file(s) in the store are not backups its manifest lists "

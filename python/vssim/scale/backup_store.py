@@ -146,6 +146,8 @@ class BackupStore:
     pending: dict[str, list[BackupFile]] = field(default_factory=dict)
     #: Files renamed to their final names since the manifest was last written.
     _unsaved: list[Path] = field(default_factory=list)
+    #: Backup files handed out and not yet settled (their staged names may exist).
+    _open: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -157,6 +159,7 @@ class BackupStore:
         self._seq[(vm, disk)] = seq
         rel = self.names.backup_file(vm, disk, seq, kind)
         (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
+        self._open.add(rel)
         return seq, rel
 
     def parent_of(self, vm: str, disk: int) -> BackupFile | None:
@@ -173,6 +176,7 @@ class BackupStore:
         void (its staged files are removed). The manifest follows at :meth:`save`."""
         for f in self.pending.pop(vm, []):
             final = self.root / f.file
+            self._open.discard(f.file)
             if not ok:
                 staged(final).unlink(missing_ok=True)
                 continue
@@ -197,11 +201,11 @@ class BackupStore:
     def abort(self) -> None:
         """The run ends early: every staged file goes, and every file renamed since the manifest
         was last written (the manifest on disk stays what it was: nothing is committed half)."""
-        for files in self.pending.values():
-            for f in files:
-                final = self.root / f.file
-                staged(final).unlink(missing_ok=True)
-                raw_staged(final).unlink(missing_ok=True)
+        for rel in sorted(self._open):
+            final = self.root / rel
+            staged(final).unlink(missing_ok=True)
+            raw_staged(final).unlink(missing_ok=True)
+        self._open.clear()
         self.pending.clear()
         for p in self._unsaved:
             p.unlink(missing_ok=True)

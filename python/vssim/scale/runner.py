@@ -142,7 +142,6 @@ def simulate(
     _check_seconds("interval_s", interval_s, 0.0, MAX_INTERVAL_S)
     _check_seconds("start_s", start_s, 0.0, MAX_INTERVAL_S)
     _check_seconds("window_s", window_s, MIN_WINDOW_S, MAX_WINDOW_S)
-    window_s = _window_for(sc, window_s)
     env = simpy.Environment()
     clock = lambda: float(env.now)  # noqa: E731
     backend = (
@@ -151,6 +150,8 @@ def simulate(
         else MaterializedBackend(sc, materialize, clock=clock)
     )
     try:
+        # After the backend: the engine names a VM whose own rate it refuses first.
+        window_s = _window_for(sc, window_s)
         run = _Run(env, sc, backend, schedule or Schedule(), window_s, progress)
         records = run.backups(specs, start_s, interval_s, keep_going)
         backend.advance_to(float(env.now))
