@@ -342,8 +342,9 @@ def chain_of(entries: list[BackupFile], target: BackupFile) -> list[BackupFile]:
 
 def leftovers(store: Path, entries: list[BackupFile]) -> list[Path]:
     """Files of the store that are not backups it stands by: staged files an interrupted run
-    left, and files under final names the manifest does not list (a run killed between a rename
-    and the manifest's update)."""
+    left (ours, ``*.staged``, and the engine's own while it writes a VHDX), and files under final
+    names the manifest does not list (a run killed between a set's renames and the manifest's
+    update)."""
     listed = {e.file for e in entries} | {MANIFEST}
     out = []
     for folder, _, files in os.walk(store):

@@ -229,7 +229,7 @@ def parse_scenario(raw: dict[str, Any], path: Path) -> Scenario:
     r.known(cluster, "cluster", ("name", "os", "seed", "start"))
     name = r.get(cluster, "name", "cluster", _str, "a non-empty string", "cluster")
     os_value = cluster.get("os", "ws2012")
-    if os_value not in {o.value for o in OsProfile}:
+    if os_value not in tuple(o.value for o in OsProfile):  # (a list is unhashable)
         raise r.fail("cluster.os", os_value, "one of 'ws2008r2', 'ws2012'")
     os = OsProfile(os_value)
     seed = r.get(cluster, "seed", "cluster", _int, "an integer", 0)
@@ -341,7 +341,7 @@ def _csvs(
                     f"({CSV_SIZE_SOURCE})",
                 )
         prov = t.get("provider", "system")
-        if prov not in {p.value for p in ProviderKind}:
+        if prov not in tuple(p.value for p in ProviderKind):
             raise r.fail(f"{path}.provider", prov, "'system' or 'hardware'")
         guid = r.get(t, "volume_guid", path, _guid, "a GUID", derive_guid(seed, "csv", name))
         bw = r.get(t, "bandwidth", path, _positive_rate, _BANDWIDTH, links.csv_bandwidth)
@@ -583,7 +583,7 @@ def _faults(
             vm = vm_names[vm_name.lower()].name
             t = {**t, "node": t.get("node", vm_names[vm_name.lower()].node)}
         kind = t.get("kind")
-        if kind not in {k.value for k in FaultKind}:
+        if kind not in tuple(k.value for k in FaultKind):
             raise r.fail(f"{path}.kind", kind, f"one of {', '.join(k.value for k in FaultKind)}")
         node: str | None = None
         if "node" in t:
