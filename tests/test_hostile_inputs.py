@@ -24,6 +24,7 @@ Cases:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -31,6 +32,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,8 +41,11 @@ import pytest
 from bounded import CHILD_TIMEOUT_S, Result, limits, python, run_bounded, vssim_batch
 from vssim import engine
 from vssim.cli import main
+from vssim.errors import MaterializeError
 from vssim.scale.backup_store import STAGED, leftovers, read_manifest
 from vssim.scale.materialize import restore
+from vssim.scale.materialized_names import SLUG_MAX, MaterializedNames, slug
+from vssim.scenario import parse_scenario
 
 #: A materialized run small enough for a test: 2 VMs with 32 MiB dynamic disks on one CSV.
 MATERIALIZED = """
@@ -304,6 +309,28 @@ def test_vms_whose_names_share_a_folder_keep_their_own_backups(tmp_path: Path) -
         assert main(["restore", str(d), vm, "--out", str(out)]) == 0
     # A name given case folded, as Windows compares names, finds its VM too.
     assert restore(d, "vm a", tmp_path / "folded.vhdx").vm == "VM A"
+
+
+def test_every_materialized_name_is_unique_and_a_collision_is_refused() -> None:
+    sc = parse_scenario(tomllib.loads(ONE_FOLDER), Path("collide.toml"))
+    names = MaterializedNames(sc)
+    dirs = [names.vm_dir(vm) for vm in sc.vms]
+    assert dirs == ["0001-VM-A", "0002-VM-A"]
+    assert slug("x" * 300) == "x" * SLUG_MAX
+    assert [slug(n) for n in ("..", " ", "/", ".hidden", "a\\b:c")] == [
+        "_",
+        "_",
+        "_",
+        "hidden",
+        "a-b-c",
+    ]
+    # A Scenario built by hand, past the loader: two VMs of one name.
+    twin = dataclasses.replace(sc, vms=(sc.vms[0], dataclasses.replace(sc.vms[1], name="VM-A")))
+    with pytest.raises(MaterializeError, match="two VMs are named 'VM-A'"):
+        MaterializedNames(twin)
+    # The registry folds case as NTFS does and names both owners.
+    with pytest.raises(MaterializeError, match=r"'x' disk 0 and VM 'VM-A'.s backups would both be"):
+        names._claim("BACKUPS/0001-vm-a", "VM 'x' disk 0")
 
 
 def test_disks_that_would_be_one_windows_file_are_refused(
