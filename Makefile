@@ -99,6 +99,10 @@ bench: build-dev
 	PROPTEST_CASES=2000 cargo test -q -p vssim-engine --release volume::tests
 	# materialized mode: the model against the real VHDX writer and real volumes, many more cases
 	PROPTEST_CASES=300 cargo test -q -p vssim-engine --release workload::
+	# hostile input (issue 15): mutated scenarios through the loader and short runs (a random
+	# seed each time, printed), and materialized runs killed at many random instants
+	VSSIM_SOAK_CASES=5000 VSSIM_SOAK_SEED=$${VSSIM_SOAK_SEED:-$$RANDOM} $(PY) -m pytest -q -s tests/test_scenario_soak.py
+	VSSIM_KILL_ROUNDS=20 $(PY) -m pytest -q tests/test_hostile_inputs.py -k random_instant
 	# VHDX safety: merges killed at 64 instants, 4 writers racing for 40 turns each, a power cut
 	# at every write of a session and of a merge, and 20,000 damaged or forged files
 	VSSIM_VHDX_MERGE_KILLS=64 VSSIM_VHDX_WRITER_ROUNDS=40 $(PY) -m pytest -q tests/test_hostile_vhdx.py -k "killed or concurrent"

@@ -4,6 +4,7 @@ protocol, the shared links, and the ``vssim run`` command."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -38,9 +39,17 @@ def test_engine_refusals_name_the_file_and_the_vm() -> None:
     assert msg.startswith("big.toml: VM 'VM0001' workload (write_iops 1e+12"), msg
     assert "`iops`" in msg, msg
     assert "expected 0 to 10,000,000" in msg, msg
+    # The loader refuses a disk past 64 TiB itself (issue 15); a Scenario built by hand reaches
+    # the engine, whose refusal still names the file and the disk.
     raw = small_raw(vms=2, disk_size="70 TiB", allocated="1 GiB")
+    with pytest.raises(ScenarioError, match=r"generate.disk_size = '70 TiB': .* to 64 TiB"):
+        parse_scenario(raw, Path("huge.toml"))
+    sc = parse_scenario(small_raw(vms=2, allocated="1 GiB"), Path("huge.toml"))
+    vm = sc.vms[0]
+    huge = dataclasses.replace(vm.disks[0], virtual_size=70 << 40)
+    sc = dataclasses.replace(sc, vms=(dataclasses.replace(vm, disks=(huge,)), *sc.vms[1:]))
     with pytest.raises(InvalidArgumentError) as err:
-        ModelClusterBackend(parse_scenario(raw, Path("huge.toml")))
+        ModelClusterBackend(sc)
     msg = str(err.value)
     assert msg.startswith("huge.toml: VM 'VM0001' disk 0 ("), msg
     assert "`virtual_size`" in msg, msg

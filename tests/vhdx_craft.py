@@ -3,110 +3,41 @@ header fields. Each helper rewrites a file in place and reseals what it touched 
 the file fails only where the test means it to.
 
 A hostile case runs the CLI or a snippet of Python in a child process bounded by a timeout and an
-address-space limit (:func:`run_bounded`): a hang or a runaway allocation shows as a failed test,
-never as a stuck or swapping machine.
+address-space limit (:mod:`bounded`, re-exported here): a hang or a runaway allocation shows as a
+failed test, never as a stuck or swapping machine.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import pathlib
-import resource
 import struct
-import subprocess
-import sys
 import uuid
-from dataclasses import dataclass
 
+from bounded import (
+    CHILD_ADDRESS_SPACE,
+    CHILD_TIMEOUT_S,
+    Result,
+    python,
+    run_bounded,
+    spawn_bounded,
+    vssim,
+    vssim_batch,
+)
 from make_vhdx_corpus import KiB, MiB, metadata_entry, metadata_item, seal
 
-#: Address space of a hostile child process: what a normal `vssim vhdx` run needs (Python, numpy,
-#: the engine: ~1 GiB virtual) with room to spare, far below the 9 GB a runaway chain reached.
-CHILD_ADDRESS_SPACE = 2 << 30
-CHILD_TIMEOUT_S = 60.0
+__all__ = [
+    "CHILD_ADDRESS_SPACE",
+    "CHILD_TIMEOUT_S",
+    "Result",
+    "python",
+    "run_bounded",
+    "spawn_bounded",
+    "vssim",
+    "vssim_batch",
+]
+
 HEADERS = (64 * KiB, 128 * KiB)
 LOG_OFFSET = MiB
-
-
-def _limit() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (CHILD_ADDRESS_SPACE, CHILD_ADDRESS_SPACE))
-
-
-def spawn_bounded(args: list[str]) -> subprocess.Popen[str]:
-    """Starts ``python ARGS…`` under the address-space limit (the caller bounds its wait)."""
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", RAYON_NUM_THREADS="2")
-    return subprocess.Popen(
-        [sys.executable, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_limit,
-        env=env,
-    )
-
-
-def run_bounded(
-    args: list[str], *, timeout: float = CHILD_TIMEOUT_S, cwd: pathlib.Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Runs ``python ARGS…`` under the address-space limit and the timeout."""
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", RAYON_NUM_THREADS="2")
-    return subprocess.run(
-        [sys.executable, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        preexec_fn=_limit,
-        cwd=cwd,
-        env=env,
-        check=False,
-    )
-
-
-def vssim(*args: str, timeout: float = CHILD_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
-    """``vssim ARGS…`` in a bounded child process."""
-    return run_bounded(["-m", "vssim", *args], timeout=timeout)
-
-
-def python(code: str, timeout: float = CHILD_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
-    """``python -c CODE`` in a bounded child process."""
-    return run_bounded(["-c", code], timeout=timeout)
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-#: Runs several ``vssim`` command lines in one interpreter (one start-up instead of one each);
-#: an exception escaping ``main`` is reported as its traceback on stderr with code -1.
-_BATCH = """
-import contextlib, io, json, sys, traceback
-from vssim.cli import main
-out = []
-for args in json.loads(sys.argv[1]):
-    o, e = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e):
-        try:
-            rc = main(args)
-        except SystemExit as x:
-            rc = x.code if isinstance(x.code, int) else 2
-        except BaseException:
-            traceback.print_exc(file=e)
-            rc = -1
-    out.append([rc, o.getvalue(), e.getvalue()])
-print(json.dumps(out))
-"""
-
-
-def vssim_batch(*commands: list[str], timeout: float = CHILD_TIMEOUT_S) -> list[Result]:
-    """Each of ``commands`` (``vssim`` arguments) in order, in one bounded child process. A
-    crash, abort or hang fails the whole batch (the assertion shows the child's stderr)."""
-    r = run_bounded(["-c", _BATCH, json.dumps(list(commands))], timeout=timeout)
-    assert r.returncode == 0, f"the batch died ({r.returncode}): {r.stderr[-3000:]}"
-    return [Result(*row) for row in json.loads(r.stdout.splitlines()[-1])]
 
 
 # --- headers ------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ Conventions the report relies on (the project's benchmarks follow them):
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,16 +49,52 @@ class Report:
     changes: pl.DataFrame | None
 
 
-def load(path: Path, run: int = 0) -> pl.DataFrame:
-    """One pytest-benchmark JSON file as a frame, one row per benchmark."""
+#: A results file larger than this is refused unread (model choice: pytest-benchmark writes a few
+#: MB for hundreds of benchmarks, more with --benchmark-save-data).
+MAX_FILE_BYTES = 1 << 30
+
+
+def _number(path: Path, where: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BenchReportError(f"{path}: {where} = {value!r}: expected a number")
+    f = float(value)
+    if not math.isfinite(f) or f < 0:
+        raise BenchReportError(f"{path}: {where} = {value!r}: expected a finite number >= 0")
+    return f
+
+
+def _float_or_none(value: object) -> float | None:
+    """A recorded figure as a float, or None when it is not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    f = float(value) if abs(value) < 1e300 else math.inf
+    return f if math.isfinite(f) else None
+
+
+def _read(path: Path) -> Any:
     try:
-        doc = json.loads(path.read_text())
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise BenchReportError(f"{path}: cannot read: {exc.strerror}") from exc
+    if len(data) > MAX_FILE_BYTES:
+        raise BenchReportError(f"{path}: larger than {MAX_FILE_BYTES} bytes; not read")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BenchReportError(f"{path}: not UTF-8 text (byte {exc.start}): not JSON") from exc
     except json.JSONDecodeError as exc:
         raise BenchReportError(
             f"{path}: not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from exc
+    except RecursionError:
+        raise BenchReportError(f"{path}: JSON nested too deeply to be a results file") from None
+
+
+def load(path: Path, run: int = 0) -> pl.DataFrame:
+    """One pytest-benchmark JSON file as a frame, one row per benchmark; every field it uses is
+    checked (a wrong type names the file, the benchmark and the field)."""
+    doc = _read(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
         raise BenchReportError(
             f"{path}: not a pytest-benchmark results file (expected an object with a "
@@ -71,8 +108,22 @@ def load(path: Path, run: int = 0) -> pl.DataFrame:
         missing = [k for k in ("min", "max", "median", "ops") if k not in stats]
         if missing:
             raise BenchReportError(f"{path}: benchmarks[{i}].stats lacks {', '.join(missing)}")
+        st = {
+            k: _number(path, f"benchmarks[{i}].stats.{k}", stats[k])
+            for k in ("min", "max", "median", "ops")
+        }
+        rounds = stats.get("rounds", 0)
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+            raise BenchReportError(
+                f"{path}: benchmarks[{i}].stats.rounds = {rounds!r}: expected an integer >= 0"
+            )
         params = b.get("params") or {}
         extra = b.get("extra_info") or {}
+        for key, value in (("params", params), ("extra_info", extra)):
+            if not isinstance(value, dict):
+                raise BenchReportError(
+                    f"{path}: benchmarks[{i}].{key} = {value!r:.60}: expected an object"
+                )
         rows.append(
             {
                 "run": run,
@@ -83,11 +134,11 @@ def load(path: Path, run: int = 0) -> pl.DataFrame:
                 "fullname": str(b.get("fullname", b.get("name", ""))),
                 "impl": str(params.get("impl", "")),
                 "case": _case(str(b.get("fullname", "")), params),
-                "min_s": float(stats["min"]),
-                "max_s": float(stats["max"]),
-                "median_s": float(stats["median"]),
-                "ops": float(stats["ops"]),
-                "rounds": int(stats.get("rounds", 0)),
+                "min_s": st["min"],
+                "max_s": st["max"],
+                "median_s": st["median"],
+                "ops": st["ops"],
+                "rounds": rounds,
                 "extra": json.dumps(extra, sort_keys=True),
             }
         )
@@ -151,7 +202,7 @@ def simulated_table(runs: pl.DataFrame) -> pl.DataFrame:
             }
             for col in SIMULATED_COLUMNS:
                 value = info.get(col)
-                row[col] = float(value) if isinstance(value, int | float) else None
+                row[col] = _float_or_none(value)
             row["benchmark"] = name
             rows.append(row)
     schema: dict[str, Any] = {"profile": pl.String, "strategy": pl.String}

@@ -42,6 +42,11 @@ class PlanError(VssimError, ValueError):
     option, or a run the plan needs is not available. The message names what and why."""
 
 
+class MaterializeError(VssimError):
+    """A materialized run (``vssim run --materialize``) or a restore from its backups could not
+    set up, keep or read its files; the message names the file or the objects and why."""
+
+
 class VssError(VssimError):
     """A VSS call failed with an HRESULT (``hresult``, e.g. ``0x80042301``); the message starts with
     the HRESULT's Windows name (``VSS_E_BAD_STATE``)."""
@@ -175,6 +180,7 @@ __all__ = [
     "EngineStateError",
     "FileNotInSnapshotError",
     "InvalidArgumentError",
+    "MaterializeError",
     "PathOutsideVolumeError",
     "ReadOnlyViewError",
     "ScenarioError",

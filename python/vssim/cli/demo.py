@@ -5,7 +5,9 @@ Until the backup jobs drive whole runs, the demo shows the hot path the simulati
 locality) on 16 Cluster Shared Volumes of 32 TiB (room for every disk to grow to its full size);
 one system-provider snapshot per CSV is held for a backup window while every VM keeps writing.
 The engine generates every VM's writes, maps them through its VHDX block layout onto its CSV, and
-counts what copy-on-write and changed-block tracking cost.
+counts what copy-on-write and changed-block tracking cost. The window runs in pieces of at most
+:data:`~vssim.scale.runner.WINDOW_WRITES` guest writes (the engine holds a piece's writes at once;
+the streams are keyed by time, so the sums are the same), and every option has its range.
 """
 
 from __future__ import annotations
@@ -14,24 +16,73 @@ import argparse
 import time
 from typing import Any
 
+import numpy as np
+
 from vssim import engine
+from vssim.cli.args import float_in, int_in, size_in
+from vssim.errors import InvalidArgumentError
+from vssim.scale.runner import WINDOW_WRITES
+from vssim.scenario.limits import MAX_CSV_SIZE, MAX_DISK_SIZE
+from vssim.scenario.model import MAX_VMS_PER_CLUSTER
 from vssim.units import GiB, MiB, TiB
+
+#: The longest window the demo runs (model choice: a backup window longer than a day is not one).
+MAX_WINDOW_S = 86_400.0
+#: The most I/O operations per second a VM can ask of the engine's generator.
+MAX_IOPS = 10_000_000.0
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("demo", help="run the engine on a 4,000-VM cluster's write stream")
-    p.add_argument("--vms", type=int, default=4000)
-    p.add_argument("--csvs", type=int, default=16)
-    p.add_argument("--csv-size", type=int, default=32 * TiB, help="bytes per CSV")
-    p.add_argument("--disk-size", type=int, default=127 * GiB, help="bytes per VM disk")
-    p.add_argument("--allocated", type=int, default=40 * GiB, help="allocated bytes per disk")
-    p.add_argument("--iops", type=float, default=100.0, help="I/O operations per second per VM")
-    p.add_argument("--window", type=float, default=600.0, help="backup window, seconds")
-    p.add_argument("--seed", type=int, default=2012)
+    p.add_argument("--vms", type=int_in(1, MAX_VMS_PER_CLUSTER), default=4000)
+    p.add_argument("--csvs", type=int_in(1, 64), default=16)
+    p.add_argument(
+        "--csv-size", type=size_in(1, MAX_CSV_SIZE), default=32 * TiB, help="bytes per CSV"
+    )
+    p.add_argument(
+        "--disk-size", type=size_in(1, MAX_DISK_SIZE), default=127 * GiB, help="bytes per disk"
+    )
+    p.add_argument(
+        "--allocated",
+        type=size_in(0, MAX_DISK_SIZE),
+        default=40 * GiB,
+        help="allocated bytes per disk",
+    )
+    p.add_argument(
+        "--iops",
+        type=float_in(0.0, MAX_IOPS),
+        default=100.0,
+        help="I/O operations per second per VM",
+    )
+    p.add_argument(
+        "--window",
+        type=float_in(1e-3, MAX_WINDOW_S, "seconds"),
+        default=600.0,
+        help=f"backup window, seconds (at most {MAX_WINDOW_S:,.0f})",
+    )
+    p.add_argument("--seed", type=int_in(0, 2**32 - 1), default=2012)
     p.set_defaults(handler=run)
 
 
+def advance_in_pieces(
+    cluster: engine.ModelCluster, window: float, ops_per_s: float
+) -> dict[str, np.ndarray[Any, Any]]:
+    """``cluster.advance(0, window)`` in pieces of at most :data:`WINDOW_WRITES` operations,
+    their per-VM counters summed."""
+    pieces = max(1, int(np.ceil(ops_per_s * window / WINDOW_WRITES)))
+    total: dict[str, np.ndarray[Any, Any]] = {}
+    for k in range(pieces):
+        got = cluster.advance(window * k / pieces, window * (k + 1) / pieces)
+        for key in ("writes", "reads", "chunks_copied", "blocks_allocated", "dropped_writes"):
+            total[key] = total[key] + got[key] if key in total else got[key].copy()
+    return total
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.allocated > args.disk_size:
+        raise InvalidArgumentError(
+            f"--allocated {args.allocated}: expected at most --disk-size ({args.disk_size})"
+        )
     cluster = engine.ModelCluster()
     for _ in range(args.csvs):
         cluster.add_csv(args.csv_size)
@@ -51,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     for csv in range(args.csvs):
         cluster.snapshot(csv)
     started = time.perf_counter()
-    window = cluster.advance(0.0, args.window)
+    window = advance_in_pieces(cluster, args.window, args.iops * args.vms)
     elapsed = time.perf_counter() - started
     writes = window["writes"]
     copied = window["chunks_copied"]

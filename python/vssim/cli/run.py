@@ -13,10 +13,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
+from vssim.cli.args import float_in, int_in, share
 from vssim.errors import VssimError
 from vssim.metrics import RunResult
 from vssim.metrics import run as run_backups
-from vssim.scale.schedule import BackupKind, Schedule
+from vssim.scale.runner import MAX_INTERVAL_S
+from vssim.scale.schedule import SCHEDULE_RANGES, BackupKind, Schedule
 
 
 def register(sub: Any) -> None:
@@ -31,7 +33,7 @@ def register(sub: Any) -> None:
         choices=[k.value for k in BackupKind],
         help="backups to run, one after the other (default: full)",
     )
-    p.add_argument("--fraction", type=float, help="back up this share of the VMs (selective)")
+    p.add_argument("--fraction", type=share, help="back up this share of the VMs (selective)")
     p.add_argument("--vms", nargs="+", default=[], metavar="VM", help="VM names or GUIDs")
     p.add_argument(
         "-wi",
@@ -54,15 +56,28 @@ def register(sub: Any) -> None:
         default="coordinator",
         help="ws2012 requester node: coordinator, round-robin or a node name",
     )
-    p.add_argument("--per-node", type=int, help="concurrent snapshot sets per node")
-    p.add_argument("--per-csv", type=int, help="concurrent snapshot sets per CSV")
-    p.add_argument("--streams", type=int, default=8, help="concurrent VM copies per node")
-    p.add_argument("--batch-vms", type=int, default=0, help="VMs per snapshot set (0: no limit)")
+    r = SCHEDULE_RANGES
+    p.add_argument(
+        "--per-node", type=int_in(*r["per_node"]), help="concurrent snapshot sets per node"
+    )
+    p.add_argument("--per-csv", type=int_in(*r["per_csv"]), help="concurrent snapshot sets per CSV")
+    p.add_argument(
+        "--streams",
+        type=int_in(*r["streams_per_node"]),
+        default=8,
+        help="concurrent VM copies per node",
+    )
+    p.add_argument(
+        "--batch-vms",
+        type=int_in(*r["batch_vms"]),
+        default=0,
+        help="VMs per snapshot set (0: no limit)",
+    )
     p.add_argument(
         "--interval",
-        type=float,
+        type=float_in(0.0, MAX_INTERVAL_S, "seconds"),
         default=600.0,
-        help="simulated seconds between consecutive backups",
+        help=f"simulated seconds between consecutive backups (at most {MAX_INTERVAL_S:,.0f})",
     )
     p.add_argument("--out", type=Path, help="write vms/csvs/nodes/jobs/phases/summary.parquet here")
     p.add_argument(

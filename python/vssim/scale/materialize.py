@@ -2,14 +2,16 @@
 
 How it works: :class:`MaterializedBackend` is the modelled backend (:class:`ModelClusterBackend`)
 whose engine cluster also writes. Every CSV is a real copy-on-write volume
-(:class:`engine.Volume`, a folder ``DIR/csvs/<csv>``, diff area in ``DIR/diff-areas/<csv>``);
-every VM disk is a real VHDX file on it (``<vm>/<disk file>``), created with the model's geometry.
+(:class:`engine.Volume`, a folder under ``DIR/csvs/``, its diff area under ``DIR/diff-areas/``);
+every VM disk is a real VHDX file on it, created with the model's geometry. Every folder and file
+is named by :mod:`vssim.scale.materialized_names` (unique by construction, collisions refused).
 The engine applies each guest write the model generates to the real file too, with data that
 changes on every write, through the volume — so the real volume copies chunks exactly when the
 model says it does (the invariant :func:`compare` checks). A snapshot of a CSV is a real volume
 snapshot taken at the same instant.
 
-Backups are real files in ``DIR/backups/<vm>/disk<j>/`` (:class:`BackupStore`):
+Backups are real files in ``DIR/backups/<vm>/disk<j>/`` (:mod:`vssim.scale.backup_store`: each
+written under a staged name, renamed when its VM's set stands, then listed in the manifest):
 
 * a **full** (or selective, or copy) backup copies each VHDX file whole from the snapshot, as a
   file-level Hyper-V backup does, then brings the copy to a consistent state (its metadata log is
@@ -20,19 +22,20 @@ Backups are real files in ``DIR/backups/<vm>/disk<j>/`` (:class:`BackupStore`):
 
 Every backup is verified at once: the BLAKE3 digest of the disk as the snapshot shows it equals
 the digest of the disk the backup chain restores. A set that fails leaves no backup: its files are
-removed when the set ends (no partial backups), and ``manifest.json`` lists only what stands.
-:func:`restore` rebuilds a VM's disk from its chain; :func:`qemu_img_check` runs ``qemu-img
-check`` on every backup file.
+removed when the set ends (no partial backups), and ``manifest.json`` lists only what stands; a
+run that ends early (an error, Ctrl-C) removes what it had not committed (:meth:`abort`).
+:func:`restore` rebuilds a VM's disk from its chain, reading only the store's own files;
+:func:`qemu_img_check` runs ``qemu-img check`` on every backup file.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import itertools
 import os
-import re
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +44,20 @@ import numpy.typing as npt
 import polars as pl
 
 from vssim import engine
-from vssim.errors import VssimError
+from vssim.errors import MaterializeError, VhdxParentError, VssimError
+from vssim.scale.backup_store import (
+    BACKUPS_SCHEMA,
+    STAGED,
+    BackupFile,
+    BackupStore,
+    chain_of,
+    leftovers,
+    publish_new,
+    raw_staged,
+    read_manifest,
+    staged,
+)
+from vssim.scale.materialized_names import MANIFEST, MaterializedNames
 from vssim.scale.model_cluster import ModelClusterBackend
 
 if TYPE_CHECKING:
@@ -52,123 +68,40 @@ if TYPE_CHECKING:
 MIB = 1 << 20
 #: Bytes per read of a backup copy.
 COPY_PIECE = 8 * MIB
-MANIFEST = "manifest.json"
 U64 = npt.NDArray[np.uint64]
+__all__ = [
+    "BACKUPS_SCHEMA",
+    "MANIFEST",
+    "QEMU_NO_PARENTS",
+    "BackupFile",
+    "BackupStore",
+    "MaterializeError",
+    "MaterializedBackend",
+    "Restored",
+    "chain_of",
+    "qemu_img_check",
+    "read_manifest",
+    "restore",
+]
 
 
-class MaterializeError(VssimError):
-    """A materialized run could not set up or keep its files."""
-
-
-def safe_name(name: str) -> str:
-    """A folder name for a CSV or VM name (cluster names hold spaces, backslashes, colons)."""
-    s = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")
-    return s or "_"
-
-
-@dataclass
-class BackupFile:
-    """One disk of one VM in one backup: a VHDX file of the store."""
-
-    backup: int
-    job: str
-    vm: str
-    disk: int
-    seq: int
-    #: "full", "incremental" or "copy".
-    kind: str
-    #: Paths relative to the store's root.
-    file: str
-    parent: str | None
-    snapshot_s: float
-    #: Bytes read from the snapshot, and what the model planned to read.
-    bytes_read: int
-    modelled_bytes: int
-    digest_at_snapshot: str
-    digest_restored: str
-    committed: bool = False
-    qemu_img_check: str | None = None
-
-    @property
-    def verified(self) -> bool:
-        return self.digest_at_snapshot == self.digest_restored
-
-
-@dataclass
-class BackupStore:
-    """The backup files of a materialized run and their chains."""
-
-    root: Path
-    entries: list[BackupFile] = field(default_factory=list)
-    _seq: dict[tuple[str, int], int] = field(default_factory=dict)
-    #: Per (VM, disk): the committed files of its current chain, full first.
-    chains: dict[tuple[str, int], list[BackupFile]] = field(default_factory=dict)
-    pending: dict[str, list[BackupFile]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-
-    def new_path(self, vm: str, disk: int, kind: str) -> tuple[int, str]:
-        seq = self._seq.get((vm, disk), 0) + 1
-        self._seq[(vm, disk)] = seq
-        rel = f"{safe_name(vm)}/disk{disk}/{seq:04d}-{kind}.vhdx"
-        (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
-        return seq, rel
-
-    def parent_of(self, vm: str, disk: int) -> BackupFile | None:
-        chain = self.chains.get((vm, disk))
-        return chain[-1] if chain else None
-
-    def add(self, f: BackupFile) -> None:
-        self.entries.append(f)
-        self.pending.setdefault(f.vm, []).append(f)
-
-    def settle(self, vm: str, ok: bool) -> None:
-        """The VM's backup in its set stands (``ok``) or is void: its files are removed."""
-        for f in self.pending.pop(vm, []):
-            if ok:
-                f.committed = True
-                if f.kind == "full":
-                    self.chains[(f.vm, f.disk)] = [f]
-                elif f.kind == "incremental":
-                    self.chains.setdefault((f.vm, f.disk), []).append(f)
-            else:
-                (self.root / f.file).unlink(missing_ok=True)
-
-    def save(self) -> Path:
-        p = self.root / MANIFEST
-        tmp = p.with_suffix(".tmp")
-        rows = [asdict(e) for e in self.entries if e.committed]
-        tmp.write_text(json.dumps({"version": 1, "backups": rows}, indent=1))
-        tmp.replace(p)
-        return p
-
-    def frame(self) -> pl.DataFrame:
-        cols = {k: [getattr(e, k) for e in self.entries] for k in BACKUPS_SCHEMA if k != "verified"}
-        cols["verified"] = [e.verified for e in self.entries]
-        return pl.DataFrame(cols, schema=BACKUPS_SCHEMA)
-
-
-S, INT, F, B = pl.Utf8, pl.Int64, pl.Float64, pl.Boolean
-#: The ``backups`` table of a materialized run: one row per backup file written.
-BACKUPS_SCHEMA: dict[str, Any] = {
-    "backup": INT,
-    "job": S,
-    "vm": S,
-    "disk": INT,
-    "seq": INT,
-    "kind": S,
-    "file": S,
-    "parent": S,
-    "snapshot_s": F,
-    "bytes_read": INT,
-    "modelled_bytes": INT,
-    "digest_at_snapshot": S,
-    "digest_restored": S,
-    "verified": B,
-    "committed": B,
-    "qemu_img_check": S,
-}
+def _check_new_folder(root: Path) -> None:
+    """A materialized run starts in a new or empty folder, and changes nothing otherwise."""
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise MaterializeError(f"{root}: not a folder (the materialize folder is new or empty)")
+    found = sorted(p.name for p in root.iterdir())
+    if found:
+        store = root / "backups"
+        note = ""
+        if store.is_dir():
+            n = sum(1 for _, _, files in os.walk(store) for f in files if f.endswith(STAGED))
+            note = f"; it holds an earlier run's backups{f' ({n} staged files)' if n else ''}"
+        raise MaterializeError(
+            f"{root}: the materialize folder must be new or empty (found {', '.join(found[:3])}"
+            f"{' …' if len(found) > 3 else ''}{note}; nothing was changed)"
+        )
 
 
 #: Zero runs of this many bytes stay holes in a backup copy.
@@ -201,37 +134,40 @@ class MaterializedBackend(ModelClusterBackend):
         self, scenario: Scenario, root: str | Path, clock: Callable[[], float] | None = None
     ) -> None:
         self.root = Path(root)
-        if self.root.exists() and any(self.root.iterdir()):
-            raise MaterializeError(
-                f"{self.root}: the materialize folder must be new or empty (found files in it; "
-                "nothing was changed)"
-            )
+        _check_new_folder(self.root)
+        # Every name first: a collision is refused before anything is made.
+        self.names = MaterializedNames(scenario)
         super().__init__(scenario, clock)
+        self.closed = False
         self.volumes: dict[str, engine.Volume] = {}
-        for c in scenario.csvs:
-            (self.root / "csvs" / safe_name(c.name)).mkdir(parents=True, exist_ok=True)
-            vol = engine.Volume(
-                self.root / "csvs" / safe_name(c.name),
-                self.root / "diff-areas" / safe_name(c.name),
-                diff_area_max_bytes=c.diff_area_limit,
-            )
-            self.volumes[c.name] = vol
-            self.model.materialize_csv(self.csv_id[c.name], vol)
-        #: Engine disk id → (path on its CSV's volume, virtual size).
+        #: Engine disk id → its path on its CSV's volume.
         self.disk_files: dict[int, str] = {}
-        for vm in scenario.vms:
-            for j, d in enumerate(vm.disks):
-                rel = f"{safe_name(vm.name)}/{safe_name(d.file)}"
-                disk_id = self.disks[vm.name][j]
-                self.model.materialize_vm(disk_id, rel)
-                self.disk_files[disk_id] = rel
+        self.store = BackupStore(self.root / "backups", self.names)
+        try:
+            for c in scenario.csvs:
+                d = self.names.csv_dir(c)
+                (self.root / "csvs" / d).mkdir(parents=True, exist_ok=True)
+                vol = engine.Volume(
+                    self.root / "csvs" / d,
+                    self.root / "diff-areas" / d,
+                    diff_area_max_bytes=c.diff_area_limit,
+                )
+                self.volumes[c.name] = vol
+                self.model.materialize_csv(self.csv_id[c.name], vol)
+            for vm in scenario.vms:
+                for j in range(len(vm.disks)):
+                    rel = self.names.disk_file(vm, j)
+                    disk_id = self.disks[vm.name][j]
+                    self.model.materialize_vm(disk_id, rel)
+                    self.disk_files[disk_id] = rel
+        except BaseException:
+            self.abort()
+            raise
         n = self.model.vm_count
         self.real_totals: dict[str, U64] = {
             k: np.zeros(n, dtype=np.uint64) for k in ("real_chunks_copied", "real_file_bytes")
         }
         self.real_deleted: list[tuple[str, int, float]] = []
-        self.store = BackupStore(self.root / "backups")
-        self.closed = False
         self._invariant = pl.DataFrame()
 
     # --- the engine's windows -------------------------------------------------------------------
@@ -295,7 +231,7 @@ class MaterializedBackend(ModelClusterBackend):
                     parent_file = None
             finally:
                 source.close()
-            with engine.Vhdx.open(self.store.root / rel) as restored:
+            with engine.Vhdx.open(staged(self.store.root / rel)) as restored:
                 digest = restored.digest()
             self.store.add(
                 BackupFile(
@@ -318,31 +254,33 @@ class MaterializedBackend(ModelClusterBackend):
         return total
 
     def _full(self, view: engine.SnapshotView, rel: str) -> int:
-        """Copies the VHDX file whole from the snapshot, then makes the copy consistent."""
-        dest = self.store.root / rel
-        staged = dest.with_suffix(".copying")
+        """Copies the VHDX file whole from the snapshot, then makes the copy consistent (both
+        under staged names: the file takes its name in the store when its VM's set stands)."""
+        dest = staged(self.store.root / rel)
+        scratch = raw_staged(self.store.root / rel)
         n = view.len()
-        with open(staged, "wb") as out:
+        with open(scratch, "wb") as out:
             fd = out.fileno()
             for off in range(0, n, COPY_PIECE):
                 piece = view.read(off, min(COPY_PIECE, n - off))
                 write_sparse(fd, off, piece)
             out.truncate(n)
         # Auto-recovery: opening the copy writable replays the metadata log the live writer left.
-        with engine.Vhdx.open(staged, writable=True) as v:
+        with engine.Vhdx.open(scratch, writable=True) as v:
             fixed = v.disk_type == "fixed"
         if fixed:
-            with engine.Vhdx.open(staged) as v:
+            with engine.Vhdx.open(scratch) as v:
                 v.copy_to(dest)
-            staged.unlink()
+            scratch.unlink()
         else:
-            staged.replace(dest)
+            scratch.replace(dest)
         return n
 
     def _incremental(
         self, source: engine.Vhdx, runs: tuple[U64, U64], parent: BackupFile, rel: str
     ) -> int:
-        dest = self.store.root / rel
+        """The changed runs into a differencing child of ``parent``, under its staged name."""
+        dest = staged(self.store.root / rel)
         read = 0
         with engine.Vhdx.create(
             dest,
@@ -361,6 +299,10 @@ class MaterializedBackend(ModelClusterBackend):
 
     def settle(self, vm: str, ok: bool) -> None:
         self.store.settle(vm, ok)
+
+    def commit(self) -> None:
+        """A snapshot set ended: the manifest lists what its VMs' settled backups committed."""
+        self.store.save()
 
     # --- the end -------------------------------------------------------------------------------
 
@@ -385,6 +327,20 @@ class MaterializedBackend(ModelClusterBackend):
                     )
             self.store.save()
         self.closed = True
+
+    def abort(self) -> None:
+        """The run ends early (an error, a full disk, Ctrl-C): the backup files it had not
+        committed go, disks and volumes are closed; the manifest stays as last written. The
+        first error is the caller's to report: closing what it left half done may fail too."""
+        if self.closed:
+            return
+        self.closed = True
+        self.store.abort()
+        with contextlib.suppress(VssimError, OSError):
+            self.model.close_materialized()
+        for vol in self.volumes.values():
+            with contextlib.suppress(VssimError, OSError):
+                vol.close()
 
     def invariant(self) -> pl.DataFrame:
         """Per CSV: the model's copy-on-write figures beside what the real volume did."""
@@ -444,49 +400,68 @@ class Restored:
     chain: list[BackupFile]
     out: Path
     digest: str
+    #: Files of the store that are not backups it lists (an interrupted run's): never read.
+    leftovers: list[Path] = field(default_factory=list)
 
     @property
     def verified(self) -> bool:
         return self.digest == self.backup.digest_at_snapshot
 
 
-def read_manifest(store: Path) -> list[BackupFile]:
-    p = store / MANIFEST
-    try:
-        doc = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise MaterializeError(
-            f"{p}: no manifest (is {store} a materialized run's backups?)"
-        ) from None
-    except json.JSONDecodeError as e:
-        raise MaterializeError(f"{p}: not JSON ({e})") from None
-    if (
-        not isinstance(doc, dict)
-        or doc.get("version") != 1
-        or not isinstance(doc.get("backups"), list)
-    ):
-        raise MaterializeError(f"{p}: expected {{'version': 1, 'backups': [...]}}")
-    out = []
-    for i, row in enumerate(doc["backups"]):
-        try:
-            out.append(BackupFile(**row))
-        except TypeError as e:
-            raise MaterializeError(f"{p}: backups[{i}]: {e}") from None
-    return out
+class StoreParentError(MaterializeError, VhdxParentError):
+    """A file of a backup chain is not where the store says, inside the store: a restore reads
+    the store's own files only (a copied store never reads the original through the absolute
+    paths its differencing files' locators also hold). Nothing was written."""
+
+    def __init__(self, file: Path, expected: str, found: str) -> None:
+        self.file = str(file)
+        self.structure = "backup chain"
+        self.field = "parent"
+        self.offset = 0
+        self.expected = expected
+        self.found = found
+        super().__init__(f"{file}: expected {expected}, found {found}")
 
 
-def chain_of(entries: list[BackupFile], target: BackupFile) -> list[BackupFile]:
-    """The files ``target`` restores from: its full backup, then each incremental up to it."""
-    by_file = {e.file: e for e in entries}
-    chain = [target]
-    while chain[-1].parent is not None:
-        parent = by_file.get(chain[-1].parent)
-        if parent is None:
-            raise MaterializeError(
-                f"{chain[-1].file}: its parent {chain[-1].parent} is not in the manifest"
+def _open_chain(root: Path, chain: list[BackupFile]) -> engine.Vhdx:
+    """The newest file of ``chain``, opened read-only with every file of the chain found inside
+    the store ``root`` — each listed file present there, and each layer's parent the chain's
+    previous file — so nothing outside the store is read for data."""
+    base = root.resolve()
+    paths: list[Path] = []
+    for e in chain:
+        p = (root / e.file).resolve()
+        if not p.is_relative_to(base) or not p.is_file():
+            raise StoreParentError(
+                root / e.file, "a backup file of the store", "no such file inside the store"
             )
-        chain.append(parent)
-    return chain[::-1]
+        paths.append(p)
+    for parent, child in itertools.pairwise(paths):
+        with engine.Vhdx.open(child, parent_root=base) as v:
+            found = v.parent_path
+        if found is None or Path(found).resolve() != parent:
+            raise StoreParentError(child, f"its parent {parent}", f"{found}")
+    # The engine looks for parents under ``parent_root`` only (the VHDX parent policy).
+    return engine.Vhdx.open(paths[-1], parent_root=base)
+
+
+def _vm_named(root: Path, entries: list[BackupFile], vm: str, disk: int) -> str:
+    """The VM ``vm`` names in the store: its name (exactly, else case folded, as Windows
+    compares), or its folder's name."""
+    names = sorted({e.vm for e in entries})
+    if vm in names:
+        return vm
+    folded = [n for n in names if n.casefold() == vm.casefold()]
+    folder = sorted({e.vm for e in entries if e.file.split("/", 1)[0] == vm})
+    found = folded or folder
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise MaterializeError(f"{root}: {vm!r} names several VMs ({', '.join(found)}): give one")
+    raise MaterializeError(
+        f"{root}: no backup of {vm} disk {disk} (VMs with backups: "
+        f"{', '.join(names[:8])}{' …' if len(names) > 8 else ''})"
+    )
 
 
 def restore(
@@ -500,17 +475,19 @@ def restore(
     """Rebuilds disk ``disk`` of ``vm`` as it was at backup ``seq`` (default: the latest) into a
     new dynamic VHDX ``out``, from its chain in the backup store ``store`` (a materialized run's
     ``DIR/backups``, or ``DIR`` itself). The result says whether its digest equals the disk's at
-    the snapshot instant."""
+    the snapshot instant, and lists the store's files that are not its backups (an interrupted
+    run's; never read). ``out`` appears only complete (written aside, then linked)."""
     root = Path(store)
     if not (root / MANIFEST).exists() and (root / "backups" / MANIFEST).exists():
         root = root / "backups"
     entries = read_manifest(root)
-    mine = [e for e in entries if (e.vm == vm or safe_name(e.vm) == vm) and e.disk == disk]
+    name = _vm_named(root, entries, vm, disk)
+    mine = [e for e in entries if e.vm == name and e.disk == disk]
     if not mine:
-        known = sorted({e.vm for e in entries})
+        disks = sorted({e.disk for e in entries if e.vm == name})
         raise MaterializeError(
-            f"{root}: no backup of {vm} disk {disk} (VMs with backups: "
-            f"{', '.join(known[:8])}{' …' if len(known) > 8 else ''})"
+            f"{root}: no backup of {name} disk {disk} (its disks: "
+            f"{', '.join(str(d) for d in disks)})"
         )
     if seq is None:
         target = max(mine, key=lambda e: e.seq)
@@ -518,16 +495,22 @@ def restore(
         found = [e for e in mine if e.seq == seq]
         if not found:
             raise MaterializeError(
-                f"{vm} disk {disk}: no backup {seq} (have {', '.join(str(e.seq) for e in mine)})"
+                f"{name} disk {disk}: no backup {seq} (have {', '.join(str(e.seq) for e in mine)})"
             )
         target = found[0]
     chain = chain_of(entries, target)
     dest = Path(out)
     if dest.exists():
         raise MaterializeError(f"{dest}: exists (restore never overwrites)")
-    # Parents are looked for inside the store only: a copied store never reads the original.
-    with engine.Vhdx.open(root / target.file, parent_root=root) as v:
-        v.copy_to(dest)
-    with engine.Vhdx.open(dest) as r:
-        digest = r.digest()
-    return Restored(vm, disk, target, chain, dest, digest)
+    aside = staged(dest)
+    if aside.exists():
+        raise MaterializeError(f"{aside}: exists (an earlier restore's? remove it first)")
+    try:
+        with _open_chain(root, chain) as v:
+            v.copy_to(aside)
+        with engine.Vhdx.open(aside) as r:
+            digest = r.digest()
+        publish_new(aside, dest)
+    finally:
+        aside.unlink(missing_ok=True)
+    return Restored(name, disk, target, chain, dest, digest, leftovers(root, entries))

@@ -62,5 +62,10 @@ class RealFiles:
         return True
 
     def settle(self, c: VmCopy, ok: bool) -> None:
-        """The VM's backup in its set stands (``ok``) or is void: its files go."""
+        """The VM's backup in its set stands (``ok``: its files take their names) or is void:
+        its files go."""
         self.backend.settle(c.vm.name, ok)
+
+    def commit(self) -> None:
+        """Its set's VMs are settled: the manifest lists what stands."""
+        self.backend.commit()

@@ -19,6 +19,7 @@ records, which :func:`vssim.metrics.run` (``vssim.run``) turns into the result t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from pathlib import Path
 import polars as pl
 import simpy
 
+from vssim.errors import InvalidArgumentError
 from vssim.scale.deletion_watch import DeletionWatch
 from vssim.scale.fair_share_links import FairShareLinks
 from vssim.scale.materialize import MaterializedBackend
@@ -43,6 +45,16 @@ from vssim.vss.jobs import BackupJob
 
 #: Called after each snapshot set ends: (sets done, sets in all).
 Progress = Callable[[int, int], None]
+
+#: The first backup's start and the time between backups: at most a week each (model choice: a
+#: weekly full is the longest cadence plans compare; the workload clock walks every window of it).
+MAX_INTERVAL_S = 7 * 86_400.0
+#: The workload clock's window, seconds (model choice).
+MIN_WINDOW_S, MAX_WINDOW_S = 0.01, 3_600.0
+#: Guest writes one window may generate: the engine holds a window's writes at once (about 20
+#: bytes each), so the window shrinks until the cluster's peak write rate fits (model choice:
+#: 16 Mi writes, ~320 MiB), and a cluster that does not fit even the shortest window is refused.
+WINDOW_WRITES = 1 << 24
 
 
 #: Asked after each backup but the last: go on with the next one (False ends the run there).
@@ -127,8 +139,9 @@ def simulate(
     for s in specs:
         if s.kind is BackupKind.SELECTIVE and not (s.vms or s.fraction or s.include):
             raise ValueError("a selective backup needs vms, fraction or include")
-    if window_s <= 0 or interval_s < 0 or start_s < 0:
-        raise ValueError(f"window_s={window_s}, interval_s={interval_s}, start_s={start_s}")
+    _check_seconds("interval_s", interval_s, 0.0, MAX_INTERVAL_S)
+    _check_seconds("start_s", start_s, 0.0, MAX_INTERVAL_S)
+    _check_seconds("window_s", window_s, MIN_WINDOW_S, MAX_WINDOW_S)
     env = simpy.Environment()
     clock = lambda: float(env.now)  # noqa: E731
     backend = (
@@ -136,25 +149,58 @@ def simulate(
         if materialize is None
         else MaterializedBackend(sc, materialize, clock=clock)
     )
-    run = _Run(env, sc, backend, schedule or Schedule(), window_s, progress)
-    records = run.backups(specs, start_s, interval_s, keep_going)
-    backend.advance_to(float(env.now))
-    links = run.links
-    out = ModelledRun(
-        RunRecords(
-            sc,
-            records,
-            nic_bytes={n.name: links.nic_bytes[n.name] for n in sc.nodes},
-            nic_busy_s={n.name: links.link_busy[nic_link(n.name)] for n in sc.nodes},
-        ),
-        writes_simulated=backend.writes_simulated,
-    )
-    if isinstance(backend, MaterializedBackend):
-        backend.finish(check=check_files)
-        out.backups = backend.store.frame()
-        out.invariant = backend.invariant()
-        out.materialized = backend.root
+    try:
+        # After the backend: the engine names a VM whose own rate it refuses first.
+        window_s = _window_for(sc, window_s)
+        run = _Run(env, sc, backend, schedule or Schedule(), window_s, progress)
+        records = run.backups(specs, start_s, interval_s, keep_going)
+        backend.advance_to(float(env.now))
+        links = run.links
+        out = ModelledRun(
+            RunRecords(
+                sc,
+                records,
+                nic_bytes={n.name: links.nic_bytes[n.name] for n in sc.nodes},
+                nic_busy_s={n.name: links.link_busy[nic_link(n.name)] for n in sc.nodes},
+            ),
+            writes_simulated=backend.writes_simulated,
+        )
+        if isinstance(backend, MaterializedBackend):
+            backend.finish(check=check_files)
+            out.backups = backend.store.frame()
+            out.invariant = backend.invariant()
+            out.materialized = backend.root
+    except BaseException:
+        # An error, a full disk, Ctrl-C: what the run had not committed goes (the backup store
+        # keeps what its manifest lists).
+        if isinstance(backend, MaterializedBackend):
+            backend.abort()
+        raise
     return out
+
+
+def _check_seconds(name: str, value: float, least: float, most: float) -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and least <= value <= most):
+        raise InvalidArgumentError(
+            f"{name} = {value!r}: expected seconds from {least:g} to {most:g}"
+        )
+
+
+def _window_for(sc: Scenario, window_s: float) -> float:
+    """The workload clock's window: ``window_s``, shorter when the cluster's peak write rate
+    would put more than :data:`WINDOW_WRITES` writes in it (the streams are keyed by time, so
+    the figures do not depend on it)."""
+    peak = sum(
+        len(vm.disks) * vm.workload.write_iops * (1.0 + vm.workload.diurnal_amplitude)
+        for vm in sc.vms
+    )
+    if peak * MIN_WINDOW_S > WINDOW_WRITES:
+        raise InvalidArgumentError(
+            f"{sc.path}: the VMs write up to {peak:,.0f} times a second: more than "
+            f"{WINDOW_WRITES:,} writes in the shortest window ({MIN_WINDOW_S:g} s), the most "
+            "vssim holds at once; give the VMs a lower write_iops"
+        )
+    return window_s if peak * window_s <= WINDOW_WRITES else WINDOW_WRITES / peak
 
 
 class _Run:
@@ -263,6 +309,7 @@ class _Run:
             if real is not None:
                 for vc in path.vm_copies.values():
                     real.settle(vc, r.result.ok and vc.hresult == HResult.S_OK)
+                real.commit()
             if kind is not BackupKind.COPY:
                 for name, vc in path.vm_copies.items():
                     if r.result.ok and vc.hresult == HResult.S_OK:

@@ -24,8 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from vssim.errors import VssError
-from vssim.scenario import OsProfile, ProviderKind, Scenario, Vm, derive_guid
+from vssim.errors import InvalidArgumentError, VssError
+from vssim.scenario import MAX_VMS_PER_NODE, OsProfile, ProviderKind, Scenario, Vm, derive_guid
+from vssim.scenario.model import MAX_VMS_PER_CLUSTER
 from vssim.vss.enums import BackupType, HResult
 from vssim.vss.jobs import BackupJob, Selected, volumes_for
 from vssim.vss.limits import MAX_VOLUMES_PER_SET
@@ -68,6 +69,20 @@ class BackupSpec:
     exclude: tuple[str, ...] = ()
 
 
+#: Concurrent snapshot sets per node or per CSV: at most 64 (model choice: the capacity plans'
+#: sweep goes to 64; Veeam's default is 4 snapshots per volume).
+MAX_CONCURRENT_SETS = 64
+#: Each field's range: (least, most); ``None`` (the profile's default) is allowed where noted.
+SCHEDULE_RANGES: dict[str, tuple[int, int]] = {
+    "per_node": (1, MAX_CONCURRENT_SETS),
+    "per_csv": (1, MAX_CONCURRENT_SETS),
+    # At most one copy per VM a node runs.
+    "streams_per_node": (1, MAX_VMS_PER_NODE),
+    "batch_vms": (0, MAX_VMS_PER_CLUSTER),
+    "csvs_per_set": (1, MAX_VOLUMES_PER_SET),
+}
+
+
 @dataclass(frozen=True)
 class Schedule:
     #: "coordinator" (the CSV's), "round-robin", or a node name (ws2012; 2008 R2 forces "owner").
@@ -82,6 +97,18 @@ class Schedule:
     batch_vms: int = 0
     #: CSVs per snapshot set on ws2012 (at most 64).
     csvs_per_set: int = 1
+
+    def __post_init__(self) -> None:
+        # Checked here, once: a 0 or a negative limit would let no set start, and the run wait
+        # for ever.
+        for name, (least, most) in SCHEDULE_RANGES.items():
+            v = getattr(self, name)
+            if v is None and name in ("per_node", "per_csv"):
+                continue
+            if isinstance(v, bool) or not isinstance(v, int) or not least <= v <= most:
+                raise InvalidArgumentError(
+                    f"schedule {name} = {v!r}: expected an integer from {least} to {most}"
+                )
 
     def limits(self, sc: Scenario) -> tuple[int, int]:
         """(per node, per CSV) for the scenario's profile."""

@@ -16,7 +16,8 @@
 
 Generated entries are appended to any written ``[[nodes]]``/``[[csvs]]``/``[[vms]]`` and then
 validated like them. Placement uses ``random.Random(seed)``: the same file always yields the same
-cluster. No node gets more than 1,024 VMs (placement retries another node).
+cluster. No node gets more than 1,024 VMs: placement retries another node, a bounded number of
+times, then takes the first node with room; more VMs than the nodes can hold are refused first.
 """
 
 from __future__ import annotations
@@ -26,8 +27,14 @@ from collections.abc import Callable
 from typing import Any
 
 from vssim.errors import ScenarioError
+from vssim.scenario.limits import (
+    CSV_SIZE_SOURCE,
+    DISK_SIZE_SOURCE,
+    MAX_CSV_SIZE,
+    MAX_DISK_SIZE,
+)
 from vssim.scenario.model import MAX_NODES, MAX_VMS_PER_CLUSTER, MAX_VMS_PER_NODE
-from vssim.units import parse_size
+from vssim.units import parse_size, size_text
 
 GENERATE_KEYS = (
     "nodes",
@@ -48,6 +55,10 @@ GENERATE_KEYS = (
 
 Fail = Callable[[str, object, str], ScenarioError]
 Raw = list[dict[str, Any]]
+#: Random node picks a VM gets before placement takes the first node with room (model choice:
+#: with room on any node, 64 picks all landing on full nodes is as good as never; a cluster
+#: filled to the brim still ends).
+PLACEMENT_TRIES = 64
 
 
 def _count(gen: dict[str, Any], key: str, limit: int, fail: Fail) -> int:
@@ -66,8 +77,13 @@ def _share(gen: dict[str, Any], key: str, fail: Fail) -> float:
 
 def _size(gen: dict[str, Any], key: str, default: str, fail: Fail) -> int:
     v = parse_size(gen.get(key, default))
-    if v is None or v <= 0:
-        raise fail(f"generate.{key}", gen.get(key), "a size > 0 ('127 GiB')")
+    if v is None or not 0 < v <= MAX_DISK_SIZE:
+        raise fail(
+            f"generate.{key}",
+            gen.get(key),
+            f"a size from 1 byte to {size_text(MAX_DISK_SIZE)} ({DISK_SIZE_SOURCE}), e.g. "
+            "'127 GiB'",
+        )
     return v
 
 
@@ -89,6 +105,8 @@ def generate(
     run_share = _share(gen, "running", fail)
     provider = gen.get("provider", "system")
     iops = gen.get("write_iops", 20)
+    if isinstance(iops, bool) or not isinstance(iops, int | float) or not 0 <= iops < float("inf"):
+        raise fail("generate.write_iops", iops, "a number of writes per second >= 0")
     workload = gen.get("workload", {})
     if not isinstance(workload, dict):
         raise fail("generate.workload", workload, "a table of workload keys")
@@ -105,8 +123,13 @@ def generate(
     per_csv_vms = -(-n_vms // max(1, n_csvs)) if n_csvs else 0
     default_csv = per_csv_vms * disks_per_vm * allocated * 5 // 4 or 1024**4
     csv_size = parse_size(gen["csv_size"]) if "csv_size" in gen else default_csv
-    if csv_size is None or csv_size <= 0:
-        raise fail("generate.csv_size", gen.get("csv_size"), "a size > 0 ('64 TiB')")
+    if csv_size is None or not 0 < csv_size <= MAX_CSV_SIZE:
+        raise fail(
+            "generate.csv_size",
+            gen.get("csv_size", f"{default_csv} bytes (VMs per CSV × disks × allocated × 1.25)"),
+            f"a size from 1 byte to {size_text(MAX_CSV_SIZE)} ({CSV_SIZE_SOURCE}), e.g. "
+            "'64 TiB' (more CSVs hold more VMs)",
+        )
     for k in range(n_csvs):
         out_csvs.append(
             {
@@ -126,12 +149,24 @@ def generate(
     for v in vms:
         if v.get("node") in load:
             load[v["node"]] += 1
+    room = sum(max(0, MAX_VMS_PER_NODE - n) for n in load.values())
+    if n_vms > room:
+        raise fail(
+            "generate.vms",
+            n_vms,
+            f"at most {room} more VMs: {len(load)} node(s) of at most {MAX_VMS_PER_NODE} VMs "
+            "each (Windows Server 2012's limit per node), less the VMs already placed",
+        )
     out_vms = list(vms)
     vwidth = max(4, len(str(n_vms)))
     for i in range(1, n_vms + 1):
         node = rng.choice(node_names)
-        while load[node] >= MAX_VMS_PER_NODE:
+        for _ in range(PLACEMENT_TRIES):
+            if load[node] < MAX_VMS_PER_NODE:
+                break
             node = rng.choice(node_names)
+        else:
+            node = next(n for n in node_names if load[n] < MAX_VMS_PER_NODE)
         load[node] += 1
         name = f"{vm_prefix}{i:0{vwidth}d}"
         out_vms.append(

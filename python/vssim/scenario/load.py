@@ -21,6 +21,8 @@ otherwise be silently ignored). Ids not given are derived from the seed (:mod:`.
 from __future__ import annotations
 
 import datetime as dt
+import math
+import ntpath
 import re
 import tomllib
 import uuid
@@ -33,6 +35,18 @@ from vssim.errors import ScenarioError
 from vssim.hresults import HResult
 from vssim.scenario.generate import GENERATE_KEYS, generate
 from vssim.scenario.guids import derive_guid
+from vssim.scenario.limits import (
+    CSV_SIZE_SOURCE,
+    DISK_SIZE_SOURCE,
+    MAX_BANDWIDTH,
+    MAX_CSV_SIZE,
+    MAX_DISK_SIZE,
+    MAX_PERIOD_S,
+    MAX_STEP_S,
+    MAX_VM_MEMORY,
+    MIN_BANDWIDTH,
+    VM_MEMORY_SOURCE,
+)
 from vssim.scenario.model import (
     MAX_NODES,
     MAX_VMS_PER_CLUSTER,
@@ -50,7 +64,7 @@ from vssim.scenario.model import (
     Vm,
     Workload,
 )
-from vssim.units import parse_rate, parse_size
+from vssim.units import parse_rate, parse_size, size_text
 
 T = TypeVar("T")
 
@@ -142,8 +156,41 @@ def _int(v: object) -> int | None:
 
 def _nonneg_float(v: object) -> float | None:
     if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0:
-        return float(v)
+        f = float(v) if v < 1e300 else math.inf
+        return f if math.isfinite(f) else None
     return None
+
+
+def _seconds(limit: float) -> Callable[[object], float | None]:
+    """Seconds from 0 to ``limit``."""
+    return lambda v: _le(_nonneg_float(v), limit)
+
+
+def _size_in(least: int, most: int) -> Callable[[object], int | None]:
+    def inner(v: object) -> int | None:
+        n = parse_size(v)
+        return n if n is not None and least <= n <= most else None
+
+    return inner
+
+
+def _size_range(least: int, most: int, source: str, example: str) -> str:
+    low = "0" if least == 0 else "1 byte"
+    return f"a size from {low} to {size_text(most)} ({source}), e.g. {example!r}"
+
+
+#: A CSV's size, a VM disk's, bytes a guest writes into its disk, a guest's memory.
+_CSV_SIZE = (_size_in(1, MAX_CSV_SIZE), _size_range(1, MAX_CSV_SIZE, CSV_SIZE_SOURCE, "2 TiB"))
+_DISK_SIZE = (
+    _size_in(1, MAX_DISK_SIZE),
+    _size_range(1, MAX_DISK_SIZE, DISK_SIZE_SOURCE, "127 GiB"),
+)
+_DISK_BYTES = (
+    _size_in(0, MAX_DISK_SIZE),
+    _size_range(0, MAX_DISK_SIZE, DISK_SIZE_SOURCE, "64 MiB"),
+)
+_MEMORY = (_size_in(0, MAX_VM_MEMORY), _size_range(0, MAX_VM_MEMORY, VM_MEMORY_SOURCE, "4 GiB"))
+_BANDWIDTH = "a bandwidth from 1 Mbit/s to 1 Tbit/s, e.g. '400 MB/s'"
 
 
 def _guid(v: object) -> uuid.UUID | None:
@@ -155,17 +202,9 @@ def _guid(v: object) -> uuid.UUID | None:
         return None
 
 
-def _positive(conv: Callable[[object], int | None]) -> Callable[[object], int | None]:
-    def inner(v: object) -> int | None:
-        n = conv(v)
-        return n if n is not None and n > 0 else None
-
-    return inner
-
-
 def _positive_rate(v: object) -> float | None:
     r = parse_rate(v)
-    return r if r is not None and r > 0 else None
+    return r if r is not None and MIN_BANDWIDTH <= r <= MAX_BANDWIDTH else None
 
 
 def _datetime(v: object) -> dt.datetime | None:
@@ -190,7 +229,7 @@ def parse_scenario(raw: dict[str, Any], path: Path) -> Scenario:
     r.known(cluster, "cluster", ("name", "os", "seed", "start"))
     name = r.get(cluster, "name", "cluster", _str, "a non-empty string", "cluster")
     os_value = cluster.get("os", "ws2012")
-    if os_value not in {o.value for o in OsProfile}:
+    if os_value not in tuple(o.value for o in OsProfile):  # (a list is unhashable)
         raise r.fail("cluster.os", os_value, "one of 'ws2008r2', 'ws2012'")
     os = OsProfile(os_value)
     seed = r.get(cluster, "seed", "cluster", _int, "an integer", 0)
@@ -201,7 +240,7 @@ def parse_scenario(raw: dict[str, Any], path: Path) -> Scenario:
     links_t = r.table(raw, "links", "links")
     r.known(links_t, "links", tuple(DEFAULT_LINKS))
     lk = {
-        k: r.get(links_t, k, "links", _positive_rate, "a bandwidth > 0 ('400 MB/s')", parse_rate(d))
+        k: r.get(links_t, k, "links", _positive_rate, _BANDWIDTH, parse_rate(d))
         for k, d in DEFAULT_LINKS.items()
     }
     links = Links(**lk)
@@ -210,6 +249,7 @@ def parse_scenario(raw: dict[str, Any], path: Path) -> Scenario:
     raw_csvs = r.array(raw, "csvs", "csvs")
     raw_vms = r.array(raw, "vms", "vms")
     gen = r.table(raw, "generate", "generate")
+    written = len(raw_vms)
     if gen:
         r.known(gen, "generate", GENERATE_KEYS)
         raw_nodes, raw_csvs, raw_vms = generate(gen, seed, raw_nodes, raw_csvs, raw_vms, r.fail)
@@ -217,9 +257,10 @@ def parse_scenario(raw: dict[str, Any], path: Path) -> Scenario:
     nodes = _nodes(r, raw_nodes, links)
     node_names = {n.name.lower(): n.name for n in nodes}
     csvs = _csvs(r, raw_csvs, node_names, seed, links)
-    vms = _vms(r, raw_vms, node_names, {c.name: c for c in csvs}, seed)
+    vms = _vms(r, raw_vms, node_names, {c.name: c for c in csvs}, seed, written)
     faults = _faults(r, r.array(raw, "faults", "faults"), node_names, vms)
     _check_ids(r, csvs, vms)
+    _check_disk_paths(r, csvs, vms)
     return Scenario(
         path=path,
         name=name,
@@ -248,7 +289,7 @@ def _nodes(r: _Reader, raw: list[dict[str, Any]], links: Links) -> list[Node]:
         if name.lower() in seen:
             raise r.fail(f"{path}.name", name, "a node name not used before")
         seen.add(name.lower())
-        bw = r.get(t, "nic_bandwidth", path, _positive_rate, "a bandwidth > 0", links.nic_bandwidth)
+        bw = r.get(t, "nic_bandwidth", path, _positive_rate, _BANDWIDTH, links.nic_bandwidth)
         out.append(Node(name=name, nic_bandwidth=bw))
     return out
 
@@ -288,17 +329,22 @@ def _csvs(
         coord = r.get(t, "coordinator", path, _str, "a node name")
         if coord.lower() not in nodes:
             raise r.fail(f"{path}.coordinator", coord, f"one of the nodes ({_few(nodes.values())})")
-        size = r.get(t, "size", path, _positive(parse_size), "a size > 0 ('2 TiB')")
+        size = r.get(t, "size", path, *_CSV_SIZE)
         limit: int | None = None
         if "diff_area_limit" in t:
             limit = r.get(t, "diff_area_limit", path, parse_size, "a size ('100 GiB')")
-            if limit < MIN_DIFF_AREA:
-                raise r.fail(f"{path}.diff_area_limit", t["diff_area_limit"], "at least 320 MiB")
+            if not MIN_DIFF_AREA <= limit <= MAX_CSV_SIZE:
+                raise r.fail(
+                    f"{path}.diff_area_limit",
+                    t["diff_area_limit"],
+                    f"at least 320 MiB (volsnap's least) and at most {size_text(MAX_CSV_SIZE)} "
+                    f"({CSV_SIZE_SOURCE})",
+                )
         prov = t.get("provider", "system")
-        if prov not in {p.value for p in ProviderKind}:
+        if prov not in tuple(p.value for p in ProviderKind):
             raise r.fail(f"{path}.provider", prov, "'system' or 'hardware'")
         guid = r.get(t, "volume_guid", path, _guid, "a GUID", derive_guid(seed, "csv", name))
-        bw = r.get(t, "bandwidth", path, _positive_rate, "a bandwidth > 0", links.csv_bandwidth)
+        bw = r.get(t, "bandwidth", path, _positive_rate, _BANDWIDTH, links.csv_bandwidth)
         out.append(
             Csv(name, mount, guid, nodes[coord.lower()], size, limit, ProviderKind(prov), bw)
         )
@@ -326,14 +372,19 @@ def _workload(r: _Reader, t: object, path: str) -> Workload:
     return Workload(
         write_iops=r.get(t, "write_iops", path, _nonneg_float, "a number >= 0", d.write_iops),
         guest_vss_seconds=r.get(
-            t, "guest_vss_seconds", path, _nonneg_float, "a number >= 0", d.guest_vss_seconds
+            t,
+            "guest_vss_seconds",
+            path,
+            _seconds(MAX_STEP_S),
+            f"seconds from 0 to {MAX_STEP_S:,.0f} (a day)",
+            d.guest_vss_seconds,
         ),
         auto_recovery_bytes=r.get(
-            t, "auto_recovery_bytes", path, parse_size, "a size", d.auto_recovery_bytes
+            t, "auto_recovery_bytes", path, *_DISK_BYTES, d.auto_recovery_bytes
         ),
-        memory_bytes=r.get(t, "memory", path, parse_size, "a size", d.memory_bytes),
+        memory_bytes=r.get(t, "memory", path, *_MEMORY, d.memory_bytes),
         guest_snapshot_bytes=r.get(
-            t, "guest_snapshot_bytes", path, parse_size, "a size", d.guest_snapshot_bytes
+            t, "guest_snapshot_bytes", path, *_DISK_BYTES, d.guest_snapshot_bytes
         ),
         **_stream(r, t, path, d),
     )
@@ -414,12 +465,17 @@ def _stream(r: _Reader, t: dict[str, Any], path: str, d: Workload) -> dict[str, 
             t,
             "diurnal_period_s",
             path,
-            lambda v: _le(_nonneg_float(v), float("inf"), True),
-            "a period > 0 seconds",
+            lambda v: _le(_nonneg_float(v), MAX_PERIOD_S, True),
+            f"a period > 0 seconds, at most {MAX_PERIOD_S:,.0f} (a week)",
             d.diurnal_period_s,
         ),
         "diurnal_peak_s": r.get(
-            t, "diurnal_peak_s", path, _nonneg_float, "seconds >= 0", d.diurnal_peak_s
+            t,
+            "diurnal_peak_s",
+            path,
+            _seconds(MAX_PERIOD_S),
+            f"seconds from 0 to {MAX_PERIOD_S:,.0f} (a week)",
+            d.diurnal_peak_s,
         ),
     }
 
@@ -431,7 +487,12 @@ def _le(v: float | None, limit: float, positive: bool = False) -> float | None:
 
 
 def _vms(
-    r: _Reader, raw: list[dict[str, Any]], nodes: dict[str, str], csvs: dict[str, Csv], seed: int
+    r: _Reader,
+    raw: list[dict[str, Any]],
+    nodes: dict[str, str],
+    csvs: dict[str, Csv],
+    seed: int,
+    written: int,
 ) -> list[Vm]:
     out: list[Vm] = []
     names: set[str] = set()
@@ -441,7 +502,8 @@ def _vms(
         raise r.fail("vms", f"{len(raw)} VMs", f"at most {MAX_VMS_PER_CLUSTER} VMs per cluster")
     keys = ("name", "guid", "node", "csv", "integration_services", "running", "disks", "workload")
     for i, t in enumerate(raw):
-        path = f"vms[{i}]"
+        # A VM [generate] made is named by where its values came from.
+        path = f"vms[{i}]" if i < written else f"generate (vms[{i}])"
         r.known(t, path, keys)
         name = r.get(t, "name", path, _str, "a non-empty string")
         if name.lower() in names:
@@ -467,8 +529,15 @@ def _vms(
                 raise r.fail(dpath, dt_, "a table { size, allocated }")
             r.known(dt_, dpath, ("file", "size", "allocated"))
             default_file = f"{name}.vhdx" if j == 0 else f"{name}_{j}.vhdx"
-            file = r.get(dt_, "file", dpath, _str, "a file name", default_file)
-            size = r.get(dt_, "size", dpath, _positive(parse_size), "a size > 0")
+            file = r.get(
+                dt_,
+                "file",
+                dpath,
+                _file_name,
+                'a file name (at most 255 characters, none of \\ / : * ? " < > |)',
+                default_file,
+            )
+            size = r.get(dt_, "size", dpath, *_DISK_SIZE)
             alloc = r.get(dt_, "allocated", dpath, parse_size, "a size", size)
             if alloc > size or alloc < 0:
                 raise r.fail(f"{dpath}.allocated", dt_.get("allocated"), f"0 .. size ({size})")
@@ -514,7 +583,7 @@ def _faults(
             vm = vm_names[vm_name.lower()].name
             t = {**t, "node": t.get("node", vm_names[vm_name.lower()].node)}
         kind = t.get("kind")
-        if kind not in {k.value for k in FaultKind}:
+        if kind not in tuple(k.value for k in FaultKind):
             raise r.fail(f"{path}.kind", kind, f"one of {', '.join(k.value for k in FaultKind)}")
         node: str | None = None
         if "node" in t:
@@ -534,7 +603,9 @@ def _faults(
             if not isinstance(name, str) or name not in HResult.__members__:
                 raise r.fail(f"{path}.hresult", name, "a VSS HRESULT name (VSS_E_…)")
             hr = int(HResult[name])
-        seconds = r.get(t, "seconds", path, _nonneg_float, "a number of seconds >= 0", 0.0)
+        seconds = r.get(
+            t, "seconds", path, _seconds(MAX_STEP_S), f"seconds from 0 to {MAX_STEP_S:,.0f}", 0.0
+        )
         fk = FaultKind(kind)
         if fk in (FaultKind.WRITER_FAIL, FaultKind.NODE_DOWN) and node is None:
             raise r.fail(f"{path}.node", None, f"a node (required for kind = {kind!r})")
@@ -560,6 +631,37 @@ def _check_ids(r: _Reader, csvs: list[Csv], vms: list[Vm]) -> None:
                 f"vms[{i}].guid", str(v.guid), f"a GUID not already used by {seen[v.guid]}"
             )
         seen[v.guid] = f"vms[{i}]"
+
+
+#: Characters a Windows file name cannot hold (and the path separators).
+_NOT_IN_FILE_NAME = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
+
+
+def _file_name(v: object) -> str | None:
+    """A plain Windows file name: no folder part, nothing NTFS refuses in a name."""
+    if not isinstance(v, str) or v in ("", ".", "..") or len(v) > 255:
+        return None
+    return None if _NOT_IN_FILE_NAME.search(v) or v[-1] in " ." else v
+
+
+def _check_disk_paths(r: _Reader, csvs: list[Csv], vms: list[Vm]) -> None:
+    """Every disk is its own file: no two disks of one CSV resolve to one path
+    (``<mount>\\<VM>\\Virtual Hard Disks\\<file>``, compared as NTFS does, case folded)."""
+    mounts = {c.name: c.mount_point for c in csvs}
+    seen: dict[str, tuple[str, int]] = {}
+    for i, vm in enumerate(vms):
+        for j, d in enumerate(vm.disks):
+            path = ntpath.normpath(f"{mounts[vm.csv]}\\{vm.name}\\Virtual Hard Disks\\{d.file}")
+            key = path.casefold()
+            if key in seen:
+                other, k = seen[key]
+                raise r.fail(
+                    f"vms[{i}].disks[{j}].file",
+                    d.file,
+                    f"a file of its own: VM {vm.name!r} disk {j} and VM {other!r} disk {k} "
+                    f"would both be {path} on CSV {vm.csv!r}",
+                )
+            seen[key] = (vm.name, j)
 
 
 def _few(names: object) -> str:
