@@ -309,6 +309,11 @@ impl ModelCluster {
         Ok(())
     }
 
+    /// The spec VM `vm`'s stream runs.
+    pub fn workload(&self, vm: usize) -> Result<&WorkloadSpec> {
+        Ok(self.vm(vm)?.gen.spec())
+    }
+
     pub fn totals(&self, vm: usize) -> Result<VmTotals> {
         Ok(self.vm(vm)?.totals)
     }
