@@ -223,11 +223,11 @@ impl WorkloadSpec {
                 frac("region_fraction", region_fraction, false)?;
             }
         }
-        if !self.growth_per_day.is_finite() || !(0.0..=1.0).contains(&self.growth_per_day) {
+        if !self.growth_per_day.is_finite() || self.growth_per_day < 0.0 {
             return Err(Error::invalid(
                 "growth_per_day",
                 format!(
-                    "{}: expected 0 to 1 (a fraction of the data per day)",
+                    "{}: expected a finite fraction of the data per day, >= 0",
                     self.growth_per_day
                 ),
             ));
