@@ -45,7 +45,7 @@ def test_vms_on_a_down_node_stop_writing() -> None:
     assert written(r_up, "NODE03") > 0
     assert written(r_down, "NODE03") < 0.2 * written(r_up, "NODE03")
     # The other nodes' VMs write on at their rate (the failed set's snapshots live shorter).
-    assert rate(r_down, "NODE04") == pytest.approx(rate(r_up, "NODE04"), rel=0.1)
+    assert rate(r_down, "NODE04") == pytest.approx(rate(r_up, "NODE04"), rel=0.25)
     assert r_down.writes_simulated < r_up.writes_simulated
 
 

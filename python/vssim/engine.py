@@ -5,8 +5,9 @@
 ``engine.Vhdx.create(...)`` / ``engine.Vhdx.open(...)`` (MS-VHDX files),
 ``engine.ModelCluster`` (modelled cluster workloads, each VM's an ``engine.WorkloadSpec``;
 ``materialize_csv``/``materialize_vm`` put them on real VHDX files on real volumes, with the same
-counts); ``engine.calibrate`` / ``engine.change_fraction`` (the closed form of how much of a disk's
-data a stream changes, and the hot spot that makes a day's change a target). Heavy calls take numpy arrays (offsets ``uint64``, lengths ``uint32``) and release the GIL.
+counts); ``engine.calibrate`` / ``engine.change_fraction`` (the closed form of how much of a
+disk's data a stream changes, and the hot spot that makes a day's change a target). Heavy calls
+take numpy arrays (offsets ``uint64``, lengths ``uint32``) and release the GIL.
 The engine's figures (copy unit, snapshot limit, block sizes) are its module attributes,
 re-exported here.
 """

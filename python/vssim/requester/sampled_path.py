@@ -90,6 +90,11 @@ class SampledPath:
     def node_down(self, run: SetView, node: str) -> None:
         pass  # guests are sampled when the copies end: a down node's VMs are left out then
 
+    def saved_state(self, run: SetView, vm: Vm, saved: bool) -> None:
+        # Guests are sampled from the commit on; a saved VM resumes at PostSnapshot, right after
+        # the commit, so the few seconds between are sampled as written (model choice).
+        pass
+
     def releasing(self, run: SetView) -> None:
         pass
 

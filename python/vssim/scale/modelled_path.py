@@ -16,7 +16,7 @@
   lasts it loads the writing nodes' and the coordinator's NICs (a background flow in the
   fair-share links), so copies over those NICs slow down.
 * A node that goes down stops its VMs' writes at that instant (the protocol moves no VM to
-  another node, so they stay stopped).
+  another node, so they stay stopped); a VM in a saved state writes nothing until it resumes.
 
 With real files behind the model (materialized runs) the context carries a
 :class:`~vssim.scale.materialized_path.RealFiles`, which adds the real counters and writes each
@@ -32,7 +32,7 @@ import numpy as np
 import simpy
 
 from vssim.scale.schedule import BackupKind
-from vssim.scenario import Csv
+from vssim.scenario import Csv, Vm
 from vssim.sim.data_path import GuestWrites, Proc, SetView, take_snapshots
 from vssim.sim.links import nic_link
 from vssim.sim.records import VmCopy
@@ -279,6 +279,10 @@ class ModelledPath:
         for csv in self.job.volumes:
             if run.is_redirected(csv):
                 self._redirect_load(run, csv)
+
+    def saved_state(self, run: SetView, vm: Vm, saved: bool) -> None:
+        """A saved VM's disks write nothing until it resumes (the engine's workload)."""
+        self.ctx.backend.set_saved(vm.name, saved)
 
     def redirect_off(self, run: SetView, csv: Csv, since: float) -> int:
         """What the other nodes' VMs really wrote meanwhile; it crossed the writing node's NIC
