@@ -118,5 +118,6 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "vms_frozen": INT,
         "failures": INT,
         "downtime_s": F,
+        "beyond_supported_limits": S,
     },
 }

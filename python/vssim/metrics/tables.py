@@ -21,6 +21,7 @@ import polars as pl
 from vssim.metrics.schemas import SCHEMAS
 from vssim.sim.records import BackupRecord, RunRecords, SetRecord
 from vssim.vss.enums import hresult_name
+from vssim.vss.profile_limits import beyond_supported
 from vssim.vss.provider_state import ProviderCall
 from vssim.vss.timeline import SCHEMA as TIMELINE_SCHEMA
 from vssim.vss.timeline import PhaseKind, Record
@@ -254,6 +255,7 @@ def phases_table(run: RunRecords) -> pl.DataFrame:
 def summary_table(run: RunRecords) -> pl.DataFrame:
     """One row per backup: the figures a planner compares."""
     t = _cols("summary")
+    beyond = "; ".join(beyond_supported(run.scenario))
     for rec in run.backups:
         read = redirected = network = chunks = frozen = failures = peak = 0
         down = 0.0
@@ -285,6 +287,7 @@ def summary_table(run: RunRecords) -> pl.DataFrame:
             "vms_frozen": frozen,
             "failures": failures,
             "downtime_s": down,
+            "beyond_supported_limits": beyond,
         }
         _append(t, row)
     return _frame("summary", t)

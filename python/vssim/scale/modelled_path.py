@@ -4,8 +4,9 @@
 
 * At the point in time (provider commit) it brings the engine's cluster to that instant and
   records, per VM, what the backup will read: the VHDX files' size (full, copy, selective) or the
-  bytes changed since the VM's previous backup (incremental; change tracking restarts at the
-  snapshot instant, except for copy backups).
+  bytes changed since the VM's previous backup (incremental, with the product's change-tracking
+  filter — ``[cluster] change_tracking``; without one, the whole files; change tracking
+  restarts at the snapshot instant, except for copy backups).
 * It copies the selected VMs in parallel, up to the node's copy streams, over the shared links
   (snapshot → CSV storage → the coordinator's and the requester's NICs when a system-provider
   snapshot lives on another node → backup target).
@@ -32,7 +33,7 @@ import numpy as np
 import simpy
 
 from vssim.scale.schedule import BackupKind
-from vssim.scenario import Csv, Vm
+from vssim.scenario import ChangeTracking, Csv, Vm
 from vssim.sim.data_path import GuestWrites, Proc, SetView, take_snapshots
 from vssim.sim.links import nic_link
 from vssim.sim.records import VmCopy
@@ -113,7 +114,10 @@ class ModelledPath:
         incremental = self.ctx.kind is BackupKind.INCREMENTAL
         for name, c in self.vm_copies.items():
             c.snapshot_at = run.env.now
-            c.incremental = incremental and name in self.ctx.has_base
+            # Without change tracking an incremental reads the whole files (nothing says which
+            # blocks changed).
+            tracked = run.sc.change_tracking is ChangeTracking.FILTER
+            c.incremental = incremental and name in self.ctx.has_base and tracked
             c.disk_bytes = b.planned_disk_bytes(name, c.incremental)
             c.planned = sum(c.disk_bytes)
             c.blocks_changed = b.changed_blocks(name)

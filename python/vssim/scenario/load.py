@@ -2,7 +2,8 @@
 
 Layout::
 
-    [cluster]   name, os = "ws2008r2" | "ws2012", seed, start (TOML datetime)
+    [cluster]   name, os = "ws2008r2" | "ws2012", seed, start (TOML datetime),
+                change_tracking = "filter" | "none" (the backup product's; default "filter")
     [links]     nic_bandwidth, csv_bandwidth, backup_target_bandwidth   ("10 Gbit/s", "400 MB/s")
     [[nodes]]   name, nic_bandwidth?
     [[csvs]]    name, mount_point = 'C:\\ClusterStorage\\VolumeN', coordinator, size,
@@ -60,6 +61,7 @@ from vssim.scenario.model import (
     MAX_VMS_PER_CLUSTER,
     MAX_VMS_PER_NODE,
     MIN_DIFF_AREA,
+    ChangeTracking,
     Csv,
     Disk,
     Fault,
@@ -239,13 +241,16 @@ def parse_scenario(raw: dict[str, Any], path: Path) -> Scenario:
         ("cluster", "links", "nodes", "csvs", "vms", "workloads", "generate", "faults", "plan"),
     )
     cluster = r.table(raw, "cluster", "cluster")
-    r.known(cluster, "cluster", ("name", "os", "seed", "start"))
+    r.known(cluster, "cluster", ("name", "os", "seed", "start", "change_tracking"))
     name = r.get(cluster, "name", "cluster", _str, "a non-empty string", "cluster")
     os_value = cluster.get("os", "ws2012")
     if os_value not in tuple(o.value for o in OsProfile):  # (a list is unhashable)
         raise r.fail("cluster.os", os_value, "one of 'ws2008r2', 'ws2012'")
     os = OsProfile(os_value)
     seed = r.get(cluster, "seed", "cluster", _int, "an integer", 0)
+    tracking = cluster.get("change_tracking", ChangeTracking.FILTER.value)
+    if tracking not in {c.value for c in ChangeTracking}:
+        raise r.fail("cluster.change_tracking", tracking, "'filter' or 'none'")
     start = r.get(
         cluster, "start", "cluster", _datetime, "a TOML datetime", dt.datetime(2012, 6, 1, 9, 0)
     )
@@ -289,6 +294,7 @@ def parse_scenario(raw: dict[str, Any], path: Path) -> Scenario:
         vms=tuple(vms),
         links=links,
         faults=tuple(faults),
+        change_tracking=ChangeTracking(tracking),
     )
 
 

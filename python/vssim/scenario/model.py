@@ -27,6 +27,21 @@ class OsProfile(StrEnum):
     WS2012 = "ws2012"
 
 
+class ChangeTracking(StrEnum):
+    """How the backup product knows which blocks an incremental reads. Windows Server 2008 R2
+    and 2012 have no change tracking of their own for VMs (Resilient Change Tracking came with
+    Windows Server 2016), so "each vendor had to implement their own filesystem filter that
+    would track the blocks that changed between backups" (John Savill, *Mastering Hyper-V 2016*,
+    ch. 7; Aidan Finn, "Windows Server Technical Preview – Resilient Change Tracking",
+    aidanfinn.com/?p=17505)."""
+
+    #: The product's file-system filter driver tracks changed blocks (the default, both
+    #: profiles: what 2012-era products shipped).
+    FILTER = "filter"
+    #: None: an incremental reads the VM's whole files, as a product without one must.
+    NONE = "none"
+
+
 class ProviderKind(StrEnum):
     """The provider that makes a CSV's snapshots: volsnap (system) or an array (hardware)."""
 
@@ -247,6 +262,7 @@ class Scenario:
     vms: tuple[Vm, ...]
     links: Links
     faults: tuple[Fault, ...] = field(default=())
+    change_tracking: ChangeTracking = ChangeTracking.FILTER
 
     @cached_property
     def node_by_name(self) -> dict[str, Node]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import random
 
-from vssim.scenario import Csv, Scenario, Vm
+from vssim.scenario import Csv, Scenario, Vm, Workload
 
 #: Writes per second at which a guest's freeze median doubles (model choice).
 FREEZE_LOAD_WRITES = 500.0
@@ -39,15 +39,14 @@ def write_rate(vm: Vm) -> float:
     return vm.workload.write_iops * vm.workload.mean_write_bytes
 
 
-def freeze_median(vm: Vm) -> float:
-    """The median of the VM's prepare-and-freeze draw, in seconds."""
-    w = vm.workload
+def freeze_median(w: Workload) -> float:
+    """The median of a guest's prepare-and-freeze draw, in seconds."""
     return w.guest_vss_seconds * (1.0 + w.write_iops / FREEZE_LOAD_WRITES)
 
 
 def guest_freeze_s(sc: Scenario, vm: Vm, at: float) -> float:
     """Seconds the VM's guest writers take to prepare and freeze, starting at ``at``."""
-    median = freeze_median(vm)
+    median = freeze_median(vm.workload)
     if median <= 0:
         return 0.0
     rng = random.Random(f"guest freeze {sc.seed} {vm.guid} {at:.6f}")
