@@ -7,7 +7,6 @@ from typing import Any
 
 from vssim.scenario import Scenario, parse_scenario
 
-
 #: The workload these tests' scenarios run unless they give one: a hot spot of a tenth of the
 #: data taking 90 % of the writes, 30 % reads, the engine's typical size mix, no growth — far
 #: more copy-on-write than a calibrated class, so the diff areas the tests size fill.

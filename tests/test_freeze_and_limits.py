@@ -42,7 +42,8 @@ def test_freezes_vary_and_split_into_guest_and_write_hold() -> None:
     assert frozen.height > 30
     f = frozen["freeze_s"]
     p50, p95 = f.quantile(0.5, "linear"), f.quantile(0.95, "linear")
-    assert p50 is not None and p95 is not None
+    assert p50 is not None
+    assert p95 is not None
     assert p50 < p95 < f.max()  # type: ignore[operator]
     # freeze = the guest's own (drawn) + the host's write-hold (the set's, the same for its VMs).
     assert ((frozen["guest_freeze_s"] + frozen["write_hold_s"] - f).abs() < 1e-9).all()
@@ -60,7 +61,7 @@ def test_a_busier_guest_freezes_longer() -> None:
     q, b = (t.filter(online)["guest_freeze_s"].median() for t in (quiet, loud))
     assert b > 2 * q  # type: ignore[operator]
     sc = parse_scenario(busy, Path("b.toml"))
-    assert freeze_costs.guest_flush_bytes(sc.vms[0]) == int(1000 * 8192 * 8)
+    assert freeze_costs.guest_flush_bytes(sc.vms[0]) == (1000 * 8192 * 8)
 
 
 def test_saved_vms_write_nothing_while_saved(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,7 +113,8 @@ def test_a_17_node_2008r2_cluster_is_beyond_the_supported_limit(tmp_path: Path) 
     raw = small_cluster("ws2008r2", nodes=17)
     sc = parse_scenario(raw, Path("n17.toml"))
     notes = beyond_supported(sc)
-    assert len(notes) == 1 and "beyond the supported limit of 16 nodes" in notes[0]
+    assert len(notes) == 1
+    assert "beyond the supported limit of 16 nodes" in notes[0]
     r = vssim.run(sc, "full")
     assert r.summary["beyond_supported_limits"].to_list() == [notes[0]]
     for p in r.write_parquet(tmp_path / "out"):
@@ -169,8 +171,10 @@ def test_without_change_tracking_an_incremental_reads_whole_files() -> None:
         out[tracking] = (s, inc["incremental"].to_list())
     (full_f, inc_f), flags_f = out["filter"]
     (full_n, inc_n), flags_n = out["none"]
-    assert inc_f < 0.05 * full_f and all(flags_f)
-    assert inc_n == pytest.approx(full_n, rel=0.02) and not any(flags_n)
+    assert inc_f < 0.05 * full_f
+    assert all(flags_f)
+    assert inc_n == pytest.approx(full_n, rel=0.02)
+    assert not any(flags_n)
     with pytest.raises(ScenarioError, match="change_tracking"):
         parse_scenario(small_cluster(cluster={"change_tracking": "rct"}), Path("x.toml"))
 

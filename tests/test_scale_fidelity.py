@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import random
 import polars as pl
 import pytest
 import simpy
@@ -145,3 +146,27 @@ def test_overflow_during_a_copy_fails_it_at_that_instant() -> None:
     assert set(later["result"].to_list()) <= {"VSS_E_INSUFFICIENT_STORAGE"}
     stopped = r.phases.filter(pl.col("detail").str.contains("deleted \\(diff area full\\) during"))
     assert stopped.height == reading.height
+
+
+def test_transfers_finish_late_in_a_long_run() -> None:
+    # At a million simulated seconds the clock's resolution is 1e-10 s, a tenth of a byte at
+    # 1 GB/s: a finish closer than that must complete, not refire its timer at the same instant.
+    sc = small(vms=2, target="1 GB/s", csv_bandwidth="3 GB/s")
+    env = simpy.Environment(initial_time=1e6)
+    links = FairShareLinks(env, sc)
+    rng = random.Random(4)
+    done: list[float] = []
+
+    def p(delay: float, n: int) -> Any:
+        yield env.timeout(delay)
+        yield from links.transfer(n, sc.csvs[rng.randrange(2)], target=rng.random() < 0.5)
+        done.append(env.now)
+
+    for _ in range(200):
+        env.process(p(rng.uniform(0, 5), rng.randrange(1, 5_000_000)))
+    steps = 0
+    while env.peek() != float("inf"):
+        env.step()
+        steps += 1
+        assert steps < 100_000, "the links' timer refires without the clock moving"
+    assert len(done) == 200
