@@ -4,10 +4,10 @@ happens."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
-import random
 import polars as pl
 import pytest
 import simpy
