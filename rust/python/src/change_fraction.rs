@@ -6,6 +6,7 @@ use vssim_engine::cbt;
 use vssim_engine::estimate::change_fraction as cf;
 use vssim_engine::workload::DiskData;
 
+use crate::args::{as_opt_u64, as_u64};
 use crate::errors::detached;
 use crate::spec::WorkloadSpec;
 
@@ -26,9 +27,9 @@ fn disk(disk_size: u64, used: Option<u64>) -> DiskData {
 pub fn calibrate(
     py: Python<'_>,
     workload: PyRef<'_, WorkloadSpec>,
-    disk_size: u64,
-    used: Option<u64>,
-    tracking_block: u64,
+    #[pyo3(from_py_with = as_u64::disk_size)] disk_size: u64,
+    #[pyo3(from_py_with = as_opt_u64::used)] used: Option<u64>,
+    #[pyo3(from_py_with = as_u64::tracking_block)] tracking_block: u64,
 ) -> PyResult<(WorkloadSpec, f64)> {
     let spec = workload.inner.clone();
     let d = disk(disk_size, used);
@@ -48,11 +49,11 @@ pub fn calibrate(
 pub fn change_fraction(
     py: Python<'_>,
     workload: PyRef<'_, WorkloadSpec>,
-    disk_size: u64,
-    used: Option<u64>,
-    seconds: u64,
-    seed: u64,
-    tracking_block: u64,
+    #[pyo3(from_py_with = as_u64::disk_size)] disk_size: u64,
+    #[pyo3(from_py_with = as_opt_u64::used)] used: Option<u64>,
+    #[pyo3(from_py_with = as_u64::seconds)] seconds: u64,
+    #[pyo3(from_py_with = as_u64::seed)] seed: u64,
+    #[pyo3(from_py_with = as_u64::tracking_block)] tracking_block: u64,
 ) -> PyResult<f64> {
     let spec = workload.inner.clone();
     let d = disk(disk_size, used);
