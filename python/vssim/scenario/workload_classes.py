@@ -37,7 +37,7 @@ Sources (the README's calibration table lists each figure beside its source):
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -165,7 +165,3 @@ def assign(n: int, mix: Mapping[str, float], seed: int) -> list[str]:
     out = [name for (name, _), k in zip(parts, counts, strict=True) for _ in range(k)]
     random.Random(f"workload mix {seed}").shuffle(out)
     return out
-
-
-def known(names: Sequence[str]) -> str:
-    return ", ".join(names)
