@@ -134,7 +134,7 @@ def test_explicit_keys_override_the_class() -> None:
         ({"wl": {"class": "nosuch"}}, "vms[0].workload.class", "workload class"),
         ({"wl": {"locality": "log", "daily_change": 0.03}}, "vms[0].workload.daily_change", "hot"),
         ({"wl": {"daily_change": 1.5}}, "vms[0].workload.daily_change", "(0, 1)"),
-        ({"wl": {"memory": "0 GiB"}}, "vms[0].workload.memory", "size > 0"),
+        ({"wl": {"memory": "2 TiB"}}, "vms[0].workload.memory", "a size from 0"),
         ({"wl": {"diurnal": "yes"}}, "vms[0].workload.diurnal", "true or false"),
     ],
 )
