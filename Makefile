@@ -70,11 +70,11 @@ lint: lint-rust lint-python
 
 # --- running ---------------------------------------------------------------------------------
 # The capacity plans of the 64-node examples. A full-size (4,000-VM) plan cannot end in minutes
-# on two cores: one 4,000-VM ws2012 full backup alone is ~52 simulated hours of 80,000 guest
-# writes/s (15 billion writes; the engine simulates 3-6 million/s here, its generator alone
-# ~10-14 million/s per core) — see README "Capacity planning". The demo plans the same 64 nodes
-# and 16 CSVs with DEMO_VMS VMs (`vssim plan --vms`), where 2008 R2 already misses the 8-hour
-# window and 2012 fits; `make demo DEMO_VMS=4000` runs the full size (hours).
+# on two cores: one 4,000-VM ws2012 full backup alone reads 210 TiB, ~64 simulated hours at the
+# examples' 1 GB/s target, of ~100,000 guest writes/s (billions of writes; the engine simulates
+# 3-6 million/s here) — see README "Capacity planning". The demo plans the same 64 nodes and 16
+# CSVs with DEMO_VMS VMs (`vssim plan --vms`); `make demo DEMO_VMS=4000` runs the full size
+# (hours).
 DEMO_VMS      ?= 250
 DEMO_PLAN_OPTS ?= --quick --vms $(DEMO_VMS)
 DEMO_PLANS    := examples/ws2012-64n-4000vm.toml examples/ws2008r2-64n-4000vm.toml

@@ -497,7 +497,7 @@ def test_eight_thousand_vms_with_64_tib_disks_cost_what_they_touch() -> None:
             "from vssim.scale.model_cluster import ModelClusterBackend\n"
             "raw = {'cluster': {'name': 'BIG'}, 'generate': {'nodes': 8, 'csvs': 16,\n"
             "       'vms': 8000, 'disk_size': '64 TiB', 'allocated': '1 GiB',\n"
-            "       'csv_size': '256 TiB'}}\n"
+            "       'csv_size': '256 TiB', 'write_iops': 20}}\n"
             "b = ModelClusterBackend(parse_scenario(raw, Path('big.toml')))\n"
             "b.advance_to(0.2)\n"
             "print(b.writes_simulated)\n",

@@ -105,17 +105,23 @@ def test_real_volumes_copy_exactly_what_the_model_counts(tmp_path: Path) -> None
 
 
 def test_the_log_first_used_in_a_later_epoch_rewrites_the_headers_there(tmp_path: Path) -> None:
-    # A sequential 4 KiB log from offset 0 over a dynamic disk whose first 1 MiB block is
-    # allocated: the session starts (headers) in the first window, the first allocation (log
-    # entry, headers with the new LogGuid, BAT page) comes windows later, after other snapshots.
-    # The header chunks are copied again then, on both sides: the model must know the writer
-    # rewrites the headers when it first uses the log.
+    # A sequential 4 KiB log over the data of a dynamic disk whose first 1 MiB block is
+    # allocated (and holds its data), growing by 1 MiB every 2.5 s: the session starts
+    # (headers) in the first window, the first allocation (log entry, headers with the new
+    # LogGuid, BAT page) comes windows later, after other snapshots. The header chunks are
+    # copied again then, on both sides: the model must know the writer rewrites the headers
+    # when it first uses the log.
     c = engine.ModelCluster()
     c.add_csv(8 << 30)
     (tmp_path / "csv").mkdir()
     c.materialize_csv(0, engine.Volume(tmp_path / "csv", tmp_path / "diff"))
     spec = engine.WorkloadSpec(
-        iops=100.0, read_fraction=0.0, sizes=[4096], locality="log", region_fraction=1.0
+        iops=100.0,
+        read_fraction=0.0,
+        sizes=[4096],
+        locality="log",
+        region_fraction=1.0,
+        growth_per_day=engine.DAY_S / 2.5,
     )
     vm = c.add_vm(0, 64 * MiB, spec, allocated=MiB, block_size=MiB, seed=3)
     c.materialize_vm(vm, "vm/disk.vhdx")

@@ -4,6 +4,7 @@ happens."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,16 @@ def test_vms_on_a_down_node_stop_writing() -> None:
     def written(r: Any, node: str) -> int:
         return int(r.vms.filter(pl.col("node") == node)["bytes_written"].sum())
 
+    def rate(r: Any, node: str) -> float:
+        """Bytes the node's VMs wrote per second of their snapshots' lives."""
+        lives = r.csvs.select("backup", "job", "csv", "deleted_s")
+        v = r.vms.filter(pl.col("node") == node).join(lives, on=["backup", "job", "csv"])
+        return float(v["bytes_written"].sum() / (v["deleted_s"] - v["snapshot_s"]).sum())
+
     assert written(r_up, "NODE03") > 0
     assert written(r_down, "NODE03") < 0.2 * written(r_up, "NODE03")
-    assert written(r_down, "NODE04") > 0.5 * written(r_up, "NODE04")
+    # The other nodes' VMs write on at their rate (the failed set's snapshots live shorter).
+    assert rate(r_down, "NODE04") == pytest.approx(rate(r_up, "NODE04"), rel=0.25)
     assert r_down.writes_simulated < r_up.writes_simulated
 
 
@@ -120,12 +128,15 @@ def test_redirected_io_keeps_the_coordinators_nic_busy() -> None:
 
 
 def test_overflow_during_a_copy_fails_it_at_that_instant() -> None:
-    r = run(small("ws2012", diff_area_limit="4 GiB", write_iops=400, target="300 MB/s"), "full")
+    r = run(small("ws2012", diff_area_limit="3 GiB", write_iops=400, target="300 MB/s"), "full")
     lost = r.csvs.filter(pl.col("deleted_by") == "diff area full").select("csv", "deleted_s")
     assert lost.height > 0
     vms = r.vms.join(lost, on="csv")
-    reading = vms.filter(pl.col("copy_start_s") < pl.col("deleted_s"))
+    started = vms.filter(pl.col("copy_start_s") < pl.col("deleted_s"))
+    reading = started.filter(pl.col("copy_end_s") >= pl.col("deleted_s") - 1e-9)
     assert reading.height > 0
+    # Copies done before it fail with their set too (no partial backups).
+    assert set(started["result"].to_list()) == {"VSS_E_INSUFFICIENT_STORAGE"}
     # Every copy reading the snapshot when volsnap deleted it stopped right then (its stream
     # and links freed), failed, and read nothing; the copies after it never started.
     assert ((reading["copy_end_s"] - reading["deleted_s"]).abs() < 1e-9).all()
@@ -135,3 +146,27 @@ def test_overflow_during_a_copy_fails_it_at_that_instant() -> None:
     assert set(later["result"].to_list()) <= {"VSS_E_INSUFFICIENT_STORAGE"}
     stopped = r.phases.filter(pl.col("detail").str.contains("deleted \\(diff area full\\) during"))
     assert stopped.height == reading.height
+
+
+def test_transfers_finish_late_in_a_long_run() -> None:
+    # At a million simulated seconds the clock's resolution is 1e-10 s, a tenth of a byte at
+    # 1 GB/s: a finish closer than that must complete, not refire its timer at the same instant.
+    sc = small(vms=2, target="1 GB/s", csv_bandwidth="3 GB/s")
+    env = simpy.Environment(initial_time=1e6)
+    links = FairShareLinks(env, sc)
+    rng = random.Random(4)
+    done: list[float] = []
+
+    def p(delay: float, n: int) -> Any:
+        yield env.timeout(delay)
+        yield from links.transfer(n, sc.csvs[rng.randrange(2)], target=rng.random() < 0.5)
+        done.append(env.now)
+
+    for _ in range(200):
+        env.process(p(rng.uniform(0, 5), rng.randrange(1, 5_000_000)))
+    steps = 0
+    while env.peek() != float("inf"):
+        env.step()
+        steps += 1
+        assert steps < 100_000, "the links' timer refires without the clock moving"
+    assert len(done) == 200

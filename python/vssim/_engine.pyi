@@ -21,9 +21,13 @@ VHDX_MIN_BLOCK_SIZE: int
 VHDX_MAX_BLOCK_SIZE: int
 VHDX_MAX_VIRTUAL_SIZE: int
 VHDX_MAX_CHAIN_DEPTH: int
+GROWTH_WRITE: int
+DAY_S: float
 __all__ = [
+    "DAY_S",
     "DEFAULT_CBT_BLOCK_SIZE",
     "DEFAULT_CHUNK_SIZE",
+    "GROWTH_WRITE",
     "MAX_CHUNK_SIZE",
     "MAX_SNAPSHOTS",
     "MIN_CHUNK_SIZE",
@@ -47,6 +51,8 @@ __all__ = [
     "WorkloadSpec",
     "WriteResult",
     "__version__",
+    "calibrate",
+    "change_fraction",
 ]
 
 _IntArray = npt.ArrayLike
@@ -181,6 +187,7 @@ class ModelCluster:
     def changed_blocks(self, vm: int) -> int: ...
     def changed_extents(self, vm: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]: ...
     def reset_changes(self, vm: int) -> None: ...
+    def workload(self, vm: int) -> WorkloadSpec: ...
     @property
     def csv_count(self) -> int: ...
     @property
@@ -205,6 +212,8 @@ class WorkloadSpec:
         diurnal_amplitude: float = 0.0,
         diurnal_period_s: float = 86400.0,
         diurnal_peak_s: float = 50400.0,
+        growth_per_day: float = 0.0,
+        daily_change: float | None = None,
     ) -> WorkloadSpec: ...
     @property
     def iops(self) -> float: ...
@@ -214,19 +223,48 @@ class WorkloadSpec:
     def mean_size(self) -> float: ...
     @property
     def locality(self) -> str: ...
+    @property
+    def hot_fraction(self) -> float | None: ...
+    @property
+    def hot_share(self) -> float | None: ...
+    @property
+    def growth_per_day(self) -> float: ...
+    @property
+    def daily_change(self) -> float | None: ...
 
 @final
 class WorkloadGenerator:
     """One VM disk's seeded I/O stream, as ModelCluster generates it."""
 
     def __new__(
-        cls, disk_size: int, workload: WorkloadSpec | None = None, *, seed: int = 0
+        cls,
+        disk_size: int,
+        workload: WorkloadSpec | None = None,
+        *,
+        seed: int = 0,
+        used: int | None = None,
+        tracking_block: int = ...,
     ) -> WorkloadGenerator: ...
+    @property
+    def workload(self) -> WorkloadSpec: ...
     def generate(
         self, t0: float, t1: float
     ) -> tuple[
         npt.NDArray[np.float64], npt.NDArray[np.uint64], npt.NDArray[np.uint32], int, int
     ]: ...
+
+def calibrate(
+    workload: WorkloadSpec, disk_size: int, used: int | None = None, *, tracking_block: int = ...
+) -> tuple[WorkloadSpec, float]: ...
+def change_fraction(
+    workload: WorkloadSpec,
+    disk_size: int,
+    used: int | None = None,
+    seconds: int = 86400,
+    *,
+    seed: int = 0,
+    tracking_block: int = ...,
+) -> float: ...
 
 _Path = str | os.PathLike[str]
 

@@ -5,7 +5,9 @@
 ``engine.Vhdx.create(...)`` / ``engine.Vhdx.open(...)`` (MS-VHDX files),
 ``engine.ModelCluster`` (modelled cluster workloads, each VM's an ``engine.WorkloadSpec``;
 ``materialize_csv``/``materialize_vm`` put them on real VHDX files on real volumes, with the same
-counts). Heavy calls take numpy arrays (offsets ``uint64``, lengths ``uint32``) and release the GIL.
+counts); ``engine.calibrate`` / ``engine.change_fraction`` (the closed form of how much of a
+disk's data a stream changes, and the hot spot that makes a day's change a target). Heavy calls
+take numpy arrays (offsets ``uint64``, lengths ``uint32``) and release the GIL.
 The engine's figures (copy unit, snapshot limit, block sizes) are its module attributes,
 re-exported here.
 """
@@ -13,8 +15,10 @@ re-exported here.
 from __future__ import annotations
 
 from vssim._engine import (
+    DAY_S,
     DEFAULT_CBT_BLOCK_SIZE,
     DEFAULT_CHUNK_SIZE,
+    GROWTH_WRITE,
     MAX_CHUNK_SIZE,
     MAX_SNAPSHOTS,
     MIN_CHUNK_SIZE,
@@ -37,12 +41,16 @@ from vssim._engine import (
     WorkloadGenerator,
     WorkloadSpec,
     WriteResult,
+    calibrate,
+    change_fraction,
 )
 from vssim._engine import __version__ as engine_version
 
 __all__ = [
+    "DAY_S",
     "DEFAULT_CBT_BLOCK_SIZE",
     "DEFAULT_CHUNK_SIZE",
+    "GROWTH_WRITE",
     "MAX_CHUNK_SIZE",
     "MAX_SNAPSHOTS",
     "MIN_CHUNK_SIZE",
@@ -65,5 +73,7 @@ __all__ = [
     "WorkloadGenerator",
     "WorkloadSpec",
     "WriteResult",
+    "calibrate",
+    "change_fraction",
     "engine_version",
 ]

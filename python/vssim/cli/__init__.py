@@ -17,11 +17,31 @@ import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from vssim.cli import bench_report, demo, plan, restore, run, vhdx, volume, vshadow
+from vssim.cli import (
+    bench_report,
+    demo,
+    plan,
+    restore,
+    run,
+    vhdx,
+    volume,
+    vshadow,
+    workloads,
+)
 from vssim.errors import VssimError
 
 #: Subcommand modules, in the order ``vssim --help`` lists them.
-COMMANDS: list[ModuleType] = [demo, run, restore, plan, vshadow, vhdx, volume, bench_report]
+COMMANDS: list[ModuleType] = [
+    demo,
+    run,
+    restore,
+    plan,
+    workloads,
+    vshadow,
+    vhdx,
+    volume,
+    bench_report,
+]
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -188,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
             raise
         raise VssimError(str(exc).strip("'\"")) from None
     console.print(summary_table(result))
+    for note in result.beyond_limits:
+        console.print(f"[bold yellow]note[/]: {note}")
     console.print(f"{result.writes_simulated:,} guest writes simulated in {result.wall_s:.1f} s")
     if result.materialized is not None:
         console.print(materialized_table(result))

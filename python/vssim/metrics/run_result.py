@@ -15,8 +15,11 @@ import polars as pl
 from vssim.metrics.tables import build_tables
 from vssim.scale.runner import ModelledRun, simulate
 from vssim.scenario import Scenario
+from vssim.vss.profile_limits import beyond_supported
 
 P = ParamSpec("P")
+#: The Parquet metadata key of a run's notes beyond its profile's supported limits.
+PARQUET_LIMITS_KEY = "vssim.beyond_supported_limits"
 
 
 @dataclass
@@ -60,6 +63,11 @@ class RunResult:
             materialized=done.materialized,
         )
 
+    @property
+    def beyond_limits(self) -> tuple[str, ...]:
+        """Where the scenario goes beyond its profile's supported limits (none: supported)."""
+        return beyond_supported(self.scenario)
+
     def tables(self) -> dict[str, pl.DataFrame]:
         out = {name: getattr(self, name) for name in self.TABLES}
         if self.backups is not None and self.invariant is not None:
@@ -71,9 +79,11 @@ class RunResult:
         d = Path(out)
         d.mkdir(parents=True, exist_ok=True)
         paths = []
+        # Every file says whether the cluster is one its Windows supports.
+        meta = {PARQUET_LIMITS_KEY: "; ".join(self.beyond_limits)}
         for name, df in self.tables().items():
             p = d / f"{name}.parquet"
-            df.write_parquet(p)
+            df.write_parquet(p, metadata=meta)
             paths.append(p)
         return paths
 

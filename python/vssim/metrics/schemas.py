@@ -39,6 +39,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "incremental": B,
         "freeze_s": F,
         "downtime_s": F,
+        "guest_freeze_s": F,
+        "write_hold_s": F,
         "snapshot_s": F,
         "copy_start_s": F,
         "copy_end_s": F,
@@ -116,5 +118,6 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "vms_frozen": INT,
         "failures": INT,
         "downtime_s": F,
+        "beyond_supported_limits": S,
     },
 }

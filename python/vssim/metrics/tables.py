@@ -5,9 +5,10 @@ A set's freeze figures come from its timeline's typed records (:class:`~vssim.vs
 PhaseKind` and the call each step carries out), never from their words:
 
 * the set's **freeze window** runs from the first writer's Freeze to the last writer's Thaw;
-* a frozen VM's **freeze** is its guest writers' freeze (seed step ④) plus the set's
-  flush-and-hold — from the flush's start to the end of the last CommitSnapshots step, the time
-  the VM's writes are held.
+* a frozen VM's **freeze** is its guest writers' freeze (seed step ④: prepare, freeze and the
+  guest's flush; ``guest_freeze_s``) plus the set's flush-and-hold — from the flush's start to
+  the end of the last CommitSnapshots step, the time the host holds the VM's writes
+  (``write_hold_s``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import polars as pl
 from vssim.metrics.schemas import SCHEMAS
 from vssim.sim.records import BackupRecord, RunRecords, SetRecord
 from vssim.vss.enums import hresult_name
+from vssim.vss.profile_limits import beyond_supported
 from vssim.vss.provider_state import ProviderCall
 from vssim.vss.timeline import SCHEMA as TIMELINE_SCHEMA
 from vssim.vss.timeline import PhaseKind, Record
@@ -116,6 +118,8 @@ def vms_table(run: RunRecords) -> pl.DataFrame:
                 "incremental": c.incremental,
                 "freeze_s": guest.get(name, 0.0) + held if name in frozen else 0.0,
                 "downtime_s": r.downtime.get(name, 0.0),
+                "guest_freeze_s": guest.get(name, 0.0) if name in frozen else 0.0,
+                "write_hold_s": held if name in frozen else 0.0,
                 "snapshot_s": c.snapshot_at,
                 "copy_start_s": c.copy_start,
                 "copy_end_s": c.copy_end,
@@ -251,6 +255,7 @@ def phases_table(run: RunRecords) -> pl.DataFrame:
 def summary_table(run: RunRecords) -> pl.DataFrame:
     """One row per backup: the figures a planner compares."""
     t = _cols("summary")
+    beyond = "; ".join(beyond_supported(run.scenario))
     for rec in run.backups:
         read = redirected = network = chunks = frozen = failures = peak = 0
         down = 0.0
@@ -282,6 +287,7 @@ def summary_table(run: RunRecords) -> pl.DataFrame:
             "vms_frozen": frozen,
             "failures": failures,
             "downtime_s": down,
+            "beyond_supported_limits": beyond,
         }
         _append(t, row)
     return _frame("summary", t)

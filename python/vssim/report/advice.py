@@ -27,6 +27,8 @@ def recommend(a: Analysis, limits: dict[str, int | None]) -> dict[str, list[str]
     for profile, c in sorted(a.chosen.items()):
         said: list[str] = []
         name = NAMES.get(profile, profile)
+        for note in a.beyond.get(profile, ()):
+            said.append(f"{name} does not support this cluster: {note}; its figures are a what-if.")
         full = a.summary.filter(
             (pl.col("profile") == profile) & (pl.col("strategy") == "full")
         ).sort("concurrency")

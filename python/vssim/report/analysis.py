@@ -30,7 +30,7 @@ How the figures are defined (the report states them too):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -311,6 +311,9 @@ class Analysis:
     chosen: dict[str, int]
     window_s: float
     margin: float
+    #: Per profile, where the cluster goes beyond what that Windows supports
+    #: (:mod:`vssim.vss.profile_limits`; the summary table's ``beyond_supported_limits``).
+    beyond: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def case_summary(summary: pl.DataFrame) -> pl.DataFrame:
@@ -434,4 +437,17 @@ def analyse(
         chosen=chosen,
         window_s=window_s,
         margin=margin,
+        beyond=beyond_limits(summary),
     )
+
+
+def beyond_limits(summary: pl.DataFrame) -> dict[str, tuple[str, ...]]:
+    """Per profile, the notes of its runs beyond the supported limits (tables without the
+    column have none)."""
+    if "beyond_supported_limits" not in summary.columns:
+        return {}
+    out: dict[str, tuple[str, ...]] = {}
+    for profile, notes in summary.select("profile", "beyond_supported_limits").unique().rows():
+        if notes:
+            out[profile] = tuple(dict.fromkeys((*out.get(profile, ()), *notes.split("; "))))
+    return out

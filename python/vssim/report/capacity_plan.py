@@ -346,6 +346,10 @@ def write_report(
         f"Scenario {sc.path}{note}; {runs} backups in modelled runs"
         + (f" in {duration(wall_s)} of wall time" if wall_s is not None else "")
         + f"; target window {duration(settings.window_s)}; vssim plan."
+        + "".join(
+            f" {advice.NAMES.get(p, p)}: " + "; ".join(notes) + "."
+            for p, notes in sorted(a.beyond.items())
+        )
     )
     page = out / "report.html"
     page.write_text(html.render_html(title, meta, a, words, drawn), encoding="utf-8")

@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vssim import engine
-from vssim.scenario import Csv, Scenario, Vm
+from vssim.scenario import ChangeTracking, Csv, Scenario, Vm
 from vssim.scenario.engine_streams import stream_seed, workload_spec
 from vssim.sim.data_path import GuestWrites, Proc, SetView, take_snapshots
 from vssim.sim.run_scope import REQUESTER
@@ -90,6 +90,11 @@ class SampledPath:
     def node_down(self, run: SetView, node: str) -> None:
         pass  # guests are sampled when the copies end: a down node's VMs are left out then
 
+    def saved_state(self, run: SetView, vm: Vm, saved: bool) -> None:
+        # Guests are sampled from the commit on; a saved VM resumes at PostSnapshot, right after
+        # the commit, so the few seconds between are sampled as written (model choice).
+        pass
+
     def releasing(self, run: SetView) -> None:
         pass
 
@@ -133,6 +138,8 @@ class SampledPath:
         last = run.state.last_backup.get(vm.name)
         if kind not in (BackupType.INCREMENTAL, BackupType.DIFFERENTIAL) or last is None:
             return vm.allocated_bytes, "full"
+        if run.sc.change_tracking is ChangeTracking.NONE:
+            return vm.allocated_bytes, f"{kind}, whole files: no change tracking"
         since = last[0] if kind is BackupType.INCREMENTAL else last[1]
         assert run.commit_time is not None
         changed = 0

@@ -195,8 +195,15 @@ class FairShareLinks:
         if gen != self.generation:
             return
         self._settle()
-        # Whatever is due now is done (the timer was set for the earliest finish).
+        # Whatever is due now is done (the timer was set for the earliest finish). Late in a long
+        # run a finish closer than the clock's resolution cannot move the clock (now + dt == now):
+        # what is left of it within a few ulps of now at its rate is due too, or the timer would
+        # fire again and again at the same instant.
+        tick = max(1e-9, abs(float(self.env.now)) * 1e-14)
         for cls in self.classes.values():
-            if cls.heap and cls.heap[0][0] - cls.work <= max(_SLACK, 1e-9 * cls.heap[0][2]):
+            if not cls.heap:
+                continue
+            left = cls.heap[0][0] - cls.work
+            if left <= max(_SLACK, 1e-9 * cls.heap[0][2], cls.rate * tick):
                 cls.work = max(cls.work, cls.heap[0][0])
         self._reschedule()

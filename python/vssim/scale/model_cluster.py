@@ -64,6 +64,9 @@ class ModelClusterBackend:
         #: Engine disk ids of each VM (by name), and each disk's VM index in ``scenario.vms``.
         self.disks: dict[str, list[int]] = {}
         self.vm_csv = {vm.name: vm.csv for vm in scenario.vms}
+        self.vm_by_name = {vm.name: vm for vm in scenario.vms}
+        #: Nodes that went down (their VMs stay stopped).
+        self.down_nodes: set[str] = set()
         owner: list[int] = []
         for i, vm in enumerate(scenario.vms):
             w = vm.workload
@@ -163,6 +166,7 @@ class ModelClusterBackend:
     def node_down(self, node: str) -> None:
         """``node`` went down now: its VMs' writes up to now count, and they write no more."""
         vms = self.scenario.vms_by_node.get(node, [])
+        self.down_nodes.add(node)
         self.sync({vm.csv for vm in vms})
         for vm in vms:
             for d in self.disks[vm.name]:
@@ -170,6 +174,17 @@ class ModelClusterBackend:
         if self.on_changed is not None:
             for csv in sorted({vm.csv for vm in vms}):
                 self.on_changed(csv, True)
+
+    def set_saved(self, vm: str, saved: bool) -> None:
+        """``vm`` goes into a saved state now (its writes up to now count, then none), or
+        resumes (it writes again, unless its node is down or it was not running)."""
+        self.sync((self.vm_csv[vm],))
+        v = self.vm_by_name[vm]
+        running = v.running and not saved and v.node not in self.down_nodes
+        for d in self.disks[vm]:
+            self.model.set_running(d, running)
+        if self.on_changed is not None:
+            self.on_changed(self.vm_csv[vm], True)
 
     def sync(self, csvs: Iterable[str] | None = None) -> None:
         """Bring ``csvs`` (default: every CSV) to the clock's time."""

@@ -4,8 +4,9 @@
 
 * At the point in time (provider commit) it brings the engine's cluster to that instant and
   records, per VM, what the backup will read: the VHDX files' size (full, copy, selective) or the
-  bytes changed since the VM's previous backup (incremental; change tracking restarts at the
-  snapshot instant, except for copy backups).
+  bytes changed since the VM's previous backup (incremental, with the product's change-tracking
+  filter — ``[cluster] change_tracking``; without one, the whole files; change tracking
+  restarts at the snapshot instant, except for copy backups).
 * It copies the selected VMs in parallel, up to the node's copy streams, over the shared links
   (snapshot → CSV storage → the coordinator's and the requester's NICs when a system-provider
   snapshot lives on another node → backup target).
@@ -16,7 +17,7 @@
   lasts it loads the writing nodes' and the coordinator's NICs (a background flow in the
   fair-share links), so copies over those NICs slow down.
 * A node that goes down stops its VMs' writes at that instant (the protocol moves no VM to
-  another node, so they stay stopped).
+  another node, so they stay stopped); a VM in a saved state writes nothing until it resumes.
 
 With real files behind the model (materialized runs) the context carries a
 :class:`~vssim.scale.materialized_path.RealFiles`, which adds the real counters and writes each
@@ -32,7 +33,7 @@ import numpy as np
 import simpy
 
 from vssim.scale.schedule import BackupKind
-from vssim.scenario import Csv
+from vssim.scenario import ChangeTracking, Csv, Vm
 from vssim.sim.data_path import GuestWrites, Proc, SetView, take_snapshots
 from vssim.sim.links import nic_link
 from vssim.sim.records import VmCopy
@@ -113,7 +114,10 @@ class ModelledPath:
         incremental = self.ctx.kind is BackupKind.INCREMENTAL
         for name, c in self.vm_copies.items():
             c.snapshot_at = run.env.now
-            c.incremental = incremental and name in self.ctx.has_base
+            # Without change tracking an incremental reads the whole files (nothing says which
+            # blocks changed).
+            tracked = run.sc.change_tracking is ChangeTracking.FILTER
+            c.incremental = incremental and name in self.ctx.has_base and tracked
             c.disk_bytes = b.planned_disk_bytes(name, c.incremental)
             c.planned = sum(c.disk_bytes)
             c.blocks_changed = b.changed_blocks(name)
@@ -279,6 +283,10 @@ class ModelledPath:
         for csv in self.job.volumes:
             if run.is_redirected(csv):
                 self._redirect_load(run, csv)
+
+    def saved_state(self, run: SetView, vm: Vm, saved: bool) -> None:
+        """A saved VM's disks write nothing until it resumes (the engine's workload)."""
+        self.ctx.backend.set_saved(vm.name, saved)
 
     def redirect_off(self, run: SetView, csv: Csv, since: float) -> int:
         """What the other nodes' VMs really wrote meanwhile; it crossed the writing node's NIC

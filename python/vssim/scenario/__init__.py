@@ -11,6 +11,7 @@ from vssim.scenario.load import load_scenario, parse_scenario
 from vssim.scenario.model import (
     MAX_NODES,
     MAX_VMS_PER_NODE,
+    ChangeTracking,
     Csv,
     Disk,
     Fault,
@@ -27,6 +28,7 @@ from vssim.scenario.model import (
 __all__ = [
     "MAX_NODES",
     "MAX_VMS_PER_NODE",
+    "ChangeTracking",
     "Csv",
     "Disk",
     "Fault",

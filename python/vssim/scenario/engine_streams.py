@@ -15,7 +15,9 @@ def stream_seed(scenario_seed: int, vm: Vm, disk: int) -> int:
 
 
 def workload_spec(w: Workload) -> engine.WorkloadSpec:
-    """The engine's spec of a VM's workload, built once for all its disks (and checked there)."""
+    """The engine's spec of a VM's workload, built once for all its disks (and checked there);
+    its daily-change target is calibrated per disk when the disk is added (the disk's data is its
+    allocated extent)."""
     return engine.WorkloadSpec(
         iops=w.iops,
         read_fraction=w.read_fraction,
@@ -29,4 +31,6 @@ def workload_spec(w: Workload) -> engine.WorkloadSpec:
         diurnal_amplitude=w.diurnal_amplitude,
         diurnal_period_s=w.diurnal_period_s,
         diurnal_peak_s=w.diurnal_peak_s,
+        growth_per_day=w.growth_per_day,
+        daily_change=w.daily_change,
     )

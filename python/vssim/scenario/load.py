@@ -2,16 +2,25 @@
 
 Layout::
 
-    [cluster]   name, os = "ws2008r2" | "ws2012", seed, start (TOML datetime)
+    [cluster]   name, os = "ws2008r2" | "ws2012", seed, start (TOML datetime),
+                change_tracking = "filter" | "none" (the backup product's; default "filter")
     [links]     nic_bandwidth, csv_bandwidth, backup_target_bandwidth   ("10 Gbit/s", "400 MB/s")
     [[nodes]]   name, nic_bandwidth?
     [[csvs]]    name, mount_point = 'C:\\ClusterStorage\\VolumeN', coordinator, size,
                 diff_area_limit?, provider = "system" | "hardware", volume_guid?, bandwidth?
     [[vms]]     name, node, csv, guid?, integration_services = true, running = true,
-                disks = [{ file?, size, allocated }], workload = { write_iops, … }
-    [generate]  nodes, vms, csvs, … (see :mod:`vssim.scenario.generate`)
+                disks = [{ file?, size, allocated }], workload = { class?, write_iops, … }
+    [workloads] mix = { server = 0.5, file = 0.2, … } (classes by share, for the VMs whose
+                workload names none); [workloads.<class>] overrides of a class's keys
+    [generate]  nodes, vms, csvs, mix, … (see :mod:`vssim.scenario.generate`)
     [[faults]]  kind, node?, writer?, phase?, hresult?, seconds?
     [plan]      read by ``vssim plan`` only (:mod:`vssim.report.strategies`); ignored here
+
+A VM's workload is its class's keys (:mod:`.workload_classes`; default ``server``), then the
+scenario's overrides of that class, then its own keys. ``daily_change`` sizes the hot spot; an
+explicit ``hot_fraction`` (without ``daily_change``) or another locality turns it off (an explicit
+``daily_change`` with another locality is an error). ``diurnal = true`` is the default daily
+curve: ±50 % around the mean, peaking at 14:00 of the scenario's clock (model choice).
 
 Every problem raises :class:`~vssim.errors.ScenarioError` naming the file, the key path
 (``vms[2].node``), the bad value and what was expected. Unknown keys are errors too (typos would
@@ -52,6 +61,7 @@ from vssim.scenario.model import (
     MAX_VMS_PER_CLUSTER,
     MAX_VMS_PER_NODE,
     MIN_DIFF_AREA,
+    ChangeTracking,
     Csv,
     Disk,
     Fault,
@@ -64,6 +74,7 @@ from vssim.scenario.model import (
     Vm,
     Workload,
 )
+from vssim.scenario.workload_classes import CLASSES, DEFAULT_CLASS, assign
 from vssim.units import parse_rate, parse_size, size_text
 
 T = TypeVar("T")
@@ -224,15 +235,22 @@ def load_scenario(path: str | Path) -> Scenario:
 def parse_scenario(raw: dict[str, Any], path: Path) -> Scenario:
     """Build a :class:`Scenario` from parsed TOML (``path`` names it in errors)."""
     r = _Reader(str(path))
-    r.known(raw, "", ("cluster", "links", "nodes", "csvs", "vms", "generate", "faults", "plan"))
+    r.known(
+        raw,
+        "",
+        ("cluster", "links", "nodes", "csvs", "vms", "workloads", "generate", "faults", "plan"),
+    )
     cluster = r.table(raw, "cluster", "cluster")
-    r.known(cluster, "cluster", ("name", "os", "seed", "start"))
+    r.known(cluster, "cluster", ("name", "os", "seed", "start", "change_tracking"))
     name = r.get(cluster, "name", "cluster", _str, "a non-empty string", "cluster")
     os_value = cluster.get("os", "ws2012")
     if os_value not in tuple(o.value for o in OsProfile):  # (a list is unhashable)
         raise r.fail("cluster.os", os_value, "one of 'ws2008r2', 'ws2012'")
     os = OsProfile(os_value)
     seed = r.get(cluster, "seed", "cluster", _int, "an integer", 0)
+    tracking = cluster.get("change_tracking", ChangeTracking.FILTER.value)
+    if tracking not in {c.value for c in ChangeTracking}:
+        raise r.fail("cluster.change_tracking", tracking, "'filter' or 'none'")
     start = r.get(
         cluster, "start", "cluster", _datetime, "a TOML datetime", dt.datetime(2012, 6, 1, 9, 0)
     )
@@ -248,16 +266,20 @@ def parse_scenario(raw: dict[str, Any], path: Path) -> Scenario:
     raw_nodes = r.array(raw, "nodes", "nodes")
     raw_csvs = r.array(raw, "csvs", "csvs")
     raw_vms = r.array(raw, "vms", "vms")
-    gen = r.table(raw, "generate", "generate")
+    catalog = _catalog(r, r.table(raw, "workloads", "workloads"), start)
     written = len(raw_vms)
+    gen = r.table(raw, "generate", "generate")
     if gen:
         r.known(gen, "generate", GENERATE_KEYS)
-        raw_nodes, raw_csvs, raw_vms = generate(gen, seed, raw_nodes, raw_csvs, raw_vms, r.fail)
+        raw_nodes, raw_csvs, raw_vms = generate(
+            gen, seed, raw_nodes, raw_csvs, raw_vms, r.fail, catalog.mix
+        )
+    raw_vms = catalog.assign(raw_vms[:written], seed) + raw_vms[written:]
 
     nodes = _nodes(r, raw_nodes, links)
     node_names = {n.name.lower(): n.name for n in nodes}
     csvs = _csvs(r, raw_csvs, node_names, seed, links)
-    vms = _vms(r, raw_vms, node_names, {c.name: c for c in csvs}, seed, written)
+    vms = _vms(r, raw_vms, node_names, {c.name: c for c in csvs}, seed, written, catalog)
     faults = _faults(r, r.array(raw, "faults", "faults"), node_names, vms)
     _check_ids(r, csvs, vms)
     _check_disk_paths(r, csvs, vms)
@@ -272,6 +294,7 @@ def parse_scenario(raw: dict[str, Any], path: Path) -> Scenario:
         vms=tuple(vms),
         links=links,
         faults=tuple(faults),
+        change_tracking=ChangeTracking(tracking),
     )
 
 
@@ -351,42 +374,147 @@ def _csvs(
     return out
 
 
-def _workload(r: _Reader, t: object, path: str) -> Workload:
+#: Keys of a workload table besides the stream's.
+WORKLOAD_KEYS = (
+    "class",
+    "write_iops",
+    "guest_vss_seconds",
+    "auto_recovery_bytes",
+    "memory",
+    "guest_snapshot_bytes",
+    "growth_per_day",
+    "daily_change",
+    "diurnal",
+)
+#: ``diurnal = true``: the amplitude and the hour of the peak (model choice: an office day).
+DIURNAL_DEFAULT_AMPLITUDE = 0.5
+DIURNAL_DEFAULT_PEAK_HOUR = 14
+
+
+class _Catalog:
+    """The scenario's ``[workloads]``: class shares and its overrides of the classes' keys."""
+
+    def __init__(
+        self,
+        mix: dict[str, float] | None,
+        overrides: dict[str, dict[str, Any]],
+        start: dt.datetime,
+    ) -> None:
+        self.mix = mix
+        self.overrides = overrides
+        self.start = start
+
+    def assign(self, raw_vms: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+        """``raw_vms`` with a class given by the mix to each whose workload names none."""
+        if self.mix is None:
+            return raw_vms
+        open_ = [i for i, v in enumerate(raw_vms) if "class" not in (v.get("workload") or {})]
+        classes = assign(len(open_), self.mix, seed)
+        out = list(raw_vms)
+        for i, cls in zip(open_, classes, strict=True):
+            wl = out[i].get("workload")
+            out[i] = {**out[i], "workload": {**(wl if isinstance(wl, dict) else {}), "class": cls}}
+        return out
+
+
+def _mix(r: _Reader, mix: object, path: str) -> dict[str, float]:
+    """A table of class shares (summing to 1), checked."""
+    names = ", ".join(CLASSES)
+    if not isinstance(mix, dict) or not mix:
+        raise r.fail(path, mix, f"a table of class shares ({names})")
+    out: dict[str, float] = {}
+    for k, v in mix.items():
+        if k not in CLASSES:
+            raise r.fail(f"{path}.{k}", v, f"a workload class ({names})")
+        share = _nonneg_float(v)
+        if share is None or share > 1:
+            raise r.fail(f"{path}.{k}", v, "a share between 0 and 1")
+        out[k] = share
+    if abs(sum(out.values()) - 1.0) > 1e-6:
+        raise r.fail(path, mix, f"shares summing to 1 (they sum to {sum(out.values()):g})")
+    return out
+
+
+def _catalog(r: _Reader, t: dict[str, Any], start: dt.datetime) -> _Catalog:
+    mix = _mix(r, t["mix"], "workloads.mix") if "mix" in t else None
+    overrides: dict[str, dict[str, Any]] = {}
+    for k, v in t.items():
+        if k == "mix":
+            continue
+        if k not in CLASSES:
+            raise r.fail(f"workloads.{k}", v, f"mix, or a workload class ({', '.join(CLASSES)})")
+        if not isinstance(v, dict) or "class" in v:
+            raise r.fail(f"workloads.{k}", v, "a table of workload keys (without 'class')")
+        overrides[k] = v
+    catalog = _Catalog(mix, overrides, start)
+    for k in overrides:
+        _workload(r, {"class": k}, f"workloads.{k}", catalog)  # its keys, checked once
+    return catalog
+
+
+def _workload(r: _Reader, t: object, path: str, catalog: _Catalog) -> Workload:
+    """A VM's workload: its class's keys, the scenario's overrides of them, its own keys."""
     if t is None:
-        return Workload()
+        t = {}
     if not isinstance(t, dict):
         raise r.fail(path, t, "a table")
+    r.known(t, path, (*WORKLOAD_KEYS, *STREAM_KEYS))
+    cls = t.get("class", DEFAULT_CLASS)
+    if cls not in CLASSES:
+        raise r.fail(f"{path}.class", cls, f"a workload class ({', '.join(CLASSES)})")
+    own = {k: v for k, v in t.items() if k != "class"}
+    override = catalog.overrides.get(cls, {})
+    # The path a key's error names: the table the key came from.
+    where = {k: f"workloads.{cls}" for k in override} | {k: path for k in own}
+    merged = {**CLASSES[cls].keys, **override, **own}
+    explicit = set(override) | set(own)
+    for layer in (override, own):
+        if "sizes" in layer and "weights" not in layer:
+            merged.pop("weights", None)  # new sizes, equal weights (not a class's others)
     d = Workload()
-    r.known(
-        t,
-        path,
-        (
-            "write_iops",
-            "guest_vss_seconds",
-            "auto_recovery_bytes",
-            "memory",
-            "guest_snapshot_bytes",
-            *STREAM_KEYS,
-        ),
-    )
+
+    def get(key: str, conv: Callable[[object], T | None], expected: str, default: T) -> T:
+        return r.get(merged, key, where.get(key, f"classes.{cls}"), conv, expected, default)
+
+    stream = _stream(r, merged, where, cls, d)
+    daily: float | None = d.daily_change
+    if "daily_change" in merged:
+        daily = get("daily_change", _fraction(False, False), "a fraction in (0, 1)", 0.5)
+    if "hot_fraction" in explicit and "daily_change" not in explicit:
+        daily = None  # the hot spot's size as given
+    if stream["locality"] != "hotspot":
+        if "daily_change" in explicit:
+            raise r.fail(
+                f"{where['daily_change']}.daily_change",
+                merged["daily_change"],
+                f"no daily_change with locality {stream['locality']!r} (it sizes a hot spot)",
+            )
+        daily = None
+    diurnal = get("diurnal", _bool, "true or false", False)
+    if diurnal and "diurnal_amplitude" not in explicit:
+        stream["diurnal_amplitude"] = DIURNAL_DEFAULT_AMPLITUDE
+        if "diurnal_peak_s" not in explicit:
+            t0 = catalog.start
+            midnight = t0.replace(hour=0, minute=0, second=0, microsecond=0)
+            peak = midnight + dt.timedelta(hours=DIURNAL_DEFAULT_PEAK_HOUR)
+            stream["diurnal_peak_s"] = (peak - t0).total_seconds() % 86400.0
     return Workload(
-        write_iops=r.get(t, "write_iops", path, _nonneg_float, "a number >= 0", d.write_iops),
-        guest_vss_seconds=r.get(
-            t,
+        workload_class=cls,
+        write_iops=get("write_iops", _nonneg_float, "a number >= 0", d.write_iops),
+        guest_vss_seconds=get(
             "guest_vss_seconds",
-            path,
             _seconds(MAX_STEP_S),
             f"seconds from 0 to {MAX_STEP_S:,.0f} (a day)",
             d.guest_vss_seconds,
         ),
-        auto_recovery_bytes=r.get(
-            t, "auto_recovery_bytes", path, *_DISK_BYTES, d.auto_recovery_bytes
+        auto_recovery_bytes=get("auto_recovery_bytes", *_DISK_BYTES, d.auto_recovery_bytes),
+        memory_bytes=get("memory", *_MEMORY, d.memory_bytes),
+        guest_snapshot_bytes=get("guest_snapshot_bytes", *_DISK_BYTES, d.guest_snapshot_bytes),
+        growth_per_day=get(
+            "growth_per_day", _fraction(True), "a fraction in [0, 1]", d.growth_per_day
         ),
-        memory_bytes=r.get(t, "memory", path, *_MEMORY, d.memory_bytes),
-        guest_snapshot_bytes=r.get(
-            t, "guest_snapshot_bytes", path, *_DISK_BYTES, d.guest_snapshot_bytes
-        ),
-        **_stream(r, t, path, d),
+        daily_change=daily,
+        **stream,
     )
 
 
@@ -417,16 +545,23 @@ def _fraction(zero_ok: bool, one_ok: bool = True) -> Callable[[object], float | 
     return inner
 
 
-def _stream(r: _Reader, t: dict[str, Any], path: str, d: Workload) -> dict[str, Any]:
-    """The I/O-stream keys of a workload table, validated as the engine will check them."""
+def _stream(
+    r: _Reader, t: dict[str, Any], where: dict[str, str], cls: str, d: Workload
+) -> dict[str, Any]:
+    """The I/O-stream keys of a merged workload table, validated as the engine will check them
+    (``where``: the table each key came from, for errors; a class's own keys are valid)."""
+
+    def at(key: str) -> str:
+        return f"{where.get(key, f'classes.{cls}')}.{key}"
+
     locality = t.get("locality", d.locality)
     if locality not in LOCALITIES:
-        raise r.fail(f"{path}.locality", locality, f"one of {', '.join(LOCALITIES)}")
-    sizes = t.get("sizes", [])
+        raise r.fail(at("locality"), locality, f"one of {', '.join(LOCALITIES)}")
+    sizes = t.get("sizes", list(d.sizes))
     if not isinstance(sizes, list) or not all(
         isinstance(s, int) and not isinstance(s, bool) and s > 0 and s % 512 == 0 for s in sizes
     ):
-        raise r.fail(f"{path}.sizes", sizes, "a list of request sizes, positive multiples of 512")
+        raise r.fail(at("sizes"), sizes, "a list of request sizes, positive multiples of 512")
     weights = t.get("weights", [1.0] * len(sizes))
     if (
         not isinstance(weights, list)
@@ -434,45 +569,37 @@ def _stream(r: _Reader, t: dict[str, Any], path: str, d: Workload) -> dict[str, 
         or not all(_nonneg_float(w) is not None for w in weights)
         or (weights and sum(weights) <= 0)
     ):
-        raise r.fail(
-            f"{path}.weights", weights, f"{len(sizes)} weights >= 0 (one per size), sum > 0"
-        )
+        raise r.fail(at("weights"), weights, f"{len(sizes)} weights >= 0 (one per size), sum > 0")
     frac = "a fraction in (0, 1]"
+
+    def get(key: str, conv: Callable[[object], T | None], expected: str, default: T) -> T:
+        return r.get(t, key, at(key).rsplit(".", 1)[0], conv, expected, default)
+
     return {
-        "read_fraction": r.get(
-            t,
+        "read_fraction": get(
             "read_fraction",
-            path,
             _fraction(True, False),
             "a fraction in [0, 1)",
             d.read_fraction,
         ),
         "locality": locality,
-        "hot_fraction": r.get(t, "hot_fraction", path, _fraction(False), frac, d.hot_fraction),
-        "hot_share": r.get(
-            t, "hot_share", path, _fraction(True), "a fraction in [0, 1]", d.hot_share
-        ),
-        "theta": r.get(t, "theta", path, lambda v: _le(_nonneg_float(v), 5.0), "0 to 5", d.theta),
-        "region_fraction": r.get(
-            t, "region_fraction", path, _fraction(False), frac, d.region_fraction
-        ),
+        "hot_fraction": get("hot_fraction", _fraction(False), frac, d.hot_fraction),
+        "hot_share": get("hot_share", _fraction(True), "a fraction in [0, 1]", d.hot_share),
+        "theta": get("theta", lambda v: _le(_nonneg_float(v), 5.0), "0 to 5", d.theta),
+        "region_fraction": get("region_fraction", _fraction(False), frac, d.region_fraction),
         "sizes": tuple(sizes),
         "weights": tuple(float(w) for w in weights),
-        "diurnal_amplitude": r.get(
-            t, "diurnal_amplitude", path, _fraction(True), "0 to 1", d.diurnal_amplitude
+        "diurnal_amplitude": get(
+            "diurnal_amplitude", _fraction(True), "0 to 1", d.diurnal_amplitude
         ),
-        "diurnal_period_s": r.get(
-            t,
+        "diurnal_period_s": get(
             "diurnal_period_s",
-            path,
             lambda v: _le(_nonneg_float(v), MAX_PERIOD_S, True),
             f"a period > 0 seconds, at most {MAX_PERIOD_S:,.0f} (a week)",
             d.diurnal_period_s,
         ),
-        "diurnal_peak_s": r.get(
-            t,
+        "diurnal_peak_s": get(
             "diurnal_peak_s",
-            path,
             _seconds(MAX_PERIOD_S),
             f"seconds from 0 to {MAX_PERIOD_S:,.0f} (a week)",
             d.diurnal_peak_s,
@@ -493,6 +620,7 @@ def _vms(
     csvs: dict[str, Csv],
     seed: int,
     written: int,
+    catalog: _Catalog,
 ) -> list[Vm]:
     out: list[Vm] = []
     names: set[str] = set()
@@ -561,7 +689,7 @@ def _vms(
                     t, "integration_services", path, _bool, "true or false", True
                 ),
                 running=r.get(t, "running", path, _bool, "true or false", True),
-                workload=_workload(r, t.get("workload"), f"{path}.workload"),
+                workload=_workload(r, t.get("workload"), f"{path}.workload", catalog),
             )
         )
     return out

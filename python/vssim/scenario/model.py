@@ -27,6 +27,21 @@ class OsProfile(StrEnum):
     WS2012 = "ws2012"
 
 
+class ChangeTracking(StrEnum):
+    """How the backup product knows which blocks an incremental reads. Windows Server 2008 R2
+    and 2012 have no change tracking of their own for VMs (Resilient Change Tracking came with
+    Windows Server 2016), so "each vendor had to implement their own filesystem filter that
+    would track the blocks that changed between backups" (John Savill, *Mastering Hyper-V 2016*,
+    ch. 7; Aidan Finn, "Windows Server Technical Preview – Resilient Change Tracking",
+    aidanfinn.com/?p=17505)."""
+
+    #: The product's file-system filter driver tracks changed blocks (the default, both
+    #: profiles: what 2012-era products shipped).
+    FILTER = "filter"
+    #: None: an incremental reads the VM's whole files, as a product without one must.
+    NONE = "none"
+
+
 class ProviderKind(StrEnum):
     """The provider that makes a CSV's snapshots: volsnap (system) or an array (hardware)."""
 
@@ -113,34 +128,53 @@ class Disk:
 
 @dataclass(frozen=True)
 class Workload:
-    """What a VM does while it is backed up."""
+    """What a VM does while it is backed up. The defaults are the ``server`` class's
+    (:mod:`vssim.scenario.workload_classes`: Windows infrastructure and application servers),
+    each with its source or marked a model choice; the README's calibration table lists them."""
 
-    #: Guest writes per second (4-64 KiB each, hot-spot distributed).
-    write_iops: float = 20.0
-    #: Time the guest's own VSS sequence takes (integration services → guest writers → snapshot).
-    guest_vss_seconds: float = 4.0
+    #: The workload class the VM's keys started from (:data:`~.workload_classes.CLASSES`).
+    workload_class: str = "server"
+    #: Guest writes per second: 30 IOPS × 30 % writes (Dell BP1024, infrastructure and
+    #: application servers).
+    write_iops: float = 9.0
+    #: The guest's own VSS sequence (integration services → guest writers prepare and freeze) at
+    #: no load: the median of its draw, which grows with the writes (model choice;
+    #: :mod:`vssim.sim.guest_freeze`).
+    guest_vss_seconds: float = 3.0
     #: Bytes the Hyper-V writer rolls back inside the shadow copy at PostSnapshot (auto-recovery).
     auto_recovery_bytes: int = 64 * 1024 * 1024
-    #: Guest memory: what a saved-state backup writes (and reads back on resume).
-    memory_bytes: int = 2 * 1024**3
+    #: Guest memory: what a saved-state backup writes, and reads back on resume, at the CSV's
+    #: storage rate (model choice: 4 GiB; saved-state time = memory / storage write rate).
+    memory_bytes: int = 4 * 1024**3
     #: Bytes the guest writes to its VHDX while it takes its own snapshot (seed step ⑤).
     guest_snapshot_bytes: int = 32 * 1024 * 1024
     # The I/O stream the engine generates for the VM in modelled runs (vssim.scale): reads are
     # ``read_fraction`` of all operations, so the VM issues ``write_iops / (1 - read_fraction)``.
-    read_fraction: float = 0.3
-    #: Where writes land: "uniform", "hotspot", "zipf" or "log" (sequential circular log).
+    #: 70/30 reads/writes (Live Optics' global average; Dell BP1024's servers).
+    read_fraction: float = 0.7
+    #: Where writes land, inside the disk's data: "uniform", "hotspot", "zipf" or "log".
     locality: str = "hotspot"
+    #: The hot spot's share of the data — used only without ``daily_change`` (which sizes it).
     hot_fraction: float = 0.1
-    hot_share: float = 0.9
+    #: Writes that land in the hot spot (model choice: 1 % land anywhere in the data).
+    hot_share: float = 0.99
     theta: float = 0.99
     region_fraction: float = 0.05
     #: Request sizes (bytes, multiples of 512) and their weights; empty: the engine's typical mix.
-    sizes: tuple[int, ...] = ()
-    weights: tuple[float, ...] = ()
+    #: 8 KiB (Dell BP1024's servers).
+    sizes: tuple[int, ...] = (8192,)
+    weights: tuple[float, ...] = (1.0,)
     #: Rate follows the day when > 0: ``1 + amplitude × cos(2π (t − peak) / period)``.
     diurnal_amplitude: float = 0.0
     diurnal_period_s: float = 86400.0
     diurnal_peak_s: float = 50400.0
+    #: New data a day, as a fraction of the data (model choice: 0.05 %, about 20 % a year),
+    #: appended at the disk's allocation frontier; nothing else grows a dynamic disk.
+    growth_per_day: float = 0.0005
+    #: The fraction of the data a day's writes change at the change-tracking granularity: the
+    #: engine sizes the hot spot to reach it (None: ``hot_fraction`` as given). 3 %, inside the
+    #: typical 2–5 % (Veeam Best Practices).
+    daily_change: float | None = 0.03
 
     @property
     def iops(self) -> float:
@@ -148,8 +182,13 @@ class Workload:
         return self.write_iops / (1.0 - self.read_fraction)
 
     @property
-    def mean_write_bytes(self) -> int:
-        return 34 * 1024
+    def mean_write_bytes(self) -> float:
+        """The mean request size of the size mix (writes and reads share it)."""
+        if not self.sizes:
+            from vssim import engine
+
+            return engine.WorkloadSpec().mean_size
+        return sum(s * w for s, w in zip(self.sizes, self.weights, strict=True)) / sum(self.weights)
 
 
 @dataclass(frozen=True)
@@ -223,6 +262,7 @@ class Scenario:
     vms: tuple[Vm, ...]
     links: Links
     faults: tuple[Fault, ...] = field(default=())
+    change_tracking: ChangeTracking = ChangeTracking.FILTER
 
     @cached_property
     def node_by_name(self) -> dict[str, Node]:

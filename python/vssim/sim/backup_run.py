@@ -76,7 +76,9 @@ class BackupRun:
             f"snapshot set of {job.label}", job.with_writers, job.transportable
         )
         self.csvs = CsvAccess(s, data, self)
-        self.writers = WriterDriver(s, self.set, self.csvs)
+        self.writers = WriterDriver(
+            s, self.set, self.csvs, lambda vm, saved: data.saved_state(self, vm, saved)
+        )
         self.providers = ProviderSteps(s, self.set, self._nodes_down)
         self.copies: dict[str, ShadowCopy] = {}
         #: Shadow copies of the requester node's own volumes (``job.local_volumes``), by key.

@@ -10,14 +10,16 @@ object (every byte it moves goes through ``links.transfer``).
 Implementations: :class:`vssim.requester.sampled_path.SampledPath` (protocol runs of
 ``run_backup`` and vshadow: the guests' writes sampled from the engine's generator),
 :class:`vssim.scale.modelled_path.ModelledPath` (modelled runs at scale: the engine's whole
-cluster; with real files when materialized). A new path (an estimate, say) implements the six
+cluster; with real files when materialized). A new path (an estimate, say) implements the seven
 methods below; it reads the run through :class:`SetView` and writes its figures into
 ``run.result`` (``copied_bytes``, ``network_bytes``) and ``run.timeline``.
 
 The run calls, in this order: :meth:`~DataPath.point_in_time` once at the commit (the shadow copies
 exist from here); :meth:`~DataPath.redirect_on` / :meth:`~DataPath.redirect_off` around each
 stretch of redirected access (before, during or after the commit, by profile);
-:meth:`~DataPath.node_down` the instant a node goes down; :meth:`~DataPath.copy` once, after the
+:meth:`~DataPath.node_down` the instant a node goes down; :meth:`~DataPath.saved_state` when a VM
+without integration services goes into a saved state and when it resumes; :meth:`~DataPath.copy`
+once, after the
 set is created, if the job copies data; :meth:`~DataPath.guest_writes` once after the copies;
 :meth:`~DataPath.releasing` just before the set's shadow copies are deleted.
 """
@@ -105,6 +107,11 @@ class DataPath(Protocol):
 
     def node_down(self, run: SetView, node: str) -> None:
         """``node`` went down now (before any failover): its VMs stop writing."""
+        ...
+
+    def saved_state(self, run: SetView, vm: Vm, saved: bool) -> None:
+        """``vm`` goes into a saved state now (``saved``), or has just resumed: a saved VM does
+        no I/O until it resumes."""
         ...
 
     def copy(self, run: SetView) -> Proc:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from vssim.scenario import Csv
-from vssim.sim import costs
+from vssim.sim import costs, freeze_costs
 from vssim.sim.run_scope import (
     EVENT_TEXT,
     VSS,
@@ -110,10 +110,11 @@ class ProviderSteps:
         yield from self.step(event, duration, phase, step)
 
     def flush(self) -> Proc:
-        """Flush-and-hold: the file systems flush, then writes are held (the set's window is
-        open since the flush began); a flush past the first window to close times out."""
+        """Flush-and-hold: the file systems flush (a fixed step plus the volumes' outstanding
+        writes, :mod:`vssim.sim.freeze_costs`), then writes are held (the set's window is open
+        since the flush began); a flush past the first window to close times out."""
         s = self.scope
-        duration = costs.FLUSH_S + s.delay("flush")
+        duration = costs.FLUSH_S + freeze_costs.host_flush_s(s.sc, s.job.volumes) + s.delay("flush")
         yield from self.nodes_down("flush")
         s.provider_fault("flush")
         start = s.env.now

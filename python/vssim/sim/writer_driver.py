@@ -7,13 +7,13 @@ an abort."""
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import simpy
 
 from vssim.scenario import Fault, FaultKind, Vm
-from vssim.sim import costs
+from vssim.sim import costs, freeze_costs
 from vssim.sim.csv_access import CsvAccess
 from vssim.sim.run_scope import EVENT_TEXT, PHASE_OF, WE, Proc, RunScope, WriterInstance
 from vssim.vss.enums import HResult, hresult_name
@@ -43,7 +43,15 @@ class WriterDriver:
     """The writers of one backup run: the requester node's (its Hyper-V writer and, on 2012, its
     CSV writer) and the other nodes' Hyper-V writers the CSV writer relays to."""
 
-    def __init__(self, scope: RunScope, snapshot_set: SnapshotSetMachine, csvs: CsvAccess) -> None:
+    def __init__(
+        self,
+        scope: RunScope,
+        snapshot_set: SnapshotSetMachine,
+        csvs: CsvAccess,
+        saved: Callable[[Vm, bool], None],
+    ) -> None:
+        #: Told when a VM goes into (True) or out of (False) a saved state: no I/O meanwhile.
+        self.saved = saved
         self.scope = scope
         self.env, self.sc, self.state, self.job = scope.env, scope.sc, scope.state, scope.job
         self.tl, self.result, self.req, self.links = scope.tl, scope.result, scope.req, scope.links
@@ -267,12 +275,22 @@ class WriterDriver:
             kind=PhaseKind.GUEST_REQUEST,
             vm=vm.name,
         )
-        yield from self.scope.span(
+        # ④: the guest's writers prepare and freeze (a draw), then its dirty data is flushed.
+        start, seq = self.env.now, self.tl.next_seq()
+        writers = freeze_costs.guest_freeze_s(self.sc, vm, start)
+        yield self.env.timeout(writers)
+        dirty = freeze_costs.guest_flush_bytes(vm)
+        flush_nodes = self._csv_path_nodes(vm, w.node)
+        yield from self.links.transfer(dirty, self.sc.csv_of(vm), flush_nodes)
+        self.tl.add(
             w.node,
             f"guest VSS ({vm.name})",
             "guest writers: prepare and freeze",
-            vm.workload.guest_vss_seconds,
+            start,
+            self.env.now,
             step="④",
+            detail=f"writers {writers:.2f} s, then {dirty} dirty bytes flushed",
+            seq=seq,
             kind=PhaseKind.GUEST_FREEZE,
             vm=vm.name,
         )
@@ -303,6 +321,7 @@ class WriterDriver:
             return
         self.result.frozen_vms.append(vm.name)
         self.downtime_since[vm.name] = self.env.now
+        self.saved(vm, True)
         start, seq = self.env.now, self.tl.next_seq()
         yield from self.links.transfer(vm.workload.memory_bytes, self.sc.csv_of(vm))
         self.tl.add(
@@ -323,6 +342,7 @@ class WriterDriver:
             return
         start, seq = self.env.now, self.tl.next_seq()
         yield from self.links.transfer(vm.workload.memory_bytes, self.sc.csv_of(vm))
+        self.saved(vm, False)
         self.result.downtime[vm.name] = self.env.now - since
         self.tl.add(
             w.node,

@@ -128,6 +128,8 @@ fn spec() -> WorkloadSpec {
             hot_share: 0.9,
         },
         diurnal: None,
+        growth_per_day: 0.0,
+        daily_change: None,
     }
 }
 

@@ -12,6 +12,8 @@
 //! - [`cbt`]: changed-block tracking of one virtual disk, what an incremental backup reads.
 //! - [`workload`]: per-VM I/O streams, the VHDX layout model, and the modelled cluster (which can
 //!   put its disks on real VHDX files on real volumes).
+//! - [`estimate`]: closed-form expectations of the workload's streams (the change fraction of a
+//!   duration, and the calibration of a spec's daily change).
 //!
 //! # Module order
 //!
@@ -28,6 +30,7 @@
 //! cow      → chunkset, error, volsnap
 //! cbt      → chunkset, error
 //! workload → cow, cbt, vhdx, volume, storage, error
+//! estimate → workload, error
 //! ```
 //!
 //! Every fallible call returns a typed error; nothing here panics on bad input.
@@ -36,6 +39,7 @@ pub mod cbt;
 pub mod chunkset;
 pub mod cow;
 pub mod error;
+pub mod estimate;
 pub mod storage;
 pub mod vhdx;
 pub mod volsnap;
@@ -60,6 +64,7 @@ mod tests {
             "workload",
             &["cow", "cbt", "vhdx", "volume", "storage", "error"],
         ),
+        ("estimate", &["workload", "error"]),
     ];
 
     /// The code of `path` without comments and without its `#[cfg(test)]` module (test code may

@@ -107,7 +107,8 @@ pub mod as_u64 {
     converters!(
         unsigned, u64, u64:
         allocated, block_size, cbt_block_size, chunk_size, diff_area_reserve_bytes, disk_size,
-        length, offset, seed, size, snapshot_id, virtual_size, volume_size,
+        length, offset, seconds, seed, size, snapshot_id, tracking_block, virtual_size,
+        volume_size,
     );
 }
 
@@ -122,7 +123,7 @@ pub mod as_opt_u64 {
     use pyo3::prelude::*;
     converters!(
         optional, Option<u64>, u64:
-        allocated_bytes, block_size, diff_area_limit, diff_area_max_bytes,
+        allocated_bytes, block_size, diff_area_limit, diff_area_max_bytes, used,
     );
 }
 

@@ -3,9 +3,10 @@
 
 use numpy::PyArray1;
 use pyo3::prelude::*;
-use vssim_engine::workload::{Generator, WriteBatch};
+use vssim_engine::cbt;
+use vssim_engine::workload::{DiskData, Generator, WriteBatch};
 
-use crate::args::as_u64;
+use crate::args::{as_opt_u64, as_u64};
 use crate::errors::{detached, guarded};
 use crate::spec::WorkloadSpec;
 
@@ -19,8 +20,9 @@ type Generated<'py> = (
 );
 
 /// One VM disk's seeded I/O stream: `workload` (a `WorkloadSpec`, as `ModelCluster.add_vm`
-/// takes it) on a disk of `disk_size` bytes, the same stream for the same `seed` (a pure function
-/// of the seed and the second).
+/// takes it) on a disk of `disk_size` bytes holding `used` bytes of data (default: all of it),
+/// the same stream for the same `seed` (a pure function of the seed and the second). A
+/// daily-change target is calibrated for the disk at `tracking_block` bytes.
 #[pyclass(module = "vssim._engine", frozen)]
 pub struct WorkloadGenerator {
     inner: Generator,
@@ -29,16 +31,36 @@ pub struct WorkloadGenerator {
 #[pymethods]
 impl WorkloadGenerator {
     #[new]
-    #[pyo3(signature = (disk_size, workload = None, *, seed = 0))]
+    #[pyo3(signature = (
+        disk_size, workload = None, *, seed = 0, used = None,
+        tracking_block = cbt::DEFAULT_BLOCK_SIZE
+    ))]
     fn new(
         py: Python<'_>,
         #[pyo3(from_py_with = as_u64::disk_size)] disk_size: u64,
         workload: Option<PyRef<'_, WorkloadSpec>>,
         #[pyo3(from_py_with = as_u64::seed)] seed: u64,
+        #[pyo3(from_py_with = as_opt_u64::used)] used: Option<u64>,
+        #[pyo3(from_py_with = as_u64::tracking_block)] tracking_block: u64,
     ) -> PyResult<Self> {
         let spec = WorkloadSpec::given_or_default(py, workload)?;
-        let inner = guarded(|| Generator::new(spec, disk_size, seed))?;
+        let disk = DiskData {
+            size: disk_size,
+            used: used.unwrap_or(disk_size),
+        };
+        let inner = guarded(|| {
+            let spec = WorkloadSpec::for_disk(spec, disk, tracking_block)?;
+            Generator::for_disk(spec, disk, seed)
+        })?;
         Ok(WorkloadGenerator { inner })
+    }
+
+    /// The spec the stream runs (a daily-change target calibrated into its hot spot).
+    #[getter]
+    fn workload(&self) -> WorkloadSpec {
+        WorkloadSpec {
+            inner: self.inner.spec().clone(),
+        }
     }
 
     /// The writes whose time lies in `[t0, t1)` seconds, in time order: `times` (float64

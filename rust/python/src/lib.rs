@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 mod args;
 mod arrays;
 mod cbt;
+mod change_fraction;
 mod cow;
 mod errors;
 mod generator;
@@ -32,6 +33,8 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<volume::SnapshotView>()?;
     m.add_class::<vhdx::Vhdx>()?;
     m.add_class::<vhdx::VhdxFinding>()?;
+    m.add_function(wrap_pyfunction!(change_fraction::calibrate, m)?)?;
+    m.add_function(wrap_pyfunction!(change_fraction::change_fraction, m)?)?;
     Ok(())
 }
 
@@ -49,5 +52,7 @@ fn add_constants(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("VHDX_MAX_BLOCK_SIZE", format::MAX_BLOCK_SIZE)?;
     m.add("VHDX_MAX_VIRTUAL_SIZE", format::MAX_VIRTUAL_SIZE)?;
     m.add("VHDX_MAX_CHAIN_DEPTH", vssim_engine::vhdx::MAX_CHAIN_DEPTH)?;
+    m.add("GROWTH_WRITE", vssim_engine::workload::spec::GROWTH_WRITE)?;
+    m.add("DAY_S", vssim_engine::workload::spec::DAY_S)?;
     Ok(())
 }

@@ -7,7 +7,7 @@ use pyo3::types::PyDict;
 use vssim_engine::cbt;
 use vssim_engine::vhdx::format::DEFAULT_BLOCK_SIZE;
 use vssim_engine::volsnap::DEFAULT_CHUNK_SIZE;
-use vssim_engine::workload::{self, DiskKind, VmConfig};
+use vssim_engine::workload::{self, DiskData, DiskKind, VmConfig};
 
 use crate::args::{as_opt_u64, as_u64, as_usize, as_vec_usize};
 use crate::arrays::Extents;
@@ -21,6 +21,15 @@ use crate::volume::Volume;
 #[pyclass(module = "vssim._engine")]
 pub struct ModelCluster {
     inner: workload::ModelCluster,
+    /// Specs calibrated so far: (spec as given, disk, tracking block) → the spec to run. The VMs
+    /// of a cluster share a few specs and disk geometries, and a calibration depends on nothing
+    /// else.
+    calibrated: Vec<(
+        workload::WorkloadSpec,
+        DiskData,
+        u64,
+        workload::WorkloadSpec,
+    )>,
 }
 
 /// A window's report as the dict `advance` returns.
@@ -81,6 +90,7 @@ impl ModelCluster {
     fn new() -> Self {
         ModelCluster {
             inner: workload::ModelCluster::new(),
+            calibrated: Vec::new(),
         }
     }
 
@@ -98,7 +108,9 @@ impl ModelCluster {
     /// Adds a VM with one VHDX disk of `disk_size` bytes on CSV `csv` (`allocated` bytes of it
     /// allocated at the start, `block_size`-byte blocks, `fixed` or dynamic), running `workload`
     /// (a `WorkloadSpec`; default: `WorkloadSpec()`) as the stream `seed`; returns its id
-    /// (0, 1, …).
+    /// (0, 1, …). The guest's data is the allocated extent (the whole disk when `allocated` is
+    /// 0): operations land there, growth goes past it; a daily-change target is calibrated for
+    /// the disk at `cbt_block_size` (:meth:`workload` gives the spec the VM runs).
     #[pyo3(signature = (
         csv, disk_size, workload = None, *, allocated = 0, block_size = DEFAULT_BLOCK_SIZE,
         fixed = false, seed = 0, cbt_block_size = cbt::DEFAULT_BLOCK_SIZE
@@ -116,7 +128,7 @@ impl ModelCluster {
         #[pyo3(from_py_with = as_u64::seed)] seed: u64,
         #[pyo3(from_py_with = as_u64::cbt_block_size)] cbt_block_size: u64,
     ) -> PyResult<usize> {
-        let cfg = VmConfig {
+        let mut cfg = VmConfig {
             csv,
             disk_size,
             allocated,
@@ -130,7 +142,31 @@ impl ModelCluster {
             seed,
             cbt_block_size,
         };
+        if cfg.spec.daily_change.is_some() {
+            let disk = cfg.data();
+            let key = |(s, d, b, _): &&(_, DiskData, u64, _)| {
+                *s == cfg.spec && *d == disk && *b == cbt_block_size
+            };
+            cfg.spec = match self.calibrated.iter().find(key) {
+                Some((.., done)) => done.clone(),
+                None => {
+                    let given = cfg.spec.clone();
+                    let done = detached(py, || {
+                        WorkloadSpec::for_disk(given.clone(), disk, cbt_block_size)
+                    })?;
+                    self.calibrated
+                        .push((given, disk, cbt_block_size, done.clone()));
+                    done
+                }
+            };
+        }
         guarded(|| self.inner.add_vm(cfg))
+    }
+
+    /// The spec VM `vm` runs (its daily-change target calibrated into its hot spot).
+    fn workload(&self, vm: usize) -> PyResult<WorkloadSpec> {
+        let spec = guarded(|| self.inner.workload(vm).cloned())?;
+        Ok(WorkloadSpec { inner: spec })
     }
 
     /// Advances every running VM through `[t0, t1)` seconds. Returns a dict of per-VM uint64

@@ -19,7 +19,7 @@ pub use materialize::RealWindow;
 use window::advance_csv;
 
 use super::layout::{DiskKind, FileExtents, Piece, VhdxModel};
-use super::spec::{Generator, WorkloadSpec};
+use super::spec::{DiskData, Generator, WorkloadSpec};
 use crate::cbt::ChangeTracker;
 use crate::cow::CowTracker;
 use crate::error::{Error, Result};
@@ -31,7 +31,9 @@ const MIB: u64 = 1 << 20;
 pub struct VmConfig {
     pub csv: usize,
     pub disk_size: u64,
-    /// Bytes of the disk allocated when the simulation starts (dynamic disks).
+    /// Bytes of the disk allocated when the simulation starts (dynamic disks), and the guest's
+    /// data its overwrites land in (any kind; 0: nothing is known of it, the whole disk is taken
+    /// to hold data — [`VmConfig::data`]).
     pub allocated: u64,
     pub block_size: u64,
     pub kind: DiskKind,
@@ -40,6 +42,21 @@ pub struct VmConfig {
     pub seed: u64,
     /// Changed-block tracking granularity.
     pub cbt_block_size: u64,
+}
+
+impl VmConfig {
+    /// The disk as its stream sees it: its data is the allocated extent (the whole disk when
+    /// `allocated` is 0).
+    pub fn data(&self) -> DiskData {
+        DiskData {
+            size: self.disk_size,
+            used: if self.allocated > 0 {
+                self.allocated
+            } else {
+                self.disk_size
+            },
+        }
+    }
 }
 
 /// Counters of one VM over a window (or since the start).
@@ -157,7 +174,8 @@ impl ModelCluster {
             )
         })?;
         let disk = VhdxModel::new(cfg.disk_size, cfg.block_size, cfg.kind, cfg.allocated)?;
-        let gen = Generator::new(cfg.spec, cfg.disk_size, cfg.seed)?;
+        let data = cfg.data();
+        let gen = Generator::for_disk(cfg.spec, data, cfg.seed)?;
         let cbt = ChangeTracker::new(&format!("vm-{id}"), cfg.disk_size, cfg.cbt_block_size)?;
         let initial = disk.file_size().div_ceil(MIB) * MIB;
         if csv.next_free + initial > csv.size {
@@ -291,6 +309,11 @@ impl ModelCluster {
         Ok(())
     }
 
+    /// The spec VM `vm`'s stream runs.
+    pub fn workload(&self, vm: usize) -> Result<&WorkloadSpec> {
+        Ok(self.vm(vm)?.gen.spec())
+    }
+
     pub fn totals(&self, vm: usize) -> Result<VmTotals> {
         Ok(self.vm(vm)?.totals)
     }
@@ -404,6 +427,8 @@ mod tests {
                 hot_share: 0.8,
             },
             diurnal: None,
+            growth_per_day: 0.0,
+            daily_change: None,
         }
     }
 

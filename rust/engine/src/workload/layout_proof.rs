@@ -319,6 +319,8 @@ fn generator_streams_agree() {
             sizes: SizeDist::typical(),
             locality,
             diurnal: None,
+            growth_per_day: 0.0,
+            daily_change: None,
         };
         let gen = Generator::new(spec, vs, 77 + i as u64).unwrap();
         let mut pair = Pair::new(vs, bs, kind, if i == 1 { 40 * MIB } else { 0 });

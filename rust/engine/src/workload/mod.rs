@@ -16,4 +16,7 @@ pub mod spec;
 
 pub use cluster::{ModelCluster, VmConfig, VmTotals, WindowReport};
 pub use layout::{DiskKind, FileExtents, Piece, VhdxModel};
-pub use spec::{Diurnal, Generator, Locality, SizeDist, WorkloadSpec, WriteBatch};
+pub use spec::{
+    DiskData, Diurnal, Generator, Growth, Locality, Placement, SizeDist, SizePlacement,
+    WorkloadSpec, WriteBatch,
+};

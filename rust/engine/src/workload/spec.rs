@@ -99,6 +99,23 @@ impl SizeDist {
     pub fn max(&self) -> u32 {
         self.sizes.iter().copied().max().unwrap_or(4096)
     }
+
+    /// Each request size with the probability the generator picks it (its draw `u` lands in
+    /// `[cumulative[i - 1], cumulative[i])`; the last entry also takes the rounding rest up to 1).
+    pub fn entries(&self) -> Vec<(u32, f64)> {
+        let last = self.sizes.len().saturating_sub(1);
+        let mut prev = 0.0;
+        self.sizes
+            .iter()
+            .zip(&self.cumulative)
+            .enumerate()
+            .map(|(i, (&s, &c))| {
+                let p = if i == last { 1.0 - prev } else { c - prev };
+                prev = c;
+                (s, p.max(0.0))
+            })
+            .collect()
+    }
 }
 
 /// A rate that follows the day: `1 + amplitude × cos(2π (t − peak) / period)`, never below 0.
@@ -110,6 +127,12 @@ pub struct Diurnal {
 }
 
 /// One VM's I/O.
+///
+/// Where it lands: the operations' locality covers the disk's *data* — the bytes allocated when
+/// the stream starts ([`DiskData::used`]), the first of the disk (a dynamic VHDX allocates its
+/// blocks in order) — as a guest overwrites its files in place; hot spots, Zipf ranks and logs
+/// lie inside it. The disk grows only by [`WorkloadSpec::growth_per_day`]: new data appended at
+/// the allocation frontier, as a guest's file system fills.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkloadSpec {
     /// I/O operations per second (reads and writes).
@@ -119,6 +142,43 @@ pub struct WorkloadSpec {
     pub sizes: SizeDist,
     pub locality: Locality,
     pub diurnal: Option<Diurnal>,
+    /// New data a day, as a fraction of the data at the start (0: the disk never grows). Written
+    /// in [`GROWTH_WRITE`]-byte sequential writes at the allocation frontier, at a steady rate,
+    /// on top of the `iops` operations (which overwrite data in place).
+    pub growth_per_day: f64,
+    /// A target: the fraction of the data a day's writes change at the tracking granularity.
+    /// The generator reads only the locality, so a spec with a target is first turned into the
+    /// hot spot that reaches it on a given disk (`estimate::change_fraction::calibrate`, which
+    /// returns it with `None` here); [`Generator::for_disk`] refuses one that was not.
+    pub daily_change: Option<f64>,
+}
+
+/// Bytes of each write of new data (growth) at the allocation frontier (model choice: 1 MiB,
+/// a file system extending a file in large sequential writes).
+pub const GROWTH_WRITE: u64 = MIB;
+/// Seconds in the day `growth_per_day` and `daily_change` are measured over.
+pub const DAY_S: f64 = 86_400.0;
+
+/// A stream's disk: its virtual size and the bytes holding data when the stream starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskData {
+    pub size: u64,
+    /// Bytes of data at the start: the disk's first `used` bytes (its allocated extent).
+    pub used: u64,
+}
+
+impl DiskData {
+    /// A disk whose data fills it (nothing known of its allocation: a fixed disk, a disk the
+    /// caller gives no allocated size for).
+    pub fn full(size: u64) -> Self {
+        DiskData { size, used: size }
+    }
+
+    /// The extent the stream's overwrites cover: the data, but at least the largest request
+    /// (a disk with almost nothing on it still takes whole requests), and never past the disk.
+    pub fn extent(&self, largest_request: u64) -> u64 {
+        self.used.max(largest_request.max(ALIGN)).min(self.size)
+    }
 }
 
 impl WorkloadSpec {
@@ -161,6 +221,23 @@ impl WorkloadSpec {
             }
             Locality::SequentialLog { region_fraction } => {
                 frac("region_fraction", region_fraction, false)?;
+            }
+        }
+        if !self.growth_per_day.is_finite() || self.growth_per_day < 0.0 {
+            return Err(Error::invalid(
+                "growth_per_day",
+                format!(
+                    "{}: expected a finite fraction of the data per day, >= 0",
+                    self.growth_per_day
+                ),
+            ));
+        }
+        if let Some(x) = self.daily_change {
+            if !x.is_finite() || x <= 0.0 || x >= 1.0 {
+                return Err(Error::invalid(
+                    "daily_change",
+                    format!("{x}: expected a fraction in (0, 1) of the data per day"),
+                ));
             }
         }
         if let Some(d) = self.diurnal {
@@ -237,11 +314,14 @@ const DRAWS: usize = 5;
 /// Operations whose draws are made together.
 const BLOCK: usize = 32;
 
+/// Every write starts on a 4 KiB boundary (the guest's page and cluster size).
+pub const ALIGN: u64 = 4096;
+
 /// Where a request of one size may land: its slot count and, per locality, its precomputed
 /// region (so the per-operation path does no division or float-to-int conversion).
 #[derive(Debug, Clone, Copy)]
 struct SizeSlots {
-    /// The request size (cut to the disk).
+    /// The request size (cut to the data extent).
     size: u64,
     /// Aligned start positions a request of this size has.
     slots: u64,
@@ -250,11 +330,95 @@ struct SizeSlots {
     base: u64,
 }
 
+/// Where a request of one size may start (see [`Generator::placement`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SizePlacement {
+    /// The request size in bytes (cut to the data extent).
+    pub size: u64,
+    /// The probability an operation has this size.
+    pub weight: f64,
+    /// Aligned start positions (slots) a request of this size has: `0..slots`.
+    pub slots: u64,
+    /// Hot spot: the hot slots `base..base + region`. Sequential log: the log's slots, the same.
+    /// Otherwise `slots` and 0.
+    pub region: u64,
+    pub base: u64,
+}
+
+/// The stream's new data: [`GROWTH_WRITE`]-byte writes from `start` on, write `j` at
+/// `start + j × GROWTH_WRITE` at time `(j + 1) × GROWTH_WRITE / bytes_per_s`, up to the disk's
+/// end (a pure function of `j`, so windows never change it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Growth {
+    pub start: u64,
+    pub bytes_per_s: f64,
+    pub end: u64,
+}
+
+impl Growth {
+    /// Growth write `j`'s time, offset and length, if the disk has room for it.
+    #[inline]
+    pub fn write(&self, j: u64) -> Option<(f64, u64, u32)> {
+        let offset = self.start.checked_add(j.checked_mul(GROWTH_WRITE)?)?;
+        if offset >= self.end {
+            return None;
+        }
+        let len = GROWTH_WRITE.min(self.end - offset) as u32;
+        Some((
+            ((j + 1) * GROWTH_WRITE) as f64 / self.bytes_per_s,
+            offset,
+            len,
+        ))
+    }
+
+    /// The first growth write at or after time `t`.
+    pub fn first_at(&self, t: f64) -> u64 {
+        let guess = (t * self.bytes_per_s / GROWTH_WRITE as f64)
+            .floor()
+            .max(1.0) as u64
+            - 1;
+        let mut j = guess.saturating_sub(1);
+        while self.write(j).is_some_and(|(tj, _, _)| tj < t) {
+            j += 1;
+        }
+        j
+    }
+
+    /// Bytes appended by time `t` (the writes whose time is at most `t`), up to the disk's end.
+    pub fn bytes_by(&self, t: f64) -> u64 {
+        let j = self.first_at(t);
+        let done = match self.write(j) {
+            Some((tj, _, _)) if tj <= t => j + 1,
+            _ => j,
+        };
+        (done.saturating_mul(GROWTH_WRITE)).min(self.end.saturating_sub(self.start))
+    }
+}
+
+/// Where a stream's writes start: per request size, and the locality's own figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placement {
+    /// The extent the overwrites cover: the disk's data at the start ([`DiskData::extent`]).
+    pub disk_size: u64,
+    /// Bytes per slot (every write starts on a slot).
+    pub align: u64,
+    /// Zipf: the salt that scatters ranks over extents.
+    pub salt: u64,
+    /// Sequential log: slots between consecutive operations, and operation numbers per second.
+    pub log_stride: u64,
+    pub log_per_second: u64,
+    pub sizes: Vec<SizePlacement>,
+    /// New data at the allocation frontier, if the spec grows the disk.
+    pub growth: Option<Growth>,
+}
+
 /// The I/O stream of one VM's disk: a pure function of `(seed, second)`.
 #[derive(Debug, Clone)]
 pub struct Generator {
     spec: WorkloadSpec,
     disk_size: u64,
+    /// The extent the overwrites cover (the data at the start).
+    span: u64,
     seed: u64,
     align: u64,
     /// Hot-spot start slot (hot spot), or the rank salt (Zipf).
@@ -264,13 +428,42 @@ pub struct Generator {
     /// Sequential log: slots between consecutive operations, and operations per second.
     log_stride: u64,
     log_per_second: u64,
+    growth: Option<Growth>,
+}
+
+/// Seed labels of a stream's fixed placements.
+const HOT_LABEL: u64 = 0x486f_7453;
+const ZIPF_LABEL: u64 = 0x5a69_7066;
+const LOG_LABEL: u64 = 0x4c6f_6721;
+
+/// The hot spot's slot count for `slots` start positions and `hot_fraction`, and its first slot
+/// for the stream key `seed` (the widest request size's; narrower ones keep it, cut to fit).
+pub fn hot_spot_slots(slots: u64, hot_fraction: f64, seed: u64) -> (u64, u64) {
+    let hot = ((slots as f64 * hot_fraction) as u64).clamp(1, slots);
+    (hot, derive(seed, HOT_LABEL) % (slots - hot + 1))
 }
 
 impl Generator {
-    /// A generator for a disk of `disk_size` bytes; `seed` identifies the VM's stream.
+    /// A generator for a disk of `disk_size` bytes whose data fills it; `seed` identifies the
+    /// VM's stream.
     pub fn new(spec: WorkloadSpec, disk_size: u64, seed: u64) -> Result<Self> {
+        Self::for_disk(spec, DiskData::full(disk_size), seed)
+    }
+
+    /// A generator for `disk`: overwrites inside its data, growth at its allocation frontier.
+    pub fn for_disk(spec: WorkloadSpec, disk: DiskData, seed: u64) -> Result<Self> {
         spec.validate()?;
-        let align = 4096u64;
+        if let Some(x) = spec.daily_change {
+            return Err(Error::invalid(
+                "daily_change",
+                format!(
+                    "{x} is a target, not a placement: calibrate the spec for the disk first \
+                     (estimate::change_fraction::calibrate)"
+                ),
+            ));
+        }
+        let align = ALIGN;
+        let disk_size = disk.size;
         if disk_size < u64::from(spec.sizes.max()).max(align) {
             return Err(Error::invalid(
                 "disk_size",
@@ -280,20 +473,27 @@ impl Generator {
                 ),
             ));
         }
-        let slots = (disk_size - u64::from(spec.sizes.max())) / align + 1;
+        if disk.used > disk_size {
+            return Err(Error::invalid(
+                "used",
+                format!(
+                    "{} bytes of data is more than the disk ({disk_size} bytes)",
+                    disk.used
+                ),
+            ));
+        }
+        let span = disk.extent(u64::from(spec.sizes.max()));
+        let slots = (span - u64::from(spec.sizes.max()).min(span)) / align + 1;
         let hot_base = match spec.locality {
-            Locality::HotSpot { hot_fraction, .. } => {
-                let hot = ((slots as f64 * hot_fraction) as u64).clamp(1, slots);
-                derive(seed, 0x486f_7453) % (slots - hot + 1)
-            }
+            Locality::HotSpot { hot_fraction, .. } => hot_spot_slots(slots, hot_fraction, seed).1,
             // For Zipf, the same field salts where the ranks land, per VM.
-            Locality::Zipf { .. } => derive(seed, 0x5a69_7066),
+            Locality::Zipf { .. } => derive(seed, ZIPF_LABEL),
             _ => 0,
         };
         let log_base = match spec.locality {
             Locality::SequentialLog { region_fraction } => {
                 let region = ((slots as f64 * region_fraction) as u64).clamp(1, slots);
-                derive(seed, 0x4c6f_6721) % (slots - region + 1)
+                derive(seed, LOG_LABEL) % (slots - region + 1)
             }
             _ => 0,
         };
@@ -302,8 +502,8 @@ impl Generator {
             .sizes
             .iter()
             .map(|&s| {
-                let size = u64::from(s).min(disk_size);
-                let slots = (disk_size - size) / align + 1;
+                let size = u64::from(s).min(span);
+                let slots = (span - size) / align + 1;
                 let (region, base) = match spec.locality {
                     Locality::HotSpot { hot_fraction, .. } => {
                         let hot = ((slots as f64 * hot_fraction) as u64).clamp(1, slots);
@@ -325,16 +525,54 @@ impl Generator {
             .collect();
         let log_stride = (spec.sizes.mean() as u64).div_ceil(align).max(1);
         let log_per_second = spec.iops.ceil() as u64;
+        let growth = (spec.growth_per_day > 0.0 && disk.used > 0).then(|| Growth {
+            start: span.div_ceil(align) * align,
+            bytes_per_s: spec.growth_per_day * disk.used as f64 / DAY_S,
+            end: disk_size,
+        });
         Ok(Generator {
             spec,
             disk_size,
+            span,
             seed,
             align,
             hot_base,
             per_size,
             log_stride,
             log_per_second,
+            growth,
         })
+    }
+
+    /// Where this stream's writes start, as the generator places them (the estimate tier
+    /// computes its probabilities from this, not from a copy of the rules).
+    pub fn placement(&self) -> Placement {
+        let entries = self.spec.sizes.entries();
+        Placement {
+            disk_size: self.span,
+            align: self.align,
+            salt: self.hot_base,
+            log_stride: self.log_stride,
+            log_per_second: self.log_per_second,
+            sizes: self
+                .per_size
+                .iter()
+                .zip(entries)
+                .map(|(z, (_, weight))| SizePlacement {
+                    size: z.size,
+                    weight,
+                    slots: z.slots,
+                    region: z.region,
+                    base: z.base,
+                })
+                .collect(),
+            growth: self.growth,
+        }
+    }
+
+    /// The disk's virtual size.
+    pub fn disk_size(&self) -> u64 {
+        self.disk_size
     }
 
     pub fn spec(&self) -> &WorkloadSpec {
@@ -372,7 +610,7 @@ impl Generator {
                 b + rng.below(n)
             }
             Locality::Zipf { theta } => {
-                let n = (self.disk_size / MIB).max(1);
+                let n = (self.span / MIB).max(1);
                 let u = rng.f64();
                 let x = if (theta - 1.0).abs() < 1e-9 {
                     (n as f64).powf(u)
@@ -412,6 +650,7 @@ impl Generator {
         let read_fraction = self.spec.read_fraction;
         let labels = label_table();
         let zipf = matches!(self.spec.locality, Locality::Zipf { .. });
+        let from = out.len();
         for second in first..last {
             let key = derive(self.seed, second);
             let mut rng = Rng::new(derive(key, 0));
@@ -473,7 +712,26 @@ impl Generator {
                 start = end;
             }
         }
+        if let Some(g) = &self.growth {
+            append_growth(g, t0, t1, from, out);
+        }
         reads
+    }
+}
+
+/// Merges the growth writes of `[t0, t1)` into the window's writes `out[from..]` (in time
+/// order). Growth writes are few (one per [`GROWTH_WRITE`] of new data), so each is inserted.
+fn append_growth(g: &Growth, t0: f64, t1: f64, from: usize, out: &mut WriteBatch) {
+    let mut j = g.first_at(t0);
+    while let Some((t, offset, len)) = g.write(j) {
+        if t >= t1 {
+            break;
+        }
+        let at = from + out.times[from..].partition_point(|&x| x <= t);
+        out.times.insert(at, t);
+        out.offsets.insert(at, offset);
+        out.lengths.insert(at, len);
+        j += 1;
     }
 }
 
@@ -488,6 +746,8 @@ mod tests {
             sizes: SizeDist::typical(),
             locality,
             diurnal: None,
+            growth_per_day: 0.0,
+            daily_change: None,
         }
     }
 
@@ -546,8 +806,8 @@ mod tests {
                 let c = &spec.sizes.cumulative;
                 let u = rng.f64();
                 let size = spec.sizes.sizes[c.partition_point(|&x| x <= u).min(c.len() - 1)];
-                let size = u64::from(size).min(g.disk_size);
-                let slots = (g.disk_size - size) / g.align + 1;
+                let size = u64::from(size).min(g.span);
+                let slots = (g.span - size) / g.align + 1;
                 let slot = match spec.locality {
                     Locality::Uniform => rng.below(slots),
                     Locality::HotSpot {
@@ -563,7 +823,7 @@ mod tests {
                         }
                     }
                     Locality::Zipf { theta } => {
-                        let n = (g.disk_size / MIB).max(1);
+                        let n = (g.span / MIB).max(1);
                         let u = rng.f64();
                         let e = 1.0 - theta;
                         let x = if (theta - 1.0).abs() < 1e-9 {
@@ -576,7 +836,7 @@ mod tests {
                         (extent * (MIB / g.align) + rng.below(MIB / g.align)).min(slots - 1)
                     }
                     Locality::SequentialLog { region_fraction } => {
-                        let widest = (g.disk_size - u64::from(spec.sizes.max())) / g.align + 1;
+                        let widest = (g.span - u64::from(spec.sizes.max())) / g.align + 1;
                         let r = ((widest as f64 * region_fraction) as u64).clamp(1, widest);
                         let log_base = derive(g.seed, 0x4c6f_6721) % (widest - r + 1);
                         let region = ((slots as f64 * region_fraction) as u64).clamp(1, slots);
@@ -597,6 +857,25 @@ mod tests {
                     out.offsets.push(slot * g.align);
                     out.lengths.push(size as u32);
                 }
+            }
+        }
+        // Growth: write j of 1 MiB at the frontier when (j + 1) MiB of new data is due.
+        if let Some(gr) = g.growth {
+            let mut j = 0u64;
+            loop {
+                let offset = gr.start + j * GROWTH_WRITE;
+                let time = ((j + 1) * GROWTH_WRITE) as f64 / gr.bytes_per_s;
+                if offset >= gr.end || time >= t1 {
+                    break;
+                }
+                if time >= t0 {
+                    let at = out.times.partition_point(|&x| x <= time);
+                    out.times.insert(at, time);
+                    out.offsets.insert(at, offset);
+                    out.lengths
+                        .insert(at, GROWTH_WRITE.min(gr.end - offset) as u32);
+                }
+                j += 1;
             }
         }
         (out, reads)
@@ -628,14 +907,37 @@ mod tests {
             if k % 2 == 1 {
                 s.sizes = many.clone();
             }
-            // A disk smaller than some requests' slots: sizes are cut to the disk.
-            for disk in [10u64 << 30, 1 << 20] {
-                let g = Generator::new(s.clone(), disk, 7 + k as u64).unwrap();
-                for (t0, t1) in [(0.0, 30.0), (3.3, 4.1), (12.0, 12.5)] {
+            // A disk smaller than some requests' slots: sizes are cut to the disk. A disk with
+            // data on part of it, growing (1 MiB of new data every 28 s).
+            let partial = DiskData {
+                size: 10 << 30,
+                used: (3 << 30) + 12_345,
+            };
+            let mut grows = s.clone();
+            grows.growth_per_day = 1.0;
+            for (disk, spec_k) in [
+                (DiskData::full(10 << 30), &s),
+                (DiskData::full(1 << 20), &s),
+                (partial, &grows),
+            ] {
+                let g = Generator::for_disk(spec_k.clone(), disk, 7 + k as u64).unwrap();
+                let windows = [
+                    (0.0, 30.0),
+                    (3.3, 4.1),
+                    (12.0, 12.5),
+                    (27.9, 28.5),
+                    (0.0, 90.0),
+                ];
+                for (t0, t1) in windows {
                     let mut got = WriteBatch::default();
                     let r = g.generate(t0, t1, &mut got);
                     let (want, wr) = reference(&g, t0, t1);
+                    let disk = disk.size;
                     assert!(!got.is_empty() || disk < 1 << 30 || t1 - t0 < 1.0);
+                    if spec_k.growth_per_day > 0.0 && t1 >= 90.0 {
+                        let new = got.offsets.iter().filter(|&&o| o >= partial.used).count();
+                        assert_eq!(new, 3, "three growth writes in 90 s");
+                    }
                     assert!(got.offsets == want.offsets, "{k} {disk} {t0}");
                     assert!(got.lengths == want.lengths, "{k} {disk} {t0}");
                     assert!(got.times == want.times, "{k} {disk} {t0}");
@@ -643,6 +945,85 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn overwrites_stay_in_the_data_and_growth_appends_at_the_frontier() {
+        let used = 40u64 << 30;
+        let disk = DiskData {
+            size: 127 << 30,
+            used,
+        };
+        for loc in [
+            Locality::Uniform,
+            Locality::HotSpot {
+                hot_fraction: 0.1,
+                hot_share: 0.9,
+            },
+            Locality::Zipf { theta: 0.99 },
+            Locality::SequentialLog {
+                region_fraction: 0.05,
+            },
+        ] {
+            let mut s = spec(loc);
+            s.growth_per_day = 0.05;
+            let g = Generator::for_disk(s, disk, 3).unwrap();
+            let b = all(&g, 0.0, 3600.0);
+            let (old, new): (Vec<_>, Vec<_>) = b
+                .offsets
+                .iter()
+                .zip(&b.lengths)
+                .partition(|(&o, _)| o < used);
+            assert!(old.iter().all(|(&o, &l)| o + u64::from(l) <= used));
+            // An hour of 5 %/day of 40 GiB: 85.3 MiB, in 1 MiB writes one after the other.
+            assert_eq!(new.len(), 85);
+            for (k, (&o, &l)) in new.iter().enumerate() {
+                assert_eq!((o, l), (used + k as u64 * MIB, MIB as u32));
+            }
+            // The localities that spread reach across the data, not just its start (the log
+            // keeps to its region, which lies inside the data too).
+            let top = old.iter().map(|(&o, _)| o).max().unwrap();
+            if !matches!(g.spec().locality, Locality::SequentialLog { .. }) {
+                assert!(top > used / 2, "{top}");
+            }
+        }
+        // Without growth the disk's data is all it writes; growth stops at the disk's end.
+        let g = Generator::for_disk(spec(Locality::Uniform), disk, 3).unwrap();
+        assert!(all(&g, 0.0, 600.0).offsets.iter().all(|&o| o < used));
+        let mut s = spec(Locality::Uniform);
+        s.growth_per_day = 1.0;
+        let near_full = DiskData {
+            size: (1 << 30) + (3 << 20),
+            used: 1 << 30,
+        };
+        let g = Generator::for_disk(s, near_full, 3).unwrap();
+        let b = all(&g, 0.0, 1000.0);
+        let grown: u64 = b
+            .offsets
+            .iter()
+            .zip(&b.lengths)
+            .filter(|(&o, _)| o >= 1 << 30)
+            .map(|(_, &l)| u64::from(l))
+            .sum();
+        assert_eq!(grown, 3 << 20);
+        assert_eq!(g.placement().growth.unwrap().bytes_by(1000.0), 3 << 20);
+    }
+
+    #[test]
+    fn an_uncalibrated_target_or_too_much_data_is_refused() {
+        let mut s = spec(Locality::Uniform);
+        s.daily_change = Some(0.03);
+        assert!(Generator::new(s.clone(), 1 << 30, 1).is_err());
+        s.daily_change = Some(1.5);
+        assert!(s.validate().is_err());
+        s.daily_change = None;
+        s.growth_per_day = -0.1;
+        assert!(s.validate().is_err());
+        let over = DiskData {
+            size: 1 << 30,
+            used: 2 << 30,
+        };
+        assert!(Generator::for_disk(spec(Locality::Uniform), over, 1).is_err());
     }
 
     #[test]

@@ -639,6 +639,8 @@ mod tests {
                 }
             },
             diurnal: None,
+            growth_per_day: 0.0,
+            daily_change: None,
         }
     }
 
