@@ -1,16 +1,20 @@
-"""Diff-area overflow at the instant it happens.
+"""Diff-area overflow, a full volume and Paused-Critical at the instant they happen.
 
-How it works: volsnap deletes a snapshot at the write that would overflow its CSV's diff area;
-the engine reports that write's time, but only once the CSV has been advanced past it — and the
-cluster is advanced in windows. So for every CSV with a diff-area limit and a live snapshot, the
-watch asks the engine ahead of time (:meth:`ModelClusterBackend.first_deletion`: the next
-window, run on a copy of the CSV) whether and when a deletion would happen, and sets a SimPy
-timer for that instant. The prediction stays right while only time passes (the guests' streams
-are fixed); whatever changes the CSV's future — a snapshot made or deleted, VMs stopped — asks
-again, and a stale timer (older generation) does nothing. When the timer fires the CSV is
-advanced through that write, the engine deletes the snapshot, and every copy reading it is
-interrupted there and then: it fails with ``VSS_E_INSUFFICIENT_STORAGE`` and frees its stream
-and its share of the links.
+How it works: volsnap deletes a snapshot at the write that would overflow its CSV's diff area
+(or that the volume holding it has no room for), and Hyper-V pauses a CSV's dynamic-disk VMs at
+the write that takes its free space below 200 MB; the engine does both at that exact write and
+reports its time, but only once the CSV has been advanced past it — and the cluster is advanced
+in windows. So for every CSV where one of them can happen soon — a diff-area limit and a live
+snapshot, or free space within reach of the levels (:data:`WATCH_FREE_BYTES` plus what its VMs
+could move in a window) — the watch asks the engine ahead of time
+(:meth:`ModelClusterBackend.foresee`: the next window, run on a copy of the CSV) whether and
+when it would happen, and sets a SimPy timer for that instant. The prediction stays right while
+only time passes (the guests' streams are fixed); whatever changes the CSV's future — a snapshot
+made or deleted, VMs stopped — asks again, and a stale timer (older generation) does nothing.
+When the timer fires the CSV is advanced through that write: the engine deletes the snapshot or
+pauses the VMs then, every copy reading a deleted snapshot is interrupted there and then (it
+fails with ``VSS_E_INSUFFICIENT_STORAGE`` and frees its stream and its share of the links), and
+the paused VMs' load leaves the links at that instant (:mod:`vssim.scale.storage_load`).
 """
 
 from __future__ import annotations
@@ -21,11 +25,16 @@ from typing import TYPE_CHECKING
 
 import simpy
 
+from vssim.scenario.capacity import LOW_SPACE_WARNING_BYTES
+
 if TYPE_CHECKING:
     from vssim.scale.model_cluster import ModelClusterBackend
 
 #: The cause a copy is interrupted with.
 SNAPSHOT_DELETED = "snapshot deleted: diff area full"
+#: Free bytes below which a CSV is watched, beside twice what its VMs move in a horizon (model
+#: choice: Hyper-V's warning level; nothing can happen on a CSV with more room than that).
+WATCH_FREE_BYTES = LOW_SPACE_WARNING_BYTES
 
 
 @dataclass
@@ -44,34 +53,50 @@ class DeletionWatch:
     def __post_init__(self) -> None:
         self.backend.on_changed = self.changed
         self.backend.on_deleted = self.deleted
+        b = self.backend
+        #: Per CSV: twice the bytes its VMs read and write in a horizon (a bound on what its
+        #: free space can lose in one: copies and new blocks are at most the writes, and reads
+        #: weigh as much again).
+        self.reach = {
+            c.name: 2.0
+            * self.horizon
+            * sum(b.io_rate[vm.name] for vm in b.scenario.vms_by_csv[c.name])
+            for c in b.scenario.csvs
+        }
+
+    def _in_reach(self, csv: str) -> bool:
+        """Whether the CSV's free space could reach a level Hyper-V or volsnap acts at soon."""
+        return self.backend.free_bytes_of(csv) < WATCH_FREE_BYTES + self.reach[csv]
 
     def changed(self, csv: str, dirty: bool) -> None:
         b = self.backend
-        if b.scenario.csv_by_name[csv].diff_area_limit is None:
-            return
         gen, until = self.armed.get(csv, (0, -math.inf))
         t = b.csv_t[b.csv_id[csv]]
         if not dirty and t < until:
             return  # only time passed, inside the span already foreseen
         gen += 1
-        if not b.has_live_snapshot(csv):
-            self.armed[csv] = (gen, math.inf)
+        limited = b.scenario.csv_by_name[csv].diff_area_limit is not None
+        if not (limited and b.has_live_snapshot(csv)) and not self._in_reach(csv):
+            # Nothing to foresee: older timers are void; look again at the next window.
+            self.armed[csv] = (gen, t)
             return
         until = t + self.horizon
         self.armed[csv] = (gen, until)
         self.predictions += 1
-        got = b.first_deletion(csv, until)
-        if got is None:
+        got = b.foresee(csv, until)
+        times = [w for w in (got.deletion_time, got.pause, got.low_space) if w is not None]
+        if not times:
             return
-        when = got[1]
+        when = min(times)
         timer = self.env.timeout(max(0.0, when - float(self.env.now)))
         timer.callbacks.append(lambda _ev: self._due(csv, gen, when))
 
     def _due(self, csv: str, gen: int, when: float) -> None:
         if self.armed.get(csv, (0, 0.0))[0] != gen:
             return
-        # Through the write that overflows (windows are [t0, t1)).
+        # Through the write that does it (windows are [t0, t1)); the CSV's future changed.
         self.backend.advance_to(math.nextafter(when, math.inf), (csv,))
+        self.changed(csv, True)
 
     def deleted(self, csv: str, handle: int, when: float) -> None:
         for proc in list(self.readers.get((csv, handle), ())):

@@ -1,25 +1,34 @@
 """Shared bandwidth on the virtual clock: the backup target, each CSV's storage path and each
-node's NIC split their bandwidth among the transfers crossing them.
+node's NIC are shared max-min fairly among the transfers and background flows crossing them.
 
-How it works (a fluid model): a transfer crosses a path of links; every link gives each transfer
-on it an equal share of its bandwidth, and a transfer moves at the smallest share along its path.
-Shares change only when a transfer starts or ends, so between those instants every rate is
-constant. Transfers with the same path form a class that progresses as one (a class's cumulative
-``work`` per transfer; each transfer finishes when ``work`` reaches its own finish mark), so an
-event costs O(active classes), not O(active transfers). One pending timer wakes the model at the
+How it works (a fluid model): a transfer crosses a path of links; the rates are the max-min fair
+allocation, found by progressive filling — every flow's rate rises together from zero; when a
+link is full, the flows crossing it keep the rate they reached (that link is their bottleneck)
+and the others go on rising; a background flow stops at its demand. So a transfer whose path
+has room moves faster instead of leaving capacity idle: every transfer is bottlenecked — on some
+link of its path, the link is full and no flow on it moves faster than it.
+
+Rates change only when a transfer starts or ends, or a background changes, so between those
+instants every rate is constant, and the allocation is recomputed at each of them. Transfers
+with the same path form a class that progresses as one (a class's cumulative ``work`` per
+transfer; each transfer finishes when ``work`` reaches its own finish mark), so an event costs
+O(active classes × fills), not O(active transfers). One pending timer wakes the model at the
 next completion; a newer timer supersedes older ones (generation counter).
 
 :class:`FairShareLinks` is the protocol's :class:`~vssim.sim.links.Links` (``transfer(nbytes,
 csv, nodes, target)``), so the writers' guest snapshots, saved states and auto-recovery share the
-links with the copies. It also counts, per link, the bytes
-carried and the time it was busy.
+links with the copies. It also counts, per link, the bytes carried and the time it was busy.
 
-Background load: constant-rate flows that are not transfers of a known size — the guests' writes
-a CSV in redirected access sends over the network (writing node's NIC → coordinator's NIC) — are
-set per key with :meth:`FairShareLinks.set_background`. A link's background is one more flow in
-its fair share, capped at its demand: with ``n`` transfers on a link of bandwidth ``B`` and a
-background demand ``D``, the background gets ``min(D, B / (n + 1))`` and each transfer an equal
-share of the rest.
+Background load: constant-rate flows that are not transfers of a known size — the guests' own
+I/O and copy-on-write on a CSV's storage, the I/O a CSV in redirected access sends over the
+network (writing node's NIC → coordinator's NIC) — are set per key with
+:meth:`FairShareLinks.set_background` (link → demand, bytes/s): one flow per key and link, in
+the same filling, capped at its demand.
+
+Compression at the backup target (``[target] compression``): what a copy moves over the CSV and
+the NICs is what it reads; over the target it moves that divided by the ratio. The target's
+capacity is counted in bytes read (its bandwidth × the ratio), and its ``link_bytes`` in bytes
+stored.
 """
 
 from __future__ import annotations
@@ -32,10 +41,13 @@ from typing import Any
 import simpy
 
 from vssim.scenario import Csv, Scenario
-from vssim.sim.links import link_bandwidths, link_path
+from vssim.sim.links import TARGET, link_bandwidths, link_path
 
 #: Bytes of a transfer left when it counts as done (floating-point slack).
 _SLACK = 1e-3
+#: A link counts as full when less than this share of its capacity is left, a background flow
+#: as at its demand within this share of it (floating point).
+_FULL = 1e-9
 
 
 @dataclass
@@ -47,21 +59,85 @@ class _Class:
     heap: list[tuple[float, int, int, simpy.Event]] = field(default_factory=list)
 
 
+def max_min_rates(
+    capacity: dict[str, float],
+    classes: list[tuple[tuple[str, ...], int]],
+    background: list[tuple[str, float]],
+) -> tuple[list[float], list[float]]:
+    """The max-min fair rates, by progressive filling: ``classes`` are (path, number of
+    transfers) — every transfer of a class gets the same rate —, ``background`` (link, demand
+    > 0) flows on one link each. Returns the per-transfer rate of each class and the rate of
+    each background flow. Each round raises every open flow by the same step, to the first link
+    to fill or the first demand met, and closes the flows that it stops."""
+    rem = {link: capacity[link] for path, _ in classes for link in path}
+    rem.update({link: capacity[link] for link, _ in background})
+    n_on = dict.fromkeys(rem, 0)
+    on_link: dict[str, list[int]] = {link: [] for link in rem}
+    bg_on: dict[str, list[int]] = {link: [] for link in rem}
+    for i, (path, n) in enumerate(classes):
+        for link in path:
+            n_on[link] += n
+            on_link[link].append(i)
+    for j, (link, _) in enumerate(background):
+        n_on[link] += 1
+        bg_on[link].append(j)
+    class_rate = [0.0] * len(classes)
+    bg_rate = [0.0] * len(background)
+    open_classes = set(range(len(classes)))
+    open_bg = set(range(len(background)))
+    level = 0.0
+    while open_classes or open_bg:
+        step = min((rem[link] / n for link, n in n_on.items() if n > 0), default=float("inf"))
+        step = min(step, min((background[j][1] - level for j in open_bg), default=float("inf")))
+        step = max(step, 0.0)
+        level += step
+        for link, n in n_on.items():
+            if n > 0:
+                rem[link] -= step * n
+        frozen_classes: set[int] = set()
+        frozen_bg: set[int] = set()
+        for link, n in n_on.items():
+            if n > 0 and rem[link] <= _FULL * capacity[link]:
+                frozen_classes.update(i for i in on_link[link] if i in open_classes)
+                frozen_bg.update(j for j in bg_on[link] if j in open_bg)
+        frozen_bg.update(j for j in open_bg if background[j][1] - level <= _FULL * background[j][1])
+        if not frozen_classes and not frozen_bg:
+            break  # nothing can rise (only unbounded flows on unconstrained links)
+        for i in frozen_classes:
+            class_rate[i] = level
+            open_classes.discard(i)
+            path, n = classes[i]
+            for link in path:
+                n_on[link] -= n
+        for j in frozen_bg:
+            bg_rate[j] = min(level, background[j][1])
+            open_bg.discard(j)
+            n_on[background[j][0]] -= 1
+    return class_rate, bg_rate
+
+
 class FairShareLinks:
-    """Fair-share links for every transfer of a run (see the module doc)."""
+    """Max-min fair links for every transfer of a run (see the module doc)."""
 
     def __init__(self, env: simpy.Environment, scenario: Scenario) -> None:
         self.env = env
         self.bandwidth = link_bandwidths(scenario)
+        #: Bytes a link carries per byte a transfer moves (the target: 1 / compression).
+        self.weight = dict.fromkeys(self.bandwidth, 1.0)
+        self.weight[TARGET] = 1.0 / scenario.target.compression
+        #: Capacity in bytes moved (read) per second.
+        self.capacity = {link: bw / self.weight[link] for link, bw in self.bandwidth.items()}
         #: Bytes each node's NIC carried.
         self.nic_bytes = {n.name: 0 for n in scenario.nodes}
         self.users = dict.fromkeys(self.bandwidth, 0)
         self.link_bytes = dict.fromkeys(self.bandwidth, 0)
         self.link_busy = dict.fromkeys(self.bandwidth, 0.0)
         self.classes: dict[tuple[str, ...], _Class] = {}
-        #: Background flows: key → {link: bytes/s}; and each link's total demand.
+        #: Background flows: key → {link: bytes/s}; each link's total demand; the rate each
+        #: (key, link) flow gets now.
         self.background: dict[str, dict[str, float]] = {}
         self.load = dict.fromkeys(self.bandwidth, 0.0)
+        self.bg_rate: dict[tuple[str, str], float] = {}
         self.loaded: set[str] = set()
         self.last = float(env.now)
         self.generation = 0
@@ -105,6 +181,9 @@ class FairShareLinks:
             self.nic_bytes[n] += nbytes
         return float(self.env.now - start)
 
+    def _carried(self, link: str, nbytes: float) -> None:
+        self.link_bytes[link] += round(nbytes * self.weight[link])
+
     def _cancel(self, cls: _Class, seq: int, nbytes: int) -> int:
         """Take transfer ``seq`` off its class now; returns the bytes it had moved."""
         self._settle()
@@ -115,7 +194,7 @@ class FairShareLinks:
                 heapq.heapify(cls.heap)
                 for link in cls.path:
                     self.users[link] -= 1
-                    self.link_bytes[link] += moved
+                    self._carried(link, moved)
                 if not cls.heap and self.classes.get(cls.path) is cls:
                     del self.classes[cls.path]
                 self._reschedule()
@@ -124,28 +203,20 @@ class FairShareLinks:
 
     def set_background(self, key: str, rates: dict[str, float]) -> None:
         """Set the background flows of ``key`` to ``rates`` (link → bytes/s; empty: none)."""
+        kept = {link: r for link, r in rates.items() if r > 0}
+        if kept == self.background.get(key, {}):
+            return
         self._settle()
         old = self.background.pop(key, {})
-        if rates:
-            self.background[key] = dict(rates)
-        for link in set(old) | set(rates):
+        if kept:
+            self.background[key] = kept
+        for link in set(old) | set(kept):
             self.load[link] = sum(b.get(link, 0.0) for b in self.background.values())
             if self.load[link] > 0:
                 self.loaded.add(link)
             else:
                 self.loaded.discard(link)
         self._reschedule()
-
-    def _background_rate(self, link: str) -> float:
-        """What a link's background flows get now."""
-        d = self.load[link]
-        if d <= 0:
-            return 0.0
-        return min(d, self.bandwidth[link] / (self.users[link] + 1))
-
-    def _share(self, link: str) -> float:
-        """Each transfer's share of ``link`` now."""
-        return (self.bandwidth[link] - self._background_rate(link)) / self.users[link]
 
     def _settle(self) -> None:
         """Progress every active class (and the background flows) up to now."""
@@ -161,11 +232,25 @@ class FairShareLinks:
             for link in self.loaded:
                 if not self.users[link]:
                     self.link_busy[link] += dt
-                self.link_bytes[link] += round(self._background_rate(link) * dt)
+            for (_, link), rate in self.bg_rate.items():
+                self._carried(link, rate * dt)
         self.last = now
 
+    def _allocate(self) -> None:
+        """The max-min fair rates of every class and background flow now."""
+        classes = list(self.classes.values())
+        bg_keys = [(key, link) for key, b in self.background.items() for link in b]
+        class_rates, bg_rates = max_min_rates(
+            self.capacity,
+            [(c.path, len(c.heap)) for c in classes],
+            [(link, self.background[key][link] / self.weight[link]) for key, link in bg_keys],
+        )
+        for c, r in zip(classes, class_rates, strict=True):
+            c.rate = r
+        self.bg_rate = {k: r * self.weight[k[1]] for k, r in zip(bg_keys, bg_rates, strict=True)}
+
     def _reschedule(self) -> None:
-        """Finish what is done, recompute the shares, and set the timer for the next finish."""
+        """Finish what is done, recompute the rates, and set the timer for the next finish."""
         while True:
             finished = False
             for key, cls in list(self.classes.items()):
@@ -173,15 +258,16 @@ class FairShareLinks:
                     _, _, nbytes, done = heapq.heappop(cls.heap)
                     for link in cls.path:
                         self.users[link] -= 1
-                        self.link_bytes[link] += nbytes
+                        self._carried(link, nbytes)
                     done.succeed()
                     finished = True
                 if not cls.heap:
                     del self.classes[key]
+            self._allocate()
             next_in = float("inf")
             for cls in self.classes.values():
-                cls.rate = min(self._share(link) for link in cls.path)
-                next_in = min(next_in, (cls.heap[0][0] - cls.work) / cls.rate)
+                if cls.rate > 0:
+                    next_in = min(next_in, (cls.heap[0][0] - cls.work) / cls.rate)
             if next_in > 0 or not finished:
                 break
         if next_in == float("inf"):
