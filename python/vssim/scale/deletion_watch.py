@@ -1,20 +1,22 @@
-"""Diff-area overflow, a full volume and Paused-Critical at the instant they happen.
+"""Diff-area overflow and a full volume at the instant they happen.
 
-How it works: volsnap deletes a snapshot at the write that would overflow its CSV's diff area
-(or that the volume holding it has no room for), and Hyper-V pauses a CSV's dynamic-disk VMs at
-the write that takes its free space below 200 MB; the engine does both at that exact write and
-reports its time, but only once the CSV has been advanced past it — and the cluster is advanced
-in windows. So for every CSV where one of them can happen soon — a diff-area limit and a live
-snapshot, or free space within reach of the levels (:data:`WATCH_FREE_BYTES` plus what its VMs
-could move in a window) — the watch asks the engine ahead of time
-(:meth:`ModelClusterBackend.foresee`: the next window, run on a copy of the CSV) whether and
-when it would happen, and sets a SimPy timer for that instant. The prediction stays right while
-only time passes (the guests' streams are fixed); whatever changes the CSV's future — a snapshot
-made or deleted, VMs stopped — asks again, and a stale timer (older generation) does nothing.
-When the timer fires the CSV is advanced through that write: the engine deletes the snapshot or
-pauses the VMs then, every copy reading a deleted snapshot is interrupted there and then (it
-fails with ``VSS_E_INSUFFICIENT_STORAGE`` and frees its stream and its share of the links), and
-the paused VMs' load leaves the links at that instant (:mod:`vssim.scale.storage_load`).
+How it works: volsnap deletes a snapshot at the write that would overflow its CSV's diff area,
+or that the volume holding the diff area has no room for; the engine reports that write's time,
+but only once the CSV has been advanced past it — and the cluster is advanced in windows. So for
+every CSV where a deletion can happen soon — a diff-area limit and a live snapshot, or free
+space within reach of empty (:data:`WATCH_FREE_BYTES` plus what its VMs could move in a window)
+— the watch asks the engine ahead of time (:meth:`ModelClusterBackend.foresee`: the next window,
+run on a copy of the CSV) whether and when a deletion would happen, and sets a SimPy timer for
+that instant. The prediction stays right while only time passes (the guests' streams are
+fixed); whatever changes the CSV's future — a snapshot made or deleted, VMs stopped — asks
+again, and a stale timer (older generation) does nothing. When the timer fires the CSV is
+advanced through that write, the engine deletes the snapshot, and every copy reading it is
+interrupted there and then: it fails with ``VSS_E_INSUFFICIENT_STORAGE`` and frees its stream
+and its share of the links.
+
+(Hyper-V's pause needs no timer: the engine pauses the VMs at the crossing write whatever the
+windows, and their load leaves the links at the workload clock's next tick,
+:mod:`vssim.scale.storage_load`.)
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ if TYPE_CHECKING:
 
 #: The cause a copy is interrupted with.
 SNAPSHOT_DELETED = "snapshot deleted: diff area full"
-#: Free bytes below which a CSV is watched, beside twice what its VMs move in a horizon (model
-#: choice: Hyper-V's warning level; nothing can happen on a CSV with more room than that).
+#: Free bytes below which a CSV without a diff-area limit is watched, beside twice what its VMs
+#: move in a horizon (model choice: Hyper-V's warning level).
 WATCH_FREE_BYTES = LOW_SPACE_WARNING_BYTES
 
 
@@ -65,7 +67,7 @@ class DeletionWatch:
         }
 
     def _in_reach(self, csv: str) -> bool:
-        """Whether the CSV's free space could reach a level Hyper-V or volsnap acts at soon."""
+        """Whether the CSV's free space could run out soon."""
         return self.backend.free_bytes_of(csv) < WATCH_FREE_BYTES + self.reach[csv]
 
     def changed(self, csv: str, dirty: bool) -> None:
@@ -75,28 +77,26 @@ class DeletionWatch:
         if not dirty and t < until:
             return  # only time passed, inside the span already foreseen
         gen += 1
-        limited = b.scenario.csv_by_name[csv].diff_area_limit is not None
-        if not (limited and b.has_live_snapshot(csv)) and not self._in_reach(csv):
+        c = b.scenario.csv_by_name[csv]
+        full_volume = c.diff_area_on_volume and self._in_reach(csv)
+        if not b.has_live_snapshot(csv) or not (c.diff_area_limit is not None or full_volume):
             # Nothing to foresee: older timers are void; look again at the next window.
             self.armed[csv] = (gen, t)
             return
         until = t + self.horizon
         self.armed[csv] = (gen, until)
         self.predictions += 1
-        got = b.foresee(csv, until)
-        times = [w for w in (got.deletion_time, got.pause, got.low_space) if w is not None]
-        if not times:
+        when = b.foresee(csv, until).deletion_time
+        if when is None:
             return
-        when = min(times)
         timer = self.env.timeout(max(0.0, when - float(self.env.now)))
         timer.callbacks.append(lambda _ev: self._due(csv, gen, when))
 
     def _due(self, csv: str, gen: int, when: float) -> None:
         if self.armed.get(csv, (0, 0.0))[0] != gen:
             return
-        # Through the write that does it (windows are [t0, t1)); the CSV's future changed.
+        # Through the write that overflows (windows are [t0, t1)).
         self.backend.advance_to(math.nextafter(when, math.inf), (csv,))
-        self.changed(csv, True)
 
     def deleted(self, csv: str, handle: int, when: float) -> None:
         for proc in list(self.readers.get((csv, handle), ())):

@@ -273,6 +273,7 @@ class ModelledPath:
         rates: dict[str, float] = {}
         if run.is_redirected(csv):
             b = self.ctx.backend
+            b.sync((csv.name,))  # its VMs' pauses up to now are known
             coord = run.state.coordinators[csv.name]
             for vm in run.redirected_writers(csv):
                 if not b.active(vm.name):

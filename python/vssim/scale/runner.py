@@ -272,6 +272,7 @@ class _Run:
             while not finished.triggered:
                 yield env.any_of([env.timeout(self.window_s), finished])
                 self.backend.advance_to(float(env.now))
+                self.storage.tick(float(env.now))
 
         env.process(driver())
         env.process(workload_clock())

@@ -5,12 +5,17 @@ snapshots and saved states of a backup share each CSV's storage with it.
 * **Guest I/O**: every VM issuing I/O (running, on an up node, not paused for want of space)
   loads its CSV's storage with its mean rate of reads and writes — the engine's stream,
   operations per second × mean request size (a diurnal curve at its mean: model choice). Set at
-  the start, and again the moment VMs stop (node down) or pause (Paused-Critical).
+  the start, again the moment VMs stop (node down: a protocol event), and at every tick of the
+  workload clock for the VMs paused (Paused-Critical) since the last one.
 * **Copy-on-write**: every chunk volsnap copies is a read of the old chunk from the CSV and a
   write of it into the diff area — on the CSV too when the diff area lives there (2 × 16 KiB a
-  chunk), else only the read. The engine knows the copies once a window has run, so the rate
-  set is the last window's: the chunks it copied over its length, windows shorter than
-  :data:`MIN_WINDOW_S` adding up until they reach it (model choice).
+  chunk), else only the read. The engine knows the copies once time has passed, so at every
+  tick the rate set is the last tick interval's: the CSV's chunks copied in it over its length
+  (model choice).
+
+Both change only at the workload clock's ticks (every CSV is at that instant then, however the
+protocol cut time into windows before it) or at protocol events, so how time is cut into
+windows never changes a figure.
 
 Redirected I/O (2008 R2) is the data path's: :mod:`vssim.scale.modelled_path`.
 """
@@ -19,17 +24,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from vssim import engine
 from vssim.sim.links import csv_link
 
 if TYPE_CHECKING:
     from vssim.scale.fair_share_links import FairShareLinks
-    from vssim.scale.model_cluster import ModelClusterBackend, Report
-
-#: Shortest stretch of simulated time a copy-on-write rate is measured over (model choice).
-MIN_WINDOW_S = 1.0
+    from vssim.scale.model_cluster import ModelClusterBackend
 
 
 def guest_key(csv: str) -> str:
@@ -49,23 +49,15 @@ class StorageLoad:
         self.backend = backend
         self.links = links
         sc = backend.scenario
-        self.csv_index = {c.name: i for i, c in enumerate(sc.csvs)}
-        disk_csv = np.zeros(backend.model.vm_count, dtype=np.int64)
-        for vm in sc.vms:
-            for d in backend.disks[vm.name]:
-                disk_csv[d] = self.csv_index[vm.csv]
-        self.disk_csv = disk_csv
         #: Per CSV: copy-on-write bytes moved per chunk copied (the read, and the write when
         #: the diff area is on the CSV).
-        self.bytes_per_chunk = np.asarray(
-            [engine.DEFAULT_CHUNK_SIZE * (2 if c.diff_area_on_volume else 1) for c in sc.csvs],
-            dtype=np.float64,
-        )
-        #: Per CSV: chunks and seconds not yet turned into a rate.
-        self.pending_chunks = np.zeros(len(sc.csvs), dtype=np.float64)
-        self.pending_s = np.zeros(len(sc.csvs), dtype=np.float64)
-        backend.on_window.append(self.window)
-        backend.on_paused.append(lambda csv, _vms, _t: self.guest(csv))
+        self.bytes_per_chunk = {
+            c.name: engine.DEFAULT_CHUNK_SIZE * (2 if c.diff_area_on_volume else 1) for c in sc.csvs
+        }
+        #: Per CSV: its chunks copied at the last tick, and when that was.
+        self.chunks_at = {c.name: 0 for c in sc.csvs}
+        self.last_tick = 0.0
+        self.paused_seen = 0
         backend.on_stopped.append(self.stopped)
         for c in sc.csvs:
             self.guest(c.name)
@@ -80,20 +72,21 @@ class StorageLoad:
         for csv in sorted({self.backend.vm_csv[v] for v in vms}):
             self.guest(csv)
 
-    def window(self, r: Report, before: dict[str, float]) -> None:
-        """A window ran: each CSV it advanced gets the copy-on-write rate it measured."""
-        chunks = np.bincount(
-            self.disk_csv,
-            weights=r["chunks_copied"].astype(np.float64),
-            minlength=len(self.bytes_per_chunk),
-        )
+    def tick(self, now: float) -> None:
+        """The workload clock's tick: every CSV is at ``now``. The VMs paused since the last
+        tick leave their CSVs' guest I/O, and each CSV gets the copy-on-write rate of the
+        interval."""
         b = self.backend
-        for csv, t0 in before.items():
-            i = self.csv_index[csv]
-            self.pending_chunks[i] += chunks[i]
-            self.pending_s[i] += b.csv_t[b.csv_id[csv]] - t0
-            if self.pending_s[i] < MIN_WINDOW_S:
-                continue
-            rate = self.pending_chunks[i] * self.bytes_per_chunk[i] / self.pending_s[i]
-            self.pending_chunks[i] = self.pending_s[i] = 0.0
-            self.links.set_background(cow_key(csv), {csv_link(csv): float(rate)})
+        if len(b.paused_at) != self.paused_seen:
+            self.paused_seen = len(b.paused_at)
+            for csv in sorted({b.vm_csv[vm] for vm in b.paused_at}):
+                self.guest(csv)
+        dt = now - self.last_tick
+        if dt <= 0:
+            return
+        self.last_tick = now
+        for csv, before in self.chunks_at.items():
+            chunks = b.model.total_chunks_copied(b.csv_id[csv])
+            self.chunks_at[csv] = chunks
+            rate = (chunks - before) * self.bytes_per_chunk[csv] / dt
+            self.links.set_background(cow_key(csv), {csv_link(csv): rate})
