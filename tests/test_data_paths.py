@@ -33,21 +33,21 @@ LINKS = [f"l{i}" for i in range(6)]
 def check_max_min(
     capacity: dict[str, float],
     classes: list[tuple[tuple[str, ...], int]],
-    background: list[tuple[str, float]],
+    background: list[tuple[str, float, int]],
     class_rate: list[float],
     bg_rate: list[float],
 ) -> None:
     """The allocation is feasible and every flow is bottlenecked: on some link it crosses, the
     link is full and no flow on it moves faster (a background flow may instead be at its
-    demand)."""
+    demand). Rates are per transfer and per background flow."""
     used = dict.fromkeys(capacity, 0.0)
     on: dict[str, list[float]] = {link: [] for link in capacity}
     for (path, n), r in zip(classes, class_rate, strict=True):
         for link in path:
             used[link] += n * r
             on[link].append(r)
-    for (link, _), r in zip(background, bg_rate, strict=True):
-        used[link] += r
+    for (link, _, n), r in zip(background, bg_rate, strict=True):
+        used[link] += n * r
         on[link].append(r)
     tol = 1e-6
     for link, u in used.items():
@@ -60,7 +60,7 @@ def check_max_min(
     for (path, _), r in zip(classes, class_rate, strict=True):
         assert r > 0
         assert any(bottleneck(link, r) for link in path), (path, r)
-    for (link, demand), r in zip(background, bg_rate, strict=True):
+    for (link, demand, _), r in zip(background, bg_rate, strict=True):
         assert r <= demand * (1 + tol)
         assert r >= demand * (1 - tol) or bottleneck(link, r), (link, demand, r)
 
@@ -77,7 +77,9 @@ flows = st.tuples(
         min_size=1,
         max_size=12,
     ),
-    st.lists(st.tuples(st.sampled_from(LINKS), st.floats(1e5, 1e10)), max_size=6),
+    st.lists(
+        st.tuples(st.sampled_from(LINKS), st.floats(1e5, 1e10), st.integers(1, 300)), max_size=6
+    ),
 )
 
 
@@ -109,13 +111,18 @@ class _Checked(FairShareLinks):
     def _allocate(self) -> None:
         super()._allocate()
         classes = list(self.classes.values())
-        bg = [(link, self.background[k][link]) for k, link in self.bg_rate]
+        bg = []
+        per_flow = []
+        for (key, link, i), total in self.bg_rate.items():
+            demand, n = self.background[key][link][i]
+            bg.append((link, demand, n))
+            per_flow.append(total / n)
         check_max_min(
             self.capacity,
             [(c.path, len(c.heap)) for c in classes],
             bg,
             [c.rate for c in classes],
-            list(self.bg_rate.values()),
+            per_flow,
         )
         _Checked.checks += 1
 
@@ -133,7 +140,7 @@ class _Checked(FairShareLinks):
         min_size=1,
         max_size=15,
     ),
-    st.lists(st.tuples(st.floats(0.0, 5.0), st.floats(0.0, 3e9)), max_size=4),
+    st.lists(st.tuples(st.floats(0.0, 5.0), st.floats(0.0, 3e9), st.integers(1, 50)), max_size=4),
 )
 def test_transfers_move_at_max_min_rates_at_every_arrival_and_departure(
     transfers: list[Any], loads: list[Any]
@@ -148,9 +155,9 @@ def test_transfers_move_at_max_min_rates_at_every_arrival_and_departure(
         yield from links.transfer(n, sc.csvs[csv], tuple(nodes), target)
         done.append(env.now)
 
-    def load(at: float, rate: float) -> Any:
+    def load(at: float, rate: float, n: int) -> Any:
         yield env.timeout(at)
-        links.set_background("bg", {csv_link(sc.csvs[0].name): rate})
+        links.set_flows("bg", {csv_link(sc.csvs[0].name): ((rate / n, n),)})
 
     for t in transfers:
         env.process(one(*t))
@@ -200,11 +207,15 @@ def test_guest_io_loads_the_csv_link_as_background() -> None:
         for vm in sc.vms_by_csv[c.name]:
             spec = workload_spec(vm.workload)
             expected += spec.iops * spec.mean_size * len(vm.disks)
-        assert links.background[guest_key(c.name)] == {csv_link(c.name): pytest.approx(expected)}
+        groups = links.background[guest_key(c.name)][csv_link(c.name)]
+        # One flow per VM (equal workloads: one group), their demands the VMs' mean rates.
+        assert sum(n for _, n in groups) == len(sc.vms_by_csv[c.name])
+        assert sum(d * n for d, n in groups) == pytest.approx(expected)
         assert 0 < expected < 200e6
-    # A copy of the CSV moves at what the guests leave of its storage.
+    # A copy of the CSV moves at what the guests leave of its storage (each guest's demand is
+    # below its fair share, so every guest gets it).
     csv = sc.csvs[0]
-    guest = links.background[guest_key(csv.name)][csv_link(csv.name)]
+    guest = links.load[csv_link(csv.name)]
     took: list[float] = []
 
     def p() -> Any:
@@ -213,6 +224,27 @@ def test_guest_io_loads_the_csv_link_as_background() -> None:
     env.process(p())
     env.run()
     assert took[0] == pytest.approx(1e9 / (200e6 - guest), rel=1e-9)
+
+
+def test_each_guest_is_its_own_flow() -> None:
+    """Ten guests at 15 MB/s beside four copies on a 200 MB/s CSV: max-min gives every flow
+    200 / 14 = 14.3 MB/s (each guest's demand is above it), so the copies of 100 MB take 7 s —
+    the guests keep 143 MB/s. One aggregated guest flow would be held to 40 MB/s, a fifth of the
+    link, and the copies would take 2.5 s."""
+    sc = small(vms=2, target="100 GB/s", csv_bandwidth="200 MB/s")
+    env = simpy.Environment()
+    links = FairShareLinks(env, sc)
+    csv = sc.csvs[0]
+    links.set_flows("guests", {csv_link(csv.name): ((15e6, 10),)})
+    took: list[float] = []
+
+    def p() -> Any:
+        took.append((yield from links.transfer(100_000_000, csv, target=True)))
+
+    for _ in range(4):
+        env.process(p())
+    env.run()
+    assert took == pytest.approx([7.0] * 4)
 
 
 def test_copy_on_write_loads_the_csv_link_while_a_snapshot_lives() -> None:
@@ -232,7 +264,7 @@ def test_copy_on_write_loads_the_csv_link_while_a_snapshot_lives() -> None:
     chunks = backend.model.total_chunks_copied(0)
     assert chunks > 0
     load.tick(20.0)
-    rate = links.background[key][csv_link(sc.csvs[0].name)]
+    rate = sum(d * n for d, n in links.background[key][csv_link(sc.csvs[0].name)])
     # Read the old chunk, write it into the diff area (on the CSV): 2 × 16 KiB a chunk.
     assert rate == pytest.approx(chunks * 2 * engine.DEFAULT_CHUNK_SIZE / 10.0)
     backend.delete_snapshot(sc.csvs[0], handle)

@@ -22,8 +22,10 @@ links with the copies. It also counts, per link, the bytes carried and the time 
 Background load: constant-rate flows that are not transfers of a known size — the guests' own
 I/O and copy-on-write on a CSV's storage, the I/O a CSV in redirected access sends over the
 network (writing node's NIC → coordinator's NIC) — are set per key with
-:meth:`FairShareLinks.set_background` (link → demand, bytes/s): one flow per key and link, in
-the same filling, capped at its demand.
+:meth:`FairShareLinks.set_flows` (link → groups of equal flows: demand per flow, bytes/s, and
+how many) or :meth:`FairShareLinks.set_background` (one flow per link): each flow takes part in
+the same filling, capped at its demand. Each VM's I/O is its own flow, so a cluster's many small
+streams get their demand while a link has room for them, as a guest's I/O does beside a copy.
 
 Compression at the backup target (``[target] compression``): what a copy moves over the CSV and
 the NICs is what it reads; over the target it moves that divided by the ratio. The target's
@@ -34,7 +36,7 @@ stored.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Generator
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,15 +64,16 @@ class _Class:
 def max_min_rates(
     capacity: dict[str, float],
     classes: list[tuple[tuple[str, ...], int]],
-    background: list[tuple[str, float]],
+    background: list[tuple[str, float, int]],
 ) -> tuple[list[float], list[float]]:
     """The max-min fair rates, by progressive filling: ``classes`` are (path, number of
     transfers) — every transfer of a class gets the same rate —, ``background`` (link, demand
-    > 0) flows on one link each. Returns the per-transfer rate of each class and the rate of
-    each background flow. Each round raises every open flow by the same step, to the first link
-    to fill or the first demand met, and closes the flows that it stops."""
+    per flow > 0, number of flows) groups of equal flows on one link each. Returns the
+    per-transfer rate of each class and the per-flow rate of each background group. Each round
+    raises every open flow by the same step, to the first link to fill or the first demand met,
+    and closes the flows that it stops."""
     rem = {link: capacity[link] for path, _ in classes for link in path}
-    rem.update({link: capacity[link] for link, _ in background})
+    rem.update({link: capacity[link] for link, _, _ in background})
     n_on = dict.fromkeys(rem, 0)
     on_link: dict[str, list[int]] = {link: [] for link in rem}
     bg_on: dict[str, list[int]] = {link: [] for link in rem}
@@ -78,8 +81,8 @@ def max_min_rates(
         for link in path:
             n_on[link] += n
             on_link[link].append(i)
-    for j, (link, _) in enumerate(background):
-        n_on[link] += 1
+    for j, (link, _, n) in enumerate(background):
+        n_on[link] += n
         bg_on[link].append(j)
     class_rate = [0.0] * len(classes)
     bg_rate = [0.0] * len(background)
@@ -112,7 +115,7 @@ def max_min_rates(
         for j in frozen_bg:
             bg_rate[j] = min(level, background[j][1])
             open_bg.discard(j)
-            n_on[background[j][0]] -= 1
+            n_on[background[j][0]] -= background[j][2]
     return class_rate, bg_rate
 
 
@@ -133,11 +136,11 @@ class FairShareLinks:
         self.link_bytes = dict.fromkeys(self.bandwidth, 0)
         self.link_busy = dict.fromkeys(self.bandwidth, 0.0)
         self.classes: dict[tuple[str, ...], _Class] = {}
-        #: Background flows: key → {link: bytes/s}; each link's total demand; the rate each
-        #: (key, link) flow gets now.
-        self.background: dict[str, dict[str, float]] = {}
+        #: Background flows: key → {link: groups of (demand per flow, flows)}; each link's total
+        #: demand; the bytes/s each (key, link, group) gets now, all its flows together.
+        self.background: dict[str, dict[str, tuple[tuple[float, int], ...]]] = {}
         self.load = dict.fromkeys(self.bandwidth, 0.0)
-        self.bg_rate: dict[tuple[str, str], float] = {}
+        self.bg_rate: dict[tuple[str, str, int], float] = {}
         self.loaded: set[str] = set()
         self.last = float(env.now)
         self.generation = 0
@@ -202,8 +205,18 @@ class FairShareLinks:
         return 0
 
     def set_background(self, key: str, rates: dict[str, float]) -> None:
-        """Set the background flows of ``key`` to ``rates`` (link → bytes/s; empty: none)."""
-        kept = {link: r for link, r in rates.items() if r > 0}
+        """Set the background of ``key`` to one flow per link of ``rates`` (link → bytes/s;
+        empty: none)."""
+        self.set_flows(key, {link: ((r, 1),) for link, r in rates.items()})
+
+    def set_flows(self, key: str, flows: Mapping[str, Sequence[tuple[float, int]]]) -> None:
+        """Set the background of ``key``: per link, groups of equal flows (demand per flow in
+        bytes/s, how many); empty: none."""
+        kept: dict[str, tuple[tuple[float, int], ...]] = {}
+        for link, groups in flows.items():
+            g = tuple((float(d), int(n)) for d, n in groups if d > 0 and n > 0)
+            if g:
+                kept[link] = g
         if kept == self.background.get(key, {}):
             return
         self._settle()
@@ -211,7 +224,9 @@ class FairShareLinks:
         if kept:
             self.background[key] = kept
         for link in set(old) | set(kept):
-            self.load[link] = sum(b.get(link, 0.0) for b in self.background.values())
+            self.load[link] = sum(
+                d * n for b in self.background.values() for d, n in b.get(link, ())
+            )
             if self.load[link] > 0:
                 self.loaded.add(link)
             else:
@@ -232,22 +247,30 @@ class FairShareLinks:
             for link in self.loaded:
                 if not self.users[link]:
                     self.link_busy[link] += dt
-            for (_, link), rate in self.bg_rate.items():
+            for (_, link, _), rate in self.bg_rate.items():
                 self._carried(link, rate * dt)
         self.last = now
 
     def _allocate(self) -> None:
         """The max-min fair rates of every class and background flow now."""
         classes = list(self.classes.values())
-        bg_keys = [(key, link) for key, b in self.background.items() for link in b]
+        groups = [
+            (key, link, i, d, n)
+            for key, b in self.background.items()
+            for link, g in b.items()
+            for i, (d, n) in enumerate(g)
+        ]
         class_rates, bg_rates = max_min_rates(
             self.capacity,
             [(c.path, len(c.heap)) for c in classes],
-            [(link, self.background[key][link] / self.weight[link]) for key, link in bg_keys],
+            [(link, d / self.weight[link], n) for _, link, _, d, n in groups],
         )
         for c, r in zip(classes, class_rates, strict=True):
             c.rate = r
-        self.bg_rate = {k: r * self.weight[k[1]] for k, r in zip(bg_keys, bg_rates, strict=True)}
+        self.bg_rate = {
+            (key, link, i): r * n * self.weight[link]
+            for (key, link, i, _, n), r in zip(groups, bg_rates, strict=True)
+        }
 
     def _reschedule(self) -> None:
         """Finish what is done, recompute the rates, and set the timer for the next finish."""

@@ -15,8 +15,8 @@
   snapshot when it is deleted stops at that instant (:mod:`vssim.scale.deletion_watch`).
 * Redirected I/O is what the other nodes' VMs really read and wrote while the CSV was redirected
   (the engine's byte counts of the window); while it lasts it loads the writing nodes' and the
-  coordinator's NICs (background flows of the VMs' mean I/O rates in the fair-share links), so
-  copies over those NICs slow down.
+  coordinator's NICs (a background flow per VM at its mean I/O rate in the fair-share links),
+  so copies over those NICs slow down.
 * A node that goes down stops its VMs' writes at that instant (the protocol moves no VM to
   another node, so they stay stopped); a VM in a saved state writes nothing until it resumes.
 
@@ -34,6 +34,7 @@ import numpy as np
 import simpy
 
 from vssim.scale.schedule import BackupKind
+from vssim.scale.storage_load import flows_of
 from vssim.scenario import ChangeTracking, Csv, Vm
 from vssim.sim.data_path import GuestWrites, Proc, SetView, take_snapshots
 from vssim.sim.links import nic_link
@@ -270,18 +271,17 @@ class ModelledPath:
     def _redirect_load(self, run: SetView, csv: Csv) -> None:
         """While ``csv`` is redirected, its remote VMs' I/O loads their NICs and the
         coordinator's (background flows of their mean read and write rates)."""
-        rates: dict[str, float] = {}
+        flows: dict[str, tuple[tuple[float, int], ...]] = {}
         if run.is_redirected(csv):
             b = self.ctx.backend
             b.sync((csv.name,))  # its VMs' pauses up to now are known
             coord = run.state.coordinators[csv.name]
-            for vm in run.redirected_writers(csv):
-                if not b.active(vm.name):
-                    continue
-                r = b.io_rate[vm.name]
-                rates[nic_link(vm.node)] = rates.get(nic_link(vm.node), 0.0) + r
-                rates[nic_link(coord)] = rates.get(nic_link(coord), 0.0) + r
-        self.ctx.links.set_background(redirect_key(csv), rates)
+            remote = [vm for vm in run.redirected_writers(csv) if b.active(vm.name)]
+            for node in sorted({vm.node for vm in remote}):
+                mine = [vm.name for vm in remote if vm.node == node]
+                flows[nic_link(node)] = flows_of(b, mine)
+            flows[nic_link(coord)] = flows_of(b, [vm.name for vm in remote])
+        self.ctx.links.set_flows(redirect_key(csv), flows)
 
     def node_down(self, run: SetView, node: str) -> None:
         """The node's VMs stop writing now (the engine's workload); redirected CSVs lose their

@@ -4,14 +4,15 @@ snapshots and saved states of a backup share each CSV's storage with it.
 
 * **Guest I/O**: every VM issuing I/O (running, on an up node, not paused for want of space)
   loads its CSV's storage with its mean rate of reads and writes — the engine's stream,
-  operations per second × mean request size (a diurnal curve at its mean: model choice). Set at
+  operations per second × mean request size (a diurnal curve at its mean: model choice), one
+  flow per VM. Set at
   the start, again the moment VMs stop (node down: a protocol event), and at every tick of the
   workload clock for the VMs paused (Paused-Critical) since the last one.
 * **Copy-on-write**: every chunk volsnap copies is a read of the old chunk from the CSV and a
   write of it into the diff area — on the CSV too when the diff area lives there (2 × 16 KiB a
   chunk), else only the read. The engine knows the copies once time has passed, so at every
-  tick the rate set is the last tick interval's: the CSV's chunks copied in it over its length
-  (model choice).
+  tick the rate set is the last tick interval's: the CSV's chunks copied in it over its length,
+  spread over the VMs issuing I/O (each VM's copies ride with its writes; model choice).
 
 Both change only at the workload clock's ticks (every CSV is at that instant then, however the
 protocol cut time into windows before it) or at protocol events, so how time is cut into
@@ -42,6 +43,15 @@ def cow_key(csv: str) -> str:
     return f"cow:{csv}"
 
 
+def flows_of(backend: ModelClusterBackend, vms: list[str]) -> tuple[tuple[float, int], ...]:
+    """The VMs' I/O as background flows: (mean rate, how many VMs at it), one group per rate."""
+    count: dict[float, int] = {}
+    for vm in vms:
+        r = backend.io_rate[vm]
+        count[r] = count.get(r, 0) + 1
+    return tuple(sorted(count.items()))
+
+
 class StorageLoad:
     """Keeps each CSV's guest and copy-on-write background up to date (see the module doc)."""
 
@@ -62,11 +72,15 @@ class StorageLoad:
         for c in sc.csvs:
             self.guest(c.name)
 
-    def guest(self, csv: str) -> None:
-        """Set ``csv``'s guest I/O: the mean rates of its VMs that issue I/O now."""
+    def active(self, csv: str) -> list[str]:
         b = self.backend
-        rate = sum(b.io_rate[vm.name] for vm in b.scenario.vms_by_csv[csv] if b.active(vm.name))
-        self.links.set_background(guest_key(csv), {csv_link(csv): rate})
+        return [vm.name for vm in b.scenario.vms_by_csv[csv] if b.active(vm.name)]
+
+    def guest(self, csv: str) -> None:
+        """Set ``csv``'s guest I/O: a flow per VM that issues I/O now, at its mean rate."""
+        self.links.set_flows(
+            guest_key(csv), {csv_link(csv): flows_of(self.backend, self.active(csv))}
+        )
 
     def stopped(self, vms: list[str]) -> None:
         for csv in sorted({self.backend.vm_csv[v] for v in vms}):
@@ -89,4 +103,5 @@ class StorageLoad:
             chunks = b.model.total_chunks_copied(b.csv_id[csv])
             self.chunks_at[csv] = chunks
             rate = (chunks - before) * self.bytes_per_chunk[csv] / dt
-            self.links.set_background(cow_key(csv), {csv_link(csv): rate})
+            n = max(1, len(self.active(csv)))
+            self.links.set_flows(cow_key(csv), {csv_link(csv): ((rate / n, n),)})
