@@ -197,6 +197,7 @@ def test_a_filling_csv_pauses_its_dynamic_disk_vms() -> None:
     assert csv["diff_area_on_volume"]
     assert csv["low_space_s"] == 0.0  # it started below the warning level
     assert csv["free_low_bytes"] < PAUSED_CRITICAL_BYTES
+    assert csv["diff_area_peak_bytes"] > 1100 * MiB  # it had taken the CSV's last room
     # ... and the fixed-disk VMs' copy-on-write then filled the volume: volsnap deleted the
     # snapshot (its diff area could not grow) and the backup failed, said in the tables.
     assert csv["deleted_by"] == "volume full"

@@ -104,6 +104,7 @@ def summary_table(result: RunResult) -> Table:
         ("VMs", "vms", str),
         ("window", "backup_window_s", lambda v: f"{v:,.0f} s"),
         ("read", "bytes_read", lambda v: f"{v / 2**30:,.1f} GiB"),
+        ("stored", "target_bytes", lambda v: f"{v / 2**30:,.1f} GiB"),
         ("diff area peak", "diff_area_peak_bytes", lambda v: f"{v / 2**30:,.2f} GiB"),
         ("redirected", "redirected_bytes", lambda v: f"{v / 2**30:,.2f} GiB"),
         ("frozen", "vms_frozen", str),

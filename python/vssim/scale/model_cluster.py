@@ -178,6 +178,9 @@ class ModelClusterBackend:
         lowest = dict(
             zip(r["lowest_free_csv"].tolist(), r["lowest_free_bytes"].tolist(), strict=True)
         )
+        peak = dict(
+            zip(r["lowest_free_csv"].tolist(), r["peak_diff_area_bytes"].tolist(), strict=True)
+        )
         for csv_i, handle, when, by_volume in zip(
             r["deleted_csv"].tolist(),
             r["deleted_snapshot"].tolist(),
@@ -188,9 +191,11 @@ class ModelClusterBackend:
             csv = self.scenario.csvs[csv_i].name
             life = self._live.pop((csv, handle), None)
             if life is not None:
+                # At a limit's deletion the diff area stood at the limit (the analysis judges
+                # lives against it); at a full volume's, at the window's most before it.
                 limit = self.scenario.csvs[csv_i].diff_area_limit or 0
-                if not by_volume:
-                    life.diff_area_peak = max(life.diff_area_peak, limit)
+                held = int(peak.get(csv_i, 0)) if by_volume else limit
+                life.diff_area_peak = max(life.diff_area_peak, held)
                 life.free_low = min(life.free_low, int(lowest.get(csv_i, life.free_low)))
                 self._end(life, float(when), VOLUME_FULL if by_volume else DIFF_AREA_FULL)
                 if self.on_deleted is not None:

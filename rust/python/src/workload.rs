@@ -85,6 +85,8 @@ fn report_dict<'py>(
     let bytes: Vec<u64> = report.lowest_free.iter().map(|l| l.1).collect();
     d.set_item("lowest_free_csv", PyArray1::from_vec(py, csvs))?;
     d.set_item("lowest_free_bytes", PyArray1::from_vec(py, bytes))?;
+    let bytes: Vec<u64> = report.peak_diff.iter().map(|l| l.1).collect();
+    d.set_item("peak_diff_area_bytes", PyArray1::from_vec(py, bytes))?;
     if let Some(real) = &report.real {
         let csvs: Vec<u64> = real.deleted.iter().map(|d| d.0 as u64).collect();
         let ids: Vec<u64> = real.deleted.iter().map(|d| d.1).collect();
@@ -217,7 +219,8 @@ impl ModelCluster {
     /// order: `paused_vm`, `paused_time`, `paused_volume_full` (bool: a write's block no longer
     /// fit; else the free space fell below `pause_below`); the CSVs whose free space fell below
     /// `warn_below`: `low_space_csv`, `low_space_time`; and per CSV advanced its fewest free
-    /// bytes in the window: `lowest_free_csv`, `lowest_free_bytes`. When
+    /// bytes and its diff area's most in the window: `lowest_free_csv`, `lowest_free_bytes`,
+    /// `peak_diff_area_bytes` (in the same order). When
     /// something is materialized, also what the real volumes did: `real_chunks_copied`,
     /// `real_file_bytes` (per VM, 0 for VMs not materialized), and the real snapshots the
     /// diff-area limit deleted: `real_deleted_csv`, `real_deleted_snapshot` (volume ids),

@@ -106,6 +106,9 @@ pub struct WindowReport {
     pub low_space: Vec<(usize, f64)>,
     /// Per CSV advanced: the fewest free bytes it had during the window (CSV, bytes).
     pub lowest_free: Vec<(usize, u64)>,
+    /// Per CSV advanced: the most bytes its diff area held during the window (CSV, bytes; just
+    /// before a deletion, if one shrank it).
+    pub peak_diff: Vec<(usize, u64)>,
     /// What the real volumes did (only when something is materialized).
     pub real: Option<RealWindow>,
 }
@@ -476,6 +479,7 @@ impl ModelCluster {
             report.paused.extend(out.paused);
             report.low_space.extend(out.low_space.map(|t| (ci, t)));
             report.lowest_free.push((ci, out.lowest_free));
+            report.peak_diff.push((ci, out.peak_diff));
         }
         report.deleted.sort_by(|a, b| a.2.total_cmp(&b.2));
         report.paused.sort_by(|a, b| a.time.total_cmp(&b.time));
@@ -495,6 +499,7 @@ struct CsvOutcome {
     paused: Vec<Pause>,
     low_space: Option<f64>,
     lowest_free: u64,
+    peak_diff: u64,
 }
 
 #[cfg(test)]

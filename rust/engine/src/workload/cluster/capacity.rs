@@ -236,6 +236,7 @@ pub(super) fn advance_in_time_order(
     let mut pieces: (Vec<u64>, Vec<u32>) = (Vec::new(), Vec::new());
     let mut paused_here: Vec<Option<f64>> = vec![None; n];
     let mut lowest = free(csv);
+    let mut peak = csv.cow.diff_area_bytes();
     // Below a level already at the window's start (a CSV that starts full, or rules just set):
     // it acts now.
     look(csv, t0, &mut paused_here, out);
@@ -312,6 +313,7 @@ pub(super) fn advance_in_time_order(
                 };
                 cow.set_diff_area_limit(bound);
                 // Before the copies: a deletion they cause shrinks the diff area again.
+                peak = peak.max(cow.diff_area_bytes());
                 let d = if rules.diff_area_on_volume {
                     cow.diff_area_bytes()
                 } else {
@@ -336,6 +338,7 @@ pub(super) fn advance_in_time_order(
     csv.cow.set_diff_area_limit(limit);
     result?;
     out.lowest_free = lowest.min(free(csv));
+    out.peak_diff = peak.max(csv.cow.diff_area_bytes());
     // Change tracking sees what was issued; a VM paused in the window read only until then.
     for (pos, vm) in csv.vms.iter_mut().enumerate() {
         let (offs, lens) = &accepted[pos];

@@ -159,9 +159,11 @@ fn advance_csv_with(
                 peak
             };
             out.lowest_free = capacity::free_with_diff(csv, peak);
+            out.peak_diff = peak;
         } else {
             map_in_parallel(csv, s, &reads, &mut window, mode)?;
             out.lowest_free = capacity::free(csv);
+            out.peak_diff = csv.cow.diff_area_bytes();
         }
     }
     if let Some(m) = csv.mat.as_deref_mut() {
