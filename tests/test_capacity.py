@@ -259,3 +259,20 @@ def test_a_full_volume_is_never_silent() -> None:
     assert r.vms["paused_critical"].all()
     assert r.csvs["free_low_bytes"][0] < PAUSED_CRITICAL_BYTES
     assert "dropped_writes" not in str(r.tables())
+
+
+def test_the_csv_full_example_does_what_the_readme_says() -> None:
+    from scenarios import EXAMPLES
+    from vssim.scenario import load_scenario
+
+    sc = load_scenario(EXAMPLES / "csv-full.toml")
+    assert sorted(w.kind for w in sc.warnings) == ["low space", "overcommit"]
+    r = run(sc, "full")
+    disk1 = r.csvs.filter(pl.col("csv") == "Cluster Disk 1").row(0, named=True)
+    disk2 = r.csvs.filter(pl.col("csv") == "Cluster Disk 2").row(0, named=True)
+    assert disk1["vms_paused"] == 6
+    assert disk1["deleted_by"] == "volume full"
+    assert disk2["vms_paused"] == 0
+    assert disk2["deleted_by"] == "released"
+    notes = r.capacity_notes()
+    assert any("free space fell below 200 MiB at 15.2 s" in n for n in notes), notes

@@ -113,10 +113,10 @@ class _Checked(FairShareLinks):
         classes = list(self.classes.values())
         bg = []
         per_flow = []
-        for (key, link, i), total in self.bg_rate.items():
-            demand, n = self.background[key][link][i]
-            bg.append((link, demand, n))
-            per_flow.append(total / n)
+        for link, groups in self.flows.items():
+            for demand, n in groups.items():
+                bg.append((link, demand, n))
+                per_flow.append(self.flow_rate[link][demand])
         check_max_min(
             self.capacity,
             [(c.path, len(c.heap)) for c in classes],

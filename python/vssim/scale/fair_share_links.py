@@ -9,7 +9,8 @@ has room moves faster instead of leaving capacity idle: every transfer is bottle
 link of its path, the link is full and no flow on it moves faster than it.
 
 Rates change only when a transfer starts or ends, or a background changes, so between those
-instants every rate is constant, and the allocation is recomputed at each of them. Transfers
+instants every rate is constant, and the allocation is recomputed at each of them (once per
+instant, after its other events: many transfers starting together cost one allocation). Transfers
 with the same path form a class that progresses as one (a class's cumulative ``work`` per
 transfer; each transfer finishes when ``work`` reaches its own finish mark), so an event costs
 O(active classes × fills), not O(active transfers). One pending timer wakes the model at the
@@ -61,6 +62,27 @@ class _Class:
     heap: list[tuple[float, int, int, simpy.Event]] = field(default_factory=list)
 
 
+def _fill_one_link(
+    capacity: float, groups: list[int], background: list[tuple[str, float, int]], out: list[float]
+) -> None:
+    """Progressive filling on a link only background flows cross (closed form): in ascending
+    demand, a group gets its demand while the flows left could all have it, else every flow
+    left gets an equal share of what is left."""
+    left = capacity
+    flows = sum(background[j][2] for j in groups)
+    for k, j in enumerate(sorted(groups, key=lambda j: background[j][1])):
+        _, demand, n = background[j]
+        if demand * flows <= left:
+            out[j] = demand
+            left -= demand * n
+            flows -= n
+            continue
+        share = left / flows
+        for j2 in sorted(groups, key=lambda j: background[j][1])[k:]:
+            out[j2] = share
+        return
+
+
 def max_min_rates(
     capacity: dict[str, float],
     classes: list[tuple[tuple[str, ...], int]],
@@ -69,43 +91,56 @@ def max_min_rates(
     """The max-min fair rates, by progressive filling: ``classes`` are (path, number of
     transfers) — every transfer of a class gets the same rate —, ``background`` (link, demand
     per flow > 0, number of flows) groups of equal flows on one link each. Returns the
-    per-transfer rate of each class and the per-flow rate of each background group. Each round
-    raises every open flow by the same step, to the first link to fill or the first demand met,
-    and closes the flows that it stops."""
-    rem = {link: capacity[link] for path, _ in classes for link in path}
-    rem.update({link: capacity[link] for link, _, _ in background})
-    n_on = dict.fromkeys(rem, 0)
-    on_link: dict[str, list[int]] = {link: [] for link in rem}
-    bg_on: dict[str, list[int]] = {link: [] for link in rem}
+    per-transfer rate of each class and the per-flow rate of each background group.
+
+    Each round raises every open flow by the same step, to the first link to fill or the first
+    demand met, and closes the flows that it stops. Links that no transfer crosses do not
+    interact with the others: their background is filled on its own, in closed form."""
+    class_rate = [0.0] * len(classes)
+    bg_rate = [0.0] * len(background)
+    shared = {link for path, _ in classes for link in path}
+    alone: dict[str, list[int]] = {}
+    for j, (link, _, _) in enumerate(background):
+        if link not in shared:
+            alone.setdefault(link, []).append(j)
+    for link, groups in alone.items():
+        _fill_one_link(capacity[link], groups, background, bg_rate)
+    rem = {link: capacity[link] for link in shared}
+    n_on = dict.fromkeys(shared, 0)
+    on_link: dict[str, list[int]] = {link: [] for link in shared}
+    bg_on: dict[str, list[int]] = {link: [] for link in shared}
     for i, (path, n) in enumerate(classes):
         for link in path:
             n_on[link] += n
             on_link[link].append(i)
-    for j, (link, _, n) in enumerate(background):
-        n_on[link] += n
-        bg_on[link].append(j)
-    class_rate = [0.0] * len(classes)
-    bg_rate = [0.0] * len(background)
+    demands: list[tuple[float, int]] = []
+    for j, (link, demand, n) in enumerate(background):
+        if link in shared:
+            n_on[link] += n
+            bg_on[link].append(j)
+            demands.append((demand, j))
+    heapq.heapify(demands)
     open_classes = set(range(len(classes)))
-    open_bg = set(range(len(background)))
+    open_bg = {j for _, j in demands}
     level = 0.0
-    while open_classes or open_bg:
-        step = min((rem[link] / n for link, n in n_on.items() if n > 0), default=float("inf"))
-        step = min(step, min((background[j][1] - level for j in open_bg), default=float("inf")))
+    while open_classes:
+        busy = [(link, n) for link, n in n_on.items() if n > 0]
+        step = min(rem[link] / n for link, n in busy)
+        while demands and demands[0][1] not in open_bg:
+            heapq.heappop(demands)
+        if demands:
+            step = min(step, demands[0][0] - level)
         step = max(step, 0.0)
         level += step
-        for link, n in n_on.items():
-            if n > 0:
-                rem[link] -= step * n
         frozen_classes: set[int] = set()
         frozen_bg: set[int] = set()
-        for link, n in n_on.items():
-            if n > 0 and rem[link] <= _FULL * capacity[link]:
+        for link, n in busy:
+            rem[link] -= step * n
+            if rem[link] <= _FULL * capacity[link]:
                 frozen_classes.update(i for i in on_link[link] if i in open_classes)
                 frozen_bg.update(j for j in bg_on[link] if j in open_bg)
-        frozen_bg.update(j for j in open_bg if background[j][1] - level <= _FULL * background[j][1])
-        if not frozen_classes and not frozen_bg:
-            break  # nothing can rise (only unbounded flows on unconstrained links)
+        while demands and demands[0][0] - level <= _FULL * demands[0][0]:
+            frozen_bg.add(heapq.heappop(demands)[1])
         for i in frozen_classes:
             class_rate[i] = level
             open_classes.discard(i)
@@ -113,9 +148,17 @@ def max_min_rates(
             for link in path:
                 n_on[link] -= n
         for j in frozen_bg:
-            bg_rate[j] = min(level, background[j][1])
-            open_bg.discard(j)
-            n_on[background[j][0]] -= background[j][2]
+            if j in open_bg:
+                bg_rate[j] = min(level, background[j][1])
+                open_bg.discard(j)
+                n_on[background[j][0]] -= background[j][2]
+    # Background flows on shared links still open once every transfer is placed: their links
+    # have room left for them alone.
+    for link in shared:
+        groups = [j for j in bg_on[link] if j in open_bg]
+        if groups:
+            left = rem[link] + sum(level * background[j][2] for j in groups)
+            _fill_one_link(left, groups, background, bg_rate)
     return class_rate, bg_rate
 
 
@@ -137,13 +180,20 @@ class FairShareLinks:
         self.link_busy = dict.fromkeys(self.bandwidth, 0.0)
         self.classes: dict[tuple[str, ...], _Class] = {}
         #: Background flows: key → {link: groups of (demand per flow, flows)}; each link's total
-        #: demand; the bytes/s each (key, link, group) gets now, all its flows together.
+        #: demand; per link, its equal flows whatever their key (demand → how many) and the
+        #: rate each such flow gets now; per link, all its background's bytes/s now.
         self.background: dict[str, dict[str, tuple[tuple[float, int], ...]]] = {}
         self.load = dict.fromkeys(self.bandwidth, 0.0)
-        self.bg_rate: dict[tuple[str, str, int], float] = {}
+        self.flows: dict[str, dict[float, int]] = {}
+        self.flow_rate: dict[str, dict[float, float]] = {}
+        self.bg_link_rate: dict[str, float] = {}
         self.loaded: set[str] = set()
+        #: Links whose flows changed since their rates were filled (a link no transfer crosses
+        #: keeps its rates until then).
+        self._refill: set[str] = set()
         self.last = float(env.now)
         self.generation = 0
+        self._pending = False
         self.seq = 0
         self.transfers = 0
 
@@ -171,7 +221,7 @@ class FairShareLinks:
         for link in key:
             self.users[link] += 1
         self.transfers += 1
-        self._reschedule()
+        self._later()
         try:
             yield done
         except simpy.Interrupt:
@@ -200,7 +250,7 @@ class FairShareLinks:
                     self._carried(link, moved)
                 if not cls.heap and self.classes.get(cls.path) is cls:
                     del self.classes[cls.path]
-                self._reschedule()
+                self._later()
                 return moved
         return 0
 
@@ -223,15 +273,25 @@ class FairShareLinks:
         old = self.background.pop(key, {})
         if kept:
             self.background[key] = kept
+        for sign, table in ((-1, old), (1, kept)):
+            for link, groups in table.items():
+                per = self.flows.setdefault(link, {})
+                for d, n in groups:
+                    per[d] = per.get(d, 0) + sign * n
+                    if not per[d]:
+                        del per[d]
+                self.load[link] += sign * sum(d * n for d, n in groups)
         for link in set(old) | set(kept):
-            self.load[link] = sum(
-                d * n for b in self.background.values() for d, n in b.get(link, ())
-            )
-            if self.load[link] > 0:
+            self._refill.add(link)
+            if self.flows.get(link):
                 self.loaded.add(link)
             else:
+                self.flows.pop(link, None)
+                self.flow_rate.pop(link, None)
+                self.bg_link_rate.pop(link, None)
+                self.load[link] = 0.0
                 self.loaded.discard(link)
-        self._reschedule()
+        self._later()
 
     def _settle(self) -> None:
         """Progress every active class (and the background flows) up to now."""
@@ -247,30 +307,42 @@ class FairShareLinks:
             for link in self.loaded:
                 if not self.users[link]:
                     self.link_busy[link] += dt
-            for (_, link, _), rate in self.bg_rate.items():
+            for link, rate in self.bg_link_rate.items():
                 self._carried(link, rate * dt)
         self.last = now
 
     def _allocate(self) -> None:
-        """The max-min fair rates of every class and background flow now."""
+        """The max-min fair rates of every class and background flow now. Links no transfer
+        crosses are filled on their own, again only when their flows changed."""
         classes = list(self.classes.values())
+        shared = {link for c in classes for link in c.path}
         groups = [
-            (key, link, i, d, n)
-            for key, b in self.background.items()
-            for link, g in b.items()
-            for i, (d, n) in enumerate(g)
+            (link, d) for link in sorted(shared & self.flows.keys()) for d in self.flows[link]
         ]
         class_rates, bg_rates = max_min_rates(
             self.capacity,
             [(c.path, len(c.heap)) for c in classes],
-            [(link, d / self.weight[link], n) for _, link, _, d, n in groups],
+            [(link, d / self.weight[link], self.flows[link][d]) for link, d in groups],
         )
         for c, r in zip(classes, class_rates, strict=True):
             c.rate = r
-        self.bg_rate = {
-            (key, link, i): r * n * self.weight[link]
-            for (key, link, i, _, n), r in zip(groups, bg_rates, strict=True)
-        }
+        for link in shared & self.flows.keys():
+            self.flow_rate[link] = {}
+            self._refill.add(link)  # filled with transfers: refill when they are gone
+        for (link, d), r in zip(groups, bg_rates, strict=True):
+            self.flow_rate[link][d] = r * self.weight[link]
+        for link in self._refill - shared:
+            if link in self.flows:
+                w = self.weight[link]
+                ds = list(self.flows[link])
+                alone = [(link, d / w, self.flows[link][d]) for d in ds]
+                _, rates = max_min_rates(self.capacity, [], alone)
+                self.flow_rate[link] = {d: r * w for d, r in zip(ds, rates, strict=True)}
+        self._refill &= shared
+        for link in self.flows:
+            self.bg_link_rate[link] = sum(
+                self.flow_rate[link][d] * n for d, n in self.flows[link].items()
+            )
 
     def _reschedule(self) -> None:
         """Finish what is done, recompute the rates, and set the timer for the next finish."""
@@ -299,6 +371,20 @@ class FairShareLinks:
         gen = self.generation
         timer = self.env.timeout(max(next_in, 0.0))
         timer.callbacks.append(lambda _ev: self._wake(gen))
+
+    def _later(self) -> None:
+        """Recompute once the current instant's other events have run: transfers that start
+        or stop together (a set's copies) cost one allocation, and no time passes meanwhile."""
+        if self._pending:
+            return
+        self._pending = True
+        ev = self.env.timeout(0)
+        ev.callbacks.append(self._recompute)
+
+    def _recompute(self, _ev: simpy.Event) -> None:
+        self._pending = False
+        self._settle()
+        self._reschedule()
 
     def _wake(self, gen: int) -> None:
         if gen != self.generation:

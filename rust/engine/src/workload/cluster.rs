@@ -90,13 +90,16 @@ impl VmTotals {
     }
 }
 
+/// A snapshot volsnap deleted: (CSV, snapshot id, time of the write that deleted it).
+pub type Deletion = (usize, u64, f64);
+
 /// What a window did.
 #[derive(Debug, Clone, Default)]
 pub struct WindowReport {
     /// Per VM, indexed by VM id.
     pub vms: Vec<VmTotals>,
     /// Snapshots deleted because a diff area filled: (CSV, snapshot id, time).
-    pub deleted: Vec<(usize, u64, f64)>,
+    pub deleted: Vec<Deletion>,
     /// Of `deleted`, those the diff area could not grow for because the volume it lives on was
     /// full (not its limit): (CSV, snapshot id).
     pub volume_full: Vec<(usize, u64)>,
@@ -494,7 +497,7 @@ impl ModelCluster {
 struct CsvOutcome {
     /// (VM id, its window's counters).
     vms: Vec<(usize, VmTotals)>,
-    deleted: Vec<(usize, u64, f64)>,
+    deleted: Vec<Deletion>,
     volume_full: Vec<(usize, u64)>,
     paused: Vec<Pause>,
     low_space: Option<f64>,

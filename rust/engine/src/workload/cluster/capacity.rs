@@ -25,6 +25,7 @@ use super::window::Scratch;
 use super::{materialize, Csv, CsvOutcome, Vm, VmTotals};
 use crate::error::Result;
 use crate::vhdx::format::{HEADER_OFFSETS, HEADER_SIZE, LOG_SECTOR};
+use crate::workload::cluster::MIB;
 use crate::workload::layout::{DiskKind, Piece};
 use crate::workload::spec::{ReadCount, WriteBatch};
 use rayon::prelude::*;
@@ -122,6 +123,12 @@ pub(super) fn may_cross(csv: &Csv) -> bool {
     headroom(csv) > 0 || csv.vms.iter().any(pausable)
 }
 
+/// Bytes the VM's file can take on the volume for its write `[off, off + len)` now, at most
+/// ([`file_growth`] of the blocks it allocates); 0 if it allocates nothing.
+fn growth(vm: &Vm, off: u64, len: u32) -> u64 {
+    file_growth(vm.disk.blocks_to_allocate(off, len), vm.disk.block_size())
+}
+
 /// Bytes and pieces of volume writes one guest write of `length` bytes can cause at most: its
 /// data (split at every block boundary), the headers of a new session and, if it allocates, the
 /// log entry, the headers on the log's first use and the BAT pages (`VhdxModel::map_write`).
@@ -141,9 +148,9 @@ fn write_bound(block_size: u64, length: u32, allocates: bool) -> (u64, u64) {
 }
 
 /// Whether no level can be reached in this window whatever its writes (`guest`, per VM) do: the
-/// files may grow by every block the writes would allocate now (each write counted as if alone:
-/// an upper bound), and the diff area (when on the volume, with a snapshot) by every chunk their
-/// volume pieces can touch; and all that still leaves the headroom free.
+/// files may grow by every unallocated block the writes touch (each once), and the diff area
+/// (when on the volume, with a snapshot) by every chunk their volume pieces can touch; and all
+/// that still leaves the headroom free. One pass over the writes, the VMs in parallel.
 pub(super) fn window_fits(csv: &Csv, guest: &[WriteBatch]) -> bool {
     let keep = headroom(csv);
     let free_now = free(csv);
@@ -153,57 +160,61 @@ pub(super) fn window_fits(csv: &Csv, guest: &[WriteBatch]) -> bool {
     let room = free_now - keep;
     let cow_counts = csv.rules.diff_area_on_volume && csv.cow.snapshot_count() > 0;
     let chunk = csv.cow.chunk_size();
-    // A cheap look first: every write allocating every block it spans.
-    let loose: u64 = csv
-        .vms
-        .iter()
-        .zip(guest)
-        .map(|(vm, b)| {
-            let block = vm.disk.block_size();
-            b.lengths
-                .iter()
-                .map(|&l| {
-                    let grow = if vm.disk.kind() == DiskKind::Dynamic {
-                        (u64::from(l) / block + 2) * block
-                    } else {
-                        0
-                    };
-                    let (bytes, pieces) = write_bound(block, l, true);
-                    let copy = if cow_counts {
-                        bytes + 2 * pieces * chunk
-                    } else {
-                        0
-                    };
-                    grow.saturating_add(copy)
-                })
-                .fold(0u64, u64::saturating_add)
-        })
-        .fold(0u64, u64::saturating_add);
-    if loose <= room {
-        return true;
-    }
-    // Then the blocks each write would really allocate now.
-    let tight: u64 = csv
+    let most: u64 = csv
         .vms
         .par_iter()
         .zip(guest.par_iter())
         .map(|(vm, b)| {
             let block = vm.disk.block_size();
-            let mut sum = 0u64;
+            // A disk allocated whole (or fixed) has nothing to look up.
+            let may_grow = vm.disk.kind() == DiskKind::Dynamic
+                && vm.disk.allocated_bytes() < vm.disk.virtual_size();
+            let mut new_blocks: Vec<u64> = Vec::new();
+            // Copy-on-write: the sum of `write_bound` over the writes, from sums (it is linear
+            // in the length), with what allocating writes add on top.
+            let (mut bytes, mut pieces, mut extra) = (0u64, 0u64, 0u64);
             for (&off, &len) in b.offsets.iter().zip(&b.lengths) {
-                let blocks = vm.disk.blocks_to_allocate(off, len);
-                let (bytes, pieces) = write_bound(block, len, blocks > 0);
-                let copy = if cow_counts {
-                    bytes + 2 * pieces * chunk
-                } else {
-                    0
-                };
-                sum = sum.saturating_add(blocks * block).saturating_add(copy);
+                bytes += u64::from(len);
+                pieces += u64::from(len) / block;
+                if may_grow && vm.disk.blocks_to_allocate(off, len) > 0 {
+                    let first = off / block;
+                    let last = (off + u64::from(len) - 1) / block;
+                    new_blocks.extend((first..=last).filter(|&k| !vm.disk.is_allocated(k)));
+                    let (all, plain) = (
+                        write_bound(block, len, true),
+                        write_bound(block, len, false),
+                    );
+                    extra += (all.0 - plain.0) + 2 * (all.1 - plain.1) * chunk;
+                }
             }
-            sum
+            let copy = if cow_counts {
+                let n = b.lengths.len() as u64;
+                let (b0, p0) = write_bound(block, 0, false);
+                let (bytes, pieces) = (bytes + n * b0, pieces + n * p0);
+                bytes
+                    .saturating_add(pieces.saturating_mul(2 * chunk))
+                    .saturating_add(extra)
+            } else {
+                0
+            };
+            new_blocks.sort_unstable();
+            new_blocks.dedup();
+            file_growth(new_blocks.len() as u64, block).saturating_add(copy)
         })
         .reduce(|| 0, u64::saturating_add);
-    tight <= room
+    most <= room
+}
+
+/// Bytes a file that allocates `blocks` new blocks of `block` bytes can take on the volume at
+/// most: each block appended at the file's end rounded up to 1 MiB
+/// (`VhdxModel::map_write`), and the file mapped in whole blocks (`FileExtents::grow`), so
+/// one unit more per 1 MiB of rounding and one more at the end.
+fn file_growth(blocks: u64, block: u64) -> u64 {
+    if blocks == 0 {
+        return 0;
+    }
+    let rounding = (blocks * MIB).div_ceil(block);
+    (blocks + rounding + 1).saturating_mul(block)
 }
 
 /// The reference path (see the module doc): CSV `ci`'s window from `t0`, its guest writes in
@@ -266,7 +277,7 @@ pub(super) fn advance_in_time_order(
                 0
             };
             let used = next_free.saturating_add(diff);
-            let needed = vm.disk.blocks_to_allocate(off, len) * vm.disk.block_size();
+            let needed = growth(vm, off, len);
             if needed > 0 && used.saturating_add(needed) > *size {
                 vm.paused = Some(time);
                 paused_here[pos] = Some(time);

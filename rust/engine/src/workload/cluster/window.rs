@@ -23,7 +23,7 @@
 
 use rayon::prelude::*;
 
-use super::{capacity, materialize, Csv, CsvOutcome, Vm, VmTotals};
+use super::{capacity, materialize, Csv, CsvOutcome, Deletion, Vm, VmTotals};
 use crate::cow::CowTracker;
 use crate::error::Result;
 use crate::workload::layout::Piece;
@@ -407,7 +407,7 @@ fn apply_in_time_order(
     cow: &mut CowTracker,
     s: &Scratch,
     window: &mut [VmTotals],
-) -> Result<(Vec<(usize, u64, f64)>, u64)> {
+) -> Result<(Vec<Deletion>, u64)> {
     let k = &s.kept;
     let mut owner = vec![0usize; k.vol_offs.len()];
     for (pos, &(a, b)) in s.ranges.iter().enumerate() {
