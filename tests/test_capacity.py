@@ -43,7 +43,9 @@ def filling_raw(free: int = 1200 * MiB, diff_area_volume: str | None = None) -> 
             "node": "NODE01",
             "csv": "Cluster Disk 1",
             "disks": [{"size": "4 GiB", "type": "fixed"}],
-            "workload": {"write_iops": 300, "locality": "uniform"},
+            # 64 KiB writes: four copy-on-write chunks each, so the fixed disks' copies fill
+            # the volume after the dynamic-disk VMs are paused.
+            "workload": {"write_iops": 300, "locality": "uniform", "sizes": [65536]},
         }
         for i in (1, 2)
     ]
@@ -249,10 +251,22 @@ def test_the_diff_area_counts_against_free_space() -> None:
 
 
 def test_a_full_volume_is_never_silent() -> None:
-    """Dynamic disks that grow into a CSV with no room: their VMs pause at the write that finds
-    no block (nothing dropped, no counter left unread) and the tables say so."""
-    raw = small_raw(csvs=1, vms=4, write_iops=200, disk_size="4 GiB", allocated="64 MiB")
-    raw["generate"]["workload"] = {"locality": "uniform", "read_fraction": 0.3}
+    """Dynamic disks that grow into a CSV with no room: their VMs pause at the write that takes
+    the free space below Hyper-V's level (nothing dropped, no counter left unread) and the tables
+    say so. The disks are new (nothing allocated: the guest's data is the whole disk), so the
+    guests' writes allocate blocks. (The engine's own tests pause a VM at the write whose block
+    no longer fits, with no level set.)"""
+    raw = small_raw(csvs=1, vms=0)
+    raw["vms"] = [
+        {
+            "name": f"NEW{i}",
+            "node": f"NODE0{i}",
+            "csv": "Cluster Disk 1",
+            "disks": [{"size": "4 GiB", "allocated": "0 B"}],
+            "workload": {"write_iops": 200, "locality": "uniform", "read_fraction": 0.3},
+        }
+        for i in (1, 2, 3, 4)
+    ]
     raw["csvs"][0]["size"] = "3 GiB"
     r = run(scenario(raw), "full")
     assert r.summary["vms_paused"][0] == 4
@@ -275,4 +289,4 @@ def test_the_csv_full_example_does_what_the_readme_says() -> None:
     assert disk2["vms_paused"] == 0
     assert disk2["deleted_by"] == "released"
     notes = r.capacity_notes()
-    assert any("free space fell below 200 MiB at 15.2 s" in n for n in notes), notes
+    assert any("free space fell below 200 MiB at 24.9 s" in n for n in notes), notes

@@ -22,9 +22,9 @@ from vssim import engine
 from vssim.cli.args import float_in, int_in, size_in
 from vssim.errors import InvalidArgumentError
 from vssim.scale.runner import WINDOW_WRITES
+from vssim.scenario.capacity import LOW_SPACE_WARNING_BYTES, PAUSED_CRITICAL_BYTES
 from vssim.scenario.limits import MAX_CSV_SIZE, MAX_DISK_SIZE
 from vssim.scenario.model import MAX_VMS_PER_CLUSTER
-from vssim.scenario.capacity import LOW_SPACE_WARNING_BYTES, PAUSED_CRITICAL_BYTES
 from vssim.units import GiB, MiB, TiB
 
 #: The longest window the demo runs (model choice: a backup window longer than a day is not one).

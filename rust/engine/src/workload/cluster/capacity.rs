@@ -420,6 +420,8 @@ mod tests {
             sizes: SizeDist::typical(),
             locality: Locality::Uniform,
             diurnal: None,
+            growth_per_day: 0.0,
+            daily_change: None,
         }
     }
 
