@@ -209,6 +209,26 @@ def test_a_filling_csv_pauses_its_dynamic_disk_vms() -> None:
     assert "the volume filled" in notes
 
 
+def test_the_plan_advises_on_the_paused_vms(tmp_path: Path, capsys: Any) -> None:
+    """vssim plan on the filling CSV: the capacity lines and the report's advice say Hyper-V
+    paused the dynamic-disk VMs (Paused-Critical), for how long, and what to do."""
+    from vssim.cli import main
+
+    raw = filling_raw()
+    raw["plan"] = {"window": "1 h", "fractions": [0.5], "concurrency": [1]}
+    path = tmp_path / "filling.toml"
+    path.write_text(_toml(raw), encoding="utf-8")
+    out_dir = tmp_path / "plan"
+    assert main(["plan", str(path), "--profiles", "ws2012", "--out", str(out_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert "Paused-Critical" in printed
+    text = (out_dir / "report.md").read_text(encoding="utf-8")
+    advice = text[text.index("Cluster Disk 1's free space fell below") :].split("\n")[0]
+    assert "Hyper-V paused 6 VM(s) with dynamic disks (Paused-Critical)" in advice
+    assert "of VM time in the backup" in advice
+    assert "convert those disks to fixed size" in advice
+
+
 def test_the_paused_vms_issue_no_io_after_the_pause() -> None:
     from vssim.scale.model_cluster import ModelClusterBackend
 
