@@ -243,7 +243,8 @@ class Links:
     backup_target_bandwidth: float
 
 
-#: The data-reduction ratio vssim assumes at the backup target unless told (1.0: none). Veeam
+#: The data-reduction ratio vssim assumes at the backup target unless told (model choice: 1.0,
+#: none — the product and its settings decide it, so a plan stores what it reads). Veeam
 #: finds "Data reduction thanks to compression and deduplication is usually 2:1 or more" (Veeam
 #: Best Practices, "Repository storage"): a typical figure to try, not a default.
 DEFAULT_COMPRESSION = 1.0
