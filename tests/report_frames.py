@@ -64,6 +64,12 @@ def frames(
             "redirected_bytes",
             "vms",
             "lifetime_s",
+            "diff_area_on_volume",
+            "free_low_bytes",
+            "low_space_s",
+            "paused_critical_s",
+            "vms_paused",
+            "paused_vm_s",
         )
     }
     end = start
@@ -106,6 +112,12 @@ def frames(
         cs["redirected_bytes"].append(redirected)
         cs["vms"].append(len(mine))
         cs["lifetime_s"].append(e - s - 5.0)
+        cs["diff_area_on_volume"].append(True)
+        cs["free_low_bytes"].append(100 * GiB)
+        cs["low_space_s"].append(None)
+        cs["paused_critical_s"].append(None)
+        cs["vms_paused"].append(0)
+        cs["paused_vm_s"].append(0.0)
     summary = {
         "start_s": [start],
         "end_s": [end],
@@ -116,6 +128,8 @@ def frames(
         "network_bytes": [0],
         "vms_frozen": [sum(v["frozen"])],
         "failures": [0],
+        "vms_paused": [0],
+        "paused_vm_s": [0.0],
     }
 
     def tag(d: dict[str, list[Any]]) -> pl.DataFrame:

@@ -531,7 +531,7 @@ def test_the_demo_window_runs_in_pieces_that_sum_to_the_window(
     pieces = demo.advance_in_pieces(_Recording(c, advance, calls), 30.0, 3 * 500.0)
     assert len(calls) == 11, calls
     assert (calls[0][0], calls[-1][1]) == (0.0, 30.0)
-    for k in ("writes", "reads", "chunks_copied", "blocks_allocated", "dropped_writes"):
+    for k in ("writes", "reads", "chunks_copied", "blocks_allocated", "paused_vm"):
         assert (pieces[k] == whole[k]).all(), k
     assert int(whole["writes"].sum()) > 10_000
 

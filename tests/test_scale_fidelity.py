@@ -128,7 +128,8 @@ def test_redirected_io_keeps_the_coordinators_nic_busy() -> None:
 
 
 def test_overflow_during_a_copy_fails_it_at_that_instant() -> None:
-    r = run(small("ws2012", diff_area_limit="3 GiB", write_iops=400, target="300 MB/s"), "full")
+    # 8 GiB fills after the copies started (the guests' I/O shares the CSVs with the set).
+    r = run(small("ws2012", diff_area_limit="8 GiB", write_iops=400, target="300 MB/s"), "full")
     lost = r.csvs.filter(pl.col("deleted_by") == "diff area full").select("csv", "deleted_s")
     assert lost.height > 0
     vms = r.vms.join(lost, on="csv")

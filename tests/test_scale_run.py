@@ -101,7 +101,7 @@ def test_2008r2_serialises_per_csv_and_redirects() -> None:
 
 def test_longer_snapshot_lifetime_costs_more_diff_area() -> None:
     fast = run(small("ws2012", target="4 GB/s"), "full")
-    slow = run(small("ws2012", target="500 MB/s"), "full")
+    slow = run(small("ws2012", target="300 MB/s"), "full")
     for csv in ("Cluster Disk 1", "Cluster Disk 2"):
         life = {
             name: r.csvs.filter(pl.col("csv") == csv)["lifetime_s"].max()

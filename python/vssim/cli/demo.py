@@ -22,6 +22,7 @@ from vssim import engine
 from vssim.cli.args import float_in, int_in, size_in
 from vssim.errors import InvalidArgumentError
 from vssim.scale.runner import WINDOW_WRITES
+from vssim.scenario.capacity import LOW_SPACE_WARNING_BYTES, PAUSED_CRITICAL_BYTES
 from vssim.scenario.limits import MAX_CSV_SIZE, MAX_DISK_SIZE
 from vssim.scenario.model import MAX_VMS_PER_CLUSTER
 from vssim.units import GiB, MiB, TiB
@@ -68,13 +69,17 @@ def advance_in_pieces(
     cluster: engine.ModelCluster, window: float, ops_per_s: float
 ) -> dict[str, np.ndarray[Any, Any]]:
     """``cluster.advance(0, window)`` in pieces of at most :data:`WINDOW_WRITES` operations,
-    their per-VM counters summed."""
+    their per-VM counters summed and the VMs they paused (``paused_vm``) joined."""
     pieces = max(1, int(np.ceil(ops_per_s * window / WINDOW_WRITES)))
     total: dict[str, np.ndarray[Any, Any]] = {}
     for k in range(pieces):
         got = cluster.advance(window * k / pieces, window * (k + 1) / pieces)
-        for key in ("writes", "reads", "chunks_copied", "blocks_allocated", "dropped_writes"):
+        for key in ("writes", "reads", "chunks_copied", "blocks_allocated"):
             total[key] = total[key] + got[key] if key in total else got[key].copy()
+        paused = got["paused_vm"]
+        total["paused_vm"] = (
+            np.concatenate([total["paused_vm"], paused]) if "paused_vm" in total else paused.copy()
+        )
     return total
 
 
@@ -85,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
         )
     cluster = engine.ModelCluster()
     for _ in range(args.csvs):
-        cluster.add_csv(args.csv_size)
+        cluster.add_csv(
+            args.csv_size, warn_below=LOW_SPACE_WARNING_BYTES, pause_below=PAUSED_CRITICAL_BYTES
+        )
     spec = engine.WorkloadSpec(iops=args.iops, locality="hotspot")
     for vm in range(args.vms):
         cluster.add_vm(
@@ -108,8 +115,9 @@ def run(args: argparse.Namespace) -> int:
     copied = window["chunks_copied"]
     print(
         f"{'CSV':>4} {'VMs':>5} {'writes':>12} {'chunks copied':>14} {'diff area':>12} "
-        f"{'new blocks':>11} {'dropped':>8}"
+        f"{'new blocks':>11} {'free':>10} {'paused':>7}"
     )
+    paused = np.unique(window["paused_vm"].astype(int))
     for csv in range(args.csvs):
         mine = slice(csv, None, args.csvs)
         print(
@@ -117,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
             f"{int(copied[mine].sum()):>14,} "
             f"{cluster.diff_area_bytes(csv) / GiB:>8,.1f} GiB "
             f"{int(window['blocks_allocated'][mine].sum()):>11,} "
-            f"{int(window['dropped_writes'][mine].sum()):>8,}"
+            f"{cluster.free_bytes(csv) / GiB:>6,.0f} GiB "
+            f"{int((paused % args.csvs == csv).sum()):>7,}"
         )
     changed = sum(cluster.changed_bytes(vm) for vm in range(args.vms))
     total = int(writes.sum())

@@ -113,6 +113,8 @@ class _Progress:
 def run(args: argparse.Namespace) -> int:
     out = args.out or Path("reports") / args.scenario.stem
     report = planning.build(args.scenario, out, options(args), progress=_Progress(), vms=args.vms)
+    for w in report.warnings:
+        print(f"warning: {w}")
     print(f"report: {report.html}")
     print(f"        {report.markdown}  (charts in {out / 'charts'})")
     print()

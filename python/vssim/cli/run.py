@@ -104,9 +104,11 @@ def summary_table(result: RunResult) -> Table:
         ("VMs", "vms", str),
         ("window", "backup_window_s", lambda v: f"{v:,.0f} s"),
         ("read", "bytes_read", lambda v: f"{v / 2**30:,.1f} GiB"),
+        ("stored", "target_bytes", lambda v: f"{v / 2**30:,.1f} GiB"),
         ("diff area peak", "diff_area_peak_bytes", lambda v: f"{v / 2**30:,.2f} GiB"),
         ("redirected", "redirected_bytes", lambda v: f"{v / 2**30:,.2f} GiB"),
         ("frozen", "vms_frozen", str),
+        ("paused", "vms_paused", str),
         ("failures", "failures", str),
     ]
     for head, _, _ in cols:
@@ -187,9 +189,13 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(exc, VssimError):
             raise
         raise VssimError(str(exc).strip("'\"")) from None
+    for w in result.warnings:
+        console.print(f"[bold yellow]warning[/]: {w}", markup=True, highlight=False)
     console.print(summary_table(result))
     for note in result.beyond_limits:
         console.print(f"[bold yellow]note[/]: {note}")
+    for note in result.capacity_notes():
+        console.print(f"[bold red]capacity[/]: {note}", markup=True, highlight=False)
     console.print(f"{result.writes_simulated:,} guest writes simulated in {result.wall_s:.1f} s")
     if result.materialized is not None:
         console.print(materialized_table(result))

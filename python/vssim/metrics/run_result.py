@@ -14,7 +14,8 @@ import polars as pl
 
 from vssim.metrics.tables import build_tables
 from vssim.scale.runner import ModelledRun, simulate
-from vssim.scenario import Scenario
+from vssim.scenario import Scenario, ScenarioWarning
+from vssim.scenario.capacity import LOW_SPACE_WARNING_BYTES, PAUSED_CRITICAL_BYTES
 from vssim.vss.profile_limits import beyond_supported
 
 P = ParamSpec("P")
@@ -44,6 +45,16 @@ class RunResult:
     materialized: Path | None = None
 
     TABLES = ("vms", "csvs", "nodes", "jobs", "phases", "summary")
+
+    @property
+    def warnings(self) -> tuple[ScenarioWarning, ...]:
+        """What the scenario's loader warned about (an overcommitted CSV, one starting low)."""
+        return self.scenario.warnings
+
+    def capacity_notes(self) -> list[str]:
+        """The run's capacity events in words: CSVs that fell below Hyper-V's levels, VMs
+        paused (Paused-Critical), snapshots a full volume deleted."""
+        return capacity_notes(self.csvs, self.summary)
 
     @classmethod
     def of(cls, done: ModelledRun, wall_s: float = 0.0) -> RunResult:
@@ -86,6 +97,40 @@ class RunResult:
             df.write_parquet(p, metadata=meta)
             paths.append(p)
         return paths
+
+
+def capacity_notes(csvs: pl.DataFrame, summary: pl.DataFrame) -> list[str]:
+    """Sentences on a run's capacity events, from its ``csvs`` and ``summary`` tables."""
+    out: list[str] = []
+    per = csvs.group_by("csv").agg(
+        pl.col("low_space_s").min(),
+        pl.col("paused_critical_s").min(),
+        pl.col("vms_paused").max(),
+        pl.col("free_low_bytes").min(),
+        (pl.col("deleted_by") == "volume full").sum().alias("volume_full"),
+    )
+    for row in per.sort("csv").iter_rows(named=True):
+        if row["paused_critical_s"] is not None:
+            out.append(
+                f"{row['csv']}: free space fell below {PAUSED_CRITICAL_BYTES >> 20} MiB at "
+                f"{row['paused_critical_s']:,.1f} s — {row['vms_paused']} VM(s) with dynamic "
+                f"disks paused (Paused-Critical) and stay paused until resumed"
+            )
+        elif row["low_space_s"] is not None:
+            out.append(
+                f"{row['csv']}: free space below {LOW_SPACE_WARNING_BYTES >> 30} GiB from "
+                f"{row['low_space_s']:,.1f} s (Hyper-V logs low-space warnings)"
+            )
+        if row["volume_full"]:
+            out.append(
+                f"{row['csv']}: the volume filled: volsnap deleted {row['volume_full']} "
+                f"snapshot(s) whose diff area could not grow"
+            )
+    most = summary["vms_paused"].max() if summary.height else None
+    if isinstance(most, int) and most:
+        total = float(summary["paused_vm_s"].sum())
+        out.append(f"paused VM time inside the backup windows: {total:,.0f} VM-seconds")
+    return out
 
 
 def _with_tables(simulation: Callable[P, ModelledRun]) -> Callable[P, RunResult]:

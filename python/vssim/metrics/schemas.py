@@ -1,9 +1,9 @@
 """The result tables of a modelled run, as polars DataFrames with fixed schemas.
 
 * ``vms`` — one row per VM and backup: freeze time, downtime, bytes read, copy-on-write chunks
-  its writes caused while its snapshot lived, result;
+  its writes caused while its snapshot lived, whether it was paused (Paused-Critical), result;
 * ``csvs`` — one row per CSV snapshot (a CSV in a snapshot set): lifetime, diff-area peak,
-  chunks copied, redirected bytes;
+  chunks copied, redirected bytes, free space at its lowest, VMs paused;
 * ``nodes`` — one row per node and backup: bytes over its NIC, busy time;
 * ``jobs`` — one row per snapshot set: window, successes, failures;
 * ``phases`` — the protocol timeline of every snapshot set;
@@ -52,6 +52,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "real_chunks_copied": INT,
         "ok": B,
         "result": S,
+        "target_bytes": INT,
+        "paused_critical": B,
+        "paused_s": F,
     },
     "csvs": {
         "backup": INT,
@@ -69,6 +72,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "redirected_s": F,
         "redirected_bytes": INT,
         "vms": INT,
+        "diff_area_on_volume": B,
+        "free_low_bytes": INT,
+        "low_space_s": F,
+        "paused_critical_s": F,
+        "vms_paused": INT,
+        "paused_vm_s": F,
     },
     "nodes": {
         "backup": INT,
@@ -119,5 +128,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "failures": INT,
         "downtime_s": F,
         "beyond_supported_limits": S,
+        "target_bytes": INT,
+        "vms_paused": INT,
+        "paused_vm_s": F,
     },
 }

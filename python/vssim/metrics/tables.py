@@ -93,9 +93,15 @@ def _bytes_read(s: SetRecord) -> int:
     return sum(c.bytes_read for c in s.vms)
 
 
+def _stored(run: RunRecords, nbytes: int) -> int:
+    """Bytes the backup target stores for ``nbytes`` read (after its compression)."""
+    return round(nbytes / run.scenario.target.compression)
+
+
 def vms_table(run: RunRecords) -> pl.DataFrame:
     """One row per VM and backup."""
     t = _cols("vms")
+    cap = run.capacity
     for rec, job, s in _sets(run):
         r = s.result
         held = held_window(s)
@@ -131,17 +137,30 @@ def vms_table(run: RunRecords) -> pl.DataFrame:
                 "real_chunks_copied": c.real_chunks_copied,
                 "ok": result == "S_OK",
                 "result": result,
+                "target_bytes": _stored(run, c.bytes_read),
+                "paused_critical": cap.paused_at.get(name, float("inf")) <= rec.end,
+                "paused_s": cap.paused_s(name, rec.start, rec.end),
             }
             _append(t, row)
     return _frame("vms", t)
 
 
 def csvs_table(run: RunRecords) -> pl.DataFrame:
-    """One row per CSV snapshot (a CSV in a snapshot set)."""
+    """One row per CSV snapshot (a CSV in a snapshot set). Its capacity columns look at the set's
+    span: the warning and the first pause if they came by its end, the CSV's VMs paused by then
+    and their paused seconds within it."""
     t = _cols("csvs")
+    cap = run.capacity
     for rec, job, s in _sets(run):
         r = s.result
         for cs in s.csvs:
+            name = cs.csv.name
+            paused = [
+                cap.paused_at[vm.name]
+                for vm in run.scenario.vms_by_csv[name]
+                if cap.paused_at.get(vm.name, float("inf")) <= r.end
+            ]
+            low = cap.low_space_at.get(name)
             copy, life = cs.copy, cs.life
             created = life.created if life else (copy.created if copy and copy.device else None)
             deleted = life.deleted if life else (r.end if created is not None else None)
@@ -163,6 +182,12 @@ def csvs_table(run: RunRecords) -> pl.DataFrame:
                 "redirected_s": cs.redirected_s,
                 "redirected_bytes": r.redirected_bytes.get(cs.csv.name, 0),
                 "vms": sum(1 for c in s.vms if c.vm.csv == cs.csv.name),
+                "diff_area_on_volume": cs.csv.diff_area_on_volume,
+                "free_low_bytes": life.free_low if life else None,
+                "low_space_s": low if low is not None and low <= r.end else None,
+                "paused_critical_s": min(paused, default=None),
+                "vms_paused": len(paused),
+                "paused_vm_s": sum(max(0.0, r.end - max(r.start, p)) for p in paused),
             }
             _append(t, row)
     return _frame("csvs", t)
@@ -259,6 +284,8 @@ def summary_table(run: RunRecords) -> pl.DataFrame:
     for rec in run.backups:
         read = redirected = network = chunks = frozen = failures = peak = 0
         down = 0.0
+        cap = run.capacity
+        paused = [vm for vm, at in cap.paused_at.items() if at <= rec.end]
         for s in rec.sets:
             r = s.result
             read += _bytes_read(s)
@@ -288,6 +315,9 @@ def summary_table(run: RunRecords) -> pl.DataFrame:
             "failures": failures,
             "downtime_s": down,
             "beyond_supported_limits": beyond,
+            "target_bytes": _stored(run, read),
+            "vms_paused": len(paused),
+            "paused_vm_s": sum(cap.paused_s(vm, rec.start, rec.end) for vm in paused),
         }
         _append(t, row)
     return _frame("summary", t)

@@ -7,6 +7,7 @@ import polars as pl
 
 from vssim.report.analysis import CASE, Analysis
 from vssim.report.formatting import duration, size
+from vssim.scenario.capacity import LOW_SPACE_WARNING_BYTES, PAUSED_CRITICAL_BYTES
 from vssim.vss.limits import FREEZE_WINDOW_S
 
 NAMES = {"ws2008r2": "Windows Server 2008 R2", "ws2012": "Windows Server 2012"}
@@ -135,6 +136,7 @@ def recommend(a: Analysis, limits: dict[str, int | None]) -> dict[str, list[str]
                     else ""
                 )
             )
+        said += _space(a, profile, c)
         if chosen and _f(chosen["redirected_bytes"]):
             said.append(
                 f"Redirected access sends {size(_f(chosen['redirected_bytes']))} of the other "
@@ -142,6 +144,43 @@ def recommend(a: Analysis, limits: dict[str, int | None]) -> dict[str, list[str]
             )
         out[profile] = said
     return out
+
+
+def _space(a: Analysis, profile: str, c: int) -> list[str]:
+    """What the CSVs' free space did at the chosen concurrency: VMs paused (Paused-Critical),
+    snapshots a full volume deleted, CSVs below the warning level."""
+    rows = a.space.filter((pl.col("profile") == profile) & (pl.col("concurrency") == c))
+    said: list[str] = []
+    for r in rows.iter_rows(named=True):
+        paused = int(_f(r["vms_paused"]))
+        on_csv = _f(r["diff_area_on_csv_bytes"])
+        diff = (
+            f" (its diff area, up to {size(on_csv)}, lives on the CSV: move the shadow storage "
+            f"to another volume or bound it with MaxSize)"
+            if on_csv
+            else ""
+        )
+        if paused:
+            said.append(
+                f"Capacity: {r['csv']}'s free space fell below {size(PAUSED_CRITICAL_BYTES)} "
+                f"during the {r['strategy']} backup — Hyper-V paused {paused} VM(s) with "
+                f"dynamic disks (Paused-Critical) for {duration(_f(r['paused_vm_s']))} of VM "
+                f"time in the backup, and they stay paused until an administrator frees space "
+                f"and resumes them{diff}; grow the CSV or convert those disks to fixed size."
+            )
+        elif r["low_space_s"] is not None:
+            said.append(
+                f"Capacity: {r['csv']}'s free space fell to {size(_f(r['free_low_bytes']))} "
+                f"during the {r['strategy']} backup, below Hyper-V's "
+                f"{size(LOW_SPACE_WARNING_BYTES)} warning level{diff}."
+            )
+        if _f(r["volume_full"]):
+            said.append(
+                f"{r['csv']} filled during the {r['strategy']} backup: volsnap deleted "
+                f"{int(_f(r['volume_full']))} snapshot(s) whose diff area could not grow, and "
+                f"their VMs' backups failed."
+            )
+    return said
 
 
 def case_label(row: dict[str, object]) -> str:

@@ -25,6 +25,10 @@ How the figures are defined (the report states them too):
 * **Freeze and downtime.** Percentiles are linear-interpolated (numpy's default). A VM misses the
   freeze window when its freeze lasted longer than the writer's (:data:`~vssim.vss.limits.
   FREEZE_WINDOW_S`) or its writer timed out.
+* **CSV free space.** Per case and CSV: the fewest free bytes seen during its snapshots' lives
+  (the diff area counted when it lives on the CSV), when it fell below Hyper-V's warning and
+  pause levels (:mod:`vssim.scenario.capacity`), the VMs paused (Paused-Critical) and their
+  paused seconds inside the backup, and the snapshots a full volume deleted.
 """
 
 from __future__ import annotations
@@ -68,6 +72,12 @@ NEEDS: dict[str, tuple[str, ...]] = {
         "redirected_bytes",
         "vms",
         "lifetime_s",
+        "diff_area_on_volume",
+        "free_low_bytes",
+        "low_space_s",
+        "paused_critical_s",
+        "vms_paused",
+        "paused_vm_s",
     ),
     "jobs": ("job", "requester", "start_s", "end_s", "freeze_window_s", "ok", "failures"),
     "summary": (
@@ -80,6 +90,8 @@ NEEDS: dict[str, tuple[str, ...]] = {
         "network_bytes",
         "vms_frozen",
         "failures",
+        "vms_paused",
+        "paused_vm_s",
     ),
 }
 SEGMENTS = ("waiting for a slot", "prepare & commit", "freeze", "copy", "release")
@@ -157,6 +169,29 @@ def diff_area(csvs: pl.DataFrame, limits: dict[str, int | None], margin: float) 
     return out.with_columns(pl.Series("recommended_bytes", rec, dtype=pl.Int64)).sort(
         [*CASE, "csv"]
     )
+
+
+def free_space(csvs: pl.DataFrame) -> pl.DataFrame:
+    """Per case and CSV that came near Hyper-V's levels: its fewest free bytes, when it fell
+    below the warning and the pause levels, the VMs paused and their paused seconds, the
+    snapshots a full volume deleted, and its diff-area peak if the diff area lives on it."""
+    per = csvs.group_by([*CASE, "csv"]).agg(
+        pl.col("free_low_bytes").min(),
+        pl.col("low_space_s").min(),
+        pl.col("paused_critical_s").min(),
+        pl.col("vms_paused").max(),
+        pl.col("paused_vm_s").sum(),
+        (pl.col("deleted_by") == "volume full").sum().cast(pl.Int64).alias("volume_full"),
+        pl.col("diff_area_peak_bytes")
+        .filter(pl.col("diff_area_on_volume"))
+        .max()
+        .alias("diff_area_on_csv_bytes"),
+    )
+    return per.filter(
+        pl.col("low_space_s").is_not_null()
+        | pl.col("paused_critical_s").is_not_null()
+        | (pl.col("volume_full") > 0)
+    ).sort([*CASE, "csv"])
 
 
 def _spread(
@@ -308,6 +343,8 @@ class Analysis:
     missed: pl.DataFrame
     nodes: pl.DataFrame
     headline: pl.DataFrame
+    #: CSVs that came near Hyper-V's free-space levels (:func:`free_space`).
+    space: pl.DataFrame
     chosen: dict[str, int]
     window_s: float
     margin: float
@@ -326,6 +363,8 @@ def case_summary(summary: pl.DataFrame) -> pl.DataFrame:
             pl.col("redirected_bytes").sum(),
             pl.col("network_bytes").sum(),
             pl.col("failures").sum(),
+            pl.col("vms_paused").max(),
+            pl.col("paused_vm_s").sum(),
         )
         .sort(CASE)
     )
@@ -404,6 +443,7 @@ def headline(
             "freeze_p95_s",
             "missed_freeze_window",
             "downtime_max_s",
+            "vms_paused",
             "failures",
         )
     )
@@ -434,6 +474,7 @@ def analyse(
         missed=missed_freeze(vms),
         nodes=node_totals(vms),
         headline=headline(summary, diff, freeze, chosen, window_s),
+        space=free_space(csvs),
         chosen=chosen,
         window_s=window_s,
         margin=margin,

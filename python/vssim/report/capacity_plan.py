@@ -313,6 +313,8 @@ class PlanReport:
     charts: list[charts.Chart]
     analysis: Analysis
     advice: dict[str, list[str]]
+    #: What the scenario's loader warned about (``ScenarioWarning`` as text).
+    warnings: tuple[str, ...] = ()
 
 
 def limits_of(sc: Scenario, settings: PlanSettings) -> dict[str, int | None]:
@@ -351,11 +353,12 @@ def write_report(
             for p, notes in sorted(a.beyond.items())
         )
     )
+    warned = [str(w) for w in sc.warnings]
     page = out / "report.html"
-    page.write_text(html.render_html(title, meta, a, words, drawn), encoding="utf-8")
+    page.write_text(html.render_html(title, meta, a, words, drawn, warned), encoding="utf-8")
     md = out / "report.md"
-    md.write_text(html.render_markdown(title, meta, a, words, drawn, out), encoding="utf-8")
-    return PlanReport(out, page, md, drawn, a, words)
+    md.write_text(html.render_markdown(title, meta, a, words, drawn, out, warned), encoding="utf-8")
+    return PlanReport(out, page, md, drawn, a, words, tuple(warned))
 
 
 def load_for_plan(path: Path, vms: int | None = None) -> tuple[Scenario, PlanSettings]:

@@ -49,6 +49,7 @@ HEADINGS = {
     "freeze_p95_s": "freeze p95",
     "missed_freeze_window": "missed freeze",
     "downtime_max_s": "downtime max",
+    "vms_paused": "paused VMs",
     "failures": "failures",
 }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,8 @@ import polars as pl
 from vssim.benchreport import markdown as md_table
 from vssim.report.analysis import SEGMENTS, Analysis
 from vssim.report.charts import Chart
-from vssim.report.formatting import duration, humanize
+from vssim.report.formatting import duration, humanize, size
+from vssim.scenario.capacity import LOW_SPACE_WARNING_BYTES, PAUSED_CRITICAL_BYTES
 from vssim.vss.limits import FREEZE_WINDOW_S
 
 STYLE = """
@@ -26,7 +28,7 @@ h1 { margin-bottom: 0.2em; } .meta { color: #666; margin-top: 0; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th { background: #f0f0f0; } td:first-child, td:nth-child(2) { text-align: left; }
-td.no { color: #b00; font-weight: bold; }
+td.no { color: #b00; font-weight: bold; } .warnings li { color: #8a5a00; }
 figure { margin: 2em 0; }
 figure svg { max-width: 100%; height: auto; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: 0.9em; } .advice p { margin: 0.4em 0; }
@@ -59,6 +61,25 @@ def sections(a: Analysis) -> list[Section]:
         "longest_life_s",
     ).filter(pl.col("strategy") == "full")
     fr = a.freeze
+    space = Section(
+        "CSV free space",
+        f"CSVs whose free space (the diff area counted when it lives on the CSV) fell below "
+        f"Hyper-V's {size(LOW_SPACE_WARNING_BYTES)} warning level or its "
+        f"{size(PAUSED_CRITICAL_BYTES)} pause level (Paused-Critical: its VMs with dynamic disks "
+        f"stop until resumed), or filled; none listed: every CSV kept more room.",
+        humanize(
+            a.space,
+            {
+                "free_low_bytes": "free at lowest",
+                "low_space_s": "below warning at",
+                "paused_critical_s": "paused at",
+                "vms_paused": "VMs paused",
+                "paused_vm_s": "paused VM time",
+                "volume_full": "deleted (volume full)",
+                "diff_area_on_csv_bytes": "diff area on CSV",
+            },
+        ),
+    )
     return [
         Section(
             "Backup window: where it is spent",
@@ -77,6 +98,7 @@ def sections(a: Analysis) -> list[Section]:
             "p50 / p95 / max over the VMs frozen (online) or put in saved state (offline).",
             humanize(fr),
         ),
+        space,
         Section(
             "VMs that miss the freeze window",
             f"Frozen longer than the writer's {FREEZE_WINDOW_S:g} s, or failed with "
@@ -114,15 +136,24 @@ def _html_table(frame: pl.DataFrame) -> str:
 
 
 def render_html(
-    title: str, meta: str, a: Analysis, advice: dict[str, list[str]], charts: list[Chart]
+    title: str,
+    meta: str,
+    a: Analysis,
+    advice: dict[str, list[str]],
+    charts: list[Chart],
+    warnings: Sequence[str] = (),
 ) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1><p class='meta'>{html.escape(meta)}</p>",
-        "<h2>Recommendation</h2><div class='advice'>",
     ]
+    if warnings:
+        parts.append("<h2>Warnings</h2><ul class='warnings'>")
+        parts += [f"<li>{html.escape(w)}</li>" for w in warnings]
+        parts.append("</ul>")
+    parts.append("<h2>Recommendation</h2><div class='advice'>")
     for sentences in advice.values():
         parts.append(f"<p>{html.escape(' '.join(sentences))}</p>")
     parts.append("</div>")
@@ -150,8 +181,12 @@ def render_markdown(
     advice: dict[str, list[str]],
     charts: list[Chart],
     root: Path,
+    warnings: Sequence[str] = (),
 ) -> str:
-    parts = [f"# {title}", "", f"_{meta}_", "", "## Recommendation", ""]
+    parts = [f"# {title}", "", f"_{meta}_", ""]
+    if warnings:
+        parts += ["## Warnings", "", *[f"- {w}" for w in warnings], ""]
+    parts += ["## Recommendation", ""]
     for sentences in advice.values():
         parts += [" ".join(sentences), ""]
     parts += [

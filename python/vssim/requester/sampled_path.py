@@ -19,7 +19,9 @@ How it works:
   (incremental) or the last full's (differential), up to this one's: at most
   :data:`CHANGE_WRITES_CAP` writes per disk, the latest, so a differential never reads less than
   the incremental of the same moment. VMs are copied one after another, over the shared links.
-* **Redirected access**: the other nodes' VMs send their mean write rate through the coordinator.
+* **Redirected access**: the other nodes' VMs send their reads and writes through the
+  coordinator at their streams' mean rate (the engine's operations per second × mean request
+  size; a protocol run does not generate them one by one).
 """
 
 from __future__ import annotations
@@ -82,10 +84,11 @@ class SampledPath:
 
     def redirect_off(self, run: SetView, csv: Csv, since: float) -> int:
         window = run.env.now - since
-        return sum(
-            int(vm.workload.write_iops * vm.workload.mean_write_bytes * window)
-            for vm in run.redirected_writers(csv)
-        )
+        total = 0
+        for vm in run.redirected_writers(csv):
+            spec = workload_spec(vm.workload)
+            total += int(spec.iops * spec.mean_size * len(vm.disks) * window)
+        return total
 
     def node_down(self, run: SetView, node: str) -> None:
         pass  # guests are sampled when the copies end: a down node's VMs are left out then

@@ -1,41 +1,56 @@
 """Shared bandwidth on the virtual clock: the backup target, each CSV's storage path and each
-node's NIC split their bandwidth among the transfers crossing them.
+node's NIC are shared max-min fairly among the transfers and background flows crossing them.
 
-How it works (a fluid model): a transfer crosses a path of links; every link gives each transfer
-on it an equal share of its bandwidth, and a transfer moves at the smallest share along its path.
-Shares change only when a transfer starts or ends, so between those instants every rate is
-constant. Transfers with the same path form a class that progresses as one (a class's cumulative
-``work`` per transfer; each transfer finishes when ``work`` reaches its own finish mark), so an
-event costs O(active classes), not O(active transfers). One pending timer wakes the model at the
+How it works (a fluid model): a transfer crosses a path of links; the rates are the max-min fair
+allocation, found by progressive filling — every flow's rate rises together from zero; when a
+link is full, the flows crossing it keep the rate they reached (that link is their bottleneck)
+and the others go on rising; a background flow stops at its demand. So a transfer whose path
+has room moves faster instead of leaving capacity idle: every transfer is bottlenecked — on some
+link of its path, the link is full and no flow on it moves faster than it.
+
+Rates change only when a transfer starts or ends, or a background changes, so between those
+instants every rate is constant, and the allocation is recomputed at each of them (once per
+instant, after its other events: many transfers starting together cost one allocation). Transfers
+with the same path form a class that progresses as one (a class's cumulative ``work`` per
+transfer; each transfer finishes when ``work`` reaches its own finish mark), so an event costs
+O(active classes × fills), not O(active transfers). One pending timer wakes the model at the
 next completion; a newer timer supersedes older ones (generation counter).
 
 :class:`FairShareLinks` is the protocol's :class:`~vssim.sim.links.Links` (``transfer(nbytes,
 csv, nodes, target)``), so the writers' guest snapshots, saved states and auto-recovery share the
-links with the copies. It also counts, per link, the bytes
-carried and the time it was busy.
+links with the copies. It also counts, per link, the bytes carried and the time it was busy.
 
-Background load: constant-rate flows that are not transfers of a known size — the guests' writes
-a CSV in redirected access sends over the network (writing node's NIC → coordinator's NIC) — are
-set per key with :meth:`FairShareLinks.set_background`. A link's background is one more flow in
-its fair share, capped at its demand: with ``n`` transfers on a link of bandwidth ``B`` and a
-background demand ``D``, the background gets ``min(D, B / (n + 1))`` and each transfer an equal
-share of the rest.
+Background load: constant-rate flows that are not transfers of a known size — the guests' own
+I/O and copy-on-write on a CSV's storage, the I/O a CSV in redirected access sends over the
+network (writing node's NIC → coordinator's NIC) — are set per key with
+:meth:`FairShareLinks.set_flows` (link → groups of equal flows: demand per flow, bytes/s, and
+how many) or :meth:`FairShareLinks.set_background` (one flow per link): each flow takes part in
+the same filling, capped at its demand. Each VM's I/O is its own flow, so a cluster's many small
+streams get their demand while a link has room for them, as a guest's I/O does beside a copy.
+
+Compression at the backup target (``[target] compression``): what a copy moves over the CSV and
+the NICs is what it reads; over the target it moves that divided by the ratio. The target's
+capacity is counted in bytes read (its bandwidth × the ratio), and its ``link_bytes`` in bytes
+stored.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Generator
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import simpy
 
 from vssim.scenario import Csv, Scenario
-from vssim.sim.links import link_bandwidths, link_path
+from vssim.sim.links import TARGET, link_bandwidths, link_path
 
 #: Bytes of a transfer left when it counts as done (floating-point slack).
 _SLACK = 1e-3
+#: A link counts as full when less than this share of its capacity is left, a background flow
+#: as at its demand within this share of it (floating point).
+_FULL = 1e-9
 
 
 @dataclass
@@ -47,24 +62,138 @@ class _Class:
     heap: list[tuple[float, int, int, simpy.Event]] = field(default_factory=list)
 
 
+def _fill_one_link(
+    capacity: float, groups: list[int], background: list[tuple[str, float, int]], out: list[float]
+) -> None:
+    """Progressive filling on a link only background flows cross (closed form): in ascending
+    demand, a group gets its demand while the flows left could all have it, else every flow
+    left gets an equal share of what is left."""
+    left = capacity
+    flows = sum(background[j][2] for j in groups)
+    for k, j in enumerate(sorted(groups, key=lambda j: background[j][1])):
+        _, demand, n = background[j]
+        if demand * flows <= left:
+            out[j] = demand
+            left -= demand * n
+            flows -= n
+            continue
+        share = left / flows
+        for j2 in sorted(groups, key=lambda j: background[j][1])[k:]:
+            out[j2] = share
+        return
+
+
+def max_min_rates(
+    capacity: dict[str, float],
+    classes: list[tuple[tuple[str, ...], int]],
+    background: list[tuple[str, float, int]],
+) -> tuple[list[float], list[float]]:
+    """The max-min fair rates, by progressive filling: ``classes`` are (path, number of
+    transfers) — every transfer of a class gets the same rate —, ``background`` (link, demand
+    per flow > 0, number of flows) groups of equal flows on one link each. Returns the
+    per-transfer rate of each class and the per-flow rate of each background group.
+
+    Each round raises every open flow by the same step, to the first link to fill or the first
+    demand met, and closes the flows that it stops. Links that no transfer crosses do not
+    interact with the others: their background is filled on its own, in closed form."""
+    class_rate = [0.0] * len(classes)
+    bg_rate = [0.0] * len(background)
+    shared = {link for path, _ in classes for link in path}
+    alone: dict[str, list[int]] = {}
+    for j, (link, _, _) in enumerate(background):
+        if link not in shared:
+            alone.setdefault(link, []).append(j)
+    for link, groups in alone.items():
+        _fill_one_link(capacity[link], groups, background, bg_rate)
+    rem = {link: capacity[link] for link in shared}
+    n_on = dict.fromkeys(shared, 0)
+    on_link: dict[str, list[int]] = {link: [] for link in shared}
+    bg_on: dict[str, list[int]] = {link: [] for link in shared}
+    for i, (path, n) in enumerate(classes):
+        for link in path:
+            n_on[link] += n
+            on_link[link].append(i)
+    demands: list[tuple[float, int]] = []
+    for j, (link, demand, n) in enumerate(background):
+        if link in shared:
+            n_on[link] += n
+            bg_on[link].append(j)
+            demands.append((demand, j))
+    heapq.heapify(demands)
+    open_classes = set(range(len(classes)))
+    open_bg = {j for _, j in demands}
+    level = 0.0
+    while open_classes:
+        busy = [(link, n) for link, n in n_on.items() if n > 0]
+        step = min(rem[link] / n for link, n in busy)
+        while demands and demands[0][1] not in open_bg:
+            heapq.heappop(demands)
+        if demands:
+            step = min(step, demands[0][0] - level)
+        step = max(step, 0.0)
+        level += step
+        frozen_classes: set[int] = set()
+        frozen_bg: set[int] = set()
+        for link, n in busy:
+            rem[link] -= step * n
+            if rem[link] <= _FULL * capacity[link]:
+                frozen_classes.update(i for i in on_link[link] if i in open_classes)
+                frozen_bg.update(j for j in bg_on[link] if j in open_bg)
+        while demands and demands[0][0] - level <= _FULL * demands[0][0]:
+            frozen_bg.add(heapq.heappop(demands)[1])
+        for i in frozen_classes:
+            class_rate[i] = level
+            open_classes.discard(i)
+            path, n = classes[i]
+            for link in path:
+                n_on[link] -= n
+        for j in frozen_bg:
+            if j in open_bg:
+                bg_rate[j] = min(level, background[j][1])
+                open_bg.discard(j)
+                n_on[background[j][0]] -= background[j][2]
+    # Background flows on shared links still open once every transfer is placed: their links
+    # have room left for them alone.
+    for link in shared:
+        groups = [j for j in bg_on[link] if j in open_bg]
+        if groups:
+            left = rem[link] + sum(level * background[j][2] for j in groups)
+            _fill_one_link(left, groups, background, bg_rate)
+    return class_rate, bg_rate
+
+
 class FairShareLinks:
-    """Fair-share links for every transfer of a run (see the module doc)."""
+    """Max-min fair links for every transfer of a run (see the module doc)."""
 
     def __init__(self, env: simpy.Environment, scenario: Scenario) -> None:
         self.env = env
         self.bandwidth = link_bandwidths(scenario)
+        #: Bytes a link carries per byte a transfer moves (the target: 1 / compression).
+        self.weight = dict.fromkeys(self.bandwidth, 1.0)
+        self.weight[TARGET] = 1.0 / scenario.target.compression
+        #: Capacity in bytes moved (read) per second.
+        self.capacity = {link: bw / self.weight[link] for link, bw in self.bandwidth.items()}
         #: Bytes each node's NIC carried.
         self.nic_bytes = {n.name: 0 for n in scenario.nodes}
         self.users = dict.fromkeys(self.bandwidth, 0)
         self.link_bytes = dict.fromkeys(self.bandwidth, 0)
         self.link_busy = dict.fromkeys(self.bandwidth, 0.0)
         self.classes: dict[tuple[str, ...], _Class] = {}
-        #: Background flows: key → {link: bytes/s}; and each link's total demand.
-        self.background: dict[str, dict[str, float]] = {}
+        #: Background flows: key → {link: groups of (demand per flow, flows)}; each link's total
+        #: demand; per link, its equal flows whatever their key (demand → how many) and the
+        #: rate each such flow gets now; per link, all its background's bytes/s now.
+        self.background: dict[str, dict[str, tuple[tuple[float, int], ...]]] = {}
         self.load = dict.fromkeys(self.bandwidth, 0.0)
+        self.flows: dict[str, dict[float, int]] = {}
+        self.flow_rate: dict[str, dict[float, float]] = {}
+        self.bg_link_rate: dict[str, float] = {}
         self.loaded: set[str] = set()
+        #: Links whose flows changed since their rates were filled (a link no transfer crosses
+        #: keeps its rates until then).
+        self._refill: set[str] = set()
         self.last = float(env.now)
         self.generation = 0
+        self._pending = False
         self.seq = 0
         self.transfers = 0
 
@@ -92,7 +221,7 @@ class FairShareLinks:
         for link in key:
             self.users[link] += 1
         self.transfers += 1
-        self._reschedule()
+        self._later()
         try:
             yield done
         except simpy.Interrupt:
@@ -105,6 +234,9 @@ class FairShareLinks:
             self.nic_bytes[n] += nbytes
         return float(self.env.now - start)
 
+    def _carried(self, link: str, nbytes: float) -> None:
+        self.link_bytes[link] += round(nbytes * self.weight[link])
+
     def _cancel(self, cls: _Class, seq: int, nbytes: int) -> int:
         """Take transfer ``seq`` off its class now; returns the bytes it had moved."""
         self._settle()
@@ -115,37 +247,51 @@ class FairShareLinks:
                 heapq.heapify(cls.heap)
                 for link in cls.path:
                     self.users[link] -= 1
-                    self.link_bytes[link] += moved
+                    self._carried(link, moved)
                 if not cls.heap and self.classes.get(cls.path) is cls:
                     del self.classes[cls.path]
-                self._reschedule()
+                self._later()
                 return moved
         return 0
 
     def set_background(self, key: str, rates: dict[str, float]) -> None:
-        """Set the background flows of ``key`` to ``rates`` (link → bytes/s; empty: none)."""
+        """Set the background of ``key`` to one flow per link of ``rates`` (link → bytes/s;
+        empty: none)."""
+        self.set_flows(key, {link: ((r, 1),) for link, r in rates.items()})
+
+    def set_flows(self, key: str, flows: Mapping[str, Sequence[tuple[float, int]]]) -> None:
+        """Set the background of ``key``: per link, groups of equal flows (demand per flow in
+        bytes/s, how many); empty: none."""
+        kept: dict[str, tuple[tuple[float, int], ...]] = {}
+        for link, groups in flows.items():
+            g = tuple((float(d), int(n)) for d, n in groups if d > 0 and n > 0)
+            if g:
+                kept[link] = g
+        if kept == self.background.get(key, {}):
+            return
         self._settle()
         old = self.background.pop(key, {})
-        if rates:
-            self.background[key] = dict(rates)
-        for link in set(old) | set(rates):
-            self.load[link] = sum(b.get(link, 0.0) for b in self.background.values())
-            if self.load[link] > 0:
+        if kept:
+            self.background[key] = kept
+        for sign, table in ((-1, old), (1, kept)):
+            for link, groups in table.items():
+                per = self.flows.setdefault(link, {})
+                for d, n in groups:
+                    per[d] = per.get(d, 0) + sign * n
+                    if not per[d]:
+                        del per[d]
+                self.load[link] += sign * sum(d * n for d, n in groups)
+        for link in set(old) | set(kept):
+            self._refill.add(link)
+            if self.flows.get(link):
                 self.loaded.add(link)
             else:
+                self.flows.pop(link, None)
+                self.flow_rate.pop(link, None)
+                self.bg_link_rate.pop(link, None)
+                self.load[link] = 0.0
                 self.loaded.discard(link)
-        self._reschedule()
-
-    def _background_rate(self, link: str) -> float:
-        """What a link's background flows get now."""
-        d = self.load[link]
-        if d <= 0:
-            return 0.0
-        return min(d, self.bandwidth[link] / (self.users[link] + 1))
-
-    def _share(self, link: str) -> float:
-        """Each transfer's share of ``link`` now."""
-        return (self.bandwidth[link] - self._background_rate(link)) / self.users[link]
+        self._later()
 
     def _settle(self) -> None:
         """Progress every active class (and the background flows) up to now."""
@@ -161,11 +307,45 @@ class FairShareLinks:
             for link in self.loaded:
                 if not self.users[link]:
                     self.link_busy[link] += dt
-                self.link_bytes[link] += round(self._background_rate(link) * dt)
+            for link, rate in self.bg_link_rate.items():
+                self._carried(link, rate * dt)
         self.last = now
 
+    def _allocate(self) -> None:
+        """The max-min fair rates of every class and background flow now. Links no transfer
+        crosses are filled on their own, again only when their flows changed."""
+        classes = list(self.classes.values())
+        shared = {link for c in classes for link in c.path}
+        groups = [
+            (link, d) for link in sorted(shared & self.flows.keys()) for d in self.flows[link]
+        ]
+        class_rates, bg_rates = max_min_rates(
+            self.capacity,
+            [(c.path, len(c.heap)) for c in classes],
+            [(link, d / self.weight[link], self.flows[link][d]) for link, d in groups],
+        )
+        for c, r in zip(classes, class_rates, strict=True):
+            c.rate = r
+        for link in shared & self.flows.keys():
+            self.flow_rate[link] = {}
+            self._refill.add(link)  # filled with transfers: refill when they are gone
+        for (link, d), r in zip(groups, bg_rates, strict=True):
+            self.flow_rate[link][d] = r * self.weight[link]
+        for link in self._refill - shared:
+            if link in self.flows:
+                w = self.weight[link]
+                ds = list(self.flows[link])
+                alone = [(link, d / w, self.flows[link][d]) for d in ds]
+                _, rates = max_min_rates(self.capacity, [], alone)
+                self.flow_rate[link] = {d: r * w for d, r in zip(ds, rates, strict=True)}
+        self._refill &= shared
+        for link in self.flows:
+            self.bg_link_rate[link] = sum(
+                self.flow_rate[link][d] * n for d, n in self.flows[link].items()
+            )
+
     def _reschedule(self) -> None:
-        """Finish what is done, recompute the shares, and set the timer for the next finish."""
+        """Finish what is done, recompute the rates, and set the timer for the next finish."""
         while True:
             finished = False
             for key, cls in list(self.classes.items()):
@@ -173,15 +353,16 @@ class FairShareLinks:
                     _, _, nbytes, done = heapq.heappop(cls.heap)
                     for link in cls.path:
                         self.users[link] -= 1
-                        self.link_bytes[link] += nbytes
+                        self._carried(link, nbytes)
                     done.succeed()
                     finished = True
                 if not cls.heap:
                     del self.classes[key]
+            self._allocate()
             next_in = float("inf")
             for cls in self.classes.values():
-                cls.rate = min(self._share(link) for link in cls.path)
-                next_in = min(next_in, (cls.heap[0][0] - cls.work) / cls.rate)
+                if cls.rate > 0:
+                    next_in = min(next_in, (cls.heap[0][0] - cls.work) / cls.rate)
             if next_in > 0 or not finished:
                 break
         if next_in == float("inf"):
@@ -190,6 +371,20 @@ class FairShareLinks:
         gen = self.generation
         timer = self.env.timeout(max(next_in, 0.0))
         timer.callbacks.append(lambda _ev: self._wake(gen))
+
+    def _later(self) -> None:
+        """Recompute once the current instant's other events have run: transfers that start
+        or stop together (a set's copies) cost one allocation, and no time passes meanwhile."""
+        if self._pending:
+            return
+        self._pending = True
+        ev = self.env.timeout(0)
+        ev.callbacks.append(self._recompute)
+
+    def _recompute(self, _ev: simpy.Event) -> None:
+        self._pending = False
+        self._settle()
+        self._reschedule()
 
     def _wake(self, gen: int) -> None:
         if gen != self.generation:

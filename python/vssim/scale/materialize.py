@@ -58,7 +58,7 @@ from vssim.scale.backup_store import (
     staged,
 )
 from vssim.scale.materialized_names import MANIFEST, MaterializedNames
-from vssim.scale.model_cluster import ModelClusterBackend
+from vssim.scale.model_cluster import ModelClusterBackend, Report
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -172,7 +172,7 @@ class MaterializedBackend(ModelClusterBackend):
 
     # --- the engine's windows -------------------------------------------------------------------
 
-    def _on_window(self, r: dict[str, npt.NDArray[np.uint64 | np.float64]]) -> None:
+    def _on_window(self, r: Report) -> None:
         for k, acc in self.real_totals.items():
             acc += r[k].astype(np.uint64, copy=False)
         for csv_i, handle, when in zip(

@@ -12,29 +12,40 @@ simulated seconds. Cutting time into windows never changes a figure (the engine'
 keyed by time, not by window), but every window costs a pass over its CSV's VMs: per-CSV
 windows keep the many short protocol steps of one CSV from walking every VM of the cluster.
 
-The backend keeps cumulative per-disk counters (writes, bytes written, chunks copied), the
-snapshots a full diff area deleted (with the time), and the diff-area peak seen during each
-snapshot's life (sampled after every window).
+The backend keeps cumulative per-disk counters (writes, bytes written, reads, bytes read,
+chunks copied), the snapshots a full diff area (or a full volume) deleted (with the time), the
+diff-area peak and the fewest free bytes seen during each snapshot's life (from every window),
+and what the CSVs' free space did: when each fell below Hyper-V's warning level, and when each
+VM was paused (Paused-Critical) for want of space (:mod:`vssim.scenario.capacity`; the engine
+finds the exact write, whatever the windows).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from vssim import engine
 from vssim.errors import InvalidArgumentError
-from vssim.scenario import Csv, Scenario
+from vssim.scenario import Csv, DiskType, Scenario
+from vssim.scenario.capacity import LOW_SPACE_WARNING_BYTES, PAUSED_CRITICAL_BYTES
 from vssim.scenario.engine_streams import stream_seed, workload_spec
 from vssim.sim.records import SnapshotLife
 from vssim.vss.providers import WriteCost
 
 U64 = npt.NDArray[np.uint64]
+#: A window's report, as ``ModelCluster.advance_csvs`` returns it.
+Report = dict[str, npt.NDArray[Any]]
 #: Counters :meth:`ModelClusterBackend.advance_to` accumulates per disk.
-COUNTERS = ("writes", "bytes_written", "reads", "bytes_read", "chunks_copied", "dropped_writes")
+COUNTERS = ("writes", "bytes_written", "reads", "bytes_read", "chunks_copied")
+#: Why volsnap deleted a snapshot before its backup released it.
+DIFF_AREA_FULL = "diff area full"
+VOLUME_FULL = "volume full"
 
 
 @contextmanager
@@ -45,6 +56,22 @@ def _context(scenario: Scenario, where: str) -> Iterator[None]:
         yield
     except InvalidArgumentError as exc:
         raise InvalidArgumentError(f"{scenario.path}: {where}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Foresight:
+    """What a CSV's next window would bring (:meth:`ModelClusterBackend.foresee`)."""
+
+    #: The first snapshot volsnap would delete (handle, time).
+    deletion: tuple[int, float] | None
+    #: When the first VM would be paused for want of space.
+    pause: float | None
+    #: When the free space would fall below Hyper-V's warning level.
+    low_space: float | None
+
+    @property
+    def deletion_time(self) -> float | None:
+        return None if self.deletion is None else self.deletion[1]
 
 
 class ModelClusterBackend:
@@ -60,7 +87,13 @@ class ModelClusterBackend:
         self.csv_id: dict[str, int] = {}
         for c in scenario.csvs:
             with _context(scenario, f"CSV {c.name!r}"):
-                self.csv_id[c.name] = self.model.add_csv(c.size, diff_area_limit=c.diff_area_limit)
+                self.csv_id[c.name] = self.model.add_csv(
+                    c.size,
+                    diff_area_limit=c.diff_area_limit,
+                    diff_area_on_volume=c.diff_area_on_volume,
+                    warn_below=LOW_SPACE_WARNING_BYTES,
+                    pause_below=PAUSED_CRITICAL_BYTES,
+                )
         #: Engine disk ids of each VM (by name), and each disk's VM index in ``scenario.vms``.
         self.disks: dict[str, list[int]] = {}
         self.vm_csv = {vm.name: vm.csv for vm in scenario.vms}
@@ -68,11 +101,15 @@ class ModelClusterBackend:
         #: Nodes that went down (their VMs stay stopped).
         self.down_nodes: set[str] = set()
         owner: list[int] = []
+        self._running: dict[str, bool] = {}
+        #: Each VM's mean I/O rate (reads and writes, bytes/s) as the engine's stream has it.
+        self.io_rate: dict[str, float] = {}
         for i, vm in enumerate(scenario.vms):
             w = vm.workload
             rates = f"write_iops {w.write_iops:g} at read_fraction {w.read_fraction:g}"
             with _context(scenario, f"VM {vm.name!r} workload ({rates} is iops {w.iops:g})"):
                 spec = workload_spec(w)
+            self.io_rate[vm.name] = spec.iops * spec.mean_size * len(vm.disks)
             ids = []
             for j, d in enumerate(vm.disks):
                 with _context(scenario, f"VM {vm.name!r} disk {j} ({d.file})"):
@@ -82,6 +119,7 @@ class ModelClusterBackend:
                             d.virtual_size,
                             spec,
                             allocated=d.allocated_size,
+                            fixed=d.type is DiskType.FIXED,
                             seed=stream_seed(scenario.seed, vm, j),
                         )
                     )
@@ -89,6 +127,7 @@ class ModelClusterBackend:
                 if not vm.running:
                     self.model.set_running(ids[-1], False)
             self.disks[vm.name] = ids
+            self._running[vm.name] = vm.running
         self.disk_vm = np.asarray(owner, dtype=np.int64)
         n = self.model.vm_count
         self.totals: dict[str, U64] = {k: np.zeros(n, dtype=np.uint64) for k in COUNTERS}
@@ -99,6 +138,17 @@ class ModelClusterBackend:
         self._live: dict[tuple[str, int], SnapshotLife] = {}
         #: Called with (CSV, snapshot handle, time) when a full diff area deleted a snapshot.
         self.on_deleted: Callable[[str, int, float], None] | None = None
+        #: When each VM was paused (Paused-Critical) for want of space, and why.
+        self.paused_at: dict[str, float] = {}
+        self.pause_cause: dict[str, str] = {}
+        #: When each CSV's free space fell below Hyper-V's warning level.
+        self.low_space_at: dict[str, float] = {}
+        #: Told, after the window that did it, of the VMs paused in it: (CSV, VM names, time).
+        self.on_paused: list[Callable[[str, list[str], float], None]] = []
+        #: Told of VMs that stop issuing I/O now (their node went down).
+        self.on_stopped: list[Callable[[list[str]], None]] = []
+        #: Told after every window: (the window's report, the CSVs' times before it).
+        self.on_window: list[Callable[[Report, dict[str, float]], None]] = []
         #: Called with a CSV's name after it advanced (``False``) or after something changed
         #: its future — a snapshot made or deleted, VMs stopped (``True``).
         self.on_changed: Callable[[str, bool], None] | None = None
@@ -120,38 +170,79 @@ class ModelClusterBackend:
         todo = [c for c in ids if self.csv_t[c] < t]
         if not todo:
             return
+        before = {self.scenario.csvs[c].name: self.csv_t[c] for c in todo}
         r = self.model.advance_csvs(todo, [self.csv_t[c] for c in todo], t)
         self.windows += 1
         for k in COUNTERS:
             self.totals[k] += r[k].astype(np.uint64, copy=False)
-        for csv_i, handle, when in zip(
+        lowest = dict(
+            zip(r["lowest_free_csv"].tolist(), r["lowest_free_bytes"].tolist(), strict=True)
+        )
+        peak = dict(
+            zip(r["lowest_free_csv"].tolist(), r["peak_diff_area_bytes"].tolist(), strict=True)
+        )
+        for csv_i, handle, when, by_volume in zip(
             r["deleted_csv"].tolist(),
             r["deleted_snapshot"].tolist(),
             r["deleted_time"].tolist(),
+            r["deleted_volume_full"].tolist(),
             strict=True,
         ):
             csv = self.scenario.csvs[csv_i].name
             life = self._live.pop((csv, handle), None)
             if life is not None:
+                # At a limit's deletion the diff area stood at the limit (the analysis judges
+                # lives against it); at a full volume's, at the window's most before it.
                 limit = self.scenario.csvs[csv_i].diff_area_limit or 0
-                life.diff_area_peak = max(life.diff_area_peak, limit)
-                self._end(life, float(when), "diff area full")
+                held = int(peak.get(csv_i, 0)) if by_volume else limit
+                life.diff_area_peak = max(life.diff_area_peak, held)
+                life.free_low = min(life.free_low, int(lowest.get(csv_i, life.free_low)))
+                self._end(life, float(when), VOLUME_FULL if by_volume else DIFF_AREA_FULL)
                 if self.on_deleted is not None:
                     self.on_deleted(csv, handle, float(when))
         for c in todo:
             self.csv_t[c] = t
+        self._capacity_events(r)
         # Between deletions a diff area only grows: sampling it after every window of its CSV
         # (and so just before each deletion) gives each life's exact peak.
         advanced = {self.scenario.csvs[c].name for c in todo}
         for (csv, _), life in self._live.items():
             if csv in advanced:
                 life.diff_area_peak = max(life.diff_area_peak, self.diff_area_bytes_of(csv))
+                life.free_low = min(life.free_low, int(lowest[self.csv_id[csv]]))
         self._on_window(r)
+        for hook in self.on_window:
+            hook(r, before)
         if self.on_changed is not None:
             for c in todo:
                 self.on_changed(self.scenario.csvs[c].name, False)
 
-    def _on_window(self, r: dict[str, npt.NDArray[np.uint64 | np.float64]]) -> None:
+    def _capacity_events(self, r: Report) -> None:
+        """Record the window's low-space warnings and paused VMs, and tell who listens."""
+        low = zip(r["low_space_csv"].tolist(), r["low_space_time"].tolist(), strict=True)
+        for csv_i, when in low:
+            self.low_space_at.setdefault(self.scenario.csvs[csv_i].name, float(when))
+        by_csv: dict[tuple[str, float], list[str]] = {}
+        for disk, when, full in zip(
+            r["paused_vm"].tolist(),
+            r["paused_time"].tolist(),
+            r["paused_volume_full"].tolist(),
+            strict=True,
+        ):
+            vm = self.scenario.vms[int(self.disk_vm[disk])]
+            if vm.name not in self.paused_at:
+                self.paused_at[vm.name] = float(when)
+                self.pause_cause[vm.name] = VOLUME_FULL if full else "low space"
+                by_csv.setdefault((vm.csv, float(when)), []).append(vm.name)
+                # Hyper-V pauses the whole VM: its other disks stop too.
+                for other in self.disks[vm.name]:
+                    if other != disk:
+                        self.model.set_running(other, False)
+        for (csv, when), names in sorted(by_csv.items(), key=lambda kv: kv[0][1]):
+            for hook in self.on_paused:
+                hook(csv, names, when)
+
+    def _on_window(self, r: Report) -> None:
         """What a subclass takes from each window's report (after the model's counters)."""
 
     def has_live_snapshot(self, csv: str) -> bool:
@@ -160,8 +251,20 @@ class ModelClusterBackend:
     def first_deletion(self, csv: str, until: float) -> tuple[int, float] | None:
         """The snapshot ``csv``'s full diff area will delete before ``until`` if nothing else
         changes, and when (the engine runs the CSV's window on a copy)."""
+        return self.foresee(csv, until).deletion
+
+    def foresee(self, csv: str, until: float) -> Foresight:
+        """What ``csv``'s guests would do before ``until`` if nothing else changed: the first
+        snapshot volsnap deletes, the first VM paused, the low-space warning, each with its time
+        (the engine runs the CSV's window on a copy)."""
         cid = self.csv_id[csv]
-        return self.model.first_deletion(cid, self.csv_t[cid], max(until, self.csv_t[cid]))
+        got = self.model.foresee(cid, self.csv_t[cid], max(until, self.csv_t[cid]))
+        deletion = got["deletion"]
+        pause, low = got["pause"], got["low_space"]
+        assert deletion is None or isinstance(deletion, tuple)
+        assert pause is None or isinstance(pause, float)
+        assert low is None or isinstance(low, float)
+        return Foresight(deletion, pause, low)
 
     def node_down(self, node: str) -> None:
         """``node`` went down now: its VMs' writes up to now count, and they write no more."""
@@ -169,8 +272,11 @@ class ModelClusterBackend:
         self.down_nodes.add(node)
         self.sync({vm.csv for vm in vms})
         for vm in vms:
+            self._running[vm.name] = False
             for d in self.disks[vm.name]:
                 self.model.set_running(d, False)
+        for hook in self.on_stopped:
+            hook([vm.name for vm in vms])
         if self.on_changed is not None:
             for csv in sorted({vm.csv for vm in vms}):
                 self.on_changed(csv, True)
@@ -210,6 +316,7 @@ class ModelClusterBackend:
             self.csv_t[cid],
             self.model.total_chunks_copied(cid),
             diff_area_peak=self.model.diff_area_bytes(cid),
+            free_low=self.model.free_bytes(cid),
         )
         self.lives[(csv.name, handle)] = life
         self._live[(csv.name, handle)] = life
@@ -243,8 +350,17 @@ class ModelClusterBackend:
         return self.model.diff_area_bytes(self.csv_id[csv])
 
     def is_deleted(self, csv: str, handle: int) -> bool:
+        """Whether volsnap deleted the snapshot (its diff area could not grow)."""
         life = self.lives.get((csv, handle))
-        return life is not None and life.deleted_by == "diff area full"
+        return life is not None and life.deleted_by in (DIFF_AREA_FULL, VOLUME_FULL)
+
+    def free_bytes_of(self, csv: str) -> int:
+        """The CSV's free bytes now (files and, on the volume, the diff area taken)."""
+        return self.model.free_bytes(self.csv_id[csv])
+
+    def active(self, vm: str) -> bool:
+        """Whether the VM issues I/O: running, on an up node, not paused for want of space."""
+        return vm not in self.paused_at and self._running.get(vm, True)
 
     def _sync_vm(self, vm: str) -> None:
         """Bring the VM's CSV to the clock's time (a no-op when it is there)."""

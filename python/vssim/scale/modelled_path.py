@@ -13,9 +13,10 @@
 * A VM whose CSV snapshot volsnap deleted (diff area full) fails with
   ``VSS_E_INSUFFICIENT_STORAGE`` and so does its set (the protocol's rule); a copy reading the
   snapshot when it is deleted stops at that instant (:mod:`vssim.scale.deletion_watch`).
-* Redirected I/O is what the other nodes' VMs really wrote while the CSV was redirected; while it
-  lasts it loads the writing nodes' and the coordinator's NICs (a background flow in the
-  fair-share links), so copies over those NICs slow down.
+* Redirected I/O is what the other nodes' VMs really read and wrote while the CSV was redirected
+  (the engine's byte counts of the window); while it lasts it loads the writing nodes' and the
+  coordinator's NICs (a background flow per VM at its mean I/O rate in the fair-share links),
+  so copies over those NICs slow down.
 * A node that goes down stops its VMs' writes at that instant (the protocol moves no VM to
   another node, so they stay stopped); a VM in a saved state writes nothing until it resumes.
 
@@ -33,6 +34,7 @@ import numpy as np
 import simpy
 
 from vssim.scale.schedule import BackupKind
+from vssim.scale.storage_load import flows_of
 from vssim.scenario import ChangeTracking, Csv, Vm
 from vssim.sim.data_path import GuestWrites, Proc, SetView, take_snapshots
 from vssim.sim.links import nic_link
@@ -254,27 +256,32 @@ class ModelledPath:
 
     # --- redirected access and nodes ----------------------------------------------------------
 
-    def _written(self, csv: Csv) -> np.ndarray:
+    def _moved(self, csv: Csv) -> np.ndarray:
+        """Per disk of ``csv``: the bytes its guest has read and written so far."""
         ids, _ = self.ctx.disks_of(csv.name)
-        self.ctx.backend.sync((csv.name,))
-        out: np.ndarray = self.ctx.backend.totals["bytes_written"][ids].copy()
+        b = self.ctx.backend
+        b.sync((csv.name,))
+        out: np.ndarray = b.totals["bytes_written"][ids] + b.totals["bytes_read"][ids]
         return out
 
     def redirect_on(self, run: SetView, csv: Csv) -> None:
-        self._redirect_base[csv.name] = self._written(csv)
+        self._redirect_base[csv.name] = self._moved(csv)
         self._redirect_load(run, csv)
 
     def _redirect_load(self, run: SetView, csv: Csv) -> None:
-        """While ``csv`` is redirected, its remote writers' writes load their NICs and the
-        coordinator's (a background flow of their mean write rate in the fair-share links)."""
-        rates: dict[str, float] = {}
+        """While ``csv`` is redirected, its remote VMs' I/O loads their NICs and the
+        coordinator's (background flows of their mean read and write rates)."""
+        flows: dict[str, tuple[tuple[float, int], ...]] = {}
         if run.is_redirected(csv):
+            b = self.ctx.backend
+            b.sync((csv.name,))  # its VMs' pauses up to now are known
             coord = run.state.coordinators[csv.name]
-            for vm in run.redirected_writers(csv):
-                r = vm.workload.write_iops * vm.workload.mean_write_bytes
-                rates[nic_link(vm.node)] = rates.get(nic_link(vm.node), 0.0) + r
-                rates[nic_link(coord)] = rates.get(nic_link(coord), 0.0) + r
-        self.ctx.links.set_background(redirect_key(csv), rates)
+            remote = [vm for vm in run.redirected_writers(csv) if b.active(vm.name)]
+            for node in sorted({vm.node for vm in remote}):
+                mine = [vm.name for vm in remote if vm.node == node]
+                flows[nic_link(node)] = flows_of(b, mine)
+            flows[nic_link(coord)] = flows_of(b, [vm.name for vm in remote])
+        self.ctx.links.set_flows(redirect_key(csv), flows)
 
     def node_down(self, run: SetView, node: str) -> None:
         """The node's VMs stop writing now (the engine's workload); redirected CSVs lose their
@@ -289,10 +296,10 @@ class ModelledPath:
         self.ctx.backend.set_saved(vm.name, saved)
 
     def redirect_off(self, run: SetView, csv: Csv, since: float) -> int:
-        """What the other nodes' VMs really wrote meanwhile; it crossed the writing node's NIC
-        and the coordinator's (counted)."""
+        """What the other nodes' VMs really read and wrote meanwhile; it crossed the VM's
+        node's NIC and the coordinator's (counted)."""
         self._redirect_load(run, csv)
-        delta = self._written(csv) - self._redirect_base.pop(csv.name)
+        delta = self._moved(csv) - self._redirect_base.pop(csv.name)
         coord = run.state.coordinators[csv.name]
         _, nodes = self.ctx.disks_of(csv.name)
         remote = np.asarray([n != coord for n in nodes], dtype=bool)

@@ -6,7 +6,9 @@ Three kinds of process share it:
 
 * the **workload clock** advances the engine's cluster every ``window_s`` simulated seconds (the
   backup runs also advance it at each snapshot's creation and deletion, so those instants are
-  exact);
+  exact); after each window the CSVs' guest and copy-on-write I/O load their storage links
+  (:mod:`~vssim.scale.storage_load`), and a CSV near a free-space level is foreseen
+  (:mod:`~vssim.scale.deletion_watch`);
 * the **scheduler** starts each backup's snapshot sets (:func:`~vssim.scale.schedule.plan_jobs`) as
   soon as their requester node and their CSVs have room (per-node and per-CSV limits);
 * each **snapshot set** is a protocol backup run (:class:`~vssim.sim.backup_run.BackupRun`)
@@ -35,10 +37,17 @@ from vssim.scale.materialized_path import RealFiles
 from vssim.scale.model_cluster import ModelClusterBackend
 from vssim.scale.modelled_path import BackupContext, ModelledPath
 from vssim.scale.schedule import BackupKind, BackupSpec, Schedule, parse_kinds, plan_jobs
+from vssim.scale.storage_load import StorageLoad
 from vssim.scenario import Scenario, load_scenario
 from vssim.sim.backup_run import BackupRun
 from vssim.sim.links import nic_link
-from vssim.sim.records import BackupRecord, CsvSnapshot, RunRecords, SetRecord
+from vssim.sim.records import (
+    BackupRecord,
+    CapacityRecord,
+    CsvSnapshot,
+    RunRecords,
+    SetRecord,
+)
 from vssim.vss.cluster_state import ClusterState
 from vssim.vss.enums import HResult
 from vssim.vss.jobs import BackupJob
@@ -162,6 +171,9 @@ def simulate(
                 records,
                 nic_bytes={n.name: links.nic_bytes[n.name] for n in sc.nodes},
                 nic_busy_s={n.name: links.link_busy[nic_link(n.name)] for n in sc.nodes},
+                capacity=CapacityRecord(
+                    dict(backend.paused_at), dict(backend.pause_cause), dict(backend.low_space_at)
+                ),
             ),
             writes_simulated=backend.writes_simulated,
         )
@@ -220,6 +232,7 @@ class _Run:
         self.progress = progress
         self.state = ClusterState(sc, backend=backend)
         self.links = FairShareLinks(env, sc)
+        self.storage = StorageLoad(backend, self.links)
         self.watch = DeletionWatch(env, backend, window_s)
         self.per_node, self.per_csv = sched.limits(sc)
         self.streams = {
@@ -259,6 +272,7 @@ class _Run:
             while not finished.triggered:
                 yield env.any_of([env.timeout(self.window_s), finished])
                 self.backend.advance_to(float(env.now))
+                self.storage.tick(float(env.now))
 
         env.process(driver())
         env.process(workload_clock())

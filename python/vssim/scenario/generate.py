@@ -9,6 +9,7 @@
     disk_size = "127 GiB"         # default: each VM's class's typical disk
     allocated = "40 GiB"
     disks_per_vm = 1
+    disk_type = "dynamic"         # or "fixed" (allocated whole) / "differencing"
     integration_services = 0.95   # share of VMs with the Backup integration service
     running = 1.0                 # share of VMs running
     provider = "system"
@@ -52,6 +53,7 @@ GENERATE_KEYS = (
     "disk_size",
     "allocated",
     "disks_per_vm",
+    "disk_type",
     "integration_services",
     "running",
     "provider",
@@ -128,6 +130,7 @@ def generate(
     node_prefix = str(gen.get("node_prefix", "NODE"))
     vm_prefix = str(gen.get("vm_prefix", "VM"))
     disks_per_vm = _count(gen, "disks_per_vm", 16, fail) or 1
+    disk_type = gen.get("disk_type")
     is_share = _share(gen, "integration_services", fail)
     run_share = _share(gen, "running", fail)
     provider = gen.get("provider", "system")
@@ -163,6 +166,8 @@ def generate(
             alloc = size
         if alloc > size:
             raise fail("generate.allocated", gen.get("allocated"), f"at most disk_size ({size})")
+        if disk_type == "fixed":
+            alloc = size  # a fixed VHDX is allocated whole when it is created
         return size, alloc
 
     disks = {c: disk_of(c) for c in CLASSES}
@@ -236,7 +241,11 @@ def generate(
                 "csv": rng.choice(csv_names),
                 "integration_services": rng.random() < is_share,
                 "running": rng.random() < run_share,
-                "disks": [{"size": size, "allocated": alloc} for _ in range(disks_per_vm)],
+                "disks": [
+                    {"size": size, "allocated": alloc}
+                    | ({"type": disk_type} if disk_type is not None else {})
+                    for _ in range(disks_per_vm)
+                ],
                 "workload": dict(wl),
             }
         )

@@ -7,11 +7,17 @@ Layout::
     [links]     nic_bandwidth, csv_bandwidth, backup_target_bandwidth   ("10 Gbit/s", "400 MB/s")
     [[nodes]]   name, nic_bandwidth?
     [[csvs]]    name, mount_point = 'C:\\ClusterStorage\\VolumeN', coordinator, size,
-                diff_area_limit?, provider = "system" | "hardware", volume_guid?, bandwidth?
+                diff_area_limit?, provider = "system" | "hardware", volume_guid?, bandwidth?,
+                diff_area_volume? (where volsnap keeps the diff area: absent, or the CSV's own
+                mount point, keeps it on the CSV and charges its free space; another volume's
+                path, e.g. 'D:\\', puts it off the CSV — not another CSV of the scenario)
     [[vms]]     name, node, csv, guid?, integration_services = true, running = true,
-                disks = [{ file?, size, allocated }], workload = { class?, write_iops, … }
+                disks = [{ file?, size, allocated, type = "dynamic" | "fixed" |
+                "differencing" }] (a fixed disk is allocated whole),
+                workload = { class?, write_iops, … }
     [workloads] mix = { server = 0.5, file = 0.2, … } (classes by share, for the VMs whose
                 workload names none); [workloads.<class>] overrides of a class's keys
+    [target]    compression = 1.0 (bytes read per byte stored: 2.0 is Veeam's typical 2:1)
     [generate]  nodes, vms, csvs, mix, … (see :mod:`vssim.scenario.generate`)
     [[faults]]  kind, node?, writer?, phase?, hresult?, seconds?
     [plan]      read by ``vssim plan`` only (:mod:`vssim.report.strategies`); ignored here
@@ -24,7 +30,10 @@ curve: ±50 % around the mean, peaking at 14:00 of the scenario's clock (model c
 
 Every problem raises :class:`~vssim.errors.ScenarioError` naming the file, the key path
 (``vms[2].node``), the bad value and what was expected. Unknown keys are errors too (typos would
-otherwise be silently ignored). Ids not given are derived from the seed (:mod:`.guids`).
+otherwise be silently ignored). Ids not given are derived from the seed (:mod:`.guids`). What
+loads but would worry an administrator — a CSV overcommitted by its VMs' virtual sizes, or
+starting below Hyper-V's free-space levels — is a :class:`~vssim.scenario.model.ScenarioWarning`
+in ``Scenario.warnings`` (:mod:`.capacity`).
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from typing import Any, TypeVar
 
 from vssim.errors import ScenarioError
 from vssim.hresults import HResult
+from vssim.scenario.capacity import capacity_warnings
 from vssim.scenario.generate import GENERATE_KEYS, generate
 from vssim.scenario.guids import derive_guid
 from vssim.scenario.limits import (
@@ -64,6 +74,7 @@ from vssim.scenario.model import (
     ChangeTracking,
     Csv,
     Disk,
+    DiskType,
     Fault,
     FaultKind,
     Links,
@@ -71,6 +82,7 @@ from vssim.scenario.model import (
     OsProfile,
     ProviderKind,
     Scenario,
+    Target,
     Vm,
     Workload,
 )
@@ -238,7 +250,18 @@ def parse_scenario(raw: dict[str, Any], path: Path) -> Scenario:
     r.known(
         raw,
         "",
-        ("cluster", "links", "nodes", "csvs", "vms", "workloads", "generate", "faults", "plan"),
+        (
+            "cluster",
+            "links",
+            "target",
+            "nodes",
+            "csvs",
+            "vms",
+            "workloads",
+            "generate",
+            "faults",
+            "plan",
+        ),
     )
     cluster = r.table(raw, "cluster", "cluster")
     r.known(cluster, "cluster", ("name", "os", "seed", "start", "change_tracking"))
@@ -262,6 +285,18 @@ def parse_scenario(raw: dict[str, Any], path: Path) -> Scenario:
         for k, d in DEFAULT_LINKS.items()
     }
     links = Links(**lk)
+    target_t = r.table(raw, "target", "target")
+    r.known(target_t, "target", ("compression",))
+    target = Target(
+        compression=r.get(
+            target_t,
+            "compression",
+            "target",
+            lambda v: _le(_nonneg_float(v), float("inf")) if _ge_one(v) else None,
+            "a ratio >= 1 (bytes read per byte stored; 2.0 for 2:1)",
+            Target().compression,
+        )
+    )
 
     raw_nodes = r.array(raw, "nodes", "nodes")
     raw_csvs = r.array(raw, "csvs", "csvs")
@@ -283,6 +318,7 @@ def parse_scenario(raw: dict[str, Any], path: Path) -> Scenario:
     faults = _faults(r, r.array(raw, "faults", "faults"), node_names, vms)
     _check_ids(r, csvs, vms)
     _check_disk_paths(r, csvs, vms)
+    warnings = capacity_warnings(str(path), csvs, vms)
     return Scenario(
         path=path,
         name=name,
@@ -295,6 +331,8 @@ def parse_scenario(raw: dict[str, Any], path: Path) -> Scenario:
         links=links,
         faults=tuple(faults),
         change_tracking=ChangeTracking(tracking),
+        target=target,
+        warnings=tuple(warnings),
     )
 
 
@@ -334,6 +372,7 @@ def _csvs(
         "diff_area_limit",
         "provider",
         "bandwidth",
+        "diff_area_volume",
     )
     for i, t in enumerate(raw):
         path = f"csvs[{i}]"
@@ -368,9 +407,35 @@ def _csvs(
             raise r.fail(f"{path}.provider", prov, "'system' or 'hardware'")
         guid = r.get(t, "volume_guid", path, _guid, "a GUID", derive_guid(seed, "csv", name))
         bw = r.get(t, "bandwidth", path, _positive_rate, _BANDWIDTH, links.csv_bandwidth)
+        diff_at: str | None = None
+        if "diff_area_volume" in t:
+            diff_at = r.get(t, "diff_area_volume", path, _str, "a volume path ('D:\\')")
+            ours = {mount.lower(), f"\\\\?\\volume{{{guid}}}".lower()}
+            if diff_at.rstrip("\\").lower() in ours:
+                diff_at = None  # its own volume: the default
         out.append(
-            Csv(name, mount, guid, nodes[coord.lower()], size, limit, ProviderKind(prov), bw)
+            Csv(
+                name,
+                mount,
+                guid,
+                nodes[coord.lower()],
+                size,
+                limit,
+                ProviderKind(prov),
+                bw,
+                diff_at,
+            )
         )
+    mounts_of = {c.mount_point.lower(): c.name for c in out}
+    for i, c in enumerate(out):
+        other = None if c.diff_area_volume is None else c.diff_area_volume.rstrip("\\").lower()
+        if other is not None and other in mounts_of:
+            raise r.fail(
+                f"csvs[{i}].diff_area_volume",
+                c.diff_area_volume,
+                f"the CSV's own mount point or a volume outside the cluster's CSVs (a diff area "
+                f"on {mounts_of[other]!r}, another CSV, is not modelled)",
+            )
     return out
 
 
@@ -607,6 +672,11 @@ def _stream(
     }
 
 
+def _ge_one(v: object) -> bool:
+    f = _nonneg_float(v)
+    return f is not None and f >= 1.0
+
+
 def _le(v: float | None, limit: float, positive: bool = False) -> float | None:
     if v is None or v > limit or (positive and v == 0):
         return None
@@ -654,8 +724,8 @@ def _vms(
         for j, dt_ in enumerate(raw_disks):
             dpath = f"{path}.disks[{j}]"
             if not isinstance(dt_, dict):
-                raise r.fail(dpath, dt_, "a table { size, allocated }")
-            r.known(dt_, dpath, ("file", "size", "allocated"))
+                raise r.fail(dpath, dt_, "a table { size, allocated, type }")
+            r.known(dt_, dpath, ("file", "size", "allocated", "type"))
             default_file = f"{name}.vhdx" if j == 0 else f"{name}_{j}.vhdx"
             file = r.get(
                 dt_,
@@ -666,10 +736,19 @@ def _vms(
                 default_file,
             )
             size = r.get(dt_, "size", dpath, *_DISK_SIZE)
+            kind = dt_.get("type", DiskType.DYNAMIC.value)
+            if kind not in tuple(k.value for k in DiskType):
+                raise r.fail(f"{dpath}.type", kind, "'dynamic', 'fixed' or 'differencing'")
             alloc = r.get(dt_, "allocated", dpath, parse_size, "a size", size)
             if alloc > size or alloc < 0:
                 raise r.fail(f"{dpath}.allocated", dt_.get("allocated"), f"0 .. size ({size})")
-            disks.append(Disk(file, size, alloc))
+            if kind == DiskType.FIXED and alloc != size:
+                raise r.fail(
+                    f"{dpath}.allocated",
+                    dt_.get("allocated"),
+                    f"the disk's size ({size}) or no key: a fixed disk is allocated whole",
+                )
+            disks.append(Disk(file, size, alloc, DiskType(kind)))
         per_csv[csv] += sum(d.allocated_size for d in disks)
         if per_csv[csv] > csvs[csv].size:
             raise r.fail(

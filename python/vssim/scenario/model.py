@@ -42,6 +42,15 @@ class ChangeTracking(StrEnum):
     NONE = "none"
 
 
+class DiskType(StrEnum):
+    """A virtual disk's type, as Hyper-V names it: a fixed disk holds its whole size from the
+    start; dynamic and differencing disks grow as the guest writes new blocks."""
+
+    DYNAMIC = "dynamic"
+    FIXED = "fixed"
+    DIFFERENCING = "differencing"
+
+
 class ProviderKind(StrEnum):
     """The provider that makes a CSV's snapshots: volsnap (system) or an array (hardware)."""
 
@@ -69,6 +78,14 @@ class Csv:
     provider: ProviderKind
     #: Storage bandwidth of the LUN behind the CSV.
     bandwidth: float
+    #: Where volsnap keeps the CSV's diff area (shadow storage): None on the CSV itself (the
+    #: default; it takes the CSV's free space), else the other volume's path (not charged here).
+    diff_area_volume: str | None = None
+
+    @property
+    def diff_area_on_volume(self) -> bool:
+        """The diff area takes this CSV's own free space."""
+        return self.diff_area_volume is None
 
     @property
     def volume_name(self) -> str:
@@ -123,7 +140,9 @@ class Disk:
     #: File name inside the VM's ``Virtual Hard Disks`` folder (``W808-Build8370-02.vhdx``).
     file: str
     virtual_size: int
+    #: Bytes allocated at the start (a fixed disk: all of them).
     allocated_size: int
+    type: DiskType = DiskType.DYNAMIC
 
 
 @dataclass(frozen=True)
@@ -224,6 +243,41 @@ class Links:
     backup_target_bandwidth: float
 
 
+#: The data-reduction ratio vssim assumes at the backup target unless told (model choice: 1.0,
+#: none — the product and its settings decide it, so a plan stores what it reads). Veeam
+#: finds "Data reduction thanks to compression and deduplication is usually 2:1 or more" (Veeam
+#: Best Practices, "Repository storage"): a typical figure to try, not a default.
+DEFAULT_COMPRESSION = 1.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """The backup target (``[target]``)."""
+
+    #: Bytes read from the snapshot per byte written to the target (compression and
+    #: deduplication on the way): what crosses the target's link shrinks by it, what is read
+    #: from the CSV does not.
+    compression: float = DEFAULT_COMPRESSION
+
+
+@dataclass(frozen=True)
+class ScenarioWarning:
+    """Something a scenario loads with but a Windows administrator would be warned about (shown
+    by ``vssim run``, ``vssim plan`` and the report)."""
+
+    file: str
+    #: The key path it concerns (``csvs[0]``).
+    where: str
+    #: A short name of what it is (``overcommit``, ``low space``).
+    kind: str
+    message: str
+    #: The figure behind it (the overcommit ratio; the share free).
+    value: float = 0.0
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.where}: {self.message}"
+
+
 class FaultKind(StrEnum):
     #: A writer fails an event (``node``, ``writer`` = hyperv | csv, ``phase``, ``hresult``), or
     #: only one VM's part of it (``vm``).
@@ -263,6 +317,9 @@ class Scenario:
     links: Links
     faults: tuple[Fault, ...] = field(default=())
     change_tracking: ChangeTracking = ChangeTracking.FILTER
+    target: Target = field(default=Target())
+    #: What the loader warned about (:mod:`vssim.scenario.capacity`).
+    warnings: tuple[ScenarioWarning, ...] = field(default=())
 
     @cached_property
     def node_by_name(self) -> dict[str, Node]:

@@ -347,8 +347,8 @@ class BackupRun:
             SetEvent.BEGIN_PREPARE_SNAPSHOT, costs.BEGIN_PREPARE_S, "begin_prepare", ready
         )
         yield from p.step(SetEvent.END_PREPARE_SNAPSHOTS, costs.END_PREPARE_S, "end_prepare", ready)
-        if not self.profile.redirect_whole_backup:
-            for csv in job.volumes:
+        for csv in job.volumes:
+            if not self.csvs.whole_backup(csv):
                 yield from self.csvs.redirect_on(csv, "while the snapshot is taken")
         # The freeze window opens when the writers get Freeze: a slow OnFreeze eats into it.
         self.set.send(SetEvent.FREEZE, at=self.env.now)
@@ -377,8 +377,8 @@ class BackupRun:
         final = costs.FINAL_COMMIT_S
         yield from p.step(SetEvent.PRE_FINAL_COMMIT_SNAPSHOTS, final, "pre_final_commit", "⑦")
         yield from p.step(SetEvent.POST_FINAL_COMMIT_SNAPSHOTS, final, "post_final_commit", "⑦")
-        if not self.profile.redirect_whole_backup:
-            for csv in job.volumes:
+        for csv in job.volumes:
+            if not self.csvs.whole_backup(csv):
                 yield from self.csvs.redirect_off(csv)
         if job.with_writers:
             yield from self._gather_status()

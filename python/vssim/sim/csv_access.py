@@ -1,8 +1,10 @@
 """Cluster Shared Volume access during a backup: on 2008 R2,
 ``ClusterPrepareSharedVolumeForBackup`` (one backup per CSV — a second gets 0x8007173D —, ownership
-moved to the backup node, redirected access for the whole backup); on 2012, redirected access only
-while the snapshot is taken. What crosses the network while a CSV is redirected is the data
-path's to say (:meth:`~vssim.sim.data_path.DataPath.redirect_off`); it is counted per CSV."""
+moved to the backup node, redirected access for the whole backup with the system provider, only
+while the snapshot is taken with a hardware one); on 2012, redirected access only while the
+snapshot is taken (:func:`~vssim.vss.profiles.redirected_for_whole_backup`). What crosses the
+network while a CSV is redirected is the data path's to say
+(:meth:`~vssim.sim.data_path.DataPath.redirect_off`); it is counted per CSV."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from vssim.sim.data_path import DataPath, SetView
 from vssim.sim.run_scope import CLUSTER, AbortBackupError, Proc, RunScope
 from vssim.vss.enums import HResult
 from vssim.vss.limits import STALE_CSV_BACKUP_S
+from vssim.vss.profiles import redirected_for_whole_backup
 from vssim.vss.timeline import PhaseKind
 
 
@@ -32,9 +35,14 @@ class CsvAccess:
     def is_redirected(self, csv: Csv) -> bool:
         return csv.name in self.redirect_since
 
+    def whole_backup(self, csv: Csv) -> bool:
+        """Whether ``csv`` is redirected from the prepare to the backup's end (else only while
+        the snapshot is taken)."""
+        return redirected_for_whole_backup(self.scope.profile, csv.provider)
+
     def prepare_2008r2(self) -> Proc:
         """ClusterPrepareSharedVolumeForBackup: one backup per CSV; ownership to this node;
-        redirected access until the backup ends."""
+        redirected access until the backup ends (system provider)."""
         s = self.scope
         for csv in s.job.volumes:
             holder = s.state.csv_backup_holder(csv.name, s.env.now)
@@ -65,7 +73,8 @@ class CsvAccess:
                     csv=csv.name,
                 )
                 s.state.coordinators[csv.name] = s.req
-            yield from self.redirect_on(csv, "for the whole backup")
+            if self.whole_backup(csv):
+                yield from self.redirect_on(csv, "for the whole backup")
 
     def redirected_writers(self, csv: Csv) -> list[Vm]:
         """The VMs whose writes to ``csv`` cross the network while it is in redirected access:

@@ -69,10 +69,13 @@ class SnapshotLife:
     created: float
     chunks_at_create: int
     deleted: float | None = None
-    #: "released" (deleted by its backup) or "diff area full" (deleted by volsnap).
+    #: "released" (deleted by its backup), or deleted by volsnap because the diff area could not
+    #: grow: "diff area full" (its limit) or "volume full" (no room left on the volume).
     deleted_by: str | None = None
     diff_area_peak: int = 0
     chunks_copied: int = 0
+    #: The CSV's fewest free bytes during the life (its diff area included when on the volume).
+    free_low: int = 0
 
 
 @dataclass(frozen=True)
@@ -132,10 +135,29 @@ class BackupRecord:
 
 
 @dataclass(frozen=True)
+class CapacityRecord:
+    """What the CSVs' free space did over a run (:mod:`vssim.scenario.capacity`)."""
+
+    #: When each VM was paused (Paused-Critical) for want of space; it stays paused.
+    paused_at: dict[str, float] = field(default_factory=dict)
+    #: Why: "low space" (below Hyper-V's level) or "volume full" (a write's block did not fit).
+    pause_cause: dict[str, str] = field(default_factory=dict)
+    #: When each CSV's free space fell below Hyper-V's warning level.
+    low_space_at: dict[str, float] = field(default_factory=dict)
+
+    def paused_s(self, vm: str, start: float, end: float) -> float:
+        """Seconds of ``[start, end]`` the VM spent paused."""
+        at = self.paused_at.get(vm)
+        return 0.0 if at is None else max(0.0, end - max(start, at))
+
+
+@dataclass(frozen=True)
 class RunRecords:
-    """A finished run: its backups, and what each node's NIC carried over the whole run."""
+    """A finished run: its backups, what each node's NIC carried over the whole run, and what
+    the CSVs' free space did."""
 
     scenario: Scenario
     backups: list[BackupRecord]
     nic_bytes: dict[str, int]
     nic_busy_s: dict[str, float]
+    capacity: CapacityRecord = field(default_factory=CapacityRecord)

@@ -107,8 +107,8 @@ pub mod as_u64 {
     converters!(
         unsigned, u64, u64:
         allocated, block_size, cbt_block_size, chunk_size, diff_area_reserve_bytes, disk_size,
-        length, offset, seconds, seed, size, snapshot_id, tracking_block, virtual_size,
-        volume_size,
+        length, offset, pause_below, seconds, seed, size, snapshot_id, tracking_block,
+        virtual_size, volume_size, warn_below,
     );
 }
 

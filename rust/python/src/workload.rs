@@ -7,7 +7,7 @@ use pyo3::types::PyDict;
 use vssim_engine::cbt;
 use vssim_engine::vhdx::format::DEFAULT_BLOCK_SIZE;
 use vssim_engine::volsnap::DEFAULT_CHUNK_SIZE;
-use vssim_engine::workload::{self, DiskData, DiskKind, VmConfig};
+use vssim_engine::workload::{self, DiskData, DiskKind, PauseCause, SpaceRules, VmConfig};
 
 use crate::args::{as_opt_u64, as_u64, as_usize, as_vec_usize};
 use crate::arrays::Extents;
@@ -55,16 +55,38 @@ fn report_dict<'py>(
         "blocks_allocated",
         PyArray1::from_vec(py, col(|t| t.blocks_allocated)),
     )?;
-    d.set_item(
-        "dropped_writes",
-        PyArray1::from_vec(py, col(|t| t.dropped_writes)),
-    )?;
     let csvs: Vec<u64> = report.deleted.iter().map(|d| d.0 as u64).collect();
     let ids: Vec<u64> = report.deleted.iter().map(|d| d.1).collect();
     let times: Vec<f64> = report.deleted.iter().map(|d| d.2).collect();
+    let full: Vec<bool> = report
+        .deleted
+        .iter()
+        .map(|d| report.volume_full.contains(&(d.0, d.1)))
+        .collect();
     d.set_item("deleted_csv", PyArray1::from_vec(py, csvs))?;
     d.set_item("deleted_snapshot", PyArray1::from_vec(py, ids))?;
     d.set_item("deleted_time", PyArray1::from_vec(py, times))?;
+    d.set_item("deleted_volume_full", PyArray1::from_vec(py, full))?;
+    let vms: Vec<u64> = report.paused.iter().map(|p| p.vm as u64).collect();
+    let times: Vec<f64> = report.paused.iter().map(|p| p.time).collect();
+    let full: Vec<bool> = report
+        .paused
+        .iter()
+        .map(|p| p.cause == PauseCause::VolumeFull)
+        .collect();
+    d.set_item("paused_vm", PyArray1::from_vec(py, vms))?;
+    d.set_item("paused_time", PyArray1::from_vec(py, times))?;
+    d.set_item("paused_volume_full", PyArray1::from_vec(py, full))?;
+    let csvs: Vec<u64> = report.low_space.iter().map(|l| l.0 as u64).collect();
+    let times: Vec<f64> = report.low_space.iter().map(|l| l.1).collect();
+    d.set_item("low_space_csv", PyArray1::from_vec(py, csvs))?;
+    d.set_item("low_space_time", PyArray1::from_vec(py, times))?;
+    let csvs: Vec<u64> = report.lowest_free.iter().map(|l| l.0 as u64).collect();
+    let bytes: Vec<u64> = report.lowest_free.iter().map(|l| l.1).collect();
+    d.set_item("lowest_free_csv", PyArray1::from_vec(py, csvs))?;
+    d.set_item("lowest_free_bytes", PyArray1::from_vec(py, bytes))?;
+    let bytes: Vec<u64> = report.peak_diff.iter().map(|l| l.1).collect();
+    d.set_item("peak_diff_area_bytes", PyArray1::from_vec(py, bytes))?;
     if let Some(real) = &report.real {
         let csvs: Vec<u64> = real.deleted.iter().map(|d| d.0 as u64).collect();
         let ids: Vec<u64> = real.deleted.iter().map(|d| d.1).collect();
@@ -95,14 +117,34 @@ impl ModelCluster {
     }
 
     /// Adds a CSV of `size` bytes with its copy-on-write tracker; returns its id (0, 1, …).
-    #[pyo3(signature = (size, chunk_size = DEFAULT_CHUNK_SIZE, diff_area_limit = None))]
+    /// Its free space is its size less its files and, with `diff_area_on_volume` (volsnap's
+    /// default), less its diff area; below `warn_below` free bytes the window reports a
+    /// low-space warning, below `pause_below` it pauses the CSV's VMs with dynamic disks at the
+    /// write that crossed it (and a dynamic disk's write whose block no longer fits pauses its
+    /// VM there): no write is ever dropped.
+    #[pyo3(signature = (
+        size, chunk_size = DEFAULT_CHUNK_SIZE, diff_area_limit = None, *,
+        diff_area_on_volume = true, warn_below = 0, pause_below = 0
+    ))]
     fn add_csv(
         &mut self,
         #[pyo3(from_py_with = as_u64::size)] size: u64,
         #[pyo3(from_py_with = as_u64::chunk_size)] chunk_size: u64,
         #[pyo3(from_py_with = as_opt_u64::diff_area_limit)] diff_area_limit: Option<u64>,
+        diff_area_on_volume: bool,
+        #[pyo3(from_py_with = as_u64::warn_below)] warn_below: u64,
+        #[pyo3(from_py_with = as_u64::pause_below)] pause_below: u64,
     ) -> PyResult<usize> {
-        guarded(|| self.inner.add_csv(size, chunk_size, diff_area_limit))
+        let rules = SpaceRules {
+            diff_area_on_volume,
+            warn_below,
+            pause_below,
+        };
+        guarded(|| {
+            let id = self.inner.add_csv(size, chunk_size, diff_area_limit)?;
+            self.inner.set_space_rules(id, rules)?;
+            Ok(id)
+        })
     }
 
     /// Adds a VM with one VHDX disk of `disk_size` bytes on CSV `csv` (`allocated` bytes of it
@@ -171,8 +213,14 @@ impl ModelCluster {
 
     /// Advances every running VM through `[t0, t1)` seconds. Returns a dict of per-VM uint64
     /// arrays (index = VM id): `writes`, `bytes_written`, `reads`, `bytes_read`, `chunks_copied`,
-    /// `blocks_allocated`, `dropped_writes`; and the snapshots a full diff area deleted:
-    /// `deleted_csv`, `deleted_snapshot` (uint64) and `deleted_time` (float64 seconds). When
+    /// `blocks_allocated`; the snapshots a full diff area deleted: `deleted_csv`,
+    /// `deleted_snapshot` (uint64), `deleted_time` (float64 seconds), `deleted_volume_full`
+    /// (bool: the volume had no room, not the limit); the VMs paused for want of space, in time
+    /// order: `paused_vm`, `paused_time`, `paused_volume_full` (bool: a write's block no longer
+    /// fit; else the free space fell below `pause_below`); the CSVs whose free space fell below
+    /// `warn_below`: `low_space_csv`, `low_space_time`; and per CSV advanced its fewest free
+    /// bytes and its diff area's most in the window: `lowest_free_csv`, `lowest_free_bytes`,
+    /// `peak_diff_area_bytes` (in the same order). When
     /// something is materialized, also what the real volumes did: `real_chunks_copied`,
     /// `real_file_bytes` (per VM, 0 for VMs not materialized), and the real snapshots the
     /// diff-area limit deleted: `real_deleted_csv`, `real_deleted_snapshot` (volume ids),
@@ -217,6 +265,46 @@ impl ModelCluster {
     ) -> PyResult<Option<(u64, f64)>> {
         let inner = &self.inner;
         detached(py, move || inner.first_deletion(csv, t0, t1))
+    }
+
+    /// What CSV `csv`'s window `[t0, t1)` would bring if nothing else happened, as a dict:
+    /// `deletion` (`(snapshot_id, time)` of the first snapshot a full diff area or volume
+    /// deletes, or None), `pause` (when the first VM is paused for want of space, or None),
+    /// `low_space` (when the free space falls below the warning level, or None); changes
+    /// nothing.
+    fn foresee<'py>(
+        &self,
+        py: Python<'py>,
+        #[pyo3(from_py_with = as_usize::csv)] csv: usize,
+        t0: f64,
+        t1: f64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let inner = &self.inner;
+        let f = detached(py, move || inner.foresee(csv, t0, t1))?;
+        let d = PyDict::new(py);
+        d.set_item("deletion", f.deletion)?;
+        d.set_item("pause", f.pause)?;
+        d.set_item("low_space", f.low_space)?;
+        Ok(d)
+    }
+
+    /// CSV `csv`'s free bytes now: its size less its files and (diff area on the volume) its
+    /// diff area.
+    fn free_bytes(&self, #[pyo3(from_py_with = as_usize::csv)] csv: usize) -> PyResult<u64> {
+        guarded(|| self.inner.free_bytes(csv))
+    }
+
+    /// When VM `vm` was paused because its CSV ran out of space (seconds), or None.
+    fn paused_at(&self, #[pyo3(from_py_with = as_usize::vm)] vm: usize) -> PyResult<Option<f64>> {
+        guarded(|| self.inner.paused_at(vm))
+    }
+
+    /// When CSV `csv`'s free space first fell below its warning level (seconds), or None.
+    fn low_space_at(
+        &self,
+        #[pyo3(from_py_with = as_usize::csv)] csv: usize,
+    ) -> PyResult<Option<f64>> {
+        guarded(|| self.inner.low_space_at(csv))
     }
 
     /// Takes a system-provider snapshot of CSV `csv` now; returns its id. A materialized CSV's

@@ -10,11 +10,19 @@
 //! so when no snapshot can be deleted during the window, each VM's writes are applied as one batch
 //! and its copies are its own. When the diff-area limit could be reached, the CSV's writes are
 //! merged in time order and applied one by one, so the snapshots die at the right write.
+//!
+//! Free space: a CSV's free bytes are its size less its files and, when volsnap keeps the diff
+//! area on the volume itself (its default), less the diff area. Below the CSV's thresholds
+//! ([`SpaceRules`]) the engine reports a low-space warning and pauses the VMs with dynamic disks
+//! (Hyper-V's paused-critical) at the write that crossed it; a write is never dropped
+//! ([`capacity`]).
 
 use rayon::prelude::*;
 
+mod capacity;
 mod materialize;
 mod window;
+pub use capacity::{Foresight, Pause, PauseCause, SpaceRules};
 pub use materialize::RealWindow;
 use window::advance_csv;
 
@@ -69,8 +77,6 @@ pub struct VmTotals {
     /// CSV chunks copied to the diff area because of this VM's writes (data and metadata).
     pub chunks_copied: u64,
     pub blocks_allocated: u64,
-    /// Writes dropped because the CSV had no free space for the block they needed.
-    pub dropped_writes: u64,
 }
 
 impl VmTotals {
@@ -81,9 +87,11 @@ impl VmTotals {
         self.bytes_read += o.bytes_read;
         self.chunks_copied += o.chunks_copied;
         self.blocks_allocated += o.blocks_allocated;
-        self.dropped_writes += o.dropped_writes;
     }
 }
+
+/// A snapshot volsnap deleted: (CSV, snapshot id, time of the write that deleted it).
+pub type Deletion = (usize, u64, f64);
 
 /// What a window did.
 #[derive(Debug, Clone, Default)]
@@ -91,7 +99,19 @@ pub struct WindowReport {
     /// Per VM, indexed by VM id.
     pub vms: Vec<VmTotals>,
     /// Snapshots deleted because a diff area filled: (CSV, snapshot id, time).
-    pub deleted: Vec<(usize, u64, f64)>,
+    pub deleted: Vec<Deletion>,
+    /// Of `deleted`, those the diff area could not grow for because the volume it lives on was
+    /// full (not its limit): (CSV, snapshot id).
+    pub volume_full: Vec<(usize, u64)>,
+    /// VMs paused (paused-critical) during the window, in time order.
+    pub paused: Vec<Pause>,
+    /// CSVs whose free space fell below their warning level during the window: (CSV, time).
+    pub low_space: Vec<(usize, f64)>,
+    /// Per CSV advanced: the fewest free bytes it had during the window (CSV, bytes).
+    pub lowest_free: Vec<(usize, u64)>,
+    /// Per CSV advanced: the most bytes its diff area held during the window (CSV, bytes; just
+    /// before a deletion, if one shrank it).
+    pub peak_diff: Vec<(usize, u64)>,
     /// What the real volumes did (only when something is materialized).
     pub real: Option<RealWindow>,
 }
@@ -104,7 +124,16 @@ struct Vm {
     extents: FileExtents,
     cbt: ChangeTracker,
     running: bool,
+    /// When the VM was paused because its CSV ran out of space (it issues no I/O since).
+    paused: Option<f64>,
     totals: VmTotals,
+}
+
+impl Vm {
+    /// Whether the VM issues I/O now.
+    fn active(&self) -> bool {
+        self.running && self.paused.is_none()
+    }
 }
 
 #[derive(Debug)]
@@ -116,6 +145,9 @@ struct Csv {
     vms: Vec<Vm>,
     /// The real volume and disks of a materialized CSV.
     mat: Option<Box<materialize::MatCsv>>,
+    rules: SpaceRules,
+    /// When the free space first fell below `rules.warn_below`.
+    warned: Option<f64>,
 }
 
 impl Csv {
@@ -128,6 +160,8 @@ impl Csv {
             next_free: self.next_free,
             vms: self.vms.clone(),
             mat: None,
+            rules: self.rules,
+            warned: self.warned,
         }
     }
 }
@@ -159,8 +193,33 @@ impl ModelCluster {
             next_free: MIB,
             vms: Vec::new(),
             mat: None,
+            rules: SpaceRules::default(),
+            warned: None,
         });
         Ok(self.csvs.len() - 1)
+    }
+
+    /// Sets where CSV `csv`'s diff area lives and the free-space levels Hyper-V acts at (from
+    /// the CSV's next window on).
+    pub fn set_space_rules(&mut self, csv: usize, rules: SpaceRules) -> Result<()> {
+        self.csv_mut(csv)?.rules = rules;
+        Ok(())
+    }
+
+    /// CSV `csv`'s free bytes now: its size less its files and (diff area on the volume) its
+    /// diff area.
+    pub fn free_bytes(&self, csv: usize) -> Result<u64> {
+        Ok(capacity::free(self.csv(csv)?))
+    }
+
+    /// When VM `vm` was paused because its CSV ran out of space, if it was.
+    pub fn paused_at(&self, vm: usize) -> Result<Option<f64>> {
+        Ok(self.vm(vm)?.paused)
+    }
+
+    /// When CSV `csv`'s free space first fell below its warning level, if it did.
+    pub fn low_space_at(&self, csv: usize) -> Result<Option<f64>> {
+        Ok(self.csv(csv)?.warned)
     }
 
     /// Adds a VM; its disk file is placed at the CSV's free space. Returns its id.
@@ -198,6 +257,7 @@ impl ModelCluster {
             extents,
             cbt,
             running: true,
+            paused: None,
             totals: VmTotals::default(),
         });
         Ok(id)
@@ -346,8 +406,17 @@ impl ModelCluster {
     /// The first snapshot CSV `csv`'s full diff area would delete if its VMs ran from `t0` to
     /// `t1` with nothing else happening, and the time of the write that would delete it; the
     /// cluster is not changed (the window runs on a copy of the CSV). None when the CSV has no
-    /// diff-area limit or no snapshot, or the window fills nothing.
+    /// snapshot, or no diff-area limit and its diff area off the volume, or the window fills
+    /// nothing.
     pub fn first_deletion(&self, csv: usize, t0: f64, t1: f64) -> Result<Option<(u64, f64)>> {
+        Ok(self.foresee(csv, t0, t1)?.deletion)
+    }
+
+    /// What CSV `csv`'s window `[t0, t1)` would bring if nothing else happened — the first
+    /// snapshot a full diff area (or a full volume) deletes, the first VM paused for want of
+    /// space, the low-space warning — each with its time; the cluster is not changed (the window
+    /// runs on a copy of the CSV when something can happen at all).
+    pub fn foresee(&self, csv: usize, t0: f64, t1: f64) -> Result<Foresight> {
         if !(t0.is_finite() && t1.is_finite() && t0 >= 0.0 && t1 >= t0) {
             return Err(Error::invalid(
                 "window",
@@ -355,15 +424,22 @@ impl ModelCluster {
             ));
         }
         let c = self.csv(csv)?;
-        if c.cow.diff_area_limit().is_none() || c.cow.snapshot_count() == 0 {
-            return Ok(None);
+        let deletions_possible = c.cow.snapshot_count() > 0
+            && (c.cow.diff_area_limit().is_some() || c.rules.diff_area_on_volume);
+        if !deletions_possible && !capacity::may_cross(c) {
+            return Ok(Foresight::default());
         }
         let mut copy = c.model_copy();
-        let (_, deleted) = advance_csv(csv, &mut copy, t0, t1)?;
-        Ok(deleted
-            .into_iter()
-            .min_by(|a, b| a.2.total_cmp(&b.2))
-            .map(|(_, id, t)| (id, t)))
+        let out = advance_csv(csv, &mut copy, t0, t1)?;
+        Ok(Foresight {
+            deletion: out
+                .deleted
+                .iter()
+                .min_by(|a, b| a.2.total_cmp(&b.2))
+                .map(|&(_, id, t)| (id, t)),
+            pause: out.paused.first().map(|p| p.time),
+            low_space: out.low_space,
+        })
     }
 
     /// Advances the running VMs of some CSVs, each from its own time to `t1`: `from` lists
@@ -386,31 +462,48 @@ impl ModelCluster {
                 return Err(Error::invalid("csv", format!("{c} is listed twice")));
             }
         }
-        let results: Vec<Result<CsvOutcome>> = self
+        let results: Vec<(usize, Result<CsvOutcome>)> = self
             .csvs
             .par_iter_mut()
             .enumerate()
-            .filter_map(|(ci, csv)| start[ci].map(|t0| advance_csv(ci, csv, t0, t1)))
+            .filter_map(|(ci, csv)| start[ci].map(|t0| (ci, advance_csv(ci, csv, t0, t1))))
             .collect();
         let mut report = WindowReport {
             vms: vec![VmTotals::default(); self.index.len()],
-            deleted: Vec::new(),
-            real: None,
+            ..WindowReport::default()
         };
-        for r in results {
-            let (vms, deleted) = r?;
-            for (id, t) in vms {
+        for (ci, r) in results {
+            let out = r?;
+            for (id, t) in out.vms {
                 report.vms[id] = t;
             }
-            report.deleted.extend(deleted);
+            report.deleted.extend(out.deleted);
+            report.volume_full.extend(out.volume_full);
+            report.paused.extend(out.paused);
+            report.low_space.extend(out.low_space.map(|t| (ci, t)));
+            report.lowest_free.push((ci, out.lowest_free));
+            report.peak_diff.push((ci, out.peak_diff));
         }
         report.deleted.sort_by(|a, b| a.2.total_cmp(&b.2));
+        report.paused.sort_by(|a, b| a.time.total_cmp(&b.time));
+        report.low_space.sort_by(|a, b| a.1.total_cmp(&b.1));
         report.real = self.collect_real()?;
         Ok(report)
     }
 }
 
-type CsvOutcome = (Vec<(usize, VmTotals)>, Vec<(usize, u64, f64)>);
+/// What one CSV's window did.
+#[derive(Debug, Default)]
+struct CsvOutcome {
+    /// (VM id, its window's counters).
+    vms: Vec<(usize, VmTotals)>,
+    deleted: Vec<Deletion>,
+    volume_full: Vec<(usize, u64)>,
+    paused: Vec<Pause>,
+    low_space: Option<f64>,
+    lowest_free: u64,
+    peak_diff: u64,
+}
 
 #[cfg(test)]
 mod tests {
@@ -555,26 +648,6 @@ mod tests {
         snapshot_all(&mut d);
         assert_eq!(d.first_deletion(0, 0.0, 60.0).unwrap(), None);
         assert!(d.first_deletion(9, 0.0, 1.0).is_err());
-    }
-
-    #[test]
-    fn full_volume_drops_writes_that_need_new_blocks() {
-        let mut c = ModelCluster::new();
-        c.add_csv(64 * MIB, 16384, None).unwrap();
-        c.add_vm(VmConfig {
-            csv: 0,
-            disk_size: 4 << 30,
-            allocated: 0,
-            block_size: 32 * MIB,
-            kind: DiskKind::Dynamic,
-            spec: spec(500.0),
-            seed: 1,
-            cbt_block_size: 65536,
-        })
-        .unwrap();
-        let r = c.advance(0.0, 10.0).unwrap();
-        assert!(r.vms[0].dropped_writes > 0);
-        assert!(c.csv_used_bytes(0).unwrap() <= 64 * MIB);
     }
 
     #[test]

@@ -14,7 +14,9 @@ mod layout_proof;
 pub mod rng;
 pub mod spec;
 
-pub use cluster::{ModelCluster, VmConfig, VmTotals, WindowReport};
+pub use cluster::{
+    Foresight, ModelCluster, Pause, PauseCause, SpaceRules, VmConfig, VmTotals, WindowReport,
+};
 pub use layout::{DiskKind, FileExtents, Piece, VhdxModel};
 pub use spec::{
     DiskData, Diurnal, Generator, Growth, Locality, Placement, SizeDist, SizePlacement,

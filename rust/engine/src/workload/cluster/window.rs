@@ -6,19 +6,24 @@
 //! Every window generates all of the CSV's streams first (in parallel: they are independent),
 //! then decides once, from the CSV's state and those writes, which path maps them:
 //!
-//! - [`map_in_parallel`] when no write can be dropped and copy-on-write needs no time order;
-//! - [`map_in_order`] otherwise (the volume may fill, or a diff-area limit needs the pieces);
+//! - the capacity path ([`capacity::advance_in_time_order`]) when the CSV's free space could
+//!   reach a level Hyper-V or volsnap acts at during the window (a warning, a pause, a full
+//!   volume): every write of every VM in time order, mapped, copied-on-write and followed by a
+//!   look at the free space — the reference path;
+//! - [`map_in_parallel`] when copy-on-write needs no time order;
+//! - [`map_in_order`] otherwise (a diff-area limit needs the pieces);
 //!
 //! and then, when the pieces were kept (a diff-area limit), which path applies them:
 //! [`apply_per_vm`] when the limit cannot be reached in this window, else
-//! [`apply_in_time_order`]. Each function's doc says why its result is the sequential one: the
-//! reference is [`map_in_order`] followed by [`apply_in_time_order`], write by write in time order,
-//! and the cluster tests (`time_ordered_path_agrees_with_batch_path`, `windows_do_not_change_the_
-//! outcome`) check the paths against each other.
+//! [`apply_in_time_order`]. Each function's doc says why its result is the reference's: where
+//! the free space cannot reach a threshold, the order files grow in moves their blocks on the
+//! volume but not a count (growth lies past every snapshot's extent, so it is never copied), and
+//! the cluster tests (`time_ordered_path_agrees_with_batch_path`, `windows_do_not_change_the_
+//! outcome`, `capacity_path_agrees_with_the_fast_paths`) check the paths against each other.
 
 use rayon::prelude::*;
 
-use super::{materialize, Csv, CsvOutcome, Vm, VmTotals, MIB};
+use super::{capacity, materialize, Csv, CsvOutcome, Deletion, Vm, VmTotals};
 use crate::cow::CowTracker;
 use crate::error::Result;
 use crate::workload::layout::Piece;
@@ -26,15 +31,15 @@ use crate::workload::spec::{ReadCount, WriteBatch};
 
 /// Scratch space of one CSV's window.
 #[derive(Default)]
-struct Scratch {
+pub(super) struct Scratch {
     /// Per VM of the CSV: its guest writes of the window, and their pieces.
-    guest: Vec<WriteBatch>,
+    pub(super) guest: Vec<WriteBatch>,
     pieces: Vec<Pieces>,
     kept: Kept,
     /// Per VM of the CSV: its range in `kept.vol_*`.
     ranges: Vec<(usize, usize)>,
     /// Accepted guest writes of materialized VMs, for the real disks.
-    mat: Vec<materialize::MatWrite>,
+    pub(super) mat: Vec<materialize::MatWrite>,
 }
 
 /// What the sequential path keeps: one VM's accepted guest writes (for its change tracker), and
@@ -93,7 +98,7 @@ thread_local! {
 #[derive(Debug, Clone, Copy)]
 struct Mode {
     has_snapshot: bool,
-    /// Even the worst case fits on the volume: no write can be dropped.
+    /// The free space cannot reach a level anything acts at ([`capacity::window_fits`]).
     roomy: bool,
     /// A snapshot and no diff-area limit: no write can delete a snapshot, so each VM's pieces
     /// go to copy-on-write as soon as they are mapped.
@@ -130,39 +135,46 @@ fn advance_csv_with(
     let has_snapshot = csv.cow.snapshot_count() > 0;
     let mode = Mode {
         has_snapshot,
-        roomy: worst_case_fits(csv, s),
+        roomy: capacity::window_fits(csv, &s.guest[..csv.vms.len()]),
         at_once: has_snapshot && csv.cow.diff_area_limit().is_none(),
     };
-    if mode.roomy {
-        // No write is dropped: every write is accepted, and marked at once.
+    let mut out = CsvOutcome::default();
+    if !mode.roomy {
+        capacity::advance_in_time_order(ci, csv, t0, s, &reads, &mut window, &mut out)?;
+    } else {
+        // Nothing can reach a threshold: every write is issued, and marked at once.
         let n = csv.vms.len();
         csv.vms
             .par_iter_mut()
             .zip(s.guest[..n].par_iter())
             .try_for_each(|(vm, b)| vm.cbt.mark(&b.offsets, &b.lengths).map(|_| ()))?;
-    }
-    if mode.roomy && !mode.keeps_pieces() {
-        map_in_parallel(csv, s, &reads, &mut window, mode)?;
-    } else {
-        map_in_order(csv, s, &reads, &mut window, mode)?;
-    }
-    let mut deleted = Vec::new();
-    if mode.keeps_pieces() {
-        if csv.cow.cannot_overflow(&s.kept.vol_lens) {
-            apply_per_vm(&mut csv.cow, s, &mut window)?;
+        if mode.keeps_pieces() {
+            map_in_order(csv, s, &reads, &mut window, mode)?;
+            let peak = if csv.cow.cannot_overflow(&s.kept.vol_lens) {
+                apply_per_vm(&mut csv.cow, s, &mut window)?;
+                csv.cow.diff_area_bytes()
+            } else {
+                let (deleted, peak) = apply_in_time_order(ci, &mut csv.cow, s, &mut window)?;
+                out.deleted = deleted;
+                peak
+            };
+            out.lowest_free = capacity::free_with_diff(csv, peak);
+            out.peak_diff = peak;
         } else {
-            deleted = apply_in_time_order(ci, &mut csv.cow, s, &mut window)?;
+            map_in_parallel(csv, s, &reads, &mut window, mode)?;
+            out.lowest_free = capacity::free(csv);
+            out.peak_diff = csv.cow.diff_area_bytes();
         }
     }
     if let Some(m) = csv.mat.as_deref_mut() {
         m.apply(ci, &mut s.mat)?;
     }
-    let mut out = Vec::with_capacity(csv.vms.len());
+    out.vms.reserve(csv.vms.len());
     for (vm, w) in csv.vms.iter_mut().zip(window) {
         vm.totals.add(&w);
-        out.push((vm.id, w));
+        out.vms.push((vm.id, w));
     }
-    Ok((out, deleted))
+    Ok(out)
 }
 
 /// Generates every running VM's stream for the window into `s.guest`, in parallel (the streams
@@ -178,30 +190,13 @@ fn generate(csv: &Csv, t0: f64, t1: f64, s: &mut Scratch) -> Vec<ReadCount> {
         .zip(s.guest[..n].par_iter_mut())
         .map(|(vm, batch)| {
             batch.clear();
-            if vm.running {
+            if vm.active() {
                 vm.gen.generate(t0, t1, batch)
             } else {
                 ReadCount::default()
             }
         })
         .collect()
-}
-
-/// Whether even the worst case fits on the volume: every write allocating every block it
-/// touches, each block growing the file by itself plus up to 1 MiB of alignment, and one more
-/// growth unit per file. Then no write can be dropped.
-fn worst_case_fits(csv: &Csv, s: &Scratch) -> bool {
-    let worst: u64 = csv
-        .vms
-        .iter()
-        .zip(&s.guest[..csv.vms.len()])
-        .map(|(vm, b)| {
-            let block = vm.disk.block_size();
-            let blocks: u64 = b.lengths.iter().map(|&l| u64::from(l) / block + 2).sum();
-            blocks.saturating_mul(block + MIB).saturating_add(block)
-        })
-        .fold(0u64, u64::saturating_add);
-    csv.next_free.saturating_add(worst) <= csv.size
 }
 
 /// Fills a VM's window counters from its accepted writes.
@@ -224,7 +219,7 @@ fn keep_for_real_disk(out: &mut Vec<materialize::MatWrite>, pos: usize, g: &Writ
     }
 }
 
-/// Applies when no write can be dropped (`mode.roomy`) and copy-on-write needs no time order
+/// Applies when no threshold can be reached (`mode.roomy`) and copy-on-write needs no time order
 /// (no snapshot, or no diff-area limit): every VM's writes are mapped in parallel, in three steps
 /// that give the sequential result. Each disk's layout is its own (so mapping it alone is mapping
 /// it in order); the files then grow on the volume in VM order, each file's growth units the next
@@ -263,7 +258,7 @@ fn map_in_parallel(
     }
     for (pos, vm) in csv.vms.iter().enumerate() {
         s.ranges.push((0, 0));
-        if !vm.running {
+        if !vm.active() {
             continue;
         }
         let (g, p, w) = (&s.guest[pos], &s.pieces[pos], &mut window[pos]);
@@ -312,12 +307,10 @@ fn map_to_volume(vm: &Vm, p: &mut Pieces) {
     }
 }
 
-/// The sequential path, the reference: applies when a write may be dropped (the volume may
-/// fill) or a diff-area limit needs every piece of the CSV kept with its time. VM by VM, write by
-/// write: a write whose new blocks would not fit is dropped (Hyper-V pauses a VM whose CSV is
-/// full: the write is counted, not applied); the others are mapped, growing the file as they go.
-/// Without a limit each VM's pieces go to copy-on-write right after it (`mode.at_once`);
-/// with one they are kept in `s.kept`, VM `pos`'s in `s.ranges[pos]`.
+/// Applies when no threshold can be reached but a diff-area limit needs every piece of the CSV
+/// kept with its time: VM by VM, write by write, each write mapped, growing the file as it goes,
+/// and its volume pieces kept in `s.kept` (VM `pos`'s in `s.ranges[pos]`) for
+/// [`apply_per_vm`] or [`apply_in_time_order`].
 fn map_in_order(
     csv: &mut Csv,
     s: &mut Scratch,
@@ -325,17 +318,17 @@ fn map_in_order(
     window: &mut [VmTotals],
     mode: Mode,
 ) -> Result<()> {
+    debug_assert!(mode.roomy && mode.keeps_pieces());
     let Csv {
-        cow,
-        size,
         next_free,
         vms,
         mat,
+        ..
     } = csv;
     let kept = &mut s.kept;
     for (pos, vm) in vms.iter_mut().enumerate() {
         let start = kept.vol_offs.len();
-        if !vm.running {
+        if !vm.active() {
             s.ranges.push((start, start));
             continue;
         }
@@ -346,56 +339,25 @@ fn map_in_order(
             .as_deref()
             .is_some_and(|m| m.has_vm(pos))
             .then_some((pos, &mut s.mat));
-        let volume = (&mut *next_free, *size);
-        map_vm_in_order(vm, &s.guest[pos], kept, real, volume, w, mode.roomy);
-        if !mode.roomy {
-            vm.cbt.mark(&kept.accepted_offs, &kept.accepted_lens)?;
-        }
-        if mode.at_once {
-            let out = cow.apply_writes(&kept.vol_offs[start..], &kept.vol_lens[start..], None)?;
-            w.chunks_copied += out.chunks_copied;
-        }
-        if !mode.keeps_pieces() {
-            kept.truncate(start);
-        }
+        map_vm_in_order(vm, &s.guest[pos], kept, real, &mut *next_free, w);
         s.ranges.push((start, kept.vol_offs.len()));
     }
     Ok(())
 }
 
-/// One VM's writes of [`map_in_order`]: checked for room on the volume `(next_free, size)`
-/// (unless `roomy`), counted, kept for the real disk (`real`: the VM's position and the list),
-/// and mapped onto the volume with their times.
+/// One VM's writes of [`map_in_order`]: counted, kept for the real disk (`real`: the VM's
+/// position and the list), and mapped onto the volume with their times.
 fn map_vm_in_order(
     vm: &mut Vm,
     guest: &WriteBatch,
     kept: &mut Kept,
     mut real: Option<(usize, &mut Vec<materialize::MatWrite>)>,
-    (next_free, size): (&mut u64, u64),
+    next_free: &mut u64,
     w: &mut VmTotals,
-    roomy: bool,
 ) {
-    let block_room = |next_free: u64, blocks: u64, block: u64| next_free + blocks * block;
-    kept.accepted_offs.clear();
-    kept.accepted_lens.clear();
     let Vm { disk, extents, .. } = vm;
-    let largest = guest.lengths.iter().copied().max().unwrap_or(0);
     for i in 0..guest.len() {
         let (off, len, time) = (guest.offsets[i], guest.lengths[i], guest.times[i]);
-        if !roomy {
-            // Room for the blocks this write would allocate? (No need to ask the layout while
-            // even the largest write's blocks would fit.)
-            let bound = u64::from(largest) / disk.block_size() + 2;
-            if block_room(*next_free, bound, disk.block_size()) > size {
-                let needed = disk.blocks_to_allocate(off, len);
-                if needed > 0 && block_room(*next_free, needed, disk.block_size()) > size {
-                    w.dropped_writes += 1;
-                    continue;
-                }
-            }
-            kept.accepted_offs.push(off);
-            kept.accepted_lens.push(len);
-        }
         if let Some((pos, mat)) = real.as_mut() {
             mat.push(materialize::MatWrite {
                 pos: *pos as u32,
@@ -439,13 +401,13 @@ fn apply_per_vm(cow: &mut CowTracker, s: &Scratch, window: &mut [VmTotals]) -> R
 
 /// Applies the kept pieces in time order across the CSV's VMs, write by write, so that a
 /// snapshot the full diff area deletes dies at the write that filled it, which carries its time.
-/// The reference path; returns the deletions `(CSV, snapshot, time)`.
+/// Returns the deletions `(CSV, snapshot, time)` and the most the diff area held meanwhile.
 fn apply_in_time_order(
     ci: usize,
     cow: &mut CowTracker,
     s: &Scratch,
     window: &mut [VmTotals],
-) -> Result<Vec<(usize, u64, f64)>> {
+) -> Result<(Vec<Deletion>, u64)> {
     let k = &s.kept;
     let mut owner = vec![0usize; k.vol_offs.len()];
     for (pos, &(a, b)) in s.ranges.iter().enumerate() {
@@ -455,12 +417,17 @@ fn apply_in_time_order(
     let mut order: Vec<usize> = (0..k.vol_offs.len()).collect();
     order.sort_by(|&x, &y| k.vol_times[x].total_cmp(&k.vol_times[y]));
     let mut deleted = Vec::new();
+    let mut peak = cow.diff_area_bytes();
     for &i in &order {
+        // The diff area changes only here: its most is one of the sizes before an apply (a
+        // deletion shrinks it) or the last.
+        peak = peak.max(cow.diff_area_bytes());
         let out = cow.apply_writes(&k.vol_offs[i..=i], &k.vol_lens[i..=i], None)?;
         window[owner[i]].chunks_copied += out.chunks_copied;
         for id in out.deleted_snapshots {
             deleted.push((ci, id, k.vol_times[i]));
         }
+        peak = peak.max(cow.diff_area_bytes());
     }
-    Ok(deleted)
+    Ok((deleted, peak))
 }
