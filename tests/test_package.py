@@ -55,3 +55,29 @@ def test_demo_runs_small() -> None:
     )
     assert "40 VMs on 2 CSVs" in out.stdout
     assert "M writes/s" in out.stdout
+
+
+def _demo(*extra: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "vssim", "demo", "--vms", "8", "--csvs", "1", *extra],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def _changed_per_vm_mib(out: str) -> int:
+    return int(out.rsplit("(", 1)[1].split(" MiB per VM")[0].replace(",", ""))
+
+
+def test_the_demo_runs_a_calibrated_class() -> None:
+    """The demo's VMs are a workload class's, calibrated to its daily change: a default (server,
+    3 %/day of 40 GiB) VM changes well under its day's 1.2 GiB in ten minutes, a database VM
+    (10 %/day of 100 GiB, 660 writes/s) several times more; ``--iops`` changes only the rate."""
+    server = _demo("--window", "600")
+    assert "server workload (30 IOPS, 70% reads, 127 GiB disks with 40 GiB of data)" in server
+    database = _demo("--window", "600", "--class", "database")
+    assert "database workload (1500 IOPS" in database
+    assert 0 < _changed_per_vm_mib(server) < 0.03 * 40 * 1024
+    assert _changed_per_vm_mib(database) > 3 * _changed_per_vm_mib(server)
+    assert "server workload (300 IOPS, 70% reads" in _demo("--window", "5", "--iops", "300")

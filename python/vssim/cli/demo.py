@@ -1,8 +1,8 @@
 """``vssim demo``: the engine on a 4,000-VM cluster's write stream.
 
-Until the backup jobs drive whole runs, the demo shows the hot path the simulation is built on:
-4,000 VMs (127 GiB dynamic VHDX disks, 40 GiB allocated, 100 IOPS, 30 % reads, hot-spot
-locality) on 16 Cluster Shared Volumes of 32 TiB (room for every disk to grow to its full size);
+The demo shows the hot path the simulation is built on: 4,000 VMs of one workload class (by
+default ``server``: 127 GiB dynamic VHDX disks with 40 GiB of data, 30 IOPS, 70 % reads, writes
+calibrated to its 3 % daily change) on 16 Cluster Shared Volumes of 32 TiB;
 one system-provider snapshot per CSV is held for a backup window while every VM keeps writing.
 The engine generates every VM's writes, maps them through its VHDX block layout onto its CSV, and
 counts what copy-on-write and changed-block tracking cost. The window runs in pieces of at most
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -22,9 +23,12 @@ from vssim import engine
 from vssim.cli.args import float_in, int_in, size_in
 from vssim.errors import InvalidArgumentError
 from vssim.scale.runner import WINDOW_WRITES
+from vssim.scale.workload_figures import class_workload
 from vssim.scenario.capacity import LOW_SPACE_WARNING_BYTES, PAUSED_CRITICAL_BYTES
+from vssim.scenario.engine_streams import workload_spec
 from vssim.scenario.limits import MAX_CSV_SIZE, MAX_DISK_SIZE
 from vssim.scenario.model import MAX_VMS_PER_CLUSTER
+from vssim.scenario.workload_classes import CLASSES, DEFAULT_CLASS
 from vssim.units import GiB, MiB, TiB
 
 #: The longest window the demo runs (model choice: a backup window longer than a day is not one).
@@ -41,19 +45,30 @@ def register(sub: Any) -> None:
         "--csv-size", type=size_in(1, MAX_CSV_SIZE), default=32 * TiB, help="bytes per CSV"
     )
     p.add_argument(
-        "--disk-size", type=size_in(1, MAX_DISK_SIZE), default=127 * GiB, help="bytes per disk"
+        "--class",
+        dest="workload_class",
+        choices=list(CLASSES),
+        default=DEFAULT_CLASS,
+        help=f"every VM's workload class (default {DEFAULT_CLASS}: its calibrated daily change, "
+        "rate, mix and disk)",
+    )
+    p.add_argument(
+        "--disk-size",
+        type=size_in(1, MAX_DISK_SIZE),
+        default=None,
+        help="bytes per disk (default: the class's disk)",
     )
     p.add_argument(
         "--allocated",
         type=size_in(0, MAX_DISK_SIZE),
-        default=40 * GiB,
-        help="allocated bytes per disk",
+        default=None,
+        help="allocated bytes per disk (default: the class's data)",
     )
     p.add_argument(
         "--iops",
         type=float_in(0.0, MAX_IOPS),
-        default=100.0,
-        help="I/O operations per second per VM",
+        default=None,
+        help="I/O operations per second per VM, reads and writes (default: the class's)",
     )
     p.add_argument(
         "--window",
@@ -84,32 +99,44 @@ def advance_in_pieces(
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.allocated > args.disk_size:
+    # The class's workload as a scenario VM of it gets it (calibrated to its daily change), so
+    # the demo's copy-on-write and changed bytes are those of a plausible cluster, not of an
+    # uncalibrated stream.
+    workload = class_workload(args.workload_class)
+    if args.iops is not None:
+        workload = replace(workload, write_iops=args.iops * (1.0 - workload.read_fraction))
+    class_disk, class_data = CLASSES[args.workload_class].disk
+    disk_size = class_disk if args.disk_size is None else args.disk_size
+    allocated = min(class_data, disk_size) if args.allocated is None else args.allocated
+    if allocated > disk_size:
         raise InvalidArgumentError(
-            f"--allocated {args.allocated}: expected at most --disk-size ({args.disk_size})"
+            f"--allocated {allocated}: expected at most --disk-size ({disk_size})"
         )
+    iops = workload.iops
     cluster = engine.ModelCluster()
     for _ in range(args.csvs):
         cluster.add_csv(
             args.csv_size, warn_below=LOW_SPACE_WARNING_BYTES, pause_below=PAUSED_CRITICAL_BYTES
         )
-    spec = engine.WorkloadSpec(iops=args.iops, locality="hotspot")
+    spec = workload_spec(workload)
     for vm in range(args.vms):
         cluster.add_vm(
             vm % args.csvs,
-            args.disk_size,
+            disk_size,
             spec,
-            allocated=args.allocated,
+            allocated=allocated,
             seed=args.seed * 1_000_003 + vm,
         )
     print(
         f"vssim demo: {args.vms} VMs on {args.csvs} CSVs of {args.csv_size / TiB:.0f} TiB, "
-        f"{args.iops:g} IOPS each, one snapshot per CSV held for {args.window:g} s"
+        f"{args.workload_class} workload ({iops:g} IOPS, {workload.read_fraction:.0%} reads, "
+        f"{disk_size / GiB:g} GiB disks with {allocated / GiB:g} GiB of data), "
+        f"one snapshot per CSV held for {args.window:g} s"
     )
     for csv in range(args.csvs):
         cluster.snapshot(csv)
     started = time.perf_counter()
-    window = advance_in_pieces(cluster, args.window, args.iops * args.vms)
+    window = advance_in_pieces(cluster, args.window, iops * args.vms)
     elapsed = time.perf_counter() - started
     writes = window["writes"]
     copied = window["chunks_copied"]
