@@ -33,8 +33,10 @@ EVERY_S = 10.0
 #: include building the engine's cluster, which is not what the rest costs).
 BASIS_FRACTION = 0.01
 BASIS_S = 2.0
-#: The bar's resolution.
+#: The bar's resolution, and how often an event redraws it at most (seconds; rich also
+#: redraws it ten times a second on its own).
 STEPS = 1000
+REDRAW_S = 0.1
 
 
 def time_left(elapsed_s: float, fraction: float) -> str:
@@ -46,9 +48,17 @@ def time_left(elapsed_s: float, fraction: float) -> str:
     return f"about {duration(elapsed_s * (1.0 - fraction) / fraction)} left"
 
 
-def counts(at: RunProgress, runs: tuple[int, int] | None = None) -> str:
-    """``run 2/14, snapshot sets 3/16, VMs copied 812/4,000, simulated 12.3 h of ~52.0 h``."""
+def counts(at: RunProgress, runs: tuple[int, int] | None = None, short: bool = False) -> str:
+    """``run 2/14, snapshot sets 3/16, VMs copied 812/4,000, simulated 12.3 h of ~52.0 h``
+    (``short``, for the bar: ``run 2/14 · sets 3/16 · VMs 812/4,000 · 12.3 h/~52.0 h sim``)."""
     parts = [] if runs is None else [f"run {runs[0]}/{runs[1]}"]
+    if short:
+        parts += [
+            f"sets {at.sets_done}/{at.sets}",
+            f"VMs {at.vms_copied:,}/{at.vms:,}",
+            f"{duration(at.sim_s)}/~{duration(at.expected_s)} sim",
+        ]
+        return " · ".join(parts)
     parts += [
         f"snapshot sets {at.sets_done}/{at.sets}",
         f"VMs copied {at.vms_copied:,}/{at.vms:,}",
@@ -78,6 +88,7 @@ class View:
         self.last_line = -float("inf")
         self.bar: Progress | None = None
         self.task: TaskID | None = None
+        self.last_redraw = -float("inf")
 
     def __enter__(self) -> View:
         if self.terminal:
@@ -112,7 +123,9 @@ class View:
             print(text, file=self.stream, flush=True)
         self.last_line = self.clock()
 
-    def show(self, what: str, detail: str, fraction: float) -> None:
+    def show(
+        self, what: str, at: RunProgress, fraction: float, runs: tuple[int, int] | None = None
+    ) -> None:
         """Where the work is: the bar moves; a pipe gets a line if ``every`` has passed."""
         now = self.clock()
         left = time_left(now - self.t0, fraction)
@@ -121,11 +134,14 @@ class View:
                 self.task,
                 description=what,
                 completed=round(fraction * STEPS),
-                counts=detail,
+                counts=counts(at, runs, short=True),
                 left=left,
             )
+            if now - self.last_redraw >= REDRAW_S:
+                self.last_redraw = now
+                self.bar.refresh()
         elif now - self.last_line >= self.every:
-            self.note(f"  {what}: {detail}; {duration(now - self.t0)} elapsed, {left}")
+            self.note(f"  {what}: {counts(at, runs)}; {duration(now - self.t0)} elapsed, {left}")
 
     def done(self, text: str, fraction: float) -> None:
         """The end of a run: a line, with the time left."""
@@ -155,7 +171,7 @@ class RunWatcher:
                 at.fraction,
             )
         else:
-            self.view.show(what, counts(at), at.fraction)
+            self.view.show(what, at, at.fraction)
 
 
 class PlanWatcher:
@@ -183,4 +199,4 @@ class PlanWatcher:
                 step.fraction,
             )
         elif step.at is not None:
-            self.view.show(what, counts(step.at, runs), step.fraction)
+            self.view.show(what, step.at, step.fraction, runs)
