@@ -58,6 +58,16 @@ class RunProgress:
 Progress = Callable[[RunProgress], None]
 
 
+def vm_bytes(vm: Vm, kind: BackupKind, since_s: float) -> float:
+    """The bytes a backup of ``vm`` is expected to read (see :func:`backup_floor_s`)."""
+    data = float(vm.allocated_bytes)
+    if kind is BackupKind.INCREMENTAL:
+        w = vm.workload
+        daily = w.daily_change if w.daily_change is not None else w.hot_fraction
+        data *= min(1.0, daily * since_s / DAY_S)
+    return data
+
+
 def backup_floor_s(
     sc: Scenario, kind: BackupKind, reads: Iterable[tuple[str, Vm]], since_s: float
 ) -> float:
@@ -72,11 +82,7 @@ def backup_floor_s(
     per_csv: dict[str, float] = {}
     per_node: dict[str, float] = {}
     for node, vm in reads:
-        data = float(vm.allocated_bytes)
-        if kind is BackupKind.INCREMENTAL:
-            w = vm.workload
-            daily = w.daily_change if w.daily_change is not None else w.hot_fraction
-            data *= min(1.0, daily * since_s / DAY_S)
+        data = vm_bytes(vm, kind, since_s)
         total += data
         csv = sc.csv_by_name[vm.csv]
         per_csv[csv.name] = per_csv.get(csv.name, 0.0) + data / csv.bandwidth
@@ -97,17 +103,31 @@ class RunCounter:
     """The counts of one run, kept as the runner tells it what happens; :meth:`emit` makes the
     event (nothing is counted when no one listens)."""
 
-    def __init__(self, progress: Progress | None, start_s: float, interval_s: float) -> None:
+    def __init__(
+        self,
+        progress: Progress | None,
+        start_s: float,
+        interval_s: float,
+        moved: Callable[[], float] = lambda: 0.0,
+    ) -> None:
         self.progress = progress
         self.start_s, self.interval_s = start_s, interval_s
-        #: Per backup: its floor length (:func:`backup_floor_s`) and the VMs it copies.
+        #: Bytes the backup target has taken so far (the copies' progress, finished or not).
+        self.moved = moved
+        #: Per backup: its floor length (:func:`backup_floor_s`), the VMs it copies and the
+        #: bytes it is expected to read (:func:`vm_bytes`).
         self.floors: list[float] = []
         self.backup_vms: list[int] = []
+        self.backup_bytes: list[float] = []
+        #: The bytes the current backup's VMs read as planned at their snapshots, and how many
+        #: VMs that is (of the sets that ended; the live ones are read from their copies).
+        self.planned_bytes = 0
+        self.planned_vms = 0
+        self.moved_before = 0.0
         self.backups_done = 0
         self.backup_start: float | None = None
         self.last_end = 0.0
         self.copied = 0
-        self.copied_before = 0
         #: The sets still going (their VMs copied so far are counted from their copies).
         self.live: list[_Copies] = []
         self.last_tick = -TICK_S
@@ -121,10 +141,13 @@ class RunCounter:
             reads = [(j.node, s.vm) for j in jobs for s in j.selected]
             first = BackupKind.FULL if i == 0 else kind
             self.floors.append(backup_floor_s(sc, first, reads, since))
-            self.backup_vms.append(sum(len(j.selected) for j in jobs))
+            self.backup_vms.append(len(reads))
+            self.backup_bytes.append(sum(vm_bytes(vm, first, since) for _, vm in reads))
 
     def backup_started(self, now: float) -> None:
-        self.backup_start, self.copied_before = now, self.copied
+        self.backup_start = now
+        self.moved_before = self.moved()
+        self.planned_bytes = self.planned_vms = 0
 
     def backup_ended(self, now: float) -> None:
         self.backup_start, self.last_end = None, now
@@ -136,6 +159,8 @@ class RunCounter:
     def set_ended(self, path: _Copies, vms: int) -> None:
         self.live.remove(path)
         self.copied += vms
+        self.planned_vms += vms
+        self.planned_bytes += sum(c.planned for c in path.vm_copies.values())
 
     def tick(self, now: float, sets_done: int, sets: int) -> None:
         """The workload clock advanced: an event every :data:`TICK_S` simulated seconds."""
@@ -154,10 +179,15 @@ class RunCounter:
         )
         i = self.backups_done
         if self.backup_start is not None:
-            # The running backup: its floor, or its pace so far over the share of VMs copied.
+            # The running backup: its floor, or its pace so far over the share of its bytes
+            # read (those planned at the snapshots taken, the a-priori mean for the rest).
             elapsed = now - self.backup_start
             vms = self.backup_vms[i]
-            share = (copied - self.copied_before) / vms if vms else 0.0
+            known = [c.planned for p in self.live for c in p.vm_copies.values()]
+            known_vms = self.planned_vms + len(known)
+            mean = self.backup_bytes[i] / vms if vms else 0.0
+            total = self.planned_bytes + sum(known) + mean * max(0, vms - known_vms)
+            share = (self.moved() - self.moved_before) / total if total > 0 else 0.0
             length = max(self.floors[i], elapsed, elapsed / share if share > 0 else 0.0)
             end, rest = self.backup_start + length, self.floors[i + 1 :]
             gaps = len(rest)

@@ -41,7 +41,7 @@ from vssim.scale.schedule import BackupKind, BackupSpec, Schedule, parse_kinds, 
 from vssim.scale.storage_load import StorageLoad
 from vssim.scenario import Scenario, load_scenario
 from vssim.sim.backup_run import BackupRun
-from vssim.sim.links import nic_link
+from vssim.sim.links import TARGET, nic_link
 from vssim.sim.records import (
     BackupRecord,
     CapacityRecord,
@@ -256,7 +256,9 @@ class _Run:
         self.total = sum(len(p) for p in plans)
         records = [BackupRecord(i, str(s.kind)) for i, s in enumerate(specs)]
         finished = env.event()
-        count = self.counter = RunCounter(self.progress, start_s, interval_s)
+        count = self.counter = RunCounter(
+            self.progress, start_s, interval_s, lambda: self.links.moved(TARGET)
+        )
         count.planned(sc, [s.kind for s in specs], plans)
         count.emit("start", float(env.now), 0, self.total)
 
