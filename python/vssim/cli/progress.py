@@ -77,13 +77,14 @@ class View:
     def __init__(
         self,
         stream: TextIO | None = None,
-        every: float = EVERY_S,
+        every: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         terminal: bool | None = None,
     ) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.terminal = self.stream.isatty() if terminal is None else terminal
-        self.every, self.clock = every, clock
+        self.every = EVERY_S if every is None else every
+        self.clock = clock
         self.t0 = clock()
         self.last_line = -float("inf")
         self.bar: Progress | None = None
