@@ -86,7 +86,7 @@ def _duration(flag: str, text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     out = args.out or Path("reports") / args.scenario.stem
     opts = options(args)
-    if False:
+    if args.quiet:
         report = planning.build(args.scenario, out, opts, vms=args.vms)
     else:
         with View() as view:

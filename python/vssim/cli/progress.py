@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import TextIO
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from vssim.report.capacity_plan import PlanStart, Step
 from vssim.report.formatting import duration, size
@@ -71,6 +72,16 @@ def describe(sc: Scenario) -> str:
     return f"{sc.name}: {len(sc.nodes)} nodes, {len(sc.csvs)} CSVs, {len(sc.vms):,} VMs"
 
 
+class _TwoLineBar(Progress):
+    """The bar on one line (what, bar, elapsed, time left), its counts on the next: both fit an
+    80-column terminal."""
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        for task in self.tasks:
+            yield Text("  " + str(task.fields.get("counts", "")), no_wrap=True, overflow="ellipsis")
+
+
 class View:
     """Draws progress on ``stream`` (standard error): a bar if it is a terminal, else lines."""
 
@@ -94,14 +105,14 @@ class View:
     def __enter__(self) -> View:
         if self.terminal:
             console = Console(file=self.stream, force_terminal=True)
-            self.bar = Progress(
+            self.bar = _TwoLineBar(
                 TextColumn("[progress.description]{task.description}"),
-                BarColumn(),
-                TextColumn("{task.fields[counts]}"),
+                BarColumn(bar_width=None),
                 TimeElapsedColumn(),
                 TextColumn("{task.fields[left]}"),
                 console=console,
                 transient=True,
+                expand=True,
             )
             self.bar.start()
             self.task = self.bar.add_task("starting", total=STEPS, counts="", left="")
