@@ -124,6 +124,9 @@ class RunCounter:
         self.planned_bytes = 0
         self.planned_vms = 0
         self.moved_before = 0.0
+        #: When the running backup's copies were first seen moving data (its snapshots and
+        #: freezes come before: a pace measured from the backup's start would count them twice).
+        self.first_moved: float | None = None
         self.backups_done = 0
         self.backup_start: float | None = None
         self.last_end = 0.0
@@ -147,6 +150,7 @@ class RunCounter:
     def backup_started(self, now: float) -> None:
         self.backup_start = now
         self.moved_before = self.moved()
+        self.first_moved = None
         self.planned_bytes = self.planned_vms = 0
 
     def backup_ended(self, now: float) -> None:
@@ -188,7 +192,13 @@ class RunCounter:
             mean = self.backup_bytes[i] / vms if vms else 0.0
             total = self.planned_bytes + sum(known) + mean * max(0, vms - known_vms)
             share = (self.moved() - self.moved_before) / total if total > 0 else 0.0
-            length = max(self.floors[i], elapsed, elapsed / share if share > 0 else 0.0)
+            if share > 0 and self.first_moved is None:
+                self.first_moved = now
+            paced = 0.0
+            if share > 0 and self.first_moved is not None and now > self.first_moved:
+                lead = self.first_moved - self.backup_start
+                paced = lead + (now - self.first_moved) / share
+            length = max(self.floors[i], elapsed, paced)
             end, rest = self.backup_start + length, self.floors[i + 1 :]
             gaps = len(rest)
         elif i == len(self.floors):
