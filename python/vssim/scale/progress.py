@@ -87,7 +87,9 @@ def backup_floor_s(
         csv = sc.csv_by_name[vm.csv]
         per_csv[csv.name] = per_csv.get(csv.name, 0.0) + data / csv.bandwidth
         per_node[node] = per_node.get(node, 0.0) + data / csv.bandwidth
-    floors = [total / sc.links.backup_target_bandwidth, *per_csv.values()]
+    # The target takes what is read shrunk by its compression.
+    target = sc.links.backup_target_bandwidth * sc.target.compression
+    floors = [total / target, *per_csv.values()]
     if sc.os is OsProfile.WS2008R2:
         floors.extend(per_node.values())
     return max(floors, default=0.0)
