@@ -26,7 +26,11 @@ class Recorder:
 
     def __init__(self) -> None:
         self.runs: list[tuple[str, str, int, int]] = []
-        self.steps: list[planning.Step] = []
+        self.told: list[planning.PlanStart | planning.Step] = []
+
+    @property
+    def steps(self) -> list[planning.Step]:
+        return [s for s in self.told if isinstance(s, planning.Step)]
 
     def __call__(
         self, sc: Scenario, strategy: Strategy, settings: PlanSettings, hooks: planning.Hooks
@@ -40,7 +44,7 @@ class Recorder:
 def plan(settings: PlanSettings, vms: int | None = None) -> tuple[dict[str, Any], Recorder]:
     sc, _ = planning.load_for_plan(SMALL, vms)
     rec = Recorder()
-    tables = planning.collect(sc, settings, rec, rec.steps.append)
+    tables = planning.collect(sc, settings, rec, rec.told.append)
     return tables, rec
 
 
@@ -92,6 +96,16 @@ def test_incremental_rides_on_the_chosen_full_backup() -> None:
     ]
     assert all(s.peak_rss_bytes > 0 for s in rec.steps)
     assert any(not s.done and s.sets > 0 for s in rec.steps), "progress per snapshot set"
+    # Told first what the plan is about to do; the work it expects never shrinks below what
+    # it has done, and at the end all of it is done.
+    start = rec.told[0]
+    assert isinstance(start, planning.PlanStart)
+    assert (start.profiles, start.planned) == (("ws2012",), 4)
+    walked = [s.work_done_s for s in rec.steps]
+    assert walked == sorted(walked)
+    assert walked[-1] > 0
+    assert all(s.work_done_s <= s.work_s for s in rec.steps)
+    assert rec.steps[-1].fraction == pytest.approx(1.0)
 
 
 def test_nothing_fits_reruns_the_best_full_backup_with_its_incremental() -> None:
@@ -167,21 +181,3 @@ def test_a_runs_engine_state_is_freed_once_its_tables_are_taken() -> None:
         gc.enable()
     assert tables["summary"].height == 2
     assert alive == []
-
-
-def test_progress_prints_every_run_and_throttles_set_lines(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    from vssim.cli.plan import _Progress
-
-    p = _Progress(every=20.0)
-    s = Strategy("full", 4)
-    for sets, wall in ((1, 5.0), (2, 21.0), (3, 30.0), (4, 41.5)):
-        p(planning.Step(1, 4, "ws2012", s, sets, 32, wall, peak_rss_bytes=300 << 20))
-    p(planning.Step(1, 4, "ws2012", s, 0, 0, 50.0, True, ("full", "incremental"), 310 << 20))
-    lines = capsys.readouterr().err.splitlines()
-    assert lines == [
-        "  [1/4] ws2012 full (concurrency 4): snapshot set 2/32, 21 s so far, peak RSS 300 MiB",
-        "  [1/4] ws2012 full (concurrency 4): snapshot set 4/32, 42 s so far, peak RSS 300 MiB",
-        "  [1/4] ws2012 full + incremental (concurrency 4): 50.0 s, peak RSS 310 MiB",
-    ]

@@ -13,6 +13,7 @@ from scale_scenarios import small
 from vssim.errors import VssError
 from vssim.metrics import SCHEMAS, RunResult, run
 from vssim.scale import BackupKind, BackupSpec, Schedule, select_vms
+from vssim.scale.progress import RunProgress
 
 
 def summary(r: RunResult, backup: int = 0) -> dict[str, object]:
@@ -191,11 +192,16 @@ def test_bad_requests_are_refused() -> None:
 
 
 def test_progress_reports_every_set() -> None:
-    seen: list[tuple[int, int]] = []
-    r = run(small("ws2008r2", vms=20), "full", progress=lambda d, t: seen.append((d, t)))
+    seen: list[RunProgress] = []
+    r = run(small("ws2008r2", vms=20), "full", progress=seen.append)
     total = r.jobs.height
-    assert seen[-1] == (total, total)
-    assert [d for d, _ in seen] == list(range(1, total + 1))
+    sets = [e for e in seen if e.event == "set"]
+    assert [e.sets_done for e in sets] == list(range(1, total + 1))
+    assert {e.sets for e in seen} == {total}
+    assert seen[0].event == "start"
+    assert seen[-1].event == "backup"
+    assert seen[-1].vms_copied == seen[-1].vms == r.vms.height
+    assert seen[-1].fraction == 1.0
 
 
 def test_hardware_snapshots_cost_the_host_no_diff_area() -> None:

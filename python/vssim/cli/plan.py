@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 from vssim.benchreport import text_table
+from vssim.cli.progress import PlanWatcher, View
 from vssim.errors import PlanError
 from vssim.report import capacity_plan as planning
-from vssim.report.capacity_plan import Step
-from vssim.report.formatting import humanize, size
+from vssim.report.formatting import humanize
 from vssim.report.strategies import (
     parse_concurrency,
     parse_duration,
@@ -49,6 +48,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--quick", action="store_true", help="one fraction (10 %%) and one concurrency (4)"
     )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on standard error")
     p.set_defaults(handler=run)
 
 
@@ -83,36 +83,16 @@ def _duration(flag: str, text: str) -> float:
     return value
 
 
-class _Progress:
-    """One line per finished run; while a long run goes, a line at most every ``every`` s."""
-
-    def __init__(self, every: float = 20.0) -> None:
-        self.every = every
-        self.last = 0.0
-
-    def __call__(self, step: Step) -> None:
-        what = f"{step.profile} {step.strategy.label} (concurrency {step.strategy.concurrency})"
-        rss = f"peak RSS {size(step.peak_rss_bytes)}"
-        if step.done:
-            self.last = 0.0
-            line = (
-                f"  [{step.run}/{step.planned}] {step.profile} {' + '.join(step.backups)} "
-                f"(concurrency {step.strategy.concurrency}): {step.wall_s:.1f} s, {rss}"
-            )
-        elif step.wall_s - self.last >= self.every:
-            self.last = step.wall_s
-            line = (
-                f"  [{step.run}/{step.planned}] {what}: snapshot set {step.sets_done}"
-                f"/{step.sets}, {step.wall_s:.0f} s so far, {rss}"
-            )
-        else:
-            return
-        print(line, file=sys.stderr, flush=True)
-
-
 def run(args: argparse.Namespace) -> int:
     out = args.out or Path("reports") / args.scenario.stem
-    report = planning.build(args.scenario, out, options(args), progress=_Progress(), vms=args.vms)
+    opts = options(args)
+    if args.quiet:
+        report = planning.build(args.scenario, out, opts, vms=args.vms)
+    else:
+        with View() as view:
+            report = planning.build(
+                args.scenario, out, opts, progress=PlanWatcher(view), vms=args.vms
+            )
     for w in report.warnings:
         print(f"warning: {w}")
     print(f"report: {report.html}")

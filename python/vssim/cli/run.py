@@ -10,15 +10,16 @@ from typing import Any
 
 import polars as pl
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from vssim.cli.args import float_in, int_in, share
+from vssim.cli.progress import RunWatcher, View
 from vssim.errors import VssimError
 from vssim.metrics import RunResult
 from vssim.metrics import run as run_backups
 from vssim.scale.runner import MAX_INTERVAL_S
 from vssim.scale.schedule import SCHEDULE_RANGES, BackupKind, Schedule
+from vssim.scenario import load_scenario
 
 
 def register(sub: Any) -> None:
@@ -93,6 +94,7 @@ def register(sub: Any) -> None:
         action="store_false",
         help="materialized: skip qemu-img check of the backup files",
     )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on standard error")
     p.set_defaults(handler=run)
 
 
@@ -168,23 +170,14 @@ def run(args: argparse.Namespace) -> int:
         check_files=args.qemu_check,
     )
     try:
-        if sys.stdout.isatty():
-            with Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-                transient=True,
-            ) as bar:
-                task = bar.add_task("snapshot sets", total=None)
-
-                def tick(done: int, total: int) -> None:
-                    bar.update(task, completed=done, total=total)
-
-                result = run_backups(args.scenario, args.backup, progress=tick, **kwargs)
-        else:
+        if args.quiet:
             result = run_backups(args.scenario, args.backup, **kwargs)
+        else:
+            with View() as view:
+                # The scenario first (quick), so the first line comes before the heavy steps.
+                sc = load_scenario(args.scenario)
+                watch = RunWatcher(view, sc, args.backup)
+                result = run_backups(sc, args.backup, progress=watch, **kwargs)
     except (ValueError, KeyError) as exc:
         if isinstance(exc, VssimError):
             raise

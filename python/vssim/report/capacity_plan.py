@@ -37,11 +37,13 @@ from vssim.report.strategies import (
 from vssim.scenario import OsProfile, Scenario, parse_scenario
 
 if TYPE_CHECKING:
+    from vssim.scale.progress import RunProgress
     from vssim.scale.runner import KeepGoing
     from vssim.sim.records import BackupRecord
 
-#: Told as a run goes: after each of its snapshot sets, and once when it ends.
-Progress = Callable[["Step"], None]
+#: Told when the plan starts (:class:`PlanStart`), as a run goes (each event of the runner's,
+#: :class:`~vssim.scale.progress.RunProgress`) and once when it ends (:class:`Step`).
+Progress = Callable[["PlanStart | Step"], None]
 TABLES = ("vms", "csvs", "nodes", "jobs", "phases", "summary")
 
 
@@ -62,6 +64,26 @@ class Step:
     backups: tuple[str, ...] = ()
     #: The process's peak resident memory so far.
     peak_rss_bytes: int = 0
+    #: The runner's latest event for this run (None: none yet).
+    at: RunProgress | None = None
+    #: The plan's simulated seconds walked so far and expected in all (runs done at their
+    #: length, this one at its expected end, the runs to come at their floor): the work
+    #: fraction a time-left estimate reads.
+    work_done_s: float = 0.0
+    work_s: float = 0.0
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.work_done_s / self.work_s) if self.work_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class PlanStart:
+    """Told before the first run: what the plan is about to do."""
+
+    scenario: Scenario
+    profiles: tuple[str, ...]
+    planned: int
 
 
 @dataclass(frozen=True)
@@ -69,7 +91,7 @@ class Hooks:
     """What the plan hands a runner: whether to go on after a backup, and set progress."""
 
     keep_going: KeepGoing | None = None
-    on_set: Callable[[int, int], None] | None = None
+    on_set: Callable[[RunProgress], None] | None = None
 
 
 #: Runs one strategy on one (profile-adjusted) scenario: the result tables of its backups
@@ -150,6 +172,10 @@ class _Collector:
         self.done = 0
         # A first guess, corrected as the plan decides (a re-run of the chosen full backup).
         self.planned = profiles * (len(settings.concurrency) + len(settings.fractions))
+        #: The runs to come as first guessed, (profile, kind, fraction) → expected simulated
+        #: seconds each (:func:`_guesses`), and the simulated seconds of the runs done.
+        self.to_come: list[tuple[tuple[str, str, float | None], float]] = []
+        self.walked = 0.0
 
     def run(
         self,
@@ -160,8 +186,11 @@ class _Collector:
     ) -> list[dict[str, pl.DataFrame]]:
         started = time.perf_counter()
         run_no = self.done + 1
+        self._took(profile.value, strategy.kind, strategy.fraction)
+        last: list[RunProgress] = []
 
-        def on_set(done: int, total: int) -> None:
+        def on_set(at: RunProgress) -> None:
+            last[:] = [at]
             if self.progress is not None:
                 self.progress(
                     Step(
@@ -169,10 +198,13 @@ class _Collector:
                         self.planned,
                         profile.value,
                         strategy,
-                        done,
-                        total,
+                        at.sets_done,
+                        at.sets,
                         time.perf_counter() - started,
                         peak_rss_bytes=_peak_rss(),
+                        at=at,
+                        work_done_s=self.walked + at.sim_s,
+                        work_s=self.walked + at.expected_s + self._still_to_come(),
                     )
                 )
 
@@ -183,6 +215,9 @@ class _Collector:
             key = one_backup["summary"].select(CASE).row(0)
             self.parts[key] = one_backup
         self.done += 1
+        if len(tagged) > 1:
+            self._took(profile.value, "incremental", None)
+        self.walked += last[0].sim_s if last else 0.0
         if self.progress is not None:
             labels = tuple(strategy.labels[: len(tagged)])
             self.progress(
@@ -197,9 +232,22 @@ class _Collector:
                     done=True,
                     backups=labels,
                     peak_rss_bytes=_peak_rss(),
+                    at=last[0] if last else None,
+                    work_done_s=self.walked,
+                    work_s=self.walked + self._still_to_come(),
                 )
             )
         return tagged
+
+    def _took(self, profile: str, kind: str, fraction: float | None) -> None:
+        """A run (or a backup riding on one) the first guess counted is under way."""
+        for i, (key, _) in enumerate(self.to_come):
+            if key == (profile, kind, fraction):
+                del self.to_come[i]
+                return
+
+    def _still_to_come(self) -> float:
+        return sum(s for _, s in self.to_come)
 
     def copy(self, profile: OsProfile, concurrency: int, to: int) -> None:
         """The full backup at ``to`` is the run at ``concurrency``: its tables, relabelled."""
@@ -262,6 +310,32 @@ def reach(sc: Scenario) -> tuple[int, int]:
     return max(sets.values(), default=1), max(vms.values(), default=1)
 
 
+def _guesses(
+    variants: dict[OsProfile, Scenario],
+    reaches: dict[OsProfile, tuple[int, int]],
+    settings: PlanSettings,
+) -> list[tuple[tuple[str, str, float | None], float]]:
+    """The runs a plan first expects to make, each with its expected simulated seconds (the
+    data-bound floor of :func:`vssim.scale.progress.backup_floor_s`; a selective backup its
+    share of the full one): every distinct sweep point's full backup, one incremental, the
+    selective backups."""
+    from vssim.scale.progress import backup_floor_s
+    from vssim.scale.schedule import BackupKind
+
+    out: list[tuple[tuple[str, str, float | None], float]] = []
+    for profile, v in variants.items():
+        reads = [(vm.node, vm) for vm in v.vms]
+        full = backup_floor_s(v, BackupKind.FULL, reads, 0.0)
+        since = settings.incremental_after_s + full
+        incr = backup_floor_s(v, BackupKind.INCREMENTAL, reads, since)
+        most_sets, most_vms = reaches[profile]
+        points = {(min(k, most_sets), min(k, most_vms)) for k in settings.concurrency}
+        out += [((profile.value, "full", None), full)] * len(points)
+        out.append(((profile.value, "incremental", None), settings.incremental_after_s + incr))
+        out += [((profile.value, "selective", f), f * full) for f in settings.fractions]
+    return out
+
+
 def collect(
     sc: Scenario,
     settings: PlanSettings,
@@ -280,11 +354,17 @@ def collect(
     """
     profiles = plan_profiles(settings, sc.os)
     c = _Collector(settings, runner, progress, len(profiles))
+    if progress is not None:
+        progress(PlanStart(sc, tuple(p.value for p in profiles), c.planned))
+    variants = {p: profile_scenario(sc, p) for p in profiles}
+    reaches = {p: reach(v) for p, v in variants.items()}
+    if progress is not None:
+        c.to_come = _guesses(variants, reaches, settings)
     for profile in profiles:
-        variant = profile_scenario(sc, profile)
+        variant = variants[profile]
         s = _Sweep(settings)
         points = sweep(settings)
-        most_sets, most_vms = reach(variant)
+        most_sets, most_vms = reaches[profile]
         same_as: dict[tuple[int, int], int] = {}
         for i, strategy in enumerate(points):
             k = strategy.concurrency

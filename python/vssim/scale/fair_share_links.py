@@ -237,6 +237,19 @@ class FairShareLinks:
     def _carried(self, link: str, nbytes: float) -> None:
         self.link_bytes[link] += round(nbytes * self.weight[link])
 
+    def moved(self, link: str) -> float:
+        """Bytes moved (read, before compression) over ``link`` so far, those of transfers under
+        way included — of transfers alone on a link no background crosses, such as the backup
+        target. Read only: asking never settles the classes, so the figures do not depend on
+        when it is asked."""
+        work_ahead = float(self.env.now) - self.last
+        out = self.link_bytes[link] / self.weight[link]
+        for cls in self.classes.values():
+            if link in cls.path:
+                work = cls.work + cls.rate * work_ahead
+                out += sum(max(0.0, n - (mark - work)) for mark, _, n, _ in cls.heap)
+        return out
+
     def _cancel(self, cls: _Class, seq: int, nbytes: int) -> int:
         """Take transfer ``seq`` off its class now; returns the bytes it had moved."""
         self._settle()

@@ -36,11 +36,12 @@ from vssim.scale.materialize import MaterializedBackend
 from vssim.scale.materialized_path import RealFiles
 from vssim.scale.model_cluster import ModelClusterBackend
 from vssim.scale.modelled_path import BackupContext, ModelledPath
+from vssim.scale.progress import Progress, RunCounter
 from vssim.scale.schedule import BackupKind, BackupSpec, Schedule, parse_kinds, plan_jobs
 from vssim.scale.storage_load import StorageLoad
 from vssim.scenario import Scenario, load_scenario
 from vssim.sim.backup_run import BackupRun
-from vssim.sim.links import nic_link
+from vssim.sim.links import TARGET, nic_link
 from vssim.sim.records import (
     BackupRecord,
     CapacityRecord,
@@ -51,9 +52,6 @@ from vssim.sim.records import (
 from vssim.vss.cluster_state import ClusterState
 from vssim.vss.enums import HResult
 from vssim.vss.jobs import BackupJob
-
-#: Called after each snapshot set ends: (sets done, sets in all).
-Progress = Callable[[int, int], None]
 
 #: The first backup's start and the time between backups: at most a week each (model choice: a
 #: weekly full is the longest cadence plans compare; the workload clock walks every window of it).
@@ -137,6 +135,8 @@ def simulate(
     next ``interval_s`` after the previous one ends. The engine's cluster advances at least
     every ``window_s`` simulated seconds. ``keep_going``, asked after each backup but the last
     with its record, may end the run there (the records then hold the backups that ran).
+    ``progress`` is told where the run is as it goes (:class:`~vssim.scale.progress.RunProgress`:
+    sets, VM copies, simulated seconds against those expected).
 
     ``materialize``: a new (or empty) folder; the run then also keeps real VHDX disks on real
     copy-on-write volumes there and writes every backup as real VHDX files, each verified
@@ -241,6 +241,7 @@ class _Run:
         self.has_base: set[str] = set()
         self.done = 0
         self.total = 0
+        self.counter = RunCounter(progress, 0.0, 0.0)
 
     def backups(
         self,
@@ -255,6 +256,11 @@ class _Run:
         self.total = sum(len(p) for p in plans)
         records = [BackupRecord(i, str(s.kind)) for i, s in enumerate(specs)]
         finished = env.event()
+        count = self.counter = RunCounter(
+            self.progress, start_s, interval_s, lambda: self.links.moved(TARGET)
+        )
+        count.planned(sc, [s.kind for s in specs], plans)
+        count.emit("start", float(env.now), 0, self.total)
 
         def driver() -> simpy.events.ProcessGenerator:
             if start_s:
@@ -265,7 +271,10 @@ class _Run:
                     break
                 if i and interval_s:
                     yield env.timeout(interval_s)
+                count.backup_started(float(env.now))
                 yield env.process(self._one_backup(rec, spec.kind, jobs))
+                count.backup_ended(float(env.now))
+                count.emit("backup", float(env.now), self.done, self.total)
             finished.succeed()
 
         def workload_clock() -> simpy.events.ProcessGenerator:
@@ -273,6 +282,8 @@ class _Run:
                 yield env.any_of([env.timeout(self.window_s), finished])
                 self.backend.advance_to(float(env.now))
                 self.storage.tick(float(env.now))
+                if not finished.triggered:
+                    count.tick(float(env.now), self.done, self.total)
 
         env.process(driver())
         env.process(workload_clock())
@@ -316,8 +327,8 @@ class _Run:
                 csv_busy[c.name] -= 1
             running[0] -= 1
             self.done += 1
-            if self.progress is not None:
-                self.progress(self.done, self.total)
+            self.counter.set_ended(path, len(r.job.selected))
+            self.counter.emit("set", float(env.now), self.done, self.total)
             # A backup in the history (not copy) is the next incremental's base; a failed one
             # whose change tracking restarted at its snapshot leaves none (the next is full).
             if real is not None:
@@ -347,6 +358,7 @@ class _Run:
                 running[0] += 1
                 r = BackupRun(env, self.state, self.links, job, path)
                 started.append((r, path))
+                self.counter.set_started(path)
                 env.process(one_set(r, path))
             if not pending and not running[0] and not all_done.triggered:
                 all_done.succeed()
