@@ -81,3 +81,31 @@ def test_the_demo_runs_a_calibrated_class() -> None:
     assert 0 < _changed_per_vm_mib(server) < 0.03 * 40 * 1024
     assert _changed_per_vm_mib(database) > 3 * _changed_per_vm_mib(server)
     assert "server workload (300 IOPS, 70% reads" in _demo("--window", "5", "--iops", "300")
+
+
+def test_a_command_imports_only_its_own_module() -> None:
+    """``vssim vhdx …`` loads neither the planner's matplotlib nor the other commands (their
+    imports cost seconds, and a plan's first progress line must come within two); ``vssim
+    plan`` draws with matplotlib only when it writes the report; ``vssim --help`` lists all."""
+    probe = (
+        "import sys; from vssim.cli import build_parser; build_parser({argv!r}); "
+        "print(sorted(m for m in sys.modules if m.startswith('vssim.cli.') or m == 'matplotlib'))"
+    )
+
+    def loaded(argv: list[str]) -> list[str]:
+        out = subprocess.run(
+            [sys.executable, "-c", probe.format(argv=argv)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return list(eval(out.stdout))
+
+    assert loaded(["vhdx", "info", "x.vhdx"]) == ["vssim.cli.vhdx"]
+    plan = loaded(["--debug", "plan", "s.toml"])
+    assert "vssim.cli.plan" in plan
+    assert "matplotlib" not in plan
+    assert "vssim.cli.run" not in plan
+    assert "vssim.cli.vshadow" not in plan
+    every = loaded(["--help"])
+    assert {"vssim.cli.demo", "vssim.cli.bench_report", "vssim.cli.volume"} <= set(every)

@@ -12,41 +12,41 @@ was half done is removed first).
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from types import ModuleType
 
-from vssim.cli import (
-    bench_report,
-    demo,
-    plan,
-    restore,
-    run,
-    vhdx,
-    volume,
-    vshadow,
-    workloads,
-)
 from vssim.errors import VssimError
 
-#: Subcommand modules, in the order ``vssim --help`` lists them.
-COMMANDS: list[ModuleType] = [
-    demo,
-    run,
-    restore,
-    plan,
-    workloads,
-    vshadow,
-    vhdx,
-    volume,
-    bench_report,
-]
+#: Subcommand modules (in ``vssim.cli``), in the order ``vssim --help`` lists them.
+COMMANDS: dict[str, str] = {
+    "demo": "demo",
+    "run": "run",
+    "restore": "restore",
+    "plan": "plan",
+    "workloads": "workloads",
+    "vshadow": "vshadow",
+    "vhdx": "vhdx",
+    "volume": "volume",
+    "bench-report": "bench_report",
+}
 
 Handler = Callable[[argparse.Namespace], int]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen(argv: Sequence[str] | None) -> list[str]:
+    """The subcommands whose modules the parser needs: only the one named, when ``argv`` names
+    one — each module imports what its command needs (polars, matplotlib, the engine: seconds
+    in all), and a command's first line of output should not wait for the others' — else all
+    of them (``vssim --help``, a mistyped command: argparse lists them)."""
+    words = sys.argv[1:] if argv is None else list(argv)
+    first = next((w for w in words if not w.startswith("-")), None)
+    return [first] if first in COMMANDS else list(COMMANDS)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of ``argv``'s subcommand (every subcommand's without one)."""
     parser = argparse.ArgumentParser(
         prog="vssim",
         description="Simulate VSS backups of Hyper-V VMs on Cluster Shared Volumes.",
@@ -58,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="let an unexpected error show its traceback (also VSSIM_DEBUG=1)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMANDS:
-        module.register(sub)
+    for name in _chosen(argv):
+        importlib.import_module(f"vssim.cli.{COMMANDS[name]}").register(sub)
     return parser
 
 
@@ -68,7 +68,7 @@ EXIT_ERROR, EXIT_BUG, EXIT_INTERRUPTED = 2, 70, 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from vssim.errors import PlanError
-from vssim.report import advice, charts, html
+from vssim.report import advice
 from vssim.report.analysis import CASE, Analysis, analyse
 from vssim.report.formatting import duration
 from vssim.report.strategies import (
@@ -37,6 +37,7 @@ from vssim.report.strategies import (
 from vssim.scenario import OsProfile, Scenario, parse_scenario
 
 if TYPE_CHECKING:
+    from vssim.report import charts
     from vssim.scale.progress import RunProgress
     from vssim.scale.runner import KeepGoing
     from vssim.sim.records import BackupRecord
@@ -411,6 +412,10 @@ def write_report(
     note: str = "",
 ) -> PlanReport:
     """Analyse ``tables`` (from :func:`collect`) and write the report files into ``out``."""
+    # Imported here: matplotlib takes a third of a second to import, and a plan's first
+    # progress line should not wait for the charts it draws at the very end.
+    from vssim.report import charts, html
+
     out.mkdir(parents=True, exist_ok=True)
     data = out / "tables"
     data.mkdir(exist_ok=True)
