@@ -49,7 +49,7 @@ from vssim.vss.cluster_state import ClusterState, ShadowCopy
 from vssim.vss.enums import BackupType, HResult, ProviderType, SnapshotAttr, hresult_name
 from vssim.vss.jobs import BackupJob
 from vssim.vss.provider_state import ProviderCall
-from vssim.vss.providers import SYSTEM_PROVIDER, volume_provider
+from vssim.vss.providers import SYSTEM_PROVIDER, ProviderInfo, volume_provider
 from vssim.vss.snapshot_set import SetEvent, SetState, SnapshotSetMachine
 from vssim.vss.timeline import PhaseKind
 from vssim.vss.writers import HYPERV, Resume, hyperv_actions
@@ -216,54 +216,47 @@ class BackupRun:
         prov = self.providers.provider_for(csv)
         # On 2012 the CSV provider hands the set to the volume's own provider (behind the helper):
         # its shadow copies carry that provider's attributes.
+        attrs = prov.attributes() | volume_provider(csv).attributes()
+        if self.job.transportable:
+            attrs |= SnapshotAttr.TRANSPORTABLE
+        return self._shadow_copy(csv.name, csv.volume_name, csv.display_name, prov, attrs)
+
+    def _new_local_copy(self, lv: LocalVolume) -> ShadowCopy:
+        """A shadow copy of the requester node's own volume: the system provider's, there."""
+        return self._shadow_copy(
+            lv.key, lv.volume_name, lv.display_name, SYSTEM_PROVIDER, SYSTEM_PROVIDER.attributes()
+        )
+
+    def _shadow_copy(
+        self,
+        key: str,
+        volume_name: str,
+        mount_point: str,
+        prov: ProviderInfo,
+        provider_attrs: SnapshotAttr,
+    ) -> ShadowCopy:
+        """A new shadow copy of the set: the context's and the job's attributes on the
+        provider's."""
         attrs = (
             SnapshotAttr(self.job.context.value & 0xFF)
-            | prov.attributes()
-            | volume_provider(csv).attributes()
+            | provider_attrs
             | SnapshotAttr(self.job.attributes)
         )
         if not self.job.auto_recovery:
             attrs |= SnapshotAttr.NO_AUTORECOVERY
-        if self.job.transportable:
-            attrs |= SnapshotAttr.TRANSPORTABLE
         assert self.result.set_id is not None
         return ShadowCopy(
             id=str(self.state.new_id("shadow-copy")),
             set_id=str(self.result.set_id),
             count=self.job.volume_count,
-            csv=csv.name,
-            volume_name=csv.volume_name,
-            mount_point=csv.display_name,
+            csv=key,
+            volume_name=volume_name,
+            mount_point=mount_point,
             created=0.0,
             device=0,
             originating_machine=self.req,
             service_machine="",
             provider_id=str(prov.id),
-            attributes=int(attrs),
-        )
-
-    def _new_local_copy(self, lv: LocalVolume) -> ShadowCopy:
-        """A shadow copy of the requester node's own volume: the system provider's, there."""
-        attrs = (
-            SnapshotAttr(self.job.context.value & 0xFF)
-            | SYSTEM_PROVIDER.attributes()
-            | SnapshotAttr(self.job.attributes)
-        )
-        if not self.job.auto_recovery:
-            attrs |= SnapshotAttr.NO_AUTORECOVERY
-        assert self.result.set_id is not None
-        return ShadowCopy(
-            id=str(self.state.new_id("shadow-copy")),
-            set_id=str(self.result.set_id),
-            count=self.job.volume_count,
-            csv=lv.key,
-            volume_name=lv.volume_name,
-            mount_point=lv.display_name,
-            created=0.0,
-            device=0,
-            originating_machine=self.req,
-            service_machine="",
-            provider_id=str(SYSTEM_PROVIDER.id),
             attributes=int(attrs),
         )
 
