@@ -1,4 +1,5 @@
-"""Changed-block tracking: the engine against numpy and pyroaring marking the same write stream.
+"""Changed-block tracking: the engine against numpy and pyroaring marking the same write stream,
+and against the limit (the same bits set into flat bitmaps, nothing else: ``cow_peers``).
 
 Each implementation computes the changed bytes an incremental backup reads (the distinct 64 KiB
 blocks the writes touch, the last one cut at the disk's end). Full size (``make bench``): 10 million
@@ -44,7 +45,19 @@ def roaring_changed(offs: npt.NDArray[np.uint64], lens: npt.NDArray[np.uint32], 
     return len(bm) * BLOCK - tail
 
 
-IMPLEMENTATIONS = {"engine": engine_changed, "numpy": numpy_changed, "pyroaring": roaring_changed}
+def limit_changed(offs: npt.NDArray[np.uint64], lens: npt.NDArray[np.uint32], size: int) -> int:
+    """The limit (``cow_peers``): the same blocks' bits in flat bitmaps; the disk is a whole number
+    of blocks, so no block is cut at its end."""
+    assert size % BLOCK == 0
+    return engine.bitset_limit(offs, lens, BLOCK, size) * BLOCK
+
+
+IMPLEMENTATIONS = {
+    "engine": engine_changed,
+    "limit": limit_changed,
+    "numpy": numpy_changed,
+    "pyroaring": roaring_changed,
+}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +67,7 @@ def cbt_case(full_scale: bool) -> tuple[WriteStream, int]:
 
 
 @pytest.mark.benchmark(group="engine-cbt")
-@pytest.mark.parametrize("impl", ["engine", "numpy", "pyroaring"])
+@pytest.mark.parametrize("impl", ["engine", "limit", "numpy", "pyroaring"])
 def test_cbt_mark(benchmark: Any, impl: str, cbt_case: tuple[WriteStream, int]) -> None:
     stream, size = cbt_case
     fn = IMPLEMENTATIONS[impl]

@@ -1,9 +1,12 @@
-"""The peers the engine's copy-on-write tracker is benchmarked against, and a memory probe.
+"""The peers the engine's copy-on-write tracker is benchmarked against, the limit, and a memory
+probe.
 
 A single live snapshot over a write stream: a chunk is copied at its first write after the snapshot
 if it was allocated then. With one snapshot the number of chunks copied is therefore the number of
 distinct allocated chunks the stream touches — each peer computes exactly that, as fast as its
-library allows.
+library allows. The *limit* (``engine.bitset_limit``) sets the same chunks' bits the plainest way
+there is, in Rust on the engine's threads (a flat bitmap per thread, ORed at the end) and does
+nothing else: what no tracker can beat, so ``vssim bench-report`` shows the engine against it too.
 """
 
 from __future__ import annotations
@@ -74,7 +77,22 @@ def engine_copies(
     return t.apply_writes(offsets, lengths).chunks_copied
 
 
-IMPLEMENTATIONS = {"engine": engine_copies, "numpy": numpy_copies, "pyroaring": roaring_copies}
+def limit_copies(
+    offsets: npt.NDArray[np.uint64],
+    lengths: npt.NDArray[np.uint32],
+    volume_size: int,
+    allocated: int,
+    chunk: int = engine.DEFAULT_CHUNK_SIZE,
+) -> int:
+    return engine.bitset_limit(offsets, lengths, chunk, volume_size, allocated)
+
+
+IMPLEMENTATIONS = {
+    "engine": engine_copies,
+    "limit": limit_copies,
+    "numpy": numpy_copies,
+    "pyroaring": roaring_copies,
+}
 
 
 def _status_kib(field: str) -> int:

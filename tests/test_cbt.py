@@ -104,3 +104,67 @@ def test_matches_reference(block_shift: int, writes: list[tuple[int, int]]) -> N
     # Runs are merged: no two touch.
     ends = (offs + lens)[:-1]
     assert np.all(ends < offs[1:])
+
+
+def test_save_to_a_directory_is_refused_with_the_reason(tmp_path: Path) -> None:
+    # Issue 15: ``save(".")`` said "Device or resource busy (os error 16)".
+    t = engine.ChangeTracker("vm-disk-1", 1 << 30)
+    t.mark([0], [1])
+    for target in (Path("."), tmp_path):
+        with pytest.raises(vssim.InvalidArgumentError, match="is a directory: expected the path"):
+            t.save(target)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(vssim.InvalidArgumentError, match="is empty"):
+        t.save("")
+
+
+def test_a_disk_past_what_can_be_tracked_is_refused_with_the_limit() -> None:
+    # Issue 15: ``ChangeTracker("d", 1 << 62)`` aborted the process on allocation.
+    with pytest.raises(vssim.InvalidArgumentError, match=r"at most 1099511627776 blocks"):
+        engine.ChangeTracker("d", 1 << 62)
+    # The largest disk accepted costs no more than a small directory until it is written.
+    t = engine.ChangeTracker("d", 1 << 56)
+    assert t.memory_bytes < 1 << 20
+    t.mark([0, (1 << 56) - 1], [1, 1])
+    assert t.changed_blocks == 2
+    assert t.memory_bytes < 1 << 20
+
+
+def test_four_threads_on_one_tracker() -> None:
+    # Issue 15: a second thread got ``RuntimeError: Already borrowed`` while the first had released
+    # the GIL inside ``mark``. Calls now take turns; the result is the sequential one.
+    import threading
+
+    rng = np.random.default_rng(5)
+    size = 1 << 40
+    batches = [
+        (
+            rng.integers(0, size - (1 << 20), 200_000, dtype=np.uint64),
+            rng.integers(1, 1 << 16, 200_000, dtype=np.uint32),
+        )
+        for _ in range(8)
+    ]
+    shared = engine.ChangeTracker("d", size)
+    errors: list[BaseException] = []
+
+    def work(mine: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        try:
+            for o, n in mine:
+                shared.mark(o, n)
+                assert shared.changed_blocks > 0
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(batches[i::4],)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    alone = engine.ChangeTracker("d", size)
+    for o, n in batches:
+        alone.mark(o, n)
+    assert shared.changed_blocks == alone.changed_blocks
+    assert [a.tolist() for a in shared.changed_extents()] == [
+        a.tolist() for a in alone.changed_extents()
+    ]

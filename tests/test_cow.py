@@ -222,3 +222,55 @@ def test_gil_is_released_during_a_batch() -> None:
     done.set()
     th.join()
     assert during > 1000
+
+
+def test_a_volume_past_what_can_be_tracked_is_refused_with_the_limit() -> None:
+    # Issue 15: ``CowTracker(1 << 58).create_snapshot()`` aborted the process on allocation.
+    with pytest.raises(vssim.InvalidArgumentError, match=r"at most 1099511627776 chunks"):
+        engine.CowTracker(1 << 58)
+    # The largest volume accepted: its snapshot costs a small directory until it is written.
+    t = engine.CowTracker(1 << 54)
+    t.create_snapshot()
+    assert t.memory_bytes < 1 << 20
+    assert t.apply_writes([0, (1 << 54) - 1], [1, 1]).chunks_copied == 2
+    assert t.memory_bytes < 1 << 20
+
+
+def test_four_threads_on_one_tracker() -> None:
+    # Issue 15: a second thread got ``RuntimeError: Already borrowed`` while the first had released
+    # the GIL inside ``apply_writes``. Calls now take turns; the result is the sequential one.
+    import threading
+
+    rng = np.random.default_rng(9)
+    size = 1 << 40
+    batches = [
+        (
+            rng.integers(0, size - (1 << 20), 200_000, dtype=np.uint64),
+            rng.integers(1, 1 << 16, 200_000, dtype=np.uint32),
+        )
+        for _ in range(8)
+    ]
+    shared = engine.CowTracker(size)
+    shared.create_snapshot()
+    copied: list[int] = []
+    errors: list[BaseException] = []
+
+    def work(mine: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        try:
+            for o, n in mine:
+                copied.append(shared.apply_writes(o, n).chunks_copied)
+                assert shared.diff_area_bytes > 0
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(batches[i::4],)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    alone = engine.CowTracker(size)
+    alone.create_snapshot()
+    want = sum(alone.apply_writes(o, n).chunks_copied for o, n in batches)
+    assert sum(copied) == want == shared.total_chunks_copied
+    assert shared.diff_area_bytes == alone.diff_area_bytes

@@ -51,11 +51,21 @@ __all__ = [
     "WorkloadSpec",
     "WriteResult",
     "__version__",
+    "bitset_limit",
     "calibrate",
     "change_fraction",
 ]
 
 _IntArray = npt.ArrayLike
+
+def bitset_limit(
+    offsets: _IntArray,
+    lengths: _IntArray,
+    chunk_size: int,
+    volume_size: int,
+    allocated_bytes: int | None = None,
+) -> int:
+    """The memory system's limit for a tracker's batch: the stream's chunk bits in flat bitmaps."""
 
 @final
 class WriteResult:

@@ -41,6 +41,7 @@ from vssim._engine import (
     WorkloadGenerator,
     WorkloadSpec,
     WriteResult,
+    bitset_limit,
     calibrate,
     change_fraction,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "WorkloadGenerator",
     "WorkloadSpec",
     "WriteResult",
+    "bitset_limit",
     "calibrate",
     "change_fraction",
     "engine_version",

@@ -17,7 +17,7 @@
 //! (as volsnap keeps them), the rest are freed. With a diff-area limit, a copy that would not fit
 //! first deletes the oldest snapshots until it does — and the caller is told which ones.
 
-use crate::chunkset::ChunkSet;
+use crate::chunkset::{with_scratch, ChunkSet, Dealt};
 use crate::error::{check_extents, check_power_of_two, Error, Result};
 
 pub use crate::volsnap::{DEFAULT_CHUNK_SIZE, MAX_SNAPSHOTS};
@@ -60,6 +60,15 @@ pub struct WriteOutcome {
     pub bytes_copied: u64,
     /// Snapshots deleted because the diff area was full, oldest first.
     pub deleted_snapshots: Vec<u64>,
+}
+
+impl WriteOutcome {
+    /// Adds the outcome of the next part of a batch.
+    pub fn add(&mut self, part: WriteOutcome) {
+        self.chunks_copied += part.chunks_copied;
+        self.bytes_copied += part.bytes_copied;
+        self.deleted_snapshots.extend(part.deleted_snapshots);
+    }
 }
 
 /// Copy-on-write tracker of one volume.
@@ -408,6 +417,70 @@ impl CowTracker {
         &mut self,
         offsets: &[u64],
         lengths: &[u32],
+        per_write: Option<&mut [u32]>,
+    ) -> Result<WriteOutcome> {
+        if per_write.is_none() && offsets.len() >= ChunkSet::PARALLEL_MIN {
+            return with_scratch(|dealt| {
+                if self.deal_writes(offsets, lengths, dealt)? {
+                    Ok(self.apply_dealt(dealt))
+                } else {
+                    self.apply_in_order(offsets, lengths, None)
+                }
+            });
+        }
+        self.apply_in_order(offsets, lengths, per_write)
+    }
+
+    /// The first half of a batch whose writes are independent (see `batch_is_independent`):
+    /// checks every write and deals its chunks into `dealt` — one pass over the arrays — and
+    /// returns true; [`apply_dealt`](Self::apply_dealt) then applies them, with nothing else
+    /// done to the tracker in between. Returns false (nothing dealt, nothing checked) when the
+    /// batch must be applied in order with [`apply_writes`](Self::apply_writes). So a caller can
+    /// read its arrays in one place and apply them in another (the Python binding reads numpy's
+    /// buffers holding the GIL and applies with it released).
+    pub fn deal_writes(&self, offsets: &[u64], lengths: &[u32], dealt: &mut Dealt) -> Result<bool> {
+        let Some(newest) = self.epochs.last() else {
+            return Ok(false);
+        };
+        if !self.batch_is_independent(lengths) {
+            return Ok(false);
+        }
+        newest
+            .written
+            .deal(offsets, lengths, self.chunk_shift, self.volume_size, dealt)?;
+        Ok(true)
+    }
+
+    /// Applies a batch dealt by [`deal_writes`](Self::deal_writes) (which returned true).
+    pub fn apply_dealt(&mut self, dealt: &Dealt) -> WriteOutcome {
+        let Some(newest) = self.epochs.last_mut() else {
+            return WriteOutcome::default();
+        };
+        let copied = newest.written.apply_dealt(dealt, newest.alloc_chunks);
+        self.count_copies(copied)
+    }
+
+    /// Books `copied` chunks copied into the newest snapshot's diff area by an independent batch.
+    fn count_copies(&mut self, copied: u64) -> WriteOutcome {
+        if let Some(newest) = self.epochs.last_mut() {
+            newest.diff_chunks += copied;
+            newest.copied_while_newest += copied;
+        }
+        self.diff_chunks += copied;
+        self.total_copied += copied;
+        self.peak_diff_chunks = self.peak_diff_chunks.max(self.diff_chunks);
+        WriteOutcome {
+            chunks_copied: copied,
+            bytes_copied: copied << self.chunk_shift,
+            deleted_snapshots: Vec::new(),
+        }
+    }
+
+    /// Applies a batch write by write, in order (the batch checked first).
+    fn apply_in_order(
+        &mut self,
+        offsets: &[u64],
+        lengths: &[u32],
         mut per_write: Option<&mut [u32]>,
     ) -> Result<WriteOutcome> {
         check_extents(offsets, lengths, self.volume_size)?;
@@ -428,22 +501,11 @@ impl CowTracker {
         }
         if per_write.is_none() && self.batch_is_independent(lengths) {
             let shift = self.chunk_shift;
-            let newest = self
-                .epochs
-                .last_mut()
-                .ok_or_else(|| Error::State("no epoch".into()))?;
-            let copied =
-                newest
-                    .written
-                    .insert_extents(offsets, lengths, shift, newest.alloc_chunks);
-            newest.diff_chunks += copied;
-            newest.copied_while_newest += copied;
-            self.diff_chunks += copied;
-            self.total_copied += copied;
-            self.peak_diff_chunks = self.peak_diff_chunks.max(self.diff_chunks);
-            outcome.chunks_copied = copied;
-            outcome.bytes_copied = copied << shift;
-            return Ok(outcome);
+            let copied = self.epochs.last_mut().map_or(0, |e| {
+                e.written
+                    .insert_extents(offsets, lengths, shift, e.alloc_chunks)
+            });
+            return Ok(self.count_copies(copied));
         }
         for (i, (&off, &len)) in offsets.iter().zip(lengths).enumerate() {
             let copied = self.write_one(off, len, &mut outcome);
@@ -631,6 +693,40 @@ mod tests {
     }
 
     proptest! {
+        /// A large batch goes the dealt, parallel way; asking for per-write counts forces the
+        /// same batch through write-by-write application: both must agree on everything.
+        #[test]
+        fn dealt_batch_matches_write_by_write(
+            exts in proptest::collection::vec((0u64..(64 << 20), 0u32..200_000), 1..200),
+            alloc in 0u64..=(64 << 20),
+            first in proptest::collection::vec((0u64..(64 << 20), 1u32..100_000), 0..20),
+        ) {
+            let size = 64u64 << 20;
+            let reps = ChunkSet::PARALLEL_MIN / exts.len() + 1;
+            let offs: Vec<u64> = exts.iter().map(|e| e.0.min(size - 1)).cycle().take(exts.len() * reps).collect();
+            let lens: Vec<u32> = exts.iter().zip(&offs).map(|(e, &o)| e.1.min((size - o) as u32)).cycle().take(offs.len()).collect();
+            let (fo, fl): (Vec<u64>, Vec<u32>) = first.iter().map(|&(o, n)| (o, n.min((size - o) as u32))).unzip();
+            let mut dealt = tracker(size);
+            let mut ordered = tracker(size);
+            for t in [&mut dealt, &mut ordered] {
+                t.create_snapshot(alloc).unwrap();
+                t.apply_writes(&fo, &fl, None).unwrap();
+            }
+            let got = dealt.apply_writes(&offs, &lens, None).unwrap();
+            let mut per = vec![0u32; offs.len()];
+            let want = ordered.apply_writes(&offs, &lens, Some(&mut per)).unwrap();
+            prop_assert_eq!(got.chunks_copied, want.chunks_copied);
+            prop_assert_eq!(per.iter().map(|&c| u64::from(c)).sum::<u64>(), want.chunks_copied);
+            prop_assert_eq!(dealt.diff_area_bytes(), ordered.diff_area_bytes());
+            prop_assert_eq!(dealt.snapshots(), ordered.snapshots());
+            // The sets are equal: a further write copies the same everywhere.
+            for c in (0..size).step_by(1 << 20) {
+                let a = dealt.apply_writes(&[c], &[1], None).unwrap().chunks_copied;
+                let b = ordered.apply_writes(&[c], &[1], None).unwrap().chunks_copied;
+                prop_assert_eq!(a, b);
+            }
+        }
+
         #[test]
         fn matches_the_reference(ops in proptest::collection::vec(op(), 1..120)) {
             let size = 80 * K;

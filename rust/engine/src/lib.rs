@@ -40,6 +40,7 @@ pub mod chunkset;
 pub mod cow;
 pub mod error;
 pub mod estimate;
+pub mod limit;
 pub mod storage;
 pub mod vhdx;
 pub mod volsnap;

@@ -1,0 +1,232 @@
+//! Batches of extents: checked and dealt to the shards in one pass over the caller's arrays, then
+//! applied shard by shard in parallel.
+//!
+//! A *record* is one extent's chunks inside one leaf, packed in a `u64`: the first chunk in the
+//! low `MAX_LEN_BITS` bits, the count minus one above. Dealing reads each extent once, checks it
+//! against the device's size, and appends one record (two or more only where the extent crosses a
+//! leaf boundary) to the list of the shard that owns the leaf. Applying runs each shard's lists on
+//! its own thread: the shard's share of a hot region stays in that core's cache, and no two
+//! threads touch one leaf. The lists keep the order of the extents, though with one live
+//! snapshot the order does not change the answer (a chunk is new exactly once either way).
+//!
+//! Dealing can run where the caller's arrays may be read (the Python binding does it holding the
+//! GIL, reading numpy's buffers in place, on the pool's threads) and applying elsewhere (with the
+//! GIL released): [`Dealt`] carries the records between the two.
+
+use rayon::prelude::*;
+
+use super::{pack, ChunkSet, LEAF_BITS, LEAF_SHIFT, SHARDS};
+use crate::error::{check_extents, Result};
+
+/// Batches smaller than this are applied on the calling thread, record by record.
+const PARALLEL_MIN: usize = ChunkSet::PARALLEL_MIN;
+
+/// A batch of extents dealt to the shards (see the module doc). Its buffers are kept between
+/// batches, so a large batch does not fault in fresh pages every time.
+#[derive(Debug, Default)]
+pub struct Dealt {
+    /// Per part of the input (one per thread): per list, its records in input order.
+    parts: Vec<Vec<Vec<u64>>>,
+}
+
+impl Dealt {
+    /// Records held (one per extent and leaf it touches).
+    pub fn len(&self) -> usize {
+        self.parts.iter().flatten().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of buffer held.
+    pub fn memory_bytes(&self) -> usize {
+        self.parts.iter().flatten().map(|v| v.capacity() * 8).sum()
+    }
+}
+
+/// Appends the records of the extents to `out`, one list per shard; `false` if an extent ends past
+/// `size` bytes (or overflows), in which case the records are not to be used. Extents of zero
+/// bytes touch nothing; chunks at or past `len` are dropped.
+fn deal_part(
+    offsets: &[u64],
+    lengths: &[u32],
+    shift: u32,
+    size: u64,
+    len: u64,
+    lists: &mut Vec<Vec<u64>>,
+) -> bool {
+    // The lists are worked on from this thread's stack: their lengths change at every record, and
+    // kept beside another thread's lists they would share a cache line.
+    let mut out = std::mem::take(lists);
+    let ok = deal_into(offsets, lengths, shift, size, len, &mut out);
+    *lists = out;
+    ok
+}
+
+fn deal_into(
+    offsets: &[u64],
+    lengths: &[u32],
+    shift: u32,
+    size: u64,
+    len: u64,
+    out: &mut [Vec<u64>],
+) -> bool {
+    let mut ok = true;
+    for (&off, &n) in offsets.iter().zip(lengths) {
+        let end = off.wrapping_add(u64::from(n));
+        if n == 0 || end < off || end > size {
+            ok &= n == 0;
+            continue;
+        }
+        let first = off >> shift;
+        let last = ((end - 1) >> shift).min(len.wrapping_sub(1));
+        if first > last {
+            continue;
+        }
+        if (first ^ last) >> LEAF_SHIFT == 0 {
+            // The usual extent: inside one leaf, one record.
+            let shard = (first >> LEAF_SHIFT) as usize % SHARDS;
+            out[shard].push(pack(first, last - first));
+            continue;
+        }
+        let mut a = first;
+        while a <= last {
+            let b = last.min(a | (LEAF_BITS - 1));
+            out[(a >> LEAF_SHIFT) as usize % SHARDS].push(pack(a, b - a));
+            a = b + 1;
+        }
+    }
+    ok
+}
+
+impl ChunkSet {
+    /// Checks the extents `[offsets[i], offsets[i] + lengths[i])` against a device of `size`
+    /// bytes and deals the chunks they touch (chunk `c` is bytes `[c << shift, (c + 1) << shift)`)
+    /// into `out`, replacing what it held. One pass over the arrays, on the pool's threads for a
+    /// large batch. A bad extent is reported as [`check_extents`] reports it, and `out` is then
+    /// empty.
+    pub fn deal(
+        &self,
+        offsets: &[u64],
+        lengths: &[u32],
+        shift: u32,
+        size: u64,
+        out: &mut Dealt,
+    ) -> Result<()> {
+        if offsets.len() != lengths.len() {
+            return check_extents(offsets, lengths, size);
+        }
+        let parts = if offsets.len() < PARALLEL_MIN {
+            1
+        } else {
+            rayon::current_num_threads().clamp(1, 64)
+        };
+        out.parts.resize_with(parts, Default::default);
+        let per = offsets.len().div_ceil(parts).max(1);
+        let len = self.len;
+        let ok = out
+            .parts
+            .par_iter_mut()
+            .enumerate()
+            .map(|(p, lists)| {
+                let start = (p * per).min(offsets.len());
+                let end = (start + per).min(offsets.len());
+                lists.resize_with(SHARDS, Vec::new);
+                for l in lists.iter_mut() {
+                    l.clear();
+                    // Most batches spread evenly: room for an even share and a margin.
+                    l.reserve((end - start) / SHARDS + (end - start) / 16);
+                }
+                deal_part(
+                    &offsets[start..end],
+                    &lengths[start..end],
+                    shift,
+                    size,
+                    len,
+                    lists,
+                )
+            })
+            .reduce(|| true, |a, b| a & b);
+        if !ok {
+            out.parts.iter_mut().flatten().for_each(Vec::clear);
+            check_extents(offsets, lengths, size)?;
+        }
+        Ok(())
+    }
+
+    /// Applies a dealt batch; returns how many of the new chunks lie below `count_below`. The
+    /// result is the same as inserting the extents one by one.
+    pub fn apply_dealt(&mut self, dealt: &Dealt, count_below: u64) -> u64 {
+        let apply = |(k, shard): (usize, &mut super::Shard)| -> u64 {
+            dealt
+                .parts
+                .iter()
+                .map(|lists| shard.insert_records(&lists[k], count_below))
+                .sum()
+        };
+        if dealt.len() < PARALLEL_MIN {
+            return self.shards.iter_mut().enumerate().map(apply).sum();
+        }
+        self.shards.par_iter_mut().enumerate().map(apply).sum()
+    }
+
+    /// Inserts the chunks every extent touches — extent `i` is bytes
+    /// `[offsets[i], offsets[i] + lengths[i])`, chunk `c` is bytes `[c << shift, (c + 1) << shift)`
+    /// — and returns how many new chunks lie below `count_below`. Large batches run on several
+    /// threads, one shard each; the result is the same as inserting the extents one by one (the
+    /// caller checked every extent lies inside the universe; chunks past it are dropped).
+    pub fn insert_extents(
+        &mut self,
+        offsets: &[u64],
+        lengths: &[u32],
+        shift: u32,
+        count_below: u64,
+    ) -> u64 {
+        let n = offsets.len().min(lengths.len());
+        let (offsets, lengths) = (&offsets[..n], &lengths[..n]);
+        if n < PARALLEL_MIN {
+            let mut fresh = 0;
+            for (&off, &len) in offsets.iter().zip(lengths) {
+                if len == 0 {
+                    continue;
+                }
+                let first = off >> shift;
+                let end = ((off.saturating_add(u64::from(len)) - 1) >> shift) + 1;
+                if end - first <= 64 && (first ^ (end - 1)) >> LEAF_SHIFT == 0 && end <= self.len {
+                    let slot = first >> LEAF_SHIFT;
+                    let one = [pack(first, end - first - 1)];
+                    fresh += self.shard_mut(slot).insert_records(&one, count_below);
+                } else {
+                    fresh += self.insert_range_counting_below(first, end, count_below);
+                }
+            }
+            return fresh;
+        }
+        with_scratch(|dealt| {
+            // Sizes cannot fail here: `u64::MAX` bytes admits every extent that does not overflow.
+            match self.deal(offsets, lengths, shift, u64::MAX, dealt) {
+                Ok(()) => self.apply_dealt(dealt, count_below),
+                Err(_) => 0,
+            }
+        })
+    }
+}
+
+/// Runs `f` with a dealt-batch buffer from a small pool shared by every set, so repeated large
+/// batches (and new trackers) reuse warm pages.
+pub fn with_scratch<T>(f: impl FnOnce(&mut Dealt) -> T) -> T {
+    use std::sync::Mutex;
+    static POOL: Mutex<Vec<Dealt>> = Mutex::new(Vec::new());
+    let mut dealt = POOL
+        .lock()
+        .map(|mut p| p.pop().unwrap_or_default())
+        .unwrap_or_default();
+    let out = f(&mut dealt);
+    if let Ok(mut p) = POOL.lock() {
+        if p.len() < 4 {
+            p.push(dealt);
+        }
+    }
+    out
+}
