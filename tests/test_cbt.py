@@ -152,7 +152,7 @@ def test_four_threads_on_one_tracker() -> None:
             for o, n in mine:
                 shared.mark(o, n)
                 assert shared.changed_blocks > 0
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:  # reported below
             errors.append(e)
 
     threads = [threading.Thread(target=work, args=(batches[i::4],)) for i in range(4)]

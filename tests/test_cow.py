@@ -260,7 +260,7 @@ def test_four_threads_on_one_tracker() -> None:
             for o, n in mine:
                 copied.append(shared.apply_writes(o, n).chunks_copied)
                 assert shared.diff_area_bytes > 0
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:  # reported below
             errors.append(e)
 
     threads = [threading.Thread(target=work, args=(batches[i::4],)) for i in range(4)]

@@ -15,6 +15,7 @@ re-exported here.
 from __future__ import annotations
 
 from vssim._engine import (
+    CONTENT_DIGEST_SCHEME,
     DAY_S,
     DEFAULT_CBT_BLOCK_SIZE,
     DEFAULT_CHUNK_SIZE,
@@ -48,6 +49,7 @@ from vssim._engine import (
 from vssim._engine import __version__ as engine_version
 
 __all__ = [
+    "CONTENT_DIGEST_SCHEME",
     "DAY_S",
     "DEFAULT_CBT_BLOCK_SIZE",
     "DEFAULT_CHUNK_SIZE",

@@ -57,5 +57,9 @@ fn add_constants(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("VHDX_MAX_CHAIN_DEPTH", vssim_engine::vhdx::MAX_CHAIN_DEPTH)?;
     m.add("GROWTH_WRITE", vssim_engine::workload::spec::GROWTH_WRITE)?;
     m.add("DAY_S", vssim_engine::workload::spec::DAY_S)?;
+    m.add(
+        "CONTENT_DIGEST_SCHEME",
+        vssim_engine::vhdx::CONTENT_DIGEST_SCHEME,
+    )?;
     Ok(())
 }

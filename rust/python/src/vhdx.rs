@@ -268,6 +268,35 @@ impl Vhdx {
         detached(py, move || d.write(offset, &data).map_err(verr))
     }
 
+    /// Writes into this disk what `source` reads in each run `offsets[i], lengths[i]` (bytes,
+    /// uint64 arrays): what an incremental backup copies from the snapshot's disk into its
+    /// differencing file, in one call. Every run is checked first (inside both disks); returns the
+    /// bytes copied. The GIL is released meanwhile.
+    fn copy_from(
+        &mut self,
+        py: Python<'_>,
+        source: PyRef<'_, Vhdx>,
+        offsets: &Bound<'_, PyAny>,
+        lengths: &Bound<'_, PyAny>,
+    ) -> PyResult<u64> {
+        let offs = crate::arrays::u64_vec(offsets, "offsets")?;
+        let lens = crate::arrays::u64_vec(lengths, "lengths")?;
+        if offs.len() != lens.len() {
+            return Err(crate::errors::to_py(Error::invalid(
+                "lengths",
+                format!(
+                    "has {} entries but offsets has {}; the arrays must be the same length",
+                    lens.len(),
+                    offs.len()
+                ),
+            )));
+        }
+        let runs: Vec<(u64, u64)> = offs.into_iter().zip(lens).collect();
+        let src = source.disk()?;
+        let d = self.disk_mut()?;
+        detached(py, move || d.copy_runs_from(src, &runs).map_err(verr))
+    }
+
     /// Makes `[offset, offset + length)` read as zeros; whole blocks are released
     /// (PAYLOAD_BLOCK_ZERO).
     fn trim(
@@ -331,6 +360,16 @@ impl Vhdx {
     fn digest(&self, py: Python<'_>) -> PyResult<String> {
         let d = self.disk()?;
         detached(py, move || d.digest().map_err(verr))
+    }
+
+    /// The content digest of the virtual disk, `"blake3-leaves-64k:<hex>"`: BLAKE3 over its 64 KiB
+    /// leaves in order, each all-zero leaf (unallocated, a hole, or zeros written) as part of a
+    /// run, every other by its hash. Equal exactly when the disks read the same, byte for byte, as
+    /// `digest`; but only the leaves where a file of the chain may hold data are read (the BAT,
+    /// sector bitmaps and the files' holes tell), so it costs the data held, not the virtual size.
+    fn content_digest(&self, py: Python<'_>) -> PyResult<String> {
+        let d = self.disk()?;
+        detached(py, move || d.content_digest().map_err(verr))
     }
 
     /// Write-through metadata mode: every `write`/`trim` that allocates commits the BAT change

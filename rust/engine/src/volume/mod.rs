@@ -84,6 +84,7 @@ mod lock;
 mod open;
 mod paths;
 mod recovery;
+mod sparse;
 mod state;
 #[cfg(test)]
 mod tests;
