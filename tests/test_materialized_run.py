@@ -115,6 +115,30 @@ def test_restore_rebuilds_each_backup_and_changed_blocks_are_real(
         d.close()
 
 
+def test_restore_verification_fails_on_a_flipped_byte(chain_run: tuple, tmp_path: Path) -> None:
+    """A copy of the store with one byte flipped in a backup file's data: restoring any backup
+    whose chain holds that file no longer verifies; the others still do."""
+    real, _, root = chain_run
+    store = tmp_path / "store"
+    shutil.copytree(root / "backups", store)
+    rows = real.backups.filter(pl.col("vm") == real.backups["vm"][0]).sort("seq")
+    vm, files = rows["vm"][0], rows["file"].to_list()
+
+    def flip_last_data_byte(f: Path) -> None:
+        data = bytearray(f.read_bytes())
+        at = len(data.rstrip(b"\0")) - 1
+        assert at > 8 * MIB, "past the headers, log, BAT and metadata: payload"
+        data[at] ^= 0x01
+        f.write_bytes(bytes(data))
+
+    flip_last_data_byte(store / files[2])
+    assert restore(store, vm, tmp_path / "a.vhdx", seq=1).verified
+    assert restore(store, vm, tmp_path / "b.vhdx", seq=2).verified
+    assert not restore(store, vm, tmp_path / "c.vhdx", seq=3).verified
+    flip_last_data_byte(store / files[0])
+    assert not restore(store, vm, tmp_path / "d.vhdx", seq=1).verified
+
+
 def test_a_full_diff_area_fails_the_same_vms_for_real(tmp_path: Path) -> None:
     # Sequential 64 KiB writes over fully allocated disks: 512 MiB a snapshot could need, a
     # diff area of the 320 MiB minimum.

@@ -22,9 +22,11 @@ written under a staged name, renamed when its VM's set stands, then listed in th
 
 Every backup is verified at once: the content digest of the disk as the snapshot shows it
 (``Vhdx.content_digest``: BLAKE3 over its 64 KiB leaves, all-zero leaves as runs, so it reads only
-where data may be) equals that of the disk the backup chain restores. A set that fails leaves no backup: its files are
-removed when the set ends (no partial backups), and ``manifest.json`` lists only what stands; a
-run that ends early (an error, Ctrl-C) removes what it had not committed (:meth:`abort`).
+where data may be) equals that of the disk the backup chain restores. A set that fails leaves no
+backup: its files are removed when the set ends (no partial backups), and ``manifest.json`` lists
+only what stands; a run that ends early (an error, Ctrl-C) removes what it had not committed
+(:meth:`abort`). Backup files are written without a sync at each VHDX flush: each is synced once,
+whole, when it takes its final name (:func:`vssim.scale.backup_store.publish`).
 :func:`restore` rebuilds a VM's disk from its chain, reading only the store's own files;
 :func:`qemu_img_check` runs ``qemu-img check`` on every backup file.
 """
@@ -195,7 +197,6 @@ class MaterializedBackend(ModelClusterBackend):
             view = snap.open(self.disk_files[disk_id])
             source = engine.Vhdx.open(view)
             try:
-                at_snapshot = source.content_digest()
                 parent = self.store.parent_of(vm, j)
                 if extents is not None and parent is not None:
                     seq, rel = self.store.new_path(vm, j, "incremental")
@@ -206,10 +207,12 @@ class MaterializedBackend(ModelClusterBackend):
                     seq, rel = self.store.new_path(vm, j, this_kind)
                     read = self._full(view, rel)
                     parent_file = None
+                # The disk as the snapshot shows it and as its chain restores it, read side by
+                # side (each digest as computed alone; a leaf they share is hashed once).
+                with engine.Vhdx.open(staged(self.store.root / rel)) as restored:
+                    at_snapshot, digest = source.content_digests_with(restored)
             finally:
                 source.close()
-            with engine.Vhdx.open(staged(self.store.root / rel)) as restored:
-                digest = restored.content_digest()
             self.store.add(
                 BackupFile(
                     backup,
@@ -239,8 +242,9 @@ class MaterializedBackend(ModelClusterBackend):
         scratch = raw_staged(self.store.root / rel)
         scratch.unlink(missing_ok=True)
         n = view.copy_to(scratch)
-        # Auto-recovery: opening the copy writable replays the metadata log the live writer left.
-        with engine.Vhdx.open(scratch, writable=True) as v:
+        # Auto-recovery: opening the copy writable replays the metadata log the live writer left
+        # (unsynced: the file is synced once, whole, when it takes its name in the store).
+        with engine.Vhdx.open(scratch, writable=True, durable=False) as v:
             fixed = v.disk_type == "fixed"
         if fixed:
             with engine.Vhdx.open(scratch) as v:
@@ -260,6 +264,7 @@ class MaterializedBackend(ModelClusterBackend):
             source.virtual_size,
             disk_type="differencing",
             parent=self.store.root / parent.file,
+            durable=False,
         ) as child:
             return child.copy_from(source, runs[0], runs[1])
 

@@ -29,6 +29,10 @@ pub trait Storage: Send + Sync {
     fn is_read_only(&self) -> bool;
     /// A name for messages: the file's path, or the view's description.
     fn name(&self) -> String;
+    /// Whether `flush` makes writes durable (the default). Off, `flush` only orders nothing and
+    /// returns: for files made durable as a whole later (one `fsync` when they are complete).
+    /// Storage that cannot skip its syncs ignores this.
+    fn set_sync(&mut self, _on: bool) {}
     /// Ranges `(offset, length)`, ascending and disjoint, outside which every byte of the storage
     /// reads as zero — the data a sparse file holds — or `None` when the storage cannot tell (then
     /// any byte may be data). A range may hold zeros too: it is where data *may* be.
@@ -110,6 +114,8 @@ pub struct FileStorage {
     file: File,
     path: PathBuf,
     writable: bool,
+    /// `flush` syncs (see [`Storage::set_sync`]).
+    sync: bool,
 }
 
 impl FileStorage {
@@ -123,6 +129,7 @@ impl FileStorage {
             file,
             path: path.to_owned(),
             writable,
+            sync: true,
         })
     }
 
@@ -137,6 +144,7 @@ impl FileStorage {
             file,
             path: path.to_owned(),
             writable: true,
+            sync: true,
         })
     }
 
@@ -182,7 +190,7 @@ impl Storage for FileStorage {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        if self.writable {
+        if self.writable && self.sync {
             self.file.sync_data()
         } else {
             Ok(())
@@ -195,6 +203,10 @@ impl Storage for FileStorage {
 
     fn name(&self) -> String {
         self.path.display().to_string()
+    }
+
+    fn set_sync(&mut self, on: bool) {
+        self.sync = on;
     }
 
     fn data_extents(&self) -> io::Result<Option<Vec<(u64, u64)>>> {

@@ -119,10 +119,14 @@ impl Vhdx {
     /// renamed into place. `disk_type` is "dynamic", "fixed" or "differencing" (then `parent` is
     /// the parent's path and `virtual_size` may be 0: the parent's). Block size: a power of two
     /// from 1 MiB to 256 MiB (default 32 MiB, a child: its parent's); sector sizes 512 or 4096.
+    ///
+    /// `durable=False` (a file at a path): the disk's later flushes and `close` do not sync it;
+    /// the caller makes it durable as a whole once complete (`os.fsync`), before anything refers
+    /// to it.
     #[staticmethod]
     #[pyo3(signature = (path, virtual_size = 0, *, disk_type = "dynamic", block_size = None,
                         logical_sector_size = None, physical_sector_size = None, parent = None,
-                        overwrite = false))]
+                        overwrite = false, durable = true))]
     #[allow(clippy::too_many_arguments)]
     fn create(
         py: Python<'_>,
@@ -134,6 +138,7 @@ impl Vhdx {
         #[pyo3(from_py_with = as_opt_u32::physical_sector_size)] physical_sector_size: Option<u32>,
         parent: Option<PathBuf>,
         overwrite: bool,
+        durable: bool,
     ) -> PyResult<Self> {
         let disk_type = guarded(|| DiskType::parse(disk_type).map_err(verr))?;
         let opts = CreateOptions {
@@ -163,7 +168,10 @@ impl Vhdx {
         let path: PathBuf = path.extract()?;
         let p = path.clone();
         let inner = detached(py, move || {
-            vhdx::create_output(&p, &opts, parent.as_deref(), overwrite).map_err(verr)
+            let mut v =
+                vhdx::create_output(&p, &opts, parent.as_deref(), overwrite).map_err(verr)?;
+            v.set_durable(durable);
+            Ok(v)
         })?;
         Ok(Vhdx {
             inner: Some(inner),
@@ -176,14 +184,18 @@ impl Vhdx {
     /// pending log is validated whole, then replayed: on disk when `writable`, in memory
     /// otherwise. Parents must lie in the child's directory (or in `parent_root`, for every
     /// level), whichever locator entry leads to them; `allow_parent_escape` lifts that.
+    /// `durable=False` (a file at a path, writable): later flushes and `close` do not sync it
+    /// (a replay at open still does; see `create`).
     #[staticmethod]
-    #[pyo3(signature = (path, writable = false, *, allow_parent_escape = false, parent_root = None))]
+    #[pyo3(signature = (path, writable = false, *, allow_parent_escape = false, parent_root = None,
+                        durable = true))]
     fn open(
         py: Python<'_>,
         path: &Bound<'_, PyAny>,
         writable: bool,
         allow_parent_escape: bool,
         parent_root: Option<PathBuf>,
+        durable: bool,
     ) -> PyResult<Self> {
         if let Some(st) = volume_storage(path)? {
             // A snapshot view (the disk as it was) or a live volume file (writes go through
@@ -208,7 +220,7 @@ impl Vhdx {
         let path: PathBuf = path.extract()?;
         let p = path.clone();
         let inner = detached(py, move || {
-            vhdx::Vhdx::open_with(
+            let mut v = vhdx::Vhdx::open_with(
                 &p,
                 OpenOptions {
                     writable,
@@ -217,7 +229,9 @@ impl Vhdx {
                     ..OpenOptions::default()
                 },
             )
-            .map_err(verr)
+            .map_err(verr)?;
+            v.set_durable(durable);
+            Ok(v)
         })?;
         Ok(Vhdx {
             inner: Some(inner),
@@ -370,6 +384,18 @@ impl Vhdx {
     fn content_digest(&self, py: Python<'_>) -> PyResult<String> {
         let d = self.disk()?;
         detached(py, move || d.content_digest().map_err(verr))
+    }
+
+    /// The content digests of this disk and of `other`, `(mine, theirs)`: each exactly as
+    /// `content_digest` gives it, but every leaf is read from both and compared, and a leaf they
+    /// share is hashed once — what verifying a copy against its source costs.
+    fn content_digests_with(
+        &self,
+        py: Python<'_>,
+        other: PyRef<'_, Vhdx>,
+    ) -> PyResult<(String, String)> {
+        let (d, o) = (self.disk()?, other.disk()?);
+        detached(py, move || d.content_digests_with(o).map_err(verr))
     }
 
     /// Write-through metadata mode: every `write`/`trim` that allocates commits the BAT change

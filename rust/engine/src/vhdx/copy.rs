@@ -1,6 +1,7 @@
-//! Copying runs of one disk's virtual content into another: what an incremental backup does with
-//! the blocks change tracking recorded (read from the snapshot's disk, written into a
-//! differencing child of the previous backup), in one call rather than one per run.
+//! Writing backup files: copying runs of one disk's virtual content into another (what an
+//! incremental backup does with the blocks change tracking recorded: read from the snapshot's
+//! disk, written into a differencing child of the previous backup) in one call rather than one
+//! per run; and files whose flushes do not sync, made durable as a whole once complete.
 
 use super::error::VResult;
 use super::file::Vhdx;
@@ -10,6 +11,14 @@ use super::format::MIB;
 const PIECE: u64 = 8 * MIB;
 
 impl Vhdx {
+    /// Whether this disk's flushes (and `close`) sync its file (the default). Off, the log
+    /// protocol still orders every write but nothing is synced: for a file that is made durable
+    /// as a whole once complete (`fsync`), before anything refers to it — a backup file before
+    /// the backup's manifest lists it. A crash before then leaves a file that may not open.
+    pub fn set_durable(&mut self, on: bool) {
+        self.st.set_sync(on);
+    }
+
     /// Writes into this disk what `source` reads in each run `(offset, length)` (ascending or
     /// not; every run inside both disks); returns the bytes copied. Runs are checked first: a bad
     /// one changes nothing.

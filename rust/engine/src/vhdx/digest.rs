@@ -141,76 +141,125 @@ impl Vhdx {
     /// holds, not the virtual size.
     pub fn content_digest(&self) -> VResult<String> {
         let size = self.virtual_size();
-        let map = self.data_map()?;
-        // The leaves that may hold data, as runs `[first, end)` of leaf numbers.
-        let mut runs: Vec<(u64, u64)> = Vec::new();
-        for &(o, n) in &map {
-            let (a, b) = (o / LEAF, (o + n).div_ceil(LEAF));
-            match runs.last_mut() {
-                Some((_, end)) if a <= *end => *end = (*end).max(b),
-                _ => runs.push((a, b)),
-            }
-        }
-        // Tasks of up to LEAVES_PER_TASK leaves, read in one call each and hashed in parallel.
-        let tasks: Vec<(u64, u64)> = runs
-            .iter()
-            .flat_map(|&(a, b)| {
-                (a..b)
-                    .step_by(LEAVES_PER_TASK as usize)
-                    .map(move |t| (t, (t + LEAVES_PER_TASK).min(b)))
-            })
-            .collect();
+        let tasks = leaf_tasks(&self.data_map()?);
         let hashed: Vec<Vec<(u64, Option<blake3::Hash>)>> = tasks
             .par_iter()
             .map(|&(a, b)| {
-                let start = a * LEAF;
-                let end = (b * LEAF).min(size);
-                let mut buf = vec![0u8; (end - start) as usize];
-                self.read(start, &mut buf)?;
-                Ok(buf
-                    .chunks(LEAF as usize)
+                let buf = self.read_leaves(a, b)?;
+                Ok(leaf_hashes(&buf)
                     .enumerate()
-                    .map(|(i, leaf)| (a + i as u64, (!all_zero(leaf)).then(|| blake3::hash(leaf))))
+                    .map(|(i, h)| (a + i as u64, h))
                     .collect())
             })
             .collect::<VResult<_>>()?;
-        let mut root = blake3::Hasher::new_derive_key(ROOT_CONTEXT);
-        root.update(&size.to_le_bytes());
-        root.update(&LEAF.to_le_bytes());
-        let leaves = size.div_ceil(LEAF);
-        let mut next = 0u64; // the first leaf not yet recorded
-        let mut zeros = 0u64; // zero leaves pending before `next`
-        let mut record = |root: &mut blake3::Hasher, leaf: u64, hash: Option<blake3::Hash>| {
-            zeros += leaf - next;
-            next = leaf + 1;
-            match hash {
-                None => zeros += 1,
-                Some(h) => {
-                    if zeros > 0 {
-                        root.update(&[0]);
-                        root.update(&zeros.to_le_bytes());
-                        zeros = 0;
-                    }
-                    root.update(&[1]);
-                    root.update(h.as_bytes());
-                }
-            }
-        };
-        for (leaf, hash) in hashed.into_iter().flatten() {
-            record(&mut root, leaf, hash);
-        }
-        // The zero leaves after the last one read, then the last run.
-        let tail = leaves - next;
-        let pending = zeros + tail;
-        if pending > 0 {
-            root.update(&[0]);
-            root.update(&pending.to_le_bytes());
-        }
-        Ok(format!(
-            "{CONTENT_DIGEST_SCHEME}:{}",
-            root.finalize().to_hex()
-        ))
+        Ok(root_of(size, hashed.into_iter().flatten()))
     }
+
+    /// The content digests of this disk and of `other`, exactly as [`content_digest`] gives each
+    /// (a verification compares them): every leaf where either may hold data is read from both and
+    /// compared, and a leaf they share is hashed once. Disks of different sizes are digested
+    /// apart.
+    ///
+    /// [`content_digest`]: Self::content_digest
+    pub fn content_digests_with(&self, other: &Vhdx) -> VResult<(String, String)> {
+        let size = self.virtual_size();
+        if other.virtual_size() != size {
+            return Ok((self.content_digest()?, other.content_digest()?));
+        }
+        let mut map = self.data_map()?;
+        map.extend(other.data_map()?);
+        let tasks = leaf_tasks(&merge_extents(map));
+        type Pair = (u64, Option<blake3::Hash>, Option<blake3::Hash>);
+        let hashed: Vec<Vec<Pair>> = tasks
+            .par_iter()
+            .map(|&(a, b)| {
+                let (x, y) = (self.read_leaves(a, b)?, other.read_leaves(a, b)?);
+                Ok(x.chunks(LEAF as usize)
+                    .zip(y.chunks(LEAF as usize))
+                    .enumerate()
+                    .map(|(i, (p, q))| {
+                        let hp = leaf_hash(p);
+                        let hq = if p == q { hp } else { leaf_hash(q) };
+                        (a + i as u64, hp, hq)
+                    })
+                    .collect())
+            })
+            .collect::<VResult<_>>()?;
+        let mine = root_of(size, hashed.iter().flatten().map(|&(l, h, _)| (l, h)));
+        let theirs = root_of(size, hashed.iter().flatten().map(|&(l, _, h)| (l, h)));
+        Ok((mine, theirs))
+    }
+
+    /// The virtual bytes of leaves `[a, b)` (the last one cut at the disk's end).
+    fn read_leaves(&self, a: u64, b: u64) -> VResult<Vec<u8>> {
+        let start = a * LEAF;
+        let end = (b * LEAF).min(self.virtual_size());
+        let mut buf = vec![0u8; (end - start) as usize];
+        self.read(start, &mut buf)?;
+        Ok(buf)
+    }
+}
+
+/// Reading tasks for the leaves that touch `map`: runs of up to `LEAVES_PER_TASK` leaf numbers
+/// `[first, end)`, ascending.
+fn leaf_tasks(map: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for &(o, n) in map {
+        let (a, b) = (o / LEAF, (o + n).div_ceil(LEAF));
+        match runs.last_mut() {
+            Some((_, end)) if a <= *end => *end = (*end).max(b),
+            _ => runs.push((a, b)),
+        }
+    }
+    runs.iter()
+        .flat_map(|&(a, b)| {
+            (a..b)
+                .step_by(LEAVES_PER_TASK as usize)
+                .map(move |t| (t, (t + LEAVES_PER_TASK).min(b)))
+        })
+        .collect()
+}
+
+/// A leaf's name: `None` for a zero leaf, else its hash.
+fn leaf_hash(leaf: &[u8]) -> Option<blake3::Hash> {
+    (!all_zero(leaf)).then(|| blake3::hash(leaf))
+}
+
+fn leaf_hashes(bytes: &[u8]) -> impl Iterator<Item = Option<blake3::Hash>> + '_ {
+    bytes.chunks(LEAF as usize).map(leaf_hash)
+}
+
+/// The root over the named leaves (ascending leaf numbers; every leaf not named is a zero leaf):
+/// the virtual size, the leaf size, then each run of zero leaves as `0` and its length and each
+/// other leaf as `1` and its hash.
+fn root_of(size: u64, named: impl Iterator<Item = (u64, Option<blake3::Hash>)>) -> String {
+    let mut root = blake3::Hasher::new_derive_key(ROOT_CONTEXT);
+    root.update(&size.to_le_bytes());
+    root.update(&LEAF.to_le_bytes());
+    let mut next = 0u64; // the first leaf not yet accounted for
+    let mut zeros = 0u64; // zero leaves not yet recorded, just before `next`
+    for (leaf, hash) in named {
+        zeros += leaf - next;
+        next = leaf + 1;
+        match hash {
+            None => zeros += 1,
+            Some(h) => {
+                if zeros > 0 {
+                    root.update(&[0]);
+                    root.update(&zeros.to_le_bytes());
+                    zeros = 0;
+                }
+                root.update(&[1]);
+                root.update(h.as_bytes());
+            }
+        }
+    }
+    zeros += size.div_ceil(LEAF) - next;
+    if zeros > 0 {
+        root.update(&[0]);
+        root.update(&zeros.to_le_bytes());
+    }
+    format!("{CONTENT_DIGEST_SCHEME}:{}", root.finalize().to_hex())
 }
 
 /// Whether every byte is zero (4 KiB at a time, each folded without a branch).
@@ -482,7 +531,15 @@ mod tests {
             let want = reference(&content(&k));
             prop_assert_eq!(&k.content_digest().unwrap(), &want);
             k.copy_to(&flat, None).unwrap();
-            prop_assert_eq!(&Vhdx::open(&flat, false).unwrap().content_digest().unwrap(), &want);
+            let f = Vhdx::open(&flat, false).unwrap();
+            prop_assert_eq!(&f.content_digest().unwrap(), &want);
+            // Paired: each digest is the one computed alone, shared leaves or not.
+            let p = Vhdx::open(&p, false).unwrap();
+            let (a, b) = k.content_digests_with(&f).unwrap();
+            prop_assert_eq!((&a, &b), (&want, &want));
+            let (a, b) = k.content_digests_with(&p).unwrap();
+            prop_assert_eq!(&a, &want);
+            prop_assert_eq!(b, reference(&content(&p)));
             let mut m = create_on(mem(), &opts(size, block_mib * MIB), None, None).unwrap();
             write_ops(&mut m, &base);
             write_ops(&mut m, &child);
