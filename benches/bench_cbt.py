@@ -8,13 +8,14 @@ writes on a 2 TiB disk; small (``make test``): 200,000 writes on 64 GiB.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
-from cow_peers import chunk_ids
+from cow_peers import chunk_ids, measure_peak_rss_delta
 from numpy_workload import WriteStream, hot_spot_writes
 from vssim import engine
 from vssim.units import GiB, TiB
@@ -68,7 +69,13 @@ def cbt_case(full_scale: bool) -> tuple[WriteStream, int]:
 
 @pytest.mark.benchmark(group="engine-cbt")
 @pytest.mark.parametrize("impl", ["engine", "limit", "numpy", "pyroaring"])
-def test_cbt_mark(benchmark: Any, impl: str, cbt_case: tuple[WriteStream, int]) -> None:
+def test_cbt_mark(
+    benchmark: Any,
+    impl: str,
+    cbt_case: tuple[WriteStream, int],
+    full_scale: bool,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     stream, size = cbt_case
     fn = IMPLEMENTATIONS[impl]
     expected = numpy_changed(stream.offsets, stream.lengths, size)
@@ -76,4 +83,11 @@ def test_cbt_mark(benchmark: Any, impl: str, cbt_case: tuple[WriteStream, int]) 
     assert fn(stream.offsets, stream.lengths, size) == expected
     assert expected > len(stream) * 4096 // 2
     benchmark.extra_info.update(writes=len(stream), disk_bytes=size, changed_bytes=expected)
+    if full_scale:
+        path: Path = tmp_path_factory.mktemp("cbt") / "stream.npz"
+        if not path.exists():
+            np.savez(path, offsets=stream.offsets, lengths=stream.lengths)
+        benchmark.extra_info["peak_rss_delta_bytes"] = measure_peak_rss_delta(
+            impl, path, size, module="bench_cbt"
+        )
     benchmark.pedantic(fn, args=(stream.offsets, stream.lengths, size), rounds=5, warmup_rounds=1)

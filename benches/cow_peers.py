@@ -114,19 +114,23 @@ def peak_rss_bytes() -> int:
     return _status_kib("VmHWM") * 1024
 
 
-def measure_peak_rss_delta(impl: str, stream_file: Path, volume_size: int, allocated: int) -> int:
-    """Peak RSS growth (bytes) of one implementation over the stream, in a fresh process: the
+def measure_peak_rss_delta(
+    impl: str, stream_file: Path, *args: int, module: str = "cow_peers"
+) -> int:
+    """Peak RSS growth (bytes) of one implementation (``module.IMPLEMENTATIONS[impl]``, called
+    with the stream's offsets and lengths, then ``args``) over the stream, in a fresh process: the
     stream is loaded first, the kernel's peak mark is reset, and the peak after the run is compared
     with the RSS before it."""
     code = (
-        "import json, sys, numpy as np\n"
+        "import importlib, json, sys, numpy as np\n"
         "sys.path.insert(0, sys.argv[1])\n"
         "import cow_peers as p\n"
+        "m = importlib.import_module(sys.argv[4])\n"
         "d = np.load(sys.argv[2])\n"
         "o, l = d['offsets'], d['lengths']\n"
         "before = p.reset_peak_rss()\n"
-        "n = p.IMPLEMENTATIONS[sys.argv[3]](o, l, int(sys.argv[4]), int(sys.argv[5]))\n"
-        "print(json.dumps({'delta': p.peak_rss_bytes() - before, 'copies': n}))\n"
+        "n = m.IMPLEMENTATIONS[sys.argv[3]](o, l, *map(int, sys.argv[5:]))\n"
+        "print(json.dumps({'delta': p.peak_rss_bytes() - before, 'answer': n}))\n"
     )
     out = subprocess.run(
         [
@@ -136,8 +140,8 @@ def measure_peak_rss_delta(impl: str, stream_file: Path, volume_size: int, alloc
             str(Path(__file__).parent),
             str(stream_file),
             impl,
-            str(volume_size),
-            str(allocated),
+            module,
+            *map(str, args),
         ],
         capture_output=True,
         text=True,
