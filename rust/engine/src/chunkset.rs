@@ -132,15 +132,16 @@ static ABSENT_PAGE: Page = [ABSENT; PAGE_SLOTS];
 /// most 64 and below `count_below` — and returns how many it applied and the new chunks among
 /// them; it stops at the first record that is not usual.
 #[inline(always)]
-fn usual_run(
+fn usual_run<R: Copy>(
     entry: impl Fn(u64) -> u32,
+    decode: impl Fn(R) -> (u64, u32),
     words: &mut [u64],
-    records: &[u64],
+    records: &[R],
     count_below: u64,
 ) -> (usize, u64) {
     let mut fresh = 0;
     for (i, &r) in records.iter().enumerate() {
-        let (first, extra) = unpack(r);
+        let (first, extra) = decode(r);
         let e = entry(first >> LEAF_SHIFT);
         if e & SPARSE != 0 || extra >= 64 || first + u64::from(extra) >= count_below {
             // (ABSENT has the SPARSE bit set.)
@@ -369,7 +370,13 @@ impl Shard {
     /// one leaf); returns the new ones below `count_below`. The hot path of every batch: runs of
     /// usual records (a bitmap leaf, at most 64 chunks) go through a tight loop that keeps its
     /// state in registers; the others, one at a time, through the general insert.
-    fn insert_records(&mut self, records: &[u64], count_below: u64) -> u64 {
+    #[inline(always)]
+    fn insert_records<R: Copy>(
+        &mut self,
+        records: &[R],
+        decode: impl Fn(R) -> (u64, u32) + Copy,
+        count_below: u64,
+    ) -> u64 {
         let mut fresh = 0;
         let mut i = 0;
         while i < records.len() {
@@ -378,7 +385,7 @@ impl Shard {
                 // chunks): find entries with one load.
                 let page: &Page = self.pages.first().map_or(&ABSENT_PAGE, |p| p);
                 let entry = |slot: u64| page[(slot / SHARDS as u64) as usize & (PAGE_SLOTS - 1)];
-                usual_run(entry, &mut self.words, &records[i..], count_below)
+                usual_run(entry, decode, &mut self.words, &records[i..], count_below)
             } else {
                 let (dir, pages) = (&self.dir, &self.pages);
                 let entry = |slot: u64| {
@@ -388,13 +395,13 @@ impl Shard {
                         _ => ABSENT,
                     }
                 };
-                usual_run(entry, &mut self.words, &records[i..], count_below)
+                usual_run(entry, decode, &mut self.words, &records[i..], count_below)
             };
             self.count += fast;
             fresh += fast;
             i += done;
             if let Some(&r) = records.get(i) {
-                let (first, extra) = unpack(r);
+                let (first, extra) = decode(r);
                 let slot = first >> LEAF_SHIFT;
                 fresh += self.insert_counting_below(
                     slot,
@@ -856,6 +863,37 @@ mod tests {
             }
             prop_assert_eq!(got, want);
             prop_assert_eq!(par.count(), seq.count());
+            prop_assert_eq!(par.runs(), seq.runs());
+        }
+
+        /// The same on a universe past what short records reach (shard-local chunks past 2^26):
+        /// records of both widths in one batch.
+        #[test]
+        fn parallel_extents_match_one_by_one_on_a_huge_universe(
+            exts in proptest::collection::vec((0u64..(1 << 34), 0u32..300_000), 1..100),
+        ) {
+            let len = 1u64 << 34;
+            let shift = 12;
+            let size = len << shift;
+            // Half the extents low (short records), half anywhere (long ones, mostly).
+            let extent = |(i, &(c, n)): (usize, &(u64, u32))| {
+                let off = if i % 2 == 0 { (c % (1 << 24)) << shift } else { c << shift };
+                (off, n.min((size - off) as u32))
+            };
+            let (offs, lens): (Vec<u64>, Vec<u32>) = exts.iter().enumerate().map(extent).unzip();
+            let reps = ChunkSet::PARALLEL_MIN / exts.len() + 1;
+            let offs: Vec<u64> = offs.iter().copied().cycle().take(offs.len() * reps).collect();
+            let lens: Vec<u32> = lens.iter().copied().cycle().take(lens.len() * reps).collect();
+            let mut par = ChunkSet::new(len);
+            let got = par.insert_extents(&offs, &lens, shift, u64::MAX);
+            let mut seq = ChunkSet::new(len);
+            let mut want = 0;
+            for (&o, &n) in offs.iter().zip(&lens) {
+                if n > 0 {
+                    want += seq.insert_range(o >> shift, ((o + u64::from(n) - 1) >> shift) + 1);
+                }
+            }
+            prop_assert_eq!(got, want);
             prop_assert_eq!(par.runs(), seq.runs());
         }
 
