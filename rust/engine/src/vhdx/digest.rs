@@ -530,7 +530,7 @@ mod tests {
             let k = Vhdx::open(&c, false).unwrap();
             let want = reference(&content(&k));
             prop_assert_eq!(&k.content_digest().unwrap(), &want);
-            k.copy_to(&flat, None).unwrap();
+            k.copy_to(&flat, None, false).unwrap();
             let f = Vhdx::open(&flat, false).unwrap();
             prop_assert_eq!(&f.content_digest().unwrap(), &want);
             // Paired: each digest is the one computed alone, shared leaves or not.

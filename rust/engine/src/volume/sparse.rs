@@ -34,7 +34,8 @@ impl Core {
         let mut ranges = match live {
             Some(file) => {
                 let have = file.metadata().map_err(|e| VolumeError::io(key, e))?.len();
-                file_data_extents(file, have.min(f.size).min(len)).map_err(|e| VolumeError::io(key, e))?
+                file_data_extents(file, have.min(f.size).min(len))
+                    .map_err(|e| VolumeError::io(key, e))?
             }
             None => Vec::new(),
         };
