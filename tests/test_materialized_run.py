@@ -3,6 +3,7 @@ as real VHDX chains — and the invariant that the model's figures are what the 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -137,6 +138,28 @@ def test_restore_verification_fails_on_a_flipped_byte(chain_run: tuple, tmp_path
     assert not restore(store, vm, tmp_path / "c.vhdx", seq=3).verified
     flip_last_data_byte(store / files[0])
     assert not restore(store, vm, tmp_path / "d.vhdx", seq=1).verified
+
+
+def test_restore_checks_a_store_that_recorded_full_digests(
+    chain_run: tuple, tmp_path: Path
+) -> None:
+    """A manifest written before the content digest holds BLAKE3 of the whole virtual disk:
+    ``restore`` verifies against it with that digest, and a wrong one still fails."""
+    real, _, root = chain_run
+    store = tmp_path / "store"
+    shutil.copytree(root / "backups", store)
+    doc = json.loads((store / "manifest.json").read_text())
+    for row in doc["backups"]:
+        with engine.Vhdx.open(store / row["file"], parent_root=store) as v:
+            row["digest_at_snapshot"] = row["digest_restored"] = v.digest()
+    (store / "manifest.json").write_text(json.dumps(doc))
+    vm = real.backups["vm"][0]
+    r = restore(store, vm, tmp_path / "a.vhdx")
+    assert r.verified
+    assert not r.digest.startswith(engine.CONTENT_DIGEST_SCHEME)
+    doc["backups"][0]["digest_at_snapshot"] = "0" * 64
+    (store / "manifest.json").write_text(json.dumps(doc))
+    assert not restore(store, doc["backups"][0]["vm"], tmp_path / "b.vhdx", seq=1).verified
 
 
 def test_a_full_diff_area_fails_the_same_vms_for_real(tmp_path: Path) -> None:
