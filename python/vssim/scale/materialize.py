@@ -266,7 +266,8 @@ class MaterializedBackend(ModelClusterBackend):
             parent=self.store.root / parent.file,
             durable=False,
         ) as child:
-            return child.copy_from(source, runs[0], runs[1])
+            read = child.copy_from(source, runs[0], runs[1])
+        return read
 
     def settle(self, vm: str, ok: bool) -> None:
         self.store.settle(vm, ok)
