@@ -184,8 +184,8 @@ impl Vhdx {
     /// pending log is validated whole, then replayed: on disk when `writable`, in memory
     /// otherwise. Parents must lie in the child's directory (or in `parent_root`, for every
     /// level), whichever locator entry leads to them; `allow_parent_escape` lifts that.
-    /// `durable=False` (a file at a path, writable): later flushes and `close` do not sync it
-    /// (a replay at open still does; see `create`).
+    /// `durable=False` (a file at a path, writable): neither a replay at open nor later flushes
+    /// and `close` sync it (see `create`).
     #[staticmethod]
     #[pyo3(signature = (path, writable = false, *, allow_parent_escape = false, parent_root = None,
                         durable = true))]
@@ -220,18 +220,17 @@ impl Vhdx {
         let path: PathBuf = path.extract()?;
         let p = path.clone();
         let inner = detached(py, move || {
-            let mut v = vhdx::Vhdx::open_with(
+            vhdx::Vhdx::open_with(
                 &p,
                 OpenOptions {
                     writable,
                     allow_parent_escape,
                     parent_root,
+                    unsynced: !durable,
                     ..OpenOptions::default()
                 },
             )
-            .map_err(verr)?;
-            v.set_durable(durable);
-            Ok(v)
+            .map_err(verr)
         })?;
         Ok(Vhdx {
             inner: Some(inner),
