@@ -117,26 +117,35 @@ def test_restore_rebuilds_each_backup_and_changed_blocks_are_real(
 
 
 def test_restore_verification_fails_on_a_flipped_byte(chain_run: tuple, tmp_path: Path) -> None:
-    """A copy of the store with one byte flipped in a backup file's data: restoring any backup
-    whose chain holds that file no longer verifies; the others still do."""
+    """A copy of the store with one byte flipped in a backup file's payload (a sector only that
+    file holds): restoring any backup whose chain holds that file no longer verifies; the others
+    still do."""
     real, _, root = chain_run
     store = tmp_path / "store"
     shutil.copytree(root / "backups", store)
     rows = real.backups.filter(pl.col("vm") == real.backups["vm"][0]).sort("seq")
     vm, files = rows["vm"][0], rows["file"].to_list()
 
-    def flip_last_data_byte(f: Path) -> None:
-        data = bytearray(f.read_bytes())
-        at = len(data.rstrip(b"\0")) - 1
-        assert at > 8 * MIB, "past the headers, log, BAT and metadata: payload"
-        data[at] ^= 0x01
-        f.write_bytes(bytes(data))
+    def content(f: str) -> bytes:
+        with engine.Vhdx.open(store / f, parent_root=store) as v:
+            return v.read(0, v.virtual_size)
 
-    flip_last_data_byte(store / files[2])
+    def flip_a_sector_it_holds(f: str, before: bytes) -> None:
+        """Flips a byte of the first 512-byte sector whose content ``f`` changed from
+        ``before``, found in ``f``'s own bytes (its payload, not its metadata)."""
+        now = content(f)
+        at = next(i for i in range(0, len(now), 512) if now[i : i + 512] != before[i : i + 512])
+        data = bytearray((store / f).read_bytes())
+        where = data.find(now[at : at + 512])
+        assert where > 0 and data.count(now[at : at + 512]) == 1
+        data[where + 100] ^= 0x01
+        (store / f).write_bytes(bytes(data))
+
+    flip_a_sector_it_holds(files[2], content(files[1]))
     assert restore(store, vm, tmp_path / "a.vhdx", seq=1).verified
     assert restore(store, vm, tmp_path / "b.vhdx", seq=2).verified
     assert not restore(store, vm, tmp_path / "c.vhdx", seq=3).verified
-    flip_last_data_byte(store / files[0])
+    flip_a_sector_it_holds(files[0], bytes(len(content(files[0]))))
     assert not restore(store, vm, tmp_path / "d.vhdx", seq=1).verified
 
 
