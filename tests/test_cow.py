@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vssim
+from bounded import python
 from vssim import engine
 
 K = 16 * 1024
@@ -224,16 +227,40 @@ def test_gil_is_released_during_a_batch() -> None:
     assert during > 1000
 
 
+#: In a child bounded by a timeout and an address-space limit (``bounded``): an allocation that
+#: aborts, or one that takes the machine's memory, fails this test instead of the session.
+PAST_THE_LIMIT = """
+import json, resource
+from vssim import engine, errors
+out = {}
+try:
+    engine.CowTracker(1 << 58).create_snapshot()
+    out["refused"] = None
+except errors.InvalidArgumentError as e:
+    out["refused"] = str(e)
+# The largest volume accepted: its snapshot costs a small directory until it is written.
+t = engine.CowTracker(1 << 54)
+t.create_snapshot()
+out["before"] = t.memory_bytes
+out["copied"] = t.apply_writes([0, (1 << 54) - 1], [1, 1]).chunks_copied
+out["after"] = t.memory_bytes
+out["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps(out))
+"""
+
+
 def test_a_volume_past_what_can_be_tracked_is_refused_with_the_limit() -> None:
     # Issue 15: ``CowTracker(1 << 58).create_snapshot()`` aborted the process on allocation.
-    with pytest.raises(vssim.InvalidArgumentError, match=r"at most 1099511627776 chunks"):
-        engine.CowTracker(1 << 58)
-    # The largest volume accepted: its snapshot costs a small directory until it is written.
-    t = engine.CowTracker(1 << 54)
-    t.create_snapshot()
-    assert t.memory_bytes < 1 << 20
-    assert t.apply_writes([0, (1 << 54) - 1], [1, 1]).chunks_copied == 2
-    assert t.memory_bytes < 1 << 20
+    r = python(PAST_THE_LIMIT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    assert out["refused"] is not None
+    assert out["refused"].startswith("invalid argument `volume_size`: 288230376151711744 bytes")
+    assert "at most 1099511627776 chunks" in out["refused"]
+    assert out["copied"] == 2
+    assert out["before"] < 1 << 20
+    assert out["after"] < 1 << 20
+    assert out["rss"] < 512 << 20
 
 
 def test_four_threads_on_one_tracker() -> None:
@@ -263,11 +290,13 @@ def test_four_threads_on_one_tracker() -> None:
         except BaseException as e:  # reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=work, args=(batches[i::4],)) for i in range(4)]
+    # Daemon threads joined with a timeout: calls that deadlock fail the test, never hang it.
+    threads = [threading.Thread(target=work, args=(batches[i::4],), daemon=True) for i in range(4)]
     for th in threads:
         th.start()
     for th in threads:
-        th.join()
+        th.join(timeout=120)
+    assert not any(th.is_alive() for th in threads), "the calls did not end: a deadlock"
     assert errors == []
     alone = engine.CowTracker(size)
     alone.create_snapshot()

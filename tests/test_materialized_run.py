@@ -137,7 +137,8 @@ def test_restore_verification_fails_on_a_flipped_byte(chain_run: tuple, tmp_path
         at = next(i for i in range(0, len(now), 512) if now[i : i + 512] != before[i : i + 512])
         data = bytearray((store / f).read_bytes())
         where = data.find(now[at : at + 512])
-        assert where > 0 and data.count(now[at : at + 512]) == 1
+        assert where > 0
+        assert data.count(now[at : at + 512]) == 1
         data[where + 100] ^= 0x01
         (store / f).write_bytes(bytes(data))
 

@@ -4,6 +4,7 @@ use pyo3::prelude::*;
 use vssim_engine::error::check_power_of_two;
 use vssim_engine::limit;
 
+use crate::args::{as_opt_u64, as_u64};
 use crate::arrays::{u32_ints, u64_ints};
 use crate::errors::guarded;
 
@@ -19,9 +20,9 @@ use crate::errors::guarded;
 pub fn bitset_limit(
     offsets: &Bound<'_, PyAny>,
     lengths: &Bound<'_, PyAny>,
-    chunk_size: u64,
-    volume_size: u64,
-    allocated_bytes: Option<u64>,
+    #[pyo3(from_py_with = as_u64::chunk_size)] chunk_size: u64,
+    #[pyo3(from_py_with = as_u64::volume_size)] volume_size: u64,
+    #[pyo3(from_py_with = as_opt_u64::allocated_bytes)] allocated_bytes: Option<u64>,
 ) -> PyResult<u64> {
     let offsets = u64_ints(offsets, "offsets")?;
     let lengths = u32_ints(lengths, "lengths")?;
