@@ -17,7 +17,7 @@
 
 mod batch;
 
-pub use batch::{with_scratch, Dealt};
+pub use batch::{with_scratch, Dealt, GROUPED_PARALLEL_MIN};
 
 use crate::error::{Error, Result};
 

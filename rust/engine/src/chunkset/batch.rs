@@ -21,6 +21,12 @@ use crate::error::{check_extents, Result};
 /// Batches smaller than this are applied on the calling thread, record by record.
 const PARALLEL_MIN: usize = ChunkSet::PARALLEL_MIN;
 
+/// Grouped batches ([`ChunkSet::deal_groups`]) at least this large are dealt and applied on the
+/// pool's threads: a modelled CSV's window is one such batch of a few tens of thousands of
+/// writes, and two threads already halve it there (model choice, measured with
+/// `benches/bench_scenario.py -k throughput`).
+pub const GROUPED_PARALLEL_MIN: usize = 1 << 14;
+
 /// Bits of a short record's shard-local chunk (the rest of its 32 bits: the count minus one).
 const SHORT_BITS: u32 = 26;
 
@@ -40,12 +46,32 @@ impl Lists {
     }
 }
 
+/// Where one group's records start in one part's lists (grouped batches only).
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    group: usize,
+    short: [usize; SHARDS],
+    long: [usize; SHARDS],
+}
+
+impl Mark {
+    fn at(group: usize, lists: &[Lists]) -> Mark {
+        Mark {
+            group,
+            short: std::array::from_fn(|k| lists[k].short.len()),
+            long: std::array::from_fn(|k| lists[k].long.len()),
+        }
+    }
+}
+
 /// A batch of extents dealt to the shards (see the module doc). Its buffers are kept between
 /// batches, so a large batch does not fault in fresh pages every time.
 #[derive(Debug, Default)]
 pub struct Dealt {
     /// Per part of the input (one per thread): per shard, its records.
     parts: Vec<Vec<Lists>>,
+    /// Per part, for a grouped batch: where each group's records start, in input order.
+    marks: Vec<Vec<Mark>>,
 }
 
 impl Dealt {
@@ -69,6 +95,20 @@ impl Dealt {
             .flatten()
             .map(|l| l.short.capacity() * 4 + l.long.capacity() * 8)
             .sum()
+    }
+}
+
+/// The decoder of shard `k`'s short records: (first chunk, count minus one).
+#[inline(always)]
+fn short_decoder(k: usize) -> impl Fn(u32) -> (u64, u32) + Copy {
+    let k64 = k as u64;
+    move |r: u32| {
+        let local = u64::from(r) & ((1 << SHORT_BITS) - 1);
+        let slot = (local >> LEAF_SHIFT) * SHARDS as u64 + k64;
+        (
+            (slot << LEAF_SHIFT) | (local & (LEAF_BITS - 1)),
+            r >> SHORT_BITS,
+        )
     }
 }
 
@@ -161,6 +201,7 @@ impl ChunkSet {
             rayon::current_num_threads().clamp(1, 64)
         };
         out.parts.resize_with(parts, Default::default);
+        out.marks.clear();
         let per = offsets.len().div_ceil(parts).max(1);
         let len = self.len;
         let ok = out
@@ -197,15 +238,7 @@ impl ChunkSet {
     /// result is the same as inserting the extents one by one.
     pub fn apply_dealt(&mut self, dealt: &Dealt, count_below: u64) -> u64 {
         let apply = |(k, shard): (usize, &mut super::Shard)| -> u64 {
-            let k64 = k as u64;
-            let short = |r: u32| {
-                let local = u64::from(r) & ((1 << SHORT_BITS) - 1);
-                let slot = (local >> LEAF_SHIFT) * SHARDS as u64 + k64;
-                (
-                    (slot << LEAF_SHIFT) | (local & (LEAF_BITS - 1)),
-                    r >> SHORT_BITS,
-                )
-            };
+            let short = short_decoder(k);
             dealt
                 .parts
                 .iter()
@@ -219,6 +252,126 @@ impl ChunkSet {
             return self.shards.iter_mut().enumerate().map(apply).sum();
         }
         self.shards.par_iter_mut().enumerate().map(apply).sum()
+    }
+
+    /// Like [`deal`](Self::deal), for several batches (*groups*) dealt as one: the records keep
+    /// the groups' order, and [`apply_dealt_groups`](Self::apply_dealt_groups) then credits each
+    /// new chunk to the group whose extent set it first — as inserting the groups one after the
+    /// other would. A bad extent is reported as [`check_extents`] reports it for its group, and
+    /// `out` is then empty.
+    pub fn deal_groups(
+        &self,
+        groups: &[(&[u64], &[u32])],
+        shift: u32,
+        size: u64,
+        out: &mut Dealt,
+    ) -> Result<()> {
+        for &(o, l) in groups {
+            if o.len() != l.len() {
+                return check_extents(o, l, size);
+            }
+        }
+        // Where each group starts in the batch, and where the batch ends.
+        let mut starts = Vec::with_capacity(groups.len() + 1);
+        let mut total = 0;
+        for &(o, _) in groups {
+            starts.push(total);
+            total += o.len();
+        }
+        starts.push(total);
+        let parts = if total < GROUPED_PARALLEL_MIN {
+            1
+        } else {
+            rayon::current_num_threads().clamp(1, 64)
+        };
+        out.parts.resize_with(parts, Default::default);
+        out.marks.resize_with(parts, Vec::new);
+        let per = total.div_ceil(parts).max(1);
+        let len = self.len;
+        let ok = out
+            .parts
+            .par_iter_mut()
+            .zip(out.marks.par_iter_mut())
+            .enumerate()
+            .map(|(p, (lists, marks))| {
+                let start = (p * per).min(total);
+                let end = (start + per).min(total);
+                lists.resize_with(SHARDS, Lists::default);
+                for l in lists.iter_mut() {
+                    l.clear();
+                    l.short.reserve((end - start) / SHARDS + (end - start) / 16);
+                }
+                marks.clear();
+                let mut ok = true;
+                let mut pos = start;
+                // The group holding `pos`: the last one starting at or before it.
+                let mut g = starts.partition_point(|&s| s <= pos).saturating_sub(1);
+                while pos < end {
+                    while starts[g + 1] <= pos {
+                        g += 1;
+                    }
+                    let (o, l) = groups[g];
+                    let a = pos - starts[g];
+                    let b = end.min(starts[g + 1]) - starts[g];
+                    marks.push(Mark::at(g, lists));
+                    ok &= deal_part(&o[a..b], &l[a..b], shift, size, len, lists);
+                    pos = starts[g] + b;
+                }
+                ok
+            })
+            .reduce(|| true, |a, b| a & b);
+        if !ok {
+            out.parts.iter_mut().flatten().for_each(Lists::clear);
+            out.marks.iter_mut().for_each(Vec::clear);
+            for &(o, l) in groups {
+                check_extents(o, l, size)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a batch dealt by [`deal_groups`](Self::deal_groups): adds to `fresh[g]` how many
+    /// of the chunks new to the set lie below `count_below` and were first set by group `g`
+    /// (`fresh` has one entry per group). Each shard applies its records in input order, and a
+    /// chunk lives in one shard, so the credit is that of inserting the groups in turn.
+    pub fn apply_dealt_groups(&mut self, dealt: &Dealt, count_below: u64, fresh: &mut [u64]) {
+        let groups = fresh.len();
+        let apply = |(k, shard): (usize, &mut super::Shard)| -> Vec<u64> {
+            let short = short_decoder(k);
+            let mut mine = vec![0u64; groups];
+            for (lists, marks) in dealt.parts.iter().zip(&dealt.marks) {
+                let l = &lists[k];
+                for (i, m) in marks.iter().enumerate() {
+                    let (se, le) = marks
+                        .get(i + 1)
+                        .map_or((l.short.len(), l.long.len()), |n| (n.short[k], n.long[k]));
+                    let n = shard.insert_records(&l.short[m.short[k]..se], short, count_below)
+                        + shard.insert_records(&l.long[m.long[k]..le], unpack, count_below);
+                    if let Some(f) = mine.get_mut(m.group) {
+                        *f += n;
+                    }
+                }
+            }
+            mine
+        };
+        let sum = |mut a: Vec<u64>, b: Vec<u64>| {
+            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+            a
+        };
+        let total = if dealt.len() < GROUPED_PARALLEL_MIN {
+            self.shards
+                .iter_mut()
+                .enumerate()
+                .map(apply)
+                .fold(vec![0; groups], sum)
+        } else {
+            self.shards
+                .par_iter_mut()
+                .enumerate()
+                .map(apply)
+                .reduce(|| vec![0; groups], sum)
+        };
+        fresh.iter_mut().zip(&total).for_each(|(f, t)| *f += t);
     }
 
     /// Inserts the chunks every extent touches — extent `i` is bytes

@@ -223,9 +223,10 @@ fn keep_for_real_disk(out: &mut Vec<materialize::MatWrite>, pos: usize, g: &Writ
 /// (no snapshot, or no diff-area limit): every VM's writes are mapped in parallel, in three steps
 /// that give the sequential result. Each disk's layout is its own (so mapping it alone is mapping
 /// it in order); the files then grow on the volume in VM order, each file's growth units the next
-/// free ones, as the sequential path grows them; file → volume is again per VM. Only the CSV
-/// tracker's copy-on-write is left in VM order — the order the sequential path applies it in,
-/// and, the VMs' extents being disjoint, each VM's copies are its own either way.
+/// free ones, as the sequential path grows them; file → volume is again per VM. The CSV
+/// tracker's copy-on-write is one call ([`CowTracker::apply_groups`]: each VM's pieces a group
+/// in VM order, dealt and applied on the pool's threads), which credits each copy as applying
+/// the VMs in turn would — and, the VMs' extents being disjoint, each VM's copies are its own.
 fn map_in_parallel(
     csv: &mut Csv,
     s: &mut Scratch,
@@ -261,16 +262,43 @@ fn map_in_parallel(
         if !vm.active() {
             continue;
         }
-        let (g, p, w) = (&s.guest[pos], &s.pieces[pos], &mut window[pos]);
+        let (g, w) = (&s.guest[pos], &mut window[pos]);
         if csv.mat.as_deref().is_some_and(|m| m.has_vm(pos)) {
             keep_for_real_disk(&mut s.mat, pos, g);
         }
         count_writes(w, reads[pos], &g.lengths);
         w.blocks_allocated = mapped[pos].0;
-        if mode.has_snapshot {
-            let out = csv.cow.apply_writes(&p.vol_offs, &p.vol_lens, None)?;
-            w.chunks_copied += out.chunks_copied;
-        }
+    }
+    if mode.has_snapshot {
+        // One copy-on-write call for the CSV's window, each VM's pieces a group in VM order
+        // (an inactive VM's group is empty): the result of applying them VM by VM.
+        let groups: Vec<(&[u64], &[u32])> = s.pieces[..n]
+            .iter()
+            .zip(&csv.vms)
+            .map(|(p, vm)| {
+                if vm.active() {
+                    (&p.vol_offs[..], &p.vol_lens[..])
+                } else {
+                    (&[][..], &[][..])
+                }
+            })
+            .collect();
+        apply_grouped(&mut csv.cow, &groups, window)?;
+    }
+    Ok(())
+}
+
+/// Applies `groups` (one per VM of the CSV, in VM order) in one copy-on-write call and adds each
+/// VM's copies to its window counters.
+fn apply_grouped(
+    cow: &mut CowTracker,
+    groups: &[(&[u64], &[u32])],
+    window: &mut [VmTotals],
+) -> Result<()> {
+    let mut copied = vec![0u64; groups.len()];
+    cow.apply_groups(groups, &mut copied)?;
+    for (w, c) in window.iter_mut().zip(copied) {
+        w.chunks_copied += c;
     }
     Ok(())
 }
@@ -384,19 +412,19 @@ fn map_vm_in_order(
     }
 }
 
-/// Applies the kept pieces VM by VM, one batch each. Applies when the diff-area limit cannot be
-/// reached in this window ([`CowTracker::cannot_overflow`]): then no snapshot is deleted, and —
-/// the VMs' extents being disjoint — which chunk is copied does not depend on the order of the
-/// VMs' writes, so the counts are those of the time order.
+/// Applies the kept pieces VM by VM — in one call, each VM's pieces a group
+/// ([`CowTracker::apply_groups`]). Applies when the diff-area limit cannot be reached in this
+/// window ([`CowTracker::cannot_overflow`]): then no snapshot is deleted, and — the VMs' extents
+/// being disjoint — which chunk is copied does not depend on the order of the VMs' writes, so the
+/// counts are those of the time order.
 fn apply_per_vm(cow: &mut CowTracker, s: &Scratch, window: &mut [VmTotals]) -> Result<()> {
     let k = &s.kept;
-    for (pos, &(a, b)) in s.ranges.iter().enumerate() {
-        if a < b {
-            let out = cow.apply_writes(&k.vol_offs[a..b], &k.vol_lens[a..b], None)?;
-            window[pos].chunks_copied += out.chunks_copied;
-        }
-    }
-    Ok(())
+    let groups: Vec<(&[u64], &[u32])> = s
+        .ranges
+        .iter()
+        .map(|&(a, b)| (&k.vol_offs[a..b], &k.vol_lens[a..b]))
+        .collect();
+    apply_grouped(cow, &groups, window)
 }
 
 /// Applies the kept pieces in time order across the CSV's VMs, write by write, so that a
