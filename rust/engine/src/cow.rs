@@ -513,7 +513,7 @@ impl CowTracker {
         }
         let mut outcome = WriteOutcome::default();
         for (&(o, l), c) in groups.iter().zip(copied.iter_mut()) {
-            let part = self.apply_writes(o, l, None)?;
+            let part = self.apply_checked(o, l, None);
             *c += part.chunks_copied;
             outcome.add(part);
         }
@@ -541,7 +541,7 @@ impl CowTracker {
         &mut self,
         offsets: &[u64],
         lengths: &[u32],
-        mut per_write: Option<&mut [u32]>,
+        per_write: Option<&mut [u32]>,
     ) -> Result<WriteOutcome> {
         check_extents(offsets, lengths, self.volume_size)?;
         if let Some(out) = per_write.as_deref() {
@@ -552,12 +552,23 @@ impl CowTracker {
                 ));
             }
         }
+        Ok(self.apply_checked(offsets, lengths, per_write))
+    }
+
+    /// [`apply_in_order`](Self::apply_in_order) of a batch already checked (and `per_write`, if
+    /// given, of its length).
+    fn apply_checked(
+        &mut self,
+        offsets: &[u64],
+        lengths: &[u32],
+        mut per_write: Option<&mut [u32]>,
+    ) -> WriteOutcome {
         let mut outcome = WriteOutcome::default();
         if self.epochs.is_empty() {
             if let Some(out) = per_write {
                 out.fill(0);
             }
-            return Ok(outcome);
+            return outcome;
         }
         if per_write.is_none() && self.batch_is_independent(lengths) {
             let shift = self.chunk_shift;
@@ -565,7 +576,7 @@ impl CowTracker {
                 e.written
                     .insert_extents(offsets, lengths, shift, e.alloc_chunks)
             });
-            return Ok(self.count_copies(copied));
+            return self.count_copies(copied);
         }
         for (i, (&off, &len)) in offsets.iter().zip(lengths).enumerate() {
             let copied = self.write_one(off, len, &mut outcome);
@@ -575,7 +586,7 @@ impl CowTracker {
             }
         }
         outcome.bytes_copied = outcome.chunks_copied << self.chunk_shift;
-        Ok(outcome)
+        outcome
     }
 }
 
