@@ -288,38 +288,47 @@ impl ChunkSet {
         out.marks.resize_with(parts, Vec::new);
         let per = total.div_ceil(parts).max(1);
         let len = self.len;
-        let ok = out
-            .parts
-            .par_iter_mut()
-            .zip(out.marks.par_iter_mut())
-            .enumerate()
-            .map(|(p, (lists, marks))| {
-                let start = (p * per).min(total);
-                let end = (start + per).min(total);
-                lists.resize_with(SHARDS, Lists::default);
-                for l in lists.iter_mut() {
-                    l.clear();
-                    l.short.reserve((end - start) / SHARDS + (end - start) / 16);
+        let deal_one = |(p, (lists, marks)): (usize, (&mut Vec<Lists>, &mut Vec<Mark>))| {
+            let start = (p * per).min(total);
+            let end = (start + per).min(total);
+            lists.resize_with(SHARDS, Lists::default);
+            for l in lists.iter_mut() {
+                l.clear();
+                l.short.reserve((end - start) / SHARDS + (end - start) / 16);
+            }
+            marks.clear();
+            let mut ok = true;
+            let mut pos = start;
+            // The group holding `pos`: the last one starting at or before it.
+            let mut g = starts.partition_point(|&s| s <= pos).saturating_sub(1);
+            while pos < end {
+                while starts[g + 1] <= pos {
+                    g += 1;
                 }
-                marks.clear();
-                let mut ok = true;
-                let mut pos = start;
-                // The group holding `pos`: the last one starting at or before it.
-                let mut g = starts.partition_point(|&s| s <= pos).saturating_sub(1);
-                while pos < end {
-                    while starts[g + 1] <= pos {
-                        g += 1;
-                    }
-                    let (o, l) = groups[g];
-                    let a = pos - starts[g];
-                    let b = end.min(starts[g + 1]) - starts[g];
-                    marks.push(Mark::at(g, lists));
-                    ok &= deal_part(&o[a..b], &l[a..b], shift, size, len, lists);
-                    pos = starts[g] + b;
-                }
-                ok
-            })
-            .reduce(|| true, |a, b| a & b);
+                let (o, l) = groups[g];
+                let a = pos - starts[g];
+                let b = end.min(starts[g + 1]) - starts[g];
+                marks.push(Mark::at(g, lists));
+                ok &= deal_part(&o[a..b], &l[a..b], shift, size, len, lists);
+                pos = starts[g] + b;
+            }
+            ok
+        };
+        // One part is dealt on the calling thread: handing it to the pool would cost a wake-up.
+        let ok = if parts == 1 {
+            out.parts
+                .iter_mut()
+                .zip(out.marks.iter_mut())
+                .enumerate()
+                .all(deal_one)
+        } else {
+            out.parts
+                .par_iter_mut()
+                .zip(out.marks.par_iter_mut())
+                .enumerate()
+                .map(deal_one)
+                .reduce(|| true, |a, b| a & b)
+        };
         if !ok {
             out.parts.iter_mut().flatten().for_each(Lists::clear);
             out.marks.iter_mut().for_each(Vec::clear);

@@ -463,12 +463,20 @@ impl ModelCluster {
                 return Err(Error::invalid("csv", format!("{c} is listed twice")));
             }
         }
-        let results: Vec<(usize, Result<CsvOutcome>)> = self
-            .csvs
-            .par_iter_mut()
-            .enumerate()
-            .filter_map(|(ci, csv)| start[ci].map(|t0| (ci, advance_csv(ci, csv, t0, t1))))
-            .collect();
+        let results: Vec<(usize, Result<CsvOutcome>)> = match from {
+            // One CSV (a protocol step looks at one): run on this thread, which hands the
+            // window's large steps to the pool itself — and its small ones to no one.
+            &[(ci, t0)] => match self.csvs.get_mut(ci) {
+                Some(csv) => vec![(ci, advance_csv(ci, csv, t0, t1))],
+                None => Vec::new(),
+            },
+            _ => self
+                .csvs
+                .par_iter_mut()
+                .enumerate()
+                .filter_map(|(ci, csv)| start[ci].map(|t0| (ci, advance_csv(ci, csv, t0, t1))))
+                .collect(),
+        };
         let mut report = WindowReport {
             vms: vec![VmTotals::default(); self.index.len()],
             ..WindowReport::default()
