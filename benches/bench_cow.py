@@ -1,4 +1,5 @@
-"""Copy-on-write tracking: the engine against pyroaring and numpy on the same write stream.
+"""Copy-on-write tracking: the engine against pyroaring and numpy on the same write stream, and
+against the limit (the same bits set into flat bitmaps, nothing else: ``cow_peers``).
 
 Full size (``make bench``): 10 million writes of 4–64 KiB, 90 % of them into a hot tenth of a
 2 TiB volume, one live snapshot. Small size (``make test``): 200,000 writes on 64 GiB.
@@ -30,7 +31,7 @@ def expected_copies(cow_case: tuple[WriteStream, int]) -> int:
 
 
 @pytest.mark.benchmark(group="engine-cow")
-@pytest.mark.parametrize("impl", ["engine", "pyroaring", "numpy"])
+@pytest.mark.parametrize("impl", ["engine", "limit", "numpy", "pyroaring"])
 def test_cow_first_touch(
     benchmark: Any,
     impl: str,

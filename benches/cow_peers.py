@@ -1,9 +1,12 @@
-"""The peers the engine's copy-on-write tracker is benchmarked against, and a memory probe.
+"""The peers the engine's copy-on-write tracker is benchmarked against, the limit, and a memory
+probe.
 
 A single live snapshot over a write stream: a chunk is copied at its first write after the snapshot
 if it was allocated then. With one snapshot the number of chunks copied is therefore the number of
 distinct allocated chunks the stream touches — each peer computes exactly that, as fast as its
-library allows.
+library allows. The *limit* (``engine.bitset_limit``) sets the same chunks' bits the plainest way
+there is, in Rust on the engine's threads (a flat bitmap per thread, ORed at the end) and does
+nothing else: what no tracker can beat, so ``vssim bench-report`` shows the engine against it too.
 """
 
 from __future__ import annotations
@@ -74,7 +77,22 @@ def engine_copies(
     return t.apply_writes(offsets, lengths).chunks_copied
 
 
-IMPLEMENTATIONS = {"engine": engine_copies, "numpy": numpy_copies, "pyroaring": roaring_copies}
+def limit_copies(
+    offsets: npt.NDArray[np.uint64],
+    lengths: npt.NDArray[np.uint32],
+    volume_size: int,
+    allocated: int,
+    chunk: int = engine.DEFAULT_CHUNK_SIZE,
+) -> int:
+    return engine.bitset_limit(offsets, lengths, chunk, volume_size, allocated)
+
+
+IMPLEMENTATIONS = {
+    "engine": engine_copies,
+    "limit": limit_copies,
+    "numpy": numpy_copies,
+    "pyroaring": roaring_copies,
+}
 
 
 def _status_kib(field: str) -> int:
@@ -96,19 +114,23 @@ def peak_rss_bytes() -> int:
     return _status_kib("VmHWM") * 1024
 
 
-def measure_peak_rss_delta(impl: str, stream_file: Path, volume_size: int, allocated: int) -> int:
-    """Peak RSS growth (bytes) of one implementation over the stream, in a fresh process: the
+def measure_peak_rss_delta(
+    impl: str, stream_file: Path, *args: int, module: str = "cow_peers"
+) -> int:
+    """Peak RSS growth (bytes) of one implementation (``module.IMPLEMENTATIONS[impl]``, called
+    with the stream's offsets and lengths, then ``args``) over the stream, in a fresh process: the
     stream is loaded first, the kernel's peak mark is reset, and the peak after the run is compared
     with the RSS before it."""
     code = (
-        "import json, sys, numpy as np\n"
+        "import importlib, json, sys, numpy as np\n"
         "sys.path.insert(0, sys.argv[1])\n"
         "import cow_peers as p\n"
+        "m = importlib.import_module(sys.argv[4])\n"
         "d = np.load(sys.argv[2])\n"
         "o, l = d['offsets'], d['lengths']\n"
         "before = p.reset_peak_rss()\n"
-        "n = p.IMPLEMENTATIONS[sys.argv[3]](o, l, int(sys.argv[4]), int(sys.argv[5]))\n"
-        "print(json.dumps({'delta': p.peak_rss_bytes() - before, 'copies': n}))\n"
+        "n = m.IMPLEMENTATIONS[sys.argv[3]](o, l, *map(int, sys.argv[5:]))\n"
+        "print(json.dumps({'delta': p.peak_rss_bytes() - before, 'answer': n}))\n"
     )
     out = subprocess.run(
         [
@@ -118,8 +140,8 @@ def measure_peak_rss_delta(impl: str, stream_file: Path, volume_size: int, alloc
             str(Path(__file__).parent),
             str(stream_file),
             impl,
-            str(volume_size),
-            str(allocated),
+            module,
+            *map(str, args),
         ],
         capture_output=True,
         text=True,

@@ -109,3 +109,29 @@ def test_missing_file_is_a_clear_cli_error(
 ) -> None:
     assert main(["bench-report", str(tmp_path / "nope.json")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_engine_against_its_fastest_peer_and_the_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = write(
+        tmp_path / "a.json",
+        [
+            bench("t[engine]", "engine", 0.09, 0.1, 0.12),
+            bench("t[limit]", "limit", 0.05, 0.06, 0.07),
+            bench("t[numpy]", "numpy", 0.5, 0.6, 0.7),
+            bench("t[pyroaring]", "pyroaring", 2.0, 3.0, 4.0),
+            bench("m", None, 1, 1, 1, to_plain_copy_ratio=0.8, bytes=5),
+        ],
+    )
+    report = benchreport.build([f])
+    row = report.summary.row(0, named=True)
+    assert row["best_peer"] == "numpy"
+    assert row["engine_per_peer"] == pytest.approx(6.0)
+    assert row["engine_per_limit"] == pytest.approx(0.6)
+    assert report.ratios.rows() == [("engine-cow", "m", "to_plain_copy_ratio", 0.8)]
+    assert main(["bench-report", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "6.00×" in out
+    assert "0.60×" in out
+    assert "to_plain_copy_ratio" in out

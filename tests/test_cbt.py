@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vssim
+from bounded import python
 from vssim import engine
 
 B = 64 * 1024
@@ -104,3 +106,93 @@ def test_matches_reference(block_shift: int, writes: list[tuple[int, int]]) -> N
     # Runs are merged: no two touch.
     ends = (offs + lens)[:-1]
     assert np.all(ends < offs[1:])
+
+
+def test_save_to_a_directory_is_refused_with_the_reason(tmp_path: Path) -> None:
+    # Issue 15: ``save(".")`` said "Device or resource busy (os error 16)".
+    t = engine.ChangeTracker("vm-disk-1", 1 << 30)
+    t.mark([0], [1])
+    for target in (Path("."), tmp_path):
+        with pytest.raises(vssim.InvalidArgumentError, match="is a directory: expected the path"):
+            t.save(target)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(vssim.InvalidArgumentError, match="is empty"):
+        t.save("")
+
+
+#: In a child bounded by a timeout and an address-space limit (``bounded``): an allocation that
+#: aborts, or one that takes the machine's memory, fails this test instead of the session.
+PAST_THE_LIMIT = """
+import json, resource
+from vssim import engine, errors
+out = {}
+try:
+    engine.ChangeTracker("d", 1 << 62)
+    out["refused"] = None
+except errors.InvalidArgumentError as e:
+    out["refused"] = str(e)
+# The largest disk accepted costs no more than a small directory until it is written.
+t = engine.ChangeTracker("d", 1 << 56)
+out["before"] = t.memory_bytes
+t.mark([0, (1 << 56) - 1], [1, 1])
+out["changed"] = t.changed_blocks
+out["after"] = t.memory_bytes
+out["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps(out))
+"""
+
+
+def test_a_disk_past_what_can_be_tracked_is_refused_with_the_limit() -> None:
+    # Issue 15: ``ChangeTracker("d", 1 << 62)`` aborted the process on allocation.
+    r = python(PAST_THE_LIMIT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    assert out["refused"] is not None
+    assert out["refused"].startswith("invalid argument `disk_size`: 4611686018427387904 bytes")
+    assert "at most 1099511627776 blocks" in out["refused"]
+    assert out["changed"] == 2
+    assert out["before"] < 1 << 20
+    assert out["after"] < 1 << 20
+    assert out["rss"] < 512 << 20
+
+
+def test_four_threads_on_one_tracker() -> None:
+    # Issue 15: a second thread got ``RuntimeError: Already borrowed`` while the first had released
+    # the GIL inside ``mark``. Calls now take turns; the result is the sequential one.
+    import threading
+
+    rng = np.random.default_rng(5)
+    size = 1 << 40
+    batches = [
+        (
+            rng.integers(0, size - (1 << 20), 200_000, dtype=np.uint64),
+            rng.integers(1, 1 << 16, 200_000, dtype=np.uint32),
+        )
+        for _ in range(8)
+    ]
+    shared = engine.ChangeTracker("d", size)
+    errors: list[BaseException] = []
+
+    def work(mine: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        try:
+            for o, n in mine:
+                shared.mark(o, n)
+                assert shared.changed_blocks > 0
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    # Daemon threads joined with a timeout: calls that deadlock fail the test, never hang it.
+    threads = [threading.Thread(target=work, args=(batches[i::4],), daemon=True) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=120)
+    assert not any(th.is_alive() for th in threads), "the calls did not end: a deadlock"
+    assert errors == []
+    alone = engine.ChangeTracker("d", size)
+    for o, n in batches:
+        alone.mark(o, n)
+    assert shared.changed_blocks == alone.changed_blocks
+    assert [a.tolist() for a in shared.changed_extents()] == [
+        a.tolist() for a in alone.changed_extents()
+    ]

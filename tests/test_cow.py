@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vssim
+from bounded import python
 from vssim import engine
 
 K = 16 * 1024
@@ -222,3 +225,81 @@ def test_gil_is_released_during_a_batch() -> None:
     done.set()
     th.join()
     assert during > 1000
+
+
+#: In a child bounded by a timeout and an address-space limit (``bounded``): an allocation that
+#: aborts, or one that takes the machine's memory, fails this test instead of the session.
+PAST_THE_LIMIT = """
+import json, resource
+from vssim import engine, errors
+out = {}
+try:
+    engine.CowTracker(1 << 58).create_snapshot()
+    out["refused"] = None
+except errors.InvalidArgumentError as e:
+    out["refused"] = str(e)
+# The largest volume accepted: its snapshot costs a small directory until it is written.
+t = engine.CowTracker(1 << 54)
+t.create_snapshot()
+out["before"] = t.memory_bytes
+out["copied"] = t.apply_writes([0, (1 << 54) - 1], [1, 1]).chunks_copied
+out["after"] = t.memory_bytes
+out["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps(out))
+"""
+
+
+def test_a_volume_past_what_can_be_tracked_is_refused_with_the_limit() -> None:
+    # Issue 15: ``CowTracker(1 << 58).create_snapshot()`` aborted the process on allocation.
+    r = python(PAST_THE_LIMIT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    assert out["refused"] is not None
+    assert out["refused"].startswith("invalid argument `volume_size`: 288230376151711744 bytes")
+    assert "at most 1099511627776 chunks" in out["refused"]
+    assert out["copied"] == 2
+    assert out["before"] < 1 << 20
+    assert out["after"] < 1 << 20
+    assert out["rss"] < 512 << 20
+
+
+def test_four_threads_on_one_tracker() -> None:
+    # Issue 15: a second thread got ``RuntimeError: Already borrowed`` while the first had released
+    # the GIL inside ``apply_writes``. Calls now take turns; the result is the sequential one.
+    import threading
+
+    rng = np.random.default_rng(9)
+    size = 1 << 40
+    batches = [
+        (
+            rng.integers(0, size - (1 << 20), 200_000, dtype=np.uint64),
+            rng.integers(1, 1 << 16, 200_000, dtype=np.uint32),
+        )
+        for _ in range(8)
+    ]
+    shared = engine.CowTracker(size)
+    shared.create_snapshot()
+    copied: list[int] = []
+    errors: list[BaseException] = []
+
+    def work(mine: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        try:
+            for o, n in mine:
+                copied.append(shared.apply_writes(o, n).chunks_copied)
+                assert shared.diff_area_bytes > 0
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    # Daemon threads joined with a timeout: calls that deadlock fail the test, never hang it.
+    threads = [threading.Thread(target=work, args=(batches[i::4],), daemon=True) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=120)
+    assert not any(th.is_alive() for th in threads), "the calls did not end: a deadlock"
+    assert errors == []
+    alone = engine.CowTracker(size)
+    alone.create_snapshot()
+    want = sum(alone.apply_writes(o, n).chunks_copied for o, n in batches)
+    assert sum(copied) == want == shared.total_chunks_copied
+    assert shared.diff_area_bytes == alone.diff_area_bytes

@@ -3,6 +3,7 @@ as real VHDX chains — and the invariant that the model's figures are what the 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -113,6 +114,62 @@ def test_restore_rebuilds_each_backup_and_changed_blocks_are_real(
         assert differ == rows["blocks_changed"][k] > 0
     for d in disks:
         d.close()
+
+
+def test_restore_verification_fails_on_a_flipped_byte(chain_run: tuple, tmp_path: Path) -> None:
+    """A copy of the store with one byte flipped in a backup file's payload (a sector only that
+    file holds): restoring any backup whose chain holds that file no longer verifies; the others
+    still do."""
+    real, _, root = chain_run
+    store = tmp_path / "store"
+    shutil.copytree(root / "backups", store)
+    rows = real.backups.filter(pl.col("vm") == real.backups["vm"][0]).sort("seq")
+    vm, files = rows["vm"][0], rows["file"].to_list()
+
+    def content(f: str) -> bytes:
+        with engine.Vhdx.open(store / f, parent_root=store) as v:
+            return v.read(0, v.virtual_size)
+
+    def flip_a_sector_it_holds(f: str, before: bytes) -> None:
+        """Flips a byte of the first 512-byte sector whose content ``f`` changed from
+        ``before``, found in ``f``'s own bytes (its payload, not its metadata)."""
+        now = content(f)
+        at = next(i for i in range(0, len(now), 512) if now[i : i + 512] != before[i : i + 512])
+        data = bytearray((store / f).read_bytes())
+        where = data.find(now[at : at + 512])
+        assert where > 0
+        assert data.count(now[at : at + 512]) == 1
+        data[where + 100] ^= 0x01
+        (store / f).write_bytes(bytes(data))
+
+    flip_a_sector_it_holds(files[2], content(files[1]))
+    assert restore(store, vm, tmp_path / "a.vhdx", seq=1).verified
+    assert restore(store, vm, tmp_path / "b.vhdx", seq=2).verified
+    assert not restore(store, vm, tmp_path / "c.vhdx", seq=3).verified
+    flip_a_sector_it_holds(files[0], bytes(len(content(files[0]))))
+    assert not restore(store, vm, tmp_path / "d.vhdx", seq=1).verified
+
+
+def test_restore_checks_a_store_that_recorded_full_digests(
+    chain_run: tuple, tmp_path: Path
+) -> None:
+    """A manifest written before the content digest holds BLAKE3 of the whole virtual disk:
+    ``restore`` verifies against it with that digest, and a wrong one still fails."""
+    real, _, root = chain_run
+    store = tmp_path / "store"
+    shutil.copytree(root / "backups", store)
+    doc = json.loads((store / "manifest.json").read_text())
+    for row in doc["backups"]:
+        with engine.Vhdx.open(store / row["file"], parent_root=store) as v:
+            row["digest_at_snapshot"] = row["digest_restored"] = v.digest()
+    (store / "manifest.json").write_text(json.dumps(doc))
+    vm = real.backups["vm"][0]
+    r = restore(store, vm, tmp_path / "a.vhdx")
+    assert r.verified
+    assert not r.digest.startswith(engine.CONTENT_DIGEST_SCHEME)
+    doc["backups"][0]["digest_at_snapshot"] = "0" * 64
+    (store / "manifest.json").write_text(json.dumps(doc))
+    assert not restore(store, doc["backups"][0]["vm"], tmp_path / "b.vhdx", seq=1).verified
 
 
 def test_a_full_diff_area_fails_the_same_vms_for_real(tmp_path: Path) -> None:
@@ -238,21 +295,31 @@ def test_cli_run_materialize_and_restore(
 
 
 @given(
-    st.integers(0, 20),
-    st.integers(0, 5000),
-    st.lists(st.tuples(st.integers(0, 2**31), st.integers(1, 255)), max_size=6),
+    st.lists(st.tuples(st.integers(0, (8 << 20) - 1), st.integers(1, 70_000)), max_size=6),
+    st.lists(st.tuples(st.integers(0, (10 << 20) - 1), st.integers(1, 70_000)), max_size=6),
 )
-@settings(max_examples=60, deadline=None)
-def test_sparse_copy_writes_every_nonzero_byte(pieces: int, tail: int, pokes: list) -> None:
-    from vssim.scale.materialize import HOLE, write_sparse
-
-    n = pieces * HOLE + tail
-    buf = bytearray(n)
-    for where, value in pokes:
-        if n:
-            buf[where % n] = value
-    with tempfile.TemporaryFile() as f:
-        os.ftruncate(f.fileno(), HOLE + n)
-        write_sparse(f.fileno(), HOLE, bytes(buf))
-        f.seek(0)
-        assert f.read() == bytes(HOLE) + bytes(buf)
+@settings(max_examples=40, deadline=None)
+def test_a_snapshot_copy_is_the_view_and_keeps_its_holes(
+    before: list[tuple[int, int]], after: list[tuple[int, int]]
+) -> None:
+    """``SnapshotView.copy_to`` (what a full backup copies): the copy reads as the view, byte for
+    byte, whatever was written before and after the snapshot, and holds no more than the data."""
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        (root / "csv").mkdir()
+        vol = engine.Volume(root / "csv", root / "diff")
+        f = vol.open("disk.bin", create=True)
+        f.set_len(8 << 20)
+        for i, (at, n) in enumerate(before):
+            f.write(at, bytes([i + 1]) * min(n, (8 << 20) - at))
+        sid = vol.create_snapshot()
+        for i, (at, n) in enumerate(after):
+            f.write(at, bytes([i + 100]) * n)
+        view = vol.snapshot(sid).open("disk.bin")
+        want = view.read(0, view.len())
+        assert view.copy_to(root / "copy.bin") == len(want) == 8 << 20
+        assert (root / "copy.bin").read_bytes() == want
+        held = os.stat(root / "copy.bin").st_blocks * 512
+        written = sum(n for _, n in before)
+        assert held <= written + 16 * 16384 * (len(before) + len(after)) + 65536
+        vol.close()

@@ -23,7 +23,9 @@ VHDX_MAX_VIRTUAL_SIZE: int
 VHDX_MAX_CHAIN_DEPTH: int
 GROWTH_WRITE: int
 DAY_S: float
+CONTENT_DIGEST_SCHEME: str
 __all__ = [
+    "CONTENT_DIGEST_SCHEME",
     "DAY_S",
     "DEFAULT_CBT_BLOCK_SIZE",
     "DEFAULT_CHUNK_SIZE",
@@ -51,11 +53,21 @@ __all__ = [
     "WorkloadSpec",
     "WriteResult",
     "__version__",
+    "bitset_limit",
     "calibrate",
     "change_fraction",
 ]
 
 _IntArray = npt.ArrayLike
+
+def bitset_limit(
+    offsets: _IntArray,
+    lengths: _IntArray,
+    chunk_size: int,
+    volume_size: int,
+    allocated_bytes: int | None = None,
+) -> int:
+    """The memory system's limit for a tracker's batch: the stream's chunk bits in flat bitmaps."""
 
 @final
 class WriteResult:
@@ -326,6 +338,7 @@ class SnapshotView:
     def read(self, offset: int, length: int) -> bytes: ...
     def write(self, offset: int, data: bytes) -> None: ...
     def len(self) -> int: ...
+    def copy_to(self, dest: _Path) -> int: ...
     def set_len(self, length: int) -> None: ...
     def flush(self) -> None: ...
     @property
@@ -428,6 +441,7 @@ class Vhdx:
         physical_sector_size: int | None = ...,
         parent: str | os.PathLike[str] | None = ...,
         overwrite: bool = ...,
+        durable: bool = ...,
     ) -> Vhdx: ...
     @staticmethod
     def open(
@@ -436,6 +450,7 @@ class Vhdx:
         *,
         allow_parent_escape: bool = ...,
         parent_root: str | os.PathLike[str] | None = ...,
+        durable: bool = ...,
     ) -> Vhdx: ...
     def read(self, offset: int, length: int) -> bytes: ...
     def write(self, offset: int, data: Buffer) -> None: ...
@@ -450,6 +465,9 @@ class Vhdx:
     def allocated_extents(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]: ...
     def block_states(self) -> npt.NDArray[np.uint8]: ...
     def digest(self) -> str: ...
+    def content_digest(self) -> str: ...
+    def content_digests_with(self, other: Vhdx) -> tuple[str, str]: ...
+    def copy_from(self, source: Vhdx, offsets: _IntArray, lengths: _IntArray) -> int: ...
     @property
     def commit_each_write(self) -> bool: ...
     @commit_each_write.setter

@@ -4,7 +4,14 @@ Conventions the report relies on (the project's benchmarks follow them):
 
 - A benchmark's *peer* is the same test with another ``impl`` parameter in the same group: the row
   whose ``impl`` is ``"engine"`` is the reference, and every other row of its group gets the ratio
-  ``its median / the engine's median`` (how many times slower the peer is).
+  ``its median / the engine's median`` (how many times slower the peer is). The row whose ``impl``
+  is ``"limit"`` is not a peer but the *limit*: the same work done the plainest way the hardware
+  allows (``engine.bitset_limit``). The summary table gives, per case, the two figures the
+  benchmarks are read by: engine/peer (the fastest peer's median over the engine's: how many times
+  faster the engine is) and engine/limit (the limit's median over the engine's: the engine's speed
+  as a fraction of the limit's, 1 = at the limit).
+- Ratios a benchmark measured inside one run (``extra_info`` keys ending in ``_ratio``, such as a
+  materialized run against a plain copy of the same files) are listed as they were recorded.
 - Simulated outcomes live in ``extra_info``; rows carrying ``profile`` and ``strategy`` form the
   simulated full-vs-selective table.
 - Given several files, the last is compared with the first: a benchmark whose new min is above the
@@ -25,6 +32,7 @@ import polars as pl
 from vssim.errors import VssimError
 
 ENGINE = "engine"
+LIMIT = "limit"
 #: The simulated outcomes shown in the full-vs-selective table, in order, when present.
 SIMULATED_COLUMNS = [
     "backup_window_s",
@@ -45,6 +53,8 @@ class Report:
     """Every table of a report, as polars frames."""
 
     groups: pl.DataFrame
+    summary: pl.DataFrame
+    ratios: pl.DataFrame
     simulated: pl.DataFrame
     changes: pl.DataFrame | None
 
@@ -189,6 +199,56 @@ def group_table(runs: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def summary_table(runs: pl.DataFrame) -> pl.DataFrame:
+    """Per case of the newest run with an engine row: the engine's median, the fastest peer's and
+    the limit's, with engine/peer and engine/limit (see the module doc)."""
+    newest = runs.filter(pl.col("run") == runs["run"].max())
+    keys = ["group", "case"]
+    engine = newest.filter(pl.col("impl") == ENGINE).select(
+        *keys, pl.col("median_s").alias("engine_s")
+    )
+    peers = (
+        newest.filter(~pl.col("impl").is_in([ENGINE, LIMIT, ""]))
+        .sort("median_s")
+        .group_by(keys, maintain_order=True)
+        .first()
+        .select(*keys, pl.col("impl").alias("best_peer"), pl.col("median_s").alias("peer_s"))
+    )
+    limit = newest.filter(pl.col("impl") == LIMIT).select(
+        *keys, pl.col("median_s").alias("limit_s")
+    )
+    return (
+        engine.join(peers, on=keys, how="left")
+        .join(limit, on=keys, how="left")
+        .with_columns(
+            (pl.col("peer_s") / pl.col("engine_s")).alias("engine_per_peer"),
+            (pl.col("limit_s") / pl.col("engine_s")).alias("engine_per_limit"),
+        )
+        .select(
+            *keys,
+            "engine_s",
+            "best_peer",
+            "peer_s",
+            "engine_per_peer",
+            "limit_s",
+            "engine_per_limit",
+        )
+        .sort(keys)
+    )
+
+
+def ratio_table(runs: pl.DataFrame) -> pl.DataFrame:
+    """The ratios the newest run's benchmarks recorded (``extra_info`` keys ending ``_ratio``)."""
+    newest = runs.filter(pl.col("run") == runs["run"].max())
+    rows = []
+    for group, name, extra in zip(newest["group"], newest["name"], newest["extra"], strict=True):
+        for key, value in json.loads(extra).items():
+            if key.endswith("_ratio") and isinstance(value, int | float):
+                rows.append({"group": group, "name": name, "ratio": key, "value": float(value)})
+    schema = {"group": pl.String, "name": pl.String, "ratio": pl.String, "value": pl.Float64}
+    return pl.DataFrame(rows, schema=schema).sort("group", "name", "ratio")
+
+
 def simulated_table(runs: pl.DataFrame) -> pl.DataFrame:
     """The simulated outcomes of the newest run's scenario benchmarks, by profile and strategy."""
     newest = runs.filter(pl.col("run") == runs["run"].max())
@@ -246,7 +306,11 @@ def build(paths: list[Path]) -> Report:
         raise BenchReportError("no results file given")
     runs = pl.concat([load(p, i) for i, p in enumerate(paths)])
     return Report(
-        groups=group_table(runs), simulated=simulated_table(runs), changes=change_table(runs)
+        groups=group_table(runs),
+        summary=summary_table(runs),
+        ratios=ratio_table(runs),
+        simulated=simulated_table(runs),
+        changes=change_table(runs),
     )
 
 
@@ -264,10 +328,14 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+#: Columns shown as ratios ("5.41×").
+RATIO_COLUMNS = ("x_engine", "engine_per_peer", "engine_per_limit")
+
+
 def _change_cell(col: str, value: object) -> str:
     if col == "change" and isinstance(value, float):
         return f"{value:+.1%}"
-    if col == "x_engine" and isinstance(value, float) and value == value:
+    if col in RATIO_COLUMNS and isinstance(value, float) and value == value:
         return f"{value:.2f}×"
     return _fmt(value)
 
@@ -297,6 +365,16 @@ def text_table(frame: pl.DataFrame) -> str:
 def render(report: Report, fmt: str) -> str:
     """The report as ``table`` (terminal), ``markdown`` or ``csv`` text."""
     sections = [("Benchmarks (newest run)", report.groups)]
+    if report.summary.height:
+        sections.append(
+            (
+                "Engine against its fastest peer and the limit (median over median: engine/peer "
+                "= times faster than the peer, engine/limit = fraction of the limit's speed)",
+                report.summary,
+            )
+        )
+    if report.ratios.height:
+        sections.append(("Ratios measured within a benchmark run", report.ratios))
     if report.simulated.height:
         sections.append(("Simulated backups: full vs selective, 2008 R2 vs 2012", report.simulated))
     if report.changes is not None:

@@ -15,6 +15,7 @@ re-exported here.
 from __future__ import annotations
 
 from vssim._engine import (
+    CONTENT_DIGEST_SCHEME,
     DAY_S,
     DEFAULT_CBT_BLOCK_SIZE,
     DEFAULT_CHUNK_SIZE,
@@ -41,12 +42,14 @@ from vssim._engine import (
     WorkloadGenerator,
     WorkloadSpec,
     WriteResult,
+    bitset_limit,
     calibrate,
     change_fraction,
 )
 from vssim._engine import __version__ as engine_version
 
 __all__ = [
+    "CONTENT_DIGEST_SCHEME",
     "DAY_S",
     "DEFAULT_CBT_BLOCK_SIZE",
     "DEFAULT_CHUNK_SIZE",
@@ -73,6 +76,7 @@ __all__ = [
     "WorkloadGenerator",
     "WorkloadSpec",
     "WriteResult",
+    "bitset_limit",
     "calibrate",
     "change_fraction",
     "engine_version",

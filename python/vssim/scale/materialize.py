@@ -20,10 +20,13 @@ written under a staged name, renamed when its VM's set stands, then listed in th
   previous backup from the snapshot and writes them into a differencing VHDX whose parent is that
   previous backup, so the chain full → incremental → … restores the disk at any backup.
 
-Every backup is verified at once: the BLAKE3 digest of the disk as the snapshot shows it equals
-the digest of the disk the backup chain restores. A set that fails leaves no backup: its files are
-removed when the set ends (no partial backups), and ``manifest.json`` lists only what stands; a
-run that ends early (an error, Ctrl-C) removes what it had not committed (:meth:`abort`).
+Every backup is verified at once: the content digest of the disk as the snapshot shows it
+(``Vhdx.content_digest``: BLAKE3 over its 64 KiB leaves, all-zero leaves as runs, so it reads only
+where data may be) equals that of the disk the backup chain restores. A set that fails leaves no
+backup: its files are removed when the set ends (no partial backups), and ``manifest.json`` lists
+only what stands; a run that ends early (an error, Ctrl-C) removes what it had not committed
+(:meth:`abort`). Backup files are written without a sync at each VHDX flush: each is synced once,
+whole, when it takes its final name (:func:`vssim.scale.backup_store.publish`).
 :func:`restore` rebuilds a VM's disk from its chain, reading only the store's own files;
 :func:`qemu_img_check` runs ``qemu-img check`` on every backup file.
 """
@@ -65,9 +68,6 @@ if TYPE_CHECKING:
 
     from vssim.scenario import Scenario
 
-MIB = 1 << 20
-#: Bytes per read of a backup copy.
-COPY_PIECE = 8 * MIB
 U64 = npt.NDArray[np.uint64]
 __all__ = [
     "BACKUPS_SCHEMA",
@@ -102,27 +102,6 @@ def _check_new_folder(root: Path) -> None:
             f"{root}: the materialize folder must be new or empty (found {', '.join(found[:3])}"
             f"{' …' if len(found) > 3 else ''}{note}; nothing was changed)"
         )
-
-
-#: Zero runs of this many bytes stay holes in a backup copy.
-HOLE = 64 * 1024
-
-
-def write_sparse(fd: int, offset: int, data: bytes) -> None:
-    """Writes ``data`` at ``offset`` except its all-zero 64 KiB pieces, which stay holes (the
-    sparse parts of a dynamic VHDX stay sparse in its copy)."""
-    whole = len(data) // HOLE * HOLE
-    if whole:
-        rows = np.frombuffer(data, dtype=np.uint64, count=whole // 8).reshape(-1, HOLE // 8)
-        nonzero = rows.any(axis=1)
-        # Runs of non-zero pieces: one write each.
-        edges = np.flatnonzero(np.diff(np.concatenate(([False], nonzero, [False])).astype(np.int8)))
-        view = memoryview(data)
-        for a, b in zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True):
-            os.pwrite(fd, view[a * HOLE : b * HOLE], offset + a * HOLE)
-    tail = data[whole:]
-    if tail.strip(b"\0"):
-        os.pwrite(fd, tail, offset + whole)
 
 
 class MaterializedBackend(ModelClusterBackend):
@@ -218,7 +197,6 @@ class MaterializedBackend(ModelClusterBackend):
             view = snap.open(self.disk_files[disk_id])
             source = engine.Vhdx.open(view)
             try:
-                at_snapshot = source.digest()
                 parent = self.store.parent_of(vm, j)
                 if extents is not None and parent is not None:
                     seq, rel = self.store.new_path(vm, j, "incremental")
@@ -229,10 +207,12 @@ class MaterializedBackend(ModelClusterBackend):
                     seq, rel = self.store.new_path(vm, j, this_kind)
                     read = self._full(view, rel)
                     parent_file = None
+                # The disk as the snapshot shows it and as its chain restores it, read side by
+                # side (each digest as computed alone; a leaf they share is hashed once).
+                with engine.Vhdx.open(staged(self.store.root / rel)) as restored:
+                    at_snapshot, digest = source.content_digests_with(restored)
             finally:
                 source.close()
-            with engine.Vhdx.open(staged(self.store.root / rel)) as restored:
-                digest = restored.digest()
             self.store.add(
                 BackupFile(
                     backup,
@@ -254,19 +234,17 @@ class MaterializedBackend(ModelClusterBackend):
         return total
 
     def _full(self, view: engine.SnapshotView, rel: str) -> int:
-        """Copies the VHDX file whole from the snapshot, then makes the copy consistent (both
-        under staged names: the file takes its name in the store when its VM's set stands)."""
+        """Copies the VHDX file whole from the snapshot (its holes stay holes, the data goes file
+        to file in the kernel; a backup still reads the file's whole length), then makes the copy
+        consistent (both under staged names: the file takes its name in the store when its VM's
+        set stands)."""
         dest = staged(self.store.root / rel)
         scratch = raw_staged(self.store.root / rel)
-        n = view.len()
-        with open(scratch, "wb") as out:
-            fd = out.fileno()
-            for off in range(0, n, COPY_PIECE):
-                piece = view.read(off, min(COPY_PIECE, n - off))
-                write_sparse(fd, off, piece)
-            out.truncate(n)
-        # Auto-recovery: opening the copy writable replays the metadata log the live writer left.
-        with engine.Vhdx.open(scratch, writable=True) as v:
+        scratch.unlink(missing_ok=True)
+        n = view.copy_to(scratch)
+        # Auto-recovery: opening the copy writable replays the metadata log the live writer left
+        # (unsynced: the file is synced once, whole, when it takes its name in the store).
+        with engine.Vhdx.open(scratch, writable=True, durable=False) as v:
             fixed = v.disk_type == "fixed"
         if fixed:
             with engine.Vhdx.open(scratch) as v:
@@ -281,20 +259,14 @@ class MaterializedBackend(ModelClusterBackend):
     ) -> int:
         """The changed runs into a differencing child of ``parent``, under its staged name."""
         dest = staged(self.store.root / rel)
-        read = 0
         with engine.Vhdx.create(
             dest,
             source.virtual_size,
             disk_type="differencing",
             parent=self.store.root / parent.file,
+            durable=False,
         ) as child:
-            for off, length in zip(runs[0].tolist(), runs[1].tolist(), strict=True):
-                end = off + length
-                while off < end:
-                    n = min(COPY_PIECE, end - off)
-                    child.write(off, source.read(off, n))
-                    read += n
-                    off += n
+            read = child.copy_from(source, runs[0], runs[1])
         return read
 
     def settle(self, vm: str, ok: bool) -> None:
@@ -509,8 +481,16 @@ def restore(
         with _open_chain(root, chain) as v:
             v.copy_to(aside)
         with engine.Vhdx.open(aside) as r:
-            digest = r.digest()
+            digest = digest_like(r, target.digest_at_snapshot)
         publish_new(aside, dest)
     finally:
         aside.unlink(missing_ok=True)
     return Restored(name, disk, target, chain, dest, digest, leftovers(root, entries))
+
+
+def digest_like(disk: engine.Vhdx, reference: str) -> str:
+    """``disk``'s digest in the scheme of ``reference``: the content digest (named by its prefix),
+    or the full BLAKE3 of the virtual disk that stores before it recorded."""
+    if reference.startswith(engine.CONTENT_DIGEST_SCHEME + ":"):
+        return disk.content_digest()
+    return disk.digest()

@@ -200,9 +200,10 @@ class Workload:
         """Operations per second, reads and writes."""
         return self.write_iops / (1.0 - self.read_fraction)
 
-    @property
+    @cached_property
     def mean_write_bytes(self) -> float:
-        """The mean request size of the size mix (writes and reads share it)."""
+        """The mean request size of the size mix (writes and reads share it; computed once: the
+        simulator asks for it at every rate it works out)."""
         if not self.sizes:
             from vssim import engine
 

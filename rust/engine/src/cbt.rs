@@ -23,7 +23,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::chunkset::ChunkSet;
+use crate::chunkset::{with_scratch, ChunkSet, Dealt};
 use crate::error::{check_extents, check_power_of_two, Error, Result};
 
 /// Default tracking granularity: 64 KiB.
@@ -96,12 +96,33 @@ impl ChangeTracker {
         self.changed.memory_bytes() + self.disk_id.len() + std::mem::size_of::<Self>()
     }
 
-    /// Marks the blocks the writes touch. The batch is checked whole first.
+    /// Marks the blocks the writes touch; returns how many became changed. The batch is checked
+    /// whole first: a bad entry changes nothing.
     pub fn mark(&mut self, offsets: &[u64], lengths: &[u32]) -> Result<u64> {
-        check_extents(offsets, lengths, self.disk_size)?;
-        Ok(self
-            .changed
-            .insert_extents(offsets, lengths, self.block_shift, u64::MAX))
+        if offsets.len() < ChunkSet::PARALLEL_MIN {
+            check_extents(offsets, lengths, self.disk_size)?;
+            return Ok(self
+                .changed
+                .insert_extents(offsets, lengths, self.block_shift, u64::MAX));
+        }
+        with_scratch(|dealt| {
+            self.deal_marks(offsets, lengths, dealt)?;
+            Ok(self.apply_dealt(dealt))
+        })
+    }
+
+    /// The first half of [`mark`](Self::mark): checks the writes and deals their blocks into
+    /// `dealt` (one pass over the arrays), for [`apply_dealt`](Self::apply_dealt) to apply — so a
+    /// caller can read its arrays in one place and apply them in another.
+    pub fn deal_marks(&self, offsets: &[u64], lengths: &[u32], dealt: &mut Dealt) -> Result<()> {
+        self.changed
+            .deal(offsets, lengths, self.block_shift, self.disk_size, dealt)
+    }
+
+    /// Applies the blocks dealt by [`deal_marks`](Self::deal_marks); returns how many became
+    /// changed.
+    pub fn apply_dealt(&mut self, dealt: &Dealt) -> u64 {
+        self.changed.apply_dealt(dealt, u64::MAX)
     }
 
     /// Changed data as merged byte runs `(offset, length)`, ascending; the last run is cut at the
@@ -145,8 +166,27 @@ impl ChangeTracker {
         buf
     }
 
-    /// Saves the tracker to `path`, atomically (temporary file, fsync, rename).
+    /// Saves the tracker to `path`, atomically (temporary file, fsync, rename). `path` names a
+    /// file: an empty path or a directory is refused before anything is written.
     pub fn save(&self, path: &Path) -> Result<()> {
+        if path.as_os_str().is_empty() {
+            return Err(Error::invalid(
+                "path",
+                "is empty: expected the path of the file to save the tracker to",
+            ));
+        }
+        if path.file_name().is_none() || path.is_dir() {
+            return Err(Error::invalid(
+                "path",
+                format!(
+                    "{} is a directory: expected the path of a file to save the tracker to \
+                     (such as {})",
+                    path.display(),
+                    path.join(format!("{}.cbt", self.disk_id.escape_default()))
+                        .display()
+                ),
+            ));
+        }
         let buf = self.encode();
         let mut tmp_name = path.as_os_str().to_owned();
         tmp_name.push(".tmp");
@@ -303,6 +343,25 @@ mod tests {
         assert!(err.contains("checksum"), "{err}");
         std::fs::write(&path, b"VSSIMCBT").unwrap();
         assert!(ChangeTracker::load(&path, None).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn save_refuses_a_directory_before_writing() {
+        let t = ChangeTracker::new("d", 1 << 20, B).unwrap();
+        for p in [".", "..", "/", ""] {
+            let err = t.save(Path::new(p)).unwrap_err().to_string();
+            assert!(err.contains("expected the path of"), "{p:?}: {err}");
+        }
+        let dir = std::env::temp_dir().join(format!("vssim-cbt-dir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let err = t.save(&dir).unwrap_err().to_string();
+        assert!(err.contains("is a directory"), "{err}");
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "nothing written"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,39 +1,47 @@
-//! A sparse set of chunk numbers: a two-level structure in the manner of roaring bitmaps.
+//! A sparse set of chunk numbers: a radix structure in the manner of roaring bitmaps.
 //!
-//! The universe `[0, len)` is cut into leaves of 32,768 chunks. The top level holds one `u32` per
-//! leaf: its index in an arena, or `ABSENT`. A leaf exists only once one of its chunks was
-//! inserted, and holds its chunks as a sorted `u16` array while they are few (2 bytes a chunk) and
-//! as a 4 KiB bitmap once they are many. So memory
-//! follows what was touched, not the universe: a 64 TiB volume in 16 KiB chunks costs 512 KiB of
-//! top level and nothing else until it is written, and a few scattered writes per gigabyte cost a
-//! few bytes each.
+//! The universe `[0, len)` is cut into leaves of 32,768 chunks, dealt round-robin to `SHARDS`
+//! shards (leaf slot modulo `SHARDS`), so a batch can be applied by several threads at once, each
+//! owning whole leaves — and each keeping its share of a hot region in its own core's cache. A
+//! shard finds a leaf in two steps: a directory entry per 1,024 of its slots names a page of
+//! entries, allocated once one of those slots is used; the entry names the leaf. A leaf holds its
+//! chunks as a sorted `u16` array while they are few (2 bytes a chunk) and as a 4 KiB bitmap once
+//! they are many. So memory follows what was touched, not the universe: a 64 TiB volume in
+//! 16 KiB chunks costs a few hundred bytes of directory and nothing else until it is written, and
+//! a few scattered writes per gigabyte cost a few bytes each.
+//!
+//! Batches of extents go through `batch.rs`: one pass over the caller's arrays checks every
+//! extent and deals it, as one packed record per leaf it touches, to the shard that owns the leaf;
+//! then each shard applies its records, on its own thread, with a branch-free path for the usual
+//! record (a bitmap leaf, at most 64 chunks).
+
+mod batch;
+
+pub use batch::{with_scratch, Dealt, GROUPED_PARALLEL_MIN};
 
 use crate::error::{Error, Result};
 
 const LEAF_SHIFT: u32 = 15;
 const LEAF_BITS: u64 = 1 << LEAF_SHIFT;
 const LEAF_WORDS: usize = (LEAF_BITS / 64) as usize;
+/// A directory entry covers this many of a shard's slots (one page of entries, 4 KiB).
+const PAGE_SHIFT: u32 = 10;
+const PAGE_SLOTS: usize = 1 << PAGE_SHIFT;
 const ABSENT: u32 = u32::MAX;
+/// An entry with this bit set names a sparse leaf; otherwise a bitmap leaf.
+const SPARSE: u32 = 1 << 31;
 /// A sparse leaf turns into a bitmap beyond this many chunks: past that, inserting into the sorted
-/// array costs more time than the bitmap's extra memory is worth (measured with
-/// `cargo bench -p vssim-engine`: 256 keeps the dense benchmark within a few percent of pure
-/// bitmaps; 1,024 made it 60 % slower).
-const SPARSE_MAX: usize = 256;
-/// Leaves are dealt to shards round-robin (leaf slot modulo `SHARDS`), so a batch can be applied
-/// by several threads at once, each owning whole leaves — and each keeping its share of a hot
-/// region in its own core's cache.
+/// array costs more time than the bitmap's extra memory is worth (model choice, measured with
+/// `cargo bench -p vssim-engine` and `benches/bench_cow.py`: a hot-spot stream's cold leaves each
+/// take ~100 inserts before they turn, and at 256 those sorted inserts were a third of the run).
+const SPARSE_MAX: usize = 32;
+/// Leaves are dealt to shards round-robin (leaf slot modulo `SHARDS`).
 const SHARDS: usize = 4;
-/// Batches smaller than this are applied on the calling thread.
-const PARALLEL_MIN: usize = 1 << 16;
+/// Universe bound: chunk numbers fit in this many bits (records pack one beside a length).
+const MAX_LEN_BITS: u32 = 40;
 
 type Bitmap = [u64; LEAF_WORDS];
-
-/// The chunks of one leaf, as local bit numbers `0..LEAF_BITS`.
-#[derive(Clone, Debug)]
-enum Leaf {
-    Sparse(Vec<u16>),
-    Dense(Box<Bitmap>),
-}
+type Page = [u32; PAGE_SLOTS];
 
 /// Bits `[lo, hi)` of a word set (requires `lo < hi <= 64`).
 #[inline]
@@ -42,9 +50,9 @@ fn word_mask(lo: u64, hi: u64) -> u64 {
     upper & !((1u64 << lo) - 1)
 }
 
-/// Sets bits `[lo, hi)` of a bitmap; returns how many were clear.
-#[inline(always)]
-fn bitmap_insert(map: &mut Bitmap, lo: u64, hi: u64) -> u64 {
+/// Sets bits `[lo, hi)` of a leaf's bitmap; returns how many were clear.
+#[inline]
+fn bitmap_insert(map: &mut [u64], lo: u64, hi: u64) -> u64 {
     let mut bit = lo;
     let mut fresh = 0;
     while bit < hi {
@@ -59,78 +67,112 @@ fn bitmap_insert(map: &mut Bitmap, lo: u64, hi: u64) -> u64 {
     fresh
 }
 
-impl Leaf {
-    fn to_bitmap(&self) -> Box<Bitmap> {
-        match self {
-            Leaf::Dense(map) => map.clone(),
-            Leaf::Sparse(v) => {
-                let mut map = Box::new([0u64; LEAF_WORDS]);
-                for &b in v {
-                    map[usize::from(b) / 64] |= 1 << (b % 64);
-                }
-                map
-            }
-        }
+/// Sets bits `lo..=hi` of the bitmap leaf whose words start at `base` in `words`; the bits span at
+/// most two words (`hi - lo < 64`). Returns how many were clear. The usual write of a batch: no
+/// loop, one branch that follows the data.
+#[inline(always)]
+fn bitmap_insert_small(words: &mut [u64], base: usize, lo: u32, hi: u32) -> u64 {
+    let w1 = base + ((lo >> 6) as usize & (LEAF_WORDS - 1));
+    let w2 = base + ((hi >> 6) as usize & (LEAF_WORDS - 1));
+    let m_lo = u64::MAX << (lo & 63);
+    let m_hi = u64::MAX >> (63 - (hi & 63));
+    if w1 == w2 {
+        let m = m_lo & m_hi;
+        let old = words[w1];
+        words[w1] = old | m;
+        u64::from((!old & m).count_ones())
+    } else {
+        let (a, b) = (words[w1], words[w2]);
+        words[w1] = a | m_lo;
+        words[w2] = b | m_hi;
+        u64::from((!a & m_lo).count_ones() + (!b & m_hi).count_ones())
     }
+}
 
-    /// Inserts local bits `[lo, hi)`; returns how many were new.
-    #[inline(always)]
-    fn insert(&mut self, lo: u64, hi: u64) -> u64 {
-        match self {
-            Leaf::Dense(map) => bitmap_insert(map, lo, hi),
-            Leaf::Sparse(v) => {
-                if v.len() + (hi - lo) as usize > SPARSE_MAX {
-                    let mut map = self.to_bitmap();
-                    let fresh = bitmap_insert(&mut map, lo, hi);
-                    *self = Leaf::Dense(map);
-                    return fresh;
-                }
-                let mut pos = v.partition_point(|&x| u64::from(x) < lo);
-                let mut fresh = 0;
-                for b in lo..hi {
-                    if v.get(pos).is_some_and(|&x| u64::from(x) == b) {
-                        pos += 1;
-                        continue;
-                    }
-                    v.insert(pos, b as u16);
-                    pos += 1;
-                    fresh += 1;
-                }
-                fresh
-            }
-        }
+/// ORs a sparse leaf's chunks into a bitmap.
+fn or_sparse(map: &mut [u64], v: &[u16]) {
+    for &b in v {
+        map[usize::from(b) / 64] |= 1 << (b % 64);
     }
+}
 
-    fn contains(&self, bit: u64) -> bool {
-        match self {
-            Leaf::Dense(map) => map[(bit / 64) as usize] & (1 << (bit % 64)) != 0,
-            Leaf::Sparse(v) => v.binary_search(&(bit as u16)).is_ok(),
+/// Inserts local bits `[lo, hi)` into a sorted array; returns how many were new.
+fn sparse_insert(v: &mut Vec<u16>, lo: u64, hi: u64) -> u64 {
+    let mut pos = v.partition_point(|&x| u64::from(x) < lo);
+    let mut fresh = 0;
+    for b in lo..hi {
+        if v.get(pos).is_some_and(|&x| u64::from(x) == b) {
+            pos += 1;
+            continue;
         }
+        v.insert(pos, b as u16);
+        pos += 1;
+        fresh += 1;
     }
+    fresh
+}
 
-    fn remove(&mut self, bit: u64) -> bool {
+/// Packs chunks `first..=first + extra` (inside one leaf) into a record.
+#[inline(always)]
+fn pack(first: u64, extra: u64) -> u64 {
+    first | (extra << MAX_LEN_BITS)
+}
+
+#[inline(always)]
+fn unpack(record: u64) -> (u64, u32) {
+    (
+        record & ((1 << MAX_LEN_BITS) - 1),
+        (record >> MAX_LEN_BITS) as u32,
+    )
+}
+
+static ABSENT_PAGE: Page = [ABSENT; PAGE_SLOTS];
+
+/// Applies records while each is a usual one — its leaf (found by `entry`) a bitmap, its chunks at
+/// most 64 and below `count_below` — and returns how many it applied and the new chunks among
+/// them; it stops at the first record that is not usual.
+#[inline(always)]
+fn usual_run<R: Copy>(
+    entry: impl Fn(u64) -> u32,
+    decode: impl Fn(R) -> (u64, u32),
+    words: &mut [u64],
+    records: &[R],
+    count_below: u64,
+) -> (usize, u64) {
+    let mut fresh = 0;
+    for (i, &r) in records.iter().enumerate() {
+        let (first, extra) = decode(r);
+        let e = entry(first >> LEAF_SHIFT);
+        if e & SPARSE != 0 || extra >= 64 || first + u64::from(extra) >= count_below {
+            // (ABSENT has the SPARSE bit set.)
+            return (i, fresh);
+        }
+        let lo = first as u32 & (LEAF_BITS as u32 - 1);
+        fresh += bitmap_insert_small(words, e as usize * LEAF_WORDS, lo, lo + extra);
+    }
+    (records.len(), fresh)
+}
+
+/// One leaf, read-only.
+#[derive(Clone, Copy)]
+enum LeafRef<'a> {
+    Sparse(&'a [u16]),
+    /// The leaf's `LEAF_WORDS` words.
+    Dense(&'a [u64]),
+}
+
+impl LeafRef<'_> {
+    fn contains(self, bit: u64) -> bool {
         match self {
-            Leaf::Dense(map) => {
-                let word = &mut map[(bit / 64) as usize];
-                let mask = 1u64 << (bit % 64);
-                let was = *word & mask != 0;
-                *word &= !mask;
-                was
-            }
-            Leaf::Sparse(v) => match v.binary_search(&(bit as u16)) {
-                Ok(i) => {
-                    v.remove(i);
-                    true
-                }
-                Err(_) => false,
-            },
+            LeafRef::Dense(map) => map[(bit / 64) as usize] & (1 << (bit % 64)) != 0,
+            LeafRef::Sparse(v) => v.binary_search(&(bit as u16)).is_ok(),
         }
     }
 
     /// Chunks among local bits `[lo, hi)`.
-    fn count_range(&self, lo: u64, hi: u64) -> u64 {
+    fn count_range(self, lo: u64, hi: u64) -> u64 {
         match self {
-            Leaf::Dense(map) => {
+            LeafRef::Dense(map) => {
                 let mut n = 0;
                 let mut bit = lo;
                 while bit < hi {
@@ -141,7 +183,7 @@ impl Leaf {
                 }
                 n
             }
-            Leaf::Sparse(v) => {
+            LeafRef::Sparse(v) => {
                 let a = v.partition_point(|&x| u64::from(x) < lo);
                 let b = v.partition_point(|&x| u64::from(x) < hi);
                 (b - a) as u64
@@ -150,15 +192,15 @@ impl Leaf {
     }
 
     /// The non-zero 64-bit words of the leaf, ascending, as (word index, word).
-    fn words(&self) -> Vec<(usize, u64)> {
+    fn words(self) -> Vec<(usize, u64)> {
         match self {
-            Leaf::Dense(map) => map
+            LeafRef::Dense(map) => map
                 .iter()
                 .enumerate()
                 .filter(|(_, &w)| w != 0)
                 .map(|(i, &w)| (i, w))
                 .collect(),
-            Leaf::Sparse(v) => {
+            LeafRef::Sparse(v) => {
                 let mut out: Vec<(usize, u64)> = Vec::new();
                 for &b in v {
                     let (w, bit) = (usize::from(b) / 64, b % 64);
@@ -172,85 +214,252 @@ impl Leaf {
         }
     }
 
-    /// ORs `words` in; returns how many bits were new.
-    fn or_bitmap(&mut self, words: &Bitmap) -> u64 {
-        let mut map = match std::mem::replace(self, Leaf::Sparse(Vec::new())) {
-            Leaf::Dense(map) => map,
-            sparse => sparse.to_bitmap(),
+    fn to_bitmap(self) -> Box<Bitmap> {
+        let mut map = Box::new([0u64; LEAF_WORDS]);
+        match self {
+            LeafRef::Dense(words) => map.copy_from_slice(words),
+            LeafRef::Sparse(v) => or_sparse(&mut map[..], v),
+        }
+        map
+    }
+}
+
+/// The leaves of one shard. A shard's *local* slot is the global slot divided by `SHARDS`.
+#[derive(Clone, Debug, Default)]
+struct Shard {
+    /// Per page of local slots: its index in `pages`, or `ABSENT`.
+    dir: Vec<u32>,
+    /// Entries: `ABSENT`, a bitmap leaf's index, or `SPARSE |` an index in `sparse`.
+    pages: Vec<Box<Page>>,
+    /// The bitmap leaves, one after the other: leaf `i` is words `i * LEAF_WORDS ..`. One array,
+    /// so the hot path finds a word with no pointer to follow.
+    words: Vec<u64>,
+    /// The global slot of each bitmap leaf, then of each sparse one (iteration in chunk order).
+    dense_slot: Vec<u32>,
+    sparse: Vec<Vec<u16>>,
+    sparse_slot: Vec<u32>,
+    count: u64,
+}
+
+impl Shard {
+    fn new(local_slots: u64) -> Self {
+        Shard {
+            dir: vec![ABSENT; local_slots.div_ceil(PAGE_SLOTS as u64) as usize],
+            ..Shard::default()
+        }
+    }
+
+    #[inline(always)]
+    fn entry(&self, slot: u64) -> u32 {
+        let local = (slot / SHARDS as u64) as usize;
+        match self.dir[local >> PAGE_SHIFT] {
+            ABSENT => ABSENT,
+            page => self.pages[page as usize][local & (PAGE_SLOTS - 1)],
+        }
+    }
+
+    fn set_entry(&mut self, slot: u64, value: u32) {
+        let local = (slot / SHARDS as u64) as usize;
+        let d = local >> PAGE_SHIFT;
+        if self.dir[d] == ABSENT {
+            self.dir[d] = self.pages.len() as u32;
+            self.pages.push(Box::new([ABSENT; PAGE_SLOTS]));
+        }
+        let page = self.dir[d] as usize;
+        self.pages[page][local & (PAGE_SLOTS - 1)] = value;
+    }
+
+    fn dense_words(&self, index: u32) -> &[u64] {
+        let base = index as usize * LEAF_WORDS;
+        &self.words[base..base + LEAF_WORDS]
+    }
+
+    fn dense_words_mut(&mut self, index: usize) -> &mut [u64] {
+        let base = index * LEAF_WORDS;
+        &mut self.words[base..base + LEAF_WORDS]
+    }
+
+    fn leaf(&self, slot: u64) -> Option<LeafRef<'_>> {
+        match self.entry(slot) {
+            ABSENT => None,
+            e if e & SPARSE != 0 => Some(LeafRef::Sparse(&self.sparse[(e & !SPARSE) as usize])),
+            e => Some(LeafRef::Dense(self.dense_words(e))),
+        }
+    }
+
+    /// A new, empty bitmap leaf at `slot`; returns its index.
+    fn push_dense(&mut self, slot: u64) -> usize {
+        let d = self.dense_slot.len();
+        self.words.resize((d + 1) * LEAF_WORDS, 0);
+        self.dense_slot.push(slot as u32);
+        self.set_entry(slot, d as u32);
+        d
+    }
+
+    /// Turns sparse leaf `index` (at `slot`) into a bitmap leaf; returns its index.
+    fn densify(&mut self, slot: u64, index: usize) -> usize {
+        let chunks = self.sparse.swap_remove(index);
+        self.sparse_slot.swap_remove(index);
+        if let Some(&moved) = self.sparse_slot.get(index) {
+            self.set_entry(u64::from(moved), SPARSE | index as u32);
+        }
+        let d = self.push_dense(slot);
+        or_sparse(self.dense_words_mut(d), &chunks);
+        d
+    }
+
+    /// The bitmap of leaf `slot`, made (or converted) if need be.
+    fn dense_mut(&mut self, slot: u64) -> &mut [u64] {
+        let d = match self.entry(slot) {
+            ABSENT => self.push_dense(slot),
+            e if e & SPARSE != 0 => self.densify(slot, (e & !SPARSE) as usize),
+            e => e as usize,
         };
+        self.dense_words_mut(d)
+    }
+
+    /// Inserts local bits `[lo, hi)` of leaf `slot`; returns how many were new.
+    fn insert_in_leaf(&mut self, slot: u64, lo: u64, hi: u64) -> u64 {
+        let e = self.entry(slot);
+        let fresh = if e != ABSENT && e & SPARSE == 0 {
+            bitmap_insert(self.dense_words_mut(e as usize), lo, hi)
+        } else {
+            let held = if e == ABSENT {
+                0
+            } else {
+                self.sparse[(e & !SPARSE) as usize].len()
+            };
+            if held + (hi - lo) as usize > SPARSE_MAX {
+                bitmap_insert(self.dense_mut(slot), lo, hi)
+            } else {
+                let index = if e == ABSENT {
+                    self.sparse.push(Vec::new());
+                    self.sparse_slot.push(slot as u32);
+                    let i = self.sparse.len() - 1;
+                    self.set_entry(slot, SPARSE | i as u32);
+                    i
+                } else {
+                    (e & !SPARSE) as usize
+                };
+                sparse_insert(&mut self.sparse[index], lo, hi)
+            }
+        };
+        self.count += fresh;
+        fresh
+    }
+
+    /// Inserts chunks `[start, end)`, which lie inside leaf `slot`; returns the new ones below
+    /// `count_below`.
+    fn insert_counting_below(&mut self, slot: u64, start: u64, end: u64, count_below: u64) -> u64 {
+        let base = slot << LEAF_SHIFT;
+        let (lo, hi) = (start - base, end - base);
+        if end <= count_below {
+            self.insert_in_leaf(slot, lo, hi)
+        } else if start >= count_below {
+            self.insert_in_leaf(slot, lo, hi);
+            0
+        } else {
+            let cut = count_below - base;
+            let below = self.insert_in_leaf(slot, lo, cut);
+            self.insert_in_leaf(slot, cut, hi);
+            below
+        }
+    }
+
+    /// Inserts the chunks of packed records (see `batch.rs`: `first..=first + extra`, inside
+    /// one leaf); returns the new ones below `count_below`. The hot path of every batch: runs of
+    /// usual records (a bitmap leaf, at most 64 chunks) go through a tight loop that keeps its
+    /// state in registers; the others, one at a time, through the general insert.
+    #[inline(always)]
+    fn insert_records<R: Copy>(
+        &mut self,
+        records: &[R],
+        decode: impl Fn(R) -> (u64, u32) + Copy,
+        count_below: u64,
+    ) -> u64 {
+        let mut fresh = 0;
+        let mut i = 0;
+        while i < records.len() {
+            let (done, fast) = if self.dir.len() == 1 {
+                // One page covers the shard (universes up to 2^27 chunks: 2 TiB in 16 KiB
+                // chunks): find entries with one load.
+                let page: &Page = self.pages.first().map_or(&ABSENT_PAGE, |p| p);
+                let entry = |slot: u64| page[(slot / SHARDS as u64) as usize & (PAGE_SLOTS - 1)];
+                usual_run(entry, decode, &mut self.words, &records[i..], count_below)
+            } else {
+                let (dir, pages) = (&self.dir, &self.pages);
+                let entry = |slot: u64| {
+                    let local = (slot / SHARDS as u64) as usize;
+                    match dir.get(local >> PAGE_SHIFT) {
+                        Some(&p) if p != ABSENT => pages[p as usize][local & (PAGE_SLOTS - 1)],
+                        _ => ABSENT,
+                    }
+                };
+                usual_run(entry, decode, &mut self.words, &records[i..], count_below)
+            };
+            self.count += fast;
+            fresh += fast;
+            i += done;
+            if let Some(&r) = records.get(i) {
+                let (first, extra) = decode(r);
+                let slot = first >> LEAF_SHIFT;
+                fresh += self.insert_counting_below(
+                    slot,
+                    first,
+                    first + u64::from(extra) + 1,
+                    count_below,
+                );
+                i += 1;
+            }
+        }
+        fresh
+    }
+
+    fn remove(&mut self, slot: u64, bit: u64) -> bool {
+        let was = match self.entry(slot) {
+            ABSENT => false,
+            e if e & SPARSE != 0 => {
+                let v = &mut self.sparse[(e & !SPARSE) as usize];
+                match v.binary_search(&(bit as u16)) {
+                    Ok(i) => {
+                        v.remove(i);
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+            e => {
+                let word = &mut self.dense_words_mut(e as usize)[(bit / 64) as usize];
+                let mask = 1u64 << (bit % 64);
+                let was = *word & mask != 0;
+                *word &= !mask;
+                was
+            }
+        };
+        self.count -= u64::from(was);
+        was
+    }
+
+    /// ORs `words` into leaf `slot`; returns how many bits were new.
+    fn or_bitmap(&mut self, slot: u64, words: &Bitmap) -> u64 {
+        let map = self.dense_mut(slot);
         let mut added = 0;
         for (dst, &src) in map.iter_mut().zip(words.iter()) {
             added += u64::from((!*dst & src).count_ones());
             *dst |= src;
         }
-        *self = Leaf::Dense(map);
+        self.count += added;
         added
     }
 
     fn memory_bytes(&self) -> usize {
-        match self {
-            Leaf::Dense(_) => std::mem::size_of::<Bitmap>(),
-            Leaf::Sparse(v) => v.capacity() * 2,
-        }
-    }
-}
-
-/// The leaves of one shard: `top[slot / SHARDS]` is the arena index of leaf `slot`, or `ABSENT`.
-#[derive(Clone, Debug, Default)]
-struct Shard {
-    top: Vec<u32>,
-    leaves: Vec<Leaf>,
-    /// Where each arena leaf sits (its global slot), so iteration can go in chunk order.
-    leaf_slot: Vec<u32>,
-    count: u64,
-    /// Indices of the extents of the batch being applied that touch this shard (kept between
-    /// batches so large batches do not fault in fresh pages every time).
-    pending: Vec<u32>,
-}
-
-impl Shard {
-    fn leaf(&self, slot: u64) -> Option<&Leaf> {
-        match self.top[(slot / SHARDS as u64) as usize] {
-            ABSENT => None,
-            idx => Some(&self.leaves[idx as usize]),
-        }
-    }
-
-    #[inline(always)]
-    fn leaf_mut(&mut self, slot: u64) -> &mut Leaf {
-        let local = (slot / SHARDS as u64) as usize;
-        let mut idx = self.top[local];
-        if idx == ABSENT {
-            idx = self.leaves.len() as u32;
-            self.leaves.push(Leaf::Sparse(Vec::new()));
-            self.leaf_slot.push(slot as u32);
-            self.top[local] = idx;
-        }
-        &mut self.leaves[idx as usize]
-    }
-
-    /// Inserts `[start, end)`, which lies inside leaf `slot`; returns how many were new.
-    #[inline(always)]
-    fn insert_in_leaf(&mut self, slot: u64, start: u64, end: u64) -> u64 {
-        let lo = start & (LEAF_BITS - 1);
-        let fresh = self.leaf_mut(slot).insert(lo, lo + (end - start));
-        self.count += fresh;
-        fresh
-    }
-
-    /// Inserts `[start, end)` inside leaf `slot`; returns the new chunks below `count_below`.
-    #[inline(always)]
-    fn insert_counting_below(&mut self, slot: u64, start: u64, end: u64, count_below: u64) -> u64 {
-        if end <= count_below {
-            self.insert_in_leaf(slot, start, end)
-        } else if start >= count_below {
-            self.insert_in_leaf(slot, start, end);
-            0
-        } else {
-            let below = self.insert_in_leaf(slot, start, count_below);
-            self.insert_in_leaf(slot, count_below, end);
-            below
-        }
+        self.dir.capacity() * 4
+            + self.pages.capacity() * std::mem::size_of::<Box<Page>>()
+            + self.pages.len() * std::mem::size_of::<Page>()
+            + self.words.capacity() * 8
+            + (self.dense_slot.capacity() + self.sparse_slot.capacity()) * 4
+            + self.sparse.capacity() * std::mem::size_of::<Vec<u16>>()
+            + self.sparse.iter().map(|v| v.capacity() * 2).sum::<usize>()
     }
 }
 
@@ -262,8 +471,9 @@ pub struct ChunkSet {
 }
 
 impl ChunkSet {
-    /// The largest universe a set can have (leaf slots are `u32`).
-    pub const MAX_LEN: u64 = (u32::MAX as u64) << LEAF_SHIFT;
+    /// The largest universe a set can have: 2^40 chunks (16 PiB in volsnap's 16 KiB chunks,
+    /// 64 PiB of disk in 64 KiB change-tracking blocks).
+    pub const MAX_LEN: u64 = 1 << MAX_LEN_BITS;
 
     /// How many `unit`-byte pieces cover `size` bytes, checked against what a set can track: the
     /// universe of a tracker over a device. Errors name `name` (the size argument) and `what`.
@@ -278,20 +488,24 @@ impl ChunkSet {
         if n > Self::MAX_LEN {
             return Err(Error::invalid(
                 name,
-                format!("{size} bytes is more {what}s of {unit} bytes than can be tracked"),
+                format!(
+                    "{size} bytes is {n} {what}s of {unit} bytes; at most {} {what}s \
+                     ({} bytes) can be tracked",
+                    Self::MAX_LEN,
+                    Self::MAX_LEN.saturating_mul(unit)
+                ),
             ));
         }
         Ok(n)
     }
 
-    /// An empty set over the universe `[0, len)`.
+    /// An empty set over the universe `[0, len)` (`len` at most [`MAX_LEN`](Self::MAX_LEN); a
+    /// larger one is cut to it — callers check with [`universe_for`](Self::universe_for)).
     pub fn new(len: u64) -> Self {
+        let len = len.min(Self::MAX_LEN);
         let slots = len.div_ceil(LEAF_BITS);
         let shards = (0..SHARDS as u64)
-            .map(|s| Shard {
-                top: vec![ABSENT; (slots.saturating_sub(s)).div_ceil(SHARDS as u64) as usize],
-                ..Shard::default()
-            })
+            .map(|s| Shard::new(slots.saturating_sub(s).div_ceil(SHARDS as u64)))
             .collect();
         ChunkSet { len, shards }
     }
@@ -310,29 +524,17 @@ impl ChunkSet {
         self.count() == 0
     }
 
-    /// Bytes of memory this set holds (top level and leaves).
+    /// Bytes of memory this set holds (directories, pages and leaves).
     pub fn memory_bytes(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| {
-                s.top.capacity() * 4
-                    + s.leaf_slot.capacity() * 4
-                    + s.pending.capacity() * 4
-                    + s.leaves.capacity() * std::mem::size_of::<Leaf>()
-                    + s.leaves.iter().map(Leaf::memory_bytes).sum::<usize>()
-            })
-            .sum::<usize>()
+        self.shards.iter().map(Shard::memory_bytes).sum::<usize>()
+            + self.shards.capacity() * std::mem::size_of::<Shard>()
             + std::mem::size_of::<Self>()
     }
 
     /// Removes every chunk, keeping the universe. Frees the leaves.
     pub fn clear(&mut self) {
         for s in &mut self.shards {
-            s.top.iter_mut().for_each(|t| *t = ABSENT);
-            s.leaves = Vec::new();
-            s.leaf_slot = Vec::new();
-            s.pending = Vec::new();
-            s.count = 0;
+            *s = Shard::new(s.dir.len() as u64 * PAGE_SLOTS as u64);
         }
     }
 
@@ -344,7 +546,7 @@ impl ChunkSet {
         &mut self.shards[(slot % SHARDS as u64) as usize]
     }
 
-    fn leaf(&self, slot: u64) -> Option<&Leaf> {
+    fn leaf(&self, slot: u64) -> Option<LeafRef<'_>> {
         self.shard_of(slot).leaf(slot)
     }
 
@@ -370,7 +572,6 @@ impl ChunkSet {
 
     /// Inserts every chunk of `[start, end)` (clipped to the universe); returns how many of the new
     /// ones lie below `count_below`.
-    #[inline]
     pub fn insert_range_counting_below(&mut self, start: u64, end: u64, count_below: u64) -> u64 {
         let end = end.min(self.len);
         let mut fresh = 0;
@@ -386,104 +587,13 @@ impl ChunkSet {
         fresh
     }
 
-    /// Inserts the chunks every extent touches — extent `i` is bytes
-    /// `[offsets[i], offsets[i] + lengths[i])`, chunk `c` is bytes `[c << shift, (c + 1) << shift)`
-    /// — and returns how many new chunks lie below `count_below`. Large batches run on several
-    /// threads, one shard each; the result is the same as inserting the extents one by one (the
-    /// caller checked every extent lies inside the universe).
-    pub fn insert_extents(
-        &mut self,
-        offsets: &[u64],
-        lengths: &[u32],
-        shift: u32,
-        count_below: u64,
-    ) -> u64 {
-        use rayon::prelude::*;
-        const MAX_BATCH: usize = 1 << 31;
-        if offsets.len() > MAX_BATCH {
-            // Indices are kept as u32 below: apply giant batches in pieces (same result).
-            return offsets
-                .chunks(MAX_BATCH)
-                .zip(lengths.chunks(MAX_BATCH))
-                .map(|(o, l)| self.insert_extents(o, l, shift, count_below))
-                .sum();
-        }
-        let len = self.len;
-        let span = |i: usize| -> Option<(u64, u64)> {
-            let n = lengths[i];
-            if n == 0 {
-                return None;
-            }
-            let off = offsets[i];
-            let first = off >> shift;
-            Some((first, (((off + u64::from(n) - 1) >> shift) + 1).min(len)))
-        };
-        if offsets.len() < PARALLEL_MIN {
-            return (0..offsets.len())
-                .filter_map(span)
-                .map(|(first, end)| self.insert_range_counting_below(first, end, count_below))
-                .sum();
-        }
-        // One pass deals the extents to the shards that own their leaves (an extent crossing a
-        // leaf boundary goes to each owner, which clips it); then each shard applies its own list
-        // in the original order, on its own thread.
-        for shard in &mut self.shards {
-            shard.pending.clear();
-        }
-        for i in 0..offsets.len() {
-            if let Some((first, end)) = span(i) {
-                let (fs, ls) = (first >> LEAF_SHIFT, (end - 1) >> LEAF_SHIFT);
-                self.shards[(fs % SHARDS as u64) as usize]
-                    .pending
-                    .push(i as u32);
-                for slot in fs + 1..=ls.min(fs + SHARDS as u64 - 1) {
-                    self.shards[(slot % SHARDS as u64) as usize]
-                        .pending
-                        .push(i as u32);
-                }
-            }
-        }
-        self.shards
-            .par_iter_mut()
-            .enumerate()
-            .map(|(s, shard)| {
-                let pending = std::mem::take(&mut shard.pending);
-                let mut fresh = 0;
-                for &i in &pending {
-                    let Some((first, end)) = span(i as usize) else {
-                        continue;
-                    };
-                    let (fs, ls) = (first >> LEAF_SHIFT, (end - 1) >> LEAF_SHIFT);
-                    if fs == ls {
-                        fresh += shard.insert_counting_below(fs, first, end, count_below);
-                        continue;
-                    }
-                    for slot in (fs..=ls).filter(|slot| slot % SHARDS as u64 == s as u64) {
-                        let a = first.max(slot << LEAF_SHIFT);
-                        let b = end.min((slot + 1) << LEAF_SHIFT);
-                        fresh += shard.insert_counting_below(slot, a, b, count_below);
-                    }
-                }
-                shard.pending = pending;
-                fresh
-            })
-            .sum()
-    }
-
     /// Removes one chunk; true when it was in the set.
     pub fn remove(&mut self, chunk: u64) -> bool {
         if chunk >= self.len {
             return false;
         }
         let slot = chunk >> LEAF_SHIFT;
-        let shard = self.shard_mut(slot);
-        let idx = shard.top[(slot / SHARDS as u64) as usize];
-        if idx == ABSENT {
-            return false;
-        }
-        let was = shard.leaves[idx as usize].remove(chunk & (LEAF_BITS - 1));
-        shard.count -= u64::from(was);
-        was
+        self.shard_mut(slot).remove(slot, chunk & (LEAF_BITS - 1))
     }
 
     /// Number of chunks of the set inside `[start, end)`.
@@ -503,22 +613,24 @@ impl ChunkSet {
         n
     }
 
-    /// The leaves that exist, in chunk order, as (first chunk of the leaf, leaf).
-    fn leaves_in_order(&self) -> impl Iterator<Item = (u64, &Leaf)> + '_ {
+    /// The leaves that exist, in chunk order, as (leaf slot, leaf).
+    fn leaves_in_order(&self) -> impl Iterator<Item = (u64, LeafRef<'_>)> + '_ {
         let mut order: Vec<u64> = self
             .shards
             .iter()
-            .flat_map(|s| s.leaf_slot.iter().map(|&slot| u64::from(slot)))
+            .flat_map(|s| s.dense_slot.iter().chain(&s.sparse_slot))
+            .map(|&slot| u64::from(slot))
             .collect();
         order.sort_unstable();
         order
             .into_iter()
-            .filter_map(move |slot| self.leaf(slot).map(|leaf| (slot << LEAF_SHIFT, leaf)))
+            .filter_map(move |slot| self.leaf(slot).map(|leaf| (slot, leaf)))
     }
 
     /// The set's non-zero 64-bit words in chunk order, as (first chunk of the word, word).
     fn words_in_order(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        self.leaves_in_order().flat_map(|(base, leaf)| {
+        self.leaves_in_order().flat_map(|(slot, leaf)| {
+            let base = slot << LEAF_SHIFT;
             leaf.words()
                 .into_iter()
                 .map(move |(w, word)| (base + w as u64 * 64, word))
@@ -573,7 +685,7 @@ impl ChunkSet {
     /// The set as (leaf slot, bitmap) pairs, in chunk order: the top level is implied by `len`.
     pub fn leaf_entries(&self) -> impl Iterator<Item = (u32, Box<Bitmap>)> + '_ {
         self.leaves_in_order()
-            .map(|(base, leaf)| ((base >> LEAF_SHIFT) as u32, leaf.to_bitmap()))
+            .map(|(slot, leaf)| (slot as u32, leaf.to_bitmap()))
     }
 
     /// Number of leaves a universe of `len` chunks has.
@@ -583,6 +695,10 @@ impl ChunkSet {
 
     /// Words in one leaf bitmap.
     pub const LEAF_WORDS: usize = LEAF_WORDS;
+
+    /// Batches of at least this many extents are worth dealing to the shards' threads; smaller
+    /// ones are applied extent by extent on the calling thread.
+    pub const PARALLEL_MIN: usize = 1 << 16;
 
     /// ORs a bitmap into leaf `slot` (the caller checked `slot` is in range). Bits past the
     /// universe are masked off, so a crafted file cannot inflate `count` or make `runs` report
@@ -603,9 +719,7 @@ impl ChunkSet {
                 *word &= word_mask(0, valid - lo);
             }
         }
-        let shard = self.shard_mut(slot);
-        let added = shard.leaf_mut(slot).or_bitmap(&masked);
-        shard.count += added;
+        self.shard_mut(slot).or_bitmap(slot, &masked);
     }
 }
 
@@ -628,9 +742,21 @@ mod tests {
 
     #[test]
     fn huge_universe_costs_little_until_touched() {
-        // 64 TiB in 16 KiB chunks.
+        // 64 TiB in 16 KiB chunks: a few directory entries.
         let s = ChunkSet::new((64u64 << 40) / 16384);
+        assert!(s.memory_bytes() <= 4096, "{}", s.memory_bytes());
+        // The largest universe: still a directory of a few hundred KiB at most.
+        let s = ChunkSet::new(ChunkSet::MAX_LEN);
         assert!(s.memory_bytes() <= 1 << 20, "{}", s.memory_bytes());
+    }
+
+    #[test]
+    fn universe_past_the_bound_is_refused_with_the_limit() {
+        let err = ChunkSet::universe_for("volume_size", 1 << 58, 16384, "chunk")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("1099511627776 chunks"), "{err}");
+        assert!(ChunkSet::universe_for("volume_size", 1 << 54, 16384, "chunk").is_ok());
     }
 
     #[test]
@@ -650,21 +776,44 @@ mod tests {
         assert_eq!(s.runs(), vec![(0, 10)]);
     }
 
+    #[test]
+    fn sparse_leaves_turn_dense_and_keep_their_chunks() {
+        let mut s = ChunkSet::new(1 << 22);
+        // Many sparse leaves, then fill some past SPARSE_MAX so sparse entries move around.
+        for slot in 0..40u64 {
+            s.insert(slot * LEAF_BITS + 7);
+        }
+        for slot in (0..40u64).step_by(3) {
+            s.insert_range(slot * LEAF_BITS + 100, slot * LEAF_BITS + 200);
+        }
+        for slot in 0..40u64 {
+            assert!(s.contains(slot * LEAF_BITS + 7), "slot {slot}");
+            assert_eq!(s.contains(slot * LEAF_BITS + 150), slot % 3 == 0);
+        }
+        assert_eq!(s.count(), 40 + 14 * 100);
+    }
+
     proptest! {
         #[test]
-        fn behaves_like_a_btreeset(ops in proptest::collection::vec((0u64..200_000, 1u64..3000, any::<bool>()), 0..200)) {
+        fn behaves_like_a_btreeset(ops in proptest::collection::vec((0u64..200_000, 1u64..3000, 0u8..3), 0..200)) {
             let len = 200_000u64;
             let mut s = ChunkSet::new(len);
             let mut r = BTreeSet::new();
-            for (start, n, single) in ops {
-                if single {
-                    let fresh = s.insert(start);
-                    prop_assert_eq!(fresh, r.insert(start));
-                } else {
-                    let end = (start + n).min(len);
-                    let before = r.len() as u64;
-                    for c in start..end { r.insert(c); }
-                    prop_assert_eq!(s.insert_range(start, start + n), r.len() as u64 - before);
+            for (start, n, kind) in ops {
+                match kind {
+                    0 => {
+                        let fresh = s.insert(start);
+                        prop_assert_eq!(fresh, r.insert(start));
+                    }
+                    1 => {
+                        let end = (start + n).min(len);
+                        let before = r.len() as u64;
+                        for c in start..end { r.insert(c); }
+                        prop_assert_eq!(s.insert_range(start, start + n), r.len() as u64 - before);
+                    }
+                    _ => {
+                        prop_assert_eq!(s.remove(start), r.remove(&start));
+                    }
                 }
                 prop_assert_eq!(s.count(), r.len() as u64);
             }
@@ -676,30 +825,94 @@ mod tests {
             prop_assert_eq!(s.count_range(1000, 150_000), r.range(1000..150_000).count() as u64);
         }
 
+        /// The dealt, parallel path against extent-by-extent insertion, on universes of many
+        /// leaves (every shard, leaves past one page of a shard's directory), extents that cross
+        /// leaf boundaries, spans past 64 chunks, sparse leaves turning dense, and a count bound
+        /// anywhere.
         #[test]
         fn parallel_extents_match_one_by_one(
-            exts in proptest::collection::vec((0u64..(40 << 20), 0u32..300_000), 0..300),
-            count_below in 0u64..3000,
+            exts in proptest::collection::vec((0u64..4200, -300_000i64..300_000, 0u32..300_000), 1..300),
+            shift in prop_oneof![Just(9u32), Just(12u32), Just(14u32)],
+            below_leaf in 0u64..4200,
+            prefill in proptest::collection::vec(0u64..4200, 0..40),
         ) {
-            let len = (40u64 << 20) / 16384 + 20;
-            let offs: Vec<u64> = exts.iter().map(|e| e.0).collect();
-            let lens: Vec<u32> = exts.iter().map(|e| e.1).collect();
+            let len = 4200 * LEAF_BITS + 77;
+            let size = len << shift;
+            let extent = |&(leaf, delta, n): &(u64, i64, u32)| {
+                let off = ((leaf << (LEAF_SHIFT + shift)) as i64 + delta).clamp(0, size as i64 - 1) as u64;
+                (off, n.min((size - off) as u32))
+            };
+            let (offs, lens): (Vec<u64>, Vec<u32>) = exts.iter().map(extent).unzip();
             // Repeat the batch so it crosses the parallel threshold.
-            let reps = PARALLEL_MIN / exts.len().max(1) + 1;
+            let reps = ChunkSet::PARALLEL_MIN / exts.len() + 1;
+            let offs: Vec<u64> = offs.iter().copied().cycle().take(offs.len() * reps).collect();
+            let lens: Vec<u32> = lens.iter().copied().cycle().take(lens.len() * reps).collect();
+            let count_below = below_leaf * LEAF_BITS + 5;
+            let mut par = ChunkSet::new(len);
+            let mut seq = ChunkSet::new(len);
+            for &leaf in &prefill {
+                par.insert_range(leaf * LEAF_BITS, leaf * LEAF_BITS + 40);
+                seq.insert_range(leaf * LEAF_BITS, leaf * LEAF_BITS + 40);
+            }
+            let got = par.insert_extents(&offs, &lens, shift, count_below);
+            let mut want = 0;
+            for (&o, &n) in offs.iter().zip(&lens) {
+                if n > 0 {
+                    want += seq.insert_range_counting_below(o >> shift, ((o + u64::from(n) - 1) >> shift) + 1, count_below);
+                }
+            }
+            prop_assert_eq!(got, want);
+            prop_assert_eq!(par.count(), seq.count());
+            prop_assert_eq!(par.runs(), seq.runs());
+        }
+
+        /// The same on a universe past what short records reach (shard-local chunks past 2^26):
+        /// records of both widths in one batch.
+        #[test]
+        fn parallel_extents_match_one_by_one_on_a_huge_universe(
+            exts in proptest::collection::vec((0u64..(1 << 34), 0u32..300_000), 1..100),
+        ) {
+            let len = 1u64 << 34;
+            let shift = 12;
+            let size = len << shift;
+            // Half the extents low (short records), half anywhere (long ones, mostly).
+            let extent = |(i, &(c, n)): (usize, &(u64, u32))| {
+                let off = if i % 2 == 0 { (c % (1 << 24)) << shift } else { c << shift };
+                (off, n.min((size - off) as u32))
+            };
+            let (offs, lens): (Vec<u64>, Vec<u32>) = exts.iter().enumerate().map(extent).unzip();
+            let reps = ChunkSet::PARALLEL_MIN / exts.len() + 1;
             let offs: Vec<u64> = offs.iter().copied().cycle().take(offs.len() * reps).collect();
             let lens: Vec<u32> = lens.iter().copied().cycle().take(lens.len() * reps).collect();
             let mut par = ChunkSet::new(len);
-            let got = par.insert_extents(&offs, &lens, 14, count_below);
+            let got = par.insert_extents(&offs, &lens, shift, u64::MAX);
             let mut seq = ChunkSet::new(len);
             let mut want = 0;
             for (&o, &n) in offs.iter().zip(&lens) {
                 if n > 0 {
-                    want += seq.insert_range_counting_below(o >> 14, ((o + u64::from(n) - 1) >> 14) + 1, count_below);
+                    want += seq.insert_range(o >> shift, ((o + u64::from(n) - 1) >> shift) + 1);
                 }
             }
             prop_assert_eq!(got, want);
             prop_assert_eq!(par.runs(), seq.runs());
-            prop_assert_eq!(par.count(), seq.count());
+        }
+
+        #[test]
+        fn dealing_refuses_a_bad_extent_and_keeps_nothing(
+            n in 1usize..200_000,
+            bad in 0usize..200_000,
+        ) {
+            let len = 1u64 << 20;
+            let size = len << 14;
+            let bad = bad % n;
+            let mut offs: Vec<u64> = (0..n as u64).map(|i| (i * 7919 * 4096) % (size - 65536)).collect();
+            let lens = vec![65536u32; n];
+            offs[bad] = size - 65535;
+            let set = ChunkSet::new(len);
+            let mut dealt = Dealt::default();
+            let err = set.deal(&offs, &lens, 14, size, &mut dealt).unwrap_err().to_string();
+            prop_assert!(err.contains(&format!("entry {bad}:")), "{}", err);
+            prop_assert!(dealt.is_empty());
         }
     }
 }

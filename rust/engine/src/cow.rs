@@ -17,7 +17,7 @@
 //! (as volsnap keeps them), the rest are freed. With a diff-area limit, a copy that would not fit
 //! first deletes the oldest snapshots until it does — and the caller is told which ones.
 
-use crate::chunkset::ChunkSet;
+use crate::chunkset::{with_scratch, ChunkSet, Dealt, GROUPED_PARALLEL_MIN};
 use crate::error::{check_extents, check_power_of_two, Error, Result};
 
 pub use crate::volsnap::{DEFAULT_CHUNK_SIZE, MAX_SNAPSHOTS};
@@ -60,6 +60,15 @@ pub struct WriteOutcome {
     pub bytes_copied: u64,
     /// Snapshots deleted because the diff area was full, oldest first.
     pub deleted_snapshots: Vec<u64>,
+}
+
+impl WriteOutcome {
+    /// Adds the outcome of the next part of a batch.
+    pub fn add(&mut self, part: WriteOutcome) {
+        self.chunks_copied += part.chunks_copied;
+        self.bytes_copied += part.bytes_copied;
+        self.deleted_snapshots.extend(part.deleted_snapshots);
+    }
 }
 
 /// Copy-on-write tracker of one volume.
@@ -386,18 +395,26 @@ impl CowTracker {
     /// Whether the writes of `lengths` can be applied without the diff area overflowing (so no
     /// snapshot can be deleted by them), whatever they hit.
     pub fn cannot_overflow(&self, lengths: &[u32]) -> bool {
+        self.copies_fit(self.most_copies(lengths))
+    }
+
+    /// The most chunks the writes of `lengths` can copy: each copies at most the chunks it spans.
+    fn most_copies(&self, lengths: &[u32]) -> u64 {
+        lengths
+            .iter()
+            .map(|&n| (u64::from(n) >> self.chunk_shift) + 2)
+            .sum()
+    }
+
+    /// Whether `most` more chunks fit in the diff area.
+    fn copies_fit(&self, most: u64) -> bool {
         match self.diff_area_limit {
             None => true,
-            Some(limit) => {
-                // Each write copies at most the chunks it spans.
-                let most: u64 = lengths
-                    .iter()
-                    .map(|&n| (u64::from(n) >> self.chunk_shift) + 2)
-                    .sum();
-                (self.diff_chunks + most)
-                    .checked_shl(self.chunk_shift)
-                    .is_some_and(|bytes| bytes <= limit)
-            }
+            Some(limit) => self
+                .diff_chunks
+                .checked_add(most)
+                .and_then(|n| n.checked_mul(1 << self.chunk_shift))
+                .is_some_and(|bytes| bytes <= limit),
         }
     }
 
@@ -408,7 +425,123 @@ impl CowTracker {
         &mut self,
         offsets: &[u64],
         lengths: &[u32],
-        mut per_write: Option<&mut [u32]>,
+        per_write: Option<&mut [u32]>,
+    ) -> Result<WriteOutcome> {
+        if per_write.is_none() && offsets.len() >= ChunkSet::PARALLEL_MIN {
+            return with_scratch(|dealt| {
+                if self.deal_writes(offsets, lengths, dealt)? {
+                    Ok(self.apply_dealt(dealt))
+                } else {
+                    self.apply_in_order(offsets, lengths, None)
+                }
+            });
+        }
+        self.apply_in_order(offsets, lengths, per_write)
+    }
+
+    /// The first half of a batch whose writes are independent (see `batch_is_independent`):
+    /// checks every write and deals its chunks into `dealt` — one pass over the arrays — and
+    /// returns true; [`apply_dealt`](Self::apply_dealt) then applies them, with nothing else
+    /// done to the tracker in between. Returns false (nothing dealt, nothing checked) when the
+    /// batch must be applied in order with [`apply_writes`](Self::apply_writes). So a caller can
+    /// read its arrays in one place and apply them in another (the Python binding reads numpy's
+    /// buffers holding the GIL and applies with it released).
+    pub fn deal_writes(&self, offsets: &[u64], lengths: &[u32], dealt: &mut Dealt) -> Result<bool> {
+        let Some(newest) = self.epochs.last() else {
+            return Ok(false);
+        };
+        if !self.batch_is_independent(lengths) {
+            return Ok(false);
+        }
+        newest
+            .written
+            .deal(offsets, lengths, self.chunk_shift, self.volume_size, dealt)?;
+        Ok(true)
+    }
+
+    /// Applies a batch dealt by [`deal_writes`](Self::deal_writes) (which returned true).
+    pub fn apply_dealt(&mut self, dealt: &Dealt) -> WriteOutcome {
+        let Some(newest) = self.epochs.last_mut() else {
+            return WriteOutcome::default();
+        };
+        let copied = newest.written.apply_dealt(dealt, newest.alloc_chunks);
+        self.count_copies(copied)
+    }
+
+    /// Applies several batches (*groups*: one VM's writes of a window each) as
+    /// [`apply_writes`](Self::apply_writes) on each in turn would, and adds each group's chunks
+    /// copied to `copied[g]`. Every group is checked first: a bad entry changes nothing. When the
+    /// writes are independent (see `batch_is_independent`) and many, they are dealt in one pass
+    /// and applied shard by shard on the pool's threads, each new chunk credited to the group
+    /// whose write touched it first — as in turn; otherwise the groups go one by one.
+    pub fn apply_groups(
+        &mut self,
+        groups: &[(&[u64], &[u32])],
+        copied: &mut [u64],
+    ) -> Result<WriteOutcome> {
+        if copied.len() != groups.len() {
+            return Err(Error::invalid(
+                "copied",
+                format!("has {} entries, expected {}", copied.len(), groups.len()),
+            ));
+        }
+        let total: usize = groups.iter().map(|g| g.0.len()).sum();
+        // As `batch_is_independent`, for the groups together.
+        let independent = self
+            .epochs
+            .last()
+            .is_some_and(|newest| self.older_alloc_max <= newest.alloc_chunks)
+            && self.copies_fit(groups.iter().map(|g| self.most_copies(g.1)).sum());
+        if total >= GROUPED_PARALLEL_MIN && independent {
+            let (shift, size) = (self.chunk_shift, self.volume_size);
+            let fresh = with_scratch(|dealt| -> Result<Vec<u64>> {
+                let mut fresh = vec![0u64; groups.len()];
+                if let Some(newest) = self.epochs.last_mut() {
+                    newest.written.deal_groups(groups, shift, size, dealt)?;
+                    newest
+                        .written
+                        .apply_dealt_groups(dealt, newest.alloc_chunks, &mut fresh);
+                }
+                Ok(fresh)
+            })?;
+            let all: u64 = fresh.iter().sum();
+            copied.iter_mut().zip(&fresh).for_each(|(c, f)| *c += f);
+            return Ok(self.count_copies(all));
+        }
+        for &(o, l) in groups {
+            check_extents(o, l, self.volume_size)?;
+        }
+        let mut outcome = WriteOutcome::default();
+        for (&(o, l), c) in groups.iter().zip(copied.iter_mut()) {
+            let part = self.apply_checked(o, l, None);
+            *c += part.chunks_copied;
+            outcome.add(part);
+        }
+        Ok(outcome)
+    }
+
+    /// Books `copied` chunks copied into the newest snapshot's diff area by an independent batch.
+    fn count_copies(&mut self, copied: u64) -> WriteOutcome {
+        if let Some(newest) = self.epochs.last_mut() {
+            newest.diff_chunks += copied;
+            newest.copied_while_newest += copied;
+        }
+        self.diff_chunks += copied;
+        self.total_copied += copied;
+        self.peak_diff_chunks = self.peak_diff_chunks.max(self.diff_chunks);
+        WriteOutcome {
+            chunks_copied: copied,
+            bytes_copied: copied << self.chunk_shift,
+            deleted_snapshots: Vec::new(),
+        }
+    }
+
+    /// Applies a batch write by write, in order (the batch checked first).
+    fn apply_in_order(
+        &mut self,
+        offsets: &[u64],
+        lengths: &[u32],
+        per_write: Option<&mut [u32]>,
     ) -> Result<WriteOutcome> {
         check_extents(offsets, lengths, self.volume_size)?;
         if let Some(out) = per_write.as_deref() {
@@ -419,31 +552,31 @@ impl CowTracker {
                 ));
             }
         }
+        Ok(self.apply_checked(offsets, lengths, per_write))
+    }
+
+    /// [`apply_in_order`](Self::apply_in_order) of a batch already checked (and `per_write`, if
+    /// given, of its length).
+    fn apply_checked(
+        &mut self,
+        offsets: &[u64],
+        lengths: &[u32],
+        mut per_write: Option<&mut [u32]>,
+    ) -> WriteOutcome {
         let mut outcome = WriteOutcome::default();
         if self.epochs.is_empty() {
             if let Some(out) = per_write {
                 out.fill(0);
             }
-            return Ok(outcome);
+            return outcome;
         }
         if per_write.is_none() && self.batch_is_independent(lengths) {
             let shift = self.chunk_shift;
-            let newest = self
-                .epochs
-                .last_mut()
-                .ok_or_else(|| Error::State("no epoch".into()))?;
-            let copied =
-                newest
-                    .written
-                    .insert_extents(offsets, lengths, shift, newest.alloc_chunks);
-            newest.diff_chunks += copied;
-            newest.copied_while_newest += copied;
-            self.diff_chunks += copied;
-            self.total_copied += copied;
-            self.peak_diff_chunks = self.peak_diff_chunks.max(self.diff_chunks);
-            outcome.chunks_copied = copied;
-            outcome.bytes_copied = copied << shift;
-            return Ok(outcome);
+            let copied = self.epochs.last_mut().map_or(0, |e| {
+                e.written
+                    .insert_extents(offsets, lengths, shift, e.alloc_chunks)
+            });
+            return self.count_copies(copied);
         }
         for (i, (&off, &len)) in offsets.iter().zip(lengths).enumerate() {
             let copied = self.write_one(off, len, &mut outcome);
@@ -453,7 +586,7 @@ impl CowTracker {
             }
         }
         outcome.bytes_copied = outcome.chunks_copied << self.chunk_shift;
-        Ok(outcome)
+        outcome
     }
 }
 
@@ -549,6 +682,25 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_entry_in_any_group_changes_nothing() {
+        for n in [10, GROUPED_PARALLEL_MIN] {
+            let mut t = tracker(1 << 30);
+            t.create_snapshot(1 << 30).unwrap();
+            let offs = vec![0u64; n];
+            let lens = vec![4096u32; n];
+            let bad_offs = [5u64, 1 << 30];
+            let bad_lens = [4096u32, 1];
+            let groups = [(&offs[..], &lens[..]), (&bad_offs[..], &bad_lens[..])];
+            let mut copied = [0u64; 2];
+            let err = t.apply_groups(&groups, &mut copied).unwrap_err();
+            assert!(err.to_string().contains("entry 1"), "{err}");
+            assert_eq!(copied, [0, 0]);
+            assert_eq!(t.total_chunks_copied(), 0);
+            assert_eq!(t.apply_writes(&[0], &[1], None).unwrap().chunks_copied, 1);
+        }
+    }
+
+    #[test]
     fn bad_arguments() {
         assert!(CowTracker::new(1 << 20, 3000, None).is_err());
         assert!(CowTracker::new(0, K, None).is_err());
@@ -631,6 +783,91 @@ mod tests {
     }
 
     proptest! {
+        /// A large batch goes the dealt, parallel way; asking for per-write counts forces the
+        /// same batch through write-by-write application: both must agree on everything.
+        #[test]
+        fn dealt_batch_matches_write_by_write(
+            exts in proptest::collection::vec((0u64..(64 << 20), 0u32..200_000), 1..200),
+            alloc in 0u64..=(64 << 20),
+            first in proptest::collection::vec((0u64..(64 << 20), 1u32..100_000), 0..20),
+        ) {
+            let size = 64u64 << 20;
+            let reps = ChunkSet::PARALLEL_MIN / exts.len() + 1;
+            let offs: Vec<u64> = exts.iter().map(|e| e.0.min(size - 1)).cycle().take(exts.len() * reps).collect();
+            let lens: Vec<u32> = exts.iter().zip(&offs).map(|(e, &o)| e.1.min((size - o) as u32)).cycle().take(offs.len()).collect();
+            let (fo, fl): (Vec<u64>, Vec<u32>) = first.iter().map(|&(o, n)| (o, n.min((size - o) as u32))).unzip();
+            let mut dealt = tracker(size);
+            let mut ordered = tracker(size);
+            for t in [&mut dealt, &mut ordered] {
+                t.create_snapshot(alloc).unwrap();
+                t.apply_writes(&fo, &fl, None).unwrap();
+            }
+            let got = dealt.apply_writes(&offs, &lens, None).unwrap();
+            let mut per = vec![0u32; offs.len()];
+            let want = ordered.apply_writes(&offs, &lens, Some(&mut per)).unwrap();
+            prop_assert_eq!(got.chunks_copied, want.chunks_copied);
+            prop_assert_eq!(per.iter().map(|&c| u64::from(c)).sum::<u64>(), want.chunks_copied);
+            prop_assert_eq!(dealt.diff_area_bytes(), ordered.diff_area_bytes());
+            prop_assert_eq!(dealt.snapshots(), ordered.snapshots());
+            // The sets are equal: a further write copies the same everywhere.
+            for c in (0..size).step_by(1 << 20) {
+                let a = dealt.apply_writes(&[c], &[1], None).unwrap().chunks_copied;
+                let b = ordered.apply_writes(&[c], &[1], None).unwrap().chunks_copied;
+                prop_assert_eq!(a, b);
+            }
+        }
+
+        /// Groups applied in one call (dealt, parallel, credited per group) against the same
+        /// groups applied one after the other with per-write counts: the same copies per group
+        /// (groups may overlap: the first to touch a chunk has it), the same state after. With a
+        /// second snapshot over a smaller extent, or a diff-area limit in reach, the call goes
+        /// group by group and must still agree.
+        #[test]
+        fn grouped_batch_matches_groups_in_turn(
+            exts in proptest::collection::vec((0u64..(64 << 20), 0u32..200_000), 1..120),
+            cuts in proptest::collection::vec(0usize..10_000, 0..6),
+            alloc in 0u64..=(64 << 20),
+            second in proptest::option::of(0u64..=(64 << 20)),
+            limit in proptest::option::of(320u64 << 20..(2 << 30)),
+        ) {
+            let size = 64u64 << 20;
+            let reps = GROUPED_PARALLEL_MIN / exts.len() + 1;
+            let offs: Vec<u64> = exts.iter().map(|e| e.0.min(size - 1)).cycle().take(exts.len() * reps).collect();
+            let lens: Vec<u32> = exts.iter().zip(&offs).map(|(e, &o)| e.1.min((size - o) as u32)).cycle().take(offs.len()).collect();
+            let mut at: Vec<usize> = cuts.iter().map(|&c| c * offs.len() / 10_000).collect();
+            at.push(0);
+            at.push(offs.len());
+            at.sort_unstable();
+            let groups: Vec<(&[u64], &[u32])> = at.windows(2).map(|w| (&offs[w[0]..w[1]], &lens[w[0]..w[1]])).collect();
+            let make = || {
+                let mut t = CowTracker::new(size, K, limit).unwrap();
+                t.create_snapshot(alloc).unwrap();
+                if let Some(s2) = second {
+                    t.create_snapshot(s2).unwrap();
+                }
+                t
+            };
+            let (mut grouped, mut in_turn) = (make(), make());
+            let mut got = vec![0u64; groups.len()];
+            let out = grouped.apply_groups(&groups, &mut got).unwrap();
+            let mut want = Vec::new();
+            for &(o, l) in &groups {
+                let mut per = vec![0u32; o.len()];
+                in_turn.apply_writes(o, l, Some(&mut per)).unwrap();
+                want.push(per.iter().map(|&c| u64::from(c)).sum::<u64>());
+            }
+            prop_assert_eq!(&got, &want);
+            prop_assert_eq!(out.chunks_copied, want.iter().sum::<u64>());
+            prop_assert_eq!(grouped.diff_area_bytes(), in_turn.diff_area_bytes());
+            prop_assert_eq!(grouped.total_chunks_copied(), in_turn.total_chunks_copied());
+            prop_assert_eq!(grouped.snapshots(), in_turn.snapshots());
+            for c in (0..size).step_by(1 << 20) {
+                let a = grouped.apply_writes(&[c], &[1], None).unwrap().chunks_copied;
+                let b = in_turn.apply_writes(&[c], &[1], None).unwrap().chunks_copied;
+                prop_assert_eq!(a, b);
+            }
+        }
+
         #[test]
         fn matches_the_reference(ops in proptest::collection::vec(op(), 1..120)) {
             let size = 80 * K;

@@ -7,7 +7,8 @@
 //! - [`volume`]: real copy-on-write snapshots of a folder, with a persistent diff area.
 //! - [`error`]: the engine-wide [`Error`]: the trackers' own cases, and `vhdx`'s and `volume`'s
 //!   errors wrapped.
-//! - [`chunkset`]: the sparse two-level bitmap the trackers are built on.
+//! - [`chunkset`]: the sparse radix bitmap the trackers are built on (batches dealt to shards).
+//! - [`limit`]: the memory system's limit for a tracker's batch (the benchmarks' reference).
 //! - [`cow`]: copy-on-write snapshot tracking of one volume, as the system provider (volsnap) does it.
 //! - [`cbt`]: changed-block tracking of one virtual disk, what an incremental backup reads.
 //! - [`workload`]: per-VM I/O streams, the VHDX layout model, and the modelled cluster (which can
@@ -27,6 +28,7 @@
 //! volume   → storage, volsnap           (its own VolumeError)
 //! error    → vhdx, volume               (wraps their errors)
 //! chunkset → error
+//! limit    → error
 //! cow      → chunkset, error, volsnap
 //! cbt      → chunkset, error
 //! workload → cow, cbt, vhdx, volume, storage, error
@@ -40,6 +42,7 @@ pub mod chunkset;
 pub mod cow;
 pub mod error;
 pub mod estimate;
+pub mod limit;
 pub mod storage;
 pub mod vhdx;
 pub mod volsnap;
@@ -58,6 +61,7 @@ mod tests {
         ("volume", &["storage", "volsnap"]),
         ("error", &["vhdx", "volume"]),
         ("chunkset", &["error"]),
+        ("limit", &["error"]),
         ("cow", &["chunkset", "error", "volsnap"]),
         ("cbt", &["chunkset", "error"]),
         (

@@ -29,6 +29,83 @@ pub trait Storage: Send + Sync {
     fn is_read_only(&self) -> bool;
     /// A name for messages: the file's path, or the view's description.
     fn name(&self) -> String;
+    /// Whether `flush` makes writes durable (the default). Off, `flush` only orders nothing and
+    /// returns: for files made durable as a whole later (one `fsync` when they are complete).
+    /// Storage that cannot skip its syncs ignores this.
+    fn set_sync(&mut self, _on: bool) {}
+    /// Ranges `(offset, length)`, ascending and disjoint, outside which every byte of the storage
+    /// reads as zero — the data a sparse file holds — or `None` when the storage cannot tell (then
+    /// any byte may be data). A range may hold zeros too: it is where data *may* be.
+    fn data_extents(&self) -> io::Result<Option<Vec<(u64, u64)>>> {
+        Ok(None)
+    }
+}
+
+/// The data extents of `file` below `len`, by `SEEK_DATA`/`SEEK_HOLE` (see
+/// [`Storage::data_extents`]); a file system that cannot tell gives one extent over it all. Moves
+/// the file's cursor (every read here is positional).
+pub fn file_data_extents(file: &File, len: u64) -> io::Result<Vec<(u64, u64)>> {
+    use rustix::fs::{seek, SeekFrom};
+    use rustix::io::Errno;
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < len {
+        let start = match seek(file, SeekFrom::Data(pos)) {
+            Ok(p) => p,
+            // No data at or after `pos`.
+            Err(Errno::NXIO) => break,
+            Err(Errno::INVAL | Errno::NOTSUP) => return Ok(vec![(0, len)]),
+            Err(e) => return Err(e.into()),
+        };
+        if start >= len {
+            break;
+        }
+        let end = match seek(file, SeekFrom::Hole(start)) {
+            Ok(p) => p.min(len),
+            Err(Errno::NXIO) => len,
+            Err(e) => return Err(e.into()),
+        };
+        if end <= start {
+            // A file that changed under us: say everything from here may be data.
+            out.push((start, len - start));
+            break;
+        }
+        out.push((start, end - start));
+        pos = end;
+    }
+    Ok(out)
+}
+
+/// The parts of sorted, disjoint `extents` that fall inside `[start, end)`.
+pub fn extents_within(
+    extents: &[(u64, u64)],
+    start: u64,
+    end: u64,
+) -> impl Iterator<Item = (u64, u64)> + '_ {
+    let first = extents.partition_point(|&(o, n)| o + n <= start);
+    extents[first..]
+        .iter()
+        .take_while(move |&&(o, _)| o < end)
+        .map(move |&(o, n)| {
+            let a = o.max(start);
+            let b = (o + n).min(end);
+            (a, b - a)
+        })
+        .filter(|&(_, n)| n > 0)
+}
+
+/// Sorts and merges ranges `(offset, length)` into ascending, disjoint ones.
+pub fn merge_extents(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    ranges.retain(|&(_, n)| n > 0);
+    ranges.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for (o, n) in ranges {
+        match out.last_mut() {
+            Some((lo, ln)) if o <= *lo + *ln => *ln = (*ln).max(o + n - *lo),
+            _ => out.push((o, n)),
+        }
+    }
+    out
 }
 
 /// A plain file.
@@ -37,6 +114,8 @@ pub struct FileStorage {
     file: File,
     path: PathBuf,
     writable: bool,
+    /// `flush` syncs (see [`Storage::set_sync`]).
+    sync: bool,
 }
 
 impl FileStorage {
@@ -50,6 +129,7 @@ impl FileStorage {
             file,
             path: path.to_owned(),
             writable,
+            sync: true,
         })
     }
 
@@ -64,6 +144,7 @@ impl FileStorage {
             file,
             path: path.to_owned(),
             writable: true,
+            sync: true,
         })
     }
 
@@ -109,7 +190,7 @@ impl Storage for FileStorage {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        if self.writable {
+        if self.writable && self.sync {
             self.file.sync_data()
         } else {
             Ok(())
@@ -122,6 +203,14 @@ impl Storage for FileStorage {
 
     fn name(&self) -> String {
         self.path.display().to_string()
+    }
+
+    fn set_sync(&mut self, on: bool) {
+        self.sync = on;
+    }
+
+    fn data_extents(&self) -> io::Result<Option<Vec<(u64, u64)>>> {
+        file_data_extents(&self.file, self.len()?).map(Some)
     }
 }
 
@@ -174,6 +263,19 @@ impl Storage for MemStorage {
     fn name(&self) -> String {
         self.name.clone()
     }
+
+    fn data_extents(&self) -> io::Result<Option<Vec<(u64, u64)>>> {
+        // Runs of non-zero 4 KiB pieces: what a sparse file of these bytes would hold.
+        const PIECE: usize = 4096;
+        let ranges = self
+            .bytes
+            .chunks(PIECE)
+            .enumerate()
+            .filter(|(_, c)| c.iter().any(|&b| b != 0))
+            .map(|(i, c)| ((i * PIECE) as u64, c.len() as u64))
+            .collect();
+        Ok(Some(merge_extents(ranges)))
+    }
 }
 
 #[cfg(test)]
@@ -196,6 +298,36 @@ mod tests {
         let mut ro = FileStorage::open(&p, false).unwrap();
         assert!(ro.write_at(b"x", 0).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn data_extents_of_a_sparse_file() {
+        let dir = std::env::temp_dir().join(format!("vssim-extents-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("sparse.bin");
+        let _ = std::fs::remove_file(&p);
+        let mut s = FileStorage::create_new(&p).unwrap();
+        s.set_len(64 << 20).unwrap();
+        s.write_at(&[1u8; 4096], 8 << 20).unwrap();
+        s.write_at(&[2u8; 100], 40 << 20).unwrap();
+        let ext = s.data_extents().unwrap().unwrap();
+        // Every written byte is inside an extent; most of the file is not.
+        for at in [8u64 << 20, (8 << 20) + 4095, 40 << 20, (40 << 20) + 99] {
+            assert!(
+                ext.iter().any(|&(o, n)| o <= at && at < o + n),
+                "{at} not in {ext:?}"
+            );
+        }
+        assert!(ext.iter().map(|e| e.1).sum::<u64>() < 4 << 20, "{ext:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn extent_helpers() {
+        let m = merge_extents(vec![(10, 5), (0, 3), (12, 10), (3, 2), (30, 0)]);
+        assert_eq!(m, vec![(0, 5), (10, 12)]);
+        let w: Vec<_> = extents_within(&m, 4, 15).collect();
+        assert_eq!(w, vec![(4, 1), (10, 5)]);
     }
 
     #[test]

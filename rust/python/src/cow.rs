@@ -2,23 +2,31 @@
 
 use numpy::PyArray1;
 use pyo3::prelude::*;
-use vssim_engine::cow;
+use vssim_engine::chunkset::{with_scratch, ChunkSet};
+use vssim_engine::cow::{self, WriteOutcome};
 
 use vssim_engine::error::check_extents;
 
 use crate::args::{as_opt_u64, as_u64};
 use crate::arrays::{for_each_slice, u32_ints, u64_ints};
 use crate::errors::{detached, guarded};
+use crate::shared::Shared;
 
 /// Copy-on-write snapshot tracking of one volume, as the system provider (volsnap) does it.
 ///
 /// The first write to a chunk after a snapshot copies the chunk once to the diff area; later writes
 /// copy nothing; one copy serves every older snapshot that had not preserved the chunk. With a
 /// diff-area limit, a copy that does not fit deletes the oldest snapshots first (reported).
-#[pyclass(module = "vssim._engine")]
+///
+/// Safe to share between threads: calls on one tracker take turns (a thread waits, GIL released,
+/// while another's call runs).
+#[pyclass(module = "vssim._engine", frozen)]
 pub struct CowTracker {
-    inner: cow::CowTracker,
+    inner: Shared<cow::CowTracker>,
 }
+
+/// Writes per dealt piece of a batch: the records of a piece (8 bytes a write) are held at once.
+const DEALT_PIECE: usize = 1 << 24;
 
 /// What one batch of writes cost.
 #[pyclass(module = "vssim._engine", frozen, get_all)]
@@ -78,34 +86,40 @@ impl CowTracker {
         #[pyo3(from_py_with = as_opt_u64::diff_area_limit)] diff_area_limit: Option<u64>,
     ) -> PyResult<Self> {
         let inner = guarded(|| cow::CowTracker::new(volume_size, chunk_size, diff_area_limit))?;
-        Ok(CowTracker { inner })
+        Ok(CowTracker {
+            inner: Shared::new(inner),
+        })
     }
 
     /// Takes a snapshot now and returns its id. Chunks at or past `allocated_bytes` (default: the
     /// whole volume) were free space and are never copied for it.
     #[pyo3(signature = (allocated_bytes = None))]
     fn create_snapshot(
-        &mut self,
+        &self,
+        py: Python<'_>,
         #[pyo3(from_py_with = as_opt_u64::allocated_bytes)] allocated_bytes: Option<u64>,
     ) -> PyResult<u64> {
-        let alloc = allocated_bytes.unwrap_or(self.inner.volume_size());
-        guarded(|| self.inner.create_snapshot(alloc))
+        let mut t = self.inner.lease(py);
+        let alloc = allocated_bytes.unwrap_or(t.volume_size());
+        guarded(|| t.create_snapshot(alloc))
     }
 
     /// Deletes a live snapshot; returns the diff-area bytes freed.
     fn delete_snapshot(
-        &mut self,
+        &self,
+        py: Python<'_>,
         #[pyo3(from_py_with = as_u64::snapshot_id)] snapshot_id: u64,
     ) -> PyResult<u64> {
-        guarded(|| self.inner.delete_snapshot(snapshot_id))
+        let mut t = self.inner.lease(py);
+        guarded(|| t.delete_snapshot(snapshot_id))
     }
 
     /// Applies a batch of writes in order: `offsets` (bytes, uint64) and `lengths` (bytes, uint32),
     /// numpy arrays or anything `numpy.asarray` takes. The batch is checked whole first: a bad entry
-    /// changes nothing. The GIL is released while the batch runs.
+    /// changes nothing. The GIL is released while the batch is applied.
     #[pyo3(signature = (offsets, lengths, per_write = false))]
     fn apply_writes(
-        &mut self,
+        &self,
         py: Python<'_>,
         offsets: &Bound<'_, PyAny>,
         lengths: &Bound<'_, PyAny>,
@@ -114,18 +128,45 @@ impl CowTracker {
         let offsets = u64_ints(offsets, "offsets")?;
         let lengths = u32_ints(lengths, "lengths")?;
         let (offsets, lengths) = (offsets.as_slice(), lengths.as_slice());
-        // Check the whole batch under the GIL first, so a bad entry anywhere changes nothing; then
-        // stream it to the engine in slices copied out of the (borrowed) arrays, GIL released.
-        guarded(|| check_extents(offsets, lengths, self.inner.volume_size()))?;
+        let mut t = self.inner.lease(py);
+        let t = &mut *t;
+        // A batch in several pieces is checked whole first, so a bad entry anywhere changes
+        // nothing; a batch of one piece is checked as it is read.
+        if offsets.len() > DEALT_PIECE || per_write {
+            guarded(|| check_extents(offsets, lengths, t.volume_size()))?;
+        }
         let mut counts = per_write.then(|| vec![0u32; offsets.len()]);
-        let mut outcome = vssim_engine::cow::WriteOutcome::default();
-        for_each_slice(offsets, lengths, |start, ob, lb| {
-            let inner = &mut self.inner;
-            let out = counts.as_mut().map(|c| &mut c[start..start + ob.len()]);
-            let part = detached(py, move || inner.apply_writes(ob, lb, out))?;
-            outcome.chunks_copied += part.chunks_copied;
-            outcome.bytes_copied += part.bytes_copied;
-            outcome.deleted_snapshots.extend(part.deleted_snapshots);
+        let mut outcome = WriteOutcome::default();
+        with_scratch(|dealt| -> PyResult<()> {
+            for (k, (ob, lb)) in offsets
+                .chunks(DEALT_PIECE)
+                .zip(lengths.chunks(DEALT_PIECE))
+                .enumerate()
+            {
+                // Independent writes (no diff-area limit in reach, no shrunk volume) are checked
+                // and dealt to the shards straight from numpy's buffers, holding the GIL so no
+                // Python code can change them meanwhile (on the pool's threads: this one only
+                // waits), then applied with the GIL released.
+                if !per_write
+                    && ob.len() >= ChunkSet::PARALLEL_MIN
+                    && guarded(|| t.deal_writes(ob, lb, dealt))?
+                {
+                    let (tr, d) = (&mut *t, &*dealt);
+                    outcome.add(detached(py, move || Ok(tr.apply_dealt(d)))?);
+                    continue;
+                }
+                // In order: streamed to the engine in slices copied out of the (borrowed)
+                // arrays, GIL released.
+                guarded(|| check_extents(ob, lb, t.volume_size()))?;
+                let base = k * DEALT_PIECE;
+                for_each_slice(ob, lb, |start, os, ls| {
+                    let inner = &mut *t;
+                    let at = base + start;
+                    let out = counts.as_mut().map(|c| &mut c[at..at + os.len()]);
+                    outcome.add(detached(py, move || inner.apply_writes(os, ls, out))?);
+                    Ok(())
+                })?;
+            }
             Ok(())
         })?;
         Ok(WriteResult {
@@ -137,8 +178,9 @@ impl CowTracker {
     }
 
     /// Live snapshots, oldest first.
-    fn snapshots(&self) -> Vec<SnapshotInfo> {
+    fn snapshots(&self, py: Python<'_>) -> Vec<SnapshotInfo> {
         self.inner
+            .lease(py)
             .snapshots()
             .into_iter()
             .map(|s| SnapshotInfo {
@@ -151,65 +193,71 @@ impl CowTracker {
     }
 
     /// Whether `snapshot_id` is still live (not deleted, not lost to a full diff area).
-    fn is_live(&self, #[pyo3(from_py_with = as_u64::snapshot_id)] snapshot_id: u64) -> bool {
-        self.inner.is_live(snapshot_id)
+    fn is_live(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = as_u64::snapshot_id)] snapshot_id: u64,
+    ) -> bool {
+        self.inner.lease(py).is_live(snapshot_id)
     }
 
     #[getter]
-    fn volume_size(&self) -> u64 {
-        self.inner.volume_size()
+    fn volume_size(&self, py: Python<'_>) -> u64 {
+        self.inner.lease(py).volume_size()
     }
 
     #[getter]
-    fn chunk_size(&self) -> u64 {
-        self.inner.chunk_size()
+    fn chunk_size(&self, py: Python<'_>) -> u64 {
+        self.inner.lease(py).chunk_size()
     }
 
     /// Diff-area limit in bytes, or None for unbounded. Setting it takes effect at the next copy.
     #[getter]
-    fn get_diff_area_limit(&self) -> Option<u64> {
-        self.inner.diff_area_limit()
+    fn get_diff_area_limit(&self, py: Python<'_>) -> Option<u64> {
+        self.inner.lease(py).diff_area_limit()
     }
 
     #[setter]
     fn set_diff_area_limit(
-        &mut self,
+        &self,
+        py: Python<'_>,
         #[pyo3(from_py_with = as_opt_u64::diff_area_limit)] limit: Option<u64>,
     ) {
-        self.inner.set_diff_area_limit(limit);
+        self.inner.lease(py).set_diff_area_limit(limit);
     }
 
     /// Bytes held in the diff area now.
     #[getter]
-    fn diff_area_bytes(&self) -> u64 {
-        self.inner.diff_area_bytes()
+    fn diff_area_bytes(&self, py: Python<'_>) -> u64 {
+        self.inner.lease(py).diff_area_bytes()
     }
 
     /// The most bytes the diff area ever held.
     #[getter]
-    fn peak_diff_area_bytes(&self) -> u64 {
-        self.inner.peak_diff_area_bytes()
+    fn peak_diff_area_bytes(&self, py: Python<'_>) -> u64 {
+        self.inner.lease(py).peak_diff_area_bytes()
     }
 
     /// Chunks copied since the tracker was made.
     #[getter]
-    fn total_chunks_copied(&self) -> u64 {
-        self.inner.total_chunks_copied()
+    fn total_chunks_copied(&self, py: Python<'_>) -> u64 {
+        self.inner.lease(py).total_chunks_copied()
     }
 
     /// Memory the tracker holds, in bytes.
     #[getter]
-    fn memory_bytes(&self) -> usize {
-        self.inner.memory_bytes()
+    fn memory_bytes(&self, py: Python<'_>) -> usize {
+        self.inner.lease(py).memory_bytes()
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let t = self.inner.lease(py);
         format!(
             "CowTracker(volume_size={}, chunk_size={}, snapshots={}, diff_area_bytes={})",
-            self.inner.volume_size(),
-            self.inner.chunk_size(),
-            self.inner.snapshots().len(),
-            self.inner.diff_area_bytes()
+            t.volume_size(),
+            t.chunk_size(),
+            t.snapshot_count(),
+            t.diff_area_bytes()
         )
     }
 }

@@ -10,6 +10,8 @@ mod change_fraction;
 mod cow;
 mod errors;
 mod generator;
+mod limit;
+mod shared;
 mod spec;
 mod vhdx;
 mod volume;
@@ -35,6 +37,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<vhdx::VhdxFinding>()?;
     m.add_function(wrap_pyfunction!(change_fraction::calibrate, m)?)?;
     m.add_function(wrap_pyfunction!(change_fraction::change_fraction, m)?)?;
+    m.add_function(wrap_pyfunction!(limit::bitset_limit, m)?)?;
     Ok(())
 }
 
@@ -54,5 +57,9 @@ fn add_constants(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("VHDX_MAX_CHAIN_DEPTH", vssim_engine::vhdx::MAX_CHAIN_DEPTH)?;
     m.add("GROWTH_WRITE", vssim_engine::workload::spec::GROWTH_WRITE)?;
     m.add("DAY_S", vssim_engine::workload::spec::DAY_S)?;
+    m.add(
+        "CONTENT_DIGEST_SCHEME",
+        vssim_engine::vhdx::CONTENT_DIGEST_SCHEME,
+    )?;
     Ok(())
 }

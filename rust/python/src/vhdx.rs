@@ -119,10 +119,14 @@ impl Vhdx {
     /// renamed into place. `disk_type` is "dynamic", "fixed" or "differencing" (then `parent` is
     /// the parent's path and `virtual_size` may be 0: the parent's). Block size: a power of two
     /// from 1 MiB to 256 MiB (default 32 MiB, a child: its parent's); sector sizes 512 or 4096.
+    ///
+    /// `durable=False` (a file at a path): the disk's later flushes and `close` do not sync it;
+    /// the caller makes it durable as a whole once complete (`os.fsync`), before anything refers
+    /// to it.
     #[staticmethod]
     #[pyo3(signature = (path, virtual_size = 0, *, disk_type = "dynamic", block_size = None,
                         logical_sector_size = None, physical_sector_size = None, parent = None,
-                        overwrite = false))]
+                        overwrite = false, durable = true))]
     #[allow(clippy::too_many_arguments)]
     fn create(
         py: Python<'_>,
@@ -134,6 +138,7 @@ impl Vhdx {
         #[pyo3(from_py_with = as_opt_u32::physical_sector_size)] physical_sector_size: Option<u32>,
         parent: Option<PathBuf>,
         overwrite: bool,
+        durable: bool,
     ) -> PyResult<Self> {
         let disk_type = guarded(|| DiskType::parse(disk_type).map_err(verr))?;
         let opts = CreateOptions {
@@ -163,7 +168,10 @@ impl Vhdx {
         let path: PathBuf = path.extract()?;
         let p = path.clone();
         let inner = detached(py, move || {
-            vhdx::create_output(&p, &opts, parent.as_deref(), overwrite).map_err(verr)
+            let mut v =
+                vhdx::create_output(&p, &opts, parent.as_deref(), overwrite).map_err(verr)?;
+            v.set_durable(durable);
+            Ok(v)
         })?;
         Ok(Vhdx {
             inner: Some(inner),
@@ -176,14 +184,18 @@ impl Vhdx {
     /// pending log is validated whole, then replayed: on disk when `writable`, in memory
     /// otherwise. Parents must lie in the child's directory (or in `parent_root`, for every
     /// level), whichever locator entry leads to them; `allow_parent_escape` lifts that.
+    /// `durable=False` (a file at a path, writable): neither a replay at open nor later flushes
+    /// and `close` sync it (see `create`).
     #[staticmethod]
-    #[pyo3(signature = (path, writable = false, *, allow_parent_escape = false, parent_root = None))]
+    #[pyo3(signature = (path, writable = false, *, allow_parent_escape = false, parent_root = None,
+                        durable = true))]
     fn open(
         py: Python<'_>,
         path: &Bound<'_, PyAny>,
         writable: bool,
         allow_parent_escape: bool,
         parent_root: Option<PathBuf>,
+        durable: bool,
     ) -> PyResult<Self> {
         if let Some(st) = volume_storage(path)? {
             // A snapshot view (the disk as it was) or a live volume file (writes go through
@@ -214,6 +226,7 @@ impl Vhdx {
                     writable,
                     allow_parent_escape,
                     parent_root,
+                    unsynced: !durable,
                     ..OpenOptions::default()
                 },
             )
@@ -266,6 +279,35 @@ impl Vhdx {
         let data = bytes_of(data)?;
         let d = self.disk_mut()?;
         detached(py, move || d.write(offset, &data).map_err(verr))
+    }
+
+    /// Writes into this disk what `source` reads in each run `offsets[i], lengths[i]` (bytes,
+    /// uint64 arrays): what an incremental backup copies from the snapshot's disk into its
+    /// differencing file, in one call. Every run is checked first (inside both disks); returns the
+    /// bytes copied. The GIL is released meanwhile.
+    fn copy_from(
+        &mut self,
+        py: Python<'_>,
+        source: PyRef<'_, Vhdx>,
+        offsets: &Bound<'_, PyAny>,
+        lengths: &Bound<'_, PyAny>,
+    ) -> PyResult<u64> {
+        let offs = crate::arrays::u64_vec(offsets, "offsets")?;
+        let lens = crate::arrays::u64_vec(lengths, "lengths")?;
+        if offs.len() != lens.len() {
+            return Err(crate::errors::to_py(Error::invalid(
+                "lengths",
+                format!(
+                    "has {} entries but offsets has {}; the arrays must be the same length",
+                    lens.len(),
+                    offs.len()
+                ),
+            )));
+        }
+        let runs: Vec<(u64, u64)> = offs.into_iter().zip(lens).collect();
+        let src = source.disk()?;
+        let d = self.disk_mut()?;
+        detached(py, move || d.copy_runs_from(src, &runs).map_err(verr))
     }
 
     /// Makes `[offset, offset + length)` read as zeros; whole blocks are released
@@ -331,6 +373,28 @@ impl Vhdx {
     fn digest(&self, py: Python<'_>) -> PyResult<String> {
         let d = self.disk()?;
         detached(py, move || d.digest().map_err(verr))
+    }
+
+    /// The content digest of the virtual disk, `"blake3-leaves-64k:<hex>"`: BLAKE3 over its 64 KiB
+    /// leaves in order, each all-zero leaf (unallocated, a hole, or zeros written) as part of a
+    /// run, every other by its hash. Equal exactly when the disks read the same, byte for byte, as
+    /// `digest`; but only the leaves where a file of the chain may hold data are read (the BAT,
+    /// sector bitmaps and the files' holes tell), so it costs the data held, not the virtual size.
+    fn content_digest(&self, py: Python<'_>) -> PyResult<String> {
+        let d = self.disk()?;
+        detached(py, move || d.content_digest().map_err(verr))
+    }
+
+    /// The content digests of this disk and of `other`, `(mine, theirs)`: each exactly as
+    /// `content_digest` gives it, but every leaf is read from both and compared, and a leaf they
+    /// share is hashed once — what verifying a copy against its source costs.
+    fn content_digests_with(
+        &self,
+        py: Python<'_>,
+        other: PyRef<'_, Vhdx>,
+    ) -> PyResult<(String, String)> {
+        let (d, o) = (self.disk()?, other.disk()?);
+        detached(py, move || d.content_digests_with(o).map_err(verr))
     }
 
     /// Write-through metadata mode: every `write`/`trim` that allocates commits the BAT change

@@ -511,6 +511,15 @@ impl SnapshotView {
         vol_guarded(|| self.inner.len())
     }
 
+    /// Copies the file as the snapshot shows it into a new file `dest` (refused if it exists):
+    /// only where data may be (the diff area's chunks, the live file's data extents), inside the
+    /// kernel with `copy_file_range` (block clones where the file system can); holes stay holes.
+    /// Returns the bytes the copy covers (the view's length).
+    fn copy_to(&self, py: Python<'_>, dest: PathBuf) -> PyResult<u64> {
+        let f = &self.inner;
+        detached(py, move || Ok(f.copy_to(&dest)?))
+    }
+
     fn set_len(
         &self,
         py: Python<'_>,

@@ -42,6 +42,9 @@ pub struct OpenOptions {
     pub chain: Chain,
     /// The file's identity, when it is a file (set by `open_with`).
     pub file_id: Option<FileId>,
+    /// `open_with`: the file's flushes do not sync it, a replay at open included (see
+    /// [`Vhdx::set_durable`]): for a file made durable as a whole once complete.
+    pub unsynced: bool,
 }
 
 pub struct Vhdx {

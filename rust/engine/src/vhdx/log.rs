@@ -578,6 +578,12 @@ impl Overlay {
         Ok(())
     }
 
+    /// The byte ranges the replay writes data into (its pages), ascending: with the file's own
+    /// data extents, where the replayed file may hold data.
+    pub fn data_ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.pages.iter().map(|(&at, page)| (at, page.len() as u64))
+    }
+
     /// Writes the replay onto `st` (the file it was planned on) and makes it durable.
     pub fn apply(&self, st: &mut dyn Storage) -> io::Result<()> {
         let old_len = st.len()?;

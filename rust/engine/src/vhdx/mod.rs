@@ -15,6 +15,7 @@
 pub mod backup;
 pub mod bat;
 pub mod check;
+mod copy;
 pub mod create;
 mod digest;
 pub mod error;
@@ -36,6 +37,7 @@ mod write;
 
 pub use check::{check_file, check_storage, try_check_file, Finding, Severity};
 pub use create::{create, create_on, create_output, CreateOptions};
+pub use digest::{CONTENT_DIGEST_SCHEME, LEAF as CONTENT_DIGEST_LEAF};
 pub use error::{Location, VResult, VhdxError};
 pub use file::{OpenOptions, Vhdx};
 pub use parent::MAX_CHAIN_DEPTH;

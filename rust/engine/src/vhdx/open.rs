@@ -368,7 +368,8 @@ impl Vhdx {
     /// Opens the file at `path`: an existing regular file, locked exclusively when writable and
     /// shared otherwise (see `lock.rs`) before anything is read.
     pub fn open_with(path: &Path, mut opts: OpenOptions) -> VResult<Vhdx> {
-        let st = paths::open_input(path, opts.writable)?;
+        let mut st = paths::open_input(path, opts.writable)?;
+        st.set_sync(!opts.unsynced);
         let name = path.display().to_string();
         let id = FileId::of_file(st.file()).map_err(|e| VhdxError::io(&name, e))?;
         // A file already in the chain is refused before it is locked (it may be locked by the

@@ -72,4 +72,18 @@ impl Storage for ReplayedStorage {
     fn name(&self) -> String {
         self.inner.name()
     }
+
+    fn data_extents(&self) -> io::Result<Option<Vec<(u64, u64)>>> {
+        // The file's extents and the log's pages (zeroed ranges may only lose data).
+        let Some(mut ranges) = self.inner.data_extents()? else {
+            return Ok(None);
+        };
+        ranges.extend(self.overlay.data_ranges());
+        let len = self.overlay.len;
+        ranges.retain(|&(at, _)| at < len);
+        for r in &mut ranges {
+            r.1 = r.1.min(len - r.0);
+        }
+        Ok(Some(crate::storage::merge_extents(ranges)))
+    }
 }

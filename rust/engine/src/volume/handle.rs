@@ -299,4 +299,7 @@ impl Storage for SnapshotView {
     fn name(&self) -> String {
         self.describe()
     }
+    fn data_extents(&self) -> io::Result<Option<Vec<(u64, u64)>>> {
+        SnapshotView::data_extents(self).map(Some).map_err(to_io)
+    }
 }

@@ -84,12 +84,12 @@ mod lock;
 mod open;
 mod paths;
 mod recovery;
+mod sparse;
 mod state;
 #[cfg(test)]
 mod tests;
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 pub use error::{Result, VolumeError};
@@ -410,32 +410,17 @@ impl Volume {
             ));
         }
         let mut total = 0u64;
-        let mut buf = vec![0u8; 1 << 20];
-        for (key, len) in files {
+        for (key, _) in files {
             let view = self.open_view(id, Path::new(&key), false)?;
             let out_path = dest.join(&key);
             if let Some(parent) = out_path.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| VolumeError::io(parent, e))?;
             }
-            let out = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&out_path)
+            // Sparse, file to file in the kernel (`SnapshotView::copy_to`), then durable.
+            total += view.copy_to(&out_path)?;
+            File::open(&out_path)
+                .and_then(|f| f.sync_all())
                 .map_err(|e| VolumeError::io(&out_path, e))?;
-            out.set_len(len)
-                .map_err(|e| VolumeError::io(&out_path, e))?;
-            let mut pos = 0u64;
-            while pos < len {
-                let n = (len - pos).min(buf.len() as u64) as usize;
-                view.read(&mut buf[..n], pos)?;
-                if buf[..n].iter().any(|&b| b != 0) {
-                    out.write_all_at(&buf[..n], pos)
-                        .map_err(|e| VolumeError::io(&out_path, e))?;
-                }
-                pos += n as u64;
-            }
-            out.sync_all().map_err(|e| VolumeError::io(&out_path, e))?;
-            total += len;
         }
         Ok(total)
     }

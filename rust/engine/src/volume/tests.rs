@@ -2,6 +2,7 @@
 //! reference (byte copies of every file at every snapshot instant) and against `CowTracker`.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;

@@ -3,12 +3,13 @@
 //! `advance(t0, t1)` moves every running VM through a window of simulated time: each VM's guest
 //! writes are generated, marked in its change tracker, mapped through its VHDX layout and file
 //! extents onto its CSV, and applied to the CSV's copy-on-write tracker. CSVs are independent, so
-//! they advance in parallel (rayon); inside a CSV the work is sequential in VM order, which keeps
-//! volume allocation — and so every figure — the same whatever the thread count.
+//! they advance in parallel (rayon); inside a CSV whatever depends on order — volume allocation,
+//! copy-on-write credit — follows VM order (`cluster/window.rs` says how each parallel step keeps
+//! it), which keeps every figure the same whatever the thread count.
 //!
 //! Copy-on-write attribution: the VMs of a CSV occupy disjoint chunks (extents are 1 MiB aligned),
-//! so when no snapshot can be deleted during the window, each VM's writes are applied as one batch
-//! and its copies are its own. When the diff-area limit could be reached, the CSV's writes are
+//! so when no snapshot can be deleted during the window, the CSV's writes are applied in one call,
+//! each VM's a group, and each VM's copies are its own. When the diff-area limit could be reached, the CSV's writes are
 //! merged in time order and applied one by one, so the snapshots die at the right write.
 //!
 //! Free space: a CSV's free bytes are its size less its files and, when volsnap keeps the diff
@@ -462,12 +463,20 @@ impl ModelCluster {
                 return Err(Error::invalid("csv", format!("{c} is listed twice")));
             }
         }
-        let results: Vec<(usize, Result<CsvOutcome>)> = self
-            .csvs
-            .par_iter_mut()
-            .enumerate()
-            .filter_map(|(ci, csv)| start[ci].map(|t0| (ci, advance_csv(ci, csv, t0, t1))))
-            .collect();
+        let results: Vec<(usize, Result<CsvOutcome>)> = match from {
+            // One CSV (a protocol step looks at one): run on this thread, which hands the
+            // window's large steps to the pool itself — and its small ones to no one.
+            &[(ci, t0)] => match self.csvs.get_mut(ci) {
+                Some(csv) => vec![(ci, advance_csv(ci, csv, t0, t1))],
+                None => Vec::new(),
+            },
+            _ => self
+                .csvs
+                .par_iter_mut()
+                .enumerate()
+                .filter_map(|(ci, csv)| start[ci].map(|t0| (ci, advance_csv(ci, csv, t0, t1))))
+                .collect(),
+        };
         let mut report = WindowReport {
             vms: vec![VmTotals::default(); self.index.len()],
             ..WindowReport::default()

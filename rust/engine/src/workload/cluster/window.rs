@@ -94,6 +94,12 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
+/// A window of fewer operations than this runs on the calling thread alone: handing a few
+/// thousand writes to the pool costs more in wake-ups than its other thread saves (model choice,
+/// measured with `benches/bench_scenario.py -k throughput`: ws2008r2's single-CSV windows of
+/// under 16 K writes cost 0.2–1.4 µs a write through the pool, against ~70 ns in large ones).
+const SMALL_WINDOW_OPS: f64 = 16384.0;
+
 /// How a CSV's window runs, decided once from the CSV's state and the window's writes.
 #[derive(Debug, Clone, Copy)]
 struct Mode {
@@ -131,7 +137,20 @@ fn advance_csv_with(
     s: &mut Scratch,
 ) -> Result<CsvOutcome> {
     let mut window: Vec<VmTotals> = vec![VmTotals::default(); csv.vms.len()];
-    let reads = generate(csv, t0, t1, s);
+    // At most twice the mean rate (a diurnal curve's peak), over whole seconds the window touches.
+    let most_ops: f64 = csv
+        .vms
+        .iter()
+        .filter(|vm| vm.active())
+        .map(|vm| vm.gen.spec().iops * 2.0)
+        .sum::<f64>()
+        * ((t1 - t0) + 1.0);
+    let reads = generate(csv, t0, t1, s, most_ops < SMALL_WINDOW_OPS);
+    let small = (s.guest[..csv.vms.len()]
+        .iter()
+        .map(WriteBatch::len)
+        .sum::<usize>() as f64)
+        < SMALL_WINDOW_OPS;
     let has_snapshot = csv.cow.snapshot_count() > 0;
     let mode = Mode {
         has_snapshot,
@@ -144,10 +163,16 @@ fn advance_csv_with(
     } else {
         // Nothing can reach a threshold: every write is issued, and marked at once.
         let n = csv.vms.len();
-        csv.vms
-            .par_iter_mut()
-            .zip(s.guest[..n].par_iter())
-            .try_for_each(|(vm, b)| vm.cbt.mark(&b.offsets, &b.lengths).map(|_| ()))?;
+        let mark =
+            |(vm, b): (&mut Vm, &WriteBatch)| vm.cbt.mark(&b.offsets, &b.lengths).map(|_| ());
+        if small {
+            csv.vms.iter_mut().zip(&s.guest[..n]).try_for_each(mark)?;
+        } else {
+            csv.vms
+                .par_iter_mut()
+                .zip(s.guest[..n].par_iter())
+                .try_for_each(mark)?;
+        }
         if mode.keeps_pieces() {
             map_in_order(csv, s, &reads, &mut window, mode)?;
             let peak = if csv.cow.cannot_overflow(&s.kept.vol_lens) {
@@ -161,7 +186,7 @@ fn advance_csv_with(
             out.lowest_free = capacity::free_with_diff(csv, peak);
             out.peak_diff = peak;
         } else {
-            map_in_parallel(csv, s, &reads, &mut window, mode)?;
+            map_in_parallel(csv, s, &reads, &mut window, mode, small)?;
             out.lowest_free = capacity::free(csv);
             out.peak_diff = csv.cow.diff_area_bytes();
         }
@@ -179,23 +204,32 @@ fn advance_csv_with(
 
 /// Generates every running VM's stream for the window into `s.guest`, in parallel (the streams
 /// are independent, and a CSV's window is often the only one running: a protocol step looks at
-/// one CSV); returns each VM's reads.
-fn generate(csv: &Csv, t0: f64, t1: f64, s: &mut Scratch) -> Vec<ReadCount> {
+/// one CSV; a `small` window on the calling thread); returns each VM's reads.
+fn generate(csv: &Csv, t0: f64, t1: f64, s: &mut Scratch, small: bool) -> Vec<ReadCount> {
     let n = csv.vms.len();
     if s.guest.len() < n {
         s.guest.resize_with(n, WriteBatch::default);
     }
+    let one = |(vm, batch): (&Vm, &mut WriteBatch)| {
+        batch.clear();
+        if vm.active() {
+            vm.gen.generate(t0, t1, batch)
+        } else {
+            ReadCount::default()
+        }
+    };
+    if small {
+        return csv
+            .vms
+            .iter()
+            .zip(s.guest[..n].iter_mut())
+            .map(one)
+            .collect();
+    }
     csv.vms
         .par_iter()
         .zip(s.guest[..n].par_iter_mut())
-        .map(|(vm, batch)| {
-            batch.clear();
-            if vm.active() {
-                vm.gen.generate(t0, t1, batch)
-            } else {
-                ReadCount::default()
-            }
-        })
+        .map(one)
         .collect()
 }
 
@@ -223,34 +257,49 @@ fn keep_for_real_disk(out: &mut Vec<materialize::MatWrite>, pos: usize, g: &Writ
 /// (no snapshot, or no diff-area limit): every VM's writes are mapped in parallel, in three steps
 /// that give the sequential result. Each disk's layout is its own (so mapping it alone is mapping
 /// it in order); the files then grow on the volume in VM order, each file's growth units the next
-/// free ones, as the sequential path grows them; file → volume is again per VM. Only the CSV
-/// tracker's copy-on-write is left in VM order — the order the sequential path applies it in,
-/// and, the VMs' extents being disjoint, each VM's copies are its own either way.
+/// free ones, as the sequential path grows them; file → volume is again per VM. The CSV
+/// tracker's copy-on-write is one call ([`CowTracker::apply_groups`]: each VM's pieces a group
+/// in VM order, dealt and applied on the pool's threads), which credits each copy as applying
+/// the VMs in turn would — and, the VMs' extents being disjoint, each VM's copies are its own.
 fn map_in_parallel(
     csv: &mut Csv,
     s: &mut Scratch,
     reads: &[ReadCount],
     window: &mut [VmTotals],
     mode: Mode,
+    small: bool,
 ) -> Result<()> {
     let n = csv.vms.len();
     if s.pieces.len() < n {
         s.pieces.resize_with(n, Pieces::default);
     }
-    let mapped: Vec<(u64, u64)> = csv
-        .vms
-        .par_iter_mut()
-        .zip(s.guest[..n].par_iter())
-        .zip(s.pieces[..n].par_iter_mut())
-        .map(|((vm, g), p)| map_disk(vm, g, p))
-        .collect();
+    let mapped: Vec<(u64, u64)> = if small {
+        csv.vms
+            .iter_mut()
+            .zip(&s.guest[..n])
+            .zip(s.pieces[..n].iter_mut())
+            .map(|((vm, g), p)| map_disk(vm, g, p))
+            .collect()
+    } else {
+        csv.vms
+            .par_iter_mut()
+            .zip(s.guest[..n].par_iter())
+            .zip(s.pieces[..n].par_iter_mut())
+            .map(|((vm, g), p)| map_disk(vm, g, p))
+            .collect()
+    };
     for (vm, &(_, end)) in csv.vms.iter_mut().zip(&mapped) {
         while vm.extents.mapped() < end {
             vm.extents.grow(csv.next_free);
             csv.next_free += vm.extents.unit();
         }
     }
-    if mode.has_snapshot {
+    if mode.has_snapshot && small {
+        csv.vms
+            .iter()
+            .zip(s.pieces[..n].iter_mut())
+            .for_each(|(vm, p)| map_to_volume(vm, p));
+    } else if mode.has_snapshot {
         csv.vms
             .par_iter()
             .zip(s.pieces[..n].par_iter_mut())
@@ -261,16 +310,43 @@ fn map_in_parallel(
         if !vm.active() {
             continue;
         }
-        let (g, p, w) = (&s.guest[pos], &s.pieces[pos], &mut window[pos]);
+        let (g, w) = (&s.guest[pos], &mut window[pos]);
         if csv.mat.as_deref().is_some_and(|m| m.has_vm(pos)) {
             keep_for_real_disk(&mut s.mat, pos, g);
         }
         count_writes(w, reads[pos], &g.lengths);
         w.blocks_allocated = mapped[pos].0;
-        if mode.has_snapshot {
-            let out = csv.cow.apply_writes(&p.vol_offs, &p.vol_lens, None)?;
-            w.chunks_copied += out.chunks_copied;
-        }
+    }
+    if mode.has_snapshot {
+        // One copy-on-write call for the CSV's window, each VM's pieces a group in VM order
+        // (an inactive VM's group is empty): the result of applying them VM by VM.
+        let groups: Vec<(&[u64], &[u32])> = s.pieces[..n]
+            .iter()
+            .zip(&csv.vms)
+            .map(|(p, vm)| {
+                if vm.active() {
+                    (&p.vol_offs[..], &p.vol_lens[..])
+                } else {
+                    (&[][..], &[][..])
+                }
+            })
+            .collect();
+        apply_grouped(&mut csv.cow, &groups, window)?;
+    }
+    Ok(())
+}
+
+/// Applies `groups` (one per VM of the CSV, in VM order) in one copy-on-write call and adds each
+/// VM's copies to its window counters.
+fn apply_grouped(
+    cow: &mut CowTracker,
+    groups: &[(&[u64], &[u32])],
+    window: &mut [VmTotals],
+) -> Result<()> {
+    let mut copied = vec![0u64; groups.len()];
+    cow.apply_groups(groups, &mut copied)?;
+    for (w, c) in window.iter_mut().zip(copied) {
+        w.chunks_copied += c;
     }
     Ok(())
 }
@@ -384,19 +460,19 @@ fn map_vm_in_order(
     }
 }
 
-/// Applies the kept pieces VM by VM, one batch each. Applies when the diff-area limit cannot be
-/// reached in this window ([`CowTracker::cannot_overflow`]): then no snapshot is deleted, and —
-/// the VMs' extents being disjoint — which chunk is copied does not depend on the order of the
-/// VMs' writes, so the counts are those of the time order.
+/// Applies the kept pieces VM by VM — in one call, each VM's pieces a group
+/// ([`CowTracker::apply_groups`]). Applies when the diff-area limit cannot be reached in this
+/// window ([`CowTracker::cannot_overflow`]): then no snapshot is deleted, and — the VMs' extents
+/// being disjoint — which chunk is copied does not depend on the order of the VMs' writes, so the
+/// counts are those of the time order.
 fn apply_per_vm(cow: &mut CowTracker, s: &Scratch, window: &mut [VmTotals]) -> Result<()> {
     let k = &s.kept;
-    for (pos, &(a, b)) in s.ranges.iter().enumerate() {
-        if a < b {
-            let out = cow.apply_writes(&k.vol_offs[a..b], &k.vol_lens[a..b], None)?;
-            window[pos].chunks_copied += out.chunks_copied;
-        }
-    }
-    Ok(())
+    let groups: Vec<(&[u64], &[u32])> = s
+        .ranges
+        .iter()
+        .map(|&(a, b)| (&k.vol_offs[a..b], &k.vol_lens[a..b]))
+        .collect();
+    apply_grouped(cow, &groups, window)
 }
 
 /// Applies the kept pieces in time order across the CSV's VMs, write by write, so that a
