@@ -108,6 +108,9 @@ bench: build-dev
 	VSSIM_VHDX_MERGE_KILLS=64 VSSIM_VHDX_WRITER_ROUNDS=40 $(PY) -m pytest -q tests/test_hostile_vhdx.py -k "killed or concurrent"
 	cargo test -q -p vssim-engine --release --test vhdx_powercut
 	VSSIM_FUZZ_CASES=20000 cargo test -q --release -p vssim-engine --test vhdx damaged_files_never_panic
+	# the estimate tier against the per-write engine at full size (the 1 % agreement table, the
+	# drop-a-term check); `cargo test` runs smaller versions
+	cargo test -q -p vssim-engine --release estimate:: -- --nocapture
 
 FUZZ_SECONDS ?= 120
 .PHONY: fuzz

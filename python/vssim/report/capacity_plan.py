@@ -34,6 +34,7 @@ from vssim.report.strategies import (
     read_plan,
     sweep,
 )
+from vssim.scale.engines import Engine
 from vssim.scenario import OsProfile, Scenario, parse_scenario
 
 if TYPE_CHECKING:
@@ -102,9 +103,15 @@ Runner = Callable[[Scenario, Strategy, PlanSettings, Hooks], dict[str, pl.DataFr
 
 
 def scale_runner(
-    sc: Scenario, strategy: Strategy, settings: PlanSettings, hooks: Hooks | None = None
+    sc: Scenario,
+    strategy: Strategy,
+    settings: PlanSettings,
+    hooks: Hooks | None = None,
+    engine: str = "estimate",
+    verify: int = 0,
 ) -> dict[str, Any]:
-    """One strategy through :func:`vssim.metrics.run` (modelled mode)."""
+    """One strategy through :func:`vssim.metrics.run` (modelled mode) on ``engine``; with
+    ``verify``, that many sampled VMs re-run on the exact engine (table ``verify``)."""
     from vssim.metrics import run
     from vssim.scale import Schedule
 
@@ -118,6 +125,8 @@ def scale_runner(
         interval_s=settings.incremental_after_s,
         progress=hooks.on_set,
         keep_going=hooks.keep_going,
+        engine=engine,
+        verify=verify,
     )
     tables: dict[str, Any] = result.tables()
     del result
@@ -170,6 +179,8 @@ class _Collector:
         self.runner = runner
         self.progress = progress
         self.parts: dict[tuple[str, str, int], dict[str, pl.DataFrame]] = {}
+        #: ``--verify``: each run's verification rows, with its case.
+        self.verified: list[pl.DataFrame] = []
         self.done = 0
         # A first guess, corrected as the plan decides (a re-run of the chosen full backup).
         self.planned = profiles * (len(settings.concurrency) + len(settings.fractions))
@@ -210,6 +221,15 @@ class _Collector:
                 )
 
         tables = self.runner(variant, strategy, self.settings, Hooks(keep_going, on_set))
+        if "verify" in tables:
+            self.verified.append(
+                tables["verify"].select(
+                    pl.lit(profile.value).alias("profile"),
+                    pl.lit(strategy.label).alias("strategy"),
+                    pl.lit(strategy.concurrency, dtype=pl.Int64).alias("concurrency"),
+                    pl.all(),
+                )
+            )
         tagged = _tag(tables, profile.value, strategy)
         del tables
         for one_backup in tagged:
@@ -260,10 +280,13 @@ class _Collector:
         self.planned -= 1
 
     def tables(self) -> dict[str, pl.DataFrame]:
-        return {
+        out = {
             name: pl.concat([p[name] for p in self.parts.values()], how="vertical_relaxed")
             for name in TABLES
         }
+        if self.verified:
+            out["verify"] = pl.concat(self.verified, how="vertical_relaxed")
+        return out
 
 
 class _Sweep:
@@ -429,8 +452,9 @@ def write_report(
         f"Capacity plan: {sc.name} ({len(sc.nodes)} nodes, {len(sc.csvs)} CSVs, {len(sc.vms)} VMs)"
     )
     runs = tables["summary"].select(CASE).unique().height
+    made_by = " and ".join(Engine(e).description for e in a.engines)
     meta = (
-        f"Scenario {sc.path}{note}; {runs} backups in modelled runs"
+        f"Scenario {sc.path}{note}; {runs} backups in modelled runs by {made_by}"
         + (f" in {duration(wall_s)} of wall time" if wall_s is not None else "")
         + f"; target window {duration(settings.window_s)}; vssim plan."
         + "".join(
@@ -465,15 +489,20 @@ def build(
     path: Path,
     out: Path,
     options: dict[str, Any] | None = None,
-    runner: Runner = scale_runner,
+    runner: Runner | None = None,
     progress: Progress | None = None,
     vms: int | None = None,
+    engine: str = "estimate",
+    verify: int = 0,
 ) -> PlanReport:
     """``vssim plan``: read the scenario and its ``[plan]`` table, apply ``options`` (those not
-    None override the file), run, analyse, write."""
+    None override the file), run (on ``engine``; ``verify`` VMs re-run on the exact engine),
+    analyse, write."""
     sc, from_file = load_for_plan(path, vms)
     chosen = from_file.with_options(**(options or {}))
     started = time.perf_counter()
+    if runner is None:
+        runner = functools.partial(scale_runner, engine=str(Engine.of(engine)), verify=verify)
     tables = collect(sc, chosen, runner, progress)
     note = f" (--vms {vms}: the file's cluster with {vms} VMs)" if vms is not None else ""
     return write_report(sc, chosen, tables, out, time.perf_counter() - started, note)
