@@ -83,7 +83,8 @@ def replay(sc: Scenario, backend: ModelClusterBackend, vms: Sequence[Vm]) -> pl.
             disk_map[est] = exact
             disk_name[est] = vm.name
     n = model.vm_count
-    totals = {k: np.zeros(n, dtype=np.float64) for k in ("writes", "bytes_written", "chunks_copied")}
+    counted = ("writes", "bytes_written", "chunks_copied")
+    totals = {k: np.zeros(n, dtype=np.float64) for k in counted}
     csv_t = dict.fromkeys(csv_map.values(), 0.0)
     handles: dict[tuple[int, int], int] = {}
     last: dict[tuple[int, str], tuple[float, float]] = {}
@@ -160,20 +161,21 @@ def largest_differences(frame: pl.DataFrame) -> pl.DataFrame:
     the relative difference of their sum (estimate − exact over exact; reads whose exact value is
     0 count against 1)."""
     if frame.is_empty():
-        return pl.DataFrame(
-            schema={"figure": pl.String, "reads": pl.Int64, "largest": pl.Float64, "sum": pl.Float64}
-        )
+        schema = {"figure": pl.String, "reads": pl.Int64, "largest": pl.Float64, "sum": pl.Float64}
+        return pl.DataFrame(schema=schema)
     return (
         frame.with_columns(
-            ((pl.col("estimate") - pl.col("exact")).abs() / pl.col("exact").clip(lower_bound=1.0))
-            .alias("rel")
+            (
+                (pl.col("estimate") - pl.col("exact")).abs() / pl.col("exact").clip(lower_bound=1.0)
+            ).alias("rel")
         )
         .group_by("figure")
         .agg(
             pl.len().cast(pl.Int64).alias("reads"),
             pl.col("rel").max().alias("largest"),
-            ((pl.col("estimate").sum() - pl.col("exact").sum()) / pl.col("exact").sum().clip(1.0))
-            .alias("sum"),
+            (
+                (pl.col("estimate").sum() - pl.col("exact").sum()) / pl.col("exact").sum().clip(1.0)
+            ).alias("sum"),
         )
         .with_columns(pl.col("figure").replace_strict(FIGURES, default=pl.col("figure")))
         .sort("figure")

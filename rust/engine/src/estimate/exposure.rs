@@ -21,7 +21,8 @@
 //! Nothing here depends on how many operations there are: a flat rate costs O(1) to build, a
 //! diurnal curve O(seconds) once per exposure, and every evaluation O(terms).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::intervals::Intervals;
 use crate::workload::spec::{rate_at, Diurnal, WorkloadSpec};
@@ -30,6 +31,95 @@ use crate::workload::spec::{rate_at, Diurnal, WorkloadSpec};
 const TERMS: usize = 48;
 /// Above this, `L` is evaluated exactly, second by second.
 const SERIES_LIMIT: f64 = 0.5;
+/// Below this `L`, `exp(L)` is 0 in f64.
+const UNDERFLOW: f64 = -746.0;
+/// Seconds per block of a curve's running sums ([`CurveSums`]).
+const SUM_BLOCK: u64 = 64;
+/// Running sums of one second's figures: sure operations, mean, variance, `Σ f^m` (m ≥ 1).
+type SecondSums = [f64; TERMS + 3];
+
+/// A varying rate's per-second figures summed from second 0 at every [`SUM_BLOCK`]-th second,
+/// grown as later seconds are asked for and shared by every exposure of the curve: a set's
+/// whole seconds then cost two block lookups and at most `2 × SUM_BLOCK` seconds each, not a
+/// pass over its seconds. (The sums are the same per-second terms added in another order.)
+struct CurveSums {
+    curve: RateCurve,
+    /// `at[i]`: the sums over seconds `[0, i × SUM_BLOCK)`.
+    at: Vec<SecondSums>,
+}
+
+fn second_terms(curve: &RateCurve, k: u64, out: &mut SecondSums) {
+    let (n0, f) = curve.second(k);
+    out[0] += n0 as f64;
+    out[1] += n0 as f64 + f;
+    out[2] += f * (1.0 - f);
+    let mut fm = f;
+    for x in out.iter_mut().skip(3) {
+        *x += fm;
+        fm *= f;
+    }
+}
+
+impl CurveSums {
+    /// The sums over seconds `[0, k)`.
+    fn upto(&mut self, k: u64) -> SecondSums {
+        let block = (k / SUM_BLOCK) as usize;
+        while self.at.len() <= block {
+            let i = self.at.len() as u64 - 1;
+            let mut next = self.at[self.at.len() - 1];
+            for s in i * SUM_BLOCK..(i + 1) * SUM_BLOCK {
+                second_terms(&self.curve, s, &mut next);
+            }
+            self.at.push(next);
+        }
+        let mut out = self.at[block];
+        for s in block as u64 * SUM_BLOCK..k {
+            second_terms(&self.curve, s, &mut out);
+        }
+        out
+    }
+
+    /// The sums over whole seconds `ranges`, from the shared running sums of `curve`.
+    fn over(curve: RateCurve, ranges: &[(u64, u64)]) -> SecondSums {
+        type Cache = Mutex<HashMap<[u64; 4], Arc<Mutex<CurveSums>>>>;
+        static CACHE: OnceLock<Cache> = OnceLock::new();
+        let key = match curve.diurnal {
+            Some(d) => [
+                curve.iops.to_bits(),
+                d.amplitude.to_bits(),
+                d.period_s.to_bits(),
+                d.peak_s.to_bits(),
+            ],
+            None => [curve.iops.to_bits(), 0, 0, 0],
+        };
+        let sums = {
+            let mut map = CACHE
+                .get_or_init(|| Mutex::new(HashMap::new()))
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if map.len() > 256 {
+                map.clear();
+            }
+            map.entry(key)
+                .or_insert_with(|| {
+                    Arc::new(Mutex::new(CurveSums {
+                        curve,
+                        at: vec![[0.0; TERMS + 3]],
+                    }))
+                })
+                .clone()
+        };
+        let mut sums = sums.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = [0.0; TERMS + 3];
+        for &(a, b) in ranges {
+            let (lo, hi) = (sums.upto(a), sums.upto(b));
+            for ((o, h), l) in out.iter_mut().zip(hi).zip(lo) {
+                *o += h - l;
+            }
+        }
+        out
+    }
+}
 
 /// A workload's operation rate over time, as the generator reads it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -197,22 +287,12 @@ impl Exposure {
             self.var += s * f * (1.0 - f);
             self.whole = Whole::Flat { seconds: s, f };
         } else {
-            let mut sums = vec![0.0; TERMS + 1];
-            for &(a, b) in ranges {
-                for k in a..b {
-                    let (n0, f) = self.curve.second(k);
-                    self.sure += n0 as f64;
-                    self.mean += n0 as f64 + f;
-                    self.var += f * (1.0 - f);
-                    let mut fm = f;
-                    for s in sums.iter_mut().skip(1) {
-                        *s += fm;
-                        fm *= f;
-                    }
-                }
-            }
-            for (m, s) in sums.iter().enumerate().skip(1) {
-                self.coef[m] -= s / m as f64;
+            let sums = CurveSums::over(self.curve, ranges);
+            self.sure += sums[0];
+            self.mean += sums[1];
+            self.var += sums[2];
+            for (m, s) in sums.iter().skip(3).enumerate() {
+                self.coef[m + 1] -= s / (m + 1) as f64;
             }
             self.whole = Whole::Curve {
                 ranges: ranges.to_vec(),
@@ -370,6 +450,11 @@ impl Exposure {
     /// `ψ(q) = exp(L(q))`.
     #[inline]
     pub fn none(&self, q: f64) -> f64 {
+        // The operations that certainly happen alone already make ψ 0 in f64 (the rest of L
+        // only lowers it): no need to walk the seconds for it.
+        if q > SERIES_LIMIT && self.sure * (-q.min(1.0)).ln_1p() < UNDERFLOW {
+            return 0.0;
+        }
         self.log_none(q).exp()
     }
 
