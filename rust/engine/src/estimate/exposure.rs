@@ -308,6 +308,9 @@ impl Exposure {
         for (c, (n, prob)) in [(n0, 1.0 - f), (n0 + 1, f)].into_iter().enumerate() {
             let mut inside: BTreeMap<u64, f64> = BTreeMap::new();
             let nf = n as f64;
+            // Strata strictly between a part's first and last lie wholly inside it (parts are
+            // disjoint, so no other part meets them): counted, not visited one by one.
+            let mut full = 0u64;
             for &(a, b) in parts {
                 if n == 0 {
                     break;
@@ -316,15 +319,21 @@ impl Exposure {
                 // the stratum: the operation's inclusion probability).
                 let first = ((a * nf).floor() as u64).min(n - 1);
                 let last = (((b * nf).ceil() as u64).max(first + 1)).min(n);
-                for i in first..last {
+                let mut meet = |i: u64| {
                     let lo = (i as f64 / nf).max(a);
                     let hi = ((i + 1) as f64 / nf).min(b);
                     if hi > lo {
                         *inside.entry(i).or_insert(0.0) += (hi - lo) * nf;
                     }
+                };
+                if last - first <= 2 {
+                    (first..last).for_each(&mut meet);
+                } else {
+                    meet(first);
+                    meet(last - 1);
+                    full += last - first - 2;
                 }
             }
-            let mut full = 0;
             let mut cut = Vec::new();
             for (_, p) in inside {
                 if p >= 1.0 - 1e-12 {
