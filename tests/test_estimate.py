@@ -392,26 +392,42 @@ def test_bad_input_is_refused_as_the_exact_engine_refuses_it() -> None:
     assert c.csv_count == 1
 
 
-def test_calibration_closed_forms_invert() -> None:
-    """The closed form a workload's daily-change calibration uses, and its inverse."""
-    spec = engine.WorkloadSpec(iops=40.0, locality="hotspot", hot_fraction=0.05, hot_share=0.9)
-    day = 86400.0
-    changed = engine.expected_changed_bytes(8 * GiB, spec, seconds=day, allocated=2 * GiB)
-    assert 0 < changed <= 8 * GiB
-    # More time changes more; the rate that changes this much in a day is the spec's.
-    assert engine.expected_changed_bytes(8 * GiB, spec, seconds=day / 2) < changed
-    iops = engine.iops_to_change(8 * GiB, spec, bytes=changed, seconds=day, allocated=2 * GiB)
-    assert iops == pytest.approx(40.0, rel=1e-4)
-    assert engine.iops_to_change(8 * GiB, spec, bytes=16 * GiB, seconds=day, max_iops=10.0) is None
-    # Against the exact engine over a short window.
-    m = engine.ModelCluster()
-    m.add_csv(1 << 40)
-    for s in range(8):
-        m.add_vm(0, 8 * GiB, spec, allocated=2 * GiB, seed=s)
-    m.advance(0.0, 300.0)
-    exact = sum(m.changed_bytes(v) for v in range(8))
-    est = sum(
-        engine.expected_changed_bytes(8 * GiB, spec, seconds=300.0, allocated=2 * GiB, seed=s)
-        for s in range(8)
+def test_daily_change_and_growth_as_the_exact_engine() -> None:
+    """A daily-change target is calibrated into the same hot spot by both clusters, and a disk
+    that grows past its data (growth_per_day) gets the same writes, changed bytes, file growth
+    and copies."""
+    calibrated = engine.WorkloadSpec(
+        iops=60.0, read_fraction=0.3, locality="hotspot", daily_change=0.1, sizes=[8192, 65536],
+        weights=[0.8, 0.2],
     )
-    assert rel(est, exact) < 0.03
+    growing = engine.WorkloadSpec(
+        iops=60.0, read_fraction=0.3, locality="hotspot", hot_fraction=0.05, hot_share=0.9,
+        growth_per_day=40.0,
+    )
+    m, e = engine.ModelCluster(), engine.EstimateCluster()
+    for c in (m, e):
+        c.add_csv(1 << 40)
+        for s in range(16):
+            c.add_vm(0, 16 * GiB, calibrated if s < 8 else growing, allocated=2 * GiB, seed=s)
+    assert e.workload(0).hot_fraction == m.workload(0).hot_fraction
+    assert e.workload(0).daily_change is None
+    for c in (m, e):
+        c.advance(0.0, 30.0)
+        c.snapshot(0)
+        c.advance(30.0, 600.0)
+    exact_writes = 0.0
+    est_writes = 0.0
+    for c, out in ((m, "exact"), (e, "estimate")):
+        r = c.advance(600.0, 601.0)
+        if out == "exact":
+            exact_writes = float(r["writes"].sum())
+        else:
+            est_writes = float(r["writes"].sum())
+    for figure in ("file_size", "changed_bytes", "allocated_bytes"):
+        exact = sum(getattr(m, figure)(v) for v in range(16))
+        est = sum(getattr(e, figure)(v) for v in range(16))
+        assert rel(est, exact) < 0.02, figure
+    # The growing disks grew: 40 × 2 GiB a day is ~0.95 MiB/s per disk, 600 s of it.
+    assert sum(e.file_size(v) for v in range(8, 16)) > 8 * (2 * GiB + 500 * MiB)
+    assert rel(e.total_chunks_copied(0), m.total_chunks_copied(0)) < 0.02
+    assert rel(est_writes, exact_writes) < 0.2

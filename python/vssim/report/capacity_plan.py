@@ -224,7 +224,7 @@ class _Collector:
         if "verify" in tables:
             self.verified.append(
                 tables["verify"].select(
-                    pl.lit(profile.value).alias("profile"),
+                    pl.lit(str(profile)).alias("profile"),
                     pl.lit(strategy.label).alias("strategy"),
                     pl.lit(strategy.concurrency, dtype=pl.Int64).alias("concurrency"),
                     pl.all(),

@@ -92,10 +92,15 @@ def sections(a: Analysis) -> list[Section]:
                 "per figure, the largest relative difference of one VM's value and the relative "
                 "difference of the sampled VMs' sum (a VM's exact figure is one sample of what "
                 "the estimate gives the expectation of).",
-                v.with_columns(
-                    pl.col("largest (one VM)", "of their sum").map_elements(
-                        lambda x: f"{x:+.2%}" if x < 0 else f"{x:.2%}", return_dtype=pl.String
-                    )
+                v.select(
+                    pl.col("figure"),
+                    pl.col("reads compared").cast(pl.String),
+                    pl.col("largest (one VM)").map_elements(
+                        lambda x: f"{x:.2%}", return_dtype=pl.String
+                    ),
+                    pl.col("of their sum").map_elements(
+                        lambda x: f"{x:+.2%}", return_dtype=pl.String
+                    ),
                 ),
             )
         )
