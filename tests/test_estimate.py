@@ -397,11 +397,19 @@ def test_daily_change_and_growth_as_the_exact_engine() -> None:
     that grows past its data (growth_per_day) gets the same writes, changed bytes, file growth
     and copies."""
     calibrated = engine.WorkloadSpec(
-        iops=60.0, read_fraction=0.3, locality="hotspot", daily_change=0.1, sizes=[8192, 65536],
+        iops=60.0,
+        read_fraction=0.3,
+        locality="hotspot",
+        daily_change=0.1,
+        sizes=[8192, 65536],
         weights=[0.8, 0.2],
     )
     growing = engine.WorkloadSpec(
-        iops=60.0, read_fraction=0.3, locality="hotspot", hot_fraction=0.05, hot_share=0.9,
+        iops=60.0,
+        read_fraction=0.3,
+        locality="hotspot",
+        hot_fraction=0.05,
+        hot_share=0.9,
         growth_per_day=40.0,
     )
     m, e = engine.ModelCluster(), engine.EstimateCluster()

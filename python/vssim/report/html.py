@@ -83,18 +83,18 @@ def sections(a: Analysis) -> list[Section]:
     checked = []
     if a.verification is not None:
         v = a.verification.rename(
-            {"reads": "reads compared", "largest": "largest (one VM)", "sum": "of their sum"}
+            {"vms": "VMs", "largest": "largest (one VM)", "sum": "of their sum"}
         )
         checked.append(
             Section(
                 f"Estimate checked against exact per-write simulation on {a.verified_vms} VMs",
                 "The sampled VMs re-run on the per-write engine over the same snapshot epochs: "
-                "per figure, the largest relative difference of one VM's value and the relative "
-                "difference of the sampled VMs' sum (a VM's exact figure is one sample of what "
+                "per figure, the largest relative difference of one VM's total over the run, "
+                "and that of the sampled VMs' total (a VM's exact figure is one sample of what "
                 "the estimate gives the expectation of).",
                 v.select(
                     pl.col("figure"),
-                    pl.col("reads compared").cast(pl.String),
+                    pl.col("VMs").cast(pl.String),
                     pl.col("largest (one VM)").map_elements(
                         lambda x: f"{x:.2%}", return_dtype=pl.String
                     ),
