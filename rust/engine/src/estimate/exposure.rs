@@ -34,7 +34,7 @@ const SERIES_LIMIT: f64 = 0.5;
 /// Below this `L`, `exp(L)` is 0 in f64.
 const UNDERFLOW: f64 = -746.0;
 /// Seconds per block of a curve's running sums ([`CurveSums`]).
-const SUM_BLOCK: u64 = 64;
+const SUM_BLOCK: u64 = 16;
 /// Running sums of one second's figures: sure operations, mean, variance, `Σ f^m` (m ≥ 1).
 type SecondSums = [f64; TERMS + 3];
 
