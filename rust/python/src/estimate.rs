@@ -8,6 +8,7 @@ use vssim_engine::cbt;
 use vssim_engine::estimate::{self, Est, EstimateReport, VmEstimate};
 use vssim_engine::vhdx::format::DEFAULT_BLOCK_SIZE;
 use vssim_engine::volsnap::DEFAULT_CHUNK_SIZE;
+use vssim_engine::workload::SpaceRules;
 use vssim_engine::Error;
 
 use crate::args::{as_opt_u64, as_u64, as_usize, as_vec_usize};
@@ -64,6 +65,29 @@ fn report_dict<'py>(py: Python<'py>, report: &EstimateReport) -> PyResult<Bound<
     d.set_item("deleted_csv", PyArray1::from_vec(py, csvs))?;
     d.set_item("deleted_snapshot", PyArray1::from_vec(py, ids))?;
     d.set_item("deleted_time", PyArray1::from_vec(py, times))?;
+    // Volsnap's deletions for a full volume and Hyper-V's pauses never come from the estimate
+    // (a window that reaches them is refused).
+    let n = report.deleted.len();
+    d.set_item(
+        "deleted_volume_full",
+        PyArray1::from_vec(py, vec![false; n]),
+    )?;
+    d.set_item("paused_vm", PyArray1::from_vec(py, Vec::<u64>::new()))?;
+    d.set_item("paused_time", PyArray1::from_vec(py, Vec::<f64>::new()))?;
+    d.set_item(
+        "paused_volume_full",
+        PyArray1::from_vec(py, Vec::<bool>::new()),
+    )?;
+    let csvs: Vec<u64> = report.low_space.iter().map(|l| l.0 as u64).collect();
+    let times: Vec<f64> = report.low_space.iter().map(|l| l.1).collect();
+    d.set_item("low_space_csv", PyArray1::from_vec(py, csvs))?;
+    d.set_item("low_space_time", PyArray1::from_vec(py, times))?;
+    let csvs: Vec<u64> = report.lowest_free.iter().map(|l| l.0 as u64).collect();
+    let bytes: Vec<f64> = report.lowest_free.iter().map(|l| l.1).collect();
+    d.set_item("lowest_free_csv", PyArray1::from_vec(py, csvs))?;
+    d.set_item("lowest_free_bytes", PyArray1::from_vec(py, bytes))?;
+    let bytes: Vec<f64> = report.peak_diff.iter().map(|l| l.1).collect();
+    d.set_item("peak_diff_area_bytes", PyArray1::from_vec(py, bytes))?;
     Ok(d)
 }
 
@@ -78,15 +102,33 @@ impl EstimateCluster {
     }
 
     /// Adds a CSV of `size` bytes; returns its id (0, 1, …). The same arguments as
-    /// `ModelCluster.add_csv`.
-    #[pyo3(signature = (size, chunk_size = DEFAULT_CHUNK_SIZE, diff_area_limit = None))]
+    /// `ModelCluster.add_csv`: the low-space warning comes at the instant the expected free
+    /// space crosses `warn_below` (root-finding); a window in which it would reach
+    /// `pause_below` (Hyper-V pauses VMs at a write) or an empty volume is refused with
+    /// `NotEstimatedError`.
+    #[pyo3(signature = (
+        size, chunk_size = DEFAULT_CHUNK_SIZE, diff_area_limit = None, *,
+        diff_area_on_volume = true, warn_below = 0, pause_below = 0
+    ))]
     fn add_csv(
         &mut self,
         #[pyo3(from_py_with = as_u64::size)] size: u64,
         #[pyo3(from_py_with = as_u64::chunk_size)] chunk_size: u64,
         #[pyo3(from_py_with = as_opt_u64::diff_area_limit)] diff_area_limit: Option<u64>,
+        diff_area_on_volume: bool,
+        #[pyo3(from_py_with = as_u64::warn_below)] warn_below: u64,
+        #[pyo3(from_py_with = as_u64::pause_below)] pause_below: u64,
     ) -> PyResult<usize> {
-        guarded(|| self.inner.add_csv(size, chunk_size, diff_area_limit))
+        let rules = SpaceRules {
+            diff_area_on_volume,
+            warn_below,
+            pause_below,
+        };
+        guarded(|| {
+            let id = self.inner.add_csv(size, chunk_size, diff_area_limit)?;
+            self.inner.set_space_rules(id, rules)?;
+            Ok(id)
+        })
     }
 
     /// Adds a VM with one VHDX disk on CSV `csv`; returns its id (0, 1, …). The same arguments
@@ -177,6 +219,45 @@ impl EstimateCluster {
     ) -> PyResult<Option<(u64, f64)>> {
         let inner = &self.inner;
         detached(py, move || inner.first_deletion(csv, t0, t1))
+    }
+
+    /// What CSV `csv`'s window `[t0, t1)` would bring if nothing else happened, as
+    /// `ModelCluster.foresee`'s dict (`deletion`, `pause` — always None —, `low_space`, at
+    /// their expected instants); changes nothing.
+    fn foresee<'py>(
+        &self,
+        py: Python<'py>,
+        #[pyo3(from_py_with = as_usize::csv)] csv: usize,
+        t0: f64,
+        t1: f64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let inner = &self.inner;
+        let f = detached(py, move || inner.foresee(csv, t0, t1))?;
+        let d = PyDict::new(py);
+        d.set_item("deletion", f.deletion)?;
+        d.set_item("pause", f.pause)?;
+        d.set_item("low_space", f.low_space)?;
+        Ok(d)
+    }
+
+    /// CSV `csv`'s expected free bytes now: its size less its files and (diff area on the
+    /// volume) its diff area.
+    fn free_bytes(&self, #[pyo3(from_py_with = as_usize::csv)] csv: usize) -> PyResult<f64> {
+        guarded(|| self.inner.free_bytes(csv))
+    }
+
+    /// Never paused (a window that would pause VMs is refused): None, as `ModelCluster`'s
+    /// answer for a VM that was not.
+    fn paused_at(&self, #[pyo3(from_py_with = as_usize::vm)] vm: usize) -> PyResult<Option<f64>> {
+        guarded(|| self.inner.workload(vm).map(|_| None))
+    }
+
+    /// When CSV `csv`'s expected free space first fell below its warning level, or None.
+    fn low_space_at(
+        &self,
+        #[pyo3(from_py_with = as_usize::csv)] csv: usize,
+    ) -> PyResult<Option<f64>> {
+        guarded(|| self.inner.low_space_at(csv))
     }
 
     /// Takes a snapshot of CSV `csv` at its time; returns its id.

@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::volsnap::MAX_SNAPSHOTS;
 use crate::workload::layout::DiskKind;
 use crate::workload::spec::WorkloadSpec;
-use crate::workload::VmConfig;
+use crate::workload::{Foresight, SpaceRules, VmConfig};
 
 const MIB: u64 = 1 << 20;
 
@@ -47,6 +47,13 @@ pub struct EstimateReport {
     pub vms: Vec<VmEstimate>,
     /// Snapshots the diff-area limit deleted: (CSV, snapshot id, time), by time.
     pub deleted: Vec<(usize, u64, f64)>,
+    /// CSVs whose expected free space fell below their warning level in the window, and the
+    /// instant it did (root-finding): (CSV, time), by time.
+    pub low_space: Vec<(usize, f64)>,
+    /// Per CSV advanced: the fewest expected free bytes it had in the window, and the most its
+    /// diff area held (just before a deletion, if one shrank it).
+    pub lowest_free: Vec<(usize, f64)>,
+    pub peak_diff: Vec<(usize, f64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +81,10 @@ struct Snap {
 #[derive(Debug, Clone)]
 struct Csv {
     terms: Terms,
+    /// Where the diff area lives and the free-space levels Hyper-V acts at.
+    rules: SpaceRules,
+    /// When the expected free space first fell below `rules.warn_below`.
+    warned: Option<f64>,
     size: u64,
     chunk_size: u64,
     limit: Option<u64>,
@@ -224,6 +235,113 @@ impl Csv {
         Ok(())
     }
 
+    /// Expected bytes of the CSV's files at `t` (its first MiB, the VMs' initial files and the
+    /// blocks allocated since), the VMs having run through `actives`.
+    fn used_at(&self, cache: &mut ExposureCache, actives: &[Intervals], t: f64) -> f64 {
+        let mut used = self.base_used as f64;
+        for (v, act) in self.vms.iter().zip(actives) {
+            if v.profile.layout.kind == DiskKind::Dynamic {
+                let bs = v.profile.layout.block_size as f64;
+                used += vm::allocated(&v.profile, &times(cache, v, act, 0.0, t), false).mean * bs;
+            }
+        }
+        used
+    }
+
+    /// Expected free bytes at `t` with `diff_chunks` in the diff area: the size less the files
+    /// and, when the diff area lives on the volume, less the diff area.
+    fn free_with(&self, used: f64, diff_chunks: f64) -> f64 {
+        let diff = if self.rules.diff_area_on_volume {
+            diff_chunks * self.chunk_size as f64
+        } else {
+            0.0
+        };
+        self.size as f64 - used - diff
+    }
+
+    fn free_at(
+        &self,
+        cache: &mut ExposureCache,
+        actives: &[Intervals],
+        live: &[Snap],
+        t: f64,
+    ) -> f64 {
+        let used = self.used_at(cache, actives, t);
+        let diff = self.diff_area(cache, actives, live, t);
+        self.free_with(used, diff)
+    }
+
+    /// The window's free space: its lowest expected value (just before each deletion, when the
+    /// diff area stood at the limit, and at the end), the most the diff area held, and the
+    /// instant the free space first fell below the warning level (if it did now). A window in
+    /// which it reaches Hyper-V's pause level or an empty volume is refused: the per-write
+    /// engine then pauses VMs at a write, which the estimate does not model.
+    #[expect(clippy::too_many_arguments)]
+    fn space(
+        &self,
+        ci: usize,
+        cache: &mut ExposureCache,
+        actives: &[Intervals],
+        t0: f64,
+        t1: f64,
+        deleted: &[(u64, f64)],
+        end_chunks: f64,
+    ) -> Result<(f64, f64, Option<f64>)> {
+        let limit_chunks = self
+            .limit
+            .map_or(0.0, |l| l as f64 / self.chunk_size as f64);
+        let mut lowest = self.free_with(self.used_at(cache, actives, t1), end_chunks);
+        for &(_, at) in deleted {
+            lowest = lowest.min(self.free_with(self.used_at(cache, actives, at), limit_chunks));
+        }
+        let peak = if deleted.is_empty() {
+            end_chunks
+        } else {
+            end_chunks.max(limit_chunks)
+        } * self.chunk_size as f64;
+        let pause = self.rules.pause_below as f64;
+        if lowest < pause.max(0.0) || lowest < 0.0 {
+            return Err(Error::NotEstimated {
+                what: "a CSV whose free space reaches Hyper-V's paused-critical level",
+                why: format!(
+                    "CSV {ci} would have {lowest:.0} free bytes (expected) by {t1} s, below the                      {pause:.0} at which Hyper-V pauses its VMs with dynamic disks (or an empty                      volume); the per-write engine pauses them at the crossing write — run this                      scenario with the exact engine"
+                ),
+            });
+        }
+        let warn = self.rules.warn_below as f64;
+        let mut low = None;
+        if self.warned.is_none() && warn > 0.0 && lowest < warn {
+            // Free space only falls between deletions: the first segment that ends below the
+            // level holds the crossing.
+            let mut live = self.live();
+            let mut from = t0;
+            let mut ends: Vec<(f64, Option<u64>)> =
+                deleted.iter().map(|&(id, t)| (t, Some(id))).collect();
+            ends.push((t1, None));
+            for (end, id) in ends {
+                let f = |c: &mut ExposureCache, t: f64| self.free_at(c, actives, &live, t) - warn;
+                if f(cache, from) < 0.0 {
+                    low = Some(from);
+                    break;
+                }
+                if f(cache, end) < 0.0 {
+                    low = Some(brent(
+                        |t| f(&mut *cache, t),
+                        from,
+                        end,
+                        1e-6 * (1.0 + end.abs()),
+                    ));
+                    break;
+                }
+                if let Some(id) = id {
+                    live.retain(|s| s.id != id);
+                }
+                from = end;
+            }
+        }
+        Ok((lowest, peak, low))
+    }
+
     fn live(&self) -> Vec<Snap> {
         self.snaps.iter().filter(|s| s.live).copied().collect()
     }
@@ -340,6 +458,8 @@ impl EstimateCluster {
         crate::cow::CowTracker::new(size, chunk_size, diff_area_limit)?;
         self.csvs.push(Csv {
             terms: self.terms,
+            rules: SpaceRules::default(),
+            warned: None,
             size,
             chunk_size,
             limit: diff_area_limit,
@@ -611,6 +731,47 @@ impl EstimateCluster {
         Ok(deleted.into_iter().next())
     }
 
+    /// What CSV `csv`'s window `[t0, t1)` would bring if nothing else happened (as
+    /// `ModelCluster::foresee`): the first snapshot the diff-area limit deletes and the
+    /// low-space warning, each at its expected instant; never a pause (a window that reaches
+    /// the pause level is refused). The cluster is not changed.
+    pub fn foresee(&self, csv: usize, t0: f64, t1: f64) -> Result<Foresight> {
+        check_window(t0, t1)?;
+        let c = self.csv(csv)?;
+        let mut work = c.clone();
+        let out = advance_csv(csv, &mut work, t0.max(c.t), t1.max(c.t))?;
+        Ok(Foresight {
+            deletion: out.deleted.first().map(|&(_, id, t)| (id, t)),
+            pause: None,
+            low_space: out.low_space,
+        })
+    }
+
+    /// Sets where CSV `csv`'s diff area lives and the free-space levels Hyper-V acts at (as
+    /// `ModelCluster::set_space_rules`).
+    pub fn set_space_rules(&mut self, csv: usize, rules: SpaceRules) -> Result<()> {
+        let n = self.csvs.len();
+        self.csvs
+            .get_mut(csv)
+            .ok_or_else(|| Error::invalid("csv", format!("{csv} is not a CSV id (there are {n})")))?
+            .rules = rules;
+        Ok(())
+    }
+
+    /// CSV `csv`'s expected free bytes now.
+    pub fn free_bytes(&self, csv: usize) -> Result<f64> {
+        let c = self.csv(csv)?;
+        let actives: Vec<Intervals> = c.vms.iter().map(|v| v.active.clone()).collect();
+        let mut cache = ExposureCache::default();
+        let used = c.used_at(&mut cache, &actives, c.t);
+        Ok(c.free_with(used, c.diff_area_now()))
+    }
+
+    /// When CSV `csv`'s expected free space first fell below its warning level, if it did.
+    pub fn low_space_at(&self, csv: usize) -> Result<Option<f64>> {
+        Ok(self.csv(csv)?.warned)
+    }
+
     /// Advances the running VMs of some CSVs, each from its own time to `t1` (as
     /// `ModelCluster::advance_csvs`).
     pub fn advance_csvs(&mut self, from: &[(usize, f64)], t1: f64) -> Result<EstimateReport> {
@@ -633,23 +794,37 @@ impl EstimateCluster {
                 let actives = window_actives(csv, t0, t1);
                 csv.fill_check(ci, &mut ExposureCache::default(), &actives, t1)
             })?;
-        let results: Vec<CsvOutcome> = self
+        // Each CSV's window runs on a copy, kept only when every CSV's succeeded (a refused
+        // window changes nothing).
+        let results: Vec<Result<(usize, Csv, CsvOutcome)>> = self
             .csvs
-            .par_iter_mut()
+            .par_iter()
             .enumerate()
-            .filter_map(|(ci, csv)| start[ci].map(|t0| advance_csv(ci, csv, t0, t1)))
+            .filter_map(|(ci, csv)| {
+                start[ci].map(|t0| {
+                    let mut work = csv.clone();
+                    let out = advance_csv(ci, &mut work, t0, t1)?;
+                    Ok((ci, work, out))
+                })
+            })
             .collect();
+        let done = results.into_iter().collect::<Result<Vec<_>>>()?;
         let mut report = EstimateReport {
             vms: vec![VmEstimate::default(); self.index.len()],
-            deleted: Vec::new(),
+            ..EstimateReport::default()
         };
-        for (vms, deleted) in results {
-            for (id, e) in vms {
+        for (ci, work, out) in done {
+            self.csvs[ci] = work;
+            for (id, e) in out.vms {
                 report.vms[id] = e;
             }
-            report.deleted.extend(deleted);
+            report.deleted.extend(out.deleted);
+            report.low_space.extend(out.low_space.map(|t| (ci, t)));
+            report.lowest_free.push((ci, out.lowest_free));
+            report.peak_diff.push((ci, out.peak_diff));
         }
         report.deleted.sort_by(|a, b| a.2.total_cmp(&b.2));
+        report.low_space.sort_by(|a, b| a.1.total_cmp(&b.1));
         Ok(report)
     }
 }
@@ -668,9 +843,16 @@ fn window_actives(c: &Csv, t0: f64, t1: f64) -> Vec<Intervals> {
         .collect()
 }
 
-type CsvOutcome = (Vec<(usize, VmEstimate)>, Vec<(usize, u64, f64)>);
+/// What one CSV's window did.
+struct CsvOutcome {
+    vms: Vec<(usize, VmEstimate)>,
+    deleted: Vec<(usize, u64, f64)>,
+    low_space: Option<f64>,
+    lowest_free: f64,
+    peak_diff: f64,
+}
 
-fn advance_csv(ci: usize, csv: &mut Csv, t0: f64, t1: f64) -> CsvOutcome {
+fn advance_csv(ci: usize, csv: &mut Csv, t0: f64, t1: f64) -> Result<CsvOutcome> {
     let actives = window_actives(csv, t0, t1);
     let mut cache = ExposureCache::default();
     let newest = csv.live().last().copied();
@@ -704,6 +886,15 @@ fn advance_csv(ci: usize, csv: &mut Csv, t0: f64, t1: f64) -> CsvOutcome {
         }
         out.push((vm.id, e));
     }
+    // The diff area at the end: the running figure plus the window's copies when nothing was
+    // deleted and the figure was current; else summed afresh (before anything changes, so a
+    // refused window leaves the CSV as it was).
+    let now = match csv.diff_area_now_at(t0) {
+        Some(b) if deleted.is_empty() => b + copied,
+        _ => csv.diff_area(&mut cache, &actives, &live_after, t1),
+    };
+    let (lowest_free, peak_diff, low_space) =
+        csv.space(ci, &mut cache, &actives, t0, t1, &deleted, now)?;
     for (vm, act) in csv.vms.iter_mut().zip(actives) {
         vm.active = act;
     }
@@ -714,9 +905,6 @@ fn advance_csv(ci: usize, csv: &mut Csv, t0: f64, t1: f64) -> CsvOutcome {
             csv.peak_chunks = csv.peak_chunks.max(limit as f64 / csv.chunk_size as f64);
         }
     }
-    // The diff area now: the running figure plus the window's copies when nothing was
-    // deleted and the figure was current; else summed afresh.
-    let before = csv.diff_area_now_at(t0);
     for s in csv.snaps.iter_mut() {
         if deleted.iter().any(|d| d.0 == s.id) {
             s.live = false;
@@ -728,16 +916,17 @@ fn advance_csv(ci: usize, csv: &mut Csv, t0: f64, t1: f64) -> CsvOutcome {
     );
     csv.t = t1;
     let ids: Vec<u64> = csv.live().iter().map(|s| s.id).collect();
-    let now = match before {
-        Some(b) if deleted.is_empty() => b + copied,
-        _ => {
-            let actives: Vec<Intervals> = csv.vms.iter().map(|v| v.active.clone()).collect();
-            csv.diff_area(&mut cache, &actives, &csv.live(), t1)
-        }
-    };
     csv.diff_area = Some((t1, ids, now));
     csv.peak_chunks = csv.peak_chunks.max(now);
     csv.total_copied += copied;
-    let deleted = deleted.into_iter().map(|(id, t)| (ci, id, t)).collect();
-    (out, deleted)
+    if low_space.is_some() {
+        csv.warned = low_space;
+    }
+    Ok(CsvOutcome {
+        vms: out,
+        deleted: deleted.into_iter().map(|(id, t)| (ci, id, t)).collect(),
+        low_space,
+        lowest_free,
+        peak_diff,
+    })
 }
