@@ -22,7 +22,15 @@ from vssim.scenario import OsProfile
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN_SMALL = ROOT / "examples" / "plan-small.toml"
-FIGURES = ("bytes_read", "chunks_copied", "backup_window_s", "diff_area_peak_bytes")
+#: Summary figures and how far the estimate may be from one exact run: sums over every VM
+#: within 2 %; the diff-area peak is one CSV's (half the VMs' copies: the exact run's own noise
+#: is about 1 % there).
+FIGURES = {
+    "bytes_read": 0.02,
+    "chunks_copied": 0.02,
+    "backup_window_s": 0.02,
+    "diff_area_peak_bytes": 0.04,
+}
 
 
 def rel(a: float, b: float) -> float:
@@ -41,8 +49,8 @@ def test_the_estimate_gives_the_exact_engines_summary(both: dict[str, pl.DataFra
     assert exact["engine"].to_list() == ["exact", "exact"]
     assert est["engine"].to_list() == ["estimate", "estimate"]
     for row_x, row_e in zip(exact.iter_rows(named=True), est.iter_rows(named=True), strict=True):
-        for f in FIGURES:
-            assert rel(row_e[f], row_x[f]) < 0.02, (row_x["strategy"], f, row_e[f], row_x[f])
+        for f, tol in FIGURES.items():
+            assert rel(row_e[f], row_x[f]) < tol, (row_x["strategy"], f, row_e[f], row_x[f])
         assert row_e["failures"] == row_x["failures"]
 
 

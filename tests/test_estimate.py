@@ -439,3 +439,59 @@ def test_daily_change_and_growth_as_the_exact_engine() -> None:
     assert sum(e.file_size(v) for v in range(8, 16)) > 8 * (2 * GiB + 500 * MiB)
     assert rel(e.total_chunks_copied(0), m.total_chunks_copied(0)) < 0.02
     assert rel(est_writes, exact_writes) < 0.2
+
+
+def _space_pair(
+    warn_below: int, pause_below: int
+) -> tuple[engine.ModelCluster, engine.EstimateCluster]:
+    spec = engine.WorkloadSpec(
+        iops=200.0,
+        read_fraction=0.3,
+        locality="hotspot",
+        hot_fraction=0.2,
+        hot_share=0.9,
+        growth_per_day=40.0,
+    )
+    m, e = engine.ModelCluster(), engine.EstimateCluster()
+    for c in (m, e):
+        c.add_csv(16 * GiB, warn_below=warn_below, pause_below=pause_below)
+        for s in range(8):
+            c.add_vm(0, 4 * GiB, spec, allocated=GiB, seed=s)
+    return m, e
+
+
+def test_low_space_warning_at_the_exact_engines_instant() -> None:
+    """The instant the CSV's free space (files and the diff area on the volume) falls below the
+    warning level: the estimate's root of its expected free space, against the exact write."""
+    probe, _ = _space_pair(0, 0)
+    start = probe.free_bytes(0)
+    m, e = _space_pair(start - 2 * GiB, 0)
+    for c in (m, e):
+        c.advance(0.0, 10.0)
+        c.snapshot(0)
+        c.advance(10.0, 400.0)
+    exact, est = m.low_space_at(0), e.low_space_at(0)
+    assert exact is not None
+    assert est is not None
+    assert abs(est - exact) / (exact - 10.0) < 0.02, (est, exact)
+    assert rel(e.free_bytes(0), m.free_bytes(0)) < 0.01
+    # The report says when, once.
+    f = e.foresee(0, 400.0, 500.0)
+    assert f["low_space"] is None
+    assert f["pause"] is None
+
+
+def test_paused_critical_is_refused_and_changes_nothing() -> None:
+    probe, _ = _space_pair(0, 0)
+    start = probe.free_bytes(0)
+    _, e = _space_pair(0, start - GiB)
+    e.advance(0.0, 10.0)
+    e.snapshot(0)
+    with pytest.raises(errors.NotEstimatedError, match="paused-critical"):
+        e.advance(10.0, 2000.0)
+    with pytest.raises(errors.NotEstimatedError, match="paused-critical"):
+        e.foresee(0, 10.0, 2000.0)
+    # Nothing moved: the window up to where the level is not reached still runs.
+    assert e.total_chunks_copied(0) == 0.0
+    e.advance(10.0, 11.0)
+    assert e.total_chunks_copied(0) > 0.0

@@ -319,12 +319,13 @@ impl Csv {
                 deleted.iter().map(|&(id, t)| (t, Some(id))).collect();
             ends.push((t1, None));
             for (end, id) in ends {
-                let f = |c: &mut ExposureCache, t: f64| self.free_at(c, actives, &live, t) - warn;
-                if f(cache, from) < 0.0 {
+                // How far below the level the free space is: increasing, as `brent` wants.
+                let f = |c: &mut ExposureCache, t: f64| warn - self.free_at(c, actives, &live, t);
+                if f(cache, from) > 0.0 {
                     low = Some(from);
                     break;
                 }
-                if f(cache, end) < 0.0 {
+                if f(cache, end) > 0.0 {
                     low = Some(brent(
                         |t| f(&mut *cache, t),
                         from,
