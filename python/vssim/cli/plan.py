@@ -12,14 +12,14 @@ from vssim.cli.progress import PlanWatcher, View
 from vssim.errors import PlanError
 from vssim.report import capacity_plan as planning
 from vssim.report.formatting import humanize
-from vssim.scale.engines import Engine
-from vssim.scale.runner import MAX_VERIFY_VMS
 from vssim.report.strategies import (
     parse_concurrency,
     parse_duration,
     parse_fractions,
     parse_profiles,
 )
+from vssim.scale.engines import Engine
+from vssim.scale.runner import MAX_VERIFY_VMS
 from vssim.units import parse_size
 
 #: ``--quick``: one selective fraction and one concurrency (the profile default of vssim.run).

@@ -31,16 +31,16 @@ import simpy
 
 from vssim.errors import InvalidArgumentError
 from vssim.scale.deletion_watch import DeletionWatch
+from vssim.scale.engines import ESTIMATE_WINDOW_S, Engine
 from vssim.scale.fair_share_links import FairShareLinks
 from vssim.scale.materialize import MaterializedBackend
 from vssim.scale.materialized_path import RealFiles
-from vssim.scale.engines import ESTIMATE_WINDOW_S, Engine
 from vssim.scale.model_cluster import EstimateClusterBackend, ModelClusterBackend
 from vssim.scale.modelled_path import BackupContext, ModelledPath
 from vssim.scale.progress import Progress, RunCounter
-from vssim.scale.verify import replay, sample_vms
 from vssim.scale.schedule import BackupKind, BackupSpec, Schedule, parse_kinds, plan_jobs
 from vssim.scale.storage_load import StorageLoad
+from vssim.scale.verify import replay, sample_vms
 from vssim.scenario import Scenario, load_scenario
 from vssim.sim.backup_run import BackupRun
 from vssim.sim.links import TARGET, nic_link
