@@ -163,3 +163,19 @@ def test_cli_engine_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_engine_names() -> None:
     assert Engine.of("estimate") is Engine.ESTIMATE
     assert "closed form" in Engine.ESTIMATE.description
+
+
+def test_a_run_the_estimate_refuses_runs_on_the_exact_engine(tmp_path: Path) -> None:
+    """examples/csv-full.toml fills a CSV to Hyper-V's pause level: the estimate refuses those
+    runs (it does not pause VMs at a write), the plan runs them on the exact engine and says so
+    — the summary's engine column, the report's header and its warnings."""
+    report = planning.build(
+        ROOT / "examples" / "csv-full.toml",
+        tmp_path,
+        {"fractions": (0.1,), "concurrency": (4,), "profiles": (OsProfile.WS2012,)},
+    )
+    assert "exact" in report.analysis.engines
+    refused = [w for w in report.warnings if "the estimate refused it" in w]
+    assert refused
+    assert "paused-critical" in refused[0]
+    assert "the exact engine" in report.markdown.read_text().split("\n\n")[1]

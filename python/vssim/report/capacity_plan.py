@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from vssim.errors import PlanError
+from vssim.errors import NotEstimatedError, PlanError
 from vssim.report import advice
 from vssim.report.analysis import CASE, Analysis, analyse
 from vssim.report.formatting import duration
@@ -111,24 +111,41 @@ def scale_runner(
     verify: int = 0,
 ) -> dict[str, Any]:
     """One strategy through :func:`vssim.metrics.run` (modelled mode) on ``engine``; with
-    ``verify``, that many sampled VMs re-run on the exact engine (table ``verify``)."""
+    ``verify``, that many sampled VMs re-run on the exact engine (table ``verify``). A run the
+    estimate refuses (:class:`~vssim.errors.NotEstimatedError`: a CSV that reaches Hyper-V's
+    pause level, say) runs again on the exact engine, and table ``notes`` says why (the
+    summary's ``engine`` column says which engine made each backup)."""
     from vssim.metrics import run
     from vssim.scale import Schedule
 
     hooks = hooks or Hooks()
     schedule = Schedule(per_node=strategy.concurrency, streams_per_node=strategy.concurrency)
-    result = run(
-        sc,
-        strategy.backups,
-        fraction=strategy.fraction,
-        schedule=schedule,
-        interval_s=settings.incremental_after_s,
-        progress=hooks.on_set,
-        keep_going=hooks.keep_going,
-        engine=engine,
-        verify=verify,
-    )
+
+    def once(tier: str, checked: int) -> Any:
+        return run(
+            sc,
+            strategy.backups,
+            fraction=strategy.fraction,
+            schedule=schedule,
+            interval_s=settings.incremental_after_s,
+            progress=hooks.on_set,
+            keep_going=hooks.keep_going,
+            engine=tier,
+            verify=checked,
+        )
+
+    note = None
+    try:
+        result = once(engine, verify)
+    except NotEstimatedError as exc:
+        if engine != "estimate":
+            raise
+        note = f"{sc.os} {strategy.label} (concurrency {strategy.concurrency}): {exc}"
+        gc.collect()
+        result = once("exact", 0)
     tables: dict[str, Any] = result.tables()
+    if note is not None:
+        tables["notes"] = pl.DataFrame({"note": [note]})
     del result
     # The run's engine cluster (gigabytes at full size) sits in reference cycles of the SimPy
     # processes; free it now, before the next run builds its own.
@@ -181,6 +198,8 @@ class _Collector:
         self.parts: dict[tuple[str, str, int], dict[str, pl.DataFrame]] = {}
         #: ``--verify``: each run's verification rows, with its case.
         self.verified: list[pl.DataFrame] = []
+        #: Why runs the estimate refused ran on the exact engine.
+        self.notes: list[str] = []
         self.done = 0
         # A first guess, corrected as the plan decides (a re-run of the chosen full backup).
         self.planned = profiles * (len(settings.concurrency) + len(settings.fractions))
@@ -221,6 +240,8 @@ class _Collector:
                 )
 
         tables = self.runner(variant, strategy, self.settings, Hooks(keep_going, on_set))
+        if "notes" in tables:
+            self.notes.extend(tables["notes"]["note"].to_list())
         if "verify" in tables:
             self.verified.append(
                 tables["verify"].select(
@@ -286,6 +307,8 @@ class _Collector:
         }
         if self.verified:
             out["verify"] = pl.concat(self.verified, how="vertical_relaxed")
+        if self.notes:
+            out["notes"] = pl.DataFrame({"note": self.notes})
         return out
 
 
@@ -463,6 +486,12 @@ def write_report(
         )
     )
     warned = [str(w) for w in sc.warnings]
+    if "notes" in tables:
+        # Runs the estimate refused went to the exact engine: the report says which and why.
+        warned += [
+            f"run on the exact engine (the estimate refused it): {n}"
+            for n in tables["notes"]["note"].to_list()
+        ]
     page = out / "report.html"
     page.write_text(html.render_html(title, meta, a, words, drawn, warned), encoding="utf-8")
     md = out / "report.md"

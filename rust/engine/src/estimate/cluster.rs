@@ -304,7 +304,10 @@ impl Csv {
             return Err(Error::NotEstimated {
                 what: "a CSV whose free space reaches Hyper-V's paused-critical level",
                 why: format!(
-                    "CSV {ci} would have {lowest:.0} free bytes (expected) by {t1} s, below the                      {pause:.0} at which Hyper-V pauses its VMs with dynamic disks (or an empty                      volume); the per-write engine pauses them at the crossing write — run this                      scenario with the exact engine"
+                    "CSV {ci} would have {lowest:.0} free bytes (expected) by {t1:.1} s, \
+                     below the {pause:.0} at which Hyper-V pauses its VMs with dynamic disks \
+                     (or an empty volume); the per-write engine pauses them at the crossing \
+                     write — run this scenario with the exact engine"
                 ),
             });
         }
