@@ -3,8 +3,8 @@ per-write engine (``engine.ModelCluster``) in the same run.
 
 The cluster: the examples' VMs — 127 GiB dynamic disks with 40 GiB allocated, a hot spot (10 %
 of the disk takes 90 % of the writes), 20 write IOPS at 30 % reads (the scenario defaults) — on
-16 CSVs, here of 64 TiB each so that no CSV fills (the examples' 16 TiB CSVs fill within the
-hour with today's workload, which the estimate refuses: see README). A *full backup's windows*:
+16 CSVs of 64 TiB each (the engine-level view: no protocol, no links; ``bench_plan.py`` runs the
+examples themselves through ``vssim plan`` and ``vssim.run``). A *full backup's windows*:
 every CSV snapshotted at 60 s, then hourly windows through the backup (ws2012's full backup of
 the 4,000-VM example lasts about 52 simulated hours), every VM's file size and changed bytes
 read, the snapshots deleted.
