@@ -11,7 +11,10 @@ issue's targets (issue 13: plan the 4,000-VM examples in under a minute).
   with the speed ratio and each summary figure's relative difference; the estimate's 4,000-VM
   full backup's wall time beside it.
 - ``test_full_backup_scaling`` (group ``estimate-run-scaling``): one full backup of the ws2012
-  example at 1,000 / 2,000 / 4,000 / 8,000 VMs on the estimate: wall seconds per VM.
+  example at 1,000 / 2,000 / 4,000 / 8,000 VMs on the estimate (a CSV per 250 VMs, at least the
+  example's 16: its 20 TiB CSVs hold 250 VMs' data each): wall seconds per VM.
+- ``test_plan_at_8000_vms`` (group ``plan-8000``): ``vssim plan --quick`` of that 8,000-VM
+  cluster (the released ws2012's limit: 64 nodes, 8,000 VMs), ws2012.
 
 ``make bench`` runs the full sizes; ``make test`` small ones (40 VMs, ``--quick``).
 """
@@ -45,8 +48,11 @@ PLAN_CHILD = """
 import json, resource, sys, time
 from pathlib import Path
 from vssim.report import capacity_plan as planning
+from vssim.report.strategies import parse_profiles
 example, out, vms, quick = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
 opts = {"fractions": (0.1,), "concurrency": (4,)} if quick else {}
+if sys.argv[5]:
+    opts["profiles"] = parse_profiles(sys.argv[5])
 t = time.perf_counter()
 report = planning.build(Path(example), out, opts, vms=int(vms) if vms != "0" else None)
 wall = time.perf_counter() - t
@@ -58,9 +64,12 @@ print(json.dumps({"wall_s": wall, "peak_rss_bytes": rss, "backups": runs,
 """
 
 
-def plan_in_child(example: Path, out: Path, vms: int, quick: bool) -> dict[str, Any]:
+def plan_in_child(
+    example: Path, out: Path, vms: int, quick: bool, profiles: str = ""
+) -> dict[str, Any]:
+    args = [str(example), str(out), str(vms), str(int(quick)), profiles]
     done = subprocess.run(
-        [sys.executable, "-c", PLAN_CHILD, str(example), str(out), str(vms), str(int(quick))],
+        [sys.executable, "-c", PLAN_CHILD, *args],
         capture_output=True,
         text=True,
         check=True,
@@ -96,13 +105,22 @@ def test_full_size_plan(benchmark: Any, profile: str, full_scale: bool, tmp_path
     )
 
 
-def full_backup(vms: int, engine: str) -> tuple[dict[str, float], float]:
-    """The ws2012 example's full backup with ``vms`` VMs on ``engine``: its summary figures and
-    the wall seconds."""
-    from vssim.metrics import run
-    from vssim.report.capacity_plan import load_for_plan
+def sized_raw(vms: int) -> dict[str, Any]:
+    """The ws2012 example's scenario with ``vms`` VMs and a CSV per 250 of them (at least 16)."""
+    import tomllib
 
-    sc, _ = load_for_plan(EXAMPLES["ws2012"], vms)
+    raw = tomllib.loads(EXAMPLES["ws2012"].read_text(encoding="utf-8"))
+    raw["generate"] = {**raw["generate"], "vms": vms, "csvs": max(16, vms // 250)}
+    return raw
+
+
+def full_backup(vms: int, engine: str) -> tuple[dict[str, float], float]:
+    """The ws2012 example's full backup with ``vms`` VMs (:func:`sized_raw`) on ``engine``: its
+    summary figures and the wall seconds."""
+    from vssim.metrics import run
+    from vssim.scenario import parse_scenario
+
+    sc = parse_scenario(sized_raw(vms), EXAMPLES["ws2012"])
     t = time.perf_counter()
     result = run(sc, ["full"], engine=engine)
     wall = time.perf_counter() - t
@@ -159,4 +177,33 @@ def test_full_backup_scaling(benchmark: Any, scale: int, full_scale: bool) -> No
     assert figures["chunks_copied"] > 0
     benchmark.extra_info.update(
         vms=vms, seconds=got["wall"], milliseconds_per_vm=got["wall"] / vms * 1e3, **figures
+    )
+
+
+@pytest.mark.benchmark(group="plan-8000")
+def test_plan_at_8000_vms(benchmark: Any, full_scale: bool, tmp_path: Path) -> None:
+    vms = 8000 if full_scale else 160
+    text = EXAMPLES["ws2012"].read_text(encoding="utf-8")
+    assert "vms = 4000" in text
+    assert "csvs = 16" in text
+    path = tmp_path / f"ws2012-64n-{vms}vm.toml"
+    csvs = max(16, vms // 250)
+    path.write_text(
+        text.replace("vms = 4000", f"vms = {vms}").replace("csvs = 16", f"csvs = {csvs}"),
+        encoding="utf-8",
+    )
+    got: dict[str, Any] = {}
+
+    def plan() -> None:
+        got.update(plan_in_child(path, tmp_path / "report", 0, True, "ws2012"))
+
+    benchmark.pedantic(plan, rounds=1, warmup_rounds=0)
+    assert got["backups"] >= 3
+    benchmark.extra_info.update(
+        vms=vms,
+        sweep="--quick",
+        wall_s=got["wall_s"],
+        peak_rss_bytes=got["peak_rss_bytes"],
+        backups=got["backups"],
+        headline=got["headline"],
     )
