@@ -109,6 +109,8 @@ fn example_vms(n: u64) -> Vec<VmConfig> {
                     hot_share: 0.9,
                 },
                 diurnal: None,
+                growth_per_day: 0.0,
+                daily_change: None,
             },
             seed: 4000 + v,
             cbt_block_size: 65536,
