@@ -25,7 +25,7 @@ from vssim.cli import progress as cli_progress
 from vssim.cli.progress import PlanWatcher, View, time_left
 from vssim.report import capacity_plan as planning
 from vssim.report.strategies import Strategy
-from vssim.scale.model_cluster import ModelClusterBackend
+from vssim.scale.model_cluster import EstimateClusterBackend, ModelClusterBackend
 from vssim.scale.progress import RunProgress
 from vssim.scale.runner import simulate
 
@@ -63,7 +63,13 @@ def cli(
             order.seen.append(err.getvalue())
             super().__init__(*a, **kw)
 
+    class WatchedEstimate(EstimateClusterBackend):
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            order.seen.append(err.getvalue())
+            super().__init__(*a, **kw)
+
     monkeypatch.setattr(runner_module, "ModelClusterBackend", Watched)
+    monkeypatch.setattr(runner_module, "EstimateClusterBackend", WatchedEstimate)
     monkeypatch.setattr(cli_progress, "EVERY_S", every)
     monkeypatch.setattr(cli_progress, "BASIS_S", 0.0)
     with redirect_stdout(out), redirect_stderr(err):

@@ -22,7 +22,8 @@ FIGURES = ["backup_window_s", "bytes_read", "diff_area_peak_bytes", "chunks_copi
 
 
 class Recorder:
-    """The real runner, noting what it was asked to run and what each run did."""
+    """The real runner on the exact engine (these tests pin which runs the plan makes, on the
+    figures of one exact run), noting what it was asked to run and what each run did."""
 
     def __init__(self) -> None:
         self.runs: list[tuple[str, str, int, int]] = []
@@ -35,7 +36,7 @@ class Recorder:
     def __call__(
         self, sc: Scenario, strategy: Strategy, settings: PlanSettings, hooks: planning.Hooks
     ) -> dict[str, Any]:
-        tables = planning.scale_runner(sc, strategy, settings, hooks)
+        tables = planning.scale_runner(sc, strategy, settings, hooks, engine="exact")
         backups = tables["summary"].height
         self.runs.append((sc.os.value, strategy.kind, strategy.concurrency, backups))
         return tables
@@ -77,7 +78,10 @@ def test_incremental_rides_on_the_chosen_full_backup() -> None:
     # The same figures as the plain full + incremental run at concurrency 1.
     sc, _ = planning.load_for_plan(SMALL)
     plain = planning.scale_runner(
-        planning.profile_scenario(sc, OsProfile.WS2012), Strategy("full", 1), settings
+        planning.profile_scenario(sc, OsProfile.WS2012),
+        Strategy("full", 1),
+        settings,
+        engine="exact",
     )
     assert (
         figures(tables, strategy="full", concurrency=1)
@@ -144,7 +148,7 @@ def test_sweep_points_beyond_the_clusters_reach_run_once() -> None:
     full = tables["summary"].filter(pl.col("strategy") == "full")
     assert sorted(full["concurrency"].to_list()) == [1, 2, 4, 8]
     # Standing in is right: a real run at 8 gives the figures of the run at 4.
-    real = planning.scale_runner(variant, Strategy("full", 8), settings)
+    real = planning.scale_runner(variant, Strategy("full", 8), settings, engine="exact")
     at_8 = real["summary"].filter(pl.col("backup") == 0).select(FIGURES).to_dicts()
     assert figures(tables, strategy="full", concurrency=8) == at_8
     assert figures(tables, strategy="full", concurrency=4) == at_8

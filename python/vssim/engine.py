@@ -5,9 +5,11 @@
 ``engine.Vhdx.create(...)`` / ``engine.Vhdx.open(...)`` (MS-VHDX files),
 ``engine.ModelCluster`` (modelled cluster workloads, each VM's an ``engine.WorkloadSpec``;
 ``materialize_csv``/``materialize_vm`` put them on real VHDX files on real volumes, with the same
-counts); ``engine.calibrate`` / ``engine.change_fraction`` (the closed form of how much of a
-disk's data a stream changes, and the hot spot that makes a day's change a target). Heavy calls
-take numpy arrays (offsets ``uint64``, lengths ``uint32``) and release the GIL.
+counts), ``engine.EstimateCluster`` (the same questions answered in closed form: expectations and
+variances of what ModelCluster would count, at a cost that does not grow with the writes),
+``engine.calibrate`` / ``engine.change_fraction`` (the closed form of how much of a disk's data a
+stream changes, and the hot spot that makes a day's change a target). Heavy calls take numpy
+arrays (offsets ``uint64``, lengths ``uint32``) and release the GIL.
 The engine's figures (copy unit, snapshot limit, block sizes) are its module attributes,
 re-exported here.
 """
@@ -30,6 +32,7 @@ from vssim._engine import (
     VHDX_MIN_BLOCK_SIZE,
     ChangeTracker,
     CowTracker,
+    EstimateCluster,
     ModelCluster,
     Snapshot,
     SnapshotInfo,
@@ -64,6 +67,7 @@ __all__ = [
     "VHDX_MIN_BLOCK_SIZE",
     "ChangeTracker",
     "CowTracker",
+    "EstimateCluster",
     "ModelCluster",
     "Snapshot",
     "SnapshotInfo",

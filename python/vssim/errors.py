@@ -21,6 +21,12 @@ class EngineStateError(VssimError):
     snapshot)."""
 
 
+class NotEstimatedError(VssimError):
+    """The estimate tier (``engine.EstimateCluster``) does not provide this (changed runs,
+    materialized disks, a CSV that fills up): the message says what; the exact engine
+    (``engine.ModelCluster``) does."""
+
+
 class TrackerFileError(VssimError, ValueError):
     """A persisted tracker file is corrupt or belongs to another disk; it was not loaded."""
 
@@ -181,6 +187,7 @@ __all__ = [
     "FileNotInSnapshotError",
     "InvalidArgumentError",
     "MaterializeError",
+    "NotEstimatedError",
     "PathOutsideVolumeError",
     "ReadOnlyViewError",
     "ScenarioError",

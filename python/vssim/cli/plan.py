@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from vssim.benchreport import text_table
+from vssim.cli.args import int_in
 from vssim.cli.progress import PlanWatcher, View
 from vssim.errors import PlanError
 from vssim.report import capacity_plan as planning
@@ -17,6 +18,8 @@ from vssim.report.strategies import (
     parse_fractions,
     parse_profiles,
 )
+from vssim.scale.engines import Engine
+from vssim.scale.runner import MAX_VERIFY_VMS
 from vssim.units import parse_size
 
 #: ``--quick``: one selective fraction and one concurrency (the profile default of vssim.run).
@@ -47,6 +50,21 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--quick", action="store_true", help="one fraction (10 %%) and one concurrency (4)"
+    )
+    p.add_argument(
+        "--engine",
+        choices=[e.value for e in Engine],
+        default=Engine.ESTIMATE.value,
+        help="estimate: expected counts in closed form (default; a full-size plan in minutes); "
+        "exact: every guest write simulated (hours at 4,000 VMs)",
+    )
+    p.add_argument(
+        "--verify",
+        type=int_in(0, MAX_VERIFY_VMS),
+        default=0,
+        metavar="N",
+        help="re-run N sampled VMs of every run on the exact engine over the same snapshot "
+        "epochs; the report gives the largest difference per figure (estimate only)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on standard error")
     p.set_defaults(handler=run)
@@ -86,13 +104,16 @@ def _duration(flag: str, text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     out = args.out or Path("reports") / args.scenario.stem
     opts = options(args)
+    if args.verify and args.engine != Engine.ESTIMATE:
+        raise PlanError(
+            "--verify checks the estimate against the exact engine: use it with --engine estimate"
+        )
+    how = {"vms": args.vms, "engine": args.engine, "verify": args.verify}
     if args.quiet:
-        report = planning.build(args.scenario, out, opts, vms=args.vms)
+        report = planning.build(args.scenario, out, opts, **how)
     else:
         with View() as view:
-            report = planning.build(
-                args.scenario, out, opts, progress=PlanWatcher(view), vms=args.vms
-            )
+            report = planning.build(args.scenario, out, opts, progress=PlanWatcher(view), **how)
     for w in report.warnings:
         print(f"warning: {w}")
     print(f"report: {report.html}")

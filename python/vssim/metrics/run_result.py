@@ -21,6 +21,8 @@ from vssim.vss.profile_limits import beyond_supported
 P = ParamSpec("P")
 #: The Parquet metadata key of a run's notes beyond its profile's supported limits.
 PARQUET_LIMITS_KEY = "vssim.beyond_supported_limits"
+#: The Parquet metadata key of the tier that made a table (``exact`` or ``estimate``).
+PARQUET_ENGINE_KEY = "vssim.engine"
 
 
 @dataclass
@@ -38,6 +40,10 @@ class RunResult:
     #: Guest writes the engine simulated, and the run's wall-clock seconds.
     writes_simulated: int = 0
     wall_s: float = 0.0
+    #: The tier that counted: ``exact`` or ``estimate`` (:mod:`vssim.scale.engines`).
+    engine: str = "exact"
+    #: ``verify``: the exact engine's figures beside the estimate's for the sampled VMs.
+    verification: pl.DataFrame | None = None
     #: Materialized runs: one row per backup file (:data:`~vssim.scale.materialize.
     #: BACKUPS_SCHEMA`), and per CSV the model's copy-on-write figures beside the real volume's.
     backups: pl.DataFrame | None = None
@@ -69,6 +75,8 @@ class RunResult:
             summary=t["summary"],
             writes_simulated=done.writes_simulated,
             wall_s=wall_s,
+            engine=str(done.engine),
+            verification=done.verification,
             backups=done.backups,
             invariant=done.invariant,
             materialized=done.materialized,
@@ -84,14 +92,17 @@ class RunResult:
         if self.backups is not None and self.invariant is not None:
             out["backups"] = self.backups
             out["invariant"] = self.invariant
+        if self.verification is not None:
+            out["verify"] = self.verification
         return out
 
     def write_parquet(self, out: str | Path) -> list[Path]:
         d = Path(out)
         d.mkdir(parents=True, exist_ok=True)
         paths = []
-        # Every file says whether the cluster is one its Windows supports.
-        meta = {PARQUET_LIMITS_KEY: "; ".join(self.beyond_limits)}
+        # Every file says whether the cluster is one its Windows supports, and which engine
+        # made it.
+        meta = {PARQUET_LIMITS_KEY: "; ".join(self.beyond_limits), PARQUET_ENGINE_KEY: self.engine}
         for name, df in self.tables().items():
             p = d / f"{name}.parquet"
             df.write_parquet(p, metadata=meta)

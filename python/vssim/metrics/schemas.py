@@ -131,5 +131,6 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "target_bytes": INT,
         "vms_paused": INT,
         "paused_vm_s": F,
+        "engine": S,
     },
 }

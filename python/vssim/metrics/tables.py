@@ -318,6 +318,7 @@ def summary_table(run: RunRecords) -> pl.DataFrame:
             "target_bytes": _stored(run, read),
             "vms_paused": len(paused),
             "paused_vm_s": sum(cap.paused_s(vm, rec.start, rec.end) for vm in paused),
+            "engine": run.engine,
         }
         _append(t, row)
     return _frame("summary", t)

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from vssim.scale.verify import largest_differences
 from vssim.scenario.model import MIN_DIFF_AREA
 from vssim.vss.limits import FREEZE_WINDOW_S
 
@@ -351,6 +352,13 @@ class Analysis:
     #: Per profile, where the cluster goes beyond what that Windows supports
     #: (:mod:`vssim.vss.profile_limits`; the summary table's ``beyond_supported_limits``).
     beyond: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: The engines that made the runs (the summary table's ``engine``: ``exact``, ``estimate``).
+    engines: tuple[str, ...] = ()
+    #: ``--verify``: per figure, the largest relative difference of the estimate from the
+    #: exact engine over the sampled VMs (:func:`vssim.scale.verify.largest_differences`), and
+    #: how many VMs were checked.
+    verification: pl.DataFrame | None = None
+    verified_vms: int = 0
 
 
 def case_summary(summary: pl.DataFrame) -> pl.DataFrame:
@@ -479,7 +487,18 @@ def analyse(
         window_s=window_s,
         margin=margin,
         beyond=beyond_limits(summary),
+        engines=engines_of(summary),
+        verification=None if "verify" not in tables else largest_differences(tables["verify"]),
+        verified_vms=0 if "verify" not in tables else tables["verify"]["vm"].n_unique(),
     )
+
+
+def engines_of(summary: pl.DataFrame) -> tuple[str, ...]:
+    """The engines that made the runs (tables without the column: the exact one, the only
+    engine before the estimate tier)."""
+    if "engine" not in summary.columns:
+        return ("exact",)
+    return tuple(sorted(set(summary["engine"].to_list())))
 
 
 def beyond_limits(summary: pl.DataFrame) -> dict[str, tuple[str, ...]]:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from vssim.errors import PlanError
+from vssim.errors import NotEstimatedError, PlanError
 from vssim.report import advice
 from vssim.report.analysis import CASE, Analysis, analyse
 from vssim.report.formatting import duration
@@ -34,6 +34,7 @@ from vssim.report.strategies import (
     read_plan,
     sweep,
 )
+from vssim.scale.engines import Engine
 from vssim.scenario import OsProfile, Scenario, parse_scenario
 
 if TYPE_CHECKING:
@@ -102,24 +103,49 @@ Runner = Callable[[Scenario, Strategy, PlanSettings, Hooks], dict[str, pl.DataFr
 
 
 def scale_runner(
-    sc: Scenario, strategy: Strategy, settings: PlanSettings, hooks: Hooks | None = None
+    sc: Scenario,
+    strategy: Strategy,
+    settings: PlanSettings,
+    hooks: Hooks | None = None,
+    engine: str = "estimate",
+    verify: int = 0,
 ) -> dict[str, Any]:
-    """One strategy through :func:`vssim.metrics.run` (modelled mode)."""
+    """One strategy through :func:`vssim.metrics.run` (modelled mode) on ``engine``; with
+    ``verify``, that many sampled VMs re-run on the exact engine (table ``verify``). A run the
+    estimate refuses (:class:`~vssim.errors.NotEstimatedError`: a CSV that reaches Hyper-V's
+    pause level, say) runs again on the exact engine, and table ``notes`` says why (the
+    summary's ``engine`` column says which engine made each backup)."""
     from vssim.metrics import run
     from vssim.scale import Schedule
 
     hooks = hooks or Hooks()
     schedule = Schedule(per_node=strategy.concurrency, streams_per_node=strategy.concurrency)
-    result = run(
-        sc,
-        strategy.backups,
-        fraction=strategy.fraction,
-        schedule=schedule,
-        interval_s=settings.incremental_after_s,
-        progress=hooks.on_set,
-        keep_going=hooks.keep_going,
-    )
+
+    def once(tier: str, checked: int) -> Any:
+        return run(
+            sc,
+            strategy.backups,
+            fraction=strategy.fraction,
+            schedule=schedule,
+            interval_s=settings.incremental_after_s,
+            progress=hooks.on_set,
+            keep_going=hooks.keep_going,
+            engine=tier,
+            verify=checked,
+        )
+
+    note = None
+    try:
+        result = once(engine, verify)
+    except NotEstimatedError as exc:
+        if engine != "estimate":
+            raise
+        note = f"{sc.os} {strategy.label} (concurrency {strategy.concurrency}): {exc}"
+        gc.collect()
+        result = once("exact", 0)
     tables: dict[str, Any] = result.tables()
+    if note is not None:
+        tables["notes"] = pl.DataFrame({"note": [note]})
     del result
     # The run's engine cluster (gigabytes at full size) sits in reference cycles of the SimPy
     # processes; free it now, before the next run builds its own.
@@ -170,6 +196,10 @@ class _Collector:
         self.runner = runner
         self.progress = progress
         self.parts: dict[tuple[str, str, int], dict[str, pl.DataFrame]] = {}
+        #: ``--verify``: each run's verification rows, with its case.
+        self.verified: list[pl.DataFrame] = []
+        #: Why runs the estimate refused ran on the exact engine.
+        self.notes: list[str] = []
         self.done = 0
         # A first guess, corrected as the plan decides (a re-run of the chosen full backup).
         self.planned = profiles * (len(settings.concurrency) + len(settings.fractions))
@@ -210,6 +240,17 @@ class _Collector:
                 )
 
         tables = self.runner(variant, strategy, self.settings, Hooks(keep_going, on_set))
+        if "notes" in tables:
+            self.notes.extend(tables["notes"]["note"].to_list())
+        if "verify" in tables:
+            self.verified.append(
+                tables["verify"].select(
+                    pl.lit(str(profile)).alias("profile"),
+                    pl.lit(strategy.label).alias("strategy"),
+                    pl.lit(strategy.concurrency, dtype=pl.Int64).alias("concurrency"),
+                    pl.all(),
+                )
+            )
         tagged = _tag(tables, profile.value, strategy)
         del tables
         for one_backup in tagged:
@@ -260,10 +301,15 @@ class _Collector:
         self.planned -= 1
 
     def tables(self) -> dict[str, pl.DataFrame]:
-        return {
+        out = {
             name: pl.concat([p[name] for p in self.parts.values()], how="vertical_relaxed")
             for name in TABLES
         }
+        if self.verified:
+            out["verify"] = pl.concat(self.verified, how="vertical_relaxed")
+        if self.notes:
+            out["notes"] = pl.DataFrame({"note": self.notes})
+        return out
 
 
 class _Sweep:
@@ -429,8 +475,9 @@ def write_report(
         f"Capacity plan: {sc.name} ({len(sc.nodes)} nodes, {len(sc.csvs)} CSVs, {len(sc.vms)} VMs)"
     )
     runs = tables["summary"].select(CASE).unique().height
+    made_by = " and ".join(Engine(e).description for e in a.engines)
     meta = (
-        f"Scenario {sc.path}{note}; {runs} backups in modelled runs"
+        f"Scenario {sc.path}{note}; {runs} backups in modelled runs by {made_by}"
         + (f" in {duration(wall_s)} of wall time" if wall_s is not None else "")
         + f"; target window {duration(settings.window_s)}; vssim plan."
         + "".join(
@@ -439,6 +486,12 @@ def write_report(
         )
     )
     warned = [str(w) for w in sc.warnings]
+    if "notes" in tables:
+        # Runs the estimate refused went to the exact engine: the report says which and why.
+        warned += [
+            f"run on the exact engine (the estimate refused it): {n}"
+            for n in tables["notes"]["note"].to_list()
+        ]
     page = out / "report.html"
     page.write_text(html.render_html(title, meta, a, words, drawn, warned), encoding="utf-8")
     md = out / "report.md"
@@ -465,15 +518,20 @@ def build(
     path: Path,
     out: Path,
     options: dict[str, Any] | None = None,
-    runner: Runner = scale_runner,
+    runner: Runner | None = None,
     progress: Progress | None = None,
     vms: int | None = None,
+    engine: str = "estimate",
+    verify: int = 0,
 ) -> PlanReport:
     """``vssim plan``: read the scenario and its ``[plan]`` table, apply ``options`` (those not
-    None override the file), run, analyse, write."""
+    None override the file), run (on ``engine``; ``verify`` VMs re-run on the exact engine),
+    analyse, write."""
     sc, from_file = load_for_plan(path, vms)
     chosen = from_file.with_options(**(options or {}))
     started = time.perf_counter()
+    if runner is None:
+        runner = functools.partial(scale_runner, engine=str(Engine.of(engine)), verify=verify)
     tables = collect(sc, chosen, runner, progress)
     note = f" (--vms {vms}: the file's cluster with {vms} VMs)" if vms is not None else ""
     return write_report(sc, chosen, tables, out, time.perf_counter() - started, note)

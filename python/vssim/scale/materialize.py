@@ -108,6 +108,8 @@ class MaterializedBackend(ModelClusterBackend):
     """The modelled backend with real volumes, real VHDX disks and real backup files."""
 
     materialized = True
+    #: Real files need every write: the exact engine's cluster (never the estimate's).
+    model: engine.ModelCluster
 
     def __init__(
         self, scenario: Scenario, root: str | Path, clock: Callable[[], float] | None = None

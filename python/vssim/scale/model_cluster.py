@@ -31,7 +31,8 @@ import numpy as np
 import numpy.typing as npt
 
 from vssim import engine
-from vssim.errors import InvalidArgumentError
+from vssim.errors import InvalidArgumentError, NotEstimatedError
+from vssim.scale.engines import Engine
 from vssim.scenario import Csv, DiskType, Scenario
 from vssim.scenario.capacity import LOW_SPACE_WARNING_BYTES, PAUSED_CRITICAL_BYTES
 from vssim.scenario.engine_streams import stream_seed, workload_spec
@@ -59,6 +60,21 @@ def _context(scenario: Scenario, where: str) -> Iterator[None]:
 
 
 @dataclass(frozen=True)
+class Event:
+    """One thing a run did to the engine's cluster or read from it, at CSV ``csv``'s time
+    ``t``: ``snapshot`` / ``delete`` (``value``: the handle), ``running`` (``disk``; ``value``
+    1 or 0), ``reset`` (``disk``'s change tracking), or a read of ``disk``'s counter ``op``
+    (``chunks_copied``, ``bytes_written``, … to date; ``file_size``, ``changed_bytes``,
+    ``changed_blocks`` now) that gave ``value``."""
+
+    t: float
+    csv: int
+    op: str
+    disk: int
+    value: float
+
+
+@dataclass(frozen=True)
 class Foresight:
     """What a CSV's next window would bring (:meth:`ModelClusterBackend.foresee`)."""
 
@@ -79,10 +95,17 @@ class ModelClusterBackend:
 
     #: Real files behind the model (:class:`vssim.scale.materialize.MaterializedBackend`).
     materialized = False
+    #: The tier that counts (:class:`EstimateClusterBackend` is the estimate's).
+    tier = Engine.EXACT
+    #: The per-disk counters' type: exact counts (the estimate's are expectations).
+    counter_dtype: type[np.float64 | np.uint64] = np.uint64
+
+    def _new_model(self) -> engine.ModelCluster | engine.EstimateCluster:
+        return engine.ModelCluster()
 
     def __init__(self, scenario: Scenario, clock: Callable[[], float] | None = None) -> None:
         self.scenario = scenario
-        self.model = engine.ModelCluster()
+        self.model = self._new_model()
         self.clock = clock
         self.csv_id: dict[str, int] = {}
         for c in scenario.csvs:
@@ -129,8 +152,11 @@ class ModelClusterBackend:
             self.disks[vm.name] = ids
             self._running[vm.name] = vm.running
         self.disk_vm = np.asarray(owner, dtype=np.int64)
+        self._disk_csv = [self.csv_id[scenario.vms[i].csv] for i in owner]
         n = self.model.vm_count
-        self.totals: dict[str, U64] = {k: np.zeros(n, dtype=np.uint64) for k in COUNTERS}
+        self.totals: dict[str, npt.NDArray[np.float64 | np.uint64]] = {
+            k: np.zeros(n, dtype=self.counter_dtype) for k in COUNTERS
+        }
         #: Each CSV's time (seconds): its VMs' I/O has run up to there.
         self.csv_t = [0.0] * len(scenario.csvs)
         self.windows = 0
@@ -152,6 +178,22 @@ class ModelClusterBackend:
         #: Called with a CSV's name after it advanced (``False``) or after something changed
         #: its future — a snapshot made or deleted, VMs stopped (``True``).
         self.on_changed: Callable[[str, bool], None] | None = None
+        #: What the run did to the engine and read from it, in order (:meth:`record_events`;
+        #: None: not kept): :mod:`vssim.scale.verify` replays it on the exact engine.
+        self.events: list[Event] | None = None
+
+    def record_events(self) -> None:
+        """Keep :attr:`events` from now on (before the run starts: the disks' initial states
+        are the scenario's)."""
+        self.events = []
+
+    def _event(self, csv: int, op: str, disk: int = -1, value: float = 0.0) -> None:
+        if self.events is not None:
+            self.events.append(Event(self.csv_t[csv], csv, op, disk, value))
+
+    def _set_running(self, disk: int, running: bool) -> None:
+        self.model.set_running(disk, running)
+        self._event(self._disk_csv[disk], "running", disk, float(running))
 
     # --- time ---------------------------------------------------------------------------------
 
@@ -174,7 +216,7 @@ class ModelClusterBackend:
         r = self.model.advance_csvs(todo, [self.csv_t[c] for c in todo], t)
         self.windows += 1
         for k in COUNTERS:
-            self.totals[k] += r[k].astype(np.uint64, copy=False)
+            self.totals[k] += r[k].astype(self.counter_dtype, copy=False)
         lowest = dict(
             zip(r["lowest_free_csv"].tolist(), r["lowest_free_bytes"].tolist(), strict=True)
         )
@@ -189,6 +231,8 @@ class ModelClusterBackend:
             strict=True,
         ):
             csv = self.scenario.csvs[csv_i].name
+            if self.events is not None:
+                self.events.append(Event(float(when), csv_i, "delete", -1, float(handle)))
             life = self._live.pop((csv, handle), None)
             if life is not None:
                 # At a limit's deletion the diff area stood at the limit (the analysis judges
@@ -237,7 +281,7 @@ class ModelClusterBackend:
                 # Hyper-V pauses the whole VM: its other disks stop too.
                 for other in self.disks[vm.name]:
                     if other != disk:
-                        self.model.set_running(other, False)
+                        self._set_running(other, False)
         for (csv, when), names in sorted(by_csv.items(), key=lambda kv: kv[0][1]):
             for hook in self.on_paused:
                 hook(csv, names, when)
@@ -274,7 +318,7 @@ class ModelClusterBackend:
         for vm in vms:
             self._running[vm.name] = False
             for d in self.disks[vm.name]:
-                self.model.set_running(d, False)
+                self._set_running(d, False)
         for hook in self.on_stopped:
             hook([vm.name for vm in vms])
         if self.on_changed is not None:
@@ -288,7 +332,7 @@ class ModelClusterBackend:
         v = self.vm_by_name[vm]
         running = v.running and not saved and v.node not in self.down_nodes
         for d in self.disks[vm]:
-            self.model.set_running(d, running)
+            self._set_running(d, running)
         if self.on_changed is not None:
             self.on_changed(self.vm_csv[vm], True)
 
@@ -298,7 +342,7 @@ class ModelClusterBackend:
 
     def _end(self, life: SnapshotLife, when: float, why: str) -> None:
         life.deleted, life.deleted_by = when, why
-        life.chunks_copied = self.model.total_chunks_copied(self.csv_id[life.csv]) - (
+        life.chunks_copied = round(self.model.total_chunks_copied(self.csv_id[life.csv])) - (
             life.chunks_at_create
         )
 
@@ -310,13 +354,14 @@ class ModelClusterBackend:
         self.sync((csv.name,))
         cid = self.csv_id[csv.name]
         handle = self.model.snapshot(cid)
+        self._event(cid, "snapshot", value=handle)
         life = SnapshotLife(
             csv.name,
             handle,
             self.csv_t[cid],
-            self.model.total_chunks_copied(cid),
-            diff_area_peak=self.model.diff_area_bytes(cid),
-            free_low=self.model.free_bytes(cid),
+            round(self.model.total_chunks_copied(cid)),
+            diff_area_peak=round(self.model.diff_area_bytes(cid)),
+            free_low=round(self.model.free_bytes(cid)),
         )
         self.lives[(csv.name, handle)] = life
         self._live[(csv.name, handle)] = life
@@ -332,6 +377,7 @@ class ModelClusterBackend:
             self._end(life, self.csv_t[cid], "released")
         if self.model.is_live(cid, handle):
             self.model.delete_snapshot(cid, handle)
+            self._event(cid, "delete", value=handle)
         if self.on_changed is not None:
             self.on_changed(csv.name, True)
 
@@ -347,7 +393,7 @@ class ModelClusterBackend:
     # --- queries ------------------------------------------------------------------------------
 
     def diff_area_bytes_of(self, csv: str) -> int:
-        return self.model.diff_area_bytes(self.csv_id[csv])
+        return round(self.model.diff_area_bytes(self.csv_id[csv]))
 
     def is_deleted(self, csv: str, handle: int) -> bool:
         """Whether volsnap deleted the snapshot (its diff area could not grow)."""
@@ -356,7 +402,7 @@ class ModelClusterBackend:
 
     def free_bytes_of(self, csv: str) -> int:
         """The CSV's free bytes now (files and, on the volume, the diff area taken)."""
-        return self.model.free_bytes(self.csv_id[csv])
+        return round(self.model.free_bytes(self.csv_id[csv]))
 
     def active(self, vm: str) -> bool:
         """Whether the VM issues I/O: running, on an up node, not paused for want of space."""
@@ -372,7 +418,9 @@ class ModelClusterBackend:
         """A VM's counter up to now."""
         self._sync_vm(vm)
         t = self.totals[counter]
-        return int(sum(int(t[d]) for d in self.disks[vm]))
+        for d in self.disks[vm]:
+            self._event(self._disk_csv[d], counter, d, float(t[d]))
+        return round(sum(float(t[d]) for d in self.disks[vm]))
 
     def file_size(self, vm: str) -> int:
         """Bytes of the VM's VHDX files now: what a full (file-level) backup reads."""
@@ -387,21 +435,54 @@ class ModelClusterBackend:
         the VHDX file (full); the VM's backup reads their sum."""
         self._sync_vm(vm)
         per_disk = self.model.changed_bytes if incremental else self.model.file_size
-        return [per_disk(d) for d in self.disks[vm]]
+        op = "changed_bytes" if incremental else "file_size"
+        out = []
+        for d in self.disks[vm]:
+            value = per_disk(d)
+            self._event(self._disk_csv[d], op, d, float(value))
+            out.append(round(value))
+        return out
 
     def changed_blocks(self, vm: str) -> int:
         """Change-tracking blocks of the VM's disks changed since tracking was last reset."""
-        return sum(self.model.changed_blocks(d) for d in self.disks[vm])
+        out = 0.0
+        for d in self.disks[vm]:
+            value = self.model.changed_blocks(d)
+            self._event(self._disk_csv[d], "changed_blocks", d, float(value))
+            out += value
+        return round(out)
 
     def changed_extents(self, vm: str) -> list[tuple[U64, U64]]:
         """Per disk of the VM: the changed runs ``(offsets, lengths)`` since the last reset."""
-        return [self.model.changed_extents(d) for d in self.disks[vm]]
+        out = []
+        for d in self.disks[vm]:
+            runs = self.model.changed_extents(d)
+            if runs is None:
+                raise NotEstimatedError("changed runs: the estimate counts changed blocks only")
+            out.append(runs)
+        return out
 
     def reset_changes(self, vm: str) -> None:
         self._sync_vm(vm)
         for d in self.disks[vm]:
             self.model.reset_changes(d)
+            self._event(self._disk_csv[d], "reset", d)
 
     @property
     def writes_simulated(self) -> int:
-        return int(self.totals["writes"].sum())
+        """Guest writes the engine generated one by one (the estimate generates none)."""
+        return int(self.totals["writes"].sum()) if self.tier is Engine.EXACT else 0
+
+
+class EstimateClusterBackend(ModelClusterBackend):
+    """The same backend on the estimate tier (:class:`engine.EstimateCluster`): every counter
+    the expectation of the per-write engine's, the diff-area limit's deletions at the instant
+    the expected diff area reaches it, the low-space warning at the instant the expected free
+    space crosses Hyper-V's level. What it cannot estimate it refuses
+    (:class:`vssim.errors.NotEstimatedError`, naming what)."""
+
+    tier = Engine.ESTIMATE
+    counter_dtype = np.float64
+
+    def _new_model(self) -> engine.ModelCluster | engine.EstimateCluster:
+        return engine.EstimateCluster()

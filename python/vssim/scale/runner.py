@@ -31,14 +31,16 @@ import simpy
 
 from vssim.errors import InvalidArgumentError
 from vssim.scale.deletion_watch import DeletionWatch
+from vssim.scale.engines import ESTIMATE_WINDOW_S, Engine
 from vssim.scale.fair_share_links import FairShareLinks
 from vssim.scale.materialize import MaterializedBackend
 from vssim.scale.materialized_path import RealFiles
-from vssim.scale.model_cluster import ModelClusterBackend
+from vssim.scale.model_cluster import EstimateClusterBackend, ModelClusterBackend
 from vssim.scale.modelled_path import BackupContext, ModelledPath
 from vssim.scale.progress import Progress, RunCounter
 from vssim.scale.schedule import BackupKind, BackupSpec, Schedule, parse_kinds, plan_jobs
 from vssim.scale.storage_load import StorageLoad
+from vssim.scale.verify import replay, sample_vms
 from vssim.scenario import Scenario, load_scenario
 from vssim.sim.backup_run import BackupRun
 from vssim.sim.links import TARGET, nic_link
@@ -64,6 +66,10 @@ MIN_WINDOW_S, MAX_WINDOW_S = 0.01, 3_600.0
 WINDOW_WRITES = 1 << 24
 
 
+#: ``verify``: the most VMs a run replays on the exact engine (model choice: each costs what
+#: the exact run of one VM does, and a few dozen bound the estimate's error well).
+MAX_VERIFY_VMS = 1_000
+
 #: Asked after each backup but the last: go on with the next one (False ends the run there).
 KeepGoing = Callable[[BackupRecord], bool]
 
@@ -77,6 +83,11 @@ class ModelledRun:
 
     records: RunRecords
     writes_simulated: int
+    #: The tier that counted (:class:`~vssim.scale.engines.Engine`).
+    engine: Engine = Engine.EXACT
+    #: ``verify``: the exact engine's figures beside the estimate's for the sampled VMs
+    #: (:data:`~vssim.scale.verify.VERIFY_SCHEMA`).
+    verification: pl.DataFrame | None = None
     backups: pl.DataFrame | None = None
     invariant: pl.DataFrame | None = None
     materialized: Path | None = None
@@ -125,6 +136,8 @@ def simulate(
     keep_going: KeepGoing | None = None,
     materialize: str | Path | None = None,
     check_files: bool = True,
+    engine: str | Engine = Engine.EXACT,
+    verify: int = 0,
 ) -> ModelledRun:
     """Run the backups ``backup`` (a type, a :class:`BackupSpec`, or several, one after the
     other) on ``scenario`` in modelled mode; :func:`vssim.metrics.run` turns the records into the
@@ -142,7 +155,24 @@ def simulate(
     copy-on-write volumes there and writes every backup as real VHDX files, each verified
     against the disk at its snapshot instant (:mod:`vssim.scale.materialize`; ``check_files``
     adds ``qemu-img check`` of every backup file). Size the scenario for the disk you have.
+
+    ``engine``: ``exact`` (every guest write simulated) or ``estimate`` (the expected counts in
+    closed form, :mod:`vssim.scale.engines`; not with ``materialize``: real disks need every
+    write). ``verify``: with the estimate, replay that many sampled VMs on the exact engine over
+    the run's snapshot epochs (:mod:`vssim.scale.verify`; ``ModelledRun.verification``).
     """
+    tier = Engine.of(engine)
+    if not (isinstance(verify, int) and 0 <= verify <= MAX_VERIFY_VMS):
+        raise InvalidArgumentError(f"verify = {verify!r}: expected 0 to {MAX_VERIFY_VMS} VMs")
+    if verify and tier is not Engine.ESTIMATE:
+        raise InvalidArgumentError(
+            "verify: checks the estimate against the exact engine; it needs engine 'estimate'"
+        )
+    if tier is Engine.ESTIMATE and materialize is not None:
+        raise InvalidArgumentError(
+            "materialize: real disks need every guest write, which only the exact engine "
+            "makes; run materialized with engine 'exact' (vssim run --engine exact)"
+        )
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     specs = _specs(backup, vms, fraction, include, exclude)
     for s in specs:
@@ -153,14 +183,23 @@ def simulate(
     _check_seconds("window_s", window_s, MIN_WINDOW_S, MAX_WINDOW_S)
     env = simpy.Environment()
     clock = lambda: float(env.now)  # noqa: E731
-    backend = (
-        ModelClusterBackend(sc, clock=clock)
-        if materialize is None
-        else MaterializedBackend(sc, materialize, clock=clock)
-    )
+    backend: ModelClusterBackend
+    if materialize is not None:
+        backend = MaterializedBackend(sc, materialize, clock=clock)
+    elif tier is Engine.ESTIMATE:
+        backend = EstimateClusterBackend(sc, clock=clock)
+    else:
+        backend = ModelClusterBackend(sc, clock=clock)
+    if verify:
+        backend.record_events()
     try:
-        # After the backend: the engine names a VM whose own rate it refuses first.
-        window_s = _window_for(sc, window_s)
+        # After the backend: the engine names a VM whose own rate it refuses first. The
+        # estimate holds no writes: its window is the longest.
+        window_s = (
+            max(window_s, ESTIMATE_WINDOW_S)
+            if tier is Engine.ESTIMATE
+            else _window_for(sc, window_s)
+        )
         run = _Run(env, sc, backend, schedule or Schedule(), window_s, progress)
         records = run.backups(specs, start_s, interval_s, keep_going)
         backend.advance_to(float(env.now))
@@ -174,9 +213,13 @@ def simulate(
                 capacity=CapacityRecord(
                     dict(backend.paused_at), dict(backend.pause_cause), dict(backend.low_space_at)
                 ),
+                engine=str(tier),
             ),
             writes_simulated=backend.writes_simulated,
+            engine=tier,
         )
+        if verify:
+            out.verification = replay(sc, backend, sample_vms(sc, verify))
         if isinstance(backend, MaterializedBackend):
             backend.finish(check=check_files)
             out.backups = backend.store.frame()

@@ -100,7 +100,7 @@ class StorageLoad:
             return
         self.last_tick = now
         for csv, before in self.chunks_at.items():
-            chunks = b.model.total_chunks_copied(b.csv_id[csv])
+            chunks = round(b.model.total_chunks_copied(b.csv_id[csv]))
             self.chunks_at[csv] = chunks
             rate = (chunks - before) * self.bytes_per_chunk[csv] / dt
             n = max(1, len(self.active(csv)))

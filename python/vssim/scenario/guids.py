@@ -3,14 +3,18 @@ UUID version 5, so two runs of one scenario print the same ids (goldens depend o
 
 from __future__ import annotations
 
+import functools
 import uuid
 
 #: vssim's UUID-5 namespace (itself ``uuid5(NAMESPACE_URL, "https://vssim/ids")``).
 VSSIM_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://vssim/ids")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def derive_guid(seed: int, *parts: object) -> uuid.UUID:
-    """The GUID of the object named by ``parts`` in the scenario seeded ``seed``."""
+    """The GUID of the object named by ``parts`` in the scenario seeded ``seed`` (kept: a
+    modelled run asks for the same writers' and components' ids once per snapshot set).
+    """
     return uuid.uuid5(VSSIM_NAMESPACE, ":".join([str(seed), *(str(p) for p in parts)]))
 
 

@@ -161,3 +161,5 @@ class RunRecords:
     nic_bytes: dict[str, int]
     nic_busy_s: dict[str, float]
     capacity: CapacityRecord = field(default_factory=CapacityRecord)
+    #: Which tier counted the guests' writes: ``exact`` or ``estimate`` (``vssim.scale.engines``).
+    engine: str = "exact"

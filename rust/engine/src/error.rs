@@ -14,6 +14,10 @@ pub enum Error {
     #[error("{0}")]
     State(String),
 
+    /// The estimate tier does not provide `what` (only the exact, per-write engine does).
+    #[error("the estimate tier does not provide {what}: {why}")]
+    NotEstimated { what: &'static str, why: String },
+
     /// A persisted tracker file could not be used; it was not loaded, not even in part.
     #[error("{path}: {message}")]
     TrackerFile { path: PathBuf, message: String },

@@ -13,8 +13,8 @@
 //! - [`cbt`]: changed-block tracking of one virtual disk, what an incremental backup reads.
 //! - [`workload`]: per-VM I/O streams, the VHDX layout model, and the modelled cluster (which can
 //!   put its disks on real VHDX files on real volumes).
-//! - [`estimate`]: closed-form expectations of the workload's streams (the change fraction of a
-//!   duration, and the calibration of a spec's daily change).
+//! - [`estimate`]: the estimate tier: in closed form, what `workload`'s modelled cluster would
+//!   count in expectation, for the same generator and layout.
 //!
 //! # Module order
 //!
@@ -32,7 +32,7 @@
 //! cow      → chunkset, error, volsnap
 //! cbt      → chunkset, error
 //! workload → cow, cbt, vhdx, volume, storage, error
-//! estimate → workload, error
+//! estimate → workload, cow, cbt, vhdx, volsnap, error
 //! ```
 //!
 //! Every fallible call returns a typed error; nothing here panics on bad input.
@@ -68,7 +68,10 @@ mod tests {
             "workload",
             &["cow", "cbt", "vhdx", "volume", "storage", "error"],
         ),
-        ("estimate", &["workload", "error"]),
+        (
+            "estimate",
+            &["workload", "cow", "cbt", "vhdx", "volsnap", "error"],
+        ),
     ];
 
     /// The code of `path` without comments and without its `#[cfg(test)]` module (test code may

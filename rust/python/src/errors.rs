@@ -13,6 +13,7 @@ pyo3::import_exception!(vssim.errors, VssimError);
 pyo3::import_exception!(vssim.errors, InvalidArgumentError);
 pyo3::import_exception!(vssim.errors, EngineStateError);
 pyo3::import_exception!(vssim.errors, TrackerFileError);
+pyo3::import_exception!(vssim.errors, NotEstimatedError);
 pyo3::import_exception!(vssim.errors, VolumeError);
 pyo3::import_exception!(vssim.errors, PathOutsideVolumeError);
 pyo3::import_exception!(vssim.errors, SnapshotDeletedError);
@@ -37,6 +38,7 @@ pub fn to_py(err: Error) -> PyErr {
         Error::InvalidArgument { .. } => InvalidArgumentError::new_err(msg),
         Error::State(_) => EngineStateError::new_err(msg),
         Error::TrackerFile { .. } => TrackerFileError::new_err(msg),
+        Error::NotEstimated { .. } => NotEstimatedError::new_err(msg),
         Error::Volume(v) => volume_to_py(&v, msg),
         Error::Io { source, .. } => io_to_py(&source, msg),
         Error::Vhdx(e) => vhdx_to_py(e),

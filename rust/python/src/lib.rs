@@ -9,6 +9,7 @@ mod cbt;
 mod change_fraction;
 mod cow;
 mod errors;
+mod estimate;
 mod generator;
 mod limit;
 mod shared;
@@ -26,6 +27,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cow::SnapshotInfo>()?;
     m.add_class::<cbt::ChangeTracker>()?;
     m.add_class::<workload::ModelCluster>()?;
+    m.add_class::<estimate::EstimateCluster>()?;
     m.add_class::<generator::WorkloadGenerator>()?;
     m.add_class::<spec::WorkloadSpec>()?;
     m.add_class::<volume::Volume>()?;

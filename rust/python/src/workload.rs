@@ -21,15 +21,69 @@ use crate::volume::Volume;
 #[pyclass(module = "vssim._engine")]
 pub struct ModelCluster {
     inner: workload::ModelCluster,
-    /// Specs calibrated so far: (spec as given, disk, tracking block) → the spec to run. The VMs
-    /// of a cluster share a few specs and disk geometries, and a calibration depends on nothing
-    /// else.
-    calibrated: Vec<(
+    calibrated: Calibrations,
+}
+
+/// Specs calibrated so far: (spec as given, disk, tracking block) → the spec to run. The VMs of
+/// a cluster share a few specs and disk geometries, and a calibration depends on nothing else.
+#[derive(Default)]
+pub(crate) struct Calibrations(
+    Vec<(
         workload::WorkloadSpec,
         DiskData,
         u64,
         workload::WorkloadSpec,
     )>,
+);
+
+impl Calibrations {
+    /// The spec a VM runs for `given` on `disk` at a tracking granularity of `unit` bytes: a
+    /// daily-change target calibrated into its hot spot (GIL released), once per geometry.
+    pub(crate) fn spec_for(
+        &mut self,
+        py: Python<'_>,
+        given: workload::WorkloadSpec,
+        disk: DiskData,
+        unit: u64,
+    ) -> PyResult<workload::WorkloadSpec> {
+        if given.daily_change.is_none() {
+            return Ok(given);
+        }
+        let key = |(s, d, b, _): &&(_, DiskData, u64, _)| *s == given && *d == disk && *b == unit;
+        if let Some((.., done)) = self.0.iter().find(key) {
+            return Ok(done.clone());
+        }
+        let done = detached(py, || WorkloadSpec::for_disk(given.clone(), disk, unit))?;
+        self.0.push((given, disk, unit, done.clone()));
+        Ok(done)
+    }
+}
+
+/// One VM's configuration from `add_vm`'s arguments (`ModelCluster` and `EstimateCluster` take
+/// the same): `sizes` is `[allocated, block_size, seed, cbt_block_size]`.
+pub(crate) fn vm_config(
+    py: Python<'_>,
+    csv: usize,
+    disk_size: u64,
+    workload: Option<PyRef<'_, WorkloadSpec>>,
+    sizes: [u64; 4],
+    fixed: bool,
+) -> PyResult<VmConfig> {
+    let [allocated, block_size, seed, cbt_block_size] = sizes;
+    Ok(VmConfig {
+        csv,
+        disk_size,
+        allocated,
+        block_size,
+        kind: if fixed {
+            DiskKind::Fixed
+        } else {
+            DiskKind::Dynamic
+        },
+        spec: WorkloadSpec::given_or_default(py, workload)?,
+        seed,
+        cbt_block_size,
+    })
 }
 
 /// A window's report as the dict `advance` returns.
@@ -112,7 +166,7 @@ impl ModelCluster {
     fn new() -> Self {
         ModelCluster {
             inner: workload::ModelCluster::new(),
-            calibrated: Vec::new(),
+            calibrated: Calibrations::default(),
         }
     }
 
@@ -170,38 +224,18 @@ impl ModelCluster {
         #[pyo3(from_py_with = as_u64::seed)] seed: u64,
         #[pyo3(from_py_with = as_u64::cbt_block_size)] cbt_block_size: u64,
     ) -> PyResult<usize> {
-        let mut cfg = VmConfig {
+        let mut cfg = vm_config(
+            py,
             csv,
             disk_size,
-            allocated,
-            block_size,
-            kind: if fixed {
-                DiskKind::Fixed
-            } else {
-                DiskKind::Dynamic
-            },
-            spec: WorkloadSpec::given_or_default(py, workload)?,
-            seed,
-            cbt_block_size,
-        };
-        if cfg.spec.daily_change.is_some() {
-            let disk = cfg.data();
-            let key = |(s, d, b, _): &&(_, DiskData, u64, _)| {
-                *s == cfg.spec && *d == disk && *b == cbt_block_size
-            };
-            cfg.spec = match self.calibrated.iter().find(key) {
-                Some((.., done)) => done.clone(),
-                None => {
-                    let given = cfg.spec.clone();
-                    let done = detached(py, || {
-                        WorkloadSpec::for_disk(given.clone(), disk, cbt_block_size)
-                    })?;
-                    self.calibrated
-                        .push((given, disk, cbt_block_size, done.clone()));
-                    done
-                }
-            };
-        }
+            workload,
+            [allocated, block_size, seed, cbt_block_size],
+            fixed,
+        )?;
+        let data = cfg.data();
+        cfg.spec = self
+            .calibrated
+            .spec_for(py, cfg.spec, data, cbt_block_size)?;
         guarded(|| self.inner.add_vm(cfg))
     }
 

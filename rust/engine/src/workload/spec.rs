@@ -118,12 +118,67 @@ impl SizeDist {
     }
 }
 
+/// The Zipf locality's rank of a uniform draw `u` over `n` 1 MiB extents: the continuous inverse
+/// of a bounded power law of exponent `theta`, truncated to an integer rank in `[0, n)`.
+#[inline]
+pub fn zipf_rank(n: u64, theta: f64, u: f64) -> u64 {
+    let x = if (theta - 1.0).abs() < 1e-9 {
+        (n as f64).powf(u)
+    } else {
+        let e = 1.0 - theta;
+        (((n as f64).powf(e) - 1.0) * u + 1.0).powf(1.0 / e)
+    };
+    (x as u64).saturating_sub(1).min(n - 1)
+}
+
+/// The probability [`zipf_rank`] returns `rank`: the law's mass on `[rank + 1, rank + 2)` (the
+/// last rank also gets nothing past `n`).
+pub fn zipf_rank_probability(n: u64, theta: f64, rank: u64) -> f64 {
+    if n <= 1 {
+        return if rank == 0 { 1.0 } else { 0.0 };
+    }
+    let nf = n as f64;
+    let cdf = |x: f64| {
+        if (theta - 1.0).abs() < 1e-9 {
+            x.ln() / nf.ln()
+        } else {
+            let e = 1.0 - theta;
+            (x.powf(e) - 1.0) / (nf.powf(e) - 1.0)
+        }
+    };
+    let lo = (rank + 1) as f64;
+    let hi = ((rank + 2).min(n)) as f64;
+    if hi <= lo {
+        0.0
+    } else {
+        (cdf(hi) - cdf(lo)).max(0.0)
+    }
+}
+
+/// The 1 MiB extent the Zipf locality puts `rank` on, for the VM's `salt` (ranks scattered over
+/// the data by a multiplicative hash).
+#[inline]
+pub fn zipf_extent(rank: u64, salt: u64, n: u64) -> u64 {
+    (rank.wrapping_mul(SCATTER).wrapping_add(salt)) % n
+}
+
 /// A rate that follows the day: `1 + amplitude × cos(2π (t − peak) / period)`, never below 0.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Diurnal {
     pub amplitude: f64,
     pub period_s: f64,
     pub peak_s: f64,
+}
+
+/// Operations per second around time `t` of a workload of `iops` following `diurnal`.
+pub fn rate_at(iops: f64, diurnal: Option<Diurnal>, t: f64) -> f64 {
+    match diurnal {
+        None => iops,
+        Some(d) => {
+            let phase = std::f64::consts::TAU * (t - d.peak_s) / d.period_s;
+            (iops * (1.0 + d.amplitude * phase.cos())).max(0.0)
+        }
+    }
 }
 
 /// One VM's I/O.
@@ -262,13 +317,7 @@ impl WorkloadSpec {
 
     /// Operations per second around time `t`.
     pub fn rate_at(&self, t: f64) -> f64 {
-        match self.diurnal {
-            None => self.iops,
-            Some(d) => {
-                let phase = std::f64::consts::TAU * (t - d.peak_s) / d.period_s;
-                (self.iops * (1.0 + d.amplitude * phase.cos())).max(0.0)
-            }
-        }
+        rate_at(self.iops, self.diurnal, t)
     }
 }
 
@@ -611,15 +660,8 @@ impl Generator {
             }
             Locality::Zipf { theta } => {
                 let n = (self.span / MIB).max(1);
-                let u = rng.f64();
-                let x = if (theta - 1.0).abs() < 1e-9 {
-                    (n as f64).powf(u)
-                } else {
-                    let e = 1.0 - theta;
-                    (((n as f64).powf(e) - 1.0) * u + 1.0).powf(1.0 / e)
-                };
-                let rank = (x as u64).saturating_sub(1).min(n - 1);
-                let extent = (rank.wrapping_mul(SCATTER).wrapping_add(self.hot_base)) % n;
+                let rank = zipf_rank(n, theta, rng.f64());
+                let extent = zipf_extent(rank, self.hot_base, n);
                 let within = rng.below(MIB / self.align);
                 (extent * (MIB / self.align) + within).min(z.slots - 1)
             }
