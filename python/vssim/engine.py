@@ -48,6 +48,7 @@ from vssim._engine import (
     bitset_limit,
     calibrate,
     change_fraction,
+    max_min_rates,
 )
 from vssim._engine import __version__ as engine_version
 
@@ -83,5 +84,6 @@ __all__ = [
     "bitset_limit",
     "calibrate",
     "change_fraction",
+    "max_min_rates",
     "engine_version",
 ]
