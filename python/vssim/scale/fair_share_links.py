@@ -2,11 +2,12 @@
 node's NIC are shared max-min fairly among the transfers and background flows crossing them.
 
 How it works (a fluid model): a transfer crosses a path of links; the rates are the max-min fair
-allocation, found by progressive filling (the engine's ``links::max_min``) — every flow's rate rises together from zero; when a
-link is full, the flows crossing it keep the rate they reached (that link is their bottleneck)
-and the others go on rising; a background flow stops at its demand. So a transfer whose path
-has room moves faster instead of leaving capacity idle: every transfer is bottlenecked — on some
-link of its path, the link is full and no flow on it moves faster than it.
+allocation, found by progressive filling (the engine's ``links::max_min`` computes it) — every
+flow's rate rises together from zero; when a link is full, the flows crossing it keep the rate
+they reached (that link is their bottleneck) and the others go on rising; a background flow
+stops at its demand. So a transfer whose path has room moves faster instead of leaving capacity
+idle: every transfer is bottlenecked — on some link of its path, the link is full and no flow on
+it moves faster than it.
 
 Rates change only when a transfer starts or ends, or a background changes, so between those
 instants every rate is constant, and the allocation is recomputed at each of them (once per
@@ -113,6 +114,10 @@ class FairShareLinks:
         #: Links whose flows changed since their rates were filled (a link no transfer crosses
         #: keeps its rates until then).
         self._refill: set[str] = set()
+        #: Per link, its background groups as the engine takes them (:meth:`_groups`).
+        self._group_args: dict[
+            str, tuple[list[float], list[tuple[int, float, int]], list[int]]
+        ] = {}
         self.last = float(env.now)
         self.generation = 0
         self._pending = False
@@ -218,6 +223,7 @@ class FairShareLinks:
                 self.load[link] += sign * sum(d * n for d, n in groups)
         for link in set(old) | set(kept):
             self._refill.add(link)
+            self._group_args.pop(link, None)
             if self.flows.get(link):
                 self.loaded.add(link)
             else:
@@ -246,41 +252,53 @@ class FairShareLinks:
                 self._carried(link, rate * dt)
         self.last = now
 
+    def _groups(self, link: str) -> tuple[list[float], list[tuple[int, float, int]], list[int]]:
+        """``link``'s background groups as the engine takes them — their demands (the keys of
+        ``flows[link]``, in its order), (link index, demand in bytes moved, flows), and the
+        flows — made once per change of its flows (:meth:`set_flows` drops them)."""
+        got = self._group_args.get(link)
+        if got is None:
+            w, i = self.weight[link], self.index[link]
+            per = self.flows[link]
+            got = (list(per), [(i, d / w, n) for d, n in per.items()], list(per.values()))
+            self._group_args[link] = got
+        return got
+
+    def _set_flow_rates(self, link: str, rates: list[float]) -> None:
+        """``link``'s per-flow rates (bytes/s, in ``flows[link]``'s order) from the engine's, and
+        its background total."""
+        ds, _, ns = self._group_args[link]
+        w = self.weight[link]
+        per_flow = [r * w for r in rates]
+        self.flow_rate[link] = dict(zip(ds, per_flow, strict=True))
+        self.bg_link_rate[link] = sum([r * n for r, n in zip(per_flow, ns, strict=True)])
+
     def _allocate(self) -> None:
         """The max-min fair rates of every class and background flow now. Links no transfer
         crosses are filled on their own, again only when their flows changed; a link's
         background total is summed again only when its rates were filled."""
         classes = list(self.classes.values())
         shared = {link for c in classes for link in c.path}
-        groups = [
-            (link, d) for link in sorted(shared & self.flows.keys()) for d in self.flows[link]
-        ]
-        index, weight = self.index, self.weight
+        filled = sorted(shared & self.flows.keys())
+        background: list[tuple[int, float, int]] = []
+        for link in filled:
+            background += self._groups(link)[1]
         class_rates, bg_rates = engine.max_min_rates(
-            self._capacities,
-            [(c.links, len(c.heap)) for c in classes],
-            [(index[link], d / weight[link], self.flows[link][d]) for link, d in groups],
+            self._capacities, [(c.links, len(c.heap)) for c in classes], background
         )
         for c, r in zip(classes, class_rates, strict=True):
             c.rate = r
-        filled = shared & self.flows.keys()
+        at = 0
         for link in filled:
-            self.flow_rate[link] = {}
-        for (link, d), r in zip(groups, bg_rates, strict=True):
-            self.flow_rate[link][d] = r * weight[link]
-        alone = [link for link in self._refill - shared if link in self.flows]
-        for link in alone:
-            w = weight[link]
-            ds = list(self.flows[link])
-            bg = [(index[link], d / w, self.flows[link][d]) for d in ds]
-            _, rates = engine.max_min_rates(self._capacities, [], bg)
-            self.flow_rate[link] = {d: r * w for d, r in zip(ds, rates, strict=True)}
+            n = len(self.flows[link])
+            self._set_flow_rates(link, bg_rates[at : at + n])
+            at += n
+        for link in self._refill - shared:
+            if link in self.flows:
+                _, rates = engine.max_min_rates(self._capacities, [], self._groups(link)[1])
+                self._set_flow_rates(link, rates)
         # Those filled with transfers are filled again when the transfers are gone.
-        self._refill = (self._refill & shared) | filled
-        for link in (*filled, *alone):
-            self.bg_link_rate[link] = sum(
-                self.flow_rate[link][d] * n for d, n in self.flows[link].items()
-            )
+        self._refill = (self._refill & shared) | set(filled)
 
     def _reschedule(self) -> None:
         """Finish what is done, recompute the rates, and set the timer for the next finish."""
