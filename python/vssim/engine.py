@@ -84,6 +84,6 @@ __all__ = [
     "bitset_limit",
     "calibrate",
     "change_fraction",
-    "max_min_rates",
     "engine_version",
+    "max_min_rates",
 ]

@@ -118,6 +118,8 @@ class FairShareLinks:
         self._group_args: dict[
             str, tuple[list[float], list[tuple[int, float, int]], list[int]]
         ] = {}
+        #: Per link, the engine's rates its flow rates were last set from (:meth:`_set_flow_rates`).
+        self._engine_rates: dict[str, list[float]] = {}
         self.last = float(env.now)
         self.generation = 0
         self._pending = False
@@ -224,6 +226,7 @@ class FairShareLinks:
         for link in set(old) | set(kept):
             self._refill.add(link)
             self._group_args.pop(link, None)
+            self._engine_rates.pop(link, None)
             if self.flows.get(link):
                 self.loaded.add(link)
             else:
@@ -266,7 +269,11 @@ class FairShareLinks:
 
     def _set_flow_rates(self, link: str, rates: list[float]) -> None:
         """``link``'s per-flow rates (bytes/s, in ``flows[link]``'s order) from the engine's, and
-        its background total."""
+        its background total — unless the engine gave the same rates as last time for the same
+        flows (then both are as they were)."""
+        if self._engine_rates.get(link) == rates:
+            return
+        self._engine_rates[link] = rates
         ds, _, ns = self._group_args[link]
         w = self.weight[link]
         per_flow = [r * w for r in rates]
