@@ -120,6 +120,8 @@ class FairShareLinks:
         ] = {}
         #: Per link, the engine's rates its flow rates were last set from (:meth:`_set_flow_rates`).
         self._engine_rates: dict[str, list[float]] = {}
+        #: Per link, the engine's rates for its flows with no transfer on it.
+        self._alone_rates: dict[str, list[float]] = {}
         self.last = float(env.now)
         self.generation = 0
         self._pending = False
@@ -227,6 +229,7 @@ class FairShareLinks:
             self._refill.add(link)
             self._group_args.pop(link, None)
             self._engine_rates.pop(link, None)
+            self._alone_rates.pop(link, None)
             if self.flows.get(link):
                 self.loaded.add(link)
             else:
@@ -251,8 +254,10 @@ class FairShareLinks:
             for link in self.loaded:
                 if not self.users[link]:
                     self.link_busy[link] += dt
+            # `_carried` inlined: this loop runs over every loaded link at every instant.
+            weight, link_bytes = self.weight, self.link_bytes
             for link, rate in self.bg_link_rate.items():
-                self._carried(link, rate * dt)
+                link_bytes[link] += round(rate * dt * weight[link])
         self.last = now
 
     def _groups(self, link: str) -> tuple[list[float], list[tuple[int, float, int]], list[int]]:
@@ -302,7 +307,12 @@ class FairShareLinks:
             at += n
         for link in self._refill - shared:
             if link in self.flows:
-                _, rates = engine.max_min_rates(self._capacities, [], self._groups(link)[1])
+                # The same flows alone on the same link fill the same way: computed once per
+                # change of the link's flows.
+                rates = self._alone_rates.get(link)
+                if rates is None:
+                    _, rates = engine.max_min_rates(self._capacities, [], self._groups(link)[1])
+                    self._alone_rates[link] = rates
                 self._set_flow_rates(link, rates)
         # Those filled with transfers are filled again when the transfers are gone.
         self._refill = (self._refill & shared) | set(filled)
