@@ -99,6 +99,9 @@ class FairShareLinks:
         #: Bytes each node's NIC carried.
         self.nic_bytes = {n.name: 0 for n in scenario.nodes}
         self.users = dict.fromkeys(self.bandwidth, 0)
+        #: The links some transfer crosses now (``users`` > 0), so :meth:`_settle` visits only
+        #: the busy ones.
+        self._crossed: set[str] = set()
         self.link_bytes = dict.fromkeys(self.bandwidth, 0)
         self.link_busy = dict.fromkeys(self.bandwidth, 0.0)
         self.classes: dict[tuple[str, ...], _Class] = {}
@@ -151,6 +154,7 @@ class FairShareLinks:
         heapq.heappush(cls.heap, (cls.work + nbytes, seq, nbytes, done))
         for link in key:
             self.users[link] += 1
+            self._crossed.add(link)
         self.transfers += 1
         self._later()
         try:
@@ -164,6 +168,12 @@ class FairShareLinks:
         for n in set(nodes):
             self.nic_bytes[n] += nbytes
         return float(self.env.now - start)
+
+    def _release(self, link: str) -> None:
+        """A transfer left ``link``."""
+        self.users[link] -= 1
+        if not self.users[link]:
+            self._crossed.discard(link)
 
     def _carried(self, link: str, nbytes: float) -> None:
         self.link_bytes[link] += round(nbytes * self.weight[link])
@@ -190,7 +200,7 @@ class FairShareLinks:
                 cls.heap.pop(i)
                 heapq.heapify(cls.heap)
                 for link in cls.path:
-                    self.users[link] -= 1
+                    self._release(link)
                     self._carried(link, moved)
                 if not cls.heap and self.classes.get(cls.path) is cls:
                     del self.classes[cls.path]
@@ -248,12 +258,9 @@ class FairShareLinks:
             for cls in self.classes.values():
                 if cls.heap:
                     cls.work += cls.rate * dt
-            for link, n in self.users.items():
-                if n:
-                    self.link_busy[link] += dt
-            for link in self.loaded:
-                if not self.users[link]:
-                    self.link_busy[link] += dt
+            # Once per link a transfer or a background flow crosses.
+            for link in self._crossed | self.loaded:
+                self.link_busy[link] += dt
             # `_carried` inlined: this loop runs over every loaded link at every instant.
             weight, link_bytes = self.weight, self.link_bytes
             for link, rate in self.bg_link_rate.items():
@@ -325,7 +332,7 @@ class FairShareLinks:
                 while cls.heap and cls.heap[0][0] - cls.work <= _SLACK:
                     _, _, nbytes, done = heapq.heappop(cls.heap)
                     for link in cls.path:
-                        self.users[link] -= 1
+                        self._release(link)
                         self._carried(link, nbytes)
                     done.succeed()
                     finished = True
