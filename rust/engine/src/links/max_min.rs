@@ -135,7 +135,9 @@ fn fill_one_link(capacity: f64, groups: &[usize], background: &[Group], out: &mu
     // total.
     order.sort_by(|&a, &b| background[a].demand.total_cmp(&background[b].demand));
     for (k, &j) in order.iter().enumerate() {
-        let Group { demand, flows: n, .. } = background[j];
+        let Group {
+            demand, flows: n, ..
+        } = background[j];
         if demand * flows as f64 <= left {
             out[j] = demand;
             left -= demand * n as f64;
@@ -236,7 +238,12 @@ pub fn max_min_rates(
         }
         rounds_left -= 1;
         busy.clear();
-        busy.extend(shared.iter().filter(|&&l| n_on[l] > 0).map(|&l| (l, n_on[l])));
+        busy.extend(
+            shared
+                .iter()
+                .filter(|&&l| n_on[l] > 0)
+                .map(|&l| (l, n_on[l])),
+        );
         let Some(&(l0, n0)) = busy.first() else {
             return Err(Error::State(
                 "max-min filling: open transfers but no link carries them (a bug)".to_owned(),
@@ -395,7 +402,10 @@ mod tests {
         assert!(msg(e).contains("too many transfers"));
     }
 
-    fn case() -> impl Strategy<Value = (Vec<f64>, Vec<(Vec<usize>, u64)>, Vec<Group>)> {
+    /// Capacities, classes (path, transfers) and background groups.
+    type Case = (Vec<f64>, Vec<(Vec<usize>, u64)>, Vec<Group>);
+
+    fn case() -> impl Strategy<Value = Case> {
         (1usize..7).prop_flat_map(|links| {
             (
                 prop::collection::vec(1e6f64..1e10, links),
