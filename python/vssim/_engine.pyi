@@ -57,6 +57,7 @@ __all__ = [
     "bitset_limit",
     "calibrate",
     "change_fraction",
+    "max_min_rates",
 ]
 
 _IntArray = npt.ArrayLike
@@ -69,6 +70,14 @@ def bitset_limit(
     allocated_bytes: int | None = None,
 ) -> int:
     """The memory system's limit for a tracker's batch: the stream's chunk bits in flat bitmaps."""
+
+def max_min_rates(
+    capacity: Sequence[float],
+    classes: Sequence[tuple[Sequence[int], int]],
+    background: Sequence[tuple[int, float, int]],
+) -> tuple[list[float], list[float]]:
+    """The max-min fair rates on links of ``capacity`` (by index): per transfer of each class
+    (path of link indices, transfers), per flow of each background group (link, demand, flows)."""
 
 @final
 class WriteResult:

@@ -48,6 +48,7 @@ from vssim._engine import (
     bitset_limit,
     calibrate,
     change_fraction,
+    max_min_rates,
 )
 from vssim._engine import __version__ as engine_version
 
@@ -84,4 +85,5 @@ __all__ = [
     "calibrate",
     "change_fraction",
     "engine_version",
+    "max_min_rates",
 ]

@@ -2,11 +2,12 @@
 node's NIC are shared max-min fairly among the transfers and background flows crossing them.
 
 How it works (a fluid model): a transfer crosses a path of links; the rates are the max-min fair
-allocation, found by progressive filling — every flow's rate rises together from zero; when a
-link is full, the flows crossing it keep the rate they reached (that link is their bottleneck)
-and the others go on rising; a background flow stops at its demand. So a transfer whose path
-has room moves faster instead of leaving capacity idle: every transfer is bottlenecked — on some
-link of its path, the link is full and no flow on it moves faster than it.
+allocation, found by progressive filling (the engine's ``links::max_min`` computes it) — every
+flow's rate rises together from zero; when a link is full, the flows crossing it keep the rate
+they reached (that link is their bottleneck) and the others go on rising; a background flow
+stops at its demand. So a transfer whose path has room moves faster instead of leaving capacity
+idle: every transfer is bottlenecked — on some link of its path, the link is full and no flow on
+it moves faster than it.
 
 Rates change only when a transfer starts or ends, or a background changes, so between those
 instants every rate is constant, and the allocation is recomputed at each of them (once per
@@ -43,123 +44,42 @@ from typing import Any
 
 import simpy
 
+from vssim import engine
 from vssim.scenario import Csv, Scenario
 from vssim.sim.links import TARGET, link_bandwidths, link_path
 
 #: Bytes of a transfer left when it counts as done (floating-point slack).
 _SLACK = 1e-3
-#: A link counts as full when less than this share of its capacity is left, a background flow
-#: as at its demand within this share of it (floating point).
-_FULL = 1e-9
 
 
 @dataclass
 class _Class:
     path: tuple[str, ...]
+    #: ``path`` as indices of the links (:attr:`FairShareLinks.index`), what the engine takes.
+    links: tuple[int, ...]
     work: float = 0.0
     rate: float = 0.0
     #: (finish mark, sequence, bytes, done event)
     heap: list[tuple[float, int, int, simpy.Event]] = field(default_factory=list)
 
 
-def _fill_one_link(
-    capacity: float, groups: list[int], background: list[tuple[str, float, int]], out: list[float]
-) -> None:
-    """Progressive filling on a link only background flows cross (closed form): in ascending
-    demand, a group gets its demand while the flows left could all have it, else every flow
-    left gets an equal share of what is left."""
-    left = capacity
-    flows = sum(background[j][2] for j in groups)
-    for k, j in enumerate(sorted(groups, key=lambda j: background[j][1])):
-        _, demand, n = background[j]
-        if demand * flows <= left:
-            out[j] = demand
-            left -= demand * n
-            flows -= n
-            continue
-        share = left / flows
-        for j2 in sorted(groups, key=lambda j: background[j][1])[k:]:
-            out[j2] = share
-        return
-
-
 def max_min_rates(
-    capacity: dict[str, float],
-    classes: list[tuple[tuple[str, ...], int]],
-    background: list[tuple[str, float, int]],
+    capacity: Mapping[str, float],
+    classes: Sequence[tuple[tuple[str, ...], int]],
+    background: Sequence[tuple[str, float, int]],
 ) -> tuple[list[float], list[float]]:
-    """The max-min fair rates, by progressive filling: ``classes`` are (path, number of
-    transfers) — every transfer of a class gets the same rate —, ``background`` (link, demand
-    per flow > 0, number of flows) groups of equal flows on one link each. Returns the
-    per-transfer rate of each class and the per-flow rate of each background group.
-
-    Each round raises every open flow by the same step, to the first link to fill or the first
-    demand met, and closes the flows that it stops. Links that no transfer crosses do not
-    interact with the others: their background is filled on its own, in closed form."""
-    class_rate = [0.0] * len(classes)
-    bg_rate = [0.0] * len(background)
-    shared = {link for path, _ in classes for link in path}
-    alone: dict[str, list[int]] = {}
-    for j, (link, _, _) in enumerate(background):
-        if link not in shared:
-            alone.setdefault(link, []).append(j)
-    for link, groups in alone.items():
-        _fill_one_link(capacity[link], groups, background, bg_rate)
-    rem = {link: capacity[link] for link in shared}
-    n_on = dict.fromkeys(shared, 0)
-    on_link: dict[str, list[int]] = {link: [] for link in shared}
-    bg_on: dict[str, list[int]] = {link: [] for link in shared}
-    for i, (path, n) in enumerate(classes):
-        for link in path:
-            n_on[link] += n
-            on_link[link].append(i)
-    demands: list[tuple[float, int]] = []
-    for j, (link, demand, n) in enumerate(background):
-        if link in shared:
-            n_on[link] += n
-            bg_on[link].append(j)
-            demands.append((demand, j))
-    heapq.heapify(demands)
-    open_classes = set(range(len(classes)))
-    open_bg = {j for _, j in demands}
-    level = 0.0
-    while open_classes:
-        busy = [(link, n) for link, n in n_on.items() if n > 0]
-        step = min(rem[link] / n for link, n in busy)
-        while demands and demands[0][1] not in open_bg:
-            heapq.heappop(demands)
-        if demands:
-            step = min(step, demands[0][0] - level)
-        step = max(step, 0.0)
-        level += step
-        frozen_classes: set[int] = set()
-        frozen_bg: set[int] = set()
-        for link, n in busy:
-            rem[link] -= step * n
-            if rem[link] <= _FULL * capacity[link]:
-                frozen_classes.update(i for i in on_link[link] if i in open_classes)
-                frozen_bg.update(j for j in bg_on[link] if j in open_bg)
-        while demands and demands[0][0] - level <= _FULL * demands[0][0]:
-            frozen_bg.add(heapq.heappop(demands)[1])
-        for i in frozen_classes:
-            class_rate[i] = level
-            open_classes.discard(i)
-            path, n = classes[i]
-            for link in path:
-                n_on[link] -= n
-        for j in frozen_bg:
-            if j in open_bg:
-                bg_rate[j] = min(level, background[j][1])
-                open_bg.discard(j)
-                n_on[background[j][0]] -= background[j][2]
-    # Background flows on shared links still open once every transfer is placed: their links
-    # have room left for them alone.
-    for link in shared:
-        groups = [j for j in bg_on[link] if j in open_bg]
-        if groups:
-            left = rem[link] + sum(level * background[j][2] for j in groups)
-            _fill_one_link(left, groups, background, bg_rate)
-    return class_rate, bg_rate
+    """The max-min fair rates, by progressive filling (the engine's ``links::max_min``): the
+    links of ``capacity`` by name, ``classes`` (path, number of transfers) — every transfer of a
+    class gets the same rate —, ``background`` (link, demand per flow > 0, number of flows)
+    groups of equal flows on one link each. Returns the per-transfer rate of each class and the
+    per-flow rate of each background group. :class:`FairShareLinks` calls the engine with link
+    indices directly."""
+    index = {link: i for i, link in enumerate(capacity)}
+    return engine.max_min_rates(
+        list(capacity.values()),
+        [(tuple(index[link] for link in path), n) for path, n in classes],
+        [(index[link], demand, n) for link, demand, n in background],
+    )
 
 
 class FairShareLinks:
@@ -173,9 +93,15 @@ class FairShareLinks:
         self.weight[TARGET] = 1.0 / scenario.target.compression
         #: Capacity in bytes moved (read) per second.
         self.capacity = {link: bw / self.weight[link] for link, bw in self.bandwidth.items()}
+        #: Each link's index in the engine's arrays, and the capacities in that order.
+        self.index = {link: i for i, link in enumerate(self.capacity)}
+        self._capacities = list(self.capacity.values())
         #: Bytes each node's NIC carried.
         self.nic_bytes = {n.name: 0 for n in scenario.nodes}
         self.users = dict.fromkeys(self.bandwidth, 0)
+        #: The links some transfer crosses now (``users`` > 0), so :meth:`_settle` visits only
+        #: the busy ones.
+        self._crossed: set[str] = set()
         self.link_bytes = dict.fromkeys(self.bandwidth, 0)
         self.link_busy = dict.fromkeys(self.bandwidth, 0.0)
         self.classes: dict[tuple[str, ...], _Class] = {}
@@ -191,6 +117,14 @@ class FairShareLinks:
         #: Links whose flows changed since their rates were filled (a link no transfer crosses
         #: keeps its rates until then).
         self._refill: set[str] = set()
+        #: Per link, its background groups as the engine takes them (:meth:`_groups`).
+        self._group_args: dict[
+            str, tuple[list[float], list[tuple[int, float, int]], list[int]]
+        ] = {}
+        #: Per link, the engine's rates its flow rates were last set from (:meth:`_set_flow_rates`).
+        self._engine_rates: dict[str, list[float]] = {}
+        #: Per link, the engine's rates for its flows with no transfer on it.
+        self._alone_rates: dict[str, list[float]] = {}
         self.last = float(env.now)
         self.generation = 0
         self._pending = False
@@ -213,13 +147,14 @@ class FairShareLinks:
         self._settle()
         cls = self.classes.get(key)
         if cls is None:
-            cls = self.classes[key] = _Class(key)
+            cls = self.classes[key] = _Class(key, tuple(self.index[link] for link in key))
         done = self.env.event()
         self.seq += 1
         seq = self.seq
         heapq.heappush(cls.heap, (cls.work + nbytes, seq, nbytes, done))
         for link in key:
             self.users[link] += 1
+            self._crossed.add(link)
         self.transfers += 1
         self._later()
         try:
@@ -233,6 +168,12 @@ class FairShareLinks:
         for n in set(nodes):
             self.nic_bytes[n] += nbytes
         return float(self.env.now - start)
+
+    def _release(self, link: str) -> None:
+        """A transfer left ``link``."""
+        self.users[link] -= 1
+        if not self.users[link]:
+            self._crossed.discard(link)
 
     def _carried(self, link: str, nbytes: float) -> None:
         self.link_bytes[link] += round(nbytes * self.weight[link])
@@ -259,7 +200,7 @@ class FairShareLinks:
                 cls.heap.pop(i)
                 heapq.heapify(cls.heap)
                 for link in cls.path:
-                    self.users[link] -= 1
+                    self._release(link)
                     self._carried(link, moved)
                 if not cls.heap and self.classes.get(cls.path) is cls:
                     del self.classes[cls.path]
@@ -296,6 +237,9 @@ class FairShareLinks:
                 self.load[link] += sign * sum(d * n for d, n in groups)
         for link in set(old) | set(kept):
             self._refill.add(link)
+            self._group_args.pop(link, None)
+            self._engine_rates.pop(link, None)
+            self._alone_rates.pop(link, None)
             if self.flows.get(link):
                 self.loaded.add(link)
             else:
@@ -314,48 +258,71 @@ class FairShareLinks:
             for cls in self.classes.values():
                 if cls.heap:
                     cls.work += cls.rate * dt
-            for link, n in self.users.items():
-                if n:
-                    self.link_busy[link] += dt
-            for link in self.loaded:
-                if not self.users[link]:
-                    self.link_busy[link] += dt
+            # Once per link a transfer or a background flow crosses.
+            for link in self._crossed | self.loaded:
+                self.link_busy[link] += dt
+            # `_carried` inlined: this loop runs over every loaded link at every instant.
+            weight, link_bytes = self.weight, self.link_bytes
             for link, rate in self.bg_link_rate.items():
-                self._carried(link, rate * dt)
+                link_bytes[link] += round(rate * dt * weight[link])
         self.last = now
+
+    def _groups(self, link: str) -> tuple[list[float], list[tuple[int, float, int]], list[int]]:
+        """``link``'s background groups as the engine takes them — their demands (the keys of
+        ``flows[link]``, in its order), (link index, demand in bytes moved, flows), and the
+        flows — made once per change of its flows (:meth:`set_flows` drops them)."""
+        got = self._group_args.get(link)
+        if got is None:
+            w, i = self.weight[link], self.index[link]
+            per = self.flows[link]
+            got = (list(per), [(i, d / w, n) for d, n in per.items()], list(per.values()))
+            self._group_args[link] = got
+        return got
+
+    def _set_flow_rates(self, link: str, rates: list[float]) -> None:
+        """``link``'s per-flow rates (bytes/s, in ``flows[link]``'s order) from the engine's, and
+        its background total — unless the engine gave the same rates as last time for the same
+        flows (then both are as they were)."""
+        if self._engine_rates.get(link) == rates:
+            return
+        self._engine_rates[link] = rates
+        ds, _, ns = self._group_args[link]
+        w = self.weight[link]
+        per_flow = [r * w for r in rates]
+        self.flow_rate[link] = dict(zip(ds, per_flow, strict=True))
+        self.bg_link_rate[link] = sum([r * n for r, n in zip(per_flow, ns, strict=True)])
 
     def _allocate(self) -> None:
         """The max-min fair rates of every class and background flow now. Links no transfer
-        crosses are filled on their own, again only when their flows changed."""
+        crosses are filled on their own, again only when their flows changed; a link's
+        background total is summed again only when its rates were filled."""
         classes = list(self.classes.values())
         shared = {link for c in classes for link in c.path}
-        groups = [
-            (link, d) for link in sorted(shared & self.flows.keys()) for d in self.flows[link]
-        ]
-        class_rates, bg_rates = max_min_rates(
-            self.capacity,
-            [(c.path, len(c.heap)) for c in classes],
-            [(link, d / self.weight[link], self.flows[link][d]) for link, d in groups],
+        filled = sorted(shared & self.flows.keys())
+        background: list[tuple[int, float, int]] = []
+        for link in filled:
+            background += self._groups(link)[1]
+        class_rates, bg_rates = engine.max_min_rates(
+            self._capacities, [(c.links, len(c.heap)) for c in classes], background
         )
         for c, r in zip(classes, class_rates, strict=True):
             c.rate = r
-        for link in shared & self.flows.keys():
-            self.flow_rate[link] = {}
-            self._refill.add(link)  # filled with transfers: refill when they are gone
-        for (link, d), r in zip(groups, bg_rates, strict=True):
-            self.flow_rate[link][d] = r * self.weight[link]
+        at = 0
+        for link in filled:
+            n = len(self.flows[link])
+            self._set_flow_rates(link, bg_rates[at : at + n])
+            at += n
         for link in self._refill - shared:
             if link in self.flows:
-                w = self.weight[link]
-                ds = list(self.flows[link])
-                alone = [(link, d / w, self.flows[link][d]) for d in ds]
-                _, rates = max_min_rates(self.capacity, [], alone)
-                self.flow_rate[link] = {d: r * w for d, r in zip(ds, rates, strict=True)}
-        self._refill &= shared
-        for link in self.flows:
-            self.bg_link_rate[link] = sum(
-                self.flow_rate[link][d] * n for d, n in self.flows[link].items()
-            )
+                # The same flows alone on the same link fill the same way: computed once per
+                # change of the link's flows.
+                rates = self._alone_rates.get(link)
+                if rates is None:
+                    _, rates = engine.max_min_rates(self._capacities, [], self._groups(link)[1])
+                    self._alone_rates[link] = rates
+                self._set_flow_rates(link, rates)
+        # Those filled with transfers are filled again when the transfers are gone.
+        self._refill = (self._refill & shared) | set(filled)
 
     def _reschedule(self) -> None:
         """Finish what is done, recompute the rates, and set the timer for the next finish."""
@@ -365,7 +332,7 @@ class FairShareLinks:
                 while cls.heap and cls.heap[0][0] - cls.work <= _SLACK:
                     _, _, nbytes, done = heapq.heappop(cls.heap)
                     for link in cls.path:
-                        self.users[link] -= 1
+                        self._release(link)
                         self._carried(link, nbytes)
                     done.succeed()
                     finished = True

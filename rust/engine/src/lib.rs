@@ -11,6 +11,7 @@
 //! - [`limit`]: the memory system's limit for a tracker's batch (the benchmarks' reference).
 //! - [`cow`]: copy-on-write snapshot tracking of one volume, as the system provider (volsnap) does it.
 //! - [`cbt`]: changed-block tracking of one virtual disk, what an incremental backup reads.
+//! - [`links`]: the max-min fair rates of transfers and background flows on shared links.
 //! - [`workload`]: per-VM I/O streams, the VHDX layout model, and the modelled cluster (which can
 //!   put its disks on real VHDX files on real volumes).
 //! - [`estimate`]: the estimate tier: in closed form, what `workload`'s modelled cluster would
@@ -31,6 +32,7 @@
 //! limit    → error
 //! cow      → chunkset, error, volsnap
 //! cbt      → chunkset, error
+//! links    → error
 //! workload → cow, cbt, vhdx, volume, storage, error
 //! estimate → workload, cow, cbt, vhdx, volsnap, error
 //! ```
@@ -43,6 +45,7 @@ pub mod cow;
 pub mod error;
 pub mod estimate;
 pub mod limit;
+pub mod links;
 pub mod storage;
 pub mod vhdx;
 pub mod volsnap;
@@ -64,6 +67,7 @@ mod tests {
         ("limit", &["error"]),
         ("cow", &["chunkset", "error", "volsnap"]),
         ("cbt", &["chunkset", "error"]),
+        ("links", &["error"]),
         (
             "workload",
             &["cow", "cbt", "vhdx", "volume", "storage", "error"],

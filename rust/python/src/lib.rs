@@ -12,6 +12,7 @@ mod errors;
 mod estimate;
 mod generator;
 mod limit;
+mod links;
 mod shared;
 mod spec;
 mod vhdx;
@@ -40,6 +41,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(change_fraction::calibrate, m)?)?;
     m.add_function(wrap_pyfunction!(change_fraction::change_fraction, m)?)?;
     m.add_function(wrap_pyfunction!(limit::bitset_limit, m)?)?;
+    m.add_function(wrap_pyfunction!(links::max_min_rates, m)?)?;
     Ok(())
 }
 
