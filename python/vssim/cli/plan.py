@@ -9,6 +9,7 @@ from typing import Any
 from vssim.benchreport import text_table
 from vssim.cli.args import int_in
 from vssim.cli.progress import PlanWatcher, View
+from vssim.cli.scenario_warnings import condensed
 from vssim.errors import PlanError
 from vssim.report import capacity_plan as planning
 from vssim.report.formatting import humanize
@@ -114,8 +115,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         with View() as view:
             report = planning.build(args.scenario, out, opts, progress=PlanWatcher(view), **how)
-    for w in report.warnings:
-        print(f"warning: {w}")
+    for line in condensed(report.scenario_warnings, f"every one is in {report.html.name}"):
+        print(f"warning: {line}")
+    for text in report.run_warnings:
+        print(f"warning: {text}")
     print(f"report: {report.html}")
     print(f"        {report.markdown}  (charts in {out / 'charts'})")
     print()

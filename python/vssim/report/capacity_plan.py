@@ -36,6 +36,7 @@ from vssim.report.strategies import (
 )
 from vssim.scale.engines import Engine
 from vssim.scenario import OsProfile, Scenario, parse_scenario
+from vssim.scenario.model import ScenarioWarning
 
 if TYPE_CHECKING:
     from vssim.report import charts
@@ -440,8 +441,15 @@ class PlanReport:
     charts: list[charts.Chart]
     analysis: Analysis
     advice: dict[str, list[str]]
-    #: What the scenario's loader warned about (``ScenarioWarning`` as text).
+    #: What the scenario's loader warned about (``ScenarioWarning`` as text), then the runs.
     warnings: tuple[str, ...] = ()
+    #: The scenario's own load-time warnings (the first of :attr:`warnings`).
+    scenario_warnings: tuple[ScenarioWarning, ...] = ()
+
+    @property
+    def run_warnings(self) -> tuple[str, ...]:
+        """The warnings the runs gave (after the scenario's)."""
+        return self.warnings[len(self.scenario_warnings) :]
 
 
 def limits_of(sc: Scenario, settings: PlanSettings) -> dict[str, int | None]:
@@ -496,7 +504,7 @@ def write_report(
     page.write_text(html.render_html(title, meta, a, words, drawn, warned), encoding="utf-8")
     md = out / "report.md"
     md.write_text(html.render_markdown(title, meta, a, words, drawn, out, warned), encoding="utf-8")
-    return PlanReport(out, page, md, drawn, a, words, tuple(warned))
+    return PlanReport(out, page, md, drawn, a, words, tuple(warned), tuple(sc.warnings))
 
 
 def load_for_plan(path: Path, vms: int | None = None) -> tuple[Scenario, PlanSettings]:
