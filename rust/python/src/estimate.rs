@@ -12,9 +12,9 @@ use vssim_engine::workload::SpaceRules;
 use vssim_engine::Error;
 
 use crate::args::{as_opt_u64, as_u64, as_usize, as_vec_usize};
-use crate::errors::{detached, guarded, to_py, InvalidArgumentError};
+use crate::errors::{detached, guarded, to_py};
 use crate::spec::WorkloadSpec;
-use crate::workload::{vm_config, Calibrations};
+use crate::workload::{csv_starts, foresight_dict, Calibrations};
 
 /// The CSVs and VMs of a cluster, estimated: for each VM and each interval between snapshot
 /// events, what the per-write engine (`ModelCluster`) would count in expectation — copies,
@@ -150,7 +150,7 @@ impl EstimateCluster {
         #[pyo3(from_py_with = as_u64::seed)] seed: u64,
         #[pyo3(from_py_with = as_u64::cbt_block_size)] cbt_block_size: u64,
     ) -> PyResult<usize> {
-        let mut cfg = vm_config(
+        let cfg = self.calibrated.vm_config(
             py,
             csv,
             disk_size,
@@ -158,10 +158,6 @@ impl EstimateCluster {
             [allocated, block_size, seed, cbt_block_size],
             fixed,
         )?;
-        let data = cfg.data();
-        cfg.spec = self
-            .calibrated
-            .spec_for(py, cfg.spec, data, cbt_block_size)?;
         let inner = &mut self.inner;
         detached(py, move || inner.add_vm(cfg))
     }
@@ -194,14 +190,7 @@ impl EstimateCluster {
         t0s: Vec<f64>,
         t1: f64,
     ) -> PyResult<Bound<'py, PyDict>> {
-        if csvs.len() != t0s.len() {
-            return Err(InvalidArgumentError::new_err(format!(
-                "invalid argument `t0s`: {} times for {} CSVs",
-                t0s.len(),
-                csvs.len()
-            )));
-        }
-        let from: Vec<(usize, f64)> = csvs.into_iter().zip(t0s).collect();
+        let from = csv_starts(csvs, t0s)?;
         let inner = &mut self.inner;
         let report = detached(py, move || inner.advance_csvs(&from, t1))?;
         report_dict(py, &report)
@@ -233,11 +222,7 @@ impl EstimateCluster {
     ) -> PyResult<Bound<'py, PyDict>> {
         let inner = &self.inner;
         let f = detached(py, move || inner.foresee(csv, t0, t1))?;
-        let d = PyDict::new(py);
-        d.set_item("deletion", f.deletion)?;
-        d.set_item("pause", f.pause)?;
-        d.set_item("low_space", f.low_space)?;
-        Ok(d)
+        foresight_dict(py, &f)
     }
 
     /// CSV `csv`'s expected free bytes now: its size less its files and (diff area on the

@@ -7,7 +7,9 @@ use pyo3::types::PyDict;
 use vssim_engine::cbt;
 use vssim_engine::vhdx::format::DEFAULT_BLOCK_SIZE;
 use vssim_engine::volsnap::DEFAULT_CHUNK_SIZE;
-use vssim_engine::workload::{self, DiskData, DiskKind, PauseCause, SpaceRules, VmConfig};
+use vssim_engine::workload::{
+    self, DiskData, DiskKind, Foresight, PauseCause, SpaceRules, VmConfig,
+};
 
 use crate::args::{as_opt_u64, as_u64, as_usize, as_vec_usize};
 use crate::arrays::Extents;
@@ -57,33 +59,60 @@ impl Calibrations {
         self.0.push((given, disk, unit, done.clone()));
         Ok(done)
     }
+
+    /// One VM's configuration from `add_vm`'s arguments (`ModelCluster` and `EstimateCluster`
+    /// take the same), its daily-change target calibrated (:meth:`spec_for`): `sizes` is
+    /// `[allocated, block_size, seed, cbt_block_size]`.
+    pub(crate) fn vm_config(
+        &mut self,
+        py: Python<'_>,
+        csv: usize,
+        disk_size: u64,
+        workload: Option<PyRef<'_, WorkloadSpec>>,
+        sizes: [u64; 4],
+        fixed: bool,
+    ) -> PyResult<VmConfig> {
+        let [allocated, block_size, seed, cbt_block_size] = sizes;
+        let mut cfg = VmConfig {
+            csv,
+            disk_size,
+            allocated,
+            block_size,
+            kind: if fixed {
+                DiskKind::Fixed
+            } else {
+                DiskKind::Dynamic
+            },
+            spec: WorkloadSpec::given_or_default(py, workload)?,
+            seed,
+            cbt_block_size,
+        };
+        let data = cfg.data();
+        cfg.spec = self.spec_for(py, cfg.spec, data, cbt_block_size)?;
+        Ok(cfg)
+    }
 }
 
-/// One VM's configuration from `add_vm`'s arguments (`ModelCluster` and `EstimateCluster` take
-/// the same): `sizes` is `[allocated, block_size, seed, cbt_block_size]`.
-pub(crate) fn vm_config(
-    py: Python<'_>,
-    csv: usize,
-    disk_size: u64,
-    workload: Option<PyRef<'_, WorkloadSpec>>,
-    sizes: [u64; 4],
-    fixed: bool,
-) -> PyResult<VmConfig> {
-    let [allocated, block_size, seed, cbt_block_size] = sizes;
-    Ok(VmConfig {
-        csv,
-        disk_size,
-        allocated,
-        block_size,
-        kind: if fixed {
-            DiskKind::Fixed
-        } else {
-            DiskKind::Dynamic
-        },
-        spec: WorkloadSpec::given_or_default(py, workload)?,
-        seed,
-        cbt_block_size,
-    })
+/// `advance_csvs`' `csvs` and `t0s` as (CSV, start) pairs, refused when their lengths differ
+/// (`ModelCluster` and `EstimateCluster` take the same).
+pub(crate) fn csv_starts(csvs: Vec<usize>, t0s: Vec<f64>) -> PyResult<Vec<(usize, f64)>> {
+    if csvs.len() != t0s.len() {
+        return Err(InvalidArgumentError::new_err(format!(
+            "invalid argument `t0s`: {} times for {} CSVs",
+            t0s.len(),
+            csvs.len()
+        )));
+    }
+    Ok(csvs.into_iter().zip(t0s).collect())
+}
+
+/// A window's foresight as the dict `foresee` returns (both clusters).
+pub(crate) fn foresight_dict<'py>(py: Python<'py>, f: &Foresight) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("deletion", f.deletion)?;
+    d.set_item("pause", f.pause)?;
+    d.set_item("low_space", f.low_space)?;
+    Ok(d)
 }
 
 /// A window's report as the dict `advance` returns.
@@ -224,7 +253,7 @@ impl ModelCluster {
         #[pyo3(from_py_with = as_u64::seed)] seed: u64,
         #[pyo3(from_py_with = as_u64::cbt_block_size)] cbt_block_size: u64,
     ) -> PyResult<usize> {
-        let mut cfg = vm_config(
+        let cfg = self.calibrated.vm_config(
             py,
             csv,
             disk_size,
@@ -232,10 +261,6 @@ impl ModelCluster {
             [allocated, block_size, seed, cbt_block_size],
             fixed,
         )?;
-        let data = cfg.data();
-        cfg.spec = self
-            .calibrated
-            .spec_for(py, cfg.spec, data, cbt_block_size)?;
         guarded(|| self.inner.add_vm(cfg))
     }
 
@@ -275,14 +300,7 @@ impl ModelCluster {
         t0s: Vec<f64>,
         t1: f64,
     ) -> PyResult<Bound<'py, PyDict>> {
-        if csvs.len() != t0s.len() {
-            return Err(InvalidArgumentError::new_err(format!(
-                "invalid argument `t0s`: {} times for {} CSVs",
-                t0s.len(),
-                csvs.len()
-            )));
-        }
-        let from: Vec<(usize, f64)> = csvs.into_iter().zip(t0s).collect();
+        let from = csv_starts(csvs, t0s)?;
         let inner = &mut self.inner;
         let report = detached(py, move || inner.advance_csvs(&from, t1))?;
         report_dict(py, &report)
@@ -315,11 +333,7 @@ impl ModelCluster {
     ) -> PyResult<Bound<'py, PyDict>> {
         let inner = &self.inner;
         let f = detached(py, move || inner.foresee(csv, t0, t1))?;
-        let d = PyDict::new(py);
-        d.set_item("deletion", f.deletion)?;
-        d.set_item("pause", f.pause)?;
-        d.set_item("low_space", f.low_space)?;
-        Ok(d)
+        foresight_dict(py, &f)
     }
 
     /// CSV `csv`'s free bytes now: its size less its files and (diff area on the volume) its
