@@ -3,7 +3,8 @@ runaway allocation or a crash shows as a failed test, never as a stuck or swappi
 
 The limits are set in the child itself (``preexec_fn``): an address-space limit always
 (``RLIMIT_AS``), a file-size limit on request (``RLIMIT_FSIZE``, a disk that fills: writes past it
-fail with ``EFBIG``; CPython ignores ``SIGXFSZ``).
+fail with ``EFBIG``; CPython ignores ``SIGXFSZ``). Beside them, calls from four threads at once
+bounded by a join timeout (:func:`in_four_threads`): a deadlock fails the test.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 #: Address space of a hostile child process: what a normal `vssim` run needs (Python, numpy,
 #: polars, the engine: ~1 GiB virtual) with room to spare, far below what the runaway cases
@@ -131,3 +133,45 @@ def vssim_batch(
     )
     assert r.returncode == 0, f"the batch died ({r.returncode}): {r.stderr[-3000:]}"
     return [Result(*row) for row in json.loads(r.stdout.splitlines()[-1])]
+
+
+#: Batches of writes (offsets, lengths) for the many-threads tests.
+Batch = tuple[Any, Any]
+
+
+def random_batches(seed: int, size: int, count: int = 8, n: int = 200_000) -> list[Batch]:
+    """``count`` batches of ``n`` random writes (up to 64 KiB) inside ``size`` bytes."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return [
+        (
+            rng.integers(0, size - (1 << 20), n, dtype=np.uint64),
+            rng.integers(1, 1 << 16, n, dtype=np.uint32),
+        )
+        for _ in range(count)
+    ]
+
+
+def in_four_threads(call: Callable[[Any, Any], None], batches: list[Batch]) -> None:
+    """``call`` on every batch, the batches dealt to four threads at once; fails when a call
+    raises, and — the threads are daemons joined with a timeout — when the calls deadlock,
+    rather than hang the test run."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def work(mine: list[Batch]) -> None:
+        try:
+            for o, n in mine:
+                call(o, n)
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(batches[i::4],), daemon=True) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=120)
+    assert not any(th.is_alive() for th in threads), "the calls did not end: a deadlock"
+    assert errors == []

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vssim
-from bounded import python
+from bounded import in_four_threads, python, random_batches
 from vssim import engine
 
 K = 16 * 1024
@@ -266,38 +266,17 @@ def test_a_volume_past_what_can_be_tracked_is_refused_with_the_limit() -> None:
 def test_four_threads_on_one_tracker() -> None:
     # Issue 15: a second thread got ``RuntimeError: Already borrowed`` while the first had released
     # the GIL inside ``apply_writes``. Calls now take turns; the result is the sequential one.
-    import threading
-
-    rng = np.random.default_rng(9)
     size = 1 << 40
-    batches = [
-        (
-            rng.integers(0, size - (1 << 20), 200_000, dtype=np.uint64),
-            rng.integers(1, 1 << 16, 200_000, dtype=np.uint32),
-        )
-        for _ in range(8)
-    ]
+    batches = random_batches(9, size)
     shared = engine.CowTracker(size)
     shared.create_snapshot()
     copied: list[int] = []
-    errors: list[BaseException] = []
 
-    def work(mine: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        try:
-            for o, n in mine:
-                copied.append(shared.apply_writes(o, n).chunks_copied)
-                assert shared.diff_area_bytes > 0
-        except BaseException as e:  # reported below
-            errors.append(e)
+    def apply(o: np.ndarray, n: np.ndarray) -> None:
+        copied.append(shared.apply_writes(o, n).chunks_copied)
+        assert shared.diff_area_bytes > 0
 
-    # Daemon threads joined with a timeout: calls that deadlock fail the test, never hang it.
-    threads = [threading.Thread(target=work, args=(batches[i::4],), daemon=True) for i in range(4)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(timeout=120)
-    assert not any(th.is_alive() for th in threads), "the calls did not end: a deadlock"
-    assert errors == []
+    in_four_threads(apply, batches)
     alone = engine.CowTracker(size)
     alone.create_snapshot()
     want = sum(alone.apply_writes(o, n).chunks_copied for o, n in batches)
