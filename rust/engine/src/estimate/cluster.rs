@@ -14,7 +14,7 @@
 //! reaches the limit is found by Brent's method and the oldest snapshot deleted there (as
 //! volsnap does), then the next crossing is sought, and so on to the window's end.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rayon::prelude::*;
 
@@ -78,6 +78,31 @@ struct Snap {
     live: bool,
 }
 
+/// A CSV's exposure cache, kept from one window to the next (see [`ExposureCache`]), behind a
+/// lock so that questions asked of a `&EstimateCluster` share it too. It only saves work: a
+/// copy of the CSV starts with an empty one.
+#[derive(Default)]
+struct SharedCache(Mutex<ExposureCache>);
+
+impl SharedCache {
+    fn lock(&self) -> MutexGuard<'_, ExposureCache> {
+        // A memo a panic interrupted still holds only finished entries.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Clone for SharedCache {
+    fn clone(&self) -> Self {
+        SharedCache::default()
+    }
+}
+
+impl std::fmt::Debug for SharedCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SharedCache({} time sets)", self.lock().len())
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Csv {
     terms: Terms,
@@ -100,6 +125,10 @@ struct Csv {
     /// The expected diff area (chunks) at the CSV's time, for its live snapshots then (ids):
     /// kept current window by window (a window with no deletion adds its copies to it).
     diff_area: Option<(f64, Vec<u64>, f64)>,
+    /// The expected bytes of its files at the CSV's time, when known (`(time, bytes)`: set by
+    /// each window, dropped when a VM is added).
+    used_now: Option<(f64, f64)>,
+    cache: SharedCache,
 }
 
 /// The time sets of one VM's epoch window, built (and shared) through a cache.
@@ -183,7 +212,18 @@ impl Csv {
             }
         }
         let actives: Vec<Intervals> = self.vms.iter().map(|v| v.active.clone()).collect();
-        self.diff_area(&mut ExposureCache::default(), &actives, &live, self.t)
+        self.diff_area(&mut self.cache.lock(), &actives, &live, self.t)
+    }
+
+    /// Expected bytes of the CSV's files now (from the last window's figure when current).
+    fn used_now(&self) -> f64 {
+        match self.used_now {
+            Some((t, used)) if t == self.t => used,
+            _ => {
+                let actives: Vec<Intervals> = self.vms.iter().map(|v| v.active.clone()).collect();
+                self.used_at(&mut self.cache.lock(), &actives, self.t)
+            }
+        }
     }
 
     /// The per-write engine refuses writes that need a block once its CSV is full; the estimate
@@ -286,11 +326,12 @@ impl Csv {
         t1: f64,
         deleted: &[(u64, f64)],
         end_chunks: f64,
+        end_used: f64,
     ) -> Result<(f64, f64, Option<f64>)> {
         let limit_chunks = self
             .limit
             .map_or(0.0, |l| l as f64 / self.chunk_size as f64);
-        let mut lowest = self.free_with(self.used_at(cache, actives, t1), end_chunks);
+        let mut lowest = self.free_with(end_used, end_chunks);
         for &(_, at) in deleted {
             lowest = lowest.min(self.free_with(self.used_at(cache, actives, at), limit_chunks));
         }
@@ -475,6 +516,8 @@ impl EstimateCluster {
             total_copied: 0.0,
             peak_chunks: 0.0,
             diff_area: None,
+            used_now: None,
+            cache: SharedCache::default(),
         });
         Ok(self.csvs.len() - 1)
     }
@@ -506,6 +549,7 @@ impl EstimateCluster {
             ));
         }
         csv.base_used += initial;
+        csv.used_now = None;
         self.index.push((cfg.csv, csv.vms.len()));
         csv.vms.push(Vm {
             id,
@@ -595,8 +639,11 @@ impl EstimateCluster {
                 Error::invalid("snapshot_id", format!("{snapshot} is not a live snapshot"))
             })?;
         s.live = false;
-        let after = self.diff_area_bytes(csv)?;
-        Ok((before - after).max(0.0))
+        let chunks = c.diff_area_now();
+        // Keep the figure just summed: the next question (free space, the next window) needs it.
+        let ids: Vec<u64> = c.live().iter().map(|s| s.id).collect();
+        c.diff_area = Some((c.t, ids, chunks));
+        Ok((before - chunks * c.chunk_size as f64).max(0.0))
     }
 
     pub fn is_live(&self, csv: usize, snapshot: u64) -> Result<bool> {
@@ -629,9 +676,9 @@ impl EstimateCluster {
     pub fn csv_used_bytes(&self, csv: usize) -> Result<f64> {
         let c = self.csv(csv)?;
         let mut used = c.base_used as f64;
-        let mut cache = ExposureCache::default();
+        let cache = &mut c.cache.lock();
         for v in &c.vms {
-            let e = times(&mut cache, v, &v.active, 0.0, c.t);
+            let e = times(cache, v, &v.active, 0.0, c.t);
             used += vm::allocated(&v.profile, &e, false).mean * v.profile.layout.block_size as f64;
         }
         Ok(used)
@@ -652,7 +699,7 @@ impl EstimateCluster {
         if v.profile.layout.kind == DiskKind::Fixed {
             return Ok(Est::default());
         }
-        let e = times(&mut ExposureCache::default(), v, &v.active, 0.0, c.t);
+        let e = times(&mut c.cache.lock(), v, &v.active, 0.0, c.t);
         Ok(vm::allocated(&v.profile, &e, true))
     }
 
@@ -677,7 +724,7 @@ impl EstimateCluster {
             let all = if l.kind == DiskKind::Fixed || l.initially >= l.blocks {
                 1.0
             } else {
-                let e = times(&mut ExposureCache::default(), v, &v.active, 0.0, c.t);
+                let e = times(&mut c.cache.lock(), v, &v.active, 0.0, c.t);
                 vm::all_allocated(&v.profile, &e)
             };
             mean -= (full - l.virtual_size as f64) * all;
@@ -692,13 +739,7 @@ impl EstimateCluster {
     /// incremental backup reads for them.
     pub fn changes(&self, vm: usize) -> Result<(Est, Est)> {
         let (c, v) = self.vm(vm)?;
-        let e = times(
-            &mut ExposureCache::default(),
-            v,
-            &v.active,
-            v.cbt_reset,
-            c.t,
-        );
+        let e = times(&mut c.cache.lock(), v, &v.active, v.cbt_reset, c.t);
         Ok(vm::changed(&v.profile, &e, true))
     }
 
@@ -729,9 +770,9 @@ impl EstimateCluster {
             return Ok(None);
         }
         let actives = window_actives(c, t0, t1);
-        let mut cache = ExposureCache::default();
-        c.fill_check(csv, &mut cache, &actives, t1)?;
-        let (deleted, _) = c.deletions(&mut cache, &actives, t0, t1);
+        let cache = &mut c.cache.lock();
+        c.fill_check(csv, cache, &actives, t1)?;
+        let (deleted, _) = c.deletions(cache, &actives, t0, t1);
         Ok(deleted.into_iter().next())
     }
 
@@ -742,8 +783,9 @@ impl EstimateCluster {
     pub fn foresee(&self, csv: usize, t0: f64, t1: f64) -> Result<Foresight> {
         check_window(t0, t1)?;
         let c = self.csv(csv)?;
-        let mut work = c.clone();
-        let out = advance_csv(csv, &mut work, t0.max(c.t), t1.max(c.t))?;
+        let (t0, t1) = (t0.max(c.t), t1.max(c.t));
+        let actives = window_actives(c, t0, t1);
+        let (_, out) = plan_window(csv, c, &mut c.cache.lock(), actives, t0, t1)?;
         Ok(Foresight {
             deletion: out.deleted.first().map(|&(_, id, t)| (id, t)),
             pause: None,
@@ -765,10 +807,7 @@ impl EstimateCluster {
     /// CSV `csv`'s expected free bytes now.
     pub fn free_bytes(&self, csv: usize) -> Result<f64> {
         let c = self.csv(csv)?;
-        let actives: Vec<Intervals> = c.vms.iter().map(|v| v.active.clone()).collect();
-        let mut cache = ExposureCache::default();
-        let used = c.used_at(&mut cache, &actives, c.t);
-        Ok(c.free_with(used, c.diff_area_now()))
+        Ok(c.free_with(c.used_now(), c.diff_area_now()))
     }
 
     /// When CSV `csv`'s expected free space first fell below its warning level, if it did.
@@ -789,26 +828,19 @@ impl EstimateCluster {
                 return Err(Error::invalid("csv", format!("{c} is listed twice")));
             }
         }
-        // Refuse the whole call before anything changes.
-        self.csvs
-            .par_iter()
-            .enumerate()
-            .filter_map(|(ci, csv)| start[ci].map(|t0| (ci, csv, t0)))
-            .try_for_each(|(ci, csv, t0)| {
-                let actives = window_actives(csv, t0, t1);
-                csv.fill_check(ci, &mut ExposureCache::default(), &actives, t1)
-            })?;
-        // Each CSV's window runs on a copy, kept only when every CSV's succeeded (a refused
-        // window changes nothing).
-        let results: Vec<Result<(usize, Csv, CsvOutcome)>> = self
+        // Each CSV's window is worked out on the CSV as it is and applied only when every CSV's
+        // succeeded (a refused window changes nothing).
+        let results: Vec<Result<(usize, Commit, CsvOutcome)>> = self
             .csvs
             .par_iter()
             .enumerate()
             .filter_map(|(ci, csv)| {
                 start[ci].map(|t0| {
-                    let mut work = csv.clone();
-                    let out = advance_csv(ci, &mut work, t0, t1)?;
-                    Ok((ci, work, out))
+                    let cache = &mut csv.cache.lock();
+                    let actives = window_actives(csv, t0, t1);
+                    csv.fill_check(ci, cache, &actives, t1)?;
+                    let (commit, out) = plan_window(ci, csv, cache, actives, t0, t1)?;
+                    Ok((ci, commit, out))
                 })
             })
             .collect();
@@ -817,8 +849,8 @@ impl EstimateCluster {
             vms: vec![VmEstimate::default(); self.index.len()],
             ..EstimateReport::default()
         };
-        for (ci, work, out) in done {
-            self.csvs[ci] = work;
+        for (ci, commit, out) in done {
+            self.csvs[ci].apply(commit);
             for (id, e) in out.vms {
                 report.vms[id] = e;
             }
@@ -856,11 +888,64 @@ struct CsvOutcome {
     peak_diff: f64,
 }
 
-fn advance_csv(ci: usize, csv: &mut Csv, t0: f64, t1: f64) -> Result<CsvOutcome> {
-    let actives = window_actives(csv, t0, t1);
-    let mut cache = ExposureCache::default();
+/// What a window changes in its CSV (applied by [`Csv::apply`] once every CSV's window of the
+/// call succeeded).
+struct Commit {
+    /// The VMs' activity including the window.
+    actives: Vec<Intervals>,
+    t1: f64,
+    /// Snapshots the diff-area limit deleted.
+    deleted: Vec<u64>,
+    /// The expected diff area (chunks) and files (bytes) at `t1`.
+    diff_area: f64,
+    used: f64,
+    /// Chunks the window copied.
+    copied: f64,
+    low_space: Option<f64>,
+}
+
+impl Csv {
+    fn apply(&mut self, c: Commit) {
+        for (vm, act) in self.vms.iter_mut().zip(c.actives) {
+            vm.active = act;
+        }
+        // Peaks: just before each deletion the diff area was at the limit; at the end,
+        // whatever it holds.
+        if !c.deleted.is_empty() {
+            if let Some(limit) = self.limit {
+                self.peak_chunks = self.peak_chunks.max(limit as f64 / self.chunk_size as f64);
+            }
+        }
+        for s in self.snaps.iter_mut() {
+            if c.deleted.contains(&s.id) {
+                s.live = false;
+            }
+        }
+        self.t = c.t1;
+        let ids: Vec<u64> = self.live().iter().map(|s| s.id).collect();
+        self.diff_area = Some((c.t1, ids, c.diff_area));
+        self.used_now = Some((c.t1, c.used));
+        self.peak_chunks = self.peak_chunks.max(c.diff_area);
+        self.total_copied += c.copied;
+        if c.low_space.is_some() {
+            self.warned = c.low_space;
+        }
+        self.cache.lock().next_window();
+    }
+}
+
+/// CSV `ci`'s window `[t0, t1)` (`actives`: the VMs' activity including it): what it did and
+/// what it changes, the CSV left as it is.
+fn plan_window(
+    ci: usize,
+    csv: &Csv,
+    cache: &mut ExposureCache,
+    actives: Vec<Intervals>,
+    t0: f64,
+    t1: f64,
+) -> Result<(Commit, CsvOutcome)> {
     let newest = csv.live().last().copied();
-    let (deleted, live_after) = csv.deletions(&mut cache, &actives, t0, t1);
+    let (deleted, live_after) = csv.deletions(cache, &actives, t0, t1);
     // Copies go to the newest snapshot until it is deleted (then there is none left).
     let copy_end = match newest {
         Some(n) => deleted
@@ -877,15 +962,15 @@ fn advance_csv(ci: usize, csv: &mut Csv, t0: f64, t1: f64) -> Result<CsvOutcome>
             let win = cache.get(vm.curve, &act.within(t0, t1));
             e.ops = vm::ops(&vm.profile, &win, &act.within(t0, t1));
             if vm.profile.layout.kind == DiskKind::Dynamic {
-                let a0 = times(&mut cache, vm, act, 0.0, t0);
-                let a1 = times(&mut cache, vm, act, 0.0, t1);
+                let a0 = times(cache, vm, act, 0.0, t0);
+                let a1 = times(cache, vm, act, 0.0, t1);
                 let m0 = vm::allocated(&vm.profile, &a0, false).mean;
                 let m1 = vm::allocated(&vm.profile, &a1, true);
                 e.blocks_allocated = Est::new(m1.mean - m0, m1.var);
             }
         }
         if let Some(n) = newest {
-            e.chunks_copied = vm_epoch(csv.terms, &mut cache, vm, act, &n, t0, copy_end, true);
+            e.chunks_copied = vm_epoch(csv.terms, cache, vm, act, &n, t0, copy_end, true);
             copied += e.chunks_copied.mean;
         }
         out.push((vm.id, e));
@@ -895,42 +980,33 @@ fn advance_csv(ci: usize, csv: &mut Csv, t0: f64, t1: f64) -> Result<CsvOutcome>
     // refused window leaves the CSV as it was).
     let now = match csv.diff_area_now_at(t0) {
         Some(b) if deleted.is_empty() => b + copied,
-        _ => csv.diff_area(&mut cache, &actives, &live_after, t1),
+        _ => csv.diff_area(cache, &actives, &live_after, t1),
     };
+    let used = csv.used_at(cache, &actives, t1);
     let (lowest_free, peak_diff, low_space) =
-        csv.space(ci, &mut cache, &actives, t0, t1, &deleted, now)?;
-    for (vm, act) in csv.vms.iter_mut().zip(actives) {
-        vm.active = act;
-    }
-    // Peaks: just before each deletion the diff area was at the limit; at the end, whatever
-    // it holds.
-    if !deleted.is_empty() {
-        if let Some(limit) = csv.limit {
-            csv.peak_chunks = csv.peak_chunks.max(limit as f64 / csv.chunk_size as f64);
-        }
-    }
-    for s in csv.snaps.iter_mut() {
-        if deleted.iter().any(|d| d.0 == s.id) {
-            s.live = false;
-        }
-    }
+        csv.space(ci, cache, &actives, t0, t1, &deleted, now, used)?;
     debug_assert_eq!(
-        csv.snaps.iter().filter(|s| s.live).count(),
+        csv.live()
+            .iter()
+            .filter(|s| !deleted.iter().any(|d| d.0 == s.id))
+            .count(),
         live_after.len()
     );
-    csv.t = t1;
-    let ids: Vec<u64> = csv.live().iter().map(|s| s.id).collect();
-    csv.diff_area = Some((t1, ids, now));
-    csv.peak_chunks = csv.peak_chunks.max(now);
-    csv.total_copied += copied;
-    if low_space.is_some() {
-        csv.warned = low_space;
-    }
-    Ok(CsvOutcome {
+    let commit = Commit {
+        actives,
+        t1,
+        deleted: deleted.iter().map(|d| d.0).collect(),
+        diff_area: now,
+        used,
+        copied,
+        low_space,
+    };
+    let outcome = CsvOutcome {
         vms: out,
         deleted: deleted.into_iter().map(|(id, t)| (ci, id, t)).collect(),
         low_space,
         lowest_free,
         peak_diff,
-    })
+    };
+    Ok((commit, outcome))
 }

@@ -112,6 +112,11 @@ impl LogLaw {
         }
     }
 
+    /// Operation numbers per second (what [`LogLaw::ops`] depends on besides the curve).
+    pub fn per_second(&self) -> u64 {
+        self.per_second
+    }
+
     /// Slots `[first, end)` any write of the log can touch.
     pub fn span(&self) -> (u64, u64) {
         let first = self.sizes.iter().map(|z| z.base).min().unwrap_or(0);

@@ -86,14 +86,24 @@ pub struct Times {
 }
 
 /// Time sets built once per (rate curve, set) and shared by every VM that has them.
+///
+/// A CSV keeps its cache from one window to the next: the sets a window ends with (`[0, t1)`,
+/// `[τ, t1)`) are the ones the next window starts from (`[0, t0)`, `[τ, t0)`), and an epoch's
+/// `[0, τ)` is the same in every window of it. [`ExposureCache::next_window`] forgets what the
+/// window just ended did not use, so the cache holds about two windows' sets.
 #[derive(Default)]
 pub struct ExposureCache {
-    map: HashMap<Vec<u64>, Times>,
+    map: HashMap<Vec<u64>, (Times, u64)>,
+    /// The current window's number (an entry's second field: the last window that used it).
+    window: u64,
 }
 
 impl ExposureCache {
-    fn key(curve: RateCurve, set: &Intervals, log: bool) -> Vec<u64> {
-        let mut key = vec![curve.iops.to_bits(), u64::from(log)];
+    fn key(curve: RateCurve, set: &Intervals, log: Option<&LogLaw>) -> Vec<u64> {
+        let mut key = vec![curve.iops.to_bits()];
+        // The sequential log's operations by index depend on its own rate (`per_second`) as
+        // well as the curve: two logs of one curve but other rates must not share them.
+        key.push(log.map_or(0, |l| 1 + l.per_second()));
         if let Some(d) = curve.diurnal {
             key.extend([
                 d.amplitude.to_bits(),
@@ -109,17 +119,26 @@ impl ExposureCache {
         key
     }
 
+    fn entry(&mut self, curve: RateCurve, set: &Intervals, log: Option<&LogLaw>) -> &Times {
+        let window = self.window;
+        let slot = self
+            .map
+            .entry(Self::key(curve, set, log))
+            .or_insert_with(|| {
+                let times = Times {
+                    e: Arc::new(Exposure::build(curve, set)),
+                    ops: log.map(|l| Arc::new(l.ops(set))),
+                    set: set.clone(),
+                };
+                (times, window)
+            });
+        slot.1 = window;
+        &slot.0
+    }
+
     /// The exposure alone.
     pub fn get(&mut self, curve: RateCurve, set: &Intervals) -> Arc<Exposure> {
-        self.map
-            .entry(Self::key(curve, set, false))
-            .or_insert_with(|| Times {
-                e: Arc::new(Exposure::build(curve, set)),
-                ops: None,
-                set: set.clone(),
-            })
-            .e
-            .clone()
+        self.entry(curve, set, None).e.clone()
     }
 
     /// The time set for `p`'s touch model.
@@ -128,14 +147,23 @@ impl ExposureCache {
             Touch::Log { law, .. } => Some(law),
             Touch::Classes { .. } => None,
         };
-        self.map
-            .entry(Self::key(curve, set, log.is_some()))
-            .or_insert_with(|| Times {
-                e: Arc::new(Exposure::build(curve, set)),
-                ops: log.map(|l| Arc::new(l.ops(set))),
-                set: set.clone(),
-            })
-            .clone()
+        self.entry(curve, set, log).clone()
+    }
+
+    /// A window ended: forget the sets it did not use (the next window needs only those).
+    pub fn next_window(&mut self) {
+        let current = self.window;
+        self.map.retain(|_, (_, used)| *used == current);
+        self.window += 1;
+    }
+
+    /// Time sets held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
     }
 }
 
