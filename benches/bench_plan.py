@@ -42,24 +42,31 @@ TARGET_RSS_BYTES = 2 << 30
 #: VMs × window, the window with the VMs).
 EXACT_VMS = {True: 250, False: 24}
 
-#: A plan in a child process (so its peak RSS is its own): prints wall seconds, peak RSS and the
-#: headline's rows as JSON.
+#: A plan in a child process (so its peak RSS is its own), with ``vssim plan``'s default runs at
+#: once (worker processes): prints wall seconds, the jobs, peak RSS — the plan's own plus each
+#: worker at the largest worker's peak (a bound on the processes' sum) — and the headline's rows
+#: as JSON.
 PLAN_CHILD = """
 import json, resource, sys, time
 from pathlib import Path
+from vssim.cli.plan import DEFAULT_JOBS_MAX
 from vssim.report import capacity_plan as planning
+from vssim.report.plan_workers import usable_cores
 from vssim.report.strategies import parse_profiles
 example, out, vms, quick = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
 opts = {"fractions": (0.1,), "concurrency": (4,)} if quick else {}
 if sys.argv[5]:
     opts["profiles"] = parse_profiles(sys.argv[5])
+jobs = min(usable_cores(), DEFAULT_JOBS_MAX)
 t = time.perf_counter()
-report = planning.build(Path(example), out, opts, vms=int(vms) if vms != "0" else None)
+report = planning.build(Path(example), out, opts, vms=int(vms) if vms != "0" else None, jobs=jobs)
 wall = time.perf_counter() - t
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
 head = report.analysis.headline
 runs = report.analysis.summary.height
-print(json.dumps({"wall_s": wall, "peak_rss_bytes": rss, "backups": runs,
+rss = own + (jobs if jobs > 1 else 0) * worker
+print(json.dumps({"wall_s": wall, "jobs": jobs, "peak_rss_bytes": rss, "backups": runs,
                   "headline": head.select(head.columns[:6]).rows()}))
 """
 
@@ -95,6 +102,7 @@ def test_full_size_plan(benchmark: Any, profile: str, full_scale: bool, tmp_path
         vms=vms or 4000,
         sweep="default" if not quick else "--quick",
         wall_s=got["wall_s"],
+        jobs=got["jobs"],
         target_wall_s=TARGET_WALL_S,
         wall_over_target=got["wall_s"] / TARGET_WALL_S,
         peak_rss_bytes=got["peak_rss_bytes"],

@@ -13,6 +13,7 @@ from vssim.cli.scenario_warnings import condensed
 from vssim.errors import PlanError
 from vssim.report import capacity_plan as planning
 from vssim.report.formatting import humanize
+from vssim.report.plan_workers import usable_cores
 from vssim.report.strategies import (
     parse_concurrency,
     parse_duration,
@@ -25,6 +26,9 @@ from vssim.units import parse_size
 
 #: ``--quick``: one selective fraction and one concurrency (the profile default of vssim.run).
 QUICK = {"fractions": (0.1,), "concurrency": (4,)}
+#: ``--jobs``' default at most (model choice: a plan's costly runs are the four sweep points of
+#: each profile, and each worker holds a run's engine cluster — some hundred MiB at 4,000 VMs).
+DEFAULT_JOBS_MAX = 4
 
 
 def register(sub: Any) -> None:
@@ -66,6 +70,13 @@ def register(sub: Any) -> None:
         metavar="N",
         help="re-run N sampled VMs of every run on the exact engine over the same snapshot "
         "epochs; the report gives the largest difference per figure (estimate only)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int_in(1, 64),
+        metavar="N",
+        help=f"runs at once, each in its own process (default: the usable cores, at most "
+        f"{DEFAULT_JOBS_MAX})",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on standard error")
     p.set_defaults(handler=run)
@@ -109,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         raise PlanError(
             "--verify checks the estimate against the exact engine: use it with --engine estimate"
         )
-    how = {"vms": args.vms, "engine": args.engine, "verify": args.verify}
+    jobs = args.jobs or min(usable_cores(), DEFAULT_JOBS_MAX)
+    how = {"vms": args.vms, "engine": args.engine, "verify": args.verify, "jobs": jobs}
     if args.quiet:
         report = planning.build(args.scenario, out, opts, **how)
     else:

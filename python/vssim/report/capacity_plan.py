@@ -26,13 +26,12 @@ from vssim.errors import NotEstimatedError, PlanError
 from vssim.report import advice
 from vssim.report.analysis import CASE, Analysis, analyse
 from vssim.report.formatting import duration
+from vssim.report.plan_runs import ProfileRuns, RunTask
 from vssim.report.strategies import (
     PlanSettings,
     Strategy,
-    followups,
     plan_profiles,
     read_plan,
-    sweep,
 )
 from vssim.scale.engines import Engine
 from vssim.scenario import OsProfile, Scenario, parse_scenario
@@ -188,7 +187,7 @@ def _peak_rss() -> int:
 
 
 class _Collector:
-    """The runs of one plan and their tagged tables."""
+    """The runs of one plan: their progress as they go, their tables once done."""
 
     def __init__(
         self, settings: PlanSettings, runner: Runner, progress: Progress | None, profiles: int
@@ -201,86 +200,109 @@ class _Collector:
         self.verified: list[pl.DataFrame] = []
         #: Why runs the estimate refused ran on the exact engine.
         self.notes: list[str] = []
-        self.done = 0
+        self.started = 0
         # A first guess, corrected as the plan decides (a re-run of the chosen full backup).
         self.planned = profiles * (len(settings.concurrency) + len(settings.fractions))
         #: The runs to come as first guessed, (profile, kind, fraction) → expected simulated
         #: seconds each (:func:`_guesses`), and the simulated seconds of the runs done.
         self.to_come: list[tuple[tuple[str, str, float | None], float]] = []
         self.walked = 0.0
+        #: The runs under way: their number, start (wall clock) and latest progress.
+        self.running: dict[RunTask, tuple[int, float, RunProgress | None]] = {}
+        #: Each run's tables once done (put in order by :meth:`assemble`).
+        self.results: dict[RunTask, dict[str, pl.DataFrame]] = {}
+        #: The peak resident memory of the plan's other processes (workers), by worker.
+        self.other_peaks: dict[int, int] = {}
 
-    def run(
-        self,
-        variant: Scenario,
-        profile: OsProfile,
-        strategy: Strategy,
-        keep_going: KeepGoing | None = None,
-    ) -> list[dict[str, pl.DataFrame]]:
-        started = time.perf_counter()
-        run_no = self.done + 1
-        self._took(profile.value, strategy.kind, strategy.fraction)
-        last: list[RunProgress] = []
+    def _peak(self) -> int:
+        return _peak_rss() + sum(self.other_peaks.values())
 
-        def on_set(at: RunProgress) -> None:
-            last[:] = [at]
-            if self.progress is not None:
-                self.progress(
-                    Step(
-                        run_no,
-                        self.planned,
-                        profile.value,
-                        strategy,
-                        at.sets_done,
-                        at.sets,
-                        time.perf_counter() - started,
-                        peak_rss_bytes=_peak_rss(),
-                        at=at,
-                        work_done_s=self.walked + at.sim_s,
-                        work_s=self.walked + at.expected_s + self._still_to_come(),
-                    )
-                )
+    def begin(self, task: RunTask) -> None:
+        self.started += 1
+        if task.strategy.kind == "full" and not task.asks:
+            self.planned += 1  # the best full backup again, to carry the incremental
+        self.running[task] = (self.started, time.perf_counter(), None)
+        self._took(task.profile.value, task.strategy.kind, task.strategy.fraction)
 
-        tables = self.runner(variant, strategy, self.settings, Hooks(keep_going, on_set))
-        if "notes" in tables:
-            self.notes.extend(tables["notes"]["note"].to_list())
-        if "verify" in tables:
-            self.verified.append(
-                tables["verify"].select(
-                    pl.lit(str(profile)).alias("profile"),
-                    pl.lit(strategy.label).alias("strategy"),
-                    pl.lit(strategy.concurrency, dtype=pl.Int64).alias("concurrency"),
-                    pl.all(),
-                )
+    def _work(self) -> tuple[float, float]:
+        """Simulated seconds walked and expected in all (see :attr:`Step.work_s`)."""
+        done = self.walked + sum(at.sim_s for _, _, at in self.running.values() if at)
+        expected = self.walked + sum(at.expected_s for _, _, at in self.running.values() if at)
+        return done, expected + self._still_to_come()
+
+    def on_progress(self, task: RunTask, at: RunProgress) -> None:
+        run_no, started, _ = self.running[task]
+        self.running[task] = (run_no, started, at)
+        if self.progress is None:
+            return
+        done, expected = self._work()
+        self.progress(
+            Step(
+                run_no,
+                self.planned,
+                task.profile.value,
+                task.strategy,
+                at.sets_done,
+                at.sets,
+                time.perf_counter() - started,
+                peak_rss_bytes=self._peak(),
+                at=at,
+                work_done_s=done,
+                work_s=expected,
             )
-        tagged = _tag(tables, profile.value, strategy)
-        del tables
-        for one_backup in tagged:
-            key = one_backup["summary"].select(CASE).row(0)
-            self.parts[key] = one_backup
-        self.done += 1
-        if len(tagged) > 1:
-            self._took(profile.value, "incremental", None)
-        self.walked += last[0].sim_s if last else 0.0
+        )
+
+    def finish(self, task: RunTask, tables: dict[str, pl.DataFrame]) -> None:
+        run_no, started, last = self.running.pop(task)
+        self.results[task] = tables
+        backups = tables["summary"]["backup"].n_unique()
+        if backups > 1:
+            self._took(task.profile.value, "incremental", None)
+        self.walked += last.sim_s if last is not None else 0.0
         if self.progress is not None:
-            labels = tuple(strategy.labels[: len(tagged)])
+            done, expected = self._work()
             self.progress(
                 Step(
                     run_no,
                     self.planned,
-                    profile.value,
-                    strategy,
+                    task.profile.value,
+                    task.strategy,
                     0,
                     0,
                     time.perf_counter() - started,
                     done=True,
-                    backups=labels,
-                    peak_rss_bytes=_peak_rss(),
-                    at=last[0] if last else None,
-                    work_done_s=self.walked,
-                    work_s=self.walked + self._still_to_come(),
+                    backups=tuple(task.strategy.labels[:backups]),
+                    peak_rss_bytes=self._peak(),
+                    at=last,
+                    work_done_s=done,
+                    work_s=expected,
                 )
             )
-        return tagged
+
+    def assemble(self, plans: list[ProfileRuns]) -> None:
+        """The tables in the order one run after another makes them (a later run of a case —
+        the best full backup run again — replaces the earlier one in its place)."""
+        for pr in plans:
+            for what, item in pr.order():
+                if what == "copy":
+                    self.copy(pr.profile, *item)
+                    continue
+                task: RunTask = item
+                tables = self.results.pop(task)
+                if "notes" in tables:
+                    self.notes.extend(tables["notes"]["note"].to_list())
+                if "verify" in tables:
+                    self.verified.append(
+                        tables["verify"].select(
+                            pl.lit(str(task.profile)).alias("profile"),
+                            pl.lit(task.strategy.label).alias("strategy"),
+                            pl.lit(task.strategy.concurrency, dtype=pl.Int64).alias("concurrency"),
+                            pl.all(),
+                        )
+                    )
+                for one_backup in _tag(tables, task.profile.value, task.strategy):
+                    key = one_backup["summary"].select(CASE).row(0)
+                    self.parts[key] = one_backup
 
     def _took(self, profile: str, kind: str, fraction: float | None) -> None:
         """A run (or a backup riding on one) the first guess counted is under way."""
@@ -299,7 +321,6 @@ class _Collector:
             name: t.with_columns(pl.lit(to, dtype=pl.Int64).alias("concurrency"))
             for name, t in one.items()
         }
-        self.planned -= 1
 
     def tables(self) -> dict[str, pl.DataFrame]:
         out = {
@@ -311,37 +332,6 @@ class _Collector:
         if self.notes:
             out["notes"] = pl.DataFrame({"note": self.notes})
         return out
-
-
-class _Sweep:
-    """One profile's concurrency sweep: which point carries the incremental.
-
-    The points run in ascending concurrency; the first whose full backup fits the window (no
-    failures) is the chosen one, as :func:`vssim.report.analysis.best_concurrency` picks it. If
-    none fits, the best is known at the end: the last point goes on if it is the best so far.
-    """
-
-    def __init__(self, settings: PlanSettings) -> None:
-        self.window_s = settings.window_s
-        self.ranks: dict[int, tuple[Any, ...]] = {}
-        self.chosen: int | None = None
-
-    def rank(self, failures: int, window: float, concurrency: int) -> tuple[Any, ...]:
-        """Fitting points first (lowest concurrency), then the fewest failures, the shortest
-        window."""
-        fits = failures == 0 and window <= self.window_s
-        return (0, concurrency) if fits else (1, failures, window, concurrency)
-
-    def after_full(self, concurrency: int, last: bool, rec: BackupRecord) -> bool:
-        """Asked when the full backup at ``concurrency`` ends: go on with its incremental?"""
-        rank = self.ranks[concurrency] = self.rank(rec.failures, rec.window_s, concurrency)
-        if self.chosen is None and (rank[0] == 0 or (last and rank == min(self.ranks.values()))):
-            self.chosen = concurrency
-            return True
-        return False
-
-    def best(self) -> int:
-        return min(self.ranks, key=lambda k: self.ranks[k])
 
 
 def reach(sc: Scenario) -> tuple[int, int]:
@@ -389,17 +379,12 @@ def collect(
     settings: PlanSettings,
     runner: Runner = scale_runner,
     progress: Progress | None = None,
+    jobs: int = 1,
 ) -> dict[str, pl.DataFrame]:
-    """Run the plan's strategies; the result tables of all runs, with the case columns.
-
-    Per profile, the sweep runs its full backups in ascending concurrency. The incremental
-    needs a full backup before it, so it continues the run of the concurrency the plan chooses
-    (:class:`_Sweep`); the sweep's other points stop after their full backup. Only when the best
-    point was not the last one is its full backup run again (runs are deterministic: the same
-    figures) to carry the incremental. Sweep points past the cluster's :func:`reach` are the
-    same run as the first of them: it runs once and its tables stand for the others. The
-    selective backups then run at the chosen concurrency.
-    """
+    """Run the plan's strategies (:mod:`vssim.report.plan_runs` says which); the result tables
+    of all runs, with the case columns. With ``jobs`` above one, that many runs go at once in
+    worker processes (:mod:`vssim.report.plan_workers`; ``runner`` must then pickle); the
+    tables are the same as one run after another gives."""
     profiles = plan_profiles(settings, sc.os)
     c = _Collector(settings, runner, progress, len(profiles))
     if progress is not None:
@@ -408,29 +393,83 @@ def collect(
     reaches = {p: reach(v) for p, v in variants.items()}
     if progress is not None:
         c.to_come = _guesses(variants, reaches, settings)
-    for profile in profiles:
-        variant = variants[profile]
-        s = _Sweep(settings)
-        points = sweep(settings)
-        most_sets, most_vms = reaches[profile]
-        same_as: dict[tuple[int, int], int] = {}
-        for i, strategy in enumerate(points):
-            k = strategy.concurrency
-            effective = (min(k, most_sets), min(k, most_vms))
-            if effective in same_as:
-                c.copy(profile, same_as[effective], k)
-                s.ranks[k] = (*s.ranks[same_as[effective]][:-1], k)
-                continue
-            same_as[effective] = k
-            ask = functools.partial(s.after_full, k, i == len(points) - 1)
-            c.run(variant, profile, strategy, ask)
-        if s.chosen is None:
-            s.chosen = s.best()
-            c.planned += 1
-            c.run(variant, profile, Strategy("full", s.chosen))
-        for strategy in followups(settings, s.chosen):
-            c.run(variant, profile, strategy)
+    plans = [ProfileRuns(p, settings, reaches[p]) for p in profiles]
+    # A sweep point another run stands for is no run of its own.
+    c.planned -= sum(by is not None for pr in plans for _, by in pr.points)
+    if jobs > 1:
+        _in_workers(c, plans, variants, jobs)
+    else:
+        for pr in plans:
+            _one_after_another(c, pr, variants[pr.profile])
+    c.assemble(plans)
     return c.tables()
+
+
+def _one_after_another(c: _Collector, pr: ProfileRuns, variant: Scenario) -> None:
+    """A profile's runs in this process, in order."""
+    todo = pr.sweep_runs()
+    while todo:
+        task = todo.pop(0)
+
+        def keep_going(rec: BackupRecord, k: int = task.strategy.concurrency) -> bool:
+            pr.ask(k, rec.failures, rec.window_s)
+            answer = pr.answer(k)
+            assert answer is not None, "in order, every lower point has asked"
+            return answer
+
+        c.begin(task)
+        hooks = Hooks(keep_going if task.asks else None, functools.partial(c.on_progress, task))
+        c.finish(task, c.runner(variant, task.strategy, c.settings, hooks))
+        todo += pr.take_ready()
+
+
+def _in_workers(
+    c: _Collector, plans: list[ProfileRuns], variants: dict[OsProfile, Scenario], jobs: int
+) -> None:
+    """Every profile's runs in ``jobs`` worker processes, handed out in order: the profile with
+    the most snapshot sets (the costliest runs) first, each profile's sweep in ascending
+    concurrency, the runs after a sweep as soon as its chosen concurrency is known."""
+    from vssim.report.plan_workers import Workers, rebuilt
+
+    by_profile = {pr.profile: pr for pr in plans}
+    costly_first = sorted(plans, key=lambda pr: -_sets_of(variants[pr.profile]))
+    todo: list[RunTask] = [t for pr in costly_first for t in pr.sweep_runs()]
+    waiting: dict[RunTask, int] = {}  # sweep runs that asked, by worker, not yet answered
+    with Workers(min(jobs, len(todo))) as pool:
+        while todo or pool.busy:
+            for worker in pool.idle:
+                if not todo:
+                    break
+                task = todo.pop(0)
+                c.begin(task)
+                pool.submit(worker, task, variants[task.profile], c.settings, c.runner)
+            for ev in pool.events():
+                c.other_peaks[ev.worker] = ev.peak_rss_bytes
+                pr = by_profile[ev.task.profile]
+                if ev.kind == "progress":
+                    c.on_progress(ev.task, ev.payload)
+                elif ev.kind == "ask":
+                    pr.ask(ev.task.strategy.concurrency, *ev.payload)
+                    waiting[ev.task] = ev.worker
+                    for t, worker in list(waiting.items()):
+                        answer = by_profile[t.profile].answer(t.strategy.concurrency)
+                        if answer is not None:
+                            pool.answer(worker, answer)
+                            del waiting[t]
+                elif ev.kind == "done":
+                    c.finish(ev.task, ev.payload)
+                else:
+                    raise rebuilt(ev.payload)
+                todo += pr.take_ready()
+                if pool.idle and todo:
+                    break  # hand out the next run before waiting again
+
+
+def _sets_of(sc: Scenario) -> int:
+    """Snapshot sets of a full backup of ``sc`` (what a run's cost grows with)."""
+    from vssim.scale.schedule import BackupSpec, Schedule, plan_jobs
+
+    return len(plan_jobs(sc, BackupSpec(), Schedule()))
 
 
 @dataclass(frozen=True)
@@ -531,15 +570,16 @@ def build(
     vms: int | None = None,
     engine: str = "estimate",
     verify: int = 0,
+    jobs: int = 1,
 ) -> PlanReport:
     """``vssim plan``: read the scenario and its ``[plan]`` table, apply ``options`` (those not
-    None override the file), run (on ``engine``; ``verify`` VMs re-run on the exact engine),
-    analyse, write."""
+    None override the file), run (on ``engine``; ``verify`` VMs re-run on the exact engine;
+    ``jobs`` runs at once), analyse, write."""
     sc, from_file = load_for_plan(path, vms)
     chosen = from_file.with_options(**(options or {}))
     started = time.perf_counter()
     if runner is None:
         runner = functools.partial(scale_runner, engine=str(Engine.of(engine)), verify=verify)
-    tables = collect(sc, chosen, runner, progress)
+    tables = collect(sc, chosen, runner, progress, jobs)
     note = f" (--vms {vms}: the file's cluster with {vms} VMs)" if vms is not None else ""
     return write_report(sc, chosen, tables, out, time.perf_counter() - started, note)
