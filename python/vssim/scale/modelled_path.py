@@ -277,9 +277,11 @@ class ModelledPath:
             b.sync((csv.name,))  # its VMs' pauses up to now are known
             coord = run.state.coordinators[csv.name]
             remote = [vm for vm in run.redirected_writers(csv) if b.active(vm.name)]
-            for node in sorted({vm.node for vm in remote}):
-                mine = [vm.name for vm in remote if vm.node == node]
-                flows[nic_link(node)] = flows_of(b, mine)
+            by_node: dict[str, list[str]] = {}
+            for vm in remote:
+                by_node.setdefault(vm.node, []).append(vm.name)
+            for node in sorted(by_node):
+                flows[nic_link(node)] = flows_of(b, by_node[node])
             flows[nic_link(coord)] = flows_of(b, [vm.name for vm in remote])
         self.ctx.links.set_flows(redirect_key(csv), flows)
 

@@ -356,7 +356,19 @@ class _Run:
             real,
         )
         rec.start = float(env.now)
-        pending = [(j, ModelledPath(ctx, j)) for j in jobs]
+        # The sets waiting, in the order they start when they have room; a set's end frees its
+        # node and its CSVs, so only the sets of that node or of those CSVs can start then (the
+        # others lacked room before and starting sets only takes room): those are looked at.
+        pending: dict[int, tuple[BackupJob, ModelledPath, str, tuple[str, ...]]] = {}
+        by_node: dict[str, list[int]] = {}
+        by_csv: dict[str, list[int]] = {}
+        for i, j in enumerate(jobs):
+            req = sc.node(j.node).name
+            csvs = tuple(c.name for c in j.volumes)
+            pending[i] = (j, ModelledPath(ctx, j), req, csvs)
+            by_node.setdefault(req, []).append(i)
+            for c in csvs:
+                by_csv.setdefault(c, []).append(i)
         started: list[tuple[BackupRun, ModelledPath]] = []
         node_busy = dict.fromkeys(self.streams, 0)
         csv_busy = {c.name: 0 for c in sc.csvs}
@@ -384,20 +396,21 @@ class _Run:
                         self.has_base.add(name)
                     elif vc.snapshot_at is not None:
                         self.has_base.discard(name)
-            start_ready()
+            freed = {i for c in r.job.volumes for i in by_csv[c.name] if i in pending}
+            freed.update(i for i in by_node[r.req] if i in pending)
+            start_ready(sorted(freed))
 
-        def start_ready() -> None:
-            for item in list(pending):
-                job, path = item
-                req = sc.node(job.node).name
+        def start_ready(candidates: list[int] | None = None) -> None:
+            for i in list(pending) if candidates is None else candidates:
+                job, path, req, csvs = pending[i]
                 if node_busy[req] >= self.per_node:
                     continue
-                if any(csv_busy[c.name] >= self.per_csv for c in job.volumes):
+                if any(csv_busy[c] >= self.per_csv for c in csvs):
                     continue
-                pending.remove(item)
+                del pending[i]
                 node_busy[req] += 1
-                for c in job.volumes:
-                    csv_busy[c.name] += 1
+                for c in csvs:
+                    csv_busy[c] += 1
                 running[0] += 1
                 r = BackupRun(env, self.state, self.links, job, path)
                 started.append((r, path))
