@@ -22,7 +22,7 @@ use super::exposure::RateCurve;
 use super::intervals::Intervals;
 use super::profile::Profile;
 use super::rootfind::brent;
-use super::vm::{self, EpochWindow, Est, ExposureCache, OpsEst, Terms, Times};
+use super::vm::{self, Cut, EpochWindow, Est, ExposureCache, OpsEst, Terms, Times};
 use crate::error::{Error, Result};
 use crate::volsnap::MAX_SNAPSHOTS;
 use crate::workload::layout::DiskKind;
@@ -140,20 +140,19 @@ fn epoch_exposures(
     t0: f64,
     t1: f64,
 ) -> [Times; 6] {
-    let (p, c) = (&*vm.profile, vm.curve);
     [
-        cache.times(p, c, &active.within(0.0, tau)),
-        cache.times(p, c, &active.within(tau, t0)),
-        cache.times(p, c, &active.within(tau, t1)),
-        cache.times(p, c, &active.within(t0, t1)),
-        cache.times(p, c, &active.within(0.0, t0)),
-        cache.times(p, c, &active.within(0.0, t1)),
+        times(cache, vm, active, 0.0, tau),
+        times(cache, vm, active, tau, t0),
+        times(cache, vm, active, tau, t1),
+        times(cache, vm, active, t0, t1),
+        times(cache, vm, active, 0.0, t0),
+        times(cache, vm, active, 0.0, t1),
     ]
 }
 
 /// The VM's time set `[a, b)` of its activity.
 fn times(cache: &mut ExposureCache, vm: &Vm, active: &Intervals, a: f64, b: f64) -> Times {
-    cache.times(&vm.profile, vm.curve, &active.within(a, b))
+    cache.times_cut(&vm.profile, vm.curve, Cut { active, a, b })
 }
 
 /// Chunks `vm` first writes in `[t0, t1)` of the epoch of snapshot `snap`.
@@ -959,7 +958,12 @@ fn plan_window(
     for (vm, act) in csv.vms.iter().zip(&actives) {
         let mut e = VmEstimate::default();
         if vm.running && t1 > t0 {
-            let win = cache.get(vm.curve, &act.within(t0, t1));
+            let cut = Cut {
+                active: act,
+                a: t0,
+                b: t1,
+            };
+            let win = cache.get_cut(vm.curve, cut);
             e.ops = vm::ops(&vm.profile, &win, &act.within(t0, t1));
             if vm.profile.layout.kind == DiskKind::Dynamic {
                 let a0 = times(cache, vm, act, 0.0, t0);

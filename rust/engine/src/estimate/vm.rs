@@ -31,10 +31,13 @@
 //! (a share of allocations about `mean write / block size`: 0.1 % at 32 MiB blocks).
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use super::exposure::{Exposure, RateCurve};
 use super::growth;
+use rustc_hash::FxHasher;
+
 use super::intervals::Intervals;
 use super::profile::{BlockClass, Profile, Touch, UnitSet};
 use super::seqlog::{units_first_written_var, units_untouched, LogLaw, OpSet, Scratch};
@@ -82,7 +85,7 @@ pub struct Times {
     pub e: Arc<Exposure>,
     pub ops: Option<Arc<OpSet>>,
     /// The set itself (the growth path's writes are the ones whose times lie in it).
-    pub set: Intervals,
+    pub set: Arc<Intervals>,
 }
 
 /// Time sets built once per (rate curve, set) and shared by every VM that has them.
@@ -93,14 +96,41 @@ pub struct Times {
 /// window just ended did not use, so the cache holds about two windows' sets.
 #[derive(Default)]
 pub struct ExposureCache {
-    map: HashMap<Vec<u64>, (Times, u64)>,
+    map: HashMap<Box<[u64]>, (Times, u64), BuildHasherDefault<FxHasher>>,
     /// The current window's number (an entry's second field: the last window that used it).
     window: u64,
+    /// The key being looked up (built here: a hit allocates nothing).
+    key: Vec<u64>,
+}
+
+/// A cut of an activity set: its intervals inside `[a, b)`.
+#[derive(Clone, Copy)]
+pub struct Cut<'a> {
+    pub active: &'a Intervals,
+    pub a: f64,
+    pub b: f64,
+}
+
+impl<'a> Cut<'a> {
+    fn pieces(self) -> impl Iterator<Item = (f64, f64)> + Clone + 'a {
+        let (a, b) = (self.a, self.b);
+        self.active
+            .as_slice()
+            .iter()
+            .map(move |&(x, y)| (x.max(a), y.min(b)))
+            .filter(|(lo, hi)| hi > lo)
+    }
+
+    fn set(self) -> Intervals {
+        self.active.within(self.a, self.b)
+    }
 }
 
 impl ExposureCache {
-    fn key(curve: RateCurve, set: &Intervals, log: Option<&LogLaw>) -> Vec<u64> {
-        let mut key = vec![curve.iops.to_bits()];
+    fn build_key(&mut self, curve: RateCurve, cut: Cut<'_>, log: Option<&LogLaw>) {
+        let key = &mut self.key;
+        key.clear();
+        key.push(curve.iops.to_bits());
         // The sequential log's operations by index depend on its own rate (`per_second`) as
         // well as the curve: two logs of one curve but other rates must not share them.
         key.push(log.map_or(0, |l| 1 + l.per_second()));
@@ -112,42 +142,67 @@ impl ExposureCache {
             ]);
         }
         key.push(u64::MAX);
-        for &(a, b) in set.as_slice() {
+        for (a, b) in cut.pieces() {
             key.push(a.to_bits());
             key.push(b.to_bits());
         }
-        key
     }
 
-    fn entry(&mut self, curve: RateCurve, set: &Intervals, log: Option<&LogLaw>) -> &Times {
+    fn entry(&mut self, curve: RateCurve, cut: Cut<'_>, log: Option<&LogLaw>) -> &Times {
+        self.build_key(curve, cut, log);
         let window = self.window;
-        let slot = self
-            .map
-            .entry(Self::key(curve, set, log))
-            .or_insert_with(|| {
-                let times = Times {
-                    e: Arc::new(Exposure::build(curve, set)),
-                    ops: log.map(|l| Arc::new(l.ops(set))),
-                    set: set.clone(),
-                };
-                (times, window)
-            });
-        slot.1 = window;
-        &slot.0
+        if let Some(slot) = self.map.get_mut(self.key.as_slice()) {
+            slot.1 = window;
+        } else {
+            let set = cut.set();
+            let times = Times {
+                e: Arc::new(Exposure::build(curve, &set)),
+                ops: log.map(|l| Arc::new(l.ops(&set))),
+                set: Arc::new(set),
+            };
+            self.map
+                .insert(self.key.clone().into_boxed_slice(), (times, window));
+        }
+        &self.map[self.key.as_slice()].0
     }
 
     /// The exposure alone.
     pub fn get(&mut self, curve: RateCurve, set: &Intervals) -> Arc<Exposure> {
-        self.entry(curve, set, None).e.clone()
+        self.get_cut(
+            curve,
+            Cut {
+                active: set,
+                a: f64::NEG_INFINITY,
+                b: f64::INFINITY,
+            },
+        )
+    }
+
+    /// The exposure alone, of `cut`.
+    pub fn get_cut(&mut self, curve: RateCurve, cut: Cut<'_>) -> Arc<Exposure> {
+        self.entry(curve, cut, None).e.clone()
     }
 
     /// The time set for `p`'s touch model.
     pub fn times(&mut self, p: &Profile, curve: RateCurve, set: &Intervals) -> Times {
+        self.times_cut(
+            p,
+            curve,
+            Cut {
+                active: set,
+                a: f64::NEG_INFINITY,
+                b: f64::INFINITY,
+            },
+        )
+    }
+
+    /// The time set `cut` for `p`'s touch model.
+    pub fn times_cut(&mut self, p: &Profile, curve: RateCurve, cut: Cut<'_>) -> Times {
         let log = match &p.touch {
             Touch::Log { law, .. } => Some(law),
             Touch::Classes { .. } => None,
         };
-        self.entry(curve, set, log).clone()
+        self.entry(curve, cut, log).clone()
     }
 
     /// A window ended: forget the sets it did not use (the next window needs only those).
