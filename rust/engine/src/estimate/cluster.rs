@@ -225,37 +225,43 @@ impl Csv {
         }
     }
 
+    /// Per VM, the blocks its writes have allocated by `t`, the VMs having run through
+    /// `actives` (fixed disks: none).
+    fn allocated_by(&self, cache: &mut ExposureCache, actives: &[Intervals], t: f64) -> Vec<Est> {
+        self.vms
+            .iter()
+            .zip(actives)
+            .map(|(v, act)| match v.profile.layout.kind {
+                DiskKind::Fixed => Est::default(),
+                DiskKind::Dynamic => vm::allocated(&v.profile, &times(cache, v, act, 0.0, t), true),
+            })
+            .collect()
+    }
+
+    /// Expected bytes of the CSV's files with `allocated` (per VM, from [`Csv::allocated_by`]).
+    fn used_with(&self, allocated: &[Est]) -> f64 {
+        let mut used = self.base_used as f64;
+        for (v, a) in self.vms.iter().zip(allocated) {
+            if v.profile.layout.kind == DiskKind::Dynamic {
+                used += a.mean * v.profile.layout.block_size as f64;
+            }
+        }
+        used
+    }
+
     /// The per-write engine refuses writes that need a block once its CSV is full; the estimate
     /// does not model that: it refuses a window in which the CSV could fill (expected use plus
-    /// 4σ above its size), before changing anything.
-    fn fill_check(
-        &self,
-        ci: usize,
-        cache: &mut ExposureCache,
-        actives: &[Intervals],
-        t1: f64,
-    ) -> Result<()> {
-        let most: u64 = self
-            .vms
-            .iter()
-            .map(|v| {
-                let l = &v.profile.layout;
-                match l.kind {
-                    DiskKind::Fixed => 0,
-                    DiskKind::Dynamic => l.blocks.saturating_sub(l.initially) * l.block_size,
-                }
-            })
-            .fold(self.base_used, u64::saturating_add);
-        if most <= self.size {
+    /// 4σ above its size, `allocated` the VMs' blocks by `t1`), before changing anything.
+    fn fill_check(&self, ci: usize, allocated: &[Est], t1: f64) -> Result<()> {
+        if !self.could_fill() {
             return Ok(());
         }
         let (mut used, mut var) = (self.base_used as f64, 0.0);
-        for (v, act) in self.vms.iter().zip(actives) {
+        for (v, a) in self.vms.iter().zip(allocated) {
             if v.profile.layout.kind == DiskKind::Fixed {
                 continue;
             }
             let bs = v.profile.layout.block_size as f64;
-            let a = vm::allocated(&v.profile, &times(cache, v, act, 0.0, t1), true);
             used += a.mean * bs;
             var += a.var * bs * bs;
         }
@@ -272,6 +278,23 @@ impl Csv {
             });
         }
         Ok(())
+    }
+
+    /// Whether the CSV could fill at all: its VMs' dynamic disks, grown to their full size,
+    /// would not fit.
+    fn could_fill(&self) -> bool {
+        let most: u64 = self
+            .vms
+            .iter()
+            .map(|v| {
+                let l = &v.profile.layout;
+                match l.kind {
+                    DiskKind::Fixed => 0,
+                    DiskKind::Dynamic => l.blocks.saturating_sub(l.initially) * l.block_size,
+                }
+            })
+            .fold(self.base_used, u64::saturating_add);
+        most > self.size
     }
 
     /// Expected bytes of the CSV's files at `t` (its first MiB, the VMs' initial files and the
@@ -770,7 +793,9 @@ impl EstimateCluster {
         }
         let actives = window_actives(c, t0, t1);
         let cache = &mut c.cache.lock();
-        c.fill_check(csv, cache, &actives, t1)?;
+        if c.could_fill() {
+            c.fill_check(csv, &c.allocated_by(cache, &actives, t1), t1)?;
+        }
         let (deleted, _) = c.deletions(cache, &actives, t0, t1);
         Ok(deleted.into_iter().next())
     }
@@ -784,7 +809,7 @@ impl EstimateCluster {
         let c = self.csv(csv)?;
         let (t0, t1) = (t0.max(c.t), t1.max(c.t));
         let actives = window_actives(c, t0, t1);
-        let (_, out) = plan_window(csv, c, &mut c.cache.lock(), actives, t0, t1)?;
+        let (_, out) = plan_window(csv, c, &mut c.cache.lock(), actives, t0, t1, false)?;
         Ok(Foresight {
             deletion: out.deleted.first().map(|&(_, id, t)| (id, t)),
             pause: None,
@@ -837,8 +862,7 @@ impl EstimateCluster {
                 start[ci].map(|t0| {
                     let cache = &mut csv.cache.lock();
                     let actives = window_actives(csv, t0, t1);
-                    csv.fill_check(ci, cache, &actives, t1)?;
-                    let (commit, out) = plan_window(ci, csv, cache, actives, t0, t1)?;
+                    let (commit, out) = plan_window(ci, csv, cache, actives, t0, t1, true)?;
                     Ok((ci, commit, out))
                 })
             })
@@ -934,7 +958,7 @@ impl Csv {
 }
 
 /// CSV `ci`'s window `[t0, t1)` (`actives`: the VMs' activity including it): what it did and
-/// what it changes, the CSV left as it is.
+/// what it changes, the CSV left as it is; `check_fill`: refused if the CSV could fill in it.
 fn plan_window(
     ci: usize,
     csv: &Csv,
@@ -942,7 +966,13 @@ fn plan_window(
     actives: Vec<Intervals>,
     t0: f64,
     t1: f64,
+    check_fill: bool,
 ) -> Result<(Commit, CsvOutcome)> {
+    // Each VM's blocks by the end: the fill check's, the free space's and the window's own.
+    let allocated_end = csv.allocated_by(cache, &actives, t1);
+    if check_fill {
+        csv.fill_check(ci, &allocated_end, t1)?;
+    }
     let newest = csv.live().last().copied();
     let (deleted, live_after) = csv.deletions(cache, &actives, t0, t1);
     // Copies go to the newest snapshot until it is deleted (then there is none left).
@@ -955,7 +985,7 @@ fn plan_window(
     };
     let mut out = Vec::with_capacity(csv.vms.len());
     let mut copied = 0.0;
-    for (vm, act) in csv.vms.iter().zip(&actives) {
+    for ((vm, act), &m1) in csv.vms.iter().zip(&actives).zip(&allocated_end) {
         let mut e = VmEstimate::default();
         if vm.running && t1 > t0 {
             let cut = Cut {
@@ -967,9 +997,7 @@ fn plan_window(
             e.ops = vm::ops(&vm.profile, &win, &act.within(t0, t1));
             if vm.profile.layout.kind == DiskKind::Dynamic {
                 let a0 = times(cache, vm, act, 0.0, t0);
-                let a1 = times(cache, vm, act, 0.0, t1);
                 let m0 = vm::allocated(&vm.profile, &a0, false).mean;
-                let m1 = vm::allocated(&vm.profile, &a1, true);
                 e.blocks_allocated = Est::new(m1.mean - m0, m1.var);
             }
         }
@@ -986,7 +1014,7 @@ fn plan_window(
         Some(b) if deleted.is_empty() => b + copied,
         _ => csv.diff_area(cache, &actives, &live_after, t1),
     };
-    let used = csv.used_at(cache, &actives, t1);
+    let used = csv.used_with(&allocated_end);
     let (lowest_free, peak_diff, low_space) =
         csv.space(ci, cache, &actives, t0, t1, &deleted, now, used)?;
     debug_assert_eq!(
