@@ -171,7 +171,7 @@ fn vm_epoch(
         return Est::default();
     }
     let [pre, lo, hi, win, all_lo, all_hi] = epoch_exposures(cache, vm, active, snap.tau, t0, t1);
-    if win.e.is_empty() {
+    if win.e().is_empty() {
         return Est::default();
     }
     vm::chunks_first_written(
@@ -994,7 +994,7 @@ fn plan_window(
                 b: t1,
             };
             let win = cache.get_cut(vm.curve, cut);
-            e.ops = vm::ops(&vm.profile, &win, &act.within(t0, t1));
+            e.ops = vm::ops(&vm.profile, win.e(), &win.set);
             if vm.profile.layout.kind == DiskKind::Dynamic {
                 let a0 = times(cache, vm, act, 0.0, t0);
                 let m0 = vm::allocated(&vm.profile, &a0, false).mean;

@@ -32,7 +32,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::exposure::{Exposure, RateCurve};
 use super::growth;
@@ -79,13 +79,32 @@ impl std::ops::AddAssign for Est {
 }
 
 /// A time set as the touch models need it: the law of its operation count (every model), and
-/// its operations by index (the sequential log).
+/// its operations by index (the sequential log). The law is built when first asked for (a
+/// question about growth alone never needs it) and then shared by every copy.
 #[derive(Debug, Clone)]
 pub struct Times {
-    pub e: Arc<Exposure>,
+    curve: RateCurve,
+    exposure: Arc<OnceLock<Exposure>>,
     pub ops: Option<Arc<OpSet>>,
     /// The set itself (the growth path's writes are the ones whose times lie in it).
     pub set: Arc<Intervals>,
+}
+
+impl Times {
+    fn new(curve: RateCurve, set: Intervals, log: Option<&LogLaw>) -> Times {
+        Times {
+            curve,
+            exposure: Arc::new(OnceLock::new()),
+            ops: log.map(|l| Arc::new(l.ops(&set))),
+            set: Arc::new(set),
+        }
+    }
+
+    /// The law of the set's operation count.
+    pub fn e(&self) -> &Exposure {
+        self.exposure
+            .get_or_init(|| Exposure::build(self.curve, &self.set))
+    }
 }
 
 /// Time sets built once per (rate curve, set) and shared by every VM that has them.
@@ -154,20 +173,15 @@ impl ExposureCache {
         if let Some(slot) = self.map.get_mut(self.key.as_slice()) {
             slot.1 = window;
         } else {
-            let set = cut.set();
-            let times = Times {
-                e: Arc::new(Exposure::build(curve, &set)),
-                ops: log.map(|l| Arc::new(l.ops(&set))),
-                set: Arc::new(set),
-            };
+            let times = Times::new(curve, cut.set(), log);
             self.map
                 .insert(self.key.clone().into_boxed_slice(), (times, window));
         }
         &self.map[self.key.as_slice()].0
     }
 
-    /// The exposure alone.
-    pub fn get(&mut self, curve: RateCurve, set: &Intervals) -> Arc<Exposure> {
+    /// The time set alone (no touch model's operations by index).
+    pub fn get(&mut self, curve: RateCurve, set: &Intervals) -> Times {
         self.get_cut(
             curve,
             Cut {
@@ -178,9 +192,9 @@ impl ExposureCache {
         )
     }
 
-    /// The exposure alone, of `cut`.
-    pub fn get_cut(&mut self, curve: RateCurve, cut: Cut<'_>) -> Arc<Exposure> {
-        self.entry(curve, cut, None).e.clone()
+    /// The time set `cut` alone (no touch model's operations by index).
+    pub fn get_cut(&mut self, curve: RateCurve, cut: Cut<'_>) -> Times {
+        self.entry(curve, cut, None).clone()
     }
 
     /// The time set for `p`'s touch model.
@@ -310,7 +324,7 @@ fn first_written(
     with_var: bool,
     per_block: &mut [f64],
 ) -> Est {
-    let (lo, hi, win) = (&*w.lo.e, &*w.hi.e, &*w.win.e);
+    let (lo, hi, win) = (w.lo.e(), w.hi.e(), w.win.e());
     let (k_lo, k_win) = (lo.curvature(), win.curvature());
     let mut mean = 0.0;
     let mut var = 0.0;
@@ -471,7 +485,7 @@ fn changed_by_overwrites(p: &Profile, t: &Times, with_var: bool) -> (Est, Est) {
     let unit = p.cbt_block_size as f64;
     match &p.touch {
         Touch::Classes { cbt, .. } => {
-            let e = &*t.e;
+            let e = t.e();
             let blocks: Vec<(f64, f64)> = cbt.classes.iter().map(|c| (c.count, c.q)).collect();
             let n = touched(&blocks, &cbt.pairs, e, with_var);
             // Bytes: the same units weighted by their size (only the last may be short).
@@ -509,7 +523,7 @@ fn changed_by_overwrites(p: &Profile, t: &Times, with_var: bool) -> (Est, Est) {
 /// Per class of blocks not allocated at the start: `(blocks, P(untouched in t))`.
 fn block_states(p: &Profile, t: &Times) -> Vec<(f64, f64)> {
     match &p.touch {
-        Touch::Classes { blocks, .. } => blocks.iter().map(|b| (b.count, t.e.none(b.q))).collect(),
+        Touch::Classes { blocks, .. } => blocks.iter().map(|b| (b.count, t.e().none(b.q))).collect(),
         Touch::Log { law, blocks, .. } => {
             let (first, vals) = log_units(law, t, p.layout.block_size, p.layout.virtual_size);
             blocks
@@ -533,7 +547,7 @@ fn alloc_none(p: &Profile, t: &Times) -> f64 {
         return 0.0;
     }
     match &p.touch {
-        Touch::Classes { q_alloc, .. } => t.e.none(*q_alloc),
+        Touch::Classes { q_alloc, .. } => t.e().none(*q_alloc),
         Touch::Log {
             law, alloc_range, ..
         } => match (alloc_range, &t.ops) {
@@ -566,7 +580,7 @@ fn allocated_by_overwrites(p: &Profile, t: &Times, with_var: bool) -> Est {
             ..
         } => {
             let classes: Vec<(f64, f64)> = blocks.iter().map(|b| (b.count, b.q)).collect();
-            touched(&classes, block_pairs, &t.e, with_var)
+            touched(&classes, block_pairs, t.e(), with_var)
         }
         Touch::Log { .. } => {
             let states = block_states(p, t);
@@ -626,7 +640,7 @@ pub fn metadata(p: &Profile, pre: &Times, inn: &Times, all: &Times, terms: Terms
     // Headers: some header write in [τ, t) (session start or first allocation).
     let (a_pre, a_inn, a_all) = (alloc_none(p, pre), alloc_none(p, inn), alloc_none(p, all));
     let p_hdr =
-        (1.0 - (1.0 - a_pre) - all.e.none(q_w) - a_all + pre.e.none(q_w) * a_inn).clamp(0.0, 1.0);
+        (1.0 - (1.0 - a_pre) - all.e().none(q_w) - a_all + pre.e().none(q_w) * a_inn).clamp(0.0, 1.0);
     let mut est = MetaEst::default();
     if terms.headers {
         est.headers = Est::new(
@@ -808,7 +822,7 @@ pub fn chunks_first_written(p: &Profile, w: &EpochWindow<'_>, with_var: bool) ->
             let all = !w.terms.allocated_at_snapshot;
             let weights: Vec<f64> = blocks
                 .iter()
-                .map(|b| if all { 1.0 } else { 1.0 - w.pre.e.none(b.q) })
+                .map(|b| if all { 1.0 } else { 1.0 - w.pre.e().none(b.q) })
                 .collect();
             let weight = |b: Option<u32>| match b {
                 None => 1.0,
@@ -817,7 +831,7 @@ pub fn chunks_first_written(p: &Profile, w: &EpochWindow<'_>, with_var: bool) ->
             let mut per_block = vec![0.0; blocks.len()];
             let mut est = first_written(chunks, w, &weight, with_var, &mut per_block);
             if with_var && !blocks.is_empty() {
-                est.var += block_allocation_var(blocks, &w.pre.e, &per_block);
+                est.var += block_allocation_var(blocks, w.pre.e(), &per_block);
             }
             est
         }
