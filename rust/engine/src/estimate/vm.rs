@@ -574,6 +574,9 @@ pub fn allocated(p: &Profile, t: &Times, with_var: bool) -> Est {
 
 fn allocated_by_overwrites(p: &Profile, t: &Times, with_var: bool) -> Est {
     match &p.touch {
+        // No write reaches a block not allocated at the start (the usual case: the streams
+        // land in the disk's data): the operation count's law is not needed.
+        Touch::Classes { blocks, .. } if blocks.is_empty() => Est::default(),
         Touch::Classes {
             blocks,
             block_pairs,
