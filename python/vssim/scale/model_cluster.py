@@ -215,8 +215,15 @@ class ModelClusterBackend:
         before = {self.scenario.csvs[c].name: self.csv_t[c] for c in todo}
         r = self.model.advance_csvs(todo, [self.csv_t[c] for c in todo], t)
         self.windows += 1
+        # The estimate sends only the advanced CSVs' disks (``disks``: which, in order); the
+        # exact engine every disk, by id.
+        disks = r.get("disks")
         for k in COUNTERS:
-            self.totals[k] += r[k].astype(self.counter_dtype, copy=False)
+            got = r[k].astype(self.counter_dtype, copy=False)
+            if disks is None:
+                self.totals[k] += got
+            else:
+                self.totals[k][disks] += got
         lowest = dict(
             zip(r["lowest_free_csv"].tolist(), r["lowest_free_bytes"].tolist(), strict=True)
         )

@@ -159,7 +159,7 @@ pub fn run_estimate_with(s: &Scenario, terms: super::vm::Terms) -> Figures {
         match *step {
             Step::To(t1) => {
                 let r = m.advance(t, t1).unwrap();
-                for (i, v) in r.vms.iter().enumerate() {
+                for &(i, ref v) in &r.vms {
                     f.vm_copied[i] += v.chunks_copied.mean;
                     f.vm_copied_var[i] += v.chunks_copied.var;
                     f.vm_writes[i] += v.ops.writes.mean;

@@ -43,8 +43,9 @@ pub struct VmEstimate {
 /// What a window did, in expectation.
 #[derive(Debug, Clone, Default)]
 pub struct EstimateReport {
-    /// Per VM, indexed by VM id (zero for VMs of CSVs not advanced).
-    pub vms: Vec<VmEstimate>,
+    /// The VMs of the CSVs advanced, `(VM id, its counters)`, by CSV then VM (the others did
+    /// nothing in the window).
+    pub vms: Vec<(usize, VmEstimate)>,
     /// Snapshots the diff-area limit deleted: (CSV, snapshot id, time), by time.
     pub deleted: Vec<(usize, u64, f64)>,
     /// CSVs whose expected free space fell below their warning level in the window, and the
@@ -868,15 +869,10 @@ impl EstimateCluster {
             })
             .collect();
         let done = results.into_iter().collect::<Result<Vec<_>>>()?;
-        let mut report = EstimateReport {
-            vms: vec![VmEstimate::default(); self.index.len()],
-            ..EstimateReport::default()
-        };
+        let mut report = EstimateReport::default();
         for (ci, commit, out) in done {
             self.csvs[ci].apply(commit);
-            for (id, e) in out.vms {
-                report.vms[id] = e;
-            }
+            report.vms.extend(out.vms);
             report.deleted.extend(out.deleted);
             report.low_space.extend(out.low_space.map(|t| (ci, t)));
             report.lowest_free.push((ci, out.lowest_free));
