@@ -213,17 +213,16 @@ class ModelClusterBackend:
         if not todo:
             return
         before = {self.scenario.csvs[c].name: self.csv_t[c] for c in todo}
-        r = self.model.advance_csvs(todo, [self.csv_t[c] for c in todo], t)
+        r = self._advance(todo, [self.csv_t[c] for c in todo], t)
         self.windows += 1
         # The estimate sends only the advanced CSVs' disks (``disks``: which, in order); the
         # exact engine every disk, by id.
         disks = r.get("disks")
         for k in COUNTERS:
-            got = r[k].astype(self.counter_dtype, copy=False)
             if disks is None:
-                self.totals[k] += got
+                self.totals[k] += r[k].astype(self.counter_dtype, copy=False)
             else:
-                self.totals[k][disks] += got
+                self.totals[k][disks] += r[k].astype(self.counter_dtype, copy=False)
         lowest = dict(
             zip(r["lowest_free_csv"].tolist(), r["lowest_free_bytes"].tolist(), strict=True)
         )
@@ -267,6 +266,10 @@ class ModelClusterBackend:
         if self.on_changed is not None:
             for c in todo:
                 self.on_changed(self.scenario.csvs[c].name, False)
+
+    def _advance(self, csvs: list[int], t0s: list[float], t1: float) -> Report:
+        """The engine's window of ``csvs`` (each from its own time) to ``t1``."""
+        return self.model.advance_csvs(csvs, t0s, t1)
 
     def _capacity_events(self, r: Report) -> None:
         """Record the window's low-space warnings and paused VMs, and tell who listens."""
@@ -493,3 +496,8 @@ class EstimateClusterBackend(ModelClusterBackend):
 
     def _new_model(self) -> engine.ModelCluster | engine.EstimateCluster:
         return engine.EstimateCluster()
+
+    def _advance(self, csvs: list[int], t0s: list[float], t1: float) -> Report:
+        # The run keeps the expectations only: the copies' variances are not worked out.
+        assert isinstance(self.model, engine.EstimateCluster)
+        return self.model.advance_csvs(csvs, t0s, t1, variances=False)

@@ -73,7 +73,10 @@ fn report_dict<'py>(
     }
     for (name, f) in fields {
         d.set_item(name, PyArray1::from_vec(py, column(&|v| f(v).mean)))?;
-        d.set_item(format!("{name}_var"), PyArray1::from_vec(py, column(&|v| f(v).var)))?;
+        d.set_item(
+            format!("{name}_var"),
+            PyArray1::from_vec(py, column(&|v| f(v).var)),
+        )?;
     }
     let n = dense.unwrap_or(report.vms.len());
     // A window the CSV could fill in is refused, so no write is ever dropped here.
@@ -202,17 +205,21 @@ impl EstimateCluster {
     /// Advances the VMs of the CSVs `csvs`, CSV `csvs[i]` from `t0s[i]` seconds to `t1` (each
     /// at most once); the others stay where they are. :meth:`advance`'s dict, but its per-VM
     /// arrays hold only the VMs of `csvs` — `disks` (uint64) their ids, in the arrays' order
-    /// (a window of one CSV of a large cluster sends its VMs, not every VM's zero).
+    /// (a window of one CSV of a large cluster sends its VMs, not every VM's zero). With
+    /// `variances=False` the chunks copied's variances are 0 (the expectations are the same;
+    /// their second-order terms are what a window's copies cost most).
+    #[pyo3(signature = (csvs, t0s, t1, variances = true))]
     fn advance_csvs<'py>(
         &mut self,
         py: Python<'py>,
         #[pyo3(from_py_with = as_vec_usize::csvs)] csvs: Vec<usize>,
         t0s: Vec<f64>,
         t1: f64,
+        variances: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
         let from = csv_starts(csvs, t0s)?;
         let inner = &mut self.inner;
-        let report = detached(py, move || inner.advance_csvs(&from, t1))?;
+        let report = detached(py, move || inner.advance_csvs_with(&from, t1, variances))?;
         report_dict(py, &report, None)
     }
 

@@ -810,7 +810,7 @@ impl EstimateCluster {
         let c = self.csv(csv)?;
         let (t0, t1) = (t0.max(c.t), t1.max(c.t));
         let actives = window_actives(c, t0, t1);
-        let (_, out) = plan_window(csv, c, &mut c.cache.lock(), actives, t0, t1, false)?;
+        let (_, out) = plan_window(csv, c, &mut c.cache.lock(), actives, t0, t1, false, false)?;
         Ok(Foresight {
             deletion: out.deleted.first().map(|&(_, id, t)| (id, t)),
             pause: None,
@@ -843,6 +843,18 @@ impl EstimateCluster {
     /// Advances the running VMs of some CSVs, each from its own time to `t1` (as
     /// `ModelCluster::advance_csvs`).
     pub fn advance_csvs(&mut self, from: &[(usize, f64)], t1: f64) -> Result<EstimateReport> {
+        self.advance_csvs_with(from, t1, true)
+    }
+
+    /// [`EstimateCluster::advance_csvs`], the copies' variances left out (zero) unless
+    /// `variances`: a caller that keeps only the expectations saves their second-order terms
+    /// (the expectations are the same either way).
+    pub fn advance_csvs_with(
+        &mut self,
+        from: &[(usize, f64)],
+        t1: f64,
+        variances: bool,
+    ) -> Result<EstimateReport> {
         let mut start: Vec<Option<f64>> = vec![None; self.csvs.len()];
         for &(c, t0) in from {
             check_window(t0, t1)?;
@@ -863,7 +875,8 @@ impl EstimateCluster {
                 start[ci].map(|t0| {
                     let cache = &mut csv.cache.lock();
                     let actives = window_actives(csv, t0, t1);
-                    let (commit, out) = plan_window(ci, csv, cache, actives, t0, t1, true)?;
+                    let (commit, out) =
+                        plan_window(ci, csv, cache, actives, t0, t1, true, variances)?;
                     Ok((ci, commit, out))
                 })
             })
@@ -954,7 +967,9 @@ impl Csv {
 }
 
 /// CSV `ci`'s window `[t0, t1)` (`actives`: the VMs' activity including it): what it did and
-/// what it changes, the CSV left as it is; `check_fill`: refused if the CSV could fill in it.
+/// what it changes, the CSV left as it is; `check_fill`: refused if the CSV could fill in it;
+/// `variances`: the copies' variances too.
+#[expect(clippy::too_many_arguments)]
 fn plan_window(
     ci: usize,
     csv: &Csv,
@@ -963,6 +978,7 @@ fn plan_window(
     t0: f64,
     t1: f64,
     check_fill: bool,
+    variances: bool,
 ) -> Result<(Commit, CsvOutcome)> {
     // Each VM's blocks by the end: the fill check's, the free space's and the window's own.
     let allocated_end = csv.allocated_by(cache, &actives, t1);
@@ -998,7 +1014,7 @@ fn plan_window(
             }
         }
         if let Some(n) = newest {
-            e.chunks_copied = vm_epoch(csv.terms, cache, vm, act, &n, t0, copy_end, true);
+            e.chunks_copied = vm_epoch(csv.terms, cache, vm, act, &n, t0, copy_end, variances);
             copied += e.chunks_copied.mean;
         }
         out.push((vm.id, e));

@@ -523,7 +523,9 @@ fn changed_by_overwrites(p: &Profile, t: &Times, with_var: bool) -> (Est, Est) {
 /// Per class of blocks not allocated at the start: `(blocks, P(untouched in t))`.
 fn block_states(p: &Profile, t: &Times) -> Vec<(f64, f64)> {
     match &p.touch {
-        Touch::Classes { blocks, .. } => blocks.iter().map(|b| (b.count, t.e().none(b.q))).collect(),
+        Touch::Classes { blocks, .. } => {
+            blocks.iter().map(|b| (b.count, t.e().none(b.q))).collect()
+        }
         Touch::Log { law, blocks, .. } => {
             let (first, vals) = log_units(law, t, p.layout.block_size, p.layout.virtual_size);
             blocks
@@ -642,8 +644,8 @@ pub fn metadata(p: &Profile, pre: &Times, inn: &Times, all: &Times, terms: Terms
     let q_w = 1.0 - p.spec.read_fraction;
     // Headers: some header write in [τ, t) (session start or first allocation).
     let (a_pre, a_inn, a_all) = (alloc_none(p, pre), alloc_none(p, inn), alloc_none(p, all));
-    let p_hdr =
-        (1.0 - (1.0 - a_pre) - all.e().none(q_w) - a_all + pre.e().none(q_w) * a_inn).clamp(0.0, 1.0);
+    let p_hdr = (1.0 - (1.0 - a_pre) - all.e().none(q_w) - a_all + pre.e().none(q_w) * a_inn)
+        .clamp(0.0, 1.0);
     let mut est = MetaEst::default();
     if terms.headers {
         est.headers = Est::new(
