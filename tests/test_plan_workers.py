@@ -7,6 +7,9 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -125,3 +128,25 @@ def test_workers_are_handed_the_costliest_profile_first() -> None:
     _, told = _plan(2, PlanSettings(window_s=120.0, fractions=(0.1,), concurrency=(1, 2)))
     first = {s.run: s.profile for s in told if isinstance(s, planning.Step)}
     assert (first[1], first[2]) == ("ws2008r2", "ws2008r2")
+
+
+def test_a_script_without_a_main_guard_plans_with_workers(tmp_path: Path) -> None:
+    # multiprocessing's spawn would import this script again in every worker (and fail); the
+    # workers are `python -m vssim.report.plan_workers` and never import it.
+    script = tmp_path / "plan_it.py"
+    script.write_text(
+        "import functools\n"
+        "from vssim.report import capacity_plan as planning\n"
+        "from vssim.report.strategies import PlanSettings\n"
+        f"sc, _ = planning.load_for_plan(__import__('pathlib').Path({str(SMALL)!r}))\n"
+        "settings = PlanSettings(window_s=120.0, fractions=(0.1,), concurrency=(1, 2))\n"
+        "runner = functools.partial(planning.scale_runner, engine='estimate')\n"
+        "tables = planning.collect(sc, settings, runner, jobs=2)\n"
+        "print(tables['summary'].height)\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.strip()) >= 4

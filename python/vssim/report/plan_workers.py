@@ -6,22 +6,27 @@ with its incremental (:meth:`vssim.report.plan_runs.ProfileRuns.ask`), draws pro
 the tables. Runs are deterministic, so the tables are those of the same runs one after another
 (:func:`vssim.report.capacity_plan.collect` puts them in that order).
 
-Workers are started with ``spawn`` (a fresh interpreter: polars' and rayon's threads do not
-survive a ``fork``) and talk to the plan over one pipe each. A worker sends ``progress`` (the
-run's latest :class:`~vssim.scale.progress.RunProgress`, at most every :data:`PROGRESS_EVERY_S`),
-``ask`` (and waits for the answer), then ``done`` with the run's tables, or ``error`` with the
-exception the run raised — the plan raises it again, as if the run had been its own. A worker
-that dies (killed, out of memory) is a :class:`~vssim.errors.PlanError` naming the run.
+Workers are fresh interpreters (``python -m vssim.report.plan_workers``: polars' and rayon's
+threads do not survive a ``fork``, and unlike ``multiprocessing``'s ``spawn`` a worker never
+imports the caller's main module, so a script without an ``if __name__ == "__main__"`` guard
+can plan with workers too), each talking to the plan over its own socket pair. A worker sends
+``progress`` (the run's latest :class:`~vssim.scale.progress.RunProgress`, at most every
+:data:`PROGRESS_EVERY_S`), ``ask`` (and waits for the answer), then ``done`` with the run's
+tables, or ``error`` with the exception the run raised — the plan raises it again, as if the
+run had been its own. A worker that dies (killed, out of memory) is a
+:class:`~vssim.errors.PlanError` naming the run.
 """
 
 from __future__ import annotations
 
 import importlib
-import multiprocessing
 import os
 import pickle
 import resource
 import signal
+import socket
+import subprocess
+import sys
 import time
 import traceback
 from collections.abc import Iterator
@@ -32,8 +37,6 @@ from typing import TYPE_CHECKING, Any
 from vssim.errors import PlanError
 
 if TYPE_CHECKING:
-    from multiprocessing.process import BaseProcess
-
     from vssim.report.plan_runs import RunTask
     from vssim.report.strategies import PlanSettings
     from vssim.scale.progress import RunProgress
@@ -72,11 +75,14 @@ class Event:
 
 
 def _worker_main(conn: Connection) -> None:
-    """A worker's loop: run what the plan sends until told to stop."""
+    """A worker's loop: run what the plan sends until told to stop (or the plan is gone)."""
     # Ctrl-C is the plan's to handle: it stops the workers (a worker would die mid-run).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
-        message = conn.recv()
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
         if message[0] == "stop":
             return
         _, task, variant, settings, runner = message
@@ -161,19 +167,30 @@ class Workers:
     """``n`` worker processes and the runs they have."""
 
     def __init__(self, n: int) -> None:
-        ctx = multiprocessing.get_context("spawn")
         self.conns: list[Connection] = []
-        self.procs: list[BaseProcess] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
         self.busy: dict[int, RunTask] = {}
         #: Each worker's peak resident memory so far.
         self.peaks: dict[int, int] = {}
-        for _ in range(n):
-            mine, theirs = ctx.Pipe(duplex=True)
-            proc = ctx.Process(target=_worker_main, args=(theirs,), daemon=True)
-            proc.start()
-            theirs.close()
-            self.conns.append(mine)
-            self.procs.append(proc)
+        # The interpreter's own path, so the workers import what the plan imports (a runner
+        # may live in the caller's modules).
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        try:
+            for _ in range(n):
+                mine, theirs = socket.socketpair()
+                fd = theirs.fileno()
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "vssim.report.plan_workers", str(fd)],
+                    pass_fds=(fd,),
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                )
+                theirs.close()
+                self.conns.append(Connection(mine.detach()))
+                self.procs.append(proc)
+        except BaseException:
+            self.close()
+            raise
 
     def __enter__(self) -> Workers:
         return self
@@ -204,7 +221,7 @@ class Workers:
                 try:
                     kind, sent_task, payload, peak = conn.recv()
                 except (EOFError, OSError) as exc:
-                    code = self.procs[i].exitcode
+                    code = self.procs[i].wait(timeout=10)
                     raise PlanError(
                         f"the worker running {task.profile} {task.strategy.label} (concurrency "
                         f"{task.strategy.concurrency}) died (exit code {code}): {exc!r}"
@@ -225,10 +242,16 @@ class Workers:
             except (BrokenPipeError, OSError):
                 pass
         for proc in self.procs:
-            proc.join(timeout=10)
-            if proc.is_alive():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.join()
+                proc.wait()
         for conn in self.conns:
             conn.close()
         self.busy.clear()
+
+
+if __name__ == "__main__":
+    # A worker: `python -m vssim.report.plan_workers FD`, FD its end of the plan's socket pair.
+    _worker_main(Connection(int(sys.argv[1])))
