@@ -76,6 +76,37 @@ pub fn file_data_extents(file: &File, len: u64) -> io::Result<Vec<(u64, u64)>> {
     Ok(out)
 }
 
+/// Reads `buf.len()` bytes at `pos` of `file` as `read_exact_at` does, but the file's holes
+/// (`SEEK_DATA`/`SEEK_HOLE`) are zeroed here rather than read: the kernel reads a hole by
+/// zero-filling a page-cache page for every page of it, which was most of what an incremental
+/// backup's reads of a sparse VHDX cost (measured with `benches/bench_materialized_run.py`). Where
+/// the file system cannot tell, or nothing is data from some point on (a trailing hole, or the end
+/// of the file: the kernel's read then says which), the rest is read as usual.
+pub fn read_exact_skipping_holes(file: &File, buf: &mut [u8], pos: u64) -> io::Result<()> {
+    use rustix::fs::{seek, SeekFrom};
+    use std::os::unix::fs::FileExt;
+    let end = pos + buf.len() as u64;
+    let at_ = |x: u64| (x - pos) as usize;
+    let mut at = pos;
+    while at < end {
+        let data = match seek(file, SeekFrom::Data(at)) {
+            Ok(d) if d >= at => d.min(end),
+            _ => return file.read_exact_at(&mut buf[at_(at)..], at),
+        };
+        buf[at_(at)..at_(data)].fill(0);
+        if data == end {
+            break;
+        }
+        let hole = match seek(file, SeekFrom::Hole(data)) {
+            Ok(h) if h > data => h.min(end),
+            _ => end,
+        };
+        file.read_exact_at(&mut buf[at_(data)..at_(hole)], data)?;
+        at = hole;
+    }
+    Ok(())
+}
+
 /// The parts of sorted, disjoint `extents` that fall inside `[start, end)`.
 pub fn extents_within(
     extents: &[(u64, u64)],
@@ -281,6 +312,46 @@ impl Storage for MemStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads through holes, data and the end of a sparse file: the same bytes as a plain read,
+    /// and the same early end past the file's length.
+    #[test]
+    fn reads_skipping_holes_equal_plain_reads() {
+        use std::os::unix::fs::FileExt;
+        let dir = std::env::temp_dir().join(format!("vssim-holes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("sparse.bin");
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&p)
+            .unwrap();
+        let len = 8u64 << 20;
+        f.set_len(len).unwrap();
+        f.write_all_at(&[3u8; 5000], 1 << 20).unwrap();
+        f.write_all_at(&[0u8; 4096], 3 << 20).unwrap();
+        f.write_all_at(&[5u8; 70000], (6 << 20) - 100).unwrap();
+        let mut whole = vec![0u8; len as usize];
+        f.read_exact_at(&mut whole, 0).unwrap();
+        for (pos, n) in [
+            (0u64, len as usize),
+            ((1 << 20) - 7, 9000),
+            (2 << 20, 4096),
+            ((6 << 20) - 5000, 200_000),
+            (len - 10, 10),
+            ((1 << 20) + 4999, 1),
+        ] {
+            let mut got = vec![0xAAu8; n];
+            read_exact_skipping_holes(&f, &mut got, pos).unwrap();
+            assert!(got[..] == whole[pos as usize..pos as usize + n], "at {pos}, {n} bytes");
+        }
+        let mut past = vec![0u8; 20];
+        let e = read_exact_skipping_holes(&f, &mut past, len - 10).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn file_storage_round_trip_and_read_only() {

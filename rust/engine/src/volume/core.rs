@@ -12,6 +12,7 @@ use super::error::{Result, VolumeError};
 use super::journal::{CopyEntry, DeleteReason, Journal, Record};
 use super::lock::Locks;
 use super::state::{CowState, Gone, Plan, SnapFile, Source};
+use crate::storage::read_exact_skipping_holes;
 
 pub(crate) type Shared = Arc<Mutex<Core>>;
 
@@ -429,7 +430,7 @@ impl Core {
                     zeros.fill(0);
                     if !data.is_empty() {
                         let file = live.ok_or_else(|| missing_live(id, key))?;
-                        file.read_exact_at(data, pos).map_err(|e| {
+                        read_exact_skipping_holes(file, data, pos).map_err(|e| {
                             if e.kind() == io::ErrorKind::UnexpectedEof {
                                 missing_live(id, key)
                             } else {
