@@ -345,7 +345,10 @@ mod tests {
         ] {
             let mut got = vec![0xAAu8; n];
             read_exact_skipping_holes(&f, &mut got, pos).unwrap();
-            assert!(got[..] == whole[pos as usize..pos as usize + n], "at {pos}, {n} bytes");
+            assert!(
+                got[..] == whole[pos as usize..pos as usize + n],
+                "at {pos}, {n} bytes"
+            );
         }
         let mut past = vec![0u8; 20];
         let e = read_exact_skipping_holes(&f, &mut past, len - 10).unwrap_err();
