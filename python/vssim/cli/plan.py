@@ -60,7 +60,8 @@ def register(sub: Any) -> None:
         "--engine",
         choices=[e.value for e in Engine],
         default=Engine.ESTIMATE.value,
-        help="estimate: expected counts in closed form (default; a full-size plan in minutes); "
+        help="estimate: expected counts in closed form (default; a 4,000-VM plan in about a minute "
+        "on 2 cores); "
         "exact: every guest write simulated (hours at 4,000 VMs)",
     )
     p.add_argument(
