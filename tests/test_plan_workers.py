@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import functools
 import os
+import select
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +152,79 @@ def test_a_script_without_a_main_guard_plans_with_workers(tmp_path: Path) -> Non
     )
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.strip()) >= 4
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_workers_leave_when_the_plan_is_killed(tmp_path: Path) -> None:
+    # A plan killed outright (no chance to stop its workers): each worker notices at its next
+    # message and exits, leaving nothing running.
+    plan = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vssim",
+            "plan",
+            str(SMALL),
+            "--jobs",
+            "2",
+            "--window",
+            "2 min",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert plan.stderr is not None
+    plan.stderr.readline()  # the plan has started
+    deadline = time.monotonic() + 60
+    workers: list[int] = []
+    while len(workers) < 2 and time.monotonic() < deadline:
+        workers = _children(plan.pid)
+        time.sleep(0.05)
+    assert len(workers) == 2, "the plan started its two workers"
+    plan.kill()
+    plan.wait()
+    # The workers write to the plan's standard error (inherited): it ends when they have all
+    # gone, and a worker that died of the broken pipe would have left its traceback there.
+    rest = _read_to_end(plan.stderr, timeout_s=60)
+    plan.stderr.close()
+    assert rest is not None, "a worker kept the plan's standard error open for a minute"
+    assert "Traceback" not in rest, rest
+    alive = [w for w in workers if _alive(w)]
+    assert not alive, f"workers still running after their plan died: {alive}"
+
+
+def _read_to_end(stream: Any, timeout_s: float) -> str | None:
+    """What ``stream`` still holds up to its end, or None if it has not ended by then."""
+    chunks: list[bytes] = []
+    fd = stream.fileno()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            data = os.read(fd, 65536)
+            if not data:
+                return b"".join(chunks).decode(errors="replace")
+            chunks.append(data)
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

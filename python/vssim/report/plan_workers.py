@@ -86,7 +86,21 @@ def _worker_main(conn: Connection) -> None:
         if message[0] == "stop":
             return
         _, task, variant, settings, runner = message
-        _run_one(conn, task, variant, settings, runner)
+        try:
+            _run_one(conn, task, variant, settings, runner)
+        except _PlanGoneError:
+            return  # nobody to tell: the run's work is moot
+
+
+class _PlanGoneError(Exception):
+    """The plan's end of the pipe is closed (the plan exited or was killed)."""
+
+
+def _send(conn: Connection, message: tuple[Any, ...]) -> None:
+    try:
+        conn.send(message)
+    except (BrokenPipeError, ConnectionResetError, EOFError) as exc:
+        raise _PlanGoneError from exc
 
 
 def _run_one(
@@ -99,7 +113,7 @@ def _run_one(
 
     def flush() -> None:
         if last:
-            conn.send(("progress", task, last[0], _peak_rss()))
+            _send(conn, ("progress", task, last[0], _peak_rss()))
             last.clear()
         sent[0] = time.monotonic()
 
@@ -110,8 +124,11 @@ def _run_one(
 
     def keep_going(rec: BackupRecord) -> bool:
         flush()
-        conn.send(("ask", task, (rec.failures, rec.window_s), _peak_rss()))
-        answer = conn.recv()
+        _send(conn, ("ask", task, (rec.failures, rec.window_s), _peak_rss()))
+        try:
+            answer = conn.recv()
+        except EOFError as exc:
+            raise _PlanGoneError from exc
         assert answer[0] == "answer", answer
         return bool(answer[1])
 
@@ -119,9 +136,11 @@ def _run_one(
         hooks = Hooks(keep_going if task.asks else None, on_set)
         tables = runner(variant, task.strategy, settings, hooks)
         flush()
-        conn.send(("done", task, tables, _peak_rss()))
+        _send(conn, ("done", task, tables, _peak_rss()))
+    except _PlanGoneError:
+        raise
     except Exception as exc:  # sent to the plan, which raises it again
-        conn.send(("error", task, portable(exc), _peak_rss()))
+        _send(conn, ("error", task, portable(exc), _peak_rss()))
 
 
 def portable(exc: BaseException) -> tuple[str, str, tuple[Any, ...], dict[str, Any], str]:
