@@ -207,8 +207,10 @@ class _Collector:
         #: seconds each (:func:`_guesses`), and the simulated seconds of the runs done.
         self.to_come: list[tuple[tuple[str, str, float | None], float]] = []
         self.walked = 0.0
-        #: The runs under way: their number, start (wall clock) and latest progress.
+        #: The runs under way, and those ended: their number, start (wall clock) and latest
+        #: progress.
         self.running: dict[RunTask, tuple[int, float, RunProgress | None]] = {}
+        self.ended: dict[RunTask, tuple[int, float, RunProgress | None]] = {}
         #: Each run's tables once done (put in order by :meth:`assemble`).
         self.results: dict[RunTask, dict[str, pl.DataFrame]] = {}
         #: The peak resident memory of the plan's other processes (workers), by worker.
@@ -230,11 +232,17 @@ class _Collector:
         expected = self.walked + sum(at.expected_s for _, _, at in self.running.values() if at)
         return done, expected + self._still_to_come()
 
-    def on_progress(self, task: RunTask, at: RunProgress) -> None:
-        run_no, started, _ = self.running[task]
-        self.running[task] = (run_no, started, at)
+    def _tell(
+        self,
+        task: RunTask,
+        at: RunProgress | None,
+        sets: tuple[int, int] = (0, 0),
+        backups: tuple[str, ...] | None = None,
+    ) -> None:
+        """The progress callback's :class:`Step` for ``task`` (``backups``: it ended with those)."""
         if self.progress is None:
             return
+        run_no, started, _ = self.running.get(task) or self.ended[task]
         done, expected = self._work()
         self.progress(
             Step(
@@ -242,9 +250,10 @@ class _Collector:
                 self.planned,
                 task.profile.value,
                 task.strategy,
-                at.sets_done,
-                at.sets,
+                *sets,
                 time.perf_counter() - started,
+                done=backups is not None,
+                backups=backups or (),
                 peak_rss_bytes=self._peak(),
                 at=at,
                 work_done_s=done,
@@ -252,32 +261,20 @@ class _Collector:
             )
         )
 
+    def on_progress(self, task: RunTask, at: RunProgress) -> None:
+        run_no, started, _ = self.running[task]
+        self.running[task] = (run_no, started, at)
+        self._tell(task, at, (at.sets_done, at.sets))
+
     def finish(self, task: RunTask, tables: dict[str, pl.DataFrame]) -> None:
-        run_no, started, last = self.running.pop(task)
+        self.ended[task] = last_seen = self.running.pop(task)
         self.results[task] = tables
         backups = tables["summary"]["backup"].n_unique()
         if backups > 1:
             self._took(task.profile.value, "incremental", None)
+        last = last_seen[2]
         self.walked += last.sim_s if last is not None else 0.0
-        if self.progress is not None:
-            done, expected = self._work()
-            self.progress(
-                Step(
-                    run_no,
-                    self.planned,
-                    task.profile.value,
-                    task.strategy,
-                    0,
-                    0,
-                    time.perf_counter() - started,
-                    done=True,
-                    backups=tuple(task.strategy.labels[:backups]),
-                    peak_rss_bytes=self._peak(),
-                    at=last,
-                    work_done_s=done,
-                    work_s=expected,
-                )
-            )
+        self._tell(task, last, backups=tuple(task.strategy.labels[:backups]))
 
     def assemble(self, plans: list[ProfileRuns]) -> None:
         """The tables in the order one run after another makes them (a later run of a case —
