@@ -289,3 +289,21 @@ def test_a_terminal_gets_a_rich_progress_bar(command: str, tmp_path: Path) -> No
     assert b"\x1b[" not in out
     assert not re.search(rb"VMs \d+/\d+ \xc2\xb7", out)
     assert (b"report: " if command == "plan" else b"modelled backups") in out
+
+
+def test_plan_lines_say_how_many_other_runs_are_under_way() -> None:
+    # Two runs at once (--jobs 2): each line is about the run that spoke, and counts the other.
+    buf = io.StringIO()
+    watch = PlanWatcher(View(buf, every=0.0, clock=lambda: 100.0, terminal=False))
+    watch(planning.PlanStart(small("ws2012", vms=20), ("ws2012",), 3))
+    at = RunProgress("set", 0, 1, 1, 8, 5, 40, 600.0, 3600.0)
+    one, two = Strategy("full", 1), Strategy("full", 2)
+    watch(planning.Step(1, 3, "ws2012", one, 1, 8, 5.0, at=at, work_s=1.0))
+    watch(planning.Step(2, 3, "ws2012", two, 1, 8, 5.0, at=at, work_s=1.0))
+    watch(planning.Step(1, 3, "ws2012", one, 0, 0, 9.0, True, ("full",), 1 << 20, at, 1, 4))
+    watch(planning.Step(2, 3, "ws2012", two, 2, 8, 9.5, at=at, work_s=1.0))
+    lines = buf.getvalue().splitlines()
+    assert lines[1].startswith("  ws2012 full (concurrency 1): run 1/3")
+    assert lines[2].startswith("  ws2012 full (concurrency 2) +1 more: run 2/3")
+    assert lines[3].startswith("  [1/3] ws2012 full (concurrency 1)")
+    assert lines[4].startswith("  ws2012 full (concurrency 2): run 2/3"), "run 1 is done"

@@ -187,10 +187,14 @@ class RunWatcher:
 
 
 class PlanWatcher:
-    """``vssim plan``: the plan's start, its runs' events and their ends."""
+    """``vssim plan``: the plan's start, its runs' events and their ends. With several runs at
+    once (``--jobs``) a line is about the run that spoke last and says how many others are
+    under way."""
 
     def __init__(self, view: View) -> None:
         self.view = view
+        #: The runs under way (their numbers).
+        self.going: set[int] = set()
 
     def __call__(self, step: PlanStart | Step) -> None:
         if isinstance(step, PlanStart):
@@ -202,6 +206,13 @@ class PlanWatcher:
         strategy = step.strategy
         what = f"{step.profile} {strategy.label} (concurrency {strategy.concurrency})"
         runs = (step.run, step.planned)
+        if step.done:
+            self.going.discard(step.run)
+        else:
+            self.going.add(step.run)
+            others = len(self.going) - 1
+            if others:
+                what += f" +{others} more"
         if step.done:
             sim = "" if step.at is None else f", {duration(step.at.sim_s)} simulated"
             self.view.done(
