@@ -227,14 +227,22 @@ impl Csv {
     }
 
     /// Per VM, the blocks its writes have allocated by `t`, the VMs having run through
-    /// `actives` (fixed disks: none).
-    fn allocated_by(&self, cache: &mut ExposureCache, actives: &[Intervals], t: f64) -> Vec<Est> {
+    /// `actives` (fixed disks: none); their variances too if `with_var`.
+    fn allocated_by(
+        &self,
+        cache: &mut ExposureCache,
+        actives: &[Intervals],
+        t: f64,
+        with_var: bool,
+    ) -> Vec<Est> {
         self.vms
             .iter()
             .zip(actives)
             .map(|(v, act)| match v.profile.layout.kind {
                 DiskKind::Fixed => Est::default(),
-                DiskKind::Dynamic => vm::allocated(&v.profile, &times(cache, v, act, 0.0, t), true),
+                DiskKind::Dynamic => {
+                    vm::allocated(&v.profile, &times(cache, v, act, 0.0, t), with_var)
+                }
             })
             .collect()
     }
@@ -301,14 +309,7 @@ impl Csv {
     /// Expected bytes of the CSV's files at `t` (its first MiB, the VMs' initial files and the
     /// blocks allocated since), the VMs having run through `actives`.
     fn used_at(&self, cache: &mut ExposureCache, actives: &[Intervals], t: f64) -> f64 {
-        let mut used = self.base_used as f64;
-        for (v, act) in self.vms.iter().zip(actives) {
-            if v.profile.layout.kind == DiskKind::Dynamic {
-                let bs = v.profile.layout.block_size as f64;
-                used += vm::allocated(&v.profile, &times(cache, v, act, 0.0, t), false).mean * bs;
-            }
-        }
-        used
+        self.used_with(&self.allocated_by(cache, actives, t, false))
     }
 
     /// Expected free bytes at `t` with `diff_chunks` in the diff area: the size less the files
@@ -795,7 +796,7 @@ impl EstimateCluster {
         let actives = window_actives(c, t0, t1);
         let cache = &mut c.cache.lock();
         if c.could_fill() {
-            c.fill_check(csv, &c.allocated_by(cache, &actives, t1), t1)?;
+            c.fill_check(csv, &c.allocated_by(cache, &actives, t1, true), t1)?;
         }
         let (deleted, _) = c.deletions(cache, &actives, t0, t1);
         Ok(deleted.into_iter().next())
@@ -981,7 +982,7 @@ fn plan_window(
     variances: bool,
 ) -> Result<(Commit, CsvOutcome)> {
     // Each VM's blocks by the end: the fill check's, the free space's and the window's own.
-    let allocated_end = csv.allocated_by(cache, &actives, t1);
+    let allocated_end = csv.allocated_by(cache, &actives, t1, true);
     if check_fill {
         csv.fill_check(ci, &allocated_end, t1)?;
     }

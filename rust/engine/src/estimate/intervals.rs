@@ -66,15 +66,15 @@ impl Intervals {
 
     /// The part of the set inside `[a, b)`.
     pub fn within(&self, a: f64, b: f64) -> Intervals {
-        let mut out = Vec::new();
-        for &(x, y) in &self.0 {
-            let lo = x.max(a);
-            let hi = y.min(b);
-            if hi > lo {
-                out.push((lo, hi));
-            }
-        }
-        Intervals(out)
+        Intervals(self.clipped(a, b).collect())
+    }
+
+    /// The intervals of [`within`](Self::within), without making the set.
+    pub fn clipped(&self, a: f64, b: f64) -> impl Iterator<Item = (f64, f64)> + '_ {
+        self.0
+            .iter()
+            .map(move |&(x, y)| (x.max(a), y.min(b)))
+            .filter(|(lo, hi)| hi > lo)
     }
 
     /// The first instant of the set, if any.

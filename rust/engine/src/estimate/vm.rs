@@ -34,10 +34,10 @@ use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::sync::{Arc, OnceLock};
 
-use super::exposure::{Exposure, RateCurve};
-use super::growth;
 use rustc_hash::FxHasher;
 
+use super::exposure::{Exposure, RateCurve};
+use super::growth;
 use super::intervals::Intervals;
 use super::profile::{BlockClass, Profile, Touch, UnitSet};
 use super::seqlog::{units_first_written_var, units_untouched, LogLaw, OpSet, Scratch};
@@ -131,13 +131,13 @@ pub struct Cut<'a> {
 }
 
 impl<'a> Cut<'a> {
-    fn pieces(self) -> impl Iterator<Item = (f64, f64)> + Clone + 'a {
-        let (a, b) = (self.a, self.b);
-        self.active
-            .as_slice()
-            .iter()
-            .map(move |&(x, y)| (x.max(a), y.min(b)))
-            .filter(|(lo, hi)| hi > lo)
+    /// The whole set.
+    pub fn whole(active: &'a Intervals) -> Self {
+        Cut {
+            active,
+            a: f64::NEG_INFINITY,
+            b: f64::INFINITY,
+        }
     }
 
     fn set(self) -> Intervals {
@@ -161,53 +161,33 @@ impl ExposureCache {
             ]);
         }
         key.push(u64::MAX);
-        for (a, b) in cut.pieces() {
+        for (a, b) in cut.active.clipped(cut.a, cut.b) {
             key.push(a.to_bits());
             key.push(b.to_bits());
         }
     }
 
-    fn entry(&mut self, curve: RateCurve, cut: Cut<'_>, log: Option<&LogLaw>) -> &Times {
+    fn entry(&mut self, curve: RateCurve, cut: Cut<'_>, log: Option<&LogLaw>) -> Times {
         self.build_key(curve, cut, log);
         let window = self.window;
         if let Some(slot) = self.map.get_mut(self.key.as_slice()) {
             slot.1 = window;
-        } else {
-            let times = Times::new(curve, cut.set(), log);
-            self.map
-                .insert(self.key.clone().into_boxed_slice(), (times, window));
+            return slot.0.clone();
         }
-        &self.map[self.key.as_slice()].0
-    }
-
-    /// The time set alone (no touch model's operations by index).
-    pub fn get(&mut self, curve: RateCurve, set: &Intervals) -> Times {
-        self.get_cut(
-            curve,
-            Cut {
-                active: set,
-                a: f64::NEG_INFINITY,
-                b: f64::INFINITY,
-            },
-        )
+        let times = Times::new(curve, cut.set(), log);
+        self.map
+            .insert(self.key.clone().into_boxed_slice(), (times.clone(), window));
+        times
     }
 
     /// The time set `cut` alone (no touch model's operations by index).
     pub fn get_cut(&mut self, curve: RateCurve, cut: Cut<'_>) -> Times {
-        self.entry(curve, cut, None).clone()
+        self.entry(curve, cut, None)
     }
 
     /// The time set for `p`'s touch model.
     pub fn times(&mut self, p: &Profile, curve: RateCurve, set: &Intervals) -> Times {
-        self.times_cut(
-            p,
-            curve,
-            Cut {
-                active: set,
-                a: f64::NEG_INFINITY,
-                b: f64::INFINITY,
-            },
-        )
+        self.times_cut(p, curve, Cut::whole(set))
     }
 
     /// The time set `cut` for `p`'s touch model.
@@ -216,7 +196,7 @@ impl ExposureCache {
             Touch::Log { law, .. } => Some(law),
             Touch::Classes { .. } => None,
         };
-        self.entry(curve, cut, log).clone()
+        self.entry(curve, cut, log)
     }
 
     /// A window ended: forget the sets it did not use (the next window needs only those).
