@@ -207,10 +207,8 @@ class _Collector:
         #: seconds each (:func:`_guesses`), and the simulated seconds of the runs done.
         self.to_come: list[tuple[tuple[str, str, float | None], float]] = []
         self.walked = 0.0
-        #: The runs under way, and those ended: their number, start (wall clock) and latest
-        #: progress.
+        #: The runs under way: their number, start (wall clock) and latest progress.
         self.running: dict[RunTask, tuple[int, float, RunProgress | None]] = {}
-        self.ended: dict[RunTask, tuple[int, float, RunProgress | None]] = {}
         #: Each run's tables once done (put in order by :meth:`assemble`).
         self.results: dict[RunTask, dict[str, pl.DataFrame]] = {}
         #: The peak resident memory of the plan's other processes (workers), by worker.
@@ -235,14 +233,15 @@ class _Collector:
     def _tell(
         self,
         task: RunTask,
-        at: RunProgress | None,
+        run: tuple[int, float, RunProgress | None],
         sets: tuple[int, int] = (0, 0),
         backups: tuple[str, ...] | None = None,
     ) -> None:
-        """The progress callback's :class:`Step` for ``task`` (``backups``: it ended with those)."""
+        """The progress callback's :class:`Step` for ``task`` (``run``: its number, start and
+        latest progress; ``backups``: it ended with those)."""
         if self.progress is None:
             return
-        run_no, started, _ = self.running.get(task) or self.ended[task]
+        run_no, started, at = run
         done, expected = self._work()
         self.progress(
             Step(
@@ -264,17 +263,17 @@ class _Collector:
     def on_progress(self, task: RunTask, at: RunProgress) -> None:
         run_no, started, _ = self.running[task]
         self.running[task] = (run_no, started, at)
-        self._tell(task, at, (at.sets_done, at.sets))
+        self._tell(task, self.running[task], (at.sets_done, at.sets))
 
     def finish(self, task: RunTask, tables: dict[str, pl.DataFrame]) -> None:
-        self.ended[task] = last_seen = self.running.pop(task)
+        run = self.running.pop(task)
         self.results[task] = tables
         backups = tables["summary"]["backup"].n_unique()
         if backups > 1:
             self._took(task.profile.value, "incremental", None)
-        last = last_seen[2]
+        last = run[2]
         self.walked += last.sim_s if last is not None else 0.0
-        self._tell(task, last, backups=tuple(task.strategy.labels[:backups]))
+        self._tell(task, run, backups=tuple(task.strategy.labels[:backups]))
 
     def assemble(self, plans: list[ProfileRuns]) -> None:
         """The tables in the order one run after another makes them (a later run of a case —

@@ -189,8 +189,6 @@ class Workers:
         self.conns: list[Connection] = []
         self.procs: list[subprocess.Popen[bytes]] = []
         self.busy: dict[int, RunTask] = {}
-        #: Each worker's peak resident memory so far.
-        self.peaks: dict[int, int] = {}
         # The interpreter's own path, so the workers import what the plan imports (a runner
         # may live in the caller's modules).
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
@@ -245,7 +243,6 @@ class Workers:
                         f"the worker running {task.profile} {task.strategy.label} (concurrency "
                         f"{task.strategy.concurrency}) died (exit code {code}): {exc!r}"
                     ) from exc
-                self.peaks[i] = max(self.peaks.get(i, 0), int(peak))
                 if kind in ("done", "error"):
                     del self.busy[i]
                 yield Event(i, kind, sent_task, payload, int(peak))
