@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gc
-import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from vssim.report import advice
 from vssim.report.analysis import CASE, Analysis, analyse
 from vssim.report.formatting import duration
 from vssim.report.plan_runs import ProfileRuns, RunTask
+from vssim.report.plan_workers import Workers, peak_rss, rebuilt
 from vssim.report.strategies import (
     PlanSettings,
     Strategy,
@@ -182,10 +182,6 @@ def _tag(
     return out
 
 
-def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 class _Collector:
     """The runs of one plan: their progress as they go, their tables once done."""
 
@@ -215,7 +211,7 @@ class _Collector:
         self.other_peaks: dict[int, int] = {}
 
     def _peak(self) -> int:
-        return _peak_rss() + sum(self.other_peaks.values())
+        return peak_rss() + sum(self.other_peaks.values())
 
     def begin(self, task: RunTask) -> None:
         self.started += 1
@@ -425,8 +421,6 @@ def _in_workers(
     """Every profile's runs in ``jobs`` worker processes, handed out in order: the profile with
     the most snapshot sets (the costliest runs) first, each profile's sweep in ascending
     concurrency, the runs after a sweep as soon as its chosen concurrency is known."""
-    from vssim.report.plan_workers import Workers, rebuilt
-
     by_profile = {pr.profile: pr for pr in plans}
     costly_first = sorted(plans, key=lambda pr: -_sets_of(variants[pr.profile]))
     todo: list[RunTask] = [t for pr in costly_first for t in pr.sweep_runs()]

@@ -90,15 +90,13 @@ class ProfileRuns:
         #: in order, once the chosen concurrency is known; ``_handed`` of them handed out.
         self.after: list[RunTask] = []
         self._handed = 0
-        self._done = False
 
     def sweep_runs(self) -> list[RunTask]:
         """The sweep's runs, in ascending concurrency (the order they must be handed out)."""
-        return [
-            RunTask(self.profile, Strategy("full", k), asks=True)
-            for k, by in self.points
-            if by is None
-        ]
+        return [self._sweep_run(k) for k, by in self.points if by is None]
+
+    def _sweep_run(self, concurrency: int) -> RunTask:
+        return RunTask(self.profile, Strategy("full", concurrency), asks=True)
 
     def ask(self, concurrency: int, failures: int, window: float) -> None:
         """The sweep run at ``concurrency`` finished its full backup."""
@@ -141,7 +139,7 @@ class ProfileRuns:
         out: list[tuple[str, Any]] = []
         for k, by in self.points:
             if by is None:
-                out.append(("run", RunTask(self.profile, Strategy("full", k), asks=True)))
+                out.append(("run", self._sweep_run(k)))
             else:
                 out.append(("copy", (by, k)))
         out += [("run", t) for t in self.after]

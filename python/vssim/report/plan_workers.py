@@ -56,7 +56,8 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _peak_rss() -> int:
+def peak_rss() -> int:
+    """This process's peak resident memory so far, bytes."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
@@ -113,7 +114,7 @@ def _run_one(
 
     def flush() -> None:
         if last:
-            _send(conn, ("progress", task, last[0], _peak_rss()))
+            _send(conn, ("progress", task, last[0], peak_rss()))
             last.clear()
         sent[0] = time.monotonic()
 
@@ -124,7 +125,7 @@ def _run_one(
 
     def keep_going(rec: BackupRecord) -> bool:
         flush()
-        _send(conn, ("ask", task, (rec.failures, rec.window_s), _peak_rss()))
+        _send(conn, ("ask", task, (rec.failures, rec.window_s), peak_rss()))
         try:
             answer = conn.recv()
         except EOFError as exc:
@@ -136,11 +137,11 @@ def _run_one(
         hooks = Hooks(keep_going if task.asks else None, on_set)
         tables = runner(variant, task.strategy, settings, hooks)
         flush()
-        _send(conn, ("done", task, tables, _peak_rss()))
+        _send(conn, ("done", task, tables, peak_rss()))
     except _PlanGoneError:
         raise
     except Exception as exc:  # sent to the plan, which raises it again
-        _send(conn, ("error", task, portable(exc), _peak_rss()))
+        _send(conn, ("error", task, portable(exc), peak_rss()))
 
 
 def portable(exc: BaseException) -> tuple[str, str, tuple[Any, ...], dict[str, Any], str]:
