@@ -206,8 +206,8 @@ impl EstimateCluster {
     /// at most once); the others stay where they are. :meth:`advance`'s dict, but its per-VM
     /// arrays hold only the VMs of `csvs` — `disks` (uint64) their ids, in the arrays' order
     /// (a window of one CSV of a large cluster sends its VMs, not every VM's zero). With
-    /// `variances=False` the chunks copied's variances are 0 (the expectations are the same;
-    /// their second-order terms are what a window's copies cost most).
+    /// `variances=False` the chunks copied's variances are 0 and not worked out (the
+    /// expectations are the same).
     #[pyo3(signature = (csvs, t0s, t1, variances = true))]
     fn advance_csvs<'py>(
         &mut self,
