@@ -49,15 +49,14 @@ EXACT_VMS = {True: 250, False: 24}
 PLAN_CHILD = """
 import json, resource, sys, time
 from pathlib import Path
-from vssim.cli.plan import DEFAULT_JOBS_MAX
 from vssim.report import capacity_plan as planning
-from vssim.report.plan_workers import usable_cores
+from vssim.report.plan_workers import default_jobs
 from vssim.report.strategies import parse_profiles
 example, out, vms, quick = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
 opts = {"fractions": (0.1,), "concurrency": (4,)} if quick else {}
 if sys.argv[5]:
     opts["profiles"] = parse_profiles(sys.argv[5])
-jobs = min(usable_cores(), DEFAULT_JOBS_MAX)
+jobs = default_jobs()
 t = time.perf_counter()
 report = planning.build(Path(example), out, opts, vms=int(vms) if vms != "0" else None, jobs=jobs)
 wall = time.perf_counter() - t

@@ -13,7 +13,7 @@ from vssim.cli.scenario_warnings import condensed
 from vssim.errors import PlanError
 from vssim.report import capacity_plan as planning
 from vssim.report.formatting import humanize
-from vssim.report.plan_workers import usable_cores
+from vssim.report.plan_workers import DEFAULT_JOBS_MAX, default_jobs
 from vssim.report.strategies import (
     parse_concurrency,
     parse_duration,
@@ -26,9 +26,6 @@ from vssim.units import parse_size
 
 #: ``--quick``: one selective fraction and one concurrency (the profile default of vssim.run).
 QUICK = {"fractions": (0.1,), "concurrency": (4,)}
-#: ``--jobs``' default at most (model choice: a plan's costly runs are the four sweep points of
-#: each profile, and each worker holds a run's engine cluster — some hundred MiB at 4,000 VMs).
-DEFAULT_JOBS_MAX = 4
 
 
 def register(sub: Any) -> None:
@@ -121,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         raise PlanError(
             "--verify checks the estimate against the exact engine: use it with --engine estimate"
         )
-    jobs = args.jobs or min(usable_cores(), DEFAULT_JOBS_MAX)
+    jobs = args.jobs or default_jobs()
     how = {"vms": args.vms, "engine": args.engine, "verify": args.verify, "jobs": jobs}
     if args.quiet:
         report = planning.build(args.scenario, out, opts, **how)

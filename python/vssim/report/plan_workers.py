@@ -48,6 +48,17 @@ if TYPE_CHECKING:
 PROGRESS_EVERY_S = 0.2
 
 
+#: ``vssim plan``'s runs at once at most by default (model choice: a plan's costly runs are the
+#: four sweep points of each profile, and each worker holds a run's engine cluster — some
+#: hundred MiB at 4,000 VMs).
+DEFAULT_JOBS_MAX = 4
+
+
+def default_jobs() -> int:
+    """Runs at once unless told: the usable cores, at most :data:`DEFAULT_JOBS_MAX`."""
+    return min(usable_cores(), DEFAULT_JOBS_MAX)
+
+
 def usable_cores() -> int:
     """The cores this process may run on."""
     try:
