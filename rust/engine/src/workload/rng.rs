@@ -96,13 +96,6 @@ impl Rng {
     pub fn below(&mut self, n: u64) -> u64 {
         scale(self.next_u64(), n)
     }
-
-    /// The first `N` outputs, without branches (so many generators can be run side by side).
-    #[inline(always)]
-    pub fn first<const N: usize>(seed: u64) -> [u64; N] {
-        let mut r = Rng::new(seed);
-        std::array::from_fn(|_| r.next_u64())
-    }
 }
 
 /// A raw output as a uniform draw in `[0, 1)`, 53 bits (what [`Rng::f64`] returns).
@@ -117,38 +110,6 @@ pub fn unit(x: u64) -> f64 {
 #[inline(always)]
 pub fn scale(x: u64, n: u64) -> u64 {
     ((u128::from(x) * u128::from(n)) >> 64) as u64
-}
-
-/// Draws already made, handed out in order with [`Rng`]'s conversions.
-#[derive(Debug, Clone, Copy)]
-pub struct Drawn<const N: usize> {
-    d: [u64; N],
-    k: usize,
-}
-
-impl<const N: usize> Drawn<N> {
-    #[inline(always)]
-    pub fn new(d: [u64; N]) -> Self {
-        Drawn { d, k: 0 }
-    }
-
-    /// The next raw output (0 once all `N` are used: callers draw at most `N`).
-    #[inline(always)]
-    pub fn next_u64(&mut self) -> u64 {
-        let x = self.d.get(self.k).copied().unwrap_or(0);
-        self.k += 1;
-        x
-    }
-
-    #[inline(always)]
-    pub fn f64(&mut self) -> f64 {
-        unit(self.next_u64())
-    }
-
-    #[inline(always)]
-    pub fn below(&mut self, n: u64) -> u64 {
-        scale(self.next_u64(), n)
-    }
 }
 
 #[cfg(test)]
@@ -187,15 +148,6 @@ mod tests {
                 derive(5, label)
             );
         }
-    }
-
-    #[test]
-    fn drawn_values_match_the_generator() {
-        let mut r = Rng::new(11);
-        let mut d = Drawn::new(Rng::first::<3>(11));
-        assert_eq!(d.f64(), r.f64());
-        assert_eq!(d.below(1000), r.below(1000));
-        assert_eq!(d.next_u64(), r.next_u64());
     }
 
     #[test]

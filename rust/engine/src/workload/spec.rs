@@ -1,7 +1,7 @@
 //! What one VM's I/O looks like: rate, sizes, read/write mix, where it lands, and how the rate
 //! follows the day.
 
-use super::rng::{derive, derive_mixed, label_table, small_label, Drawn, Rng};
+use super::rng::{derive, derive_mixed, label_table, mix64, scale, small_label, Rng};
 use crate::error::{Error, Result};
 
 const MIB: u64 = 1 << 20;
@@ -358,10 +358,68 @@ impl WriteBatch {
     }
 }
 
-/// Raw draws an operation uses at most: time, read or write, size, then two for the offset.
-const DRAWS: usize = 5;
 /// Operations whose draws are made together.
 const BLOCK: usize = 32;
+
+/// One operation's draws, from its key `h`: `h` itself gives the time within the operation's
+/// stratum (high 32 bits) and whether it is a read (low 32 bits); `w1 = mix64(h)` its size and,
+/// for a hot spot, whether it lands in it (or Zipf's rank); `w2 = mix64(h + γ)` its slot. These
+/// are the first two outputs of a splitmix64 stream seeded with `h` (`γ` its increment). 32
+/// bits are ample where a draw is compared with a probability or a time within a stratum
+/// (a resolution of 2^-32); the slot keeps 64 (Lemire's multiply-shift over up to 2^44 slots).
+#[derive(Debug, Clone, Copy)]
+struct OpDraws {
+    h: u64,
+    w1: u64,
+    w2: u64,
+}
+
+/// splitmix64's increment.
+const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl OpDraws {
+    #[inline(always)]
+    fn of(h: u64) -> Self {
+        OpDraws {
+            h,
+            w1: mix64(h),
+            w2: mix64(h.wrapping_add(GAMMA)),
+        }
+    }
+
+    #[inline(always)]
+    fn time(&self) -> f64 {
+        unit32(self.h >> 32)
+    }
+
+    #[inline(always)]
+    fn kind(&self) -> f64 {
+        unit32(self.h & 0xFFFF_FFFF)
+    }
+
+    #[inline(always)]
+    fn size(&self) -> f64 {
+        unit32(self.w1 >> 32)
+    }
+
+    /// Hot spot: in the hot region when below `hot_share`. Zipf: the rank's draw.
+    #[inline(always)]
+    fn hot(&self) -> f64 {
+        unit32(self.w1 & 0xFFFF_FFFF)
+    }
+
+    /// Uniform in `[0, n)`.
+    #[inline(always)]
+    fn below(&self, n: u64) -> u64 {
+        scale(self.w2, n)
+    }
+}
+
+/// A 32-bit draw as a uniform in `[0, 1)`.
+#[inline(always)]
+fn unit32(x: u64) -> f64 {
+    (x as i64) as f64 * (1.0 / 4_294_967_296.0)
+}
 
 /// Every write starts on a 4 KiB boundary (the guest's page and cluster size).
 pub const ALIGN: u64 = 4096;
@@ -646,43 +704,65 @@ impl Generator {
         i.min(c.len() - 1)
     }
 
-    /// The write's offset, from the draws left in `rng` after time, kind and size.
-    #[inline]
-    fn offset(&self, rng: &mut Drawn<DRAWS>, z: &SizeSlots, second: u64, index: u64) -> u64 {
-        let slot = match self.spec.locality {
-            Locality::Uniform => rng.below(z.slots),
+    /// Appends to `out` the writes whose time lies in `[t0, t1)` and returns the reads there.
+    /// Second `k` draws its operation count from its own keyed generator, and operation `i` of
+    /// it everything else from its own key `h = derive(derive(seed, k), i + 1)`, at stratified
+    /// times `k + (i + u) / n`; so the stream does not depend on how time is cut into windows,
+    /// and a window that covers part of a second only draws the operations that can fall inside
+    /// it. An operation's draws ([`OpDraws`]) are three 64-bit words: `h` and the next two
+    /// outputs of a splitmix64 stream started at `h`.
+    pub fn generate(&self, t0: f64, t1: f64, out: &mut WriteBatch) -> ReadCount {
+        match self.spec.locality {
+            Locality::Uniform => {
+                self.generate_with(t0, t1, out, false, |z, d, _, _| d.below(z.slots))
+            }
             Locality::HotSpot { hot_share, .. } => {
-                // Both branches draw once more; the choice only picks the range.
-                let hot = rng.f64() < hot_share;
-                let n = if hot { z.region } else { z.slots };
-                let b = if hot { z.base } else { 0 };
-                b + rng.below(n)
+                self.generate_with(t0, t1, out, false, move |z, d, _, _| {
+                    // The choice only picks the range: no branch.
+                    let hot = d.hot() < hot_share;
+                    let n = if hot { z.region } else { z.slots };
+                    let b = if hot { z.base } else { 0 };
+                    b + d.below(n)
+                })
             }
             Locality::Zipf { theta } => {
                 let n = (self.span / MIB).max(1);
-                let rank = zipf_rank(n, theta, rng.f64());
-                let extent = zipf_extent(rank, self.hot_base, n);
-                let within = rng.below(MIB / self.align);
-                (extent * (MIB / self.align) + within).min(z.slots - 1)
+                let per_extent = MIB / self.align;
+                let salt = self.hot_base;
+                // A rank costs a `powf`: computed for writes only.
+                self.generate_with(t0, t1, out, true, move |z, d, _, _| {
+                    let rank = zipf_rank(n, theta, d.hot());
+                    let extent = zipf_extent(rank, salt, n);
+                    (extent * per_extent + d.below(per_extent)).min(z.slots - 1)
+                })
             }
             Locality::SequentialLog { .. } => {
-                z.base
-                    + (second.wrapping_mul(self.log_per_second).wrapping_add(index))
-                        .wrapping_mul(self.log_stride)
-                        % z.region
+                let (per_second, stride) = (self.log_per_second, self.log_stride);
+                self.generate_with(t0, t1, out, false, move |z, _, second, index| {
+                    z.base
+                        + (second.wrapping_mul(per_second).wrapping_add(index))
+                            .wrapping_mul(stride)
+                            % z.region
+                })
             }
-        };
-        slot * self.align
+        }
     }
 
-    /// Appends to `out` the writes whose time lies in `[t0, t1)` and returns the reads there.
-    /// Second `k` draws its operation count from its own keyed generator, and operation `i` of
-    /// it everything else from another (`(k, i + 1)`), at stratified times `k + (i + u) / n`; so
-    /// the stream does not depend on how time is cut into windows, and a window that covers
-    /// part of a second only draws the operations that can fall inside it. Each operation's
-    /// draws are its own, so an operation outside the window, or a read, stops drawing as soon
-    /// as that is known (the others' draws do not change).
-    pub fn generate(&self, t0: f64, t1: f64, out: &mut WriteBatch) -> ReadCount {
+    /// [`Generator::generate`] with the locality's slot rule `slot(size, draws, second, index)`
+    /// (one loop per locality: the rule is inlined, the loop has no branch on it); a `costly`
+    /// rule is computed for the window's writes only.
+    #[inline(always)]
+    fn generate_with<F>(
+        &self,
+        t0: f64,
+        t1: f64,
+        out: &mut WriteBatch,
+        costly: bool,
+        slot: F,
+    ) -> ReadCount
+    where
+        F: Fn(&SizeSlots, &OpDraws, u64, u64) -> u64,
+    {
         let mut reads = ReadCount::default();
         if t1.partial_cmp(&t0) != Some(std::cmp::Ordering::Greater) || t0 < 0.0 {
             return reads;
@@ -691,7 +771,6 @@ impl Generator {
         let last = t1.ceil() as u64;
         let read_fraction = self.spec.read_fraction;
         let labels = label_table();
-        let zipf = matches!(self.spec.locality, Locality::Zipf { .. });
         let from = out.len();
         for second in first..last {
             let key = derive(self.seed, second);
@@ -708,37 +787,42 @@ impl Generator {
             let lo = (((t0 - base) * n as f64).floor() - 1.0).max(0.0) as u64;
             let hi = ((((t1 - base) * n as f64).ceil() + 1.0).max(0.0) as u64).min(n);
             out.reserve((hi - lo) as usize);
-            // Each operation's draws are made first, in blocks, without a branch (so the
-            // generators of many operations run side by side), then used.
             let mut start = lo;
             while start < hi {
-                let end = (start + BLOCK as u64).min(hi);
-                let mut block = [[0u64; DRAWS]; BLOCK];
-                for (d, i) in block.iter_mut().zip(start..end) {
-                    *d = Rng::first::<DRAWS>(derive_mixed(key, small_label(labels, i + 1)));
+                let len = (hi - start).min(BLOCK as u64) as usize;
+                // A block's draws first, lane by lane (independent hashes: they run side by
+                // side), then used without a branch on the operation's kind (reads and writes
+                // mix at random): every operation's write is stored at `k`, and `k` moves on
+                // only for writes inside the window.
+                let mut h = [0u64; BLOCK];
+                for (j, x) in h.iter_mut().enumerate() {
+                    *x = derive_mixed(key, small_label(labels, start + j as u64 + 1));
                 }
-                // Then used without a branch on the operation's kind (reads and writes mix at
-                // random): every operation's write is stored at `k`, and `k` moves on only for
-                // writes inside the window. (Zipf offsets cost a `powf`: computed for writes
-                // only.)
+                let mut w1 = [0u64; BLOCK];
+                let mut w2 = [0u64; BLOCK];
+                for ((a, b), &x) in w1.iter_mut().zip(w2.iter_mut()).zip(&h) {
+                    *a = mix64(x);
+                    *b = mix64(x.wrapping_add(GAMMA));
+                }
                 let mut times = [0f64; BLOCK];
                 let mut offsets = [0u64; BLOCK];
                 let mut lengths = [0u32; BLOCK];
                 let mut k = 0usize;
-                for (d, i) in block.iter().zip(start..end) {
-                    let mut rng = Drawn::new(*d);
-                    let time = base + (i as f64 + rng.f64()) * inv;
+                for (j, ((&h, &w1), &w2)) in h[..len].iter().zip(&w1).zip(&w2).enumerate() {
+                    let d = OpDraws { h, w1, w2 };
+                    let i = start + j as u64;
+                    let time = base + (i as f64 + d.time()) * inv;
                     let inside = (time >= t0) & (time < t1);
-                    let is_read = rng.f64() < read_fraction;
-                    let z = &self.per_size[self.size_index(rng.f64())];
+                    let is_read = d.kind() < read_fraction;
+                    let z = &self.per_size[self.size_index(d.size())];
                     let read = inside & is_read;
                     let write = inside & !is_read;
                     reads.reads += u64::from(read);
                     reads.bytes += z.size * u64::from(read);
-                    if zipf && !write {
+                    if costly && !write {
                         continue;
                     }
-                    let offset = self.offset(&mut rng, z, second, i);
+                    let offset = slot(z, &d, second, i) * self.align;
                     if let (Some(t), Some(o), Some(l)) =
                         (times.get_mut(k), offsets.get_mut(k), lengths.get_mut(k))
                     {
@@ -751,7 +835,7 @@ impl Generator {
                 out.times.extend_from_slice(&times[..k]);
                 out.offsets.extend_from_slice(&offsets[..k]);
                 out.lengths.extend_from_slice(&lengths[..k]);
-                start = end;
+                start += len as u64;
             }
         }
         if let Some(g) = &self.growth {
@@ -842,31 +926,36 @@ mod tests {
             let n = whole as u64 + u64::from(rng.f64() < rate - whole);
             let inv = 1.0 / n as f64;
             for i in 0..n {
-                let mut rng = Rng::new(derive(key, i + 1));
-                let time = second as f64 + (i as f64 + rng.f64()) * inv;
-                let is_read = rng.f64() < spec.read_fraction;
+                // The operation's key and the next two outputs of splitmix64 seeded with it.
+                let h = derive(key, i + 1);
+                let w1 = mix64(h);
+                let w2 = mix64(h.wrapping_add(0x9E37_79B9_7F4A_7C15));
+                let u32_of = |x: u64| (x as u32) as f64 / 4_294_967_296.0;
+                let below = |n: u64| ((u128::from(w2) * u128::from(n)) >> 64) as u64;
+                let time = second as f64 + (i as f64 + u32_of(h >> 32)) * inv;
+                let is_read = u32_of(h) < spec.read_fraction;
                 let c = &spec.sizes.cumulative;
-                let u = rng.f64();
+                let u = u32_of(w1 >> 32);
                 let size = spec.sizes.sizes[c.partition_point(|&x| x <= u).min(c.len() - 1)];
                 let size = u64::from(size).min(g.span);
                 let slots = (g.span - size) / g.align + 1;
                 let slot = match spec.locality {
-                    Locality::Uniform => rng.below(slots),
+                    Locality::Uniform => below(slots),
                     Locality::HotSpot {
                         hot_fraction,
                         hot_share,
                     } => {
                         let hot = ((slots as f64 * hot_fraction) as u64).clamp(1, slots);
                         let base = g.hot_base.min(slots - hot);
-                        if rng.f64() < hot_share {
-                            base + rng.below(hot)
+                        if u32_of(w1) < hot_share {
+                            base + below(hot)
                         } else {
-                            rng.below(slots)
+                            below(slots)
                         }
                     }
                     Locality::Zipf { theta } => {
                         let n = (g.span / MIB).max(1);
-                        let u = rng.f64();
+                        let u = u32_of(w1);
                         let e = 1.0 - theta;
                         let x = if (theta - 1.0).abs() < 1e-9 {
                             (n as f64).powf(u)
@@ -875,7 +964,7 @@ mod tests {
                         };
                         let rank = (x as u64).saturating_sub(1).min(n - 1);
                         let extent = (rank.wrapping_mul(SCATTER).wrapping_add(g.hot_base)) % n;
-                        (extent * (MIB / g.align) + rng.below(MIB / g.align)).min(slots - 1)
+                        (extent * (MIB / g.align) + below(MIB / g.align)).min(slots - 1)
                     }
                     Locality::SequentialLog { region_fraction } => {
                         let widest = (g.span - u64::from(spec.sizes.max())) / g.align + 1;
