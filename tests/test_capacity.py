@@ -309,4 +309,4 @@ def test_the_csv_full_example_does_what_the_readme_says() -> None:
     assert disk2["vms_paused"] == 0
     assert disk2["deleted_by"] == "released"
     notes = r.capacity_notes()
-    assert any("free space fell below 200 MiB at 24.9 s" in n for n in notes), notes
+    assert any("free space fell below 200 MiB at 24.7 s" in n for n in notes), notes

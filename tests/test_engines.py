@@ -24,10 +24,12 @@ ROOT = Path(__file__).resolve().parent.parent
 PLAN_SMALL = ROOT / "examples" / "plan-small.toml"
 #: Summary figures and how far the estimate may be from one exact run: sums over every VM
 #: within 2 %; the diff-area peak is one CSV's (half the VMs' copies: the exact run's own noise
-#: is about 1 % there).
+#: is about 1 % there). The chunks copied by 40 VMs at 30 writes/s are one draw of clumpy counts
+#: (a 1 MiB write is 16 chunks): over 15 scenario seeds the estimate was off by 1.2 % (sd),
+#: -2.8 to +2.1 %; 4 % is above 3 sd.
 FIGURES = {
     "bytes_read": 0.02,
-    "chunks_copied": 0.02,
+    "chunks_copied": 0.04,
     "backup_window_s": 0.02,
     "diff_area_peak_bytes": 0.04,
 }

@@ -262,9 +262,12 @@ def test_diff_area_limit_deletes_at_the_same_instants() -> None:
     est, exact = both([(2 << 40, 96 * MiB * n)], vms, steps)
     created = [5.0, 40.0, 80.0]
     assert [d[1] for d in est.deleted] == [d[1] for d in exact.deleted] == [1, 2, 3]
+    # An instant is one draw of when a noisy sum crosses the limit: over three seed sets of
+    # each of two stream generators it moved by 0.17-1.71 % of the life (the engine's
+    # `estimate::agreement` check, the same scenario): 3 %.
     for e, x in zip(est.deleted, exact.deleted, strict=True):
         life = x[2] - created[x[1] - 1]
-        assert abs(e[2] - x[2]) < 0.01 * life, (e, x)
+        assert abs(e[2] - x[2]) < 0.03 * life, (e, x)
     check_totals(est, exact)
 
 
@@ -473,7 +476,9 @@ def test_low_space_warning_at_the_exact_engines_instant() -> None:
     exact, est = m.low_space_at(0), e.low_space_at(0)
     assert exact is not None
     assert est is not None
-    assert abs(est - exact) / (exact - 10.0) < 0.02, (est, exact)
+    # Eight VMs: one draw. Over eight seed sets the estimate's instant was off by -2.0 to
+    # +1.3 % of the time since the snapshot (sd 1.1 %): 4 %.
+    assert abs(est - exact) / (exact - 10.0) < 0.04, (est, exact)
     assert rel(e.free_bytes(0), m.free_bytes(0)) < 0.01
     # The report says when, once.
     f = e.foresee(0, 400.0, 500.0)

@@ -215,14 +215,10 @@ class ModelClusterBackend:
         before = {self.scenario.csvs[c].name: self.csv_t[c] for c in todo}
         r = self._advance(todo, [self.csv_t[c] for c in todo], t)
         self.windows += 1
-        # The estimate sends only the advanced CSVs' disks (``disks``: which, in order); the
-        # exact engine every disk, by id.
-        disks = r.get("disks")
+        # Both engines send only the advanced CSVs' disks (``disks``: which, in order).
+        disks = r["disks"]
         for k in COUNTERS:
-            if disks is None:
-                self.totals[k] += r[k].astype(self.counter_dtype, copy=False)
-            else:
-                self.totals[k][disks] += r[k].astype(self.counter_dtype, copy=False)
+            self.totals[k][disks] += r[k].astype(self.counter_dtype, copy=False)
         lowest = dict(
             zip(r["lowest_free_csv"].tolist(), r["lowest_free_bytes"].tolist(), strict=True)
         )

@@ -95,7 +95,7 @@ def replay(sc: Scenario, backend: ModelClusterBackend, vms: Sequence[Vm]) -> pl.
         if csv_t[csv] < t:
             r = model.advance_csvs([csv], [csv_t[csv]], t)
             for k, v in totals.items():
-                v += r[k].astype(np.float64)
+                v[r["disks"]] += r[k].astype(np.float64)
             csv_t[csv] = t
 
     events = sorted(

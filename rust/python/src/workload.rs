@@ -119,10 +119,23 @@ pub(crate) fn foresight_dict<'py>(py: Python<'py>, f: &Foresight) -> PyResult<Bo
 fn report_dict<'py>(
     py: Python<'py>,
     report: &workload::WindowReport,
+    sparse: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    let col =
-        |f: fn(&workload::VmTotals) -> u64| -> Vec<u64> { report.vms.iter().map(f).collect() };
+    // `sparse`: only the advanced CSVs' VMs (`disks`: which, in order), as the estimate sends
+    // them; a window of one CSV of a large cluster would otherwise send thousands of zeros per
+    // counter. Else every VM, by id.
+    let col = |f: fn(&workload::VmTotals) -> u64| -> Vec<u64> {
+        if sparse {
+            report.disks.iter().map(|&id| f(&report.vms[id])).collect()
+        } else {
+            report.vms.iter().map(f).collect()
+        }
+    };
+    if sparse {
+        let ids: Vec<u64> = report.disks.iter().map(|&id| id as u64).collect();
+        d.set_item("disks", PyArray1::from_vec(py, ids))?;
+    }
     d.set_item("writes", PyArray1::from_vec(py, col(|t| t.writes)))?;
     d.set_item(
         "bytes_written",
@@ -287,12 +300,13 @@ impl ModelCluster {
     fn advance<'py>(&mut self, py: Python<'py>, t0: f64, t1: f64) -> PyResult<Bound<'py, PyDict>> {
         let inner = &mut self.inner;
         let report = detached(py, move || inner.advance(t0, t1))?;
-        report_dict(py, &report)
+        report_dict(py, &report, false)
     }
 
     /// Advances the VMs of the CSVs `csvs`, CSV `csvs[i]` from `t0s[i]` seconds to `t1` (each CSV
-    /// at most once); the others stay where they are and their VMs read 0 in the result, which
-    /// is the same dict as :meth:`advance`'s.
+    /// at most once); the others stay where they are. The result is :meth:`advance`'s dict
+    /// with the per-VM counters of the advanced CSVs' VMs only, and `disks`: their VM ids, in
+    /// the same order.
     fn advance_csvs<'py>(
         &mut self,
         py: Python<'py>,
@@ -303,7 +317,7 @@ impl ModelCluster {
         let from = csv_starts(csvs, t0s)?;
         let inner = &mut self.inner;
         let report = detached(py, move || inner.advance_csvs(&from, t1))?;
-        report_dict(py, &report)
+        report_dict(py, &report, true)
     }
 
     /// The first snapshot CSV `csv`'s full diff area would delete if its VMs ran from `t0` to

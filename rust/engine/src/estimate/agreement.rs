@@ -227,7 +227,8 @@ pub fn sum(v: &[f64]) -> f64 {
 /// can be, so the distance is taken less one, at least 0). Only counts expected at 200 or more
 /// are judged: smaller ones are far from normal (one 1 MiB write is 65 chunks), so 4σ means
 /// little for them.
-pub fn z_scores(est: &[f64], var: &[f64], exact: &[f64]) -> (f64, f64, f64) {
+/// Also returns how many VMs the mean z² is taken over (0 when too few to judge: then it is 1).
+pub fn z_scores(est: &[f64], var: &[f64], exact: &[f64]) -> (f64, f64, f64, f64) {
     let mut max = 0.0f64;
     let mut sq = 0.0;
     let mut n = 0.0;
@@ -252,9 +253,24 @@ pub fn z_scores(est: &[f64], var: &[f64], exact: &[f64]) -> (f64, f64, f64) {
         }
     }
     if total == 0.0 {
-        return (0.0, 1.0, 0.0);
+        return (0.0, 1.0, 0.0, 0.0);
     }
-    (max, if n >= 20.0 { sq / n } else { 1.0 }, out / total)
+    if n < 20.0 {
+        return (max, 1.0, out / total, 0.0);
+    }
+    (max, sq / n, out / total, n)
+}
+
+/// The range a mean of `n` squared standard normals stays in but for a 1-in-10,000 chance each
+/// side: χ²_n / n by the Wilson–Hilferty approximation at 3.72σ, widened to at least
+/// [0.6, 1.5] (the counts are sums of clumps, skewed; the band never tightens below that).
+pub fn mean_z2_band(n: f64) -> (f64, f64) {
+    if n <= 0.0 {
+        return (0.6, 1.5);
+    }
+    let a = 2.0 / (9.0 * n);
+    let q = |z: f64| (1.0 - a + z * a.sqrt()).max(0.0).powi(3);
+    (q(-3.72).min(0.6), q(3.72).max(1.5))
 }
 
 pub fn spec(locality: Locality, iops: f64, read_fraction: f64) -> WorkloadSpec {
@@ -805,6 +821,14 @@ mod tests {
         }
     }
 
+    /// A deletion instant is one draw of when a noisy sum crosses a limit, relative to a short
+    /// life: measured over three seed sets each of two stream generators (`diff-area limit`,
+    /// seeds 40 / 140 / 240 + i), 0.17–1.71 % of the life (the totals at 1 %); three times the
+    /// figures' tolerance.
+    fn instant_tolerance(tol: f64) -> f64 {
+        3.0 * tol
+    }
+
     /// The exact runs of the scenarios, made once for every test of this module.
     fn exact_runs() -> &'static [Figures] {
         static RUNS: std::sync::OnceLock<Vec<Figures>> = std::sync::OnceLock::new();
@@ -825,6 +849,11 @@ mod tests {
             }
             for (what, r) in differences(name, &s, &est, exact) {
                 eprintln!("{what}: {:.4} %", r * 100.0);
+                let tol = if what.contains("deletion instant") {
+                    instant_tolerance(tol)
+                } else {
+                    tol
+                };
                 if r > tol {
                     failures.push(format!("{what}: {:.3} %", r * 100.0));
                 }
@@ -850,17 +879,19 @@ mod tests {
                     &exact.vm_allocated,
                 ),
             ] {
-                let (zmax, z2, outside) = z_scores(e, v, x);
+                let (zmax, z2, outside, over) = z_scores(e, v, x);
+                let (lo, hi) = mean_z2_band(over);
                 eprintln!(
-                    "{name}: per-VM {label}: max |z| {zmax:.2}, mean z² {z2:.2}, outside 4σ {:.2} %",
+                    "{name}: per-VM {label}: max |z| {zmax:.2}, mean z² {z2:.2} over {over} VMs \
+                     (band {lo:.2}–{hi:.2}), outside 4σ {:.2} %",
                     outside * 100.0
                 );
                 // Every VM inside 4σ but a share the counts' skew allows (a normal law leaves
                 // 0.006 % outside; these sums of clumps — a 1 MiB write is 17 tracking blocks —
                 // are skewed: at most 0.25 %, at least one VM), and the variance right on
-                // average.
+                // average (within what the number of VMs lets a mean z² tell).
                 let allowed = (1.5 / e.len() as f64).max(0.0025);
-                if outside > allowed || !(0.6..=1.5).contains(&z2) {
+                if outside > allowed || !(lo..=hi).contains(&z2) {
                     failures.push(format!(
                         "{name}: per-VM {label}: {:.2} % outside 4σ, mean z² {z2:.2}",
                         outside * 100.0
@@ -869,6 +900,19 @@ mod tests {
             }
         }
         assert!(failures.is_empty(), "{failures:#?}");
+    }
+
+    #[test]
+    fn the_mean_z2_band_follows_the_number_of_vms() {
+        // χ²_40 / 40 is outside [0.37, 2.05] once in 10,000 each side (tables: 0.372, 2.052).
+        let (lo, hi) = mean_z2_band(40.0);
+        assert!(
+            (lo - 0.37).abs() < 0.02 && (hi - 2.05).abs() < 0.03,
+            "{lo} {hi}"
+        );
+        // Many VMs: never tighter than [0.6, 1.5].
+        assert_eq!(mean_z2_band(100_000.0), (0.6, 1.5));
+        assert_eq!(mean_z2_band(0.0), (0.6, 1.5));
     }
 
     /// Each term of the estimate is needed: with it off, some figure of the table leaves its

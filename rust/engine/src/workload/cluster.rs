@@ -99,6 +99,8 @@ pub type Deletion = (usize, u64, f64);
 pub struct WindowReport {
     /// Per VM, indexed by VM id.
     pub vms: Vec<VmTotals>,
+    /// The VMs of the CSVs advanced (the only ones `vms` can have counted), in CSV order.
+    pub disks: Vec<usize>,
     /// Snapshots deleted because a diff area filled: (CSV, snapshot id, time).
     pub deleted: Vec<Deletion>,
     /// Of `deleted`, those the diff area could not grow for because the volume it lives on was
@@ -485,6 +487,7 @@ impl ModelCluster {
             let out = r?;
             for (id, t) in out.vms {
                 report.vms[id] = t;
+                report.disks.push(id);
             }
             report.deleted.extend(out.deleted);
             report.volume_full.extend(out.volume_full);

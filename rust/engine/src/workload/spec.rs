@@ -740,8 +740,7 @@ impl Generator {
                 let (per_second, stride) = (self.log_per_second, self.log_stride);
                 self.generate_with(t0, t1, out, false, move |z, _, second, index| {
                     z.base
-                        + (second.wrapping_mul(per_second).wrapping_add(index))
-                            .wrapping_mul(stride)
+                        + (second.wrapping_mul(per_second).wrapping_add(index)).wrapping_mul(stride)
                             % z.region
                 })
             }
