@@ -379,15 +379,6 @@ const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
 impl OpDraws {
     #[inline(always)]
-    fn of(h: u64) -> Self {
-        OpDraws {
-            h,
-            w1: mix64(h),
-            w2: mix64(h.wrapping_add(GAMMA)),
-        }
-    }
-
-    #[inline(always)]
     fn time(&self) -> f64 {
         unit32(self.h >> 32)
     }
