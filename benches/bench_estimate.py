@@ -79,6 +79,13 @@ def full_backup(vms: int, hours: int) -> dict[str, float]:
     return {"bytes_read": float(read), "chunks_copied": float(copied), "diff_area_peak_bytes": peak}
 
 
+def tolerance(vms: int) -> float:
+    """How far the estimate may be from one exact run: 1 % at full size; the small version's
+    10 s of 200 VMs is one noisy draw (its chunks copied were off by 1.4 % (sd), -2.6 to +2.1 %,
+    over eight seed sets): 5 %."""
+    return 0.01 if vms >= 4000 else 0.05
+
+
 @pytest.fixture(scope="module")
 def sizes(full_scale: bool) -> dict[str, int]:
     if full_scale:
@@ -106,7 +113,9 @@ def test_estimate_against_exact(
     est_s = time.perf_counter() - t
     diffs = {k: (est[k] - exact[k]) / exact[k] for k in exact}
     for k, d in diffs.items():
-        assert abs(d) < 0.01, f"{k}: estimate {est[k]:.4g} vs exact {exact[k]:.4g} ({d:+.3%})"
+        assert abs(d) < tolerance(vms), (
+            f"{k}: estimate {est[k]:.4g} vs exact {exact[k]:.4g} ({d:+.3%})"
+        )
     info: dict[str, Any] = {
         "vms": vms,
         "window_s": short,
