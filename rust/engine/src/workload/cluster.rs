@@ -466,10 +466,14 @@ impl ModelCluster {
             }
         }
         let results: Vec<(usize, Result<CsvOutcome>)> = match from {
-            // One CSV (a protocol step looks at one): run on this thread, which hands the
-            // window's large steps to the pool itself — and its small ones to no one.
+            // One CSV (a protocol step looks at one): the window runs on one of the pool's
+            // threads (`rayon::scope` from outside the pool hands it over and waits), so its
+            // parallel steps are shared with the other through the pool's own queues instead of
+            // each waking the pool from this thread (ws2008r2's ~5,500 single-CSV windows: 9.0
+            // -> 7.0 s, `benches/bench_scenario.py -k throughput`); its small steps run there
+            // alone.
             &[(ci, t0)] => match self.csvs.get_mut(ci) {
-                Some(csv) => vec![(ci, advance_csv(ci, csv, t0, t1))],
+                Some(csv) => vec![(ci, rayon::scope(|_| advance_csv(ci, csv, t0, t1)))],
                 None => Vec::new(),
             },
             _ => self

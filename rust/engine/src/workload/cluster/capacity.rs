@@ -160,6 +160,17 @@ pub(super) fn window_fits(csv: &Csv, guest: &[WriteBatch]) -> bool {
     let room = free_now - keep;
     let cow_counts = csv.rules.diff_area_on_volume && csv.cow.snapshot_count() > 0;
     let chunk = csv.cow.chunk_size();
+    // First from each VM's write count and bytes alone (no lookup per write): a CSV with room
+    // to spare needs no more.
+    let rough: u64 = csv
+        .vms
+        .iter()
+        .zip(guest)
+        .map(|(vm, b)| rough_bound(vm, b, cow_counts, chunk))
+        .fold(0, u64::saturating_add);
+    if rough <= room {
+        return true;
+    }
     let most: u64 = csv
         .vms
         .par_iter()
@@ -203,6 +214,49 @@ pub(super) fn window_fits(csv: &Csv, guest: &[WriteBatch]) -> bool {
         })
         .reduce(|| 0, u64::saturating_add);
     most <= room
+}
+
+/// An upper bound of what [`window_fits`]'s pass counts for one VM's writes `b`, from their
+/// count and bytes: every write allocating (if the disk can grow), its blocks up to the disk's
+/// unallocated ones; `Σ ⌊len / block⌋ ≤ bytes / block`, and `write_bound` is linear in the
+/// blocks a write spans.
+fn rough_bound(vm: &Vm, b: &WriteBatch, cow_counts: bool, chunk: u64) -> u64 {
+    let n = b.lengths.len() as u64;
+    if n == 0 {
+        return 0;
+    }
+    let block = vm.disk.block_size();
+    let bytes: u64 = b.lengths.iter().map(|&l| u64::from(l)).sum();
+    let may_grow =
+        vm.disk.kind() == DiskKind::Dynamic && vm.disk.allocated_bytes() < vm.disk.virtual_size();
+    // Blocks spanned, summed over the writes (each `len / block + 2`).
+    let spanned = (bytes / block).saturating_add(2 * n);
+    let (b0, p0) = write_bound(block, 0, false);
+    let headers = HEADER_OFFSETS.len() as u64;
+    let mut grow = 0;
+    let mut extra = 0u64;
+    if may_grow {
+        let unallocated = (vm.disk.virtual_size() - vm.disk.allocated_bytes()).div_ceil(block);
+        grow = file_growth(spanned.min(unallocated), block);
+        // `write_bound(.., true) - write_bound(.., false)`, summed: bytes
+        // `(3 s + 1) LOG_SECTOR + headers × HEADER_SIZE`, pieces `2 s + headers` per write.
+        let extra_bytes = spanned
+            .saturating_mul(3)
+            .saturating_add(n)
+            .saturating_mul(LOG_SECTOR)
+            .saturating_add(n.saturating_mul(headers * HEADER_SIZE as u64));
+        let extra_pieces = spanned.saturating_mul(2).saturating_add(n * headers);
+        extra = extra_bytes.saturating_add(extra_pieces.saturating_mul(2 * chunk));
+    }
+    if !cow_counts {
+        return grow;
+    }
+    let pieces = (bytes / block).saturating_add(n.saturating_mul(p0));
+    let copy = bytes
+        .saturating_add(n.saturating_mul(b0))
+        .saturating_add(pieces.saturating_mul(2 * chunk))
+        .saturating_add(extra);
+    grow.saturating_add(copy)
 }
 
 /// Bytes a file that allocates `blocks` new blocks of `block` bytes can take on the volume at

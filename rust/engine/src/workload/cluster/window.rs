@@ -160,6 +160,12 @@ fn advance_csv_with(
     let mut out = CsvOutcome::default();
     if !mode.roomy {
         capacity::advance_in_time_order(ci, csv, t0, s, &reads, &mut window, &mut out)?;
+    } else if !mode.keeps_pieces() {
+        // Nothing can reach a threshold and copy-on-write needs no order: every write is
+        // issued, marked and mapped in one pass per VM.
+        map_in_parallel(csv, s, &reads, &mut window, mode, small)?;
+        out.lowest_free = capacity::free(csv);
+        out.peak_diff = csv.cow.diff_area_bytes();
     } else {
         // Nothing can reach a threshold: every write is issued, and marked at once.
         let n = csv.vms.len();
@@ -173,7 +179,7 @@ fn advance_csv_with(
                 .zip(s.guest[..n].par_iter())
                 .try_for_each(mark)?;
         }
-        if mode.keeps_pieces() {
+        {
             map_in_order(csv, s, &reads, &mut window, mode)?;
             let peak = if csv.cow.cannot_overflow(&s.kept.vol_lens) {
                 apply_per_vm(&mut csv.cow, s, &mut window)?;
@@ -185,10 +191,6 @@ fn advance_csv_with(
             };
             out.lowest_free = capacity::free_with_diff(csv, peak);
             out.peak_diff = peak;
-        } else {
-            map_in_parallel(csv, s, &reads, &mut window, mode, small)?;
-            out.lowest_free = capacity::free(csv);
-            out.peak_diff = csv.cow.diff_area_bytes();
         }
     }
     if let Some(m) = csv.mat.as_deref_mut() {
@@ -254,10 +256,12 @@ fn keep_for_real_disk(out: &mut Vec<materialize::MatWrite>, pos: usize, g: &Writ
 }
 
 /// Applies when no threshold can be reached (`mode.roomy`) and copy-on-write needs no time order
-/// (no snapshot, or no diff-area limit): every VM's writes are mapped in parallel, in three steps
-/// that give the sequential result. Each disk's layout is its own (so mapping it alone is mapping
-/// it in order); the files then grow on the volume in VM order, each file's growth units the next
-/// free ones, as the sequential path grows them; file → volume is again per VM. The CSV
+/// (no snapshot, or no diff-area limit): every VM's writes are marked and mapped in parallel, in
+/// three steps that give the sequential result. Each disk's layout is its own (so mapping it
+/// alone is mapping it in order), and so is its change tracker; the files then grow on the volume
+/// in VM order, each file's growth units the next free ones, as the sequential path grows them;
+/// file → volume is again per VM (at once in the first step for a file that does not grow: its
+/// extents are already those of the end). The CSV
 /// tracker's copy-on-write is one call ([`CowTracker::apply_groups`]: each VM's pieces a group
 /// in VM order, dealt and applied on the pool's threads), which credits each copy as applying
 /// the VMs in turn would — and, the VMs' extents being disjoint, each VM's copies are its own.
@@ -273,37 +277,49 @@ fn map_in_parallel(
     if s.pieces.len() < n {
         s.pieces.resize_with(n, Pieces::default);
     }
-    let mapped: Vec<(u64, u64)> = if small {
+    // Per VM: its writes marked, mapped to file pieces and — when its file's extents already
+    // hold them (a file grows rarely) — to the volume at once.
+    let one = |((vm, g), p): ((&mut Vm, &WriteBatch), &mut Pieces)| -> Result<(u64, u64, bool)> {
+        vm.cbt.mark(&g.offsets, &g.lengths)?;
+        let (allocated, end) = map_disk(vm, g, p);
+        let now = mode.has_snapshot && end <= vm.extents.mapped();
+        if now {
+            map_to_volume(vm, p);
+        }
+        Ok((allocated, end, now))
+    };
+    let mapped: Vec<(u64, u64, bool)> = if small {
         csv.vms
             .iter_mut()
             .zip(&s.guest[..n])
             .zip(s.pieces[..n].iter_mut())
-            .map(|((vm, g), p)| map_disk(vm, g, p))
-            .collect()
+            .map(one)
+            .collect::<Result<_>>()?
     } else {
         csv.vms
             .par_iter_mut()
             .zip(s.guest[..n].par_iter())
             .zip(s.pieces[..n].par_iter_mut())
-            .map(|((vm, g), p)| map_disk(vm, g, p))
-            .collect()
+            .map(one)
+            .collect::<Result<_>>()?
     };
-    for (vm, &(_, end)) in csv.vms.iter_mut().zip(&mapped) {
+    // The files grow in VM order, each the next free units (as the sequential path grows them);
+    // then the VMs whose pieces waited for it are mapped to the volume.
+    let mut waiting = false;
+    for (vm, &(_, end, now)) in csv.vms.iter_mut().zip(&mapped) {
         while vm.extents.mapped() < end {
             vm.extents.grow(csv.next_free);
             csv.next_free += vm.extents.unit();
         }
+        waiting |= mode.has_snapshot && !now;
     }
-    if mode.has_snapshot && small {
-        csv.vms
-            .iter()
-            .zip(s.pieces[..n].iter_mut())
-            .for_each(|(vm, p)| map_to_volume(vm, p));
-    } else if mode.has_snapshot {
+    if waiting {
         csv.vms
             .par_iter()
             .zip(s.pieces[..n].par_iter_mut())
-            .for_each(|(vm, p)| map_to_volume(vm, p));
+            .zip(mapped.par_iter())
+            .filter(|(_, &(_, _, now))| !now)
+            .for_each(|((vm, p), _)| map_to_volume(vm, p));
     }
     for (pos, vm) in csv.vms.iter().enumerate() {
         s.ranges.push((0, 0));
