@@ -22,10 +22,10 @@ use crate::error::{check_extents, Result};
 const PARALLEL_MIN: usize = ChunkSet::PARALLEL_MIN;
 
 /// Grouped batches ([`ChunkSet::deal_groups`]) at least this large are dealt and applied on the
-/// pool's threads: a modelled CSV's window is one such batch of a few tens of thousands of
-/// writes, and two threads already halve it there (model choice, measured with
-/// `benches/bench_scenario.py -k throughput`).
-pub const GROUPED_PARALLEL_MIN: usize = 1 << 14;
+/// pool's threads: a modelled CSV's window is one such batch of a few thousand to tens of
+/// thousands of writes (model choice, measured with `benches/bench_scenario.py -k throughput`
+/// beside `SMALL_WINDOW_OPS`: 4,096 and 1,024 both beat 16,384 once windows run in the pool).
+pub const GROUPED_PARALLEL_MIN: usize = 1 << 12;
 
 /// Bits of a short record's shard-local chunk (the rest of its 32 bits: the count minus one).
 const SHORT_BITS: u32 = 26;

@@ -94,11 +94,13 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
-/// A window of fewer operations than this runs on the calling thread alone: handing a few
-/// thousand writes to the pool costs more in wake-ups than its other thread saves (model choice,
-/// measured with `benches/bench_scenario.py -k throughput`: ws2008r2's single-CSV windows of
-/// under 16 K writes cost 0.2–1.4 µs a write through the pool, against ~70 ns in large ones).
-const SMALL_WINDOW_OPS: f64 = 16384.0;
+/// A window of fewer operations than this runs on one thread alone: handing a few hundred
+/// writes to the other costs more than it saves (model choice, measured with
+/// `benches/bench_scenario.py -k throughput`: from the pool's thread — the window runs there —
+/// ws2008r2's run took 12.4 s at 16,384, 12.1–12.2 s at 4,096 and 11.6–12.2 s at 1,024; before
+/// the windows ran inside the pool, windows under 16 K writes cost 0.2–1.4 µs a write through
+/// it).
+const SMALL_WINDOW_OPS: f64 = 4096.0;
 
 /// How a CSV's window runs, decided once from the CSV's state and the window's writes.
 #[derive(Debug, Clone, Copy)]
