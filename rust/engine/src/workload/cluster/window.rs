@@ -169,7 +169,8 @@ fn advance_csv_with(
         out.lowest_free = capacity::free(csv);
         out.peak_diff = csv.cow.diff_area_bytes();
     } else {
-        // Nothing can reach a threshold: every write is issued, and marked at once.
+        // Nothing can reach a threshold, but a diff-area limit may delete a snapshot: every
+        // write is issued and marked at once, and its pieces kept for the copy-on-write.
         let n = csv.vms.len();
         let mark =
             |(vm, b): (&mut Vm, &WriteBatch)| vm.cbt.mark(&b.offsets, &b.lengths).map(|_| ());
@@ -181,19 +182,17 @@ fn advance_csv_with(
                 .zip(s.guest[..n].par_iter())
                 .try_for_each(mark)?;
         }
-        {
-            map_in_order(csv, s, &reads, &mut window, mode)?;
-            let peak = if csv.cow.cannot_overflow(&s.kept.vol_lens) {
-                apply_per_vm(&mut csv.cow, s, &mut window)?;
-                csv.cow.diff_area_bytes()
-            } else {
-                let (deleted, peak) = apply_in_time_order(ci, &mut csv.cow, s, &mut window)?;
-                out.deleted = deleted;
-                peak
-            };
-            out.lowest_free = capacity::free_with_diff(csv, peak);
-            out.peak_diff = peak;
-        }
+        map_in_order(csv, s, &reads, &mut window, mode)?;
+        let peak = if csv.cow.cannot_overflow(&s.kept.vol_lens) {
+            apply_per_vm(&mut csv.cow, s, &mut window)?;
+            csv.cow.diff_area_bytes()
+        } else {
+            let (deleted, peak) = apply_in_time_order(ci, &mut csv.cow, s, &mut window)?;
+            out.deleted = deleted;
+            peak
+        };
+        out.lowest_free = capacity::free_with_diff(csv, peak);
+        out.peak_diff = peak;
     }
     if let Some(m) = csv.mat.as_deref_mut() {
         m.apply(ci, &mut s.mat)?;
