@@ -4,10 +4,13 @@
 //! `Rng::keyed(seed, v, k)`, so any split of time into windows, and any thread order, gives the same
 //! stream.
 
+/// splitmix64's increment (2^64 / φ, odd).
+pub const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
 /// splitmix64's finaliser: a good 64-bit mix.
 #[inline]
 pub fn mix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = z.wrapping_add(GAMMA);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -60,7 +63,7 @@ impl Rng {
         let mut z = seed;
         let mut s = [0u64; 4];
         for word in &mut s {
-            z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            z = z.wrapping_add(GAMMA);
             *word = mix64(z);
         }
         Rng { s }
@@ -104,6 +107,12 @@ pub fn unit(x: u64) -> f64 {
     // Below 2^53, so exact as a signed integer too (one conversion instruction, not the
     // unsigned sequence).
     ((x >> 11) as i64) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// A 32-bit draw (the low 32 bits of `x`, the rest zero) as a uniform in `[0, 1)`.
+#[inline(always)]
+pub fn unit32(x: u64) -> f64 {
+    (x as i64) as f64 * (1.0 / 4_294_967_296.0)
 }
 
 /// A raw output as a uniform draw in `[0, n)` (what [`Rng::below`] returns).

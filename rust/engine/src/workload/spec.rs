@@ -1,7 +1,9 @@
 //! What one VM's I/O looks like: rate, sizes, read/write mix, where it lands, and how the rate
 //! follows the day.
 
-use super::rng::{derive, derive_mixed, label_table, mix64, scale, small_label, Rng};
+use super::rng::{
+    derive, derive_mixed, label_table, mix64, scale, small_label, unit32, Rng, GAMMA,
+};
 use crate::error::{Error, Result};
 
 const MIB: u64 = 1 << 20;
@@ -374,9 +376,6 @@ struct OpDraws {
     w2: u64,
 }
 
-/// splitmix64's increment.
-const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
-
 impl OpDraws {
     #[inline(always)]
     fn time(&self) -> f64 {
@@ -404,12 +403,6 @@ impl OpDraws {
     fn below(&self, n: u64) -> u64 {
         scale(self.w2, n)
     }
-}
-
-/// A 32-bit draw as a uniform in `[0, 1)`.
-#[inline(always)]
-fn unit32(x: u64) -> f64 {
-    (x as i64) as f64 * (1.0 / 4_294_967_296.0)
 }
 
 /// Every write starts on a 4 KiB boundary (the guest's page and cluster size).
@@ -785,12 +778,12 @@ impl Generator {
                 // mix at random): every operation's write is stored at `k`, and `k` moves on
                 // only for writes inside the window.
                 let mut h = [0u64; BLOCK];
-                for (j, x) in h.iter_mut().enumerate() {
+                for (j, x) in h[..len].iter_mut().enumerate() {
                     *x = derive_mixed(key, small_label(labels, start + j as u64 + 1));
                 }
                 let mut w1 = [0u64; BLOCK];
                 let mut w2 = [0u64; BLOCK];
-                for ((a, b), &x) in w1.iter_mut().zip(w2.iter_mut()).zip(&h) {
+                for ((a, b), &x) in w1.iter_mut().zip(w2.iter_mut()).zip(&h[..len]) {
                     *a = mix64(x);
                     *b = mix64(x.wrapping_add(GAMMA));
                 }
@@ -919,7 +912,7 @@ mod tests {
                 // The operation's key and the next two outputs of splitmix64 seeded with it.
                 let h = derive(key, i + 1);
                 let w1 = mix64(h);
-                let w2 = mix64(h.wrapping_add(0x9E37_79B9_7F4A_7C15));
+                let w2 = mix64(h.wrapping_add(GAMMA));
                 let u32_of = |x: u64| (x as u32) as f64 / 4_294_967_296.0;
                 let below = |n: u64| ((u128::from(w2) * u128::from(n)) >> 64) as u64;
                 let time = second as f64 + (i as f64 + u32_of(h >> 32)) * inv;
