@@ -33,6 +33,7 @@ from vssim.errors import InvalidArgumentError
 from vssim.scale.deletion_watch import DeletionWatch
 from vssim.scale.engines import ESTIMATE_WINDOW_S, Engine
 from vssim.scale.fair_share_links import FairShareLinks
+from vssim.scale.gc_pause import fewer_collections
 from vssim.scale.materialize import MaterializedBackend
 from vssim.scale.materialized_path import RealFiles
 from vssim.scale.model_cluster import EstimateClusterBackend, ModelClusterBackend
@@ -201,7 +202,8 @@ def simulate(
             else _window_for(sc, window_s)
         )
         run = _Run(env, sc, backend, schedule or Schedule(), window_s, progress)
-        records = run.backups(specs, start_s, interval_s, keep_going)
+        with fewer_collections():
+            records = run.backups(specs, start_s, interval_s, keep_going)
         backend.advance_to(float(env.now))
         links = run.links
         out = ModelledRun(
