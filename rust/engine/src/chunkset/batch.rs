@@ -15,7 +15,10 @@
 
 use rayon::prelude::*;
 
-use super::{pack, unpack, ChunkSet, LEAF_BITS, LEAF_SHIFT, SHARDS};
+use super::{
+    bitmap_insert_small, pack, unpack, ChunkSet, LastLeaf, LEAF_BITS, LEAF_SHIFT, LEAF_WORDS,
+    SHARDS, SPARSE,
+};
 use crate::error::{check_extents, Result};
 
 /// Batches smaller than this are applied on the calling thread, record by record.
@@ -383,6 +386,22 @@ impl ChunkSet {
         fresh.iter_mut().zip(&total).for_each(|(f, t)| *f += t);
     }
 
+    /// Makes leaf `slot` the [`LastLeaf`] if it is a bitmap; false if it is sparse or absent.
+    fn find_bitmap_leaf(&mut self, slot: u64) -> bool {
+        let shard = (slot % SHARDS as u64) as usize;
+        let e = self.shards[shard].entry(slot);
+        if e & SPARSE != 0 {
+            // (ABSENT has the SPARSE bit set.)
+            return false;
+        }
+        self.last = LastLeaf {
+            slot,
+            shard,
+            base: e as usize * LEAF_WORDS,
+        };
+        true
+    }
+
     /// Inserts the chunks every extent touches — extent `i` is bytes
     /// `[offsets[i], offsets[i] + lengths[i])`, chunk `c` is bytes `[c << shift, (c + 1) << shift)`
     /// — and returns how many new chunks lie below `count_below`. Large batches run on several
@@ -399,18 +418,31 @@ impl ChunkSet {
         let (offsets, lengths) = (&offsets[..n], &lengths[..n]);
         if n < PARALLEL_MIN {
             let mut fresh = 0;
+            let below = self.len.min(count_below);
             for (&off, &len) in offsets.iter().zip(lengths) {
                 if len == 0 {
                     continue;
                 }
                 let first = off >> shift;
                 let end = ((off.saturating_add(u64::from(len)) - 1) >> shift) + 1;
-                if end - first <= 64 && (first ^ (end - 1)) >> LEAF_SHIFT == 0 && end <= self.len {
-                    let slot = first >> LEAF_SHIFT;
-                    let one = [pack(first, end - first - 1)];
-                    fresh += self
-                        .shard_mut(slot)
-                        .insert_records(&one, unpack, count_below);
+                let slot = first >> LEAF_SHIFT;
+                // The usual write: at most 64 chunks of one bitmap leaf, below `count_below`.
+                if end - first <= 64
+                    && (first ^ (end - 1)) >> LEAF_SHIFT == 0
+                    && end <= below
+                    && (slot == self.last.slot || self.find_bitmap_leaf(slot))
+                {
+                    let LastLeaf { shard, base, .. } = self.last;
+                    let shard = &mut self.shards[shard];
+                    let lo = first as u32 & (LEAF_BITS as u32 - 1);
+                    let got = bitmap_insert_small(
+                        &mut shard.words,
+                        base,
+                        lo,
+                        lo + (end - first - 1) as u32,
+                    );
+                    shard.count += got;
+                    fresh += got;
                 } else {
                     fresh += self.insert_range_counting_below(first, end, count_below);
                 }

@@ -472,7 +472,14 @@ impl ModelCluster {
             // each waking the pool from this thread (ws2008r2's ~5,500 single-CSV windows: 9.0
             // -> 7.0 s, `benches/bench_scenario.py -k throughput`); its small steps run there
             // alone.
+            // A small window runs where it is called: handing it to the pool and waiting costs
+            // two thread switches, a quarter of such a window's time (ws2008r2's ~1,100
+            // windows of under a thousand writes; `cargo bench -p vssim-engine -- run`, run1's
+            // 0.05 s windows: 204 -> 116 us a window with `is_small`'s bound).
             &[(ci, t0)] => match self.csvs.get_mut(ci) {
+                Some(csv) if window::is_small(csv, t0, t1) => {
+                    vec![(ci, advance_csv(ci, csv, t0, t1))]
+                }
                 Some(csv) => vec![(ci, rayon::scope(|_| advance_csv(ci, csv, t0, t1)))],
                 None => Vec::new(),
             },

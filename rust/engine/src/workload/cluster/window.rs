@@ -102,6 +102,22 @@ thread_local! {
 /// it).
 const SMALL_WINDOW_OPS: f64 = 4096.0;
 
+/// Whether CSV `csv`'s window `[t0, t1)` should have fewer than [`SMALL_WINDOW_OPS`]
+/// operations: such a window runs on one thread, the caller's. A second's `n` operations are
+/// spread one per `1/n` of it (the generator's strata), so a window holds at most `n` times its
+/// length and one more per second it touches; `n` is at most twice a VM's mean rate (a diurnal
+/// curve's peak), rounded up. Only the choice of threads depends on it, never a count.
+pub(super) fn is_small(csv: &Csv, t0: f64, t1: f64) -> bool {
+    let seconds = (t1.ceil() - t0.floor()).max(1.0);
+    let most_ops: f64 = csv
+        .vms
+        .iter()
+        .filter(|vm| vm.active())
+        .map(|vm| (vm.gen.spec().iops * 2.0 + 1.0) * (t1 - t0) + 2.0 * seconds)
+        .sum();
+    most_ops < SMALL_WINDOW_OPS
+}
+
 /// How a CSV's window runs, decided once from the CSV's state and the window's writes.
 #[derive(Debug, Clone, Copy)]
 struct Mode {
@@ -139,15 +155,7 @@ fn advance_csv_with(
     s: &mut Scratch,
 ) -> Result<CsvOutcome> {
     let mut window: Vec<VmTotals> = vec![VmTotals::default(); csv.vms.len()];
-    // At most twice the mean rate (a diurnal curve's peak), over whole seconds the window touches.
-    let most_ops: f64 = csv
-        .vms
-        .iter()
-        .filter(|vm| vm.active())
-        .map(|vm| vm.gen.spec().iops * 2.0)
-        .sum::<f64>()
-        * ((t1 - t0) + 1.0);
-    let reads = generate(csv, t0, t1, s, most_ops < SMALL_WINDOW_OPS);
+    let reads = generate(csv, t0, t1, s, is_small(csv, t0, t1));
     let small = (s.guest[..csv.vms.len()]
         .iter()
         .map(WriteBatch::len)
