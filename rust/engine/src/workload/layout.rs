@@ -257,6 +257,23 @@ impl VhdxModel {
         self.log_pos = 0;
     }
 
+    /// Where guest write `[offset, offset + length)` lands in the file when it is the usual one
+    /// — inside one payload block already allocated, in an open session — so that its one file
+    /// write at the returned offset is all [`map_write`](Self::map_write) would emit (and it
+    /// allocates nothing, changes nothing); None otherwise.
+    #[inline]
+    pub fn in_place(&self, offset: u64, length: u32) -> Option<u64> {
+        if !self.session_open || length == 0 {
+            return None;
+        }
+        let block = offset >> self.block_shift;
+        if (offset + u64::from(length) - 1) >> self.block_shift != block {
+            return None;
+        }
+        let mib = self.blocks.get(block)?;
+        Some(mib * MIB + (offset & (self.block_size - 1)))
+    }
+
     /// Maps one guest write `[offset, offset + length)` (inside the disk) to the file writes it
     /// causes, in the writer's order (see the module doc). Returns the blocks it allocated.
     pub fn map_write(&mut self, offset: u64, length: u32, emit: &mut impl FnMut(Piece)) -> u64 {
@@ -371,6 +388,29 @@ impl FileExtents {
     /// Records that the file grew by one unit, placed at volume offset `at`.
     pub fn grow(&mut self, at: u64) {
         self.growth.push(at);
+    }
+
+    /// The volume offset of the file range `[offset, offset + length)` when it lies inside one
+    /// of the file's extents — [`to_volume`](Self::to_volume)'s one piece; None when it spans two
+    /// or lies past what is mapped.
+    #[inline]
+    pub fn contiguous(&self, offset: u64, length: u32) -> Option<u64> {
+        let end = offset + u64::from(length);
+        if end <= self.initial {
+            return Some(self.base + offset);
+        }
+        if offset < self.initial {
+            return None;
+        }
+        let past = offset - self.initial;
+        let (g, within) = match self.unit_shift {
+            Some(k) => (past >> k, past & (self.growth_unit - 1)),
+            None => (past / self.growth_unit, past % self.growth_unit),
+        };
+        if within + u64::from(length) > self.growth_unit {
+            return None;
+        }
+        self.growth.get(g as usize).map(|&at| at + within)
     }
 
     /// Splits the file range `[offset, offset + length)` into volume pieces.

@@ -269,11 +269,14 @@ fn keep_for_real_disk(out: &mut Vec<materialize::MatWrite>, pos: usize, g: &Writ
 /// three steps that give the sequential result. Each disk's layout is its own (so mapping it
 /// alone is mapping it in order), and so is its change tracker; the files then grow on the volume
 /// in VM order, each file's growth units the next free ones, as the sequential path grows them;
-/// file → volume is again per VM (at once in the first step for a file that does not grow: its
-/// extents are already those of the end). The CSV
-/// tracker's copy-on-write is one call ([`CowTracker::apply_groups`]: each VM's pieces a group
-/// in VM order, dealt and applied on the pool's threads), which credits each copy as applying
-/// the VMs in turn would — and, the VMs' extents being disjoint, each VM's copies are its own.
+/// file → volume is again per VM. The usual write — inside an allocated block, inside one of the
+/// file's extents — is mapped onto the volume in the first step ([`map_vm`]); the others' file
+/// pieces wait for the files to grow. The CSV tracker's copy-on-write is one call
+/// ([`CowTracker::apply_groups`]: each VM's pieces a group in VM order, dealt and applied on the
+/// pool's threads), which credits each copy as applying the VMs in turn would — and, the VMs'
+/// extents being disjoint, each VM's copies are its own (the order of a VM's own pieces does not
+/// change which chunks they copy: with one write's pieces or another's first, a chunk is new
+/// exactly once).
 fn map_in_parallel(
     csv: &mut Csv,
     s: &mut Scratch,
@@ -286,18 +289,11 @@ fn map_in_parallel(
     if s.pieces.len() < n {
         s.pieces.resize_with(n, Pieces::default);
     }
-    // Per VM: its writes marked, mapped to file pieces and — when its file's extents already
-    // hold them (a file grows rarely) — to the volume at once.
-    let one = |((vm, g), p): ((&mut Vm, &WriteBatch), &mut Pieces)| -> Result<(u64, u64, bool)> {
+    let one = |((vm, g), p): ((&mut Vm, &WriteBatch), &mut Pieces)| -> Result<(u64, u64)> {
         vm.cbt.mark(&g.offsets, &g.lengths)?;
-        let (allocated, end) = map_disk(vm, g, p);
-        let now = mode.has_snapshot && end <= vm.extents.mapped();
-        if now {
-            map_to_volume(vm, p);
-        }
-        Ok((allocated, end, now))
+        Ok(map_vm(vm, g, p, mode.has_snapshot))
     };
-    let mapped: Vec<(u64, u64, bool)> = if small {
+    let mapped: Vec<(u64, u64)> = if small {
         csv.vms
             .iter_mut()
             .zip(&s.guest[..n])
@@ -313,22 +309,25 @@ fn map_in_parallel(
             .collect::<Result<_>>()?
     };
     // The files grow in VM order, each the next free units (as the sequential path grows them);
-    // then the VMs whose pieces waited for it are mapped to the volume.
+    // then the file pieces that waited for it are mapped to the volume.
     let mut waiting = false;
-    for (vm, &(_, end, now)) in csv.vms.iter_mut().zip(&mapped) {
+    for ((vm, &(_, end)), p) in csv.vms.iter_mut().zip(&mapped).zip(&s.pieces[..n]) {
         while vm.extents.mapped() < end {
             vm.extents.grow(csv.next_free);
             csv.next_free += vm.extents.unit();
         }
-        waiting |= mode.has_snapshot && !now;
+        waiting |= mode.has_snapshot && !p.file_offs.is_empty();
     }
     if waiting {
-        csv.vms
-            .par_iter()
-            .zip(s.pieces[..n].par_iter_mut())
-            .zip(mapped.par_iter())
-            .filter(|(_, &(_, _, now))| !now)
-            .for_each(|((vm, p), _)| map_to_volume(vm, p));
+        let map = |(vm, p): (&Vm, &mut Pieces)| map_to_volume(vm, p);
+        if small {
+            csv.vms.iter().zip(s.pieces[..n].iter_mut()).for_each(map);
+        } else {
+            csv.vms
+                .par_iter()
+                .zip(s.pieces[..n].par_iter_mut())
+                .for_each(map);
+        }
     }
     for (pos, vm) in csv.vms.iter().enumerate() {
         s.ranges.push((0, 0));
@@ -376,13 +375,29 @@ fn apply_grouped(
     Ok(())
 }
 
-/// Maps one disk's guest writes to file pieces; returns the blocks it allocated and the end of
-/// the file the pieces reach.
-fn map_disk(vm: &mut Vm, g: &WriteBatch, p: &mut Pieces) -> (u64, u64) {
+/// Maps one disk's guest writes: the usual write (in an allocated block, `in_place`) straight
+/// onto the volume when `to_volume` and its file extent holds it, the others to file pieces for
+/// [`map_to_volume`] once the file has grown (all of them when not `to_volume`: no snapshot needs
+/// the volume's pieces). Returns the blocks it allocated and the end of the file the writes
+/// reach.
+fn map_vm(vm: &mut Vm, g: &WriteBatch, p: &mut Pieces, to_volume: bool) -> (u64, u64) {
     p.clear();
+    let Vm { disk, extents, .. } = vm;
     let (mut allocated, mut end) = (0, 0);
     for (&off, &len) in g.offsets.iter().zip(&g.lengths) {
-        allocated += vm.disk.map_write(off, len, &mut |piece: Piece| {
+        if let Some(at) = disk.in_place(off, len) {
+            if !to_volume {
+                end = end.max(at + u64::from(len));
+                continue;
+            }
+            if let Some(v) = extents.contiguous(at, len) {
+                end = end.max(at + u64::from(len));
+                p.vol_offs.push(v);
+                p.vol_lens.push(len);
+                continue;
+            }
+        }
+        allocated += disk.map_write(off, len, &mut |piece: Piece| {
             end = end.max(piece.offset + u64::from(piece.length));
             p.file_offs.push(piece.offset);
             p.file_lens.push(piece.length);
