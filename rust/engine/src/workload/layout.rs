@@ -503,6 +503,55 @@ mod tests {
         assert!(none.is_empty());
     }
 
+    /// The shortcuts the window's per-VM pass takes agree with the full mapping: where
+    /// `in_place` answers, `map_write` emits that one piece and allocates nothing; where
+    /// `contiguous` answers, `to_volume` emits that one piece; and a write `in_place` refuses is
+    /// one that allocates, spans blocks or opens a session.
+    #[test]
+    fn shortcuts_agree_with_the_full_mapping() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for kind in [DiskKind::Dynamic, DiskKind::Fixed] {
+            let mut m = VhdxModel::new(1 << 30, MIB, kind, 64 * MIB).unwrap();
+            let mut e = FileExtents::new(1 << 40, m.file_size(), MIB);
+            for i in 0..20_000u64 {
+                if i % 5_000 == 0 {
+                    m.close_session(&mut |_| {});
+                }
+                let len = ((next() % 32 + 1) * 4096) as u32;
+                let off = (next() % ((1 << 30) / 4096)) * 4096;
+                let off = off.min((1 << 30) - u64::from(len));
+                let shortcut = m.in_place(off, len);
+                let before = m.blocks_allocated();
+                let got = pieces(&mut m, off, len);
+                match shortcut {
+                    Some(at) => {
+                        assert_eq!(got, vec![p(at, len)], "write {off}+{len}");
+                        assert_eq!(m.blocks_allocated(), before);
+                    }
+                    None => assert!(got.len() != 1 || m.blocks_allocated() > before),
+                }
+                for piece in got {
+                    while e.mapped() < piece.offset + u64::from(piece.length) {
+                        let at = (1 << 41) + e.growth.len() as u64 * 7 * MIB;
+                        e.grow(at);
+                    }
+                    let mut vol = Vec::new();
+                    e.to_volume(piece, &mut |q| vol.push(q));
+                    match e.contiguous(piece.offset, piece.length) {
+                        Some(v) => assert_eq!(vol, vec![p(v, piece.length)]),
+                        None => assert!(vol.len() > 1, "{piece:?} -> {vol:?}"),
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn fixed_disk_never_allocates() {
         let mut m = VhdxModel::new(1 << 30, 32 * MIB, DiskKind::Fixed, 0).unwrap();
