@@ -40,7 +40,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import simpy
 
@@ -61,6 +61,15 @@ class _Class:
     rate: float = 0.0
     #: (finish mark, sequence, bytes, done event)
     heap: list[tuple[float, int, int, simpy.Event]] = field(default_factory=list)
+
+
+class _Layout(NamedTuple):
+    """What :meth:`FairShareLinks._layout` makes."""
+
+    shared: set[str]
+    filled: list[str]
+    background: list[tuple[int, float, int]]
+    counts: list[int]
 
 
 def max_min_rates(
@@ -102,6 +111,9 @@ class FairShareLinks:
         #: The links some transfer crosses now (``users`` > 0), so :meth:`_settle` visits only
         #: the busy ones.
         self._crossed: set[str] = set()
+        #: The links :meth:`_settle` visits (``_crossed`` and ``loaded``), made again only when
+        #: one of them changes (None: to be made).
+        self._busy: tuple[str, ...] | None = None
         self.link_bytes = dict.fromkeys(self.bandwidth, 0)
         self.link_busy = dict.fromkeys(self.bandwidth, 0.0)
         self.classes: dict[tuple[str, ...], _Class] = {}
@@ -125,6 +137,10 @@ class FairShareLinks:
         self._engine_rates: dict[str, list[float]] = {}
         #: Per link, the engine's rates for its flows with no transfer on it.
         self._alone_rates: dict[str, list[float]] = {}
+        #: Counts the changes of the background flows (:meth:`set_flows`), so that
+        #: :meth:`_layout` knows when what it made still holds.
+        self._flows_version = 0
+        self._layout_cache: tuple[tuple[Any, ...], _Layout] | None = None
         self.last = float(env.now)
         self.generation = 0
         self._pending = False
@@ -154,7 +170,9 @@ class FairShareLinks:
         heapq.heappush(cls.heap, (cls.work + nbytes, seq, nbytes, done))
         for link in key:
             self.users[link] += 1
-            self._crossed.add(link)
+            if link not in self._crossed:
+                self._crossed.add(link)
+                self._busy = None
         self.transfers += 1
         self._later()
         try:
@@ -174,6 +192,7 @@ class FairShareLinks:
         self.users[link] -= 1
         if not self.users[link]:
             self._crossed.discard(link)
+            self._busy = None
 
     def _carried(self, link: str, nbytes: float) -> None:
         self.link_bytes[link] += round(nbytes * self.weight[link])
@@ -224,6 +243,8 @@ class FairShareLinks:
         if kept == self.background.get(key, {}):
             return
         self._settle()
+        self._flows_version += 1
+        self._busy = None
         old = self.background.pop(key, {})
         if kept:
             self.background[key] = kept
@@ -259,8 +280,12 @@ class FairShareLinks:
                 if cls.heap:
                     cls.work += cls.rate * dt
             # Once per link a transfer or a background flow crosses.
-            for link in self._crossed | self.loaded:
-                self.link_busy[link] += dt
+            busy = self._busy
+            if busy is None:
+                busy = self._busy = tuple(self._crossed | self.loaded)
+            link_busy = self.link_busy
+            for link in busy:
+                link_busy[link] += dt
             # `_carried` inlined: this loop runs over every loaded link at every instant.
             weight, link_bytes = self.weight, self.link_bytes
             for link, rate in self.bg_link_rate.items():
@@ -292,24 +317,40 @@ class FairShareLinks:
         self.flow_rate[link] = dict(zip(ds, per_flow, strict=True))
         self.bg_link_rate[link] = sum([r * n for r, n in zip(per_flow, ns, strict=True)])
 
+    def _layout(self) -> _Layout:
+        """The links the classes cross, those of them with background flows (sorted), those
+        links' groups as the engine takes them and how many each has — made again only when a
+        class came or went or the flows changed (a set's copies finish one by one: between two
+        finishes only the classes' counts change)."""
+        key = (tuple(self.classes), self._flows_version)
+        cached = self._layout_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        shared = {link for path in self.classes for link in path}
+        filled = sorted(shared & self.flows.keys())
+        background: list[tuple[int, float, int]] = []
+        counts: list[int] = []
+        for link in filled:
+            groups = self._groups(link)[1]
+            background += groups
+            counts.append(len(groups))
+        layout = _Layout(shared, filled, background, counts)
+        self._layout_cache = (key, layout)
+        return layout
+
     def _allocate(self) -> None:
         """The max-min fair rates of every class and background flow now. Links no transfer
         crosses are filled on their own, again only when their flows changed; a link's
         background total is summed again only when its rates were filled."""
         classes = list(self.classes.values())
-        shared = {link for c in classes for link in c.path}
-        filled = sorted(shared & self.flows.keys())
-        background: list[tuple[int, float, int]] = []
-        for link in filled:
-            background += self._groups(link)[1]
+        shared, filled, background, counts = self._layout()
         class_rates, bg_rates = engine.max_min_rates(
             self._capacities, [(c.links, len(c.heap)) for c in classes], background
         )
         for c, r in zip(classes, class_rates, strict=True):
             c.rate = r
         at = 0
-        for link in filled:
-            n = len(self.flows[link])
+        for link, n in zip(filled, counts, strict=True):
             self._set_flow_rates(link, bg_rates[at : at + n])
             at += n
         for link in self._refill - shared:
