@@ -210,6 +210,12 @@ class Workload:
             return engine.WorkloadSpec().mean_size
         return sum(s * w for s, w in zip(self.sizes, self.weights, strict=True)) / sum(self.weights)
 
+    @cached_property
+    def write_bytes_per_s(self) -> float:
+        """Bytes a second the guest writes: its write rate times the mix's mean size (computed
+        once: every set's flush and every CSV's load asks)."""
+        return self.write_iops * self.mean_write_bytes
+
 
 @dataclass(frozen=True)
 class Vm:
@@ -227,7 +233,7 @@ class Vm:
         """The Hyper-V writer's component name: the VM GUID in upper case (spec §7)."""
         return str(self.guid).upper()
 
-    @property
+    @cached_property
     def allocated_bytes(self) -> int:
         return sum(d.allocated_size for d in self.disks)
 
@@ -343,6 +349,11 @@ class Scenario:
         for vm in self.vms:
             out[vm.csv].append(vm)
         return out
+
+    @cached_property
+    def allocated_by_csv(self) -> dict[str, int]:
+        """Per CSV: its VMs' allocated bytes (every snapshot of it asks)."""
+        return {c: sum(vm.allocated_bytes for vm in vms) for c, vms in self.vms_by_csv.items()}
 
     def node(self, name: str) -> Node:
         """The node called ``name`` (case-insensitive, as Windows computer names are)."""

@@ -137,6 +137,6 @@ def take_snapshots(run: SetView) -> dict[str, int]:
     handles: dict[str, int] = {}
     for csv in run.job.volumes:
         if volume_provider(csv).type is ProviderType.SYSTEM:
-            alloc = sum(vm.allocated_bytes for vm in run.sc.vms_by_csv[csv.name])
+            alloc = run.sc.allocated_by_csv[csv.name]
             handles[csv.name] = run.state.backend.create_snapshot(csv, max(alloc, 1))
     return handles

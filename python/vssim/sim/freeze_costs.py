@@ -36,7 +36,7 @@ HOST_OUTSTANDING_S = 1.0
 
 def write_rate(vm: Vm) -> float:
     """Bytes a second the VM's guest writes."""
-    return vm.workload.write_iops * vm.workload.mean_write_bytes
+    return vm.workload.write_bytes_per_s
 
 
 def freeze_median(w: Workload) -> float:
