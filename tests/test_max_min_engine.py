@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import max_min_reference as ref
 from vssim import engine
 from vssim.errors import InvalidArgumentError
-from vssim.scale.fair_share_links import max_min_rates
+from vssim.scale.fair_share_links import demands_if_they_fit, max_min_rates
 
 LINKS = [f"l{i}" for i in range(7)]
 
@@ -69,6 +69,27 @@ def test_background_only_links_match_the_reference(case: Any) -> None:
     got = max_min_rates(capacity, [], background)
     assert got[0] == []
     assert bits(got[1]) == bits(want[1])
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.lists(st.tuples(_values, st.one_of(st.integers(1, 3), st.integers(1, 10**5))), max_size=12),
+    st.floats(1.0 - 1e-6, 1.0 + 1e-6) | st.floats(0.3, 3.0),
+)
+def test_demands_that_fit_are_what_the_engine_gives(
+    groups: list[tuple[float, int]], room: float
+) -> None:
+    """`FairShareLinks`'s shortcut for a transfer-free link: where it answers, it is the
+    engine's filling to the bit (capacities from just above the total demand, where the margin
+    refuses, to three times it, and below it: the filling shares)."""
+    background = [(0, d, n) for d, n in groups]
+    capacity = max(sum(d * n for d, n in groups) * room, 1e-3)
+    got = demands_if_they_fit(capacity, background)
+    _, want = engine.max_min_rates([capacity], [], background)
+    if got is not None:
+        assert bits(got) == bits(want)
+    else:
+        assert capacity <= sum(d * n for d, n in groups) * (1 + 1e-8)
 
 
 def test_a_known_allocation() -> None:
