@@ -291,22 +291,7 @@ fn workload() -> Result<(), vssim_engine::Error> {
     for window in [60.0, 10.0, 0.25] {
         let cpu = cpu_ns();
         let (secs, writes) = best_of(2, || {
-            let mut c = ModelCluster::new();
-            for _ in 0..16 {
-                c.add_csv(16 << 40, 16384, None)?;
-            }
-            for v in 0..2000u64 {
-                c.add_vm(VmConfig {
-                    csv: (v % 16) as usize,
-                    disk_size: 4 << 30,
-                    allocated: 1 << 30,
-                    block_size: 32 << 20,
-                    kind: DiskKind::Dynamic,
-                    spec: spec(),
-                    seed: v,
-                    cbt_block_size: 65536,
-                })?;
-            }
+            let mut c = scenario_cluster(2000)?;
             for csv in 0..16 {
                 c.snapshot(csv)?;
             }
@@ -331,16 +316,14 @@ fn workload() -> Result<(), vssim_engine::Error> {
     one_csv_at_a_time()
 }
 
-/// The ws2008r2 throughput run's pattern: 16 CSVs of 250 VMs (the scenario benchmark's 4,000),
-/// brought up to date one at a time, as a protocol step looks at one CSV — each CSV's window
-/// `dt` long, the other fifteen CSVs' windows run between two of its own (so its VMs' state is
-/// cold again), no snapshot. Time per window and per write, setup excluded.
-fn one_csv_at_a_time() -> Result<(), vssim_engine::Error> {
+/// The scenario benchmark's cluster shape: 16 CSVs, `vms` VMs dealt over them, each a 4 GiB
+/// dynamic disk with 1 GiB allocated running [`spec`].
+fn scenario_cluster(vms: u64) -> Result<ModelCluster, vssim_engine::Error> {
     let mut c = ModelCluster::new();
     for _ in 0..16 {
         c.add_csv(16 << 40, 16384, None)?;
     }
-    for v in 0..4000u64 {
+    for v in 0..vms {
         c.add_vm(VmConfig {
             csv: (v % 16) as usize,
             disk_size: 4 << 30,
@@ -352,6 +335,15 @@ fn one_csv_at_a_time() -> Result<(), vssim_engine::Error> {
             cbt_block_size: 65536,
         })?;
     }
+    Ok(c)
+}
+
+/// The ws2008r2 throughput run's pattern: 16 CSVs of 250 VMs (the scenario benchmark's 4,000),
+/// brought up to date one at a time, as a protocol step looks at one CSV — each CSV's window
+/// `dt` long, the other fifteen CSVs' windows run between two of its own (so its VMs' state is
+/// cold again), no snapshot. Time per window and per write, setup excluded.
+fn one_csv_at_a_time() -> Result<(), vssim_engine::Error> {
+    let mut c = scenario_cluster(4000)?;
     let mut t = 0.0;
     for dt in [0.05, 0.5, 2.25] {
         let (mut writes, mut windows) = (0u64, 0u64);

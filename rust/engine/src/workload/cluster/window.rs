@@ -375,11 +375,11 @@ fn apply_grouped(
     Ok(())
 }
 
-/// Maps one disk's guest writes: the usual write (in an allocated block, `in_place`) straight
-/// onto the volume when `to_volume` and its file extent holds it, the others to file pieces for
-/// [`map_to_volume`] once the file has grown (all of them when not `to_volume`: no snapshot needs
-/// the volume's pieces). Returns the blocks it allocated and the end of the file the writes
-/// reach.
+/// Maps one disk's guest writes. The usual write (inside an allocated block: `in_place`) makes
+/// no file piece: with `to_volume` (a snapshot needs the volume's pieces) its volume piece is
+/// made at once when one file extent holds it, and without, nothing is. Every other write's file
+/// pieces are kept for [`map_to_volume`] once the file has grown. Returns the blocks the writes
+/// allocated and the end of the file they reach.
 fn map_vm(vm: &mut Vm, g: &WriteBatch, p: &mut Pieces, to_volume: bool) -> (u64, u64) {
     p.clear();
     let Vm { disk, extents, .. } = vm;
