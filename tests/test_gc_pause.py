@@ -29,6 +29,20 @@ def test_an_error_inside_restores_them() -> None:
     assert gc.get_freeze_count() == 0
 
 
+def test_nested_and_overlapping_uses_restore_once_at_the_end() -> None:
+    """Two runs in two threads: the second in sees the policy, not the caller's thresholds, as
+    what it found — the last out restores the caller's."""
+    before = gc.get_threshold()
+    outer = fewer_collections()
+    outer.__enter__()
+    with fewer_collections():
+        assert gc.get_threshold()[0] >= RUN_GC_THRESHOLD
+    assert gc.get_threshold()[0] >= RUN_GC_THRESHOLD
+    outer.__exit__(None, None, None)
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
 def test_a_run_turns_under_it(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[int] = []
     inner = runner._Run.backups
