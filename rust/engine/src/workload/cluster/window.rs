@@ -96,10 +96,10 @@ thread_local! {
 
 /// A window of fewer operations than this runs on one thread alone: handing a few hundred
 /// writes to the other costs more than it saves (model choice, measured with
-/// `benches/bench_scenario.py -k throughput`: from the pool's thread — the window runs there —
+/// `benches/bench_scenario.py -k throughput` while every single-CSV window ran on a pool thread:
 /// ws2008r2's run took 12.4 s at 16,384, 12.1–12.2 s at 4,096 and 11.6–12.2 s at 1,024; before
-/// the windows ran inside the pool, windows under 16 K writes cost 0.2–1.4 µs a write through
-/// it).
+/// that, windows under 16 K writes cost 0.2–1.4 µs a write through the pool). A single-CSV
+/// window [`is_small`] expects below it now runs on the caller's thread, not handed over.
 const SMALL_WINDOW_OPS: f64 = 4096.0;
 
 /// Whether CSV `csv`'s window `[t0, t1)` should have fewer than [`SMALL_WINDOW_OPS`]
@@ -386,12 +386,12 @@ fn map_vm(vm: &mut Vm, g: &WriteBatch, p: &mut Pieces, to_volume: bool) -> (u64,
     let (mut allocated, mut end) = (0, 0);
     for (&off, &len) in g.offsets.iter().zip(&g.lengths) {
         if let Some(at) = disk.in_place(off, len) {
+            // `map_write` would emit exactly this piece (and so reach this end) if called.
+            end = end.max(at + u64::from(len));
             if !to_volume {
-                end = end.max(at + u64::from(len));
                 continue;
             }
             if let Some(v) = extents.contiguous(at, len) {
-                end = end.max(at + u64::from(len));
                 p.vol_offs.push(v);
                 p.vol_lens.push(len);
                 continue;
