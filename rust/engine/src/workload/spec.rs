@@ -362,40 +362,33 @@ impl WriteBatch {
 
 /// Operations whose draws are made together.
 const BLOCK: usize = 32;
+// Writes are packed at `k & (BLOCK - 1)`.
+const _: () = assert!(BLOCK.is_power_of_two());
 
 /// One operation's draws, from its key `h`: `h` itself gives the time within the operation's
-/// stratum (high 32 bits) and whether it is a read (low 32 bits); `w1 = mix64(h)` its size and,
-/// for a hot spot, whether it lands in it (or Zipf's rank); `w2 = mix64(h + γ)` its slot. These
-/// are the first two outputs of a splitmix64 stream seeded with `h` (`γ` its increment). 32
-/// bits are ample where a draw is compared with a probability or a time within a stratum
-/// (a resolution of 2^-32); the slot keeps 64 (Lemire's multiply-shift over up to 2^44 slots).
+/// stratum (high 32 bits) and whether it is a read (low 32 bits); `w1 = mix64(h)` its size (high
+/// 32 bits) and, for a hot spot, whether it lands in it (or Zipf's rank; low 32 bits);
+/// `w2 = mix64(h + γ)` its slot. These are the first two outputs of a splitmix64 stream seeded
+/// with `h` (`γ` its increment). 32 bits are ample where a draw is compared with a probability or
+/// a time within a stratum (a resolution of 2^-32); the slot keeps 64 (Lemire's multiply-shift
+/// over up to 2^44 slots).
 #[derive(Debug, Clone, Copy)]
 struct OpDraws {
-    h: u64,
     w1: u64,
     w2: u64,
 }
 
 impl OpDraws {
+    /// Hot spot: the draw compared with the hot share's cut ([`cut32`]).
     #[inline(always)]
-    fn time(&self) -> f64 {
-        unit32(self.h >> 32)
+    fn hot32(&self) -> u64 {
+        self.w1 & LOW32
     }
 
-    #[inline(always)]
-    fn kind(&self) -> f64 {
-        unit32(self.h & 0xFFFF_FFFF)
-    }
-
-    #[inline(always)]
-    fn size(&self) -> f64 {
-        unit32(self.w1 >> 32)
-    }
-
-    /// Hot spot: in the hot region when below `hot_share`. Zipf: the rank's draw.
+    /// Zipf: the rank's draw, uniform in `[0, 1)`.
     #[inline(always)]
     fn hot(&self) -> f64 {
-        unit32(self.w1 & 0xFFFF_FFFF)
+        unit32(self.w1 & LOW32)
     }
 
     /// Uniform in `[0, n)`.
@@ -520,7 +513,39 @@ pub struct Generator {
     log_stride: u64,
     log_per_second: u64,
     growth: Option<Growth>,
+    /// The draws' probabilities as 32-bit integer cuts ([`cut32`]): reads, the hot spot's share,
+    /// and the size distribution's cumulative weights.
+    read_cut: u64,
+    hot_cut: u64,
+    size_cuts: Vec<u64>,
 }
+
+/// A probability `p` as the cut a 32-bit draw `x` is compared with: `unit32(x) < p` exactly when
+/// `x < cut32(p)`, and `p <= unit32(x)` exactly when `cut32(p) <= x` (`unit32(x)` is `x × 2^-32`
+/// with no rounding, so `x < p × 2^32` — an exact product — and `x` is an integer). Integer
+/// compares run side by side across a block's operations; the floats would each need a
+/// conversion first.
+fn cut32(p: f64) -> u64 {
+    (p * 4_294_967_296.0).ceil().clamp(0.0, 4_294_967_296.0) as u64
+}
+
+/// Whether [`Generator::generate`] takes its AVX-512 path: the CPU has the features (std caches
+/// the answer) and `VSSIM_PORTABLE` is not set (a way to measure or rule out the wide path).
+#[cfg(target_arch = "x86_64")]
+fn wide_lanes() -> bool {
+    static PORTABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx512dq")
+        && std::is_x86_feature_detected!("avx512vl")
+        && std::is_x86_feature_detected!("avx512bw")
+        && std::is_x86_feature_detected!("avx2")
+        && std::is_x86_feature_detected!("bmi1")
+        && std::is_x86_feature_detected!("bmi2")
+        && !*PORTABLE.get_or_init(|| std::env::var_os("VSSIM_PORTABLE").is_some())
+}
+
+/// The low 32 bits of a draw word.
+const LOW32: u64 = 0xFFFF_FFFF;
 
 /// Seed labels of a stream's fixed placements.
 const HOT_LABEL: u64 = 0x486f_7453;
@@ -621,6 +646,12 @@ impl Generator {
             bytes_per_s: spec.growth_per_day * disk.used as f64 / DAY_S,
             end: disk_size,
         });
+        let read_cut = cut32(spec.read_fraction);
+        let hot_cut = match spec.locality {
+            Locality::HotSpot { hot_share, .. } => cut32(hot_share),
+            _ => 0,
+        };
+        let size_cuts = spec.sizes.cumulative.iter().map(|&c| cut32(c)).collect();
         Ok(Generator {
             spec,
             disk_size,
@@ -632,6 +663,9 @@ impl Generator {
             log_stride,
             log_per_second,
             growth,
+            read_cut,
+            hot_cut,
+            size_cuts,
         })
     }
 
@@ -675,19 +709,6 @@ impl Generator {
         self.seed
     }
 
-    /// The entry of the size distribution a uniform draw `u` picks: the number of cumulative
-    /// weights at or below `u` (the same as a binary search; branch-free for short lists).
-    #[inline]
-    fn size_index(&self, u: f64) -> usize {
-        let c = &self.spec.sizes.cumulative;
-        let i = if c.len() <= 16 {
-            c.iter().map(|&x| usize::from(x <= u)).sum()
-        } else {
-            c.partition_point(|&x| x <= u)
-        };
-        i.min(c.len() - 1)
-    }
-
     /// Appends to `out` the writes whose time lies in `[t0, t1)` and returns the reads there.
     /// Second `k` draws its operation count from its own keyed generator, and operation `i` of
     /// it everything else from its own key `h = derive(derive(seed, k), i + 1)`, at stratified
@@ -696,14 +717,48 @@ impl Generator {
     /// it. An operation's draws ([`OpDraws`]) are three 64-bit words: `h` and the next two
     /// outputs of a splitmix64 stream started at `h`.
     pub fn generate(&self, t0: f64, t1: f64, out: &mut WriteBatch) -> ReadCount {
+        #[cfg(target_arch = "x86_64")]
+        if wide_lanes() {
+            // SAFETY: the CPU has every feature `generate_avx512` is compiled for (checked at
+            // run time just above); the function itself is safe code.
+            #[allow(unsafe_code)]
+            return unsafe { self.generate_avx512(t0, t1, out) };
+        }
+        self.generate_portable(t0, t1, out)
+    }
+
+    /// [`Generator::generate`] compiled for AVX-512 (eight 64-bit lanes with a multiply: the
+    /// block's three hashes an operation run eight at a time). The same operations in the same
+    /// order: the same stream, bit for bit (`the_wide_path_gives_the_same_stream`).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw,avx2,bmi1,bmi2,popcnt")]
+    fn generate_avx512(&self, t0: f64, t1: f64, out: &mut WriteBatch) -> ReadCount {
+        self.generate_lanes::<true>(t0, t1, out)
+    }
+
+    /// [`Generator::generate`] on any CPU (the baseline instruction set).
+    pub fn generate_portable(&self, t0: f64, t1: f64, out: &mut WriteBatch) -> ReadCount {
+        self.generate_lanes::<false>(t0, t1, out)
+    }
+
+    /// The generator, its size entries found across a block's lanes (`WIDE`: eight compares an
+    /// instruction) or per operation (two a vector: fewer passes win).
+    #[inline(always)]
+    fn generate_lanes<const WIDE: bool>(
+        &self,
+        t0: f64,
+        t1: f64,
+        out: &mut WriteBatch,
+    ) -> ReadCount {
         match self.spec.locality {
             Locality::Uniform => {
-                self.generate_with(t0, t1, out, false, |z, d, _, _| d.below(z.slots))
+                self.generate_with::<WIDE, _>(t0, t1, out, false, |z, d, _, _| d.below(z.slots))
             }
-            Locality::HotSpot { hot_share, .. } => {
-                self.generate_with(t0, t1, out, false, move |z, d, _, _| {
+            Locality::HotSpot { .. } => {
+                let hot_cut = self.hot_cut;
+                self.generate_with::<WIDE, _>(t0, t1, out, false, move |z, d, _, _| {
                     // The choice only picks the range: no branch.
-                    let hot = d.hot() < hot_share;
+                    let hot = d.hot32() < hot_cut;
                     let n = if hot { z.region } else { z.slots };
                     let b = if hot { z.base } else { 0 };
                     b + d.below(n)
@@ -714,7 +769,7 @@ impl Generator {
                 let per_extent = MIB / self.align;
                 let salt = self.hot_base;
                 // A rank costs a `powf`: computed for writes only.
-                self.generate_with(t0, t1, out, true, move |z, d, _, _| {
+                self.generate_with::<WIDE, _>(t0, t1, out, true, move |z, d, _, _| {
                     let rank = zipf_rank(n, theta, d.hot());
                     let extent = zipf_extent(rank, salt, n);
                     (extent * per_extent + d.below(per_extent)).min(z.slots - 1)
@@ -722,7 +777,7 @@ impl Generator {
             }
             Locality::SequentialLog { .. } => {
                 let (per_second, stride) = (self.log_per_second, self.log_stride);
-                self.generate_with(t0, t1, out, false, move |z, _, second, index| {
+                self.generate_with::<WIDE, _>(t0, t1, out, false, move |z, _, second, index| {
                     z.base
                         + (second.wrapping_mul(per_second).wrapping_add(index)).wrapping_mul(stride)
                             % z.region
@@ -735,7 +790,7 @@ impl Generator {
     /// (one loop per locality: the rule is inlined, the loop has no branch on it); a `costly`
     /// rule is computed for the window's writes only.
     #[inline(always)]
-    fn generate_with<F>(
+    fn generate_with<const WIDE: bool, F>(
         &self,
         t0: f64,
         t1: f64,
@@ -752,8 +807,9 @@ impl Generator {
         }
         let first = t0.floor() as u64;
         let last = t1.ceil() as u64;
-        let read_fraction = self.spec.read_fraction;
         let labels = label_table();
+        let (read_cut, cuts) = (self.read_cut, &self.size_cuts[..]);
+        let last_size = self.per_size.len() - 1;
         let from = out.len();
         for second in first..last {
             let key = derive(self.seed, second);
@@ -773,31 +829,55 @@ impl Generator {
             let mut start = lo;
             while start < hi {
                 let len = (hi - start).min(BLOCK as u64) as usize;
-                // A block's draws first, lane by lane (independent hashes: they run side by
-                // side), then used without a branch on the operation's kind (reads and writes
-                // mix at random): every operation's write is stored at `k`, and `k` moves on
-                // only for writes inside the window.
+                // A block's draws first, pass by pass over its lanes (independent hashes and
+                // compares: they run side by side), then used without a branch on the
+                // operation's kind (reads and writes mix at random): every operation's write is
+                // stored at `k`, and `k` moves on only for writes inside the window.
                 let mut h = [0u64; BLOCK];
                 for (j, x) in h[..len].iter_mut().enumerate() {
                     *x = derive_mixed(key, small_label(labels, start + j as u64 + 1));
                 }
                 let mut w1 = [0u64; BLOCK];
                 let mut w2 = [0u64; BLOCK];
-                for ((a, b), &x) in w1.iter_mut().zip(w2.iter_mut()).zip(&h[..len]) {
+                // Wide: every lane of the block (four AVX-512 passes cost less than a loop
+                // with a remainder); otherwise only the operations there are.
+                let lanes = if WIDE { BLOCK } else { len };
+                for ((a, b), &x) in w1.iter_mut().zip(w2.iter_mut()).zip(&h[..lanes]) {
                     *a = mix64(x);
                     *b = mix64(x.wrapping_add(GAMMA));
+                }
+                // The size entry: how many cumulative weights lie at or below the draw (cut by
+                // cut, every lane at once; or per operation, below).
+                let mut entry = [0u64; BLOCK];
+                if WIDE {
+                    for &cut in cuts {
+                        for (e, &w) in entry.iter_mut().zip(&w1) {
+                            *e += u64::from(cut <= w >> 32);
+                        }
+                    }
                 }
                 let mut times = [0f64; BLOCK];
                 let mut offsets = [0u64; BLOCK];
                 let mut lengths = [0u32; BLOCK];
                 let mut k = 0usize;
-                for (j, ((&h, &w1), &w2)) in h[..len].iter().zip(&w1).zip(&w2).enumerate() {
-                    let d = OpDraws { h, w1, w2 };
+                for (j, ((&h, &w1), (&w2, &e))) in h[..len]
+                    .iter()
+                    .zip(&w1)
+                    .zip(w2.iter().zip(&entry))
+                    .enumerate()
+                {
+                    let d = OpDraws { w1, w2 };
                     let i = start + j as u64;
-                    let time = base + (i as f64 + d.time()) * inv;
+                    let time = base + (i as f64 + unit32(h >> 32)) * inv;
                     let inside = (time >= t0) & (time < t1);
-                    let is_read = d.kind() < read_fraction;
-                    let z = &self.per_size[self.size_index(d.size())];
+                    let is_read = (h & LOW32) < read_cut;
+                    let e = if WIDE {
+                        e as usize
+                    } else {
+                        let x = w1 >> 32;
+                        cuts.iter().map(|&c| usize::from(c <= x)).sum()
+                    };
+                    let z = &self.per_size[e.min(last_size)];
                     let read = inside & is_read;
                     let write = inside & !is_read;
                     reads.reads += u64::from(read);
@@ -806,13 +886,11 @@ impl Generator {
                         continue;
                     }
                     let offset = slot(z, &d, second, i) * self.align;
-                    if let (Some(t), Some(o), Some(l)) =
-                        (times.get_mut(k), offsets.get_mut(k), lengths.get_mut(k))
-                    {
-                        *t = time;
-                        *o = offset;
-                        *l = z.size as u32;
-                    }
+                    // `k <= j < BLOCK`: the mask only shows the compiler so.
+                    let at = k & (BLOCK - 1);
+                    times[at] = time;
+                    offsets[at] = offset;
+                    lengths[at] = z.size as u32;
                     k += usize::from(write);
                 }
                 out.times.extend_from_slice(&times[..k]);
@@ -993,6 +1071,107 @@ mod tests {
             }
         }
         (out, reads)
+    }
+
+    /// Both compiled paths and the reference, on one window.
+    fn assert_paths_agree(g: &Generator, t0: f64, t1: f64) {
+        let (want, wr) = reference(g, t0, t1);
+        let mut wide = WriteBatch::default();
+        let mut portable = WriteBatch::default();
+        let r1 = g.generate(t0, t1, &mut wide);
+        let r2 = g.generate_portable(t0, t1, &mut portable);
+        for (name, got, r) in [("generate", &wide, r1), ("portable", &portable, r2)] {
+            assert!(got.offsets == want.offsets, "{name} {t0} {t1}");
+            assert!(got.lengths == want.lengths, "{name} {t0} {t1}");
+            assert!(got.times == want.times, "{name} {t0} {t1}");
+            assert_eq!(r, wr, "{name} {t0} {t1}");
+        }
+    }
+
+    #[test]
+    fn the_wide_path_gives_the_same_stream() {
+        // `generate` takes the AVX-512 path where the CPU has it (this machine's does); the
+        // portable path is the baseline build's.
+        #[cfg(target_arch = "x86_64")]
+        if !wide_lanes() {
+            eprintln!("no AVX-512 here: only the portable path is compared");
+        }
+        for (k, loc) in [
+            Locality::Uniform,
+            Locality::HotSpot {
+                hot_fraction: 0.02,
+                hot_share: 0.7,
+            },
+            Locality::Zipf { theta: 0.8 },
+            Locality::SequentialLog {
+                region_fraction: 0.1,
+            },
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let g = Generator::new(spec(loc), 8 << 30, 100 + k as u64).unwrap();
+            for (t0, t1) in [(0.0, 50.0), (7.001, 7.05), (9.99, 10.02), (3.0, 3.0)] {
+                assert_paths_agree(&g, t0, t1);
+            }
+        }
+    }
+
+    #[test]
+    fn cuts_decide_as_the_floats() {
+        // At and around every cut, and at the ends.
+        for p in [
+            0.0,
+            0.3,
+            0.9,
+            0.99,
+            1.0,
+            0.5 + f64::EPSILON,
+            1.0 / 3.0,
+            1e-12,
+        ] {
+            let c = cut32(p);
+            for x in [c.saturating_sub(2), c.saturating_sub(1), c, c + 1, 0, LOW32] {
+                let x = x.min(LOW32);
+                assert_eq!(unit32(x) < p, x < c, "p {p} x {x}");
+                assert_eq!(p <= unit32(x), c <= x, "p {p} x {x}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Any probability and any 32-bit draw: the integer cut decides as the float compare.
+        #[test]
+        fn cuts_decide_as_the_floats_anywhere(p in 0.0f64..=1.0, x in 0u64..=LOW32, k in 0u64..=LOW32) {
+            let c = cut32(p);
+            proptest::prop_assert_eq!(unit32(x) < p, x < c);
+            proptest::prop_assert_eq!(p <= unit32(x), c <= x);
+            // Probabilities that are exactly a draw: the cut is that draw.
+            let q = unit32(k);
+            proptest::prop_assert_eq!(cut32(q), k);
+        }
+
+        /// Random specs — read share, hot share, sizes and weights — and windows: both paths
+        /// give the reference stream.
+        #[test]
+        fn random_specs_match_the_reference(
+            read in 0.0f64..=1.0,
+            share in 0.0f64..=1.0,
+            weights in proptest::collection::vec(0.0f64..4.0, 1..24),
+            seed in 0u64..1000,
+            t0 in 0.0f64..40.0,
+            dt in 0.0f64..8.0,
+        ) {
+            let n = weights.len();
+            let weights: Vec<f64> = weights.iter().enumerate()
+                .map(|(i, &w)| if i == 0 { w + 0.5 } else { w }).collect();
+            let sizes: Vec<u32> = (1..=n as u32).map(|k| k * 4096).collect();
+            let mut s = spec(Locality::HotSpot { hot_fraction: 0.05, hot_share: share });
+            s.read_fraction = read;
+            s.sizes = SizeDist::new(&sizes, &weights).unwrap();
+            let g = Generator::new(s, 2 << 30, seed).unwrap();
+            assert_paths_agree(&g, t0, t0 + dt);
+        }
     }
 
     #[test]
