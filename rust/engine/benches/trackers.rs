@@ -365,9 +365,26 @@ fn scenario_cluster(vms: u64) -> Result<ModelCluster, vssim_engine::Error> {
 /// `dt` long, the other fifteen CSVs' windows run between two of its own (so its VMs' state is
 /// cold again), no snapshot. Time per window and per write, setup excluded.
 fn one_csv_at_a_time() -> Result<(), vssim_engine::Error> {
+    for snapshot in [false, true] {
+        one_csv_at_a_time_with(snapshot)?;
+    }
+    Ok(())
+}
+
+/// [`one_csv_at_a_time`], with every CSV snapshotted (freshly, for each window length) or not.
+fn one_csv_at_a_time_with(snapshot: bool) -> Result<(), vssim_engine::Error> {
     let mut c = scenario_cluster(4000)?;
     let mut t = 0.0;
+    let mut handles = vec![None; 16];
     for dt in [0.05, 0.5, 2.25] {
+        if snapshot {
+            for (csv, h) in handles.iter_mut().enumerate() {
+                if let Some(old) = h.take() {
+                    c.delete_snapshot(csv, old)?;
+                }
+                *h = Some(c.snapshot(csv)?);
+            }
+        }
         let (mut writes, mut windows) = (0u64, 0u64);
         let start = Instant::now();
         let cpu = cpu_ns();
@@ -381,8 +398,13 @@ fn one_csv_at_a_time() -> Result<(), vssim_engine::Error> {
         }
         let secs = start.elapsed().as_secs_f64();
         let cpu = (cpu_ns() - cpu) as f64;
+        let what = if snapshot {
+            "snapshotted"
+        } else {
+            "no snapshot"
+        };
         println!(
-            "run1 {dt:>5} s windows  one CSV of 250 VMs at a time  {windows} windows  \
+            "run1 {dt:>5} s windows  one CSV of 250 VMs at a time, {what}  {windows} windows  \
              {:.1} us/window  {:.1} ns/write  (CPU {:.1} ns/write)",
             secs / windows as f64 * 1e6,
             secs / writes as f64 * 1e9,
