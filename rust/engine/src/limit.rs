@@ -96,7 +96,7 @@ pub fn bitset_limit(
                 let word = maps.iter().fold(0, |acc, m| acc | m[w]);
                 let word = if w < full_words {
                     word
-                } else if w == full_words && below % 64 != 0 {
+                } else if w == full_words && !below.is_multiple_of(64) {
                     word & ((1 << (below % 64)) - 1)
                 } else {
                     0

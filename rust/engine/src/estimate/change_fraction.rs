@@ -196,7 +196,7 @@ fn hot_share(locality: &Locality) -> Result<f64> {
 /// Expected tracking units (of `unit` bytes) the stream changes in seconds `0..seconds`, and the
 /// units of its data (the denominator of a change fraction).
 fn changed_units(g: &Generator, counts: &OpCounts, unit: u64, seconds: u64) -> Result<(f64, u64)> {
-    if unit == 0 || unit % g.placement().align != 0 {
+    if unit == 0 || !unit.is_multiple_of(g.placement().align) {
         return Err(Error::invalid(
             "tracking_block",
             format!("{unit}: expected a positive multiple of 4096 bytes"),

@@ -200,7 +200,7 @@ fn check_options(opts: &CreateOptions, parent: Option<&Vhdx>) -> VResult<()> {
         }
     } else {
         let vs = opts.virtual_size;
-        if vs == 0 || vs > MAX_VIRTUAL_SIZE || vs % u64::from(lss) != 0 {
+        if vs == 0 || vs > MAX_VIRTUAL_SIZE || !vs.is_multiple_of(u64::from(lss)) {
             return Err(VhdxError::invalid(
                 "virtual_size",
                 format!(

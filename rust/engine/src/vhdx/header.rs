@@ -113,7 +113,9 @@ impl Header {
                 self.log_length.to_string(),
             ));
         }
-        if self.log_offset % ALIGN != 0 || (self.log_length > 0 && self.log_offset < ALIGN) {
+        if !self.log_offset.is_multiple_of(ALIGN)
+            || (self.log_length > 0 && self.log_offset < ALIGN)
+        {
             return Err(VhdxError::corrupt(
                 file,
                 "header",

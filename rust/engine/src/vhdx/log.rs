@@ -221,13 +221,13 @@ fn parse_at(ring: &Ring<'_>, pos: u64, guid: &Uuid) -> io::Result<Option<Entry>>
             let e = &sector[d..d + 32];
             let at = (pos + s * LOG_SECTOR + d as u64) % n;
             let offset = u64_at(e, 16);
-            if u64_at(e, 24) != seq || offset % LOG_SECTOR != 0 {
+            if u64_at(e, 24) != seq || !offset.is_multiple_of(LOG_SECTOR) {
                 return Ok(None);
             }
             let desc = match &e[0..4] {
                 b"zero" => {
                     let length = u64_at(e, 8);
-                    if length % LOG_SECTOR != 0 {
+                    if !length.is_multiple_of(LOG_SECTOR) {
                         return Ok(None);
                     }
                     Desc::Zero { at, offset, length }

@@ -396,7 +396,7 @@ impl Metadata {
         let virtual_size = u64_at(vs, 0);
         if virtual_size == 0
             || virtual_size > MAX_VIRTUAL_SIZE
-            || virtual_size % u64::from(logical_sector_size) != 0
+            || !virtual_size.is_multiple_of(u64::from(logical_sector_size))
         {
             return Err(VhdxError::corrupt(
                 file,

@@ -93,7 +93,7 @@ impl RegionTable {
                 length: u32_at(b, o + 24),
                 required: u32_at(b, o + 28) & 1 == 1,
             };
-            if e.file_offset % ALIGN != 0 || e.file_offset < ALIGN {
+            if !e.file_offset.is_multiple_of(ALIGN) || e.file_offset < ALIGN {
                 return Err(VhdxError::corrupt(
                     file,
                     "region table entry",

@@ -214,7 +214,7 @@ impl Vhdx {
         let b1 = span_off * 8 + (in_block + len) / ss;
         let mut b = b0;
         while b < b1 {
-            if b % 8 == 0 && b + 8 <= b1 {
+            if b.is_multiple_of(8) && b + 8 <= b1 {
                 bm[(b / 8) as usize] = 0xFF;
                 b += 8;
             } else {

@@ -596,7 +596,7 @@ impl Core {
     ) -> Result<()> {
         let cs = self.chunk_size();
         let old_len = self.snap_file(id, key)?.view_len();
-        if len < old_len && len % cs != 0 {
+        if len < old_len && !len.is_multiple_of(cs) {
             // Zero the tail of the chunk the new end falls in (it may be read again after a grow).
             let tail_end = ((len / cs + 1) * cs).min(old_len);
             let zeros = vec![0u8; (tail_end - len) as usize];

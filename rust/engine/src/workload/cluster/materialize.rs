@@ -400,7 +400,7 @@ impl ModelCluster {
             )));
         }
         let model = &v.disk;
-        if model.virtual_size() % LOGICAL_SECTOR != 0 {
+        if !model.virtual_size().is_multiple_of(LOGICAL_SECTOR) {
             return Err(Error::invalid(
                 "vm",
                 format!(
@@ -628,7 +628,7 @@ mod tests {
             iops: 60.0 + 10.0 * v as f64,
             read_fraction: 0.25,
             sizes: SizeDist::typical(),
-            locality: if v % 2 == 0 {
+            locality: if v.is_multiple_of(2) {
                 Locality::HotSpot {
                     hot_fraction: 0.2,
                     hot_share: 0.8,
