@@ -280,7 +280,7 @@ class FairShareLinks:
         bytes/s, how many); empty: none."""
         kept: dict[str, tuple[tuple[float, int], ...]] = {}
         for link, groups in flows.items():
-            g = tuple((float(d), int(n)) for d, n in groups if d > 0 and n > 0)
+            g = tuple([(float(d), int(n)) for d, n in groups if d > 0 and n > 0])
             if g:
                 kept[link] = g
         if kept == self.background.get(key, {}):
@@ -291,27 +291,33 @@ class FairShareLinks:
         old = self.background.pop(key, {})
         if kept:
             self.background[key] = kept
+        all_flows, load = self.flows, self.load
         for sign, table in ((-1, old), (1, kept)):
             for link, groups in table.items():
-                per = self.flows.setdefault(link, {})
+                per = all_flows.setdefault(link, {})
                 for d, n in groups:
-                    per[d] = per.get(d, 0) + sign * n
-                    if not per[d]:
+                    left = per.get(d, 0) + sign * n
+                    if left:
+                        per[d] = left
+                    else:
                         del per[d]
-                self.load[link] += sign * sum(d * n for d, n in groups)
-        for link in set(old) | set(kept):
-            self._refill.add(link)
-            self._group_args.pop(link, None)
-            self._engine_rates.pop(link, None)
-            self._alone_rates.pop(link, None)
-            if self.flows.get(link):
+                load[link] += sign * sum([d * n for d, n in groups])
+        # A redirected CSV's key sets the flows of every node's NIC at once: the per-link
+        # caches below are dropped in one pass each.
+        changed = old.keys() | kept.keys()
+        self._refill |= changed
+        for cache in (self._group_args, self._engine_rates, self._alone_rates):
+            for link in changed:
+                cache.pop(link, None)
+        for link in changed:
+            if all_flows.get(link):
                 self.loaded.add(link)
             else:
-                self.flows.pop(link, None)
+                all_flows.pop(link, None)
                 self.flow_rate.pop(link, None)
                 self._fold(link)
                 self.bg_link_rate.pop(link, None)
-                self.load[link] = 0.0
+                load[link] = 0.0
                 self.loaded.discard(link)
         self._later()
 
@@ -351,7 +357,7 @@ class FairShareLinks:
         if self._engine_rates.get(link) == rates:
             return
         self._engine_rates[link] = rates
-        ds, _, ns = self._group_args[link]
+        ds, _, ns = self._groups(link)
         w = self.weight[link]
         per_flow = [r * w for r in rates]
         self.flow_rate[link] = dict(zip(ds, per_flow, strict=True))
@@ -396,18 +402,38 @@ class FairShareLinks:
             at += n
         for link in self._refill - shared:
             if link in self.flows:
-                # The same flows alone on the same link fill the same way: computed once per
-                # change of the link's flows.
-                rates = self._alone_rates.get(link)
-                if rates is None:
-                    groups = self._groups(link)[1]
-                    rates = demands_if_they_fit(self._capacities[self.index[link]], groups)
-                    if rates is None:
-                        _, rates = engine.max_min_rates(self._capacities, [], groups)
-                    self._alone_rates[link] = rates
-                self._set_flow_rates(link, rates)
+                self._fill_alone(link)
         # Those filled with transfers are filled again when the transfers are gone.
         self._refill = (self._refill & shared) | set(filled)
+
+    def _fill_alone(self, link: str) -> None:
+        """The rates of ``link``'s flows with no transfer on it. The same flows alone on the same
+        link fill the same way: computed once per change of the link's flows. On a link that
+        weighs a byte as a byte (all but a compressing target) whose flows fit, straight from
+        the flows: what the general path below computes, float for float — the engine's groups
+        ``(index, d / 1.0, n)`` are the demands themselves, :func:`demands_if_they_fit` gives
+        them back, each flow's rate is its demand times 1.0, and the link's total is the sum of
+        ``d × n`` in the flows' order, the very sum the fit was tested with. (A 2008 R2 set's
+        redirected I/O fills every node's NIC this way, twice a set.)"""
+        rates = self._alone_rates.get(link)
+        if rates is None and self.weight[link] == 1.0:
+            per = self.flows[link]
+            total = sum([d * n for d, n in per.items()])
+            if total <= self._capacities[self.index[link]] * (1.0 - _FIT_MARGIN):
+                rates = self._alone_rates[link] = list(per)
+                if self._engine_rates.get(link) != rates:
+                    self._engine_rates[link] = rates
+                    self.flow_rate[link] = dict(zip(rates, rates, strict=True))
+                    self._fold(link)
+                    self.bg_link_rate[link] = total
+                return
+        if rates is None:
+            groups = self._groups(link)[1]
+            rates = demands_if_they_fit(self._capacities[self.index[link]], groups)
+            if rates is None:
+                _, rates = engine.max_min_rates(self._capacities, [], groups)
+            self._alone_rates[link] = rates
+        self._set_flow_rates(link, rates)
 
     def _reschedule(self) -> None:
         """Finish what is done, recompute the rates, and set the timer for the next finish."""
