@@ -109,8 +109,8 @@ class _Checked(FairShareLinks):
 
     checks = 0
 
-    def _allocate(self) -> None:
-        super()._allocate()
+    def _allocate(self) -> float:
+        next_in = super()._allocate()
         classes = list(self.classes.values())
         bg = []
         per_flow = []
@@ -126,6 +126,7 @@ class _Checked(FairShareLinks):
             per_flow,
         )
         _Checked.checks += 1
+        return next_in
 
 
 @settings(max_examples=40, deadline=None)

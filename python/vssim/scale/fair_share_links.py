@@ -164,6 +164,8 @@ class FairShareLinks:
         #: :meth:`_layout` knows when what it made still holds.
         self._flows_version = 0
         self._layout_cache: tuple[tuple[Any, ...], _Layout] | None = None
+        #: The layout and background rates the shared links' flows were last set from.
+        self._last_fill: tuple[_Layout, list[float]] | None = None
         self.last = float(env.now)
         self.generation = 0
         self._pending = False
@@ -385,26 +387,37 @@ class FairShareLinks:
         self._layout_cache = (key, layout)
         return layout
 
-    def _allocate(self) -> None:
-        """The max-min fair rates of every class and background flow now. Links no transfer
-        crosses are filled on their own, again only when their flows changed; a link's
-        background total is summed again only when its rates were filled."""
+    def _allocate(self) -> float:
+        """The max-min fair rates of every class and background flow now; returns the time to
+        the next finish (inf: none). Links no transfer crosses are filled on their own, again
+        only when their flows changed; a link's background total is summed again only when its
+        rates were filled, and the links the classes share are not looked at one by one when
+        the filling gave their flows the same rates as last time for the same layout (between
+        two finishes of a set's copies, mostly)."""
         classes = list(self.classes.values())
-        shared, filled, background, counts = self._layout()
+        layout = self._layout()
+        shared, filled, background, counts = layout
         class_rates, bg_rates = engine.max_min_rates(
             self._capacities, [(c.links, len(c.heap)) for c in classes], background
         )
+        next_in = float("inf")
         for c, r in zip(classes, class_rates, strict=True):
             c.rate = r
-        at = 0
-        for link, n in zip(filled, counts, strict=True):
-            self._set_flow_rates(link, bg_rates[at : at + n])
-            at += n
+            if r > 0:
+                next_in = min(next_in, (c.heap[0][0] - c.work) / r)
+        last = self._last_fill
+        if last is None or last[0] is not layout or last[1] != bg_rates:
+            at = 0
+            for link, n in zip(filled, counts, strict=True):
+                self._set_flow_rates(link, bg_rates[at : at + n])
+                at += n
+            self._last_fill = (layout, bg_rates)
         for link in self._refill - shared:
             if link in self.flows:
                 self._fill_alone(link)
         # Those filled with transfers are filled again when the transfers are gone.
         self._refill = (self._refill & shared) | set(filled)
+        return next_in
 
     def _fill_alone(self, link: str) -> None:
         """The rates of ``link``'s flows with no transfer on it. The same flows alone on the same
@@ -449,11 +462,7 @@ class FairShareLinks:
                     finished = True
                 if not cls.heap:
                     del self.classes[key]
-            self._allocate()
-            next_in = float("inf")
-            for cls in self.classes.values():
-                if cls.rate > 0:
-                    next_in = min(next_in, (cls.heap[0][0] - cls.work) / cls.rate)
+            next_in = self._allocate()
             if next_in > 0 or not finished:
                 break
         if next_in == float("inf"):
