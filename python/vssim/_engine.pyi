@@ -41,6 +41,7 @@ __all__ = [
     "ChangeTracker",
     "CowTracker",
     "EstimateCluster",
+    "MaxMinLayout",
     "ModelCluster",
     "Snapshot",
     "SnapshotInfo",
@@ -78,6 +79,19 @@ def max_min_rates(
 ) -> tuple[list[float], list[float]]:
     """The max-min fair rates on links of ``capacity`` (by index): per transfer of each class
     (path of link indices, transfers), per flow of each background group (link, demand, flows)."""
+
+@final
+class MaxMinLayout:
+    """Links, classes' paths and background groups held between fills (``max_min_rates``)."""
+
+    def __new__(
+        cls,
+        capacity: Sequence[float],
+        paths: Sequence[Sequence[int]],
+        background: Sequence[tuple[int, float, int]],
+    ) -> MaxMinLayout: ...
+    def rates(self, transfers: Sequence[int]) -> tuple[list[float], list[float]]:
+        """``max_min_rates(capacity, zip(paths, transfers), background)``."""
 
 @final
 class WriteResult:

@@ -70,6 +70,8 @@ class _Layout(NamedTuple):
     filled: list[str]
     background: list[tuple[int, float, int]]
     counts: list[int]
+    #: The engine's copy of the capacities, the classes' paths and ``background``.
+    fill: engine.MaxMinLayout
 
 
 def max_min_rates(
@@ -383,7 +385,9 @@ class FairShareLinks:
             groups = self._groups(link)[1]
             background += groups
             counts.append(len(groups))
-        layout = _Layout(shared, filled, background, counts)
+        paths = [c.links for c in self.classes.values()]
+        fill = engine.MaxMinLayout(self._capacities, paths, background)
+        layout = _Layout(shared, filled, background, counts, fill)
         self._layout_cache = (key, layout)
         return layout
 
@@ -396,10 +400,8 @@ class FairShareLinks:
         two finishes of a set's copies, mostly)."""
         classes = list(self.classes.values())
         layout = self._layout()
-        shared, filled, background, counts = layout
-        class_rates, bg_rates = engine.max_min_rates(
-            self._capacities, [(c.links, len(c.heap)) for c in classes], background
-        )
+        shared, filled, _, counts, fill = layout
+        class_rates, bg_rates = fill.rates([len(c.heap) for c in classes])
         next_in = float("inf")
         for c, r in zip(classes, class_rates, strict=True):
             c.rate = r
