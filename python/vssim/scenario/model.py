@@ -355,6 +355,20 @@ class Scenario:
         """Per CSV: its VMs' allocated bytes (every snapshot of it asks)."""
         return {c: sum(vm.allocated_bytes for vm in vms) for c, vms in self.vms_by_csv.items()}
 
+    @cached_property
+    def running_vms_by_csv(self) -> dict[str, list[Vm]]:
+        """Per CSV: its VMs that run (as the scenario starts them), in the CSV's VM order."""
+        return {c: [vm for vm in vms if vm.running] for c, vms in self.vms_by_csv.items()}
+
+    @cached_property
+    def running_write_rate_by_csv(self) -> dict[str, float]:
+        """Per CSV: the bytes a second its running VMs' guests write, summed in the CSV's VM
+        order (every set's host flush asks)."""
+        return {
+            c: sum(vm.workload.write_bytes_per_s for vm in vms)
+            for c, vms in self.running_vms_by_csv.items()
+        }
+
     def node(self, name: str) -> Node:
         """The node called ``name`` (case-insensitive, as Windows computer names are)."""
         try:

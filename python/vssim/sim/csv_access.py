@@ -81,11 +81,10 @@ class CsvAccess:
         running, on an up node other than the coordinator."""
         s = self.scope
         coord = s.state.coordinators[csv.name]
-        return [
-            vm
-            for vm in s.sc.vms_by_csv[csv.name]
-            if vm.running and vm.node != coord and s.state.is_up(vm.node)
-        ]
+        running = s.sc.running_vms_by_csv[csv.name]
+        if not s.state.nodes_down:
+            return [vm for vm in running if vm.node != coord]
+        return [vm for vm in running if vm.node != coord and s.state.is_up(vm.node)]
 
     def redirect_on(self, csv: Csv, why: str) -> Proc:
         s = self.scope

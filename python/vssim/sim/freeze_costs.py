@@ -63,7 +63,6 @@ def host_flush_s(sc: Scenario, volumes: tuple[Csv, ...]) -> float:
     volumes flush side by side: the slowest one counts)."""
     longest = 0.0
     for csv in volumes:
-        running = (vm for vm in sc.vms_by_csv[csv.name] if vm.running)
-        outstanding = sum(write_rate(vm) for vm in running) * HOST_OUTSTANDING_S
+        outstanding = sc.running_write_rate_by_csv[csv.name] * HOST_OUTSTANDING_S
         longest = max(longest, outstanding / csv.bandwidth)
     return longest
