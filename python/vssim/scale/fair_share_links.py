@@ -68,9 +68,9 @@ class _Layout(NamedTuple):
 
     shared: set[str]
     filled: list[str]
-    background: list[tuple[int, float, int]]
+    #: How many background groups each of ``filled`` has, in ``fill``'s order.
     counts: list[int]
-    #: The engine's copy of the capacities, the classes' paths and ``background``.
+    #: The engine's copy of the capacities, the classes' paths and the filled links' groups.
     fill: engine.MaxMinLayout
 
 
@@ -387,7 +387,7 @@ class FairShareLinks:
             counts.append(len(groups))
         paths = [c.links for c in self.classes.values()]
         fill = engine.MaxMinLayout(self._capacities, paths, background)
-        layout = _Layout(shared, filled, background, counts, fill)
+        layout = _Layout(shared, filled, counts, fill)
         self._layout_cache = (key, layout)
         return layout
 
@@ -400,7 +400,7 @@ class FairShareLinks:
         two finishes of a set's copies, mostly)."""
         classes = list(self.classes.values())
         layout = self._layout()
-        shared, filled, _, counts, fill = layout
+        shared, filled, counts, fill = layout
         class_rates, bg_rates = fill.rates([len(c.heap) for c in classes])
         next_in = float("inf")
         for c, r in zip(classes, class_rates, strict=True):
