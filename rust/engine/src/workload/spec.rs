@@ -365,9 +365,9 @@ const BLOCK: usize = 32;
 // Writes are packed at `k & (BLOCK - 1)`.
 const _: () = assert!(BLOCK.is_power_of_two());
 
-/// One operation's draws, from its key `h`: `h` itself gives the time within the operation's
-/// stratum (high 32 bits) and whether it is a read (low 32 bits); `w1 = mix64(h)` its size (high
-/// 32 bits) and, for a hot spot, whether it lands in it (or Zipf's rank; low 32 bits);
+/// One operation's draws past its key `h` (which the loop reads itself: its high 32 bits the time
+/// within the operation's stratum, its low 32 whether it is a read): `w1 = mix64(h)` its size
+/// (high 32 bits) and, for a hot spot, whether it lands in it (or Zipf's rank; low 32 bits);
 /// `w2 = mix64(h + γ)` its slot. These are the first two outputs of a splitmix64 stream seeded
 /// with `h` (`γ` its increment). 32 bits are ample where a draw is compared with a probability or
 /// a time within a stratum (a resolution of 2^-32); the slot keeps 64 (Lemire's multiply-shift
@@ -529,19 +529,23 @@ fn cut32(p: f64) -> u64 {
     (p * 4_294_967_296.0).ceil().clamp(0.0, 4_294_967_296.0) as u64
 }
 
-/// Whether [`Generator::generate`] takes its AVX-512 path: the CPU has the features (std caches
-/// the answer) and `VSSIM_PORTABLE` is not set (a way to measure or rule out the wide path).
+/// Whether [`Generator::generate`] takes its AVX-512 path: the CPU has every feature
+/// `generate_avx512` is compiled for and `VSSIM_PORTABLE` is not set (a way to measure or rule
+/// out the wide path). Decided once per process: every VM's every window asks.
 #[cfg(target_arch = "x86_64")]
 fn wide_lanes() -> bool {
-    static PORTABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    std::is_x86_feature_detected!("avx512f")
-        && std::is_x86_feature_detected!("avx512dq")
-        && std::is_x86_feature_detected!("avx512vl")
-        && std::is_x86_feature_detected!("avx512bw")
-        && std::is_x86_feature_detected!("avx2")
-        && std::is_x86_feature_detected!("bmi1")
-        && std::is_x86_feature_detected!("bmi2")
-        && !*PORTABLE.get_or_init(|| std::env::var_os("VSSIM_PORTABLE").is_some())
+    static WIDE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WIDE.get_or_init(|| {
+        std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512dq")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("bmi1")
+            && std::is_x86_feature_detected!("bmi2")
+            && std::is_x86_feature_detected!("popcnt")
+            && std::env::var_os("VSSIM_PORTABLE").is_none()
+    })
 }
 
 /// The low 32 bits of a draw word.
@@ -714,8 +718,8 @@ impl Generator {
     /// it everything else from its own key `h = derive(derive(seed, k), i + 1)`, at stratified
     /// times `k + (i + u) / n`; so the stream does not depend on how time is cut into windows,
     /// and a window that covers part of a second only draws the operations that can fall inside
-    /// it. An operation's draws ([`OpDraws`]) are three 64-bit words: `h` and the next two
-    /// outputs of a splitmix64 stream started at `h`.
+    /// it. An operation's draws are three 64-bit words: `h` and the next two outputs of a
+    /// splitmix64 stream started at `h` ([`OpDraws`]).
     pub fn generate(&self, t0: f64, t1: f64, out: &mut WriteBatch) -> ReadCount {
         #[cfg(target_arch = "x86_64")]
         if wide_lanes() {
