@@ -560,6 +560,26 @@ impl ChunkSet {
             + std::mem::size_of::<Self>()
     }
 
+    /// Removes every chunk but keeps the bitmap leaves, zeroed, where they were (the sparse
+    /// leaves are freed): a set made again over the same universe, its hot leaves already
+    /// bitmaps. What a copy-on-write tracker's new epoch starts from when the last one's set is
+    /// free — the same writes then take the batch's fast path from the first, with no sorted
+    /// inserts, no leaf turned into a bitmap and no memory asked of the system (every query
+    /// answers as for [`ChunkSet::new`]: an all-zero bitmap leaf holds nothing).
+    pub fn empty_keeping_bitmaps(&mut self) {
+        for s in &mut self.shards {
+            for i in 0..s.sparse_slot.len() {
+                let slot = u64::from(s.sparse_slot[i]);
+                s.set_entry(slot, ABSENT);
+            }
+            s.sparse.clear();
+            s.sparse_slot.clear();
+            s.words.fill(0);
+            s.count = 0;
+        }
+        self.last = LastLeaf::NONE;
+    }
+
     /// Removes every chunk, keeping the universe. Frees the leaves.
     pub fn clear(&mut self) {
         for s in &mut self.shards {
@@ -821,6 +841,40 @@ mod tests {
             assert_eq!(s.contains(slot * LEAF_BITS + 150), slot % 3 == 0);
         }
         assert_eq!(s.count(), 40 + 14 * 100);
+    }
+
+    #[test]
+    fn emptied_set_keeps_its_bitmaps_and_holds_nothing() {
+        let mut s = ChunkSet::new(6 * LEAF_BITS);
+        s.insert_range(LEAF_BITS + 10, LEAF_BITS + 500); // a bitmap leaf
+        s.insert(3 * LEAF_BITS + 7); // a sparse one
+        let before = s.memory_bytes();
+        s.empty_keeping_bitmaps();
+        assert_eq!(s.count(), 0);
+        assert!(s.is_empty());
+        assert_eq!(s.iter().count(), 0);
+        assert!(s.runs().is_empty());
+        assert!(!s.contains(LEAF_BITS + 10) && !s.contains(3 * LEAF_BITS + 7));
+        assert_eq!(s.count_range(0, 6 * LEAF_BITS), 0);
+        assert_eq!(
+            s.leaf_entries()
+                .filter(|(_, m)| m.iter().any(|&w| w != 0))
+                .count(),
+            0
+        );
+        // The bitmap stays (its memory), the sparse leaf's chunks are freed.
+        assert!(
+            s.memory_bytes() <= before,
+            "{} > {before}",
+            s.memory_bytes()
+        );
+        assert!(s.memory_bytes() >= LEAF_WORDS * 8);
+        assert!(s.shards.iter().all(|sh| sh.sparse.is_empty()));
+        // Filled again, it counts every chunk as new, on both kinds of leaf.
+        assert_eq!(s.insert_range(LEAF_BITS, LEAF_BITS + 600), 600);
+        assert!(s.insert(3 * LEAF_BITS + 7));
+        assert_eq!(s.count(), 601);
+        assert_eq!(s.runs(), vec![(LEAF_BITS, 600), (3 * LEAF_BITS + 7, 1)]);
     }
 
     proptest! {
