@@ -105,28 +105,24 @@ def test_max_min_checker_rejects_equal_shares() -> None:
 
 
 class _Checked(FairShareLinks):
-    """Fair-share links that check every allocation they make."""
+    """Fair-share links that check the allocation the engine made at every instant it made one
+    (after its last fill of the instant: the rates that hold until the next)."""
 
     checks = 0
 
-    def _allocate(self) -> float:
-        next_in = super()._allocate()
-        classes = list(self.classes.values())
-        bg = []
-        per_flow = []
-        for link, groups in self.flows.items():
-            for demand, n in groups.items():
-                bg.append((link, demand, n))
-                per_flow.append(self.flow_rate[link][demand])
+    def _schedule(self, finished: list[int], next_in: float) -> None:
+        names = list(self.capacity)
+        classes = self.core.classes()
+        flows = self.core.flows()
         check_max_min(
             self.capacity,
-            [(c.path, len(c.heap)) for c in classes],
-            bg,
-            [c.rate for c in classes],
-            per_flow,
+            [(tuple(names[i] for i in path), n) for path, n, _ in classes],
+            [(names[link], demand, n) for link, demand, n, _ in flows],
+            [rate for _, _, rate in classes],
+            [rate for _, _, _, rate in flows],
         )
         _Checked.checks += 1
-        return next_in
+        super()._schedule(finished, next_in)
 
 
 @settings(max_examples=40, deadline=None)

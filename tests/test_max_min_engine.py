@@ -125,29 +125,3 @@ def test_bad_input_is_refused_with_what_was_wrong(
 ) -> None:
     with pytest.raises(InvalidArgumentError, match="(?i)" + says):
         engine.max_min_rates(capacity, classes, background)
-
-
-@settings(max_examples=500, deadline=None)
-@given(cases, st.lists(st.integers(1, 10**6), min_size=3, max_size=3))
-def test_a_held_layout_fills_as_the_function(case: Any, later: list[int]) -> None:
-    """``engine.MaxMinLayout`` keeps capacities, paths and groups; each fill with new transfer
-    counts gives ``max_min_rates``'s bits for the same arguments."""
-    capacity, classes, background = case
-    index = {link: i for i, link in enumerate(capacity)}
-    caps = list(capacity.values())
-    paths = [tuple(index[link] for link in path) for path, _ in classes]
-    groups = [(index[link], d, n) for link, d, n in background]
-    layout = engine.MaxMinLayout(caps, paths, groups)
-    for counts in ([n for _, n in classes], [later[i % 3] for i in range(len(classes))]):
-        want = engine.max_min_rates(caps, list(zip(paths, counts, strict=True)), groups)
-        got = layout.rates(counts)
-        assert bits(got[0]) == bits(want[0])
-        assert bits(got[1]) == bits(want[1])
-
-
-def test_a_held_layout_wants_one_count_per_class() -> None:
-    layout = engine.MaxMinLayout([1e9, 1e9], [(0,), (0, 1)], [(1, 5e8, 1)])
-    with pytest.raises(InvalidArgumentError, match="1 counts for 2 classes"):
-        layout.rates([3])
-    with pytest.raises(InvalidArgumentError):
-        engine.MaxMinLayout([1e9], [(3,)], []).rates([1])

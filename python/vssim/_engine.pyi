@@ -41,7 +41,7 @@ __all__ = [
     "ChangeTracker",
     "CowTracker",
     "EstimateCluster",
-    "MaxMinLayout",
+    "FairShare",
     "ModelCluster",
     "Snapshot",
     "SnapshotInfo",
@@ -58,6 +58,7 @@ __all__ = [
     "bitset_limit",
     "calibrate",
     "change_fraction",
+    "demands_if_they_fit",
     "max_min_rates",
 ]
 
@@ -80,18 +81,48 @@ def max_min_rates(
     """The max-min fair rates on links of ``capacity`` (by index): per transfer of each class
     (path of link indices, transfers), per flow of each background group (link, demand, flows)."""
 
+def demands_if_they_fit(
+    capacity: float, groups: Sequence[tuple[int, float, int]]
+) -> list[float] | None:
+    """Background ``groups`` (link, demand, flows) alone on a link of ``capacity``: their demands
+    when they fit with room to spare (what the filling gives them), else None."""
+
 @final
-class MaxMinLayout:
-    """Links, classes' paths and background groups held between fills (``max_min_rates``)."""
+class FairShare:
+    """The state of a run's links: transfers' classes, links' counters, background flows
+    (``FairShareLinks`` keeps the clock and the events). Links by index."""
 
     def __new__(
-        cls,
-        capacity: Sequence[float],
-        paths: Sequence[Sequence[int]],
-        background: Sequence[tuple[int, float, int]],
-    ) -> MaxMinLayout: ...
-    def rates(self, transfers: Sequence[int]) -> tuple[list[float], list[float]]:
-        """``max_min_rates(capacity, zip(paths, transfers), background)``."""
+        cls, capacity: Sequence[float], weight: Sequence[float], rank: Sequence[int], now: float
+    ) -> FairShare: ...
+    def start(self, now: float, path: Sequence[int], nbytes: int) -> int:
+        """A transfer starts; its number."""
+    def cancel(self, seq: int, now: float) -> int | None:
+        """Takes a transfer off; the bytes it had moved, or None when it is not under way."""
+    def set_flows(
+        self, key: str, now: float, flows: Sequence[tuple[int, Sequence[tuple[float, int]]]]
+    ) -> bool:
+        """Sets ``key``'s background flows; whether anything changed."""
+    def reschedule(self) -> tuple[list[int], float]:
+        """(Transfers finished, in order; time to the next finish)."""
+    def wake(self, now: float) -> tuple[list[int], float]:
+        """The timer fired: ``reschedule`` with what is due done."""
+    def settle(self, now: float) -> None:
+        """Progress every transfer up to ``now``."""
+    def moved(self, link: int, now: float) -> float:
+        """Bytes moved over ``link`` up to ``now``, transfers under way included."""
+    def link_bytes(self) -> list[int]: ...
+    def link_busy(self) -> list[float]: ...
+    def users(self) -> list[int]: ...
+    def load(self) -> list[float]: ...
+    def classes(self) -> list[tuple[list[int], int, float]]:
+        """(Path, transfers, rate per transfer) per class, in the order they came."""
+    def background(self) -> list[tuple[str, list[tuple[int, list[tuple[float, int]]]]]]:
+        """(Key, per link (link, groups)) of the background set."""
+    def flows(self) -> list[tuple[int, float, int, float]]:
+        """(Link, demand per flow, flows, rate per flow) of every background flow."""
+    @property
+    def transfers(self) -> int: ...
 
 @final
 class WriteResult:

@@ -33,7 +33,7 @@ from vssim._engine import (
     ChangeTracker,
     CowTracker,
     EstimateCluster,
-    MaxMinLayout,
+    FairShare,
     ModelCluster,
     Snapshot,
     SnapshotInfo,
@@ -49,6 +49,7 @@ from vssim._engine import (
     bitset_limit,
     calibrate,
     change_fraction,
+    demands_if_they_fit,
     max_min_rates,
 )
 from vssim._engine import __version__ as engine_version
@@ -70,7 +71,7 @@ __all__ = [
     "ChangeTracker",
     "CowTracker",
     "EstimateCluster",
-    "MaxMinLayout",
+    "FairShare",
     "ModelCluster",
     "Snapshot",
     "SnapshotInfo",
@@ -86,6 +87,7 @@ __all__ = [
     "bitset_limit",
     "calibrate",
     "change_fraction",
+    "demands_if_they_fit",
     "engine_version",
     "max_min_rates",
 ]

@@ -70,7 +70,8 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(change_fraction::change_fraction, m)?)?;
     m.add_function(wrap_pyfunction!(limit::bitset_limit, m)?)?;
     m.add_function(wrap_pyfunction!(links::max_min_rates, m)?)?;
-    m.add_class::<links::MaxMinLayout>()?;
+    m.add_class::<links::FairShare>()?;
+    m.add_function(wrap_pyfunction!(links::demands_if_they_fit, m)?)?;
     Ok(())
 }
 
