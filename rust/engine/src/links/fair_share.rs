@@ -838,3 +838,93 @@ pub fn demands_if_they_fit(capacity: f64, groups: &[Group]) -> Option<Vec<f64>> 
     }
     Some(groups.iter().map(|g| g.demand).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn two_links() -> FairShare {
+        // Link 0: 400 B/s; link 1: 800 B/s.
+        FairShare::new(vec![400.0, 800.0], vec![1.0, 1.0], vec![0, 1], 0.0).unwrap()
+    }
+
+    #[test]
+    fn transfers_share_a_link_then_the_last_takes_it_all() {
+        let mut s = two_links();
+        let a = s.start(0.0, &[1], 800).unwrap();
+        let b = s.start(0.0, &[1], 400).unwrap();
+        let first = s.reschedule().unwrap();
+        assert!(first.finished.is_empty());
+        // 400 B/s each: b's 400 bytes in 1 s.
+        assert_eq!(first.next_in, 1.0);
+        let second = s.wake(1.0).unwrap();
+        assert_eq!(second.finished, vec![b]);
+        // a has 400 left, alone at 800 B/s.
+        assert_eq!(second.next_in, 0.5);
+        let third = s.wake(1.5).unwrap();
+        assert_eq!(third.finished, vec![a]);
+        assert_eq!(third.next_in, f64::INFINITY);
+        assert_eq!(s.link_bytes(), vec![0, 1200]);
+        assert_eq!(s.link_busy(), &[0.0, 1.5]);
+        assert_eq!(s.users(), &[0, 0]);
+    }
+
+    #[test]
+    fn a_cancelled_transfer_counts_what_it_moved_and_frees_its_share() {
+        let mut s = two_links();
+        let a = s.start(0.0, &[0, 1], 1000).unwrap();
+        s.reschedule().unwrap();
+        assert_eq!(s.cancel(a, 1.0), Some(400));
+        assert_eq!(s.cancel(a, 1.0), None);
+        assert_eq!(s.link_bytes(), vec![400, 400]);
+        assert!(s.classes().is_empty());
+    }
+
+    #[test]
+    fn background_takes_its_demand_and_leaves_the_rest() {
+        let mut s = two_links();
+        assert!(s
+            .set_flows("g", 0.0, vec![(1, vec![(100.0, 2), (0.0, 5)])])
+            .unwrap());
+        // The same flows again change nothing (the zero demand was dropped).
+        assert!(!s.set_flows("g", 0.0, vec![(1, vec![(100.0, 2)])]).unwrap());
+        assert_eq!(s.load(), &[0.0, 200.0]);
+        s.start(0.0, &[1], 600).unwrap();
+        let r = s.reschedule().unwrap();
+        assert_eq!(r.next_in, 1.0);
+        assert_eq!(s.flows(), vec![(1, 100.0, 2, 100.0)]);
+        s.wake(1.0).unwrap();
+        assert!(s.set_flows("g", 2.0, vec![]).unwrap());
+        // 600 of the transfer and 200 B/s of background for 2 s.
+        assert_eq!(s.link_bytes(), vec![0, 1000]);
+        assert_eq!(s.load(), &[0.0, 0.0]);
+    }
+
+    proptest! {
+        /// The heap pops in (mark, seq) order whatever the pushes, removals and heapify did.
+        #[test]
+        fn the_heap_pops_in_order(
+            marks in proptest::collection::vec(0u8..20, 1..60),
+            gone in proptest::collection::vec(any::<prop::sample::Index>(), 0..10),
+        ) {
+            let mut heap = Vec::new();
+            for (seq, &m) in marks.iter().enumerate() {
+                heapq::push(&mut heap, Mark { mark: f64::from(m), seq: seq as u64, nbytes: 1 });
+            }
+            for g in gone {
+                if !heap.is_empty() {
+                    heap.remove(g.index(heap.len()));
+                    heapq::heapify(&mut heap);
+                }
+            }
+            let mut out = Vec::new();
+            while let Some(m) = heapq::pop(&mut heap) {
+                out.push((m.mark, m.seq));
+            }
+            let mut sorted = out.clone();
+            sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            prop_assert_eq!(out, sorted);
+        }
+    }
+}
