@@ -28,7 +28,7 @@ VM's backup from the real snapshot.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simpy
@@ -71,6 +71,12 @@ class BackupContext:
     real: RealFiles | None = None
     #: Per CSV: engine disk ids and their VMs' nodes (for redirected bytes).
     csv_disks: dict[str, tuple[np.ndarray, list[str]]] = field(default_factory=dict)
+    #: Per CSV: its redirected I/O's flows (:meth:`ModelledPath._redirect_load`) and what they
+    #: were worked out from — the coordinator, the nodes down, the VMs paused and stopped
+    #: (those sets only grow, so their sizes say whether they changed).
+    redirect_flows: dict[str, tuple[tuple[Any, ...], dict[str, tuple[tuple[float, int], ...]]]] = (
+        field(default_factory=dict)
+    )
 
     def disks_of(self, csv: str) -> tuple[np.ndarray, list[str]]:
         got = self.csv_disks.get(csv)
@@ -276,13 +282,26 @@ class ModelledPath:
             b = self.ctx.backend
             b.sync((csv.name,))  # its VMs' pauses up to now are known
             coord = run.state.coordinators[csv.name]
-            remote = [vm for vm in run.redirected_writers(csv) if b.active(vm.name)]
-            by_node: dict[str, list[str]] = {}
-            for vm in remote:
-                by_node.setdefault(vm.node, []).append(vm.name)
-            for node in sorted(by_node):
-                flows[nic_link(node)] = flows_of(b, by_node[node])
-            flows[nic_link(coord)] = flows_of(b, [vm.name for vm in remote])
+            # A 2008 R2 backup redirects each CSV twice a set: the flows are worked out again
+            # only when what they come from changed.
+            made_from = (
+                coord,
+                frozenset(run.state.nodes_down),
+                len(b.paused_at),
+                len(b.down_nodes),
+            )
+            kept = self.ctx.redirect_flows.get(csv.name)
+            if kept is not None and kept[0] == made_from:
+                flows = kept[1]
+            else:
+                remote = [vm for vm in run.redirected_writers(csv) if b.active(vm.name)]
+                by_node: dict[str, list[str]] = {}
+                for vm in remote:
+                    by_node.setdefault(vm.node, []).append(vm.name)
+                for node in sorted(by_node):
+                    flows[nic_link(node)] = flows_of(b, by_node[node])
+                flows[nic_link(coord)] = flows_of(b, [vm.name for vm in remote])
+                self.ctx.redirect_flows[csv.name] = (made_from, flows)
         self.ctx.links.set_flows(redirect_key(csv), flows)
 
     def node_down(self, run: SetView, node: str) -> None:
