@@ -11,7 +11,8 @@
 //! - [`limit`]: the memory system's limit for a tracker's batch (the benchmarks' reference).
 //! - [`cow`]: copy-on-write snapshot tracking of one volume, as the system provider (volsnap) does it.
 //! - [`cbt`]: changed-block tracking of one virtual disk, what an incremental backup reads.
-//! - [`links`]: the max-min fair rates of transfers and background flows on shared links.
+//! - [`links`]: the max-min fair rates of transfers and background flows on shared links, and the
+//!   simulated links' state (transfers, bytes, busy time, background flows).
 //! - [`workload`]: per-VM I/O streams, the VHDX layout model, and the modelled cluster (which can
 //!   put its disks on real VHDX files on real volumes).
 //! - [`estimate`]: the estimate tier: in closed form, what `workload`'s modelled cluster would

@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 
-use super::max_min::{max_min_rates, Class, Group};
+use super::max_min::{max_min_rates, py_max, py_min, Class, Group};
 use crate::error::{Error, Result};
 
 /// Bytes of a transfer left when it counts as done (floating-point slack).
@@ -33,24 +33,6 @@ pub const FIT_MARGIN: f64 = 1e-9;
 /// Python's `round(x)` of a float: to the nearest integer, ties to even.
 fn py_round(x: f64) -> i64 {
     x.round_ties_even() as i64
-}
-
-/// Python's `min(a, b)`: `a` unless `b` is smaller.
-fn py_min(a: f64, b: f64) -> f64 {
-    if b < a {
-        b
-    } else {
-        a
-    }
-}
-
-/// Python's `max(a, b)`: `a` unless `b` is larger.
-fn py_max(a: f64, b: f64) -> f64 {
-    if b > a {
-        b
-    } else {
-        a
-    }
 }
 
 /// A transfer's finish mark in its class's heap: ordered as Python orders the tuple

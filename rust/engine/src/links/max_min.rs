@@ -37,7 +37,7 @@ pub struct Group {
 
 /// Python's `min(a, b)`: `a` unless `b` is smaller (so a NaN never replaces, and of two equal
 /// values the first stays).
-fn py_min(a: f64, b: f64) -> f64 {
+pub(super) fn py_min(a: f64, b: f64) -> f64 {
     if b < a {
         b
     } else {
@@ -46,7 +46,7 @@ fn py_min(a: f64, b: f64) -> f64 {
 }
 
 /// Python's `max(a, b)`: `a` unless `b` is larger.
-fn py_max(a: f64, b: f64) -> f64 {
+pub(super) fn py_max(a: f64, b: f64) -> f64 {
     if b > a {
         b
     } else {
