@@ -1,6 +1,7 @@
 """The engine's thread pool (``join_the_pool`` in ``rust/python/src/lib.rs``): the importing
 thread is one of rayon's workers; calls from any other thread, one or several at once, with one
-pool thread or many, and after the importing thread ended, still finish with the same answer.
+pool thread or many, after the importing thread ended, and in a forked child, still finish with
+the same answer.
 Each case runs in a fresh interpreter (the pool is made once per process, at import) under a
 timeout: a call left waiting for a worker is a hang, and the test says so."""
 
@@ -85,3 +86,23 @@ def test_the_importing_thread_may_end(threads: str | None) -> None:
         threads,
     )
     assert out == "ok"
+
+
+@pytest.mark.parametrize("threads", [None, "2"])
+def test_a_forked_child_finishes(threads: str | None) -> None:
+    """A child forked after the import (``multiprocessing``'s default start method here) has
+    none of the pool's threads; its main thread is still the pool's first worker, so its calls
+    run there, alone, and finish (with the pool's threads outside it, they waited for ever)."""
+    out = run_case(
+        """
+        import os
+        want = batch()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if batch() == want else 3)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status))
+        """,
+        threads,
+    )
+    assert out == "0"

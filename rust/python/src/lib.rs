@@ -27,9 +27,12 @@ mod workload;
 /// sleep after, and `n` threads on `n` cores, not `n + 1` (measured with
 /// `benches/bench_scenario.py -k throughput`: ws2008r2's 5,390 windows, most of a few
 /// milliseconds, spent 4.7-5.1 s in the engine against 6.2-6.8 s, ws2012's 149 1.46-1.52 s
-/// against 1.62-1.63 s). Calls from other threads are handed to the pool as before. With one
-/// thread in all nothing changes: a pool whose one worker is the importing thread would leave
-/// another thread's call waiting for a worker that never looks for work.
+/// against 1.62-1.63 s). Calls from other threads are handed to the pool as before. A child
+/// forked after the import has none of the pool's threads, but its main thread is still the
+/// pool's first worker: its calls run there, alone, and finish (they used to wait for ever for
+/// threads the fork left behind). With one thread in all nothing changes: a pool whose one
+/// worker is the importing thread would leave another thread's call waiting for a worker that
+/// never looks for work.
 fn join_the_pool() {
     let n = std::env::var("RAYON_NUM_THREADS")
         .ok()
