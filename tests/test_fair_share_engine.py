@@ -199,6 +199,13 @@ def test_the_engine_refuses_bad_links() -> None:
     with pytest.raises(InvalidArgumentError, match="not a link"):
         core.moved(9, 0.0)
     assert core.cancel(12345, 0.0) is None
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(InvalidArgumentError, match="finite time"):
+            core.settle(bad)
+        with pytest.raises(InvalidArgumentError, match="finite time"):
+            core.start(bad, [0], 10)
+        with pytest.raises(InvalidArgumentError, match="finite time"):
+            core.wake(bad)
     # Nothing was changed by the refusals.
     assert core.classes() == []
     assert core.transfers == 0

@@ -74,8 +74,8 @@ impl FairShare {
 
     /// Takes transfer `seq` off its class; the bytes it had moved, or None when it is not under
     /// way.
-    fn cancel(&mut self, seq: u64, now: f64) -> Option<u64> {
-        self.inner.cancel(seq, now)
+    fn cancel(&mut self, seq: u64, now: f64) -> PyResult<Option<u64>> {
+        guarded(|| self.inner.cancel(seq, now))
     }
 
     /// Sets the background of `key`: per link, groups (demand per flow in bytes/s, flows);
@@ -98,8 +98,8 @@ impl FairShare {
     }
 
     /// Progress every transfer up to `now`.
-    fn settle(&mut self, now: f64) {
-        self.inner.settle(now);
+    fn settle(&mut self, now: f64) -> PyResult<()> {
+        guarded(|| self.inner.settle(now))
     }
 
     /// Bytes moved over `link` up to `now`, transfers under way included (changes nothing).

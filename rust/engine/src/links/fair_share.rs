@@ -268,6 +268,17 @@ impl FairShare {
         self.capacity.len()
     }
 
+    /// A clock reading must be a number: a NaN or an infinity would poison every sum after it.
+    fn check_now(now: f64) -> Result<()> {
+        if !now.is_finite() {
+            return Err(Error::invalid(
+                "now",
+                format!("{now}: expected a finite time (seconds)"),
+            ));
+        }
+        Ok(())
+    }
+
     fn check_link(&self, link: usize) -> Result<()> {
         if link >= self.links() {
             return Err(Error::invalid(
@@ -279,7 +290,13 @@ impl FairShare {
     }
 
     /// Progress every class (and the links' busy time) up to `now`.
-    pub fn settle(&mut self, now: f64) {
+    pub fn settle(&mut self, now: f64) -> Result<()> {
+        Self::check_now(now)?;
+        self.settle_to(now);
+        Ok(())
+    }
+
+    fn settle_to(&mut self, now: f64) {
         let dt = now - self.last;
         if dt > 0.0 {
             for c in &mut self.classes {
@@ -307,7 +324,8 @@ impl FairShare {
         for &l in path {
             self.check_link(l)?;
         }
-        self.settle(now);
+        Self::check_now(now)?;
+        self.settle_to(now);
         let at = match self.class_at.get(path) {
             Some(&at) => at,
             None => {
@@ -345,7 +363,8 @@ impl FairShare {
     }
 
     fn carried(&mut self, link: usize, nbytes: f64) {
-        self.link_bytes[link] += py_round(nbytes * self.weight[link]);
+        self.link_bytes[link] =
+            self.link_bytes[link].saturating_add(py_round(nbytes * self.weight[link]));
     }
 
     /// `link`'s background bytes since `bg_since` up to the last settle.
@@ -359,7 +378,7 @@ impl FairShare {
 
     /// `link`'s background rate is about to change: count what it carried so far.
     fn fold(&mut self, link: usize) {
-        self.link_bytes[link] += self.bg_pending(link);
+        self.link_bytes[link] = self.link_bytes[link].saturating_add(self.bg_pending(link));
         self.bg_since[link] = Some(self.last);
     }
 
@@ -389,6 +408,7 @@ impl FairShare {
     /// included. Changes nothing.
     pub fn moved(&self, link: usize, now: f64) -> Result<f64> {
         self.check_link(link)?;
+        Self::check_now(now)?;
         let ahead = now - self.last;
         let mut out = (self.link_bytes[link] + self.bg_pending(link)) as f64 / self.weight[link];
         for c in &self.classes {
@@ -417,13 +437,17 @@ impl FairShare {
 
     /// Takes transfer `seq` off its class at `now`; returns the bytes it had moved, or None
     /// when it is not under way (finished already).
-    pub fn cancel(&mut self, seq: u64, now: f64) -> Option<u64> {
-        self.settle(now);
-        let (at, i) = self
+    pub fn cancel(&mut self, seq: u64, now: f64) -> Result<Option<u64>> {
+        Self::check_now(now)?;
+        self.settle_to(now);
+        let found = self
             .classes
             .iter()
             .enumerate()
-            .find_map(|(at, c)| c.heap.iter().position(|m| m.seq == seq).map(|i| (at, i)))?;
+            .find_map(|(at, c)| c.heap.iter().position(|m| m.seq == seq).map(|i| (at, i)));
+        let Some((at, i)) = found else {
+            return Ok(None);
+        };
         let c = &mut self.classes[at];
         let m = c.heap[i];
         let left = py_round(m.nbytes as f64 - (m.mark - c.work));
@@ -438,19 +462,15 @@ impl FairShare {
         if empty {
             self.remove_class(at);
         }
-        Some(moved)
+        Ok(Some(moved))
     }
 
     /// Sets the background of `key` at `now`: per link, groups of equal flows (demand per flow
     /// in bytes/s, how many); groups with no demand or no flow are dropped. Returns whether it
     /// changed anything.
-    pub fn set_flows(
-        &mut self,
-        key: &str,
-        now: f64,
-        flows: Vec<(usize, Vec<(f64, i64)>)>,
-    ) -> Result<bool> {
-        let mut kept: Vec<(usize, Vec<(f64, i64)>)> = Vec::new();
+    pub fn set_flows(&mut self, key: &str, now: f64, flows: Table) -> Result<bool> {
+        Self::check_now(now)?;
+        let mut kept: Table = Vec::new();
         for (link, groups) in flows {
             self.check_link(link)?;
             let g: Vec<(f64, i64)> = groups
@@ -470,7 +490,7 @@ impl FairShare {
         if same_tables(&old, &kept) {
             return Ok(false);
         }
-        self.settle(now);
+        self.settle_to(now);
         self.flows_version += 1;
         self.background.remove(key);
         if !kept.is_empty() {
@@ -750,7 +770,8 @@ impl FairShare {
     /// now`): what is left of it within a few ulps of now at its rate is due too, or the timer
     /// would fire again and again at the same instant.
     pub fn wake(&mut self, now: f64) -> Result<Schedule> {
-        self.settle(now);
+        Self::check_now(now)?;
+        self.settle_to(now);
         let tick = py_max(1e-9, now.abs() * 1e-14);
         for c in &mut self.classes {
             let Some(top) = c.heap.first() else { continue };
@@ -857,8 +878,11 @@ mod tests {
         let mut s = two_links();
         let a = s.start(0.0, &[0, 1], 1000).unwrap();
         s.reschedule().unwrap();
-        assert_eq!(s.cancel(a, 1.0), Some(400));
-        assert_eq!(s.cancel(a, 1.0), None);
+        assert_eq!(s.cancel(a, 1.0).unwrap(), Some(400));
+        assert_eq!(s.cancel(a, 1.0).unwrap(), None);
+        assert!(s.cancel(a, f64::NAN).is_err());
+        assert!(s.start(f64::INFINITY, &[0], 5).is_err());
+        assert!(s.set_flows("k", f64::NAN, vec![]).is_err());
         assert_eq!(s.link_bytes(), vec![400, 400]);
         assert!(s.classes().is_empty());
     }
