@@ -198,11 +198,11 @@ class FairShareLinks:
 
     def set_flows(self, key: str, flows: Mapping[str, Sequence[tuple[float, int]]]) -> None:
         """Set the background of ``key``: per link, groups of equal flows (demand per flow in
-        bytes/s, how many); empty: none. Groups with no demand or no flow are dropped."""
+        bytes/s, how many); empty: none. Groups with no demand or no flow are dropped (by the
+        engine's ``FairShare.set_flows``)."""
         index = self.index
         table = [
-            (index[link], [(float(d), int(n)) for d, n in groups if d > 0 and n > 0])
-            for link, groups in flows.items()
+            (index[link], [(float(d), int(n)) for d, n in groups]) for link, groups in flows.items()
         ]
         if self.core.set_flows(key, float(self.env.now), table):
             self._later()

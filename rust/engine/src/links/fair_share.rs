@@ -126,8 +126,6 @@ struct TransferClass {
 /// A link's background groups as the filling takes them, made once per change of its flows.
 #[derive(Debug, Clone)]
 struct GroupArgs {
-    /// The demands (bytes/s carried), in the flows' order.
-    demands: Vec<f64>,
     /// (link, demand in bytes moved, flows).
     groups: Vec<Group>,
     /// How many flows each has.
@@ -143,7 +141,6 @@ struct Layout {
     /// Those of them with background flows, by name; and how many groups each has.
     filled: Vec<usize>,
     counts: Vec<usize>,
-    paths: Vec<Vec<usize>>,
     background: Vec<Group>,
     /// Counts the layouts made (a layout is known again by it).
     id: u64,
@@ -162,9 +159,9 @@ pub struct FairShare {
     link_bytes: Vec<i64>,
     bg_since: Vec<Option<f64>>,
     link_busy: Vec<f64>,
-    /// The classes in the order they came (Python's dict order), and each path's place.
+    /// The classes in the order they came (Python's dict order); a run has tens at once, so a
+    /// path's class is found by looking.
     classes: Vec<TransferClass>,
-    class_at: HashMap<Vec<usize>, usize>,
     classes_version: u64,
     /// Background flows: per key, per link (in the order given) its groups.
     background: HashMap<String, Table>,
@@ -172,8 +169,6 @@ pub struct FairShare {
     /// `None` when it has none.
     flows: Vec<Option<Vec<(f64, i64)>>>,
     load: Vec<f64>,
-    /// Per link: each flow's rate now, by demand (`flows`' order).
-    flow_rate: Vec<Option<Vec<(f64, f64)>>>,
     bg_link_rate: Vec<Option<f64>>,
     loaded: Vec<bool>,
     /// Links whose flows changed since their rates were filled.
@@ -242,12 +237,10 @@ impl FairShare {
             bg_since: vec![None; n],
             link_busy: vec![0.0; n],
             classes: Vec::new(),
-            class_at: HashMap::new(),
             classes_version: 0,
             background: HashMap::new(),
             flows: vec![None; n],
             load: vec![0.0; n],
-            flow_rate: vec![None; n],
             bg_link_rate: vec![None; n],
             loaded: vec![false; n],
             refill: vec![false; n],
@@ -326,8 +319,8 @@ impl FairShare {
         }
         Self::check_now(now)?;
         self.settle_to(now);
-        let at = match self.class_at.get(path) {
-            Some(&at) => at,
+        let at = match self.classes.iter().position(|c| c.path == path) {
+            Some(at) => at,
             None => {
                 self.classes.push(TransferClass {
                     path: path.to_vec(),
@@ -335,7 +328,6 @@ impl FairShare {
                     rate: 0.0,
                     heap: Vec::new(),
                 });
-                self.class_at.insert(path.to_vec(), self.classes.len() - 1);
                 self.classes_version += 1;
                 self.classes.len() - 1
             }
@@ -385,7 +377,7 @@ impl FairShare {
     /// Bytes each link carried up to the last settle (after compression on the target).
     pub fn link_bytes(&self) -> Vec<i64> {
         (0..self.links())
-            .map(|l| self.link_bytes[l] + self.bg_pending(l))
+            .map(|l| self.link_bytes[l].saturating_add(self.bg_pending(l)))
             .collect()
     }
 
@@ -410,7 +402,8 @@ impl FairShare {
         self.check_link(link)?;
         Self::check_now(now)?;
         let ahead = now - self.last;
-        let mut out = (self.link_bytes[link] + self.bg_pending(link)) as f64 / self.weight[link];
+        let mut out =
+            self.link_bytes[link].saturating_add(self.bg_pending(link)) as f64 / self.weight[link];
         for c in &self.classes {
             if c.path.contains(&link) {
                 let work = c.work + c.rate * ahead;
@@ -425,14 +418,17 @@ impl FairShare {
     }
 
     fn remove_class(&mut self, at: usize) {
-        let c = self.classes.remove(at);
-        self.class_at.remove(&c.path);
-        for v in self.class_at.values_mut() {
-            if *v > at {
-                *v -= 1;
-            }
-        }
+        self.classes.remove(at);
         self.classes_version += 1;
+    }
+
+    /// Class `at`'s transfer of `nbytes` left its links (finished or cancelled).
+    fn leave_links(&mut self, at: usize, nbytes: u64) {
+        for k in 0..self.classes[at].path.len() {
+            let l = self.classes[at].path[k];
+            self.release(l);
+            self.carried(l, nbytes as f64);
+        }
     }
 
     /// Takes transfer `seq` off its class at `now`; returns the bytes it had moved, or None
@@ -455,10 +451,7 @@ impl FairShare {
         c.heap.remove(i);
         heapq::heapify(&mut c.heap);
         let empty = c.heap.is_empty();
-        for l in self.classes[at].path.clone() {
-            self.release(l);
-            self.carried(l, moved as f64);
-        }
+        self.leave_links(at, moved);
         if empty {
             self.remove_class(at);
         }
@@ -538,7 +531,6 @@ impl FairShare {
                 self.loaded[link] = true;
             } else {
                 self.flows[link] = None;
-                self.flow_rate[link] = None;
                 self.fold(link);
                 self.bg_link_rate[link] = None;
                 self.load[link] = 0.0;
@@ -553,7 +545,6 @@ impl FairShare {
         self.group_args[link].get_or_insert_with(|| {
             let per = flows[link].as_deref().unwrap_or(&[]);
             GroupArgs {
-                demands: per.iter().map(|e| e.0).collect(),
                 groups: per
                     .iter()
                     .map(|&(d, n)| Group {
@@ -576,18 +567,10 @@ impl FairShare {
         self.engine_rates[link] = Some(rates.to_vec());
         let w = self.weight[link];
         let g = self.groups(link);
-        let per_flow: Vec<f64> = rates.iter().map(|r| r * w).collect();
-        let flow_rate: Vec<(f64, f64)> = g
-            .demands
-            .iter()
-            .copied()
-            .zip(per_flow.iter().copied())
-            .collect();
         let mut total = 0.0;
-        for (r, &n) in per_flow.iter().zip(&g.counts) {
-            total += r * n as f64;
+        for (r, &n) in rates.iter().zip(&g.counts) {
+            total += r * w * n as f64;
         }
-        self.flow_rate[link] = Some(flow_rate);
         self.fold(link);
         self.bg_link_rate[link] = Some(total);
     }
@@ -623,7 +606,6 @@ impl FairShare {
             shared,
             filled,
             counts,
-            paths: self.classes.iter().map(|c| c.path.clone()).collect(),
             background,
             id: self.layouts_made,
         }
@@ -637,12 +619,13 @@ impl FairShare {
     /// next finish (inf: none).
     fn allocate(&mut self) -> Result<f64> {
         let layout = self.take_layout();
-        let classes: Vec<Class<'_>> = layout
-            .paths
+        // The layout was made for these classes, in this order (any change of them makes it
+        // again).
+        let classes: Vec<Class<'_>> = self
+            .classes
             .iter()
-            .zip(&self.classes)
-            .map(|(path, c)| Class {
-                path,
+            .map(|c| Class {
+                path: &c.path,
                 transfers: c.heap.len() as u64,
             })
             .collect();
@@ -701,7 +684,6 @@ impl FairShare {
                 let rates: Vec<f64> = per.iter().map(|e| e.0).collect();
                 self.alone_rates[link] = Some(rates.clone());
                 if self.engine_rates[link].as_deref() != Some(&rates[..]) {
-                    self.flow_rate[link] = Some(rates.iter().map(|&r| (r, r)).collect());
                     self.engine_rates[link] = Some(rates);
                     self.fold(link);
                     self.bg_link_rate[link] = Some(total);
@@ -742,10 +724,7 @@ impl FairShare {
                     let Some(m) = heapq::pop(&mut c.heap) else {
                         break;
                     };
-                    for l in self.classes[at].path.clone() {
-                        self.release(l);
-                        self.carried(l, m.nbytes as f64);
-                    }
+                    self.leave_links(at, m.nbytes);
                     done.push(m.seq);
                     finished = true;
                 }
@@ -803,15 +782,14 @@ impl FairShare {
         out
     }
 
-    /// Every link's background flows now: (link, demand per flow, flows, rate per flow).
+    /// Every link's background flows now: (link, demand per flow, flows, rate per flow — the
+    /// filling's in bytes moved, times the link's weight; NaN until the flows' first fill).
     pub fn flows(&self) -> Vec<(usize, f64, i64, f64)> {
         let mut out = Vec::new();
         for (l, per) in self.flows.iter().enumerate() {
-            for &(d, n) in per.as_deref().unwrap_or(&[]) {
-                let rate = self.flow_rate[l]
-                    .as_deref()
-                    .and_then(|r| r.iter().find(|e| e.0 == d))
-                    .map_or(f64::NAN, |e| e.1);
+            let rates = self.engine_rates[l].as_deref();
+            for (i, &(d, n)) in per.as_deref().unwrap_or(&[]).iter().enumerate() {
+                let rate = rates.map_or(f64::NAN, |r| r[i] * self.weight[l]);
                 out.push((l, d, n, rate));
             }
         }
