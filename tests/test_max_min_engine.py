@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import max_min_reference as ref
 from vssim import engine
 from vssim.errors import InvalidArgumentError
-from vssim.scale.fair_share_links import demands_if_they_fit, max_min_rates
+from vssim.scale.fair_share_links import max_min_rates
 
 LINKS = [f"l{i}" for i in range(7)]
 
@@ -79,12 +79,13 @@ def test_background_only_links_match_the_reference(case: Any) -> None:
 def test_demands_that_fit_are_what_the_engine_gives(
     groups: list[tuple[float, int]], room: float
 ) -> None:
-    """`FairShareLinks`'s shortcut for a transfer-free link: where it answers, it is the
-    engine's filling to the bit (capacities from just above the total demand, where the margin
-    refuses, to three times it, and below it: the filling shares)."""
+    """The links' shortcut for a transfer-free link (``links::demands_if_they_fit``, which
+    ``links::FairShare`` takes): where it answers, it is the engine's filling to the bit
+    (capacities from just above the total demand, where the margin refuses, to three times it,
+    and below it: the filling shares)."""
     background = [(0, d, n) for d, n in groups]
     capacity = max(sum(d * n for d, n in groups) * room, 1e-3)
-    got = demands_if_they_fit(capacity, background)
+    got = engine.demands_if_they_fit(capacity, background)
     _, want = engine.max_min_rates([capacity], [], background)
     if got is not None:
         assert bits(got) == bits(want)

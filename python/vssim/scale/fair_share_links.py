@@ -71,18 +71,6 @@ def max_min_rates(
     )
 
 
-def demands_if_they_fit(
-    capacity: float, groups: Sequence[tuple[int, float, int]]
-) -> list[float] | None:
-    """The rates the engine's filling gives background ``groups`` (link, demand, flows) alone on a
-    link of ``capacity`` when their demands fit in it with room to spare: each its own demand,
-    the same floats (the filling, in ascending demand, gives a group its demand while the flows
-    left could all have it — true for every group when all of them fit); None otherwise. The
-    shortcut the links take for a link no transfer crosses (a 2008 R2 set's redirected I/O sets
-    the flows of every node's NIC twice)."""
-    return engine.demands_if_they_fit(capacity, list(groups))
-
-
 class FairShareLinks:
     """Max-min fair links for every transfer of a run (see the module doc)."""
 
@@ -116,7 +104,7 @@ class FairShareLinks:
     @property
     def transfers(self) -> int:
         """Transfers started."""
-        return int(self.core.transfers)
+        return self.core.transfers
 
     def transfer(
         self,
