@@ -236,14 +236,15 @@ impl CowTracker {
         Ok((before - self.diff_chunks) << self.chunk_shift)
     }
 
-    /// An empty set for a new epoch's `written`: the spare if there is one.
+    /// An empty set for a new epoch's `written`: the spare if there is one (every epoch's set
+    /// has the tracker's one universe).
     fn fresh_written(&mut self) -> ChunkSet {
         match self.spare.0.take() {
-            Some(mut set) if set.universe() == self.chunk_count => {
+            Some(mut set) => {
                 set.empty_keeping_bitmaps();
                 set
             }
-            _ => ChunkSet::new(self.chunk_count),
+            None => ChunkSet::new(self.chunk_count),
         }
     }
 
