@@ -26,8 +26,11 @@ pub fn derive(parent: u64, label: u64) -> u64 {
 /// from the same labels can compute it once ([`small_label`]).
 #[inline(always)]
 pub fn mix_label(label: u64) -> u64 {
-    mix64(label.wrapping_add(0x632B_E59B_D9B4_E019))
+    mix64(label.wrapping_add(LABEL_SALT))
 }
+
+/// What [`mix_label`] adds to a label before mixing it.
+pub const LABEL_SALT: u64 = 0x632B_E59B_D9B4_E019;
 
 /// [`derive`] with the label already mixed.
 #[inline(always)]

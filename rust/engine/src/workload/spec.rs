@@ -1,6 +1,8 @@
 //! What one VM's I/O looks like: rate, sizes, read/write mix, where it lands, and how the rate
 //! follows the day.
 
+#[cfg(target_arch = "x86_64")]
+use super::lanes::{self, HotLanes};
 use super::rng::{
     derive, derive_mixed, label_table, mix64, scale, small_label, unit32, Rng, GAMMA,
 };
@@ -518,6 +520,23 @@ pub struct Generator {
     read_cut: u64,
     hot_cut: u64,
     size_cuts: Vec<u64>,
+    /// The hot-spot and uniform rules' figures in vector lanes (AVX-512 CPUs; `None` for the
+    /// other localities and for more than [`lanes::MOST_SIZES`] request sizes).
+    #[cfg(target_arch = "x86_64")]
+    lanes: Option<HotLanes>,
+}
+
+/// One second's operations that can fall inside a window: `lo..hi` of its `n`, operation `i` at
+/// `base + (i + u) × inv` (`base` the second, `u` the operation's draw within its stratum), its
+/// draws from `key`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SecondOps {
+    pub second: u64,
+    pub key: u64,
+    pub base: f64,
+    pub inv: f64,
+    pub lo: u64,
+    pub hi: u64,
 }
 
 /// A probability `p` as the cut a 32-bit draw `x` is compared with: `unit32(x) < p` exactly when
@@ -549,7 +568,7 @@ fn wide_lanes() -> bool {
 }
 
 /// The low 32 bits of a draw word.
-const LOW32: u64 = 0xFFFF_FFFF;
+pub(super) const LOW32: u64 = 0xFFFF_FFFF;
 
 /// Seed labels of a stream's fixed placements.
 const HOT_LABEL: u64 = 0x486f_7453;
@@ -617,7 +636,7 @@ impl Generator {
             }
             _ => 0,
         };
-        let per_size = spec
+        let per_size: Vec<SizeSlots> = spec
             .sizes
             .sizes
             .iter()
@@ -655,7 +674,18 @@ impl Generator {
             Locality::HotSpot { hot_share, .. } => cut32(hot_share),
             _ => 0,
         };
-        let size_cuts = spec.sizes.cumulative.iter().map(|&c| cut32(c)).collect();
+        let size_cuts: Vec<u64> = spec.sizes.cumulative.iter().map(|&c| cut32(c)).collect();
+        #[cfg(target_arch = "x86_64")]
+        let lanes = match spec.locality {
+            Locality::Uniform | Locality::HotSpot { .. } => {
+                let entries: Vec<lanes::Entry> = per_size
+                    .iter()
+                    .map(|z: &SizeSlots| (z.size, z.slots, z.region, z.base))
+                    .collect();
+                HotLanes::new(&entries, &size_cuts, read_cut, hot_cut, align)
+            }
+            _ => None,
+        };
         Ok(Generator {
             spec,
             disk_size,
@@ -670,6 +700,8 @@ impl Generator {
             read_cut,
             hot_cut,
             size_cuts,
+            #[cfg(target_arch = "x86_64")]
+            lanes,
         })
     }
 
@@ -754,6 +786,18 @@ impl Generator {
         t1: f64,
         out: &mut WriteBatch,
     ) -> ReadCount {
+        #[cfg(target_arch = "x86_64")]
+        if let (true, Some(l)) = (WIDE, &self.lanes) {
+            let labels = label_table();
+            return self.window(t0, t1, out, |op, out, reads| {
+                // SAFETY: `WIDE` is true only inside `generate_avx512`, which runs only once
+                // `wide_lanes` found every feature `HotLanes::second` is compiled for.
+                #[allow(unsafe_code)]
+                unsafe {
+                    l.second(op, t0, t1, labels, out, reads)
+                }
+            });
+        }
         match self.spec.locality {
             Locality::Uniform => {
                 self.generate_with::<WIDE, _>(t0, t1, out, false, |z, d, _, _| d.below(z.slots))
@@ -806,30 +850,18 @@ impl Generator {
     where
         F: Fn(&SizeSlots, &OpDraws, u64, u64) -> u64,
     {
-        let mut reads = ReadCount::default();
-        if t1.partial_cmp(&t0) != Some(std::cmp::Ordering::Greater) || t0 < 0.0 {
-            return reads;
-        }
-        let first = t0.floor() as u64;
-        let last = t1.ceil() as u64;
         let labels = label_table();
         let (read_cut, cuts) = (self.read_cut, &self.size_cuts[..]);
         let last_size = self.per_size.len() - 1;
-        let from = out.len();
-        for second in first..last {
-            let key = derive(self.seed, second);
-            let mut rng = Rng::new(derive(key, 0));
-            let rate = self.spec.rate_at(second as f64 + 0.5);
-            let whole = rate.floor();
-            let n = whole as u64 + u64::from(rng.f64() < rate - whole);
-            if n == 0 {
-                continue;
-            }
-            let inv = 1.0 / n as f64;
-            // Operation i lies in [k + i/n, k + (i+1)/n): only these can be inside the window.
-            let base = second as f64;
-            let lo = (((t0 - base) * n as f64).floor() - 1.0).max(0.0) as u64;
-            let hi = ((((t1 - base) * n as f64).ceil() + 1.0).max(0.0) as u64).min(n);
+        self.window(t0, t1, out, |op, out, reads| {
+            let SecondOps {
+                second,
+                key,
+                base,
+                inv,
+                lo,
+                hi,
+            } = *op;
             out.reserve((hi - lo) as usize);
             let mut start = lo;
             while start < hi {
@@ -903,6 +935,47 @@ impl Generator {
                 out.lengths.extend_from_slice(&lengths[..k]);
                 start += len as u64;
             }
+        })
+    }
+
+    /// The window `[t0, t1)`: `per_second` called for each second it touches that has
+    /// operations, with the ones that can fall inside it (it appends their writes and counts
+    /// their reads), then the growth writes merged in; the reads returned.
+    #[inline(always)]
+    fn window(
+        &self,
+        t0: f64,
+        t1: f64,
+        out: &mut WriteBatch,
+        mut per_second: impl FnMut(&SecondOps, &mut WriteBatch, &mut ReadCount),
+    ) -> ReadCount {
+        let mut reads = ReadCount::default();
+        if t1.partial_cmp(&t0) != Some(std::cmp::Ordering::Greater) || t0 < 0.0 {
+            return reads;
+        }
+        let from = out.len();
+        for second in t0.floor() as u64..t1.ceil() as u64 {
+            let key = derive(self.seed, second);
+            let mut rng = Rng::new(derive(key, 0));
+            let rate = self.spec.rate_at(second as f64 + 0.5);
+            let whole = rate.floor();
+            let n = whole as u64 + u64::from(rng.f64() < rate - whole);
+            if n == 0 {
+                continue;
+            }
+            // Operation i lies in [k + i/n, k + (i+1)/n): only these can be inside the window.
+            let base = second as f64;
+            let lo = (((t0 - base) * n as f64).floor() - 1.0).max(0.0) as u64;
+            let hi = ((((t1 - base) * n as f64).ceil() + 1.0).max(0.0) as u64).min(n);
+            let op = SecondOps {
+                second,
+                key,
+                base,
+                inv: 1.0 / n as f64,
+                lo,
+                hi,
+            };
+            per_second(&op, out, &mut reads);
         }
         if let Some(g) = &self.growth {
             append_growth(g, t0, t1, from, out);
@@ -1117,6 +1190,31 @@ mod tests {
         {
             let g = Generator::new(spec(loc), 8 << 30, 100 + k as u64).unwrap();
             for (t0, t1) in [(0.0, 50.0), (7.001, 7.05), (9.99, 10.02), (3.0, 3.0)] {
+                assert_paths_agree(&g, t0, t1);
+            }
+        }
+    }
+
+    #[test]
+    fn operations_past_the_label_table_match_the_reference() {
+        // More operations a second than the label table holds: the lanes mix the labels
+        // themselves from there on.
+        for loc in [
+            Locality::Uniform,
+            Locality::HotSpot {
+                hot_fraction: 0.05,
+                hot_share: 0.8,
+            },
+        ] {
+            let mut s = spec(loc);
+            s.iops = 20_000.5;
+            let g = Generator::new(s, 8 << 30, 3).unwrap();
+            #[cfg(target_arch = "x86_64")]
+            assert!(
+                g.lanes.is_some(),
+                "the hot-spot and uniform rules have lanes"
+            );
+            for (t0, t1) in [(0.0, 2.0), (4.8, 5.3), (6.0, 6.0001)] {
                 assert_paths_agree(&g, t0, t1);
             }
         }
