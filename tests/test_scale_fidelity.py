@@ -15,6 +15,8 @@ import simpy
 from scale_scenarios import small, small_raw
 from vssim.metrics import run
 from vssim.scale.fair_share_links import FairShareLinks
+from vssim.scale.modelled_path import ModelledPath, redirect_key
+from vssim.scale.storage_load import flows_of
 from vssim.scenario import parse_scenario
 from vssim.sim.links import nic_link
 
@@ -111,6 +113,60 @@ def test_an_interrupted_transfer_frees_its_share() -> None:
     assert done["b"] == pytest.approx(1.5)
     assert r.users["csv:Cluster Disk 1"] == 0
     assert r.link_bytes["csv:Cluster Disk 1"] == pytest.approx(1_500_000_000, rel=1e-9)
+
+
+def _redirected_flows_by_definition(path: Any, run_: Any, csv: Any) -> dict[str, Any]:
+    """A redirected CSV's flows from their definition, VM by VM: each writer issuing I/O
+    (running, on an up node, not paused) on a node other than the coordinator loads its node's
+    NIC, and all of them the coordinator's; nodes in name order, the coordinator last."""
+    b = path.ctx.backend
+    if not run_.is_redirected(csv):
+        return {}
+    coord = run_.state.coordinators[csv.name]
+    remote = [
+        vm
+        for vm in run_.sc.vms_by_csv[csv.name]
+        if vm.running and vm.node != coord and run_.state.is_up(vm.node) and b.active(vm.name)
+    ]
+    by_node: dict[str, list[str]] = {}
+    for vm in remote:
+        by_node.setdefault(vm.node, []).append(vm.name)
+    flows = {nic_link(n): flows_of(b, by_node[n]) for n in sorted(by_node)}
+    flows[nic_link(coord)] = flows_of(b, [vm.name for vm in remote])
+    return flows
+
+
+@pytest.mark.parametrize("down", [None, "NODE02", "NODE04"])
+def test_redirected_flows_follow_the_coordinator_and_the_writers(
+    down: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 2008 R2: each set's requester coordinates its CSVs, so the coordinator moves set by set;
+    # a node going down during the copies takes its writers away. Every redirected CSV's flows,
+    # each time they are set, are those of the definition at that instant.
+    faults = [] if down is None else [{"kind": "node_down", "node": down, "phase": "copy"}]
+    sc = with_faults("ws2008r2", faults)
+    last: dict[str, Any] = {}
+    set_flows = FairShareLinks.set_flows
+
+    def recording(links: FairShareLinks, key: str, flows: Any) -> None:
+        last[key] = dict(flows)
+        set_flows(links, key, flows)
+
+    load = ModelledPath._redirect_load
+    checked: list[str] = []
+
+    def checking(path: ModelledPath, run_: Any, csv: Any) -> None:
+        load(path, run_, csv)
+        want = _redirected_flows_by_definition(path, run_, csv)
+        got = last[redirect_key(csv)]
+        assert list(got.items()) == list(want.items()), (csv.name, run_.env.now)
+        checked.append(run_.state.coordinators[csv.name])
+
+    monkeypatch.setattr(FairShareLinks, "set_flows", recording)
+    monkeypatch.setattr(ModelledPath, "_redirect_load", checking)
+    r = run(sc, ["full", "incremental"])
+    assert r.summary.height == 2
+    assert len(set(checked)) > 1  # the coordinator moved
 
 
 def test_redirected_io_keeps_the_coordinators_nic_busy() -> None:

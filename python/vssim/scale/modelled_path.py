@@ -71,11 +71,12 @@ class BackupContext:
     real: RealFiles | None = None
     #: Per CSV: engine disk ids and their VMs' nodes (for redirected bytes).
     csv_disks: dict[str, tuple[np.ndarray, list[str]]] = field(default_factory=dict)
-    #: Per CSV: its redirected I/O's flows (:meth:`ModelledPath._redirect_load`) and what they
-    #: were worked out from — the coordinator, the nodes down, the VMs paused and stopped
-    #: (those sets only grow, so their sizes say whether they changed).
-    redirect_flows: dict[str, tuple[tuple[Any, ...], dict[str, tuple[tuple[float, int], ...]]]] = (
-        field(default_factory=dict)
+    #: Per CSV: its writers issuing I/O, as flows per node (:meth:`ModelledPath._redirect_load`:
+    #: node -> (rate -> VMs at it)), and what they were worked out from — the nodes down, the VMs
+    #: paused and stopped (those sets only grow, so their sizes say whether they changed). A 2008
+    #: R2 CSV's coordinator moves to each set's requester node: the groups serve every one.
+    writer_groups: dict[str, tuple[tuple[Any, ...], dict[str, dict[float, int]]]] = field(
+        default_factory=dict
     )
 
     def disks_of(self, csv: str) -> tuple[np.ndarray, list[str]]:
@@ -282,27 +283,33 @@ class ModelledPath:
             b = self.ctx.backend
             b.sync((csv.name,))  # its VMs' pauses up to now are known
             coord = run.state.coordinators[csv.name]
-            # A 2008 R2 backup redirects each CSV twice a set: the flows are worked out again
-            # only when what they come from changed.
-            made_from = (
-                coord,
-                frozenset(run.state.nodes_down),
-                len(b.paused_at),
-                len(b.down_nodes),
-            )
-            kept = self.ctx.redirect_flows.get(csv.name)
-            if kept is not None and kept[0] == made_from:
-                flows = kept[1]
-            else:
-                remote = [vm for vm in run.redirected_writers(csv) if b.active(vm.name)]
-                by_node: dict[str, list[str]] = {}
-                for vm in remote:
-                    by_node.setdefault(vm.node, []).append(vm.name)
-                for node in sorted(by_node):
-                    flows[nic_link(node)] = flows_of(b, by_node[node])
-                flows[nic_link(coord)] = flows_of(b, [vm.name for vm in remote])
-                self.ctx.redirect_flows[csv.name] = (made_from, flows)
+            # Each remote node's writers load its NIC; all of them the coordinator's.
+            everyone: dict[float, int] = {}
+            for node, rates in self._writer_groups(run, csv).items():
+                if node == coord:
+                    continue
+                flows[nic_link(node)] = tuple(sorted(rates.items()))
+                for rate, n in rates.items():
+                    everyone[rate] = everyone.get(rate, 0) + n
+            flows[nic_link(coord)] = tuple(sorted(everyone.items()))
         self.ctx.links.set_flows(redirect_key(csv), flows)
+
+    def _writer_groups(self, run: SetView, csv: Csv) -> dict[str, dict[float, int]]:
+        """The CSV's writers issuing I/O, by node (ascending) and mean rate: how many VMs at
+        each (:func:`~vssim.scale.storage_load.flows_of`'s groups). Worked out again only when
+        the nodes down or the VMs paused or stopped changed."""
+        b = self.ctx.backend
+        made_from = (frozenset(run.state.nodes_down), len(b.paused_at), len(b.down_nodes))
+        kept = self.ctx.writer_groups.get(csv.name)
+        if kept is not None and kept[0] == made_from:
+            return kept[1]
+        by_node: dict[str, list[str]] = {}
+        for vm in run.csv_writers(csv):
+            if b.active(vm.name):
+                by_node.setdefault(vm.node, []).append(vm.name)
+        groups = {node: dict(flows_of(b, by_node[node])) for node in sorted(by_node)}
+        self.ctx.writer_groups[csv.name] = (made_from, groups)
+        return groups
 
     def node_down(self, run: SetView, node: str) -> None:
         """The node's VMs stop writing now (the engine's workload); redirected CSVs lose their

@@ -93,6 +93,9 @@ class BackupRun:
     def redirected_writers(self, csv: Csv) -> list[Vm]:
         return self.csvs.redirected_writers(csv)
 
+    def csv_writers(self, csv: Csv) -> list[Vm]:
+        return self.csvs.csv_writers(csv)
+
     # --- the run ------------------------------------------------------------------------------
 
     def process(self) -> Proc:

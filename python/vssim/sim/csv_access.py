@@ -76,15 +76,19 @@ class CsvAccess:
             if self.whole_backup(csv):
                 yield from self.redirect_on(csv, "for the whole backup")
 
-    def redirected_writers(self, csv: Csv) -> list[Vm]:
-        """The VMs whose writes to ``csv`` cross the network while it is in redirected access:
-        running, on an up node other than the coordinator."""
+    def csv_writers(self, csv: Csv) -> list[Vm]:
+        """The VMs writing to ``csv`` now, from any node: running, on an up node."""
         s = self.scope
-        coord = s.state.coordinators[csv.name]
         running = s.sc.running_vms_by_csv[csv.name]
         if not s.state.nodes_down:
-            return [vm for vm in running if vm.node != coord]
-        return [vm for vm in running if vm.node != coord and s.state.is_up(vm.node)]
+            return running
+        return [vm for vm in running if s.state.is_up(vm.node)]
+
+    def redirected_writers(self, csv: Csv) -> list[Vm]:
+        """The VMs whose writes to ``csv`` cross the network while it is in redirected access:
+        its writers on a node other than the coordinator."""
+        coord = self.scope.state.coordinators[csv.name]
+        return [vm for vm in self.csv_writers(csv) if vm.node != coord]
 
     def redirect_on(self, csv: Csv, why: str) -> Proc:
         s = self.scope

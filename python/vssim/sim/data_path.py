@@ -72,6 +72,10 @@ class SetView(Protocol):
         an up node other than the coordinator."""
         ...
 
+    def csv_writers(self, csv: Csv) -> list[Vm]:
+        """The VMs writing to ``csv`` now, from any node: running, on an up node."""
+        ...
+
 
 @dataclass
 class GuestWrites:
