@@ -68,7 +68,8 @@ fn report_dict<'py>(
         }
     };
     if dense.is_none() {
-        let ids: Vec<u64> = report.vms.iter().map(|&(id, _)| id as u64).collect();
+        // int64 (numpy's index type): indexing with uint64 ids makes numpy convert them first.
+        let ids: Vec<i64> = report.vms.iter().map(|&(id, _)| id as i64).collect();
         d.set_item("disks", PyArray1::from_vec(py, ids))?;
     }
     for (name, f) in fields {
@@ -204,7 +205,7 @@ impl EstimateCluster {
 
     /// Advances the VMs of the CSVs `csvs`, CSV `csvs[i]` from `t0s[i]` seconds to `t1` (each
     /// at most once); the others stay where they are. :meth:`advance`'s dict, but its per-VM
-    /// arrays hold only the VMs of `csvs` — `disks` (uint64) their ids, in the arrays' order
+    /// arrays hold only the VMs of `csvs` — `disks` (int64) their ids, in the arrays' order
     /// (a window of one CSV of a large cluster sends its VMs, not every VM's zero). With
     /// `variances=False` the chunks copied's variances are 0 and not worked out (the
     /// expectations are the same).

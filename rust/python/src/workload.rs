@@ -133,7 +133,8 @@ fn report_dict<'py>(
         }
     };
     if sparse {
-        let ids: Vec<u64> = report.disks.iter().map(|&id| id as u64).collect();
+        // int64 (numpy's index type): indexing with uint64 ids makes numpy convert them first.
+        let ids: Vec<i64> = report.disks.iter().map(|&id| id as i64).collect();
         d.set_item("disks", PyArray1::from_vec(py, ids))?;
     }
     d.set_item("writes", PyArray1::from_vec(py, col(|t| t.writes)))?;
@@ -305,8 +306,8 @@ impl ModelCluster {
 
     /// Advances the VMs of the CSVs `csvs`, CSV `csvs[i]` from `t0s[i]` seconds to `t1` (each CSV
     /// at most once); the others stay where they are. The result is :meth:`advance`'s dict
-    /// with the per-VM counters of the advanced CSVs' VMs only, and `disks`: their VM ids, in
-    /// the same order.
+    /// with the per-VM counters of the advanced CSVs' VMs only, and `disks` (int64): their VM
+    /// ids, in the same order.
     fn advance_csvs<'py>(
         &mut self,
         py: Python<'py>,
