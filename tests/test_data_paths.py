@@ -401,3 +401,31 @@ def test_a_compressing_target_stores_less_and_the_tables_say_so() -> None:
     assert (b.vms["target_bytes"] == (b.vms["bytes_read"] / 2.0).round().cast(pl.Int64)).all()
     # Target-bound: the backup takes about half as long.
     assert b.summary["backup_window_s"][0] < 0.7 * a.summary["backup_window_s"][0]
+
+
+# --- counts read without advancing -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("os", ["ws2008r2", "ws2012"])
+def test_asking_a_quiet_window_changes_no_figure(os: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Redirected access asks for the guests' bytes as it switches on and off: a short window
+    # that can change nothing but counts is read off the streams (the CSV advances later, in a
+    # longer window). Every table is the one of a run that advances each time instead.
+    sc = small(os)
+    asked: list[bool] = []
+    peek = ModelClusterBackend._peek
+
+    def counting(self: ModelClusterBackend, *args: Any) -> Any:
+        got = peek(self, *args)
+        asked.append(got is not None)
+        return got
+
+    monkeypatch.setattr(ModelClusterBackend, "_peek", counting)
+    quiet = run(sc, ["full", "incremental"])
+    monkeypatch.setattr(ModelClusterBackend, "_peek", lambda *_: None)
+    advancing = run(sc, ["full", "incremental"])
+    if os == "ws2008r2":
+        assert any(asked)  # the quiet path ran
+    for name in ("vms", "csvs", "jobs", "nodes", "summary", "phases"):
+        assert getattr(quiet, name).equals(getattr(advancing, name)), name
+    assert quiet.writes_simulated == advancing.writes_simulated

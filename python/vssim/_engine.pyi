@@ -238,6 +238,9 @@ class ModelCluster:
     def advance_csvs(
         self, csvs: Sequence[int], t0s: Sequence[float], t1: float
     ) -> dict[str, npt.NDArray[np.uint64 | np.int64 | np.float64 | np.bool_]]: ...
+    def quiet_io(
+        self, csv: int, t0: float, t1: float
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64]] | None: ...
     def first_deletion(self, csv: int, t0: float, t1: float) -> tuple[int, float] | None: ...
     def foresee(
         self, csv: int, t0: float, t1: float

@@ -178,6 +178,9 @@ class ModelClusterBackend:
         #: Called with a CSV's name after it advanced (``False``) or after something changed
         #: its future — a snapshot made or deleted, VMs stopped (``True``).
         self.on_changed: Callable[[str, bool], None] | None = None
+        #: The last :meth:`_quiet_io` answer and what it was for: (CSV, its time, now).
+        self._quiet_for: tuple[int, float, float] | None = None
+        self._quiet: tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64]] | None = None
         #: What the run did to the engine and read from it, in order (:meth:`record_events`;
         #: None: not kept): :mod:`vssim.scale.verify` replays it on the exact engine.
         self.events: list[Event] | None = None
@@ -346,6 +349,48 @@ class ModelClusterBackend:
         """Bring ``csvs`` (default: every CSV) to the clock's time."""
         self.advance_to(self.now(), csvs)
 
+    def _quiet_io(self, csv: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64]] | None:
+        """The bytes the CSV's guests read and write from its time to now (``(disks, bytes)``), if
+        that window could change nothing else — no warning, pause, full volume or deletion
+        within its writes' reach (the engine's ``quiet_io``); None if it could, or the CSV is
+        at now. Kept for the instant: every change to a CSV first brings it to now."""
+        cid = self.csv_id[csv]
+        t0, now = self.csv_t[cid], self.now()
+        if t0 >= now:
+            return None
+        if self._quiet_for != (cid, t0, now):
+            self._quiet_for, self._quiet = (cid, t0, now), self._peek(cid, t0, now)
+        return self._quiet
+
+    def _peek(
+        self, csv: int, t0: float, t1: float
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64]] | None:
+        """The engine's ``quiet_io`` (a subclass whose windows do more than count says None)."""
+        assert isinstance(self.model, engine.ModelCluster)
+        return self.model.quiet_io(csv, t0, t1)
+
+    def pauses_known(self, csv: str) -> None:
+        """Bring ``csv`` far enough that its VMs' pauses up to now are known: to now, unless its
+        window to now is quiet (nothing can pause in it)."""
+        if self._quiet_io(csv) is None:
+            self.sync((csv,))
+
+    def io_bytes(self, csv: str, disks: npt.NDArray[np.int64]) -> np.ndarray:
+        """Bytes the guests of ``disks`` (disks of ``csv``) have read and written up to now. A
+        CSV behind the clock is brought to now — unless its window to now is quiet: then the
+        window's bytes are read off the streams and the CSV advances later, in a longer window
+        that counts the same writes (a 2008 R2 set's redirected access asks on and off)."""
+        quiet = self._quiet_io(csv)
+        if quiet is None:
+            self.sync((csv,))
+        moved: np.ndarray = self.totals["bytes_written"][disks] + self.totals["bytes_read"][disks]
+        if quiet is not None:
+            ids, ahead = quiet
+            extra = np.zeros(self.model.vm_count, dtype=self.counter_dtype)
+            extra[ids] = ahead
+            moved += extra[disks]
+        return moved
+
     def _end(self, life: SnapshotLife, when: float, why: str) -> None:
         life.deleted, life.deleted_by = when, why
         life.chunks_copied = round(self.model.total_chunks_copied(self.csv_id[life.csv])) - (
@@ -492,6 +537,12 @@ class EstimateClusterBackend(ModelClusterBackend):
 
     def _new_model(self) -> engine.ModelCluster | engine.EstimateCluster:
         return engine.EstimateCluster()
+
+    def _peek(
+        self, csv: int, t0: float, t1: float
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64]] | None:
+        # The estimate's windows are closed forms: advancing costs what asking would.
+        return None
 
     def _advance(self, csvs: list[int], t0s: list[float], t1: float) -> Report:
         # The run keeps the expectations only: the copies' variances are not worked out.

@@ -266,9 +266,7 @@ class ModelledPath:
     def _moved(self, csv: Csv) -> np.ndarray:
         """Per disk of ``csv``: the bytes its guest has read and written so far."""
         ids, _ = self.ctx.disks_of(csv.name)
-        b = self.ctx.backend
-        b.sync((csv.name,))
-        out: np.ndarray = b.totals["bytes_written"][ids] + b.totals["bytes_read"][ids]
+        out: np.ndarray = self.ctx.backend.io_bytes(csv.name, ids)
         return out
 
     def redirect_on(self, run: SetView, csv: Csv) -> None:
@@ -281,7 +279,7 @@ class ModelledPath:
         flows: dict[str, tuple[tuple[float, int], ...]] = {}
         if run.is_redirected(csv):
             b = self.ctx.backend
-            b.sync((csv.name,))  # its VMs' pauses up to now are known
+            b.pauses_known(csv.name)
             coord = run.state.coordinators[csv.name]
             # Each remote node's writers load its NIC; all of them the coordinator's.
             everyone: dict[float, int] = {}

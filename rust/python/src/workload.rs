@@ -321,6 +321,30 @@ impl ModelCluster {
         report_dict(py, &report, true)
     }
 
+    /// The bytes the VMs of CSV `csv` would read and write in `[t0, t1)`, as `(vm_ids, bytes)`
+    /// (int64 and uint64 arrays, in the CSV's order), if that window is short (a few thousand
+    /// operations) and could change nothing else: no low-space warning, pause or full volume
+    /// within its writes' reach, no diff-area limit with a snapshot to delete. Then a window
+    /// advanced later through `[t0, t1)` counts exactly these, and a caller need not advance the
+    /// CSV to know them. None when it could, or is longer (advance it then: asking would cost
+    /// about what the window does). Changes nothing; GIL released.
+    #[allow(clippy::type_complexity)]
+    fn quiet_io<'py>(
+        &self,
+        py: Python<'py>,
+        #[pyo3(from_py_with = as_usize::csv)] csv: usize,
+        t0: f64,
+        t1: f64,
+    ) -> PyResult<Option<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<u64>>)>> {
+        let inner = &self.inner;
+        let got = detached(py, move || inner.quiet_io(csv, t0, t1))?;
+        Ok(got.map(|vms| {
+            let ids: Vec<i64> = vms.iter().map(|&(id, _)| id as i64).collect();
+            let bytes: Vec<u64> = vms.iter().map(|&(_, b)| b).collect();
+            (PyArray1::from_vec(py, ids), PyArray1::from_vec(py, bytes))
+        }))
+    }
+
     /// The first snapshot CSV `csv`'s full diff area would delete if its VMs ran from `t0` to
     /// `t1` with nothing else happening, as `(snapshot_id, time)`, or None; changes nothing.
     fn first_deletion(

@@ -25,7 +25,7 @@ mod materialize;
 mod window;
 pub use capacity::{Foresight, Pause, PauseCause, SpaceRules};
 pub use materialize::RealWindow;
-use window::advance_csv;
+use window::{advance_csv, quiet_io};
 
 use super::layout::{DiskKind, FileExtents, Piece, VhdxModel};
 use super::spec::{DiskData, Generator, WorkloadSpec};
@@ -445,6 +445,22 @@ impl ModelCluster {
         })
     }
 
+    /// The bytes each VM of CSV `csv` would read and write in `[t0, t1)` (`(VM id, bytes)`, in
+    /// the CSV's order), if that window is short (a few thousand operations) and could change
+    /// nothing else — no low-space warning, pause or full volume within its writes' reach, and
+    /// no diff-area limit with a snapshot to delete: then the CSV need not advance for a caller
+    /// to know them (a window advanced later through `[t0, t1)` counts exactly these). `None`
+    /// when it could, or is longer: advance it then. The cluster is not changed.
+    pub fn quiet_io(&self, csv: usize, t0: f64, t1: f64) -> Result<Option<Vec<(usize, u64)>>> {
+        if !(t0.is_finite() && t1.is_finite() && t0 >= 0.0 && t1 >= t0) {
+            return Err(Error::invalid(
+                "window",
+                format!("[{t0}, {t1}): expected 0 <= t0 <= t1, finite"),
+            ));
+        }
+        Ok(quiet_io(self.csv(csv)?, t0, t1))
+    }
+
     /// Advances the running VMs of some CSVs, each from its own time to `t1`: `from` lists
     /// `(csv, t0)` pairs (each CSV at most once). CSVs are independent, so a caller may keep
     /// each at its own point in time and bring only the ones it looks at up to date; the
@@ -577,6 +593,68 @@ mod tests {
         for csv in 0..c.csv_count() {
             c.snapshot(csv).unwrap();
         }
+    }
+
+    #[test]
+    fn a_quiet_window_s_bytes_are_the_window_s_counts() {
+        // Roomy CSVs, with a snapshot and without: what `quiet_io` says a short window will read
+        // and write is what advancing through it (and further) counts, VM by VM; nothing
+        // changes.
+        for snap in [false, true] {
+            let mut c = cluster(None, 100 << 30);
+            if snap {
+                snapshot_all(&mut c);
+            }
+            c.advance(0.0, 3.0).unwrap();
+            let before: Vec<VmTotals> = (0..c.vm_count()).map(|v| c.totals(v).unwrap()).collect();
+            let quiet: Vec<Vec<(usize, u64)>> = (0..c.csv_count())
+                .map(|csv| {
+                    c.quiet_io(csv, 3.0, 4.5)
+                        .unwrap()
+                        .expect("a short roomy window")
+                })
+                .collect();
+            assert_eq!(quiet.iter().map(Vec::len).sum::<usize>(), c.vm_count());
+            for (v, then) in before.iter().enumerate() {
+                assert_eq!(c.totals(v).unwrap(), *then, "asking changed nothing");
+            }
+            // (Advancing through it in a longer window counts the same writes:
+            // `windows_do_not_change_the_outcome`.)
+            c.advance(3.0, 4.5).unwrap();
+            for (id, bytes) in quiet.into_iter().flatten() {
+                let (now, then) = (c.totals(id).unwrap(), before[id]);
+                let moved =
+                    now.bytes_written + now.bytes_read - then.bytes_written - then.bytes_read;
+                assert_eq!(moved, bytes, "VM {id}");
+                assert!(bytes > 0);
+            }
+        }
+    }
+
+    #[test]
+    fn a_window_that_could_act_is_not_quiet() {
+        // A diff-area limit with a snapshot: a write may delete it.
+        let mut c = cluster(Some(1 << 30), 100 << 30);
+        assert!(c.quiet_io(0, 0.0, 1.0).unwrap().is_some());
+        // A long window: advancing it costs what asking would.
+        assert!(c.quiet_io(0, 0.0, 30.0).unwrap().is_none());
+        snapshot_all(&mut c);
+        assert!(c.quiet_io(0, 0.0, 1.0).unwrap().is_none());
+        // Free space within reach of Hyper-V's levels (the files take most of a small CSV).
+        let mut tight = cluster(None, 11 << 30);
+        tight
+            .set_space_rules(
+                0,
+                SpaceRules {
+                    diff_area_on_volume: true,
+                    warn_below: 2 << 30,
+                    pause_below: 200 << 20,
+                },
+            )
+            .unwrap();
+        assert!(tight.quiet_io(0, 0.0, 1.0).unwrap().is_none());
+        assert!(c.quiet_io(0, 5.0, 1.0).is_err());
+        assert!(c.quiet_io(9, 0.0, 1.0).is_err());
     }
 
     #[test]

@@ -213,6 +213,38 @@ fn advance_csv_with(
     Ok(out)
 }
 
+/// The bytes each VM of the CSV reads and writes in `[t0, t1)` (`(VM id, bytes)`, in the CSV's
+/// VM order), if that window is short ([`is_small`]) and can change nothing but those counts:
+/// no level Hyper-V or volsnap acts at is within its writes' reach ([`capacity::window_fits`])
+/// and no diff-area limit can delete a snapshot (none set, or no snapshot). Then every generated
+/// write is accepted, and a window advanced later through `[t0, t1)` counts exactly these.
+/// `None` otherwise: advance the CSV instead (a longer window's streams would be generated
+/// twice for little: its fixed cost, what asking saves, is spread over many writes). The
+/// streams are generated into this thread's scratch; the CSV is not changed.
+pub(super) fn quiet_io(csv: &Csv, t0: f64, t1: f64) -> Option<Vec<(usize, u64)>> {
+    let limit_may_delete = csv.cow.snapshot_count() > 0 && csv.cow.diff_area_limit().is_some();
+    if limit_may_delete || !is_small(csv, t0, t1) {
+        return None;
+    }
+    let mut s = SCRATCH.with(|cell| cell.take());
+    s.clear();
+    let reads = generate(csv, t0, t1, &mut s, true);
+    let n = csv.vms.len();
+    let out = capacity::window_fits(csv, &s.guest[..n]).then(|| {
+        csv.vms
+            .iter()
+            .zip(&s.guest[..n])
+            .zip(&reads)
+            .map(|((vm, g), r)| {
+                let written: u64 = g.lengths.iter().map(|&l| u64::from(l)).sum();
+                (vm.id, written + r.bytes)
+            })
+            .collect()
+    });
+    SCRATCH.with(|cell| cell.replace(s));
+    out
+}
+
 /// Generates every running VM's stream for the window into `s.guest`, in parallel (the streams
 /// are independent, and a CSV's window is often the only one running: a protocol step looks at
 /// one CSV; a `small` window on the calling thread); returns each VM's reads.
