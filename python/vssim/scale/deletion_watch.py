@@ -78,8 +78,9 @@ class DeletionWatch:
             return  # only time passed, inside the span already foreseen
         gen += 1
         c = b.scenario.csv_by_name[csv]
-        full_volume = c.diff_area_on_volume and self._in_reach(csv)
-        if not b.has_live_snapshot(csv) or not (c.diff_area_limit is not None or full_volume):
+        live = b.has_live_snapshot(csv)
+        full_volume = live and c.diff_area_on_volume and self._in_reach(csv)
+        if not live or not (c.diff_area_limit is not None or full_volume):
             # Nothing to foresee: older timers are void; look again at the next window.
             self.armed[csv] = (gen, t)
             return
