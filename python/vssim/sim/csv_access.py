@@ -81,7 +81,7 @@ class CsvAccess:
         s = self.scope
         running = s.sc.running_vms_by_csv[csv.name]
         if not s.state.nodes_down:
-            return running
+            return list(running)  # a copy: the scenario's own list stays as it is
         return [vm for vm in running if s.state.is_up(vm.node)]
 
     def redirected_writers(self, csv: Csv) -> list[Vm]:
