@@ -22,9 +22,11 @@ from vssim.metrics import RunResult, run
 from vssim.scale.fair_share_links import FairShareLinks, max_min_rates
 from vssim.scale.model_cluster import ModelClusterBackend
 from vssim.scale.storage_load import StorageLoad, guest_key
-from vssim.scenario import Scenario, parse_scenario
+from vssim.scenario import Scenario, load_scenario, parse_scenario
 from vssim.scenario.engine_streams import stream_seed, workload_spec
 from vssim.sim.links import TARGET, csv_link
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 # --- max-min fairness ----------------------------------------------------------------------
 
@@ -406,12 +408,15 @@ def test_a_compressing_target_stores_less_and_the_tables_say_so() -> None:
 # --- counts read without advancing -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("os", ["ws2008r2", "ws2012"])
-def test_asking_a_quiet_window_changes_no_figure(os: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("case", ["ws2008r2", "ws2012", "csv-full"])
+def test_asking_a_quiet_window_changes_no_figure(
+    case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Redirected access asks for the guests' bytes as it switches on and off: a short window
     # that can change nothing but counts is read off the streams (the CSV advances later, in a
-    # longer window). Every table is the one of a run that advances each time instead.
-    sc = small(os)
+    # longer window); one within reach of Hyper-V's levels is advanced (csv-full: VMs pause).
+    # Every table is the one of a run that advances each time instead.
+    sc = load_scenario(EXAMPLES / "csv-full.toml") if case == "csv-full" else small(case)
     asked: list[bool] = []
     peek = ModelClusterBackend._peek
 
@@ -424,8 +429,11 @@ def test_asking_a_quiet_window_changes_no_figure(os: str, monkeypatch: pytest.Mo
     quiet = run(sc, ["full", "incremental"])
     monkeypatch.setattr(ModelClusterBackend, "_peek", lambda *_: None)
     advancing = run(sc, ["full", "incremental"])
-    if os == "ws2008r2":
+    if case != "ws2012":
         assert any(asked)  # the quiet path ran
+    if case == "csv-full":
+        assert not all(asked)  # and the advancing one
+        assert quiet.summary["vms_paused"].max() > 0
     for name in ("vms", "csvs", "jobs", "nodes", "summary", "phases"):
         assert getattr(quiet, name).equals(getattr(advancing, name)), name
     assert quiet.writes_simulated == advancing.writes_simulated
