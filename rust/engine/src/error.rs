@@ -56,6 +56,19 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Checks a time window `[t0, t1)` in seconds: finite, `0 <= t0 <= t1` (every cluster's window,
+/// and the generator's through Python, refuse the same way).
+pub fn check_window(t0: f64, t1: f64) -> Result<()> {
+    if t0.is_finite() && t1.is_finite() && t0 >= 0.0 && t1 >= t0 {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "window",
+            format!("[{t0}, {t1}): expected 0 <= t0 <= t1, finite"),
+        ))
+    }
+}
+
 /// Checks the batch arrays of `offsets` / `lengths` against a device of `size` bytes.
 ///
 /// The whole batch is checked before any of it is applied, so a bad entry leaves the tracker as it

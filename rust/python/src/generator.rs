@@ -4,6 +4,7 @@
 use numpy::PyArray1;
 use pyo3::prelude::*;
 use vssim_engine::cbt;
+use vssim_engine::error::check_window;
 use vssim_engine::workload::{DiskData, Generator, WriteBatch};
 
 use crate::args::{as_opt_u64, as_u64};
@@ -67,11 +68,7 @@ impl WorkloadGenerator {
     /// seconds), `offsets` (uint64 bytes, 4 KiB aligned), `lengths` (uint32 bytes); and the
     /// reads there, counted: `reads`, `read_bytes`. GIL released.
     fn generate<'py>(&self, py: Python<'py>, t0: f64, t1: f64) -> PyResult<Generated<'py>> {
-        if !(t0.is_finite() && t1.is_finite() && t0 >= 0.0 && t1 >= t0) {
-            return Err(crate::errors::InvalidArgumentError::new_err(format!(
-                "invalid argument `window`: [{t0}, {t1}): expected 0 <= t0 <= t1, finite"
-            )));
-        }
+        guarded(|| check_window(t0, t1))?;
         let inner = &self.inner;
         let (batch, reads) = detached(py, move || {
             let mut batch = WriteBatch::default();

@@ -23,7 +23,7 @@ use super::intervals::Intervals;
 use super::profile::Profile;
 use super::rootfind::brent;
 use super::vm::{self, Cut, EpochWindow, Est, ExposureCache, OpsEst, Terms, Times};
-use crate::error::{Error, Result};
+use crate::error::{check_window, Error, Result};
 use crate::volsnap::MAX_SNAPSHOTS;
 use crate::workload::layout::DiskKind;
 use crate::workload::spec::WorkloadSpec;
@@ -490,17 +490,6 @@ pub struct EstimateCluster {
     csvs: Vec<Csv>,
     index: Vec<(usize, usize)>,
     terms: Terms,
-}
-
-fn check_window(t0: f64, t1: f64) -> Result<()> {
-    if t0.is_finite() && t1.is_finite() && t0 >= 0.0 && t1 >= t0 {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            "window",
-            format!("[{t0}, {t1}): expected 0 <= t0 <= t1, finite"),
-        ))
-    }
 }
 
 impl EstimateCluster {

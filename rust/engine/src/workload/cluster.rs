@@ -31,7 +31,7 @@ use super::layout::{DiskKind, FileExtents, Piece, VhdxModel};
 use super::spec::{DiskData, Generator, WorkloadSpec};
 use crate::cbt::ChangeTracker;
 use crate::cow::CowTracker;
-use crate::error::{Error, Result};
+use crate::error::{check_window, Error, Result};
 
 const MIB: u64 = 1 << 20;
 
@@ -420,12 +420,7 @@ impl ModelCluster {
     /// space, the low-space warning — each with its time; the cluster is not changed (the window
     /// runs on a copy of the CSV when something can happen at all).
     pub fn foresee(&self, csv: usize, t0: f64, t1: f64) -> Result<Foresight> {
-        if !(t0.is_finite() && t1.is_finite() && t0 >= 0.0 && t1 >= t0) {
-            return Err(Error::invalid(
-                "window",
-                format!("[{t0}, {t1}): expected 0 <= t0 <= t1, finite"),
-            ));
-        }
+        check_window(t0, t1)?;
         let c = self.csv(csv)?;
         let deletions_possible = c.cow.snapshot_count() > 0
             && (c.cow.diff_area_limit().is_some() || c.rules.diff_area_on_volume);
@@ -452,12 +447,7 @@ impl ModelCluster {
     /// to know them (a window advanced later through `[t0, t1)` counts exactly these). `None`
     /// when it could, or is longer: advance it then. The cluster is not changed.
     pub fn quiet_io(&self, csv: usize, t0: f64, t1: f64) -> Result<Option<Vec<(usize, u64)>>> {
-        if !(t0.is_finite() && t1.is_finite() && t0 >= 0.0 && t1 >= t0) {
-            return Err(Error::invalid(
-                "window",
-                format!("[{t0}, {t1}): expected 0 <= t0 <= t1, finite"),
-            ));
-        }
+        check_window(t0, t1)?;
         Ok(quiet_io(self.csv(csv)?, t0, t1))
     }
 
@@ -468,12 +458,7 @@ impl ModelCluster {
     pub fn advance_csvs(&mut self, from: &[(usize, f64)], t1: f64) -> Result<WindowReport> {
         let mut start: Vec<Option<f64>> = vec![None; self.csvs.len()];
         for &(c, t0) in from {
-            if !(t0.is_finite() && t1.is_finite() && t0 >= 0.0 && t1 >= t0) {
-                return Err(Error::invalid(
-                    "window",
-                    format!("[{t0}, {t1}): expected 0 <= t0 <= t1, finite"),
-                ));
-            }
+            check_window(t0, t1)?;
             let slot = start
                 .get_mut(c)
                 .ok_or_else(|| Error::invalid("csv", format!("{c} is not a CSV id")))?;
