@@ -22,7 +22,7 @@
 use std::arch::x86_64::*;
 
 use super::rng::{GAMMA, LABEL_SALT};
-use super::spec::{ReadCount, SecondOps, WriteBatch, LOW32};
+use super::spec::{ReadCount, SecondOps, SizeSlots, WriteBatch, LOW32};
 
 /// Operations a group holds: the 64-bit lanes of a vector.
 const LANES: usize = 8;
@@ -47,13 +47,10 @@ pub(super) struct HotLanes {
     align: u64,
 }
 
-/// One size entry: `(size, slots, region, base)`.
-pub(super) type Entry = (u64, u64, u64, u64);
-
 impl HotLanes {
     /// The lanes of `entries` (`None` past [`MOST_SIZES`]: the scalar loop handles those).
     pub(super) fn new(
-        entries: &[Entry],
+        entries: &[SizeSlots],
         cuts: &[u64],
         read_cut: u64,
         hot_cut: u64,
@@ -63,14 +60,14 @@ impl HotLanes {
         if n == 0 || n > MOST_SIZES || cuts.len() > MOST_SIZES {
             return None;
         }
-        let lane = |f: fn(&Entry) -> u64| -> [u64; LANES] {
+        let lane = |f: fn(&SizeSlots) -> u64| -> [u64; LANES] {
             std::array::from_fn(|l| f(&entries[l.min(n - 1)]))
         };
         Some(HotLanes {
-            size: lane(|e| e.0),
-            slots: lane(|e| e.1),
-            region: lane(|e| e.2),
-            base: lane(|e| e.3),
+            size: lane(|e| e.size),
+            slots: lane(|e| e.slots),
+            region: lane(|e| e.region),
+            base: lane(|e| e.base),
             cuts: cuts.to_vec(),
             last: n as u64 - 1,
             read_cut,
@@ -87,6 +84,7 @@ fn splat(x: u64) -> __m512i {
     _mm512_set1_epi64(x as i64)
 }
 
+/// Eight words, lane `l` holding `a[l]`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw,avx2")]
 fn lanes_of(a: &[u64; LANES]) -> __m512i {
@@ -211,17 +209,9 @@ impl HotLanes {
             let index = _mm512_add_epi64(splat(i), lane);
             // Operation i's key: derive(key, i + 1), its label from the table while it has it.
             let first = (i + 1) as usize;
-            let label = match labels.get(first..first + LANES) {
-                Some(t) => _mm512_set_epi64(
-                    t[7] as i64,
-                    t[6] as i64,
-                    t[5] as i64,
-                    t[4] as i64,
-                    t[3] as i64,
-                    t[2] as i64,
-                    t[1] as i64,
-                    t[0] as i64,
-                ),
+            let table = labels.get(first..first + LANES);
+            let label = match table.and_then(|t| <&[u64; LANES]>::try_from(t).ok()) {
+                Some(t) => lanes_of(t),
                 None => mix64(_mm512_add_epi64(
                     _mm512_add_epi64(index, one),
                     splat(LABEL_SALT),

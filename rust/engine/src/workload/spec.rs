@@ -2,7 +2,7 @@
 //! follows the day.
 
 #[cfg(target_arch = "x86_64")]
-use super::lanes::{self, HotLanes};
+use super::lanes::HotLanes;
 use super::rng::{
     derive, derive_mixed, label_table, mix64, scale, small_label, unit32, Rng, GAMMA,
 };
@@ -406,14 +406,14 @@ pub const ALIGN: u64 = 4096;
 /// Where a request of one size may land: its slot count and, per locality, its precomputed
 /// region (so the per-operation path does no division or float-to-int conversion).
 #[derive(Debug, Clone, Copy)]
-struct SizeSlots {
+pub(super) struct SizeSlots {
     /// The request size (cut to the data extent).
-    size: u64,
+    pub(super) size: u64,
     /// Aligned start positions a request of this size has.
-    slots: u64,
+    pub(super) slots: u64,
     /// Hot spot: the hot slots and their first slot. Sequential log: the region and its base.
-    region: u64,
-    base: u64,
+    pub(super) region: u64,
+    pub(super) base: u64,
 }
 
 /// Where a request of one size may start (see [`Generator::placement`]).
@@ -521,7 +521,7 @@ pub struct Generator {
     hot_cut: u64,
     size_cuts: Vec<u64>,
     /// The hot-spot and uniform rules' figures in vector lanes (AVX-512 CPUs; `None` for the
-    /// other localities and for more than [`lanes::MOST_SIZES`] request sizes).
+    /// other localities and for more than [`super::lanes::MOST_SIZES`] request sizes).
     #[cfg(target_arch = "x86_64")]
     lanes: Option<HotLanes>,
 }
@@ -678,11 +678,7 @@ impl Generator {
         #[cfg(target_arch = "x86_64")]
         let lanes = match spec.locality {
             Locality::Uniform | Locality::HotSpot { .. } => {
-                let entries: Vec<lanes::Entry> = per_size
-                    .iter()
-                    .map(|z: &SizeSlots| (z.size, z.slots, z.region, z.base))
-                    .collect();
-                HotLanes::new(&entries, &size_cuts, read_cut, hot_cut, align)
+                HotLanes::new(&per_size, &size_cuts, read_cut, hot_cut, align)
             }
             _ => None,
         };
