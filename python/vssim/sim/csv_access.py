@@ -8,6 +8,8 @@ network while a CSV is redirected is the data path's to say
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from vssim.scenario import Csv, Vm
 from vssim.sim import costs
 from vssim.sim.data_path import DataPath, SetView
@@ -76,19 +78,23 @@ class CsvAccess:
             if self.whole_backup(csv):
                 yield from self.redirect_on(csv, "for the whole backup")
 
-    def csv_writers(self, csv: Csv) -> list[Vm]:
-        """The VMs writing to ``csv`` now, from any node: running, on an up node."""
+    def _writers(self, csv: Csv) -> Iterable[Vm]:
+        """``csv``'s running VMs on up nodes (the scenario's own list when no node is down)."""
         s = self.scope
         running = s.sc.running_vms_by_csv[csv.name]
         if not s.state.nodes_down:
-            return list(running)  # a copy: the scenario's own list stays as it is
-        return [vm for vm in running if s.state.is_up(vm.node)]
+            return running
+        return (vm for vm in running if s.state.is_up(vm.node))
+
+    def csv_writers(self, csv: Csv) -> list[Vm]:
+        """The VMs writing to ``csv`` now, from any node: running, on an up node."""
+        return list(self._writers(csv))
 
     def redirected_writers(self, csv: Csv) -> list[Vm]:
         """The VMs whose writes to ``csv`` cross the network while it is in redirected access:
         its writers on a node other than the coordinator."""
         coord = self.scope.state.coordinators[csv.name]
-        return [vm for vm in self.csv_writers(csv) if vm.node != coord]
+        return [vm for vm in self._writers(csv) if vm.node != coord]
 
     def redirect_on(self, csv: Csv, why: str) -> Proc:
         s = self.scope

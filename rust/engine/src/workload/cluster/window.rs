@@ -136,15 +136,20 @@ impl Mode {
     }
 }
 
-/// Runs CSV `ci`'s window `[t0, t1)`.
-pub(super) fn advance_csv(ci: usize, csv: &mut Csv, t0: f64, t1: f64) -> Result<CsvOutcome> {
-    // Scratch buffers live per thread, reused window after window (taken out while in use: a
-    // thread waiting inside rayon may run another CSV's window meanwhile).
+/// Runs `f` with this thread's scratch buffers, cleared. They live per thread, reused window
+/// after window, and are taken out while in use: a thread waiting inside rayon may run another
+/// CSV's window meanwhile.
+fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
     let mut s = SCRATCH.with(|cell| cell.take());
     s.clear();
-    let out = advance_csv_with(ci, csv, t0, t1, &mut s);
+    let out = f(&mut s);
     SCRATCH.with(|cell| cell.replace(s));
     out
+}
+
+/// Runs CSV `ci`'s window `[t0, t1)`.
+pub(super) fn advance_csv(ci: usize, csv: &mut Csv, t0: f64, t1: f64) -> Result<CsvOutcome> {
+    with_scratch(|s| advance_csv_with(ci, csv, t0, t1, s))
 }
 
 fn advance_csv_with(
@@ -226,23 +231,21 @@ pub(super) fn quiet_io(csv: &Csv, t0: f64, t1: f64) -> Option<Vec<(usize, u64)>>
     if limit_may_delete || !is_small(csv, t0, t1) {
         return None;
     }
-    let mut s = SCRATCH.with(|cell| cell.take());
-    s.clear();
-    let reads = generate(csv, t0, t1, &mut s, true);
-    let n = csv.vms.len();
-    let out = capacity::window_fits(csv, &s.guest[..n]).then(|| {
-        csv.vms
-            .iter()
-            .zip(&s.guest[..n])
-            .zip(&reads)
-            .map(|((vm, g), r)| {
-                let written: u64 = g.lengths.iter().map(|&l| u64::from(l)).sum();
-                (vm.id, written + r.bytes)
-            })
-            .collect()
-    });
-    SCRATCH.with(|cell| cell.replace(s));
-    out
+    with_scratch(|s| {
+        let reads = generate(csv, t0, t1, s, true);
+        let n = csv.vms.len();
+        capacity::window_fits(csv, &s.guest[..n]).then(|| {
+            csv.vms
+                .iter()
+                .zip(&s.guest[..n])
+                .zip(&reads)
+                .map(|((vm, g), r)| {
+                    let written: u64 = g.lengths.iter().map(|&l| u64::from(l)).sum();
+                    (vm.id, written + r.bytes)
+                })
+                .collect()
+        })
+    })
 }
 
 /// Generates every running VM's stream for the window into `s.guest`, in parallel (the streams
