@@ -148,22 +148,46 @@ def raw_cow_rate(n_writes: int, seed: int = 7) -> float:
 
 class WindowClock:
     """Seconds the run spends inside the exact engine's CSV windows
-    (``ModelClusterBackend._advance``): the rest of the wall time is the protocol's Python."""
+    (``ModelClusterBackend._advance``): the rest of the wall time is the protocol's Python.
+    Also split by whether a snapshot of one of the window's CSVs was live (copy-on-write runs
+    only then), with the writes of each kind: the cost per write of the two differs."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.seconds = 0.0
         self.windows = 0
+        #: Per kind (True: a snapshot was live): [windows, seconds, writes].
+        self.by_snapshot: dict[bool, list[float]] = {True: [0, 0.0, 0], False: [0, 0.0, 0]}
         inner = ModelClusterBackend._advance
 
-        def timed(backend: ModelClusterBackend, *args: Any) -> Any:
+        def timed(backend: ModelClusterBackend, csvs: list[int], *args: Any) -> Any:
+            live = any(backend.has_live_snapshot(backend.scenario.csvs[c].name) for c in csvs)
             start = time.perf_counter()
+            writes = 0
             try:
-                return inner(backend, *args)
+                r = inner(backend, csvs, *args)
+                writes = int(r["writes"].sum())
+                return r
             finally:
-                self.seconds += time.perf_counter() - start
+                spent = time.perf_counter() - start
+                self.seconds += spent
                 self.windows += 1
+                kind = self.by_snapshot[live]
+                kind[0] += 1
+                kind[1] += spent
+                kind[2] += writes
 
         monkeypatch.setattr(ModelClusterBackend, "_advance", timed)
+
+    def figures(self) -> dict[str, float]:
+        """The split, for a benchmark's ``extra_info``."""
+        out: dict[str, float] = {}
+        for live, name in ((True, "snapshot"), (False, "no_snapshot")):
+            n, secs, writes = self.by_snapshot[live]
+            out[f"engine_{name}_windows"] = n
+            out[f"engine_{name}_window_s"] = secs
+            out[f"engine_{name}_writes"] = writes
+            out[f"engine_{name}_ns_per_write"] = secs / writes * 1e9 if writes else 0.0
+        return out
 
 
 @pytest.mark.benchmark(group="scenario-throughput")
@@ -191,6 +215,7 @@ def test_run_throughput_vs_raw_cow(
         # Where the wall time went: the engine's windows, and everything else (the protocol).
         engine_window_s=windows.seconds,
         engine_windows=windows.windows,
+        **windows.figures(),
         protocol_s=wall - windows.seconds,
         peak_rss_bytes=mem.peak,
         peak_rss_target_bytes=4 * 2**30,
