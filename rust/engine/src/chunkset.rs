@@ -987,7 +987,7 @@ mod tests {
         fn small_batches_match_a_plain_set(
             batches in proptest::collection::vec(
                 (
-                    proptest::collection::vec((0u64..4, 0u64..LEAF_BITS, 1u32..200_000), 0..80),
+                    proptest::collection::vec((0u64..4, 0u64..LEAF_BITS, 0u32..200_000), 0..80),
                     any::<bool>(),
                     proptest::option::of(0u64..4 * LEAF_BITS),
                 ),

@@ -16,8 +16,8 @@
 use rayon::prelude::*;
 
 use super::{
-    bitmap_insert_small, pack, unpack, ChunkSet, LastLeaf, LEAF_BITS, LEAF_SHIFT, LEAF_WORDS,
-    SHARDS, SPARSE,
+    bitmap_insert_small, pack, unpack, Bitmap, ChunkSet, LastLeaf, LEAF_BITS, LEAF_SHIFT,
+    LEAF_WORDS, SHARDS, SPARSE,
 };
 use crate::error::{check_extents, Result};
 
@@ -386,6 +386,57 @@ impl ChunkSet {
         fresh.iter_mut().zip(&total).for_each(|(f, t)| *f += t);
     }
 
+    /// Inserts the leading extents that are usual ones in the [`LastLeaf`] — at most 64 chunks
+    /// of that bitmap leaf, all below `below` — and returns how many it took and the new chunks
+    /// among them; it stops at the first other one (extents of zero bytes, which touch nothing,
+    /// it passes). The serial path's hot loop: the leaf's words are a slice of their own and the
+    /// count a local, so the loop keeps its state in registers — with the words beside the
+    /// tracker's other `u64`s behind one `&mut self`, every store to a word could have changed
+    /// them, and each write reloaded them.
+    #[inline(always)]
+    fn last_leaf_run(
+        &mut self,
+        offsets: &[u64],
+        lengths: &[u32],
+        shift: u32,
+        below: u64,
+    ) -> (usize, u64) {
+        let LastLeaf { slot, shard, base } = self.last;
+        if slot == u64::MAX {
+            return (0, 0);
+        }
+        let shard = &mut self.shards[shard];
+        // (A bitmap leaf's words are always there: `base` came from its entry.)
+        let Some(Ok(words)) = shard
+            .words
+            .get_mut(base..base + LEAF_WORDS)
+            .map(<&mut Bitmap>::try_from)
+        else {
+            return (0, 0);
+        };
+        let mut fresh = 0;
+        let mut done = offsets.len().min(lengths.len());
+        for (k, (&off, &len)) in offsets.iter().zip(lengths).enumerate() {
+            if len == 0 {
+                continue;
+            }
+            let first = off >> shift;
+            let end = ((off.saturating_add(u64::from(len)) - 1) >> shift) + 1;
+            if end - first > 64
+                || first >> LEAF_SHIFT != slot
+                || (end - 1) >> LEAF_SHIFT != slot
+                || end > below
+            {
+                done = k;
+                break;
+            }
+            let lo = first as u32 & (LEAF_BITS as u32 - 1);
+            fresh += bitmap_insert_small(words, 0, lo, lo + (end - first - 1) as u32);
+        }
+        shard.count += fresh;
+        (done, fresh)
+    }
+
     /// Makes leaf `slot` the [`LastLeaf`] if it is a bitmap; false if it is sparse or absent.
     fn find_bitmap_leaf(&mut self, slot: u64) -> bool {
         let shard = (slot % SHARDS as u64) as usize;
@@ -417,20 +468,28 @@ impl ChunkSet {
         let n = offsets.len().min(lengths.len());
         let (offsets, lengths) = (&offsets[..n], &lengths[..n]);
         if n < PARALLEL_MIN {
-            let mut fresh = 0;
             let below = self.len.min(count_below);
-            for (&off, &len) in offsets.iter().zip(lengths) {
+            let (mut fresh, mut i) = (0, 0);
+            while i < n {
+                let (done, got) = self.last_leaf_run(&offsets[i..], &lengths[i..], shift, below);
+                fresh += got;
+                i += done;
+                let (Some(&off), Some(&len)) = (offsets.get(i), lengths.get(i)) else {
+                    break;
+                };
+                i += 1;
                 if len == 0 {
                     continue;
                 }
                 let first = off >> shift;
                 let end = ((off.saturating_add(u64::from(len)) - 1) >> shift) + 1;
                 let slot = first >> LEAF_SHIFT;
-                // The usual write: at most 64 chunks of one bitmap leaf, below `count_below`.
+                // The usual write of another leaf: that leaf becomes the last, and the next
+                // run goes on in it.
                 if end - first <= 64
                     && (first ^ (end - 1)) >> LEAF_SHIFT == 0
                     && end <= below
-                    && (slot == self.last.slot || self.find_bitmap_leaf(slot))
+                    && self.find_bitmap_leaf(slot)
                 {
                     let LastLeaf { shard, base, .. } = self.last;
                     let shard = &mut self.shards[shard];
