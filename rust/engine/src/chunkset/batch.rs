@@ -357,8 +357,16 @@ impl ChunkSet {
                     let (se, le) = marks
                         .get(i + 1)
                         .map_or((l.short.len(), l.long.len()), |n| (n.short[k], n.long[k]));
-                    let n = shard.insert_records(&l.short[m.short[k]..se], short, count_below)
-                        + shard.insert_records(&l.long[m.long[k]..le], unpack, count_below);
+                    let (ss, ls) = (m.short[k], m.long[k]);
+                    // Most of a window's groups (a CSV's VMs) write in one leaf, so one shard:
+                    // the others pass their empty segments here.
+                    let mut n = 0;
+                    if ss < se {
+                        n += shard.insert_records(&l.short[ss..se], short, count_below);
+                    }
+                    if ls < le {
+                        n += shard.insert_records(&l.long[ls..le], unpack, count_below);
+                    }
                     if let Some(f) = mine.get_mut(m.group) {
                         *f += n;
                     }
