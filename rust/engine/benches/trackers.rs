@@ -250,7 +250,8 @@ fn trackers() -> Result<(), vssim_engine::Error> {
 
 /// A CSV's window as change tracking sees it: 250 disks of 4 GiB, each marking a batch of 35
 /// writes of 8–16 KiB in its 100 MiB hot region (a 0.5 s window at 70 write IOPS), disk after
-/// disk, 2,000 windows (the serial path: a batch this small never goes to the pool).
+/// disk, 2,000 windows (the serial path: a batch this small never goes to the pool); then the
+/// same windows as the CSV's copy-on-write tracker sees them.
 fn small_batches() -> Result<(), vssim_engine::Error> {
     let (disks, per, windows) = (250usize, 35usize, 2000usize);
     let mut rng = Rng(0x5eed);

@@ -485,34 +485,27 @@ impl ChunkSet {
                 let (Some(&off), Some(&len)) = (offsets.get(i), lengths.get(i)) else {
                     break;
                 };
-                i += 1;
                 if len == 0 {
+                    // (Only with no last leaf yet: a run passes these.)
+                    i += 1;
                     continue;
                 }
                 let first = off >> shift;
                 let end = ((off.saturating_add(u64::from(len)) - 1) >> shift) + 1;
                 let slot = first >> LEAF_SHIFT;
-                // The usual write of another leaf: that leaf becomes the last, and the next
-                // run goes on in it.
+                // The usual write of another leaf: if that leaf is a bitmap it becomes the last,
+                // and the next run takes this write (a run never stops at a usual write of the
+                // last leaf, so this cannot turn for ever).
                 if end - first <= 64
                     && (first ^ (end - 1)) >> LEAF_SHIFT == 0
                     && end <= below
+                    && slot != self.last.slot
                     && self.find_bitmap_leaf(slot)
                 {
-                    let LastLeaf { shard, base, .. } = self.last;
-                    let shard = &mut self.shards[shard];
-                    let lo = first as u32 & (LEAF_BITS as u32 - 1);
-                    let got = bitmap_insert_small(
-                        &mut shard.words,
-                        base,
-                        lo,
-                        lo + (end - first - 1) as u32,
-                    );
-                    shard.count += got;
-                    fresh += got;
-                } else {
-                    fresh += self.insert_range_counting_below(first, end, count_below);
+                    continue;
                 }
+                fresh += self.insert_range_counting_below(first, end, count_below);
+                i += 1;
             }
             return fresh;
         }
