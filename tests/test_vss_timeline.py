@@ -135,3 +135,53 @@ def test_incremental_copies_only_what_changed(seed2012: Scenario) -> None:
     assert diff.copied_bytes >= inc2.copied_bytes  # since the last full, not the last backup
     full = run_backup(seed2012, A, [REMOTE_VM], BackupType.FULL, state=st)
     assert full.copied_bytes == vm.allocated_bytes
+
+
+def test_timeline_add_makes_the_record_its_constructor_makes() -> None:
+    """``Timeline.add`` fills a frozen ``Record``'s fields without its ``__init__`` (for speed):
+    the record must be the constructor's, every field set (a field added to ``Record`` and not
+    to ``add`` fails here), and still frozen."""
+    import dataclasses
+
+    import pytest
+
+    from vssim.vss.timeline import PhaseKind, Record, Timeline
+    from vssim.vss.writer_state import WriterEvent
+
+    tl = Timeline()
+    got = tl.add(
+        "N1",
+        "writer",
+        "Freeze",
+        1.0,
+        2.5,
+        "E_FAIL",
+        "④",
+        "why",
+        kind=PhaseKind.WRITER,
+        call=WriterEvent.FREEZE,
+        vm="VM1",
+        csv="CSV1",
+    )
+    want = Record(
+        1,
+        "N1",
+        "writer",
+        "Freeze",
+        1.0,
+        2.5,
+        "E_FAIL",
+        "④",
+        "why",
+        kind=PhaseKind.WRITER,
+        call=WriterEvent.FREEZE,
+        vm="VM1",
+        csv="CSV1",
+    )
+    assert got == want
+    assert hash(got) == hash(want)
+    assert set(vars(got)) == {f.name for f in dataclasses.fields(Record)}
+    plain = tl.add("N2", "requester", "Go", 3.0, 3.0, kind=PhaseKind.REQUESTER, seq=7)
+    assert plain == Record(7, "N2", "requester", "Go", 3.0, 3.0, kind=PhaseKind.REQUESTER)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.start = 0.0  # type: ignore[misc]

@@ -14,6 +14,7 @@ PhaseKind` and the call each step carries out), never from their words:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from operator import attrgetter
 from typing import Any
 
 import polars as pl
@@ -151,15 +152,17 @@ def csvs_table(run: RunRecords) -> pl.DataFrame:
     and their paused seconds within it."""
     t = _cols("csvs")
     cap = run.capacity
+    # When each CSV's paused VMs paused, in the CSV's VM order (most CSVs have none: looked up
+    # once, not per set).
+    paused_at = {
+        csv: [cap.paused_at[vm.name] for vm in vms if vm.name in cap.paused_at]
+        for csv, vms in run.scenario.vms_by_csv.items()
+    }
     for rec, job, s in _sets(run):
         r = s.result
         for cs in s.csvs:
             name = cs.csv.name
-            paused = [
-                cap.paused_at[vm.name]
-                for vm in run.scenario.vms_by_csv[name]
-                if cap.paused_at.get(vm.name, float("inf")) <= r.end
-            ]
+            paused = [at for at in paused_at[name] if at <= r.end]
             low = cap.low_space_at.get(name)
             copy, life = cs.copy, cs.life
             created = life.created if life else (copy.created if copy and copy.device else None)
@@ -268,12 +271,16 @@ def jobs_table(run: RunRecords) -> pl.DataFrame:
 def phases_table(run: RunRecords) -> pl.DataFrame:
     """The protocol timeline of every snapshot set, in simulated-time order."""
     t = _cols("phases")
+    # One tuple of the record's columns a step (the schema has several, so a tuple always).
+    fields = attrgetter(*TIMELINE_SCHEMA)
+    columns = [t[k] for k in TIMELINE_SCHEMA]
     for rec, job, s in _sets(run):
-        for step in s.result.timeline.ordered():
-            t["backup"].append(rec.index)
-            t["job"].append(job)
-            for k in TIMELINE_SCHEMA:
-                t[k].append(getattr(step, k))
+        steps = s.result.timeline.ordered()
+        t["backup"].extend([rec.index] * len(steps))
+        t["job"].extend([job] * len(steps))
+        if steps:
+            for column, values in zip(columns, zip(*map(fields, steps), strict=True), strict=True):
+                column.extend(values)
     return _frame("phases", t)
 
 

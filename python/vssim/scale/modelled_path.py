@@ -70,7 +70,7 @@ class BackupContext:
     #: Materialized runs: the real files behind the model.
     real: RealFiles | None = None
     #: Per CSV: engine disk ids and their VMs' nodes (for redirected bytes).
-    csv_disks: dict[str, tuple[np.ndarray, list[str]]] = field(default_factory=dict)
+    csv_disks: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     #: Per CSV: its writers issuing I/O, as flows per node (:meth:`ModelledPath._redirect_load`:
     #: node -> (rate -> VMs at it)), and what they were worked out from — the nodes down, the VMs
     #: paused and stopped (those sets only grow, so their sizes say whether they changed). A 2008
@@ -78,8 +78,15 @@ class BackupContext:
     writer_groups: dict[str, tuple[tuple[Any, ...], dict[str, dict[float, int]]]] = field(
         default_factory=dict
     )
+    #: Per CSV: the background flows its redirected I/O puts on the NICs
+    #: (:meth:`ModelledPath._redirect_load`), and what they were worked out from — the writer
+    #: groups' inputs and the coordinator.
+    redirect_flows: dict[str, tuple[tuple[Any, ...], dict[str, tuple[tuple[float, int], ...]]]] = (
+        field(default_factory=dict)
+    )
 
-    def disks_of(self, csv: str) -> tuple[np.ndarray, list[str]]:
+    def disks_of(self, csv: str) -> tuple[np.ndarray, np.ndarray]:
+        """The CSV's engine disk ids and each one's VM's node (an array of names)."""
         got = self.csv_disks.get(csv)
         if got is None:
             ids: list[int] = []
@@ -88,7 +95,10 @@ class BackupContext:
                 for d in self.backend.disks[vm.name]:
                     ids.append(d)
                     nodes.append(vm.node)
-            got = self.csv_disks[csv] = (np.asarray(ids, dtype=np.int64), nodes)
+            got = self.csv_disks[csv] = (
+                np.asarray(ids, dtype=np.int64),
+                np.asarray(nodes, dtype=np.str_),
+            )
         return got
 
 
@@ -281,23 +291,35 @@ class ModelledPath:
             b = self.ctx.backend
             b.pauses_known(csv.name)
             coord = run.state.coordinators[csv.name]
-            # Each remote node's writers load its NIC; all of them the coordinator's.
-            everyone: dict[float, int] = {}
-            for node, rates in self._writer_groups(run, csv).items():
-                if node == coord:
-                    continue
-                flows[nic_link(node)] = tuple(sorted(rates.items()))
-                for rate, n in rates.items():
-                    everyone[rate] = everyone.get(rate, 0) + n
-            flows[nic_link(coord)] = tuple(sorted(everyone.items()))
+            made_from = (*self._groups_made_from(run), coord)
+            kept = self.ctx.redirect_flows.get(csv.name)
+            if kept is not None and kept[0] == made_from:
+                flows = kept[1]
+            else:
+                # Each remote node's writers load its NIC; all of them the coordinator's.
+                everyone: dict[float, int] = {}
+                for node, rates in self._writer_groups(run, csv).items():
+                    if node == coord:
+                        continue
+                    flows[nic_link(node)] = tuple(sorted(rates.items()))
+                    for rate, n in rates.items():
+                        everyone[rate] = everyone.get(rate, 0) + n
+                flows[nic_link(coord)] = tuple(sorted(everyone.items()))
+                self.ctx.redirect_flows[csv.name] = (made_from, flows)
         self.ctx.links.set_flows(redirect_key(csv), flows)
+
+    def _groups_made_from(self, run: SetView) -> tuple[Any, ...]:
+        """What the writer groups are worked out from: the nodes down, the VMs paused and
+        stopped (those sets only grow, so their sizes say whether they changed)."""
+        b = self.ctx.backend
+        return (frozenset(run.state.nodes_down), len(b.paused_at), len(b.down_nodes))
 
     def _writer_groups(self, run: SetView, csv: Csv) -> dict[str, dict[float, int]]:
         """The CSV's writers issuing I/O, by node (ascending) and mean rate: how many VMs at
         each (:func:`~vssim.scale.storage_load.flows_of`'s groups). Worked out again only when
         the nodes down or the VMs paused or stopped changed."""
         b = self.ctx.backend
-        made_from = (frozenset(run.state.nodes_down), len(b.paused_at), len(b.down_nodes))
+        made_from = self._groups_made_from(run)
         kept = self.ctx.writer_groups.get(csv.name)
         if kept is not None and kept[0] == made_from:
             return kept[1]
@@ -328,13 +350,14 @@ class ModelledPath:
         delta = self._moved(csv) - self._redirect_base.pop(csv.name)
         coord = run.state.coordinators[csv.name]
         _, nodes = self.ctx.disks_of(csv.name)
-        remote = np.asarray([n != coord for n in nodes], dtype=bool)
+        remote = nodes != coord
         redirected = int(delta[remote].sum()) if len(delta) else 0
-        by_node: dict[str, int] = {}
-        for n, v in zip(nodes, delta.tolist(), strict=True):
-            if n != coord and v:
-                by_node[n] = by_node.get(n, 0) + int(v)
-        for n, v in by_node.items():
+        # Each remote node's NIC: its disks' whole bytes (an estimate's expectations each cut
+        # to whole bytes, as the coordinator's total is not), summed exactly.
+        names, node_of = np.unique(nodes[remote], return_inverse=True)
+        per_node = np.zeros(len(names), dtype=np.int64)
+        np.add.at(per_node, node_of, delta[remote].astype(np.int64))
+        for n, v in zip(names.tolist(), per_node.tolist(), strict=True):
             run.links.nic_bytes[n] += v
         run.links.nic_bytes[coord] += redirected
         return redirected
