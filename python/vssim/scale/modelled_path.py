@@ -28,6 +28,7 @@ VM's backup from the real snapshot.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -86,20 +87,27 @@ class BackupContext:
     )
 
     def disks_of(self, csv: str) -> tuple[np.ndarray, np.ndarray]:
-        """The CSV's engine disk ids and each one's VM's node (an array of names)."""
+        """The CSV's engine disk ids and each one's VM's node (its index in the scenario's
+        nodes, :meth:`node_index`)."""
         got = self.csv_disks.get(csv)
         if got is None:
             ids: list[int] = []
-            nodes: list[str] = []
+            nodes: list[int] = []
+            index = self.node_index
             for vm in self.state.scenario.vms_by_csv[csv]:
                 for d in self.backend.disks[vm.name]:
                     ids.append(d)
-                    nodes.append(vm.node)
+                    nodes.append(index[vm.node])
             got = self.csv_disks[csv] = (
                 np.asarray(ids, dtype=np.int64),
-                np.asarray(nodes, dtype=np.str_),
+                np.asarray(nodes, dtype=np.int64),
             )
         return got
+
+    @cached_property
+    def node_index(self) -> dict[str, int]:
+        """Each node's index in the scenario's nodes."""
+        return {n.name: i for i, n in enumerate(self.state.scenario.nodes)}
 
 
 def redirect_key(csv: Csv) -> str:
@@ -350,14 +358,14 @@ class ModelledPath:
         delta = self._moved(csv) - self._redirect_base.pop(csv.name)
         coord = run.state.coordinators[csv.name]
         _, nodes = self.ctx.disks_of(csv.name)
-        remote = nodes != coord
+        remote = nodes != self.ctx.node_index[coord]
         redirected = int(delta[remote].sum()) if len(delta) else 0
         # Each remote node's NIC: its disks' whole bytes (an estimate's expectations each cut
         # to whole bytes, as the coordinator's total is not), summed exactly.
-        names, node_of = np.unique(nodes[remote], return_inverse=True)
-        per_node = np.zeros(len(names), dtype=np.int64)
-        np.add.at(per_node, node_of, delta[remote].astype(np.int64))
-        for n, v in zip(names.tolist(), per_node.tolist(), strict=True):
-            run.links.nic_bytes[n] += v
+        per_node = np.zeros(len(self.ctx.node_index), dtype=np.int64)
+        np.add.at(per_node, nodes[remote], delta[remote].astype(np.int64))
+        names = run.sc.nodes
+        for i in np.flatnonzero(per_node).tolist():
+            run.links.nic_bytes[names[i].name] += int(per_node[i])
         run.links.nic_bytes[coord] += redirected
         return redirected

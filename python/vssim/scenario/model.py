@@ -87,9 +87,10 @@ class Csv:
         """The diff area takes this CSV's own free space."""
         return self.diff_area_volume is None
 
-    @property
+    @cached_property
     def volume_name(self) -> str:
-        """``\\\\?\\Volume{guid}\\``: the unique volume name VSS uses."""
+        """``\\\\?\\Volume{guid}\\``: the unique volume name VSS uses (worked out once: each
+        provider step names it)."""
         return f"\\\\?\\Volume{{{self.volume_guid}}}\\"
 
     @property
@@ -119,7 +120,7 @@ class LocalVolume:
     volume_guid: uuid.UUID
     size: int
 
-    @property
+    @cached_property
     def volume_name(self) -> str:
         return f"\\\\?\\Volume{{{self.volume_guid}}}\\"
 
@@ -327,6 +328,15 @@ class Scenario:
     target: Target = field(default=Target())
     #: What the loader warned about (:mod:`vssim.scenario.capacity`).
     warnings: tuple[ScenarioWarning, ...] = field(default=())
+
+    @cached_property
+    def faults_at(self) -> dict[tuple[FaultKind, str | None], tuple[tuple[int, Fault], ...]]:
+        """The faults by kind and phase, each with its index in :attr:`faults` (the protocol
+        asks at every step)."""
+        out: dict[tuple[FaultKind, str | None], list[tuple[int, Fault]]] = {}
+        for i, f in enumerate(self.faults):
+            out.setdefault((f.kind, f.phase), []).append((i, f))
+        return {k: tuple(v) for k, v in out.items()}
 
     @cached_property
     def node_by_name(self) -> dict[str, Node]:

@@ -169,7 +169,7 @@ class RunScope:
     # --- faults -------------------------------------------------------------------------------
 
     def faults(self, kind: FaultKind, phase: str) -> list[tuple[int, Fault]]:
-        return [(i, f) for i, f in enumerate(self.sc.faults) if f.kind is kind and f.phase == phase]
+        return list(self.sc.faults_at.get((kind, phase), ()))
 
     def delay(self, phase: str, node: str | None = None) -> float:
         """Extra seconds the scenario's delay faults add to ``phase`` (on ``node``)."""

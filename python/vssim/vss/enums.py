@@ -210,7 +210,8 @@ class SnapshotContext(_Prefixed):
 
     @property
     def with_writers(self) -> bool:
-        return self is SnapshotContext.ALL or not self.value & SnapshotAttr.NO_WRITERS
+        # On the ints: Flag arithmetic makes a member a call, and the requester asks every step.
+        return self is SnapshotContext.ALL or not self.value & SnapshotAttr.NO_WRITERS.value
 
 
 class ProviderType(_Prefixed):
