@@ -13,6 +13,7 @@ from typing import ParamSpec
 import polars as pl
 
 from vssim.metrics.tables import build_tables
+from vssim.scale.gc_pause import fewer_collections
 from vssim.scale.runner import ModelledRun, simulate
 from vssim.scenario import Scenario, ScenarioWarning
 from vssim.scenario.capacity import LOW_SPACE_WARNING_BYTES, PAUSED_CRITICAL_BYTES
@@ -149,7 +150,11 @@ def _with_tables(simulation: Callable[P, ModelledRun]) -> Callable[P, RunResult]
     def tabled(*args: P.args, **kwargs: P.kwargs) -> RunResult:
         wall = time.perf_counter()
         done = simulation(*args, **kwargs)
-        return RunResult.of(done, time.perf_counter() - wall)
+        # The tables allocate a few objects per record of a run that holds hundreds of
+        # thousands: under the default thresholds the collector would walk them all again and
+        # again (as in the event loop, :mod:`vssim.scale.gc_pause`).
+        with fewer_collections():
+            return RunResult.of(done, time.perf_counter() - wall)
 
     return tabled
 
