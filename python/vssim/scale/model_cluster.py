@@ -215,7 +215,7 @@ class ModelClusterBackend:
         todo = [c for c in ids if self.csv_t[c] < t]
         if not todo:
             return
-        before = {self.scenario.csvs[c].name: self.csv_t[c] for c in todo}
+        before = {self.scenario.csvs[c].name: self.csv_t[c] for c in todo} if self.on_window else {}
         r = self._advance(todo, [self.csv_t[c] for c in todo], t)
         self.windows += 1
         # Both engines send only the advanced CSVs' disks (``disks``: which, in order).
@@ -225,6 +225,30 @@ class ModelClusterBackend:
         lowest = dict(
             zip(r["lowest_free_csv"].tolist(), r["lowest_free_bytes"].tolist(), strict=True)
         )
+        if len(r["deleted_csv"]):
+            self._deleted(r, lowest)
+        for c in todo:
+            self.csv_t[c] = t
+        if len(r["low_space_csv"]) or len(r["paused_vm"]):
+            self._capacity_events(r)
+        # Between deletions a diff area only grows: sampling it after every window of its CSV
+        # (and so just before each deletion) gives each life's exact peak.
+        if self._live:
+            advanced = {self.scenario.csvs[c].name for c in todo}
+            for (csv, _), life in self._live.items():
+                if csv in advanced:
+                    life.diff_area_peak = max(life.diff_area_peak, self.diff_area_bytes_of(csv))
+                    life.free_low = min(life.free_low, int(lowest[self.csv_id[csv]]))
+        self._on_window(r)
+        for hook in self.on_window:
+            hook(r, before)
+        if self.on_changed is not None:
+            for c in todo:
+                self.on_changed(self.scenario.csvs[c].name, False)
+
+    def _deleted(self, r: Report, lowest: dict[int, int]) -> None:
+        """End the lives of the snapshots the window's full diff areas or volumes deleted, and
+        tell who listens."""
         peak = dict(
             zip(r["lowest_free_csv"].tolist(), r["peak_diff_area_bytes"].tolist(), strict=True)
         )
@@ -249,22 +273,6 @@ class ModelClusterBackend:
                 self._end(life, float(when), VOLUME_FULL if by_volume else DIFF_AREA_FULL)
                 if self.on_deleted is not None:
                     self.on_deleted(csv, handle, float(when))
-        for c in todo:
-            self.csv_t[c] = t
-        self._capacity_events(r)
-        # Between deletions a diff area only grows: sampling it after every window of its CSV
-        # (and so just before each deletion) gives each life's exact peak.
-        advanced = {self.scenario.csvs[c].name for c in todo}
-        for (csv, _), life in self._live.items():
-            if csv in advanced:
-                life.diff_area_peak = max(life.diff_area_peak, self.diff_area_bytes_of(csv))
-                life.free_low = min(life.free_low, int(lowest[self.csv_id[csv]]))
-        self._on_window(r)
-        for hook in self.on_window:
-            hook(r, before)
-        if self.on_changed is not None:
-            for c in todo:
-                self.on_changed(self.scenario.csvs[c].name, False)
 
     def _advance(self, csvs: list[int], t0s: list[float], t1: float) -> Report:
         """The engine's window of ``csvs`` (each from its own time) to ``t1``."""
