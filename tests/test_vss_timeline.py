@@ -3,10 +3,16 @@ to the CSV (virtual time only)."""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
+import pytest
+
 from vssim.requester import run_backup
 from vssim.scenario import Scenario
-from vssim.vss.timeline import to_polars
+from vssim.vss.timeline import PhaseKind, Record, Timeline, to_polars
 from vssim.vss.well_known_ids import CSV_WRITER_NAME, HYPERV_WRITER_NAME
+from vssim.vss.writer_state import WriterEvent
 
 A, B = "E8920-ND1", "E8920-ND2"
 REMOTE_VM = "W808-Build8370-02"  # runs on E8920-ND2
@@ -141,43 +147,17 @@ def test_timeline_add_makes_the_record_its_constructor_makes() -> None:
     """``Timeline.add`` fills a frozen ``Record``'s fields without its ``__init__`` (for speed):
     the record must be the constructor's, every field set (a field added to ``Record`` and not
     to ``add`` fails here), and still frozen."""
-    import dataclasses
-
-    import pytest
-
-    from vssim.vss.timeline import PhaseKind, Record, Timeline
-    from vssim.vss.writer_state import WriterEvent
-
     tl = Timeline()
-    got = tl.add(
-        "N1",
-        "writer",
-        "Freeze",
-        1.0,
-        2.5,
-        "E_FAIL",
-        "④",
-        "why",
-        kind=PhaseKind.WRITER,
-        call=WriterEvent.FREEZE,
-        vm="VM1",
-        csv="CSV1",
-    )
-    want = Record(
-        1,
-        "N1",
-        "writer",
-        "Freeze",
-        1.0,
-        2.5,
-        "E_FAIL",
-        "④",
-        "why",
-        kind=PhaseKind.WRITER,
-        call=WriterEvent.FREEZE,
-        vm="VM1",
-        csv="CSV1",
-    )
+    # Every field given: the same arguments make the record both ways (``add`` numbers it 1).
+    args = ("N1", "writer", "Freeze", 1.0, 2.5, "E_FAIL", "④", "why")
+    kw: dict[str, Any] = {
+        "kind": PhaseKind.WRITER,
+        "call": WriterEvent.FREEZE,
+        "vm": "VM1",
+        "csv": "CSV1",
+    }
+    got = tl.add(*args, **kw)
+    want = Record(1, *args, **kw)
     assert got == want
     assert hash(got) == hash(want)
     assert set(vars(got)) == {f.name for f in dataclasses.fields(Record)}
