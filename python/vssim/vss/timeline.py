@@ -77,9 +77,6 @@ class Record:
         return self.end - self.start
 
 
-_new_record = object.__new__
-
-
 @dataclass
 class Timeline:
     records: list[Record] = field(default_factory=list)
@@ -111,7 +108,7 @@ class Timeline:
         # The frozen dataclass's __init__ sets its 13 fields one object.__setattr__ at a time,
         # three times the cost of filling the instance's __dict__ at once; a 4,000-VM run records
         # ~60,000 steps. The record is the same (fields, equality, hash, still frozen).
-        r = _new_record(Record)
+        r = object.__new__(Record)
         r.__dict__.update(
             seq=self.next_seq() if seq is None else seq,
             node=node,
