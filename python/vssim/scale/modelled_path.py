@@ -54,6 +54,45 @@ if TYPE_CHECKING:
     from vssim.scale.model_cluster import ModelClusterBackend
 
 
+@dataclass(frozen=True)
+class RedirectLoad:
+    """A redirected CSV's writers as NIC flows, for any coordinator: each remote node's writers
+    load its NIC, and all of them the coordinator's."""
+
+    #: Each writing node's NIC flows (ascending by node): groups of (rate, VMs at it).
+    by_node: dict[str, tuple[str, tuple[tuple[float, int], ...]]]
+    #: Every writing node's groups together: rate -> VMs at it.
+    everyone: dict[float, int]
+
+    @classmethod
+    def of(cls, groups: dict[str, dict[float, int]]) -> RedirectLoad:
+        everyone: dict[float, int] = {}
+        for rates in groups.values():
+            for rate, n in rates.items():
+                everyone[rate] = everyone.get(rate, 0) + n
+        by_node = {
+            node: (nic_link(node), tuple(sorted(rates.items()))) for node, rates in groups.items()
+        }
+        return cls(by_node, everyone)
+
+    def flows(self, coord: str) -> dict[str, tuple[tuple[float, int], ...]]:
+        """NIC -> groups with ``coord`` coordinating: the other nodes' NICs in node order, then
+        the coordinator's, which carries every other node's writers (its own stay local)."""
+        flows = {nic: groups for node, (nic, groups) in self.by_node.items() if node != coord}
+        everyone = self.everyone
+        own = self.by_node.get(coord)
+        if own is not None:
+            everyone = dict(everyone)
+            for rate, n in own[1]:
+                left = everyone[rate] - n
+                if left:
+                    everyone[rate] = left
+                else:
+                    del everyone[rate]
+        flows[nic_link(coord)] = tuple(sorted(everyone.items()))
+        return flows
+
+
 @dataclass
 class BackupContext:
     """What every snapshot set of one backup of a modelled run shares."""
@@ -79,12 +118,12 @@ class BackupContext:
     writer_groups: dict[str, tuple[tuple[Any, ...], dict[str, dict[float, int]]]] = field(
         default_factory=dict
     )
-    #: Per CSV: the background flows its redirected I/O puts on the NICs
-    #: (:meth:`ModelledPath._redirect_load`), and what they were worked out from — the writer
-    #: groups' inputs and the coordinator.
-    redirect_flows: dict[str, tuple[tuple[Any, ...], dict[str, tuple[tuple[float, int], ...]]]] = (
-        field(default_factory=dict)
-    )
+    #: Per CSV: what its redirected I/O puts on the NICs whoever coordinates it
+    #: (:meth:`ModelledPath._redirect_load`) — each node's flows (NIC -> groups) and all the
+    #: writers' groups together —, and what it was worked out from (the writer groups' inputs).
+    #: A 2008 R2 CSV's coordinator moves to each set's node: one coordinator's flows are these
+    #: less its own node's.
+    redirect_flows: dict[str, tuple[tuple[Any, ...], RedirectLoad]] = field(default_factory=dict)
 
     def disks_of(self, csv: str) -> tuple[np.ndarray, np.ndarray]:
         """The CSV's engine disk ids and each one's VM's node (its index in the scenario's
@@ -299,21 +338,12 @@ class ModelledPath:
             b = self.ctx.backend
             b.pauses_known(csv.name)
             coord = run.state.coordinators[csv.name]
-            made_from = (*self._groups_made_from(run), coord)
+            made_from = self._groups_made_from(run)
             kept = self.ctx.redirect_flows.get(csv.name)
-            if kept is not None and kept[0] == made_from:
-                flows = kept[1]
-            else:
-                # Each remote node's writers load its NIC; all of them the coordinator's.
-                everyone: dict[float, int] = {}
-                for node, rates in self._writer_groups(run, csv).items():
-                    if node == coord:
-                        continue
-                    flows[nic_link(node)] = tuple(sorted(rates.items()))
-                    for rate, n in rates.items():
-                        everyone[rate] = everyone.get(rate, 0) + n
-                flows[nic_link(coord)] = tuple(sorted(everyone.items()))
-                self.ctx.redirect_flows[csv.name] = (made_from, flows)
+            if kept is None or kept[0] != made_from:
+                kept = (made_from, RedirectLoad.of(self._writer_groups(run, csv)))
+                self.ctx.redirect_flows[csv.name] = kept
+            flows = kept[1].flows(coord)
         self.ctx.links.set_flows(redirect_key(csv), flows)
 
     def _groups_made_from(self, run: SetView) -> tuple[Any, ...]:
