@@ -229,10 +229,9 @@ class Vm:
     running: bool
     workload: Workload
 
-    @cached_property
+    @property
     def component_name(self) -> str:
-        """The Hyper-V writer's component name: the VM GUID in upper case (spec §7; worked out
-        once: each VM's writer components and files name it several times)."""
+        """The Hyper-V writer's component name: the VM GUID in upper case (spec §7)."""
         return str(self.guid).upper()
 
     @cached_property
