@@ -30,8 +30,7 @@ from vssim.scenario.model import MAX_VMS_PER_CLUSTER
 from vssim.vss.enums import BackupType, HResult
 from vssim.vss.jobs import BackupJob, Selected, volumes_for
 from vssim.vss.limits import MAX_VOLUMES_PER_SET
-from vssim.vss.metadata import Component, WriterMetadata
-from vssim.vss.writers import csv_metadata, hyperv_metadata
+from vssim.vss.writers import CSV, HYPERV, csv_metadata, hyperv_metadata, vm_component
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
@@ -164,30 +163,17 @@ def select_vms(sc: Scenario, spec: BackupSpec) -> list[Vm]:
 
 
 class _Writers:
-    """Writer metadata per node, built once per plan (the CSV writer's lists are long)."""
+    """The writer documents and components a plan's selection names."""
 
     def __init__(self, sc: Scenario) -> None:
         self.sc = sc
-        self.hv: dict[str, tuple[WriterMetadata, dict[uuid.UUID, Component]]] = {}
-        self.csv: dict[str, tuple[WriterMetadata, dict[uuid.UUID, Component]]] = {}
-
-    def _get(
-        self,
-        cache: dict[str, tuple[WriterMetadata, dict[uuid.UUID, Component]]],
-        node: str,
-        csv_writer: bool,
-    ) -> tuple[WriterMetadata, dict[uuid.UUID, Component]]:
-        if node not in cache:
-            doc = csv_metadata(self.sc, node) if csv_writer else hyperv_metadata(self.sc, node)
-            cache[node] = (doc, {c.vm_guid: c for c in doc.components if c.vm_guid})
-        return cache[node]
 
     def selected(self, node: str, vm: Vm) -> Selected:
+        """``vm`` as a requester on ``node`` adds it: through the node's Hyper-V writer if the
+        node runs it, else through its CSV writer."""
         if vm.node == node:
-            doc, comps = self._get(self.hv, node, False)
-        else:
-            doc, comps = self._get(self.csv, node, True)
-        return Selected(doc, comps[vm.guid], vm)
+            return Selected(hyperv_metadata(self.sc, node), vm_component(self.sc, HYPERV, vm), vm)
+        return Selected(csv_metadata(self.sc, node), vm_component(self.sc, CSV, vm), vm)
 
 
 def _chunks(vms: list[Vm], size: int) -> list[list[Vm]]:

@@ -229,9 +229,10 @@ class Vm:
     running: bool
     workload: Workload
 
-    @property
+    @cached_property
     def component_name(self) -> str:
-        """The Hyper-V writer's component name: the VM GUID in upper case (spec §7)."""
+        """The Hyper-V writer's component name: the VM GUID in upper case (spec §7; worked out
+        once: each VM's writer components and files name it several times)."""
         return str(self.guid).upper()
 
     @cached_property

@@ -43,8 +43,15 @@ CSV = "csv"
 
 
 def writer_instance_id(scenario: Scenario, kind: str, node: str) -> uuid.UUID:
-    """A writer instance id: stable for a node across runs of one scenario."""
-    return derive_guid(scenario.seed, "writer-instance", kind, node.lower())
+    """A writer instance id: stable for a node across runs of one scenario (derived once a node
+    and kind: every CSV writer component names its VM's node's)."""
+    memo = _built(scenario)
+    key = ("instance", kind, node.lower())
+    got = memo.get(key)
+    if got is None:
+        got = memo[key] = derive_guid(scenario.seed, "writer-instance", kind, node.lower())
+    guid: uuid.UUID = got
+    return guid
 
 
 def _caption(vm: Vm) -> str:
@@ -98,13 +105,35 @@ def csv_component(scenario: Scenario, vm: Vm) -> Component:
     return Component(name=csv_component_name(scenario, vm), files=tuple(files), vm_guid=vm.guid)
 
 
-def _built(scenario: Scenario) -> dict[tuple[str, str], Any]:
+def _built(scenario: Scenario) -> dict[tuple[str, ...], Any]:
     """What this module already built for ``scenario``: writer documents depend on the scenario
     alone (a frozen value), and a run asks for them at every snapshot set — on the 2012 example,
     32 sets of a CSV writer document of ~4,000 VM components each, every component name a
     derived GUID. Kept in the scenario's own ``__dict__``, where its cached properties live."""
-    memo: dict[tuple[str, str], Any] = scenario.__dict__.setdefault("_vss_writer_documents", {})
+    memo: dict[tuple[str, ...], Any] = scenario.__dict__.setdefault("_vss_writer_documents", {})
     return memo
+
+
+def vm_component(scenario: Scenario, kind: str, vm: Vm) -> Component:
+    """``vm``'s component in writer ``kind``'s documents — the Hyper-V writer's of the node that
+    runs it, the CSV writer's of every other node: the same in every document that lists it, so
+    built once (the CSV writer's all at once: every node's document but one lists each)."""
+    if kind == CSV:
+        return _csv_components(scenario)[vm.name]
+    built: dict[str, Component] = _built(scenario).setdefault((HYPERV, ""), {})
+    got = built.get(vm.name)
+    if got is None:
+        got = built[vm.name] = hyperv_component(scenario, vm)
+    return got
+
+
+def _csv_components(scenario: Scenario) -> dict[str, Component]:
+    """Every VM's CSV writer component, by VM name."""
+    memo = _built(scenario)
+    every: dict[str, Component] | None = memo.get((CSV, ""))
+    if every is None:
+        every = memo[(CSV, "")] = {vm.name: csv_component(scenario, vm) for vm in scenario.vms}
+    return every
 
 
 def hyperv_metadata(scenario: Scenario, node: str) -> WriterMetadata:
@@ -125,7 +154,7 @@ def _hyperv_metadata(scenario: Scenario, name: str) -> WriterMetadata:
         instance_id=writer_instance_id(scenario, HYPERV, name),
         restore_method=RestoreMethod.RESTORE_IF_CAN_REPLACE,
         restore_conditions=WriterRestore.ALWAYS,
-        components=tuple(hyperv_component(scenario, vm) for vm in scenario.vms_by_node[name]),
+        components=tuple(vm_component(scenario, HYPERV, vm) for vm in scenario.vms_by_node[name]),
         node=name,
     )
 
@@ -136,16 +165,13 @@ def csv_metadata(scenario: Scenario, node: str) -> WriterMetadata:
     memo = _built(scenario)
     key = (CSV, name)
     if key not in memo:
-        # Each VM's component is the same in every node's document: built once.
-        every = memo.get((CSV, ""))
-        if every is None:
-            every = memo[(CSV, "")] = {vm.name: csv_component(scenario, vm) for vm in scenario.vms}
-        memo[key] = _csv_metadata(scenario, name, every)
+        memo[key] = _csv_metadata(scenario, name)
     doc: WriterMetadata = memo[key]
     return doc
 
 
-def _csv_metadata(scenario: Scenario, name: str, every: dict[str, Component]) -> WriterMetadata:
+def _csv_metadata(scenario: Scenario, name: str) -> WriterMetadata:
+    every = _csv_components(scenario)
     return WriterMetadata(
         name=CSV_WRITER_NAME,
         writer_id=CSV_WRITER_ID,
