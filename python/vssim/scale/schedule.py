@@ -162,18 +162,12 @@ def select_vms(sc: Scenario, spec: BackupSpec) -> list[Vm]:
     return chosen
 
 
-class _Writers:
-    """The writer documents and components a plan's selection names."""
-
-    def __init__(self, sc: Scenario) -> None:
-        self.sc = sc
-
-    def selected(self, node: str, vm: Vm) -> Selected:
-        """``vm`` as a requester on ``node`` adds it: through the node's Hyper-V writer if the
-        node runs it, else through its CSV writer."""
-        if vm.node == node:
-            return Selected(hyperv_metadata(self.sc, node), vm_component(self.sc, HYPERV, vm), vm)
-        return Selected(csv_metadata(self.sc, node), vm_component(self.sc, CSV, vm), vm)
+def _selected(sc: Scenario, node: str, vm: Vm) -> Selected:
+    """``vm`` as a requester on ``node`` adds it: through the node's Hyper-V writer if the node
+    runs it, else through its CSV writer."""
+    if vm.node == node:
+        return Selected(hyperv_metadata(sc, node), vm_component(sc, HYPERV, vm), vm)
+    return Selected(csv_metadata(sc, node), vm_component(sc, CSV, vm), vm)
 
 
 def _chunks(vms: list[Vm], size: int) -> list[list[Vm]]:
@@ -187,7 +181,6 @@ def plan_jobs(
 ) -> list[BackupJob]:
     """The snapshot sets of one backup, in the order the scheduler should start them."""
     vms = select_vms(sc, spec)
-    writers = _Writers(sc)
     groups: list[tuple[str, list[Vm]]] = []
     if sc.os is OsProfile.WS2008R2:
         by: dict[tuple[str, str], list[Vm]] = {}
@@ -223,7 +216,7 @@ def plan_jobs(
                 groups.append((node, chunk))
     jobs = []
     for i, (node, members) in enumerate(groups):
-        selected = tuple(writers.selected(node, vm) for vm in members)
+        selected = tuple(_selected(sc, node, vm) for vm in members)
         jobs.append(
             BackupJob(
                 node=node,

@@ -24,8 +24,9 @@ owning node's Hyper-V writer), matching the seed's "Supports restore events = FA
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from vssim.scenario import Scenario, Vm, derive_guid
 from vssim.vss.enums import RestoreMethod, UsageType, WriterRestore
@@ -38,6 +39,8 @@ from vssim.vss.well_known_ids import (
 )
 from vssim.vss.writer_state import WriterEvent
 
+T = TypeVar("T")
+
 HYPERV = "hyperv"
 CSV = "csv"
 
@@ -45,13 +48,12 @@ CSV = "csv"
 def writer_instance_id(scenario: Scenario, kind: str, node: str) -> uuid.UUID:
     """A writer instance id: stable for a node across runs of one scenario (derived once a node
     and kind: every CSV writer component names its VM's node's)."""
-    memo = _built(scenario)
-    key = ("instance", kind, node.lower())
-    got = memo.get(key)
-    if got is None:
-        got = memo[key] = derive_guid(scenario.seed, "writer-instance", kind, node.lower())
-    guid: uuid.UUID = got
-    return guid
+    lower = node.lower()
+    return _once(
+        scenario,
+        ("instance", kind, lower),
+        lambda: derive_guid(scenario.seed, "writer-instance", kind, lower),
+    )
 
 
 def _caption(vm: Vm) -> str:
@@ -114,37 +116,37 @@ def _built(scenario: Scenario) -> dict[tuple[str, ...], Any]:
     return memo
 
 
+def _once(scenario: Scenario, key: tuple[str, ...], build: Callable[[], T]) -> T:
+    """What ``build`` makes for ``key``, made the first time ``scenario`` asks (:func:`_built`)."""
+    memo = _built(scenario)
+    if key not in memo:
+        memo[key] = build()
+    got: T = memo[key]
+    return got
+
+
 def vm_component(scenario: Scenario, kind: str, vm: Vm) -> Component:
     """``vm``'s component in writer ``kind``'s documents — the Hyper-V writer's of the node that
     runs it, the CSV writer's of every other node: the same in every document that lists it, so
     built once (the CSV writer's all at once: every node's document but one lists each)."""
     if kind == CSV:
         return _csv_components(scenario)[vm.name]
-    built: dict[str, Component] = _built(scenario).setdefault((HYPERV, ""), {})
-    got = built.get(vm.name)
-    if got is None:
-        got = built[vm.name] = hyperv_component(scenario, vm)
-    return got
+    return _once(scenario, ("component", HYPERV, vm.name), lambda: hyperv_component(scenario, vm))
 
 
 def _csv_components(scenario: Scenario) -> dict[str, Component]:
     """Every VM's CSV writer component, by VM name."""
-    memo = _built(scenario)
-    every: dict[str, Component] | None = memo.get((CSV, ""))
-    if every is None:
-        every = memo[(CSV, "")] = {vm.name: csv_component(scenario, vm) for vm in scenario.vms}
-    return every
+    return _once(
+        scenario,
+        ("components", CSV),
+        lambda: {vm.name: csv_component(scenario, vm) for vm in scenario.vms},
+    )
 
 
 def hyperv_metadata(scenario: Scenario, node: str) -> WriterMetadata:
     """The Hyper-V writer of ``node``: the VMs that node runs."""
     name = scenario.node(node).name
-    memo = _built(scenario)
-    key = (HYPERV, name)
-    if key not in memo:
-        memo[key] = _hyperv_metadata(scenario, name)
-    doc: WriterMetadata = memo[key]
-    return doc
+    return _once(scenario, ("document", HYPERV, name), lambda: _hyperv_metadata(scenario, name))
 
 
 def _hyperv_metadata(scenario: Scenario, name: str) -> WriterMetadata:
@@ -162,12 +164,7 @@ def _hyperv_metadata(scenario: Scenario, name: str) -> WriterMetadata:
 def csv_metadata(scenario: Scenario, node: str) -> WriterMetadata:
     """The CSV writer of ``node``: every VM on a CSV that runs on another node."""
     name = scenario.node(node).name
-    memo = _built(scenario)
-    key = (CSV, name)
-    if key not in memo:
-        memo[key] = _csv_metadata(scenario, name)
-    doc: WriterMetadata = memo[key]
-    return doc
+    return _once(scenario, ("document", CSV, name), lambda: _csv_metadata(scenario, name))
 
 
 def _csv_metadata(scenario: Scenario, name: str) -> WriterMetadata:
