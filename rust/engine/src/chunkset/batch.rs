@@ -425,6 +425,12 @@ impl ChunkSet {
         let mut fresh = 0;
         let mut done = offsets.len().min(lengths.len());
         for (k, (&off, &len)) in offsets.iter().zip(lengths).enumerate() {
+            if let Some(&ahead) = offsets.get(k + PREFETCH_AHEAD) {
+                let c = ahead >> shift;
+                if c >> LEAF_SHIFT == slot {
+                    prefetch(words, (c as usize & (LEAF_BITS as usize - 1)) >> 6);
+                }
+            }
             if len == 0 {
                 continue;
             }
@@ -517,6 +523,27 @@ impl ChunkSet {
             }
         })
     }
+}
+
+/// How many writes ahead the serial path asks for the word a write will set.
+const PREFETCH_AHEAD: usize = 16;
+
+/// Asks the cache for `words[i]` (nothing if out of range).
+#[inline(always)]
+fn prefetch(words: &[u64], i: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(w) = words.get(i) {
+        #[allow(unsafe_code)]
+        // SAFETY: a prefetch of a valid reference; it reads nothing the program sees.
+        unsafe {
+            core::arch::x86_64::_mm_prefetch(
+                std::ptr::from_ref(w).cast::<i8>(),
+                core::arch::x86_64::_MM_HINT_T0,
+            );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (words, i);
 }
 
 /// Runs `f` with a dealt-batch buffer from a small pool shared by every set, so repeated large
