@@ -141,6 +141,14 @@ fn usual_run<R: Copy>(
 ) -> (usize, u64) {
     let mut fresh = 0;
     for (i, &r) in records.iter().enumerate() {
+        if let Some(&ahead) = records.get(i + batch::PREFETCH_AHEAD) {
+            let (first, _) = decode(ahead);
+            let e = entry(first >> LEAF_SHIFT);
+            if e & SPARSE == 0 {
+                let lo = first as usize & (LEAF_BITS as usize - 1);
+                batch::prefetch(words, e as usize * LEAF_WORDS + (lo >> 6));
+            }
+        }
         let (first, extra) = decode(r);
         let e = entry(first >> LEAF_SHIFT);
         if e & SPARSE != 0 || extra >= 64 || first + u64::from(extra) >= count_below {

@@ -424,6 +424,12 @@ impl ChunkSet {
         };
         let mut fresh = 0;
         let mut done = offsets.len().min(lengths.len());
+        for &ahead in offsets.iter().take(PREFETCH_AHEAD) {
+            let c = ahead >> shift;
+            if c >> LEAF_SHIFT == slot {
+                prefetch(words, (c as usize & (LEAF_BITS as usize - 1)) >> 6);
+            }
+        }
         for (k, (&off, &len)) in offsets.iter().zip(lengths).enumerate() {
             if let Some(&ahead) = offsets.get(k + PREFETCH_AHEAD) {
                 let c = ahead >> shift;
@@ -526,11 +532,11 @@ impl ChunkSet {
 }
 
 /// How many writes ahead the serial path asks for the word a write will set.
-const PREFETCH_AHEAD: usize = 16;
+pub(super) const PREFETCH_AHEAD: usize = 16;
 
 /// Asks the cache for `words[i]` (nothing if out of range).
 #[inline(always)]
-fn prefetch(words: &[u64], i: usize) {
+pub(super) fn prefetch(words: &[u64], i: usize) {
     #[cfg(target_arch = "x86_64")]
     if let Some(w) = words.get(i) {
         #[allow(unsafe_code)]
