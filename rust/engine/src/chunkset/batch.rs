@@ -531,7 +531,12 @@ impl ChunkSet {
     }
 }
 
-/// How many writes ahead the serial path asks for the word a write will set.
+/// How many writes (records) ahead the serial path and [`usual_run`](super::usual_run) ask the
+/// cache for the word a write will set: a leaf is cold at each of its set's batches (a CSV's
+/// VMs take turns with the other CSVs'), and a write's word is a random one of it, so without
+/// the hint each write waited on its load. Model choice, measured with `cargo bench -p
+/// vssim-engine --bench trackers -- run` (README, "What changed on 3 December (eighth
+/// session)"): 16 against none 10-20 % faster a window; 32 and 48 inside the noise of 16.
 pub(super) const PREFETCH_AHEAD: usize = 16;
 
 /// Asks the cache for `words[i]` (nothing if out of range).
