@@ -424,18 +424,19 @@ impl ChunkSet {
         };
         let mut fresh = 0;
         let mut done = offsets.len().min(lengths.len());
-        for &ahead in offsets.iter().take(PREFETCH_AHEAD) {
-            let c = ahead >> shift;
+        // Asks the cache for the word a write at `off` sets first, if it lies in this leaf.
+        let ask = |words: &[u64], off: u64| {
+            let c = off >> shift;
             if c >> LEAF_SHIFT == slot {
                 prefetch(words, (c as usize & (LEAF_BITS as usize - 1)) >> 6);
             }
+        };
+        for &ahead in offsets.iter().take(PREFETCH_AHEAD) {
+            ask(&words[..], ahead);
         }
         for (k, (&off, &len)) in offsets.iter().zip(lengths).enumerate() {
             if let Some(&ahead) = offsets.get(k + PREFETCH_AHEAD) {
-                let c = ahead >> shift;
-                if c >> LEAF_SHIFT == slot {
-                    prefetch(words, (c as usize & (LEAF_BITS as usize - 1)) >> 6);
-                }
+                ask(&words[..], ahead);
             }
             if len == 0 {
                 continue;
@@ -536,7 +537,7 @@ impl ChunkSet {
 /// VMs take turns with the other CSVs'), and a write's word is a random one of it, so without
 /// the hint each write waited on its load. Model choice, measured with `cargo bench -p
 /// vssim-engine --bench trackers -- run` (README, "What changed on 3 December (eighth
-/// session)"): 16 against none 10-20 % faster a window; 32 and 48 inside the noise of 16.
+/// session)"): 16 against none 7-19 % faster a window; 32 and 48 inside the noise of 16.
 pub(super) const PREFETCH_AHEAD: usize = 16;
 
 /// Asks the cache for `words[i]` (nothing if out of range).
